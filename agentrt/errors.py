@@ -1,0 +1,196 @@
+"""The error hierarchy of agentrt.
+
+Two roots under :class:`AgentrtError`:
+
+* :class:`UsageError`: a developer's or operator's mistake (a bad spec, a bad
+  flag, an unknown run). Fix the input and try again.
+* :class:`RunError`: something that went wrong while a run executed (a model
+  provider failing, a tool raising, a budget running out). These are recorded
+  in the event log, so each serialises to a dict and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "AgentrtError",
+    "BudgetExhausted",
+    "ConflictError",
+    "LeaseLost",
+    "ModelError",
+    "NondeterminismError",
+    "NotFoundError",
+    "RunError",
+    "SpecError",
+    "SpecIssue",
+    "StepTimeout",
+    "ToolError",
+    "UsageError",
+    "error_from_dict",
+]
+
+
+class AgentrtError(Exception):
+    """Root of every error agentrt raises on purpose."""
+
+
+class UsageError(AgentrtError):
+    """A mistake in how agentrt was called or configured; fixable by the caller."""
+
+
+class NotFoundError(UsageError):
+    """A named resource, run or session does not exist."""
+
+
+class ConflictError(UsageError):
+    """The request conflicts with the current state (e.g. the run is owned elsewhere)."""
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in a resource file: where it is, what is wrong, how to fix it."""
+
+    file: str
+    resource: str  # "Agent/researcher" or "document 2" when the kind/name is unknown
+    field_path: str  # "spec.tools[1]" ; "" for the whole document
+    message: str
+    fix: str
+    line: int | None = None
+
+    def render(self) -> str:
+        """Render the issue as a short block that fits on one screen."""
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        parts = [f"{where}: {self.resource}"]
+        if self.field_path:
+            parts[0] += f": field {self.field_path}"
+        parts.append(f"  error: {self.message}")
+        parts.append(f"  fix:   {self.fix}")
+        return "\n".join(parts)
+
+
+class SpecError(UsageError):
+    """One or more resource files are invalid. Each issue names file, field and fix."""
+
+    def __init__(self, issues: list[SpecIssue]) -> None:
+        self.issues = issues
+        super().__init__(self.render())
+
+    def render(self, limit: int = 10) -> str:
+        """Render up to ``limit`` issues; the rest are counted, not printed."""
+        shown = [i.render() for i in self.issues[:limit]]
+        more = len(self.issues) - limit
+        if more > 0:
+            shown.append(f"... and {more} more problem(s)")
+        return "\n".join(shown)
+
+
+# --- errors during a run -----------------------------------------------------
+
+
+class RunError(AgentrtError):
+    """A failure during a run. Serialisable so it can be recorded in the event log."""
+
+    code = "run_error"
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for the event log or an HTTP response."""
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+class ModelError(RunError):
+    """A model provider call failed (after the client's own retries)."""
+
+    code = "model_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise with the HTTP status and Retry-After, when known."""
+        return {**super().to_dict(), "status": self.status, "retry_after": self.retry_after}
+
+
+class ToolError(RunError):
+    """A tool call failed. The model sees the message as the tool's result."""
+
+    code = "tool_error"
+
+
+class StepTimeout(RunError):
+    """A step did not finish within the loop policy's per-step timeout."""
+
+    code = "step_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+class BudgetExhausted(RunError):
+    """A budget (tokens, tool calls, cost) would be exceeded."""
+
+    code = "budget_exhausted"
+
+
+class NondeterminismError(RunError):
+    """Replay asked for a step that differs from the recorded one."""
+
+    code = "nondeterminism"
+
+
+class LeaseLost(RunError):
+    """Another worker now owns the run; this one must stop writing to it."""
+
+    code = "lease_lost"
+
+
+@dataclass
+class _Registry:
+    by_code: dict[str, type[RunError]] = field(default_factory=dict)
+
+
+_ERRORS = _Registry(
+    {
+        cls.code: cls
+        for cls in (
+            RunError,
+            ModelError,
+            ToolError,
+            StepTimeout,
+            BudgetExhausted,
+            NondeterminismError,
+            LeaseLost,
+        )
+    }
+)
+
+
+def error_from_dict(data: dict[str, Any]) -> RunError:
+    """Rebuild a :class:`RunError` recorded by :meth:`RunError.to_dict`."""
+    cls = _ERRORS.by_code.get(str(data.get("code")), RunError)
+    message = str(data.get("message", ""))
+    if cls is ModelError:
+        return ModelError(
+            message,
+            retryable=bool(data.get("retryable")),
+            status=data.get("status"),
+            retry_after=data.get("retry_after"),
+        )
+    if cls is StepTimeout:
+        return StepTimeout(message)
+    return cls(message, retryable=bool(data.get("retryable")))

@@ -1,0 +1,61 @@
+"""Resource types, YAML loading and validation. Imports nothing else of agentrt but errors."""
+
+from agentrt.spec.loader import Loaded, iter_resource_files, load_paths, load_text, parse_resource
+from agentrt.spec.refs import ResourceKey, check_references, key_of
+from agentrt.spec.resources import (
+    API_VERSION,
+    KINDS,
+    Agent,
+    AgentSpec,
+    Budgets,
+    Hooks,
+    LoopPolicy,
+    Metadata,
+    Model,
+    ModelSpec,
+    Pricing,
+    Query,
+    QuerySpec,
+    Resource,
+    RetryPolicy,
+    ScriptedRule,
+    ScriptedStep,
+    ScriptedToolCall,
+    StopConditions,
+    Tool,
+    ToolSpec,
+)
+
+__all__ = [
+    # resources
+    "API_VERSION",
+    "KINDS",
+    "Agent",
+    "AgentSpec",
+    "Budgets",
+    "Hooks",
+    "LoopPolicy",
+    "Metadata",
+    "Model",
+    "ModelSpec",
+    "Pricing",
+    "Query",
+    "QuerySpec",
+    "Resource",
+    "RetryPolicy",
+    "ScriptedRule",
+    "ScriptedStep",
+    "ScriptedToolCall",
+    "StopConditions",
+    "Tool",
+    "ToolSpec",
+    # loading and checks
+    "Loaded",
+    "ResourceKey",
+    "check_references",
+    "iter_resource_files",
+    "key_of",
+    "load_paths",
+    "load_text",
+    "parse_resource",
+]

@@ -1,0 +1,67 @@
+"""Cross-reference checks: every name a resource mentions must exist."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Iterable
+
+from agentrt.errors import SpecError, SpecIssue
+from agentrt.spec.loader import Loaded
+from agentrt.spec.resources import Agent, Model, Query, Resource
+
+__all__ = ["ResourceKey", "check_references", "key_of"]
+
+ResourceKey = tuple[str, str, str]  # (kind, namespace, name)
+
+
+def key_of(resource: Resource) -> ResourceKey:
+    """The identity of a resource: kind, namespace and name."""
+    return (resource.kind, resource.namespace, resource.name)
+
+
+def _references(resource: Resource) -> Iterable[tuple[str, str, str]]:
+    """(field path, kind, name) for each reference the resource makes."""
+    if isinstance(resource, Agent):
+        yield "spec.model", "Model", resource.spec.model
+        for i, tool in enumerate(resource.spec.tools):
+            yield f"spec.tools[{i}]", "Tool", tool
+    elif isinstance(resource, Model):
+        for i, name in enumerate(resource.spec.fallbacks):
+            yield f"spec.fallbacks[{i}]", "Model", name
+    elif isinstance(resource, Query):
+        yield "spec.target", "Agent", resource.spec.target
+
+
+def check_references(loaded: Iterable[Loaded], known: Collection[ResourceKey] = ()) -> None:
+    """Raise a SpecError naming every reference to a resource that is not defined.
+
+    ``known`` holds resources that exist already (in the store), besides ``loaded``.
+    """
+    items = list(loaded)
+    defined = set(known) | {key_of(item.resource) for item in items}
+    issues: list[SpecIssue] = []
+    for item in items:
+        res = item.resource
+        for path, kind, name in _references(res):
+            if (kind, res.namespace, name) in defined:
+                continue
+            same_kind = [n for (k, ns, n) in defined if k == kind and ns == res.namespace]
+            close = difflib.get_close_matches(name, same_kind, n=1)
+            fix = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"define a {kind} named {name!r} in namespace {res.namespace!r}"
+                f" (apply it together with this file), or remove the reference"
+            )
+            issues.append(
+                SpecIssue(
+                    item.file,
+                    f"{res.kind}/{res.name}",
+                    path,
+                    f"{kind} {name!r} not found in namespace {res.namespace!r}",
+                    fix,
+                    item.line,
+                )
+            )
+    if issues:
+        raise SpecError(issues)

@@ -1,0 +1,287 @@
+"""Resource types: the Kubernetes-style envelope and the spec of each kind.
+
+Every model forbids unknown fields so that a typo is an error that names the
+field, not a setting that is silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+API_VERSION = "agentrt.dev/v1"
+_NAME = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+_CALLABLE = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metadata(_Strict):
+    """Identity of a resource. ``namespace`` is the tenant."""
+
+    name: str = Field(pattern=_NAME, description="lower-case letters, digits, '.', '_', '-'")
+    namespace: str = Field(default="default", pattern=_NAME)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+# --- Model ---------------------------------------------------------------------
+
+
+class Pricing(_Strict):
+    """Price in US dollars per million tokens."""
+
+    input_per_mtok: float = Field(default=0.0, ge=0)
+    output_per_mtok: float = Field(default=0.0, ge=0)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """Cost in dollars of a call with the given token counts."""
+        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+
+
+class ScriptedToolCall(_Strict):
+    """A tool call the scripted model makes."""
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScriptedStep(_Strict):
+    """One scripted model reply: text, tool calls, or both.
+
+    ``content`` may use ``{input}`` (the user message) and ``{last_tool_result}``
+    (the most recent tool output) as placeholders; tool-call string arguments may too.
+    """
+
+    content: str | None = None
+    tool_calls: list[ScriptedToolCall] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ScriptedStep:
+        if self.content is None and not self.tool_calls:
+            raise ValueError("a scripted step needs `content` or `tool_calls`")
+        return self
+
+
+class ScriptedRule(_Strict):
+    """Replies used when the latest user message matches ``match`` (a regex)."""
+
+    match: str = ".*"
+    steps: list[ScriptedStep] = Field(min_length=1)
+
+    @field_validator("match")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+class ModelSpec(_Strict):
+    """A language model endpoint and what it costs."""
+
+    provider: Literal["openai", "scripted"]
+    model: str | None = Field(default=None, description="provider's model id; default: the name")
+    base_url: str | None = None
+    api_key_env: str | None = Field(default=None, description="environment variable with the key")
+    pricing: Pricing = Field(default_factory=Pricing)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=20)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    fallbacks: list[str] = Field(default_factory=list, description="Models tried in order")
+    script: list[ScriptedRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> ModelSpec:
+        if self.provider == "openai" and not self.base_url:
+            raise ValueError(
+                "provider 'openai' needs `base_url` (e.g. https://api.openai.com/v1 "
+                "or http://127.0.0.1:8000/v1 for vLLM/Ollama)"
+            )
+        if self.provider != "scripted" and self.script:
+            raise ValueError("`script` is only for provider 'scripted'")
+        return self
+
+
+# --- Tool ----------------------------------------------------------------------
+
+
+class ToolSpec(_Strict):
+    """A tool the model may call."""
+
+    kind: Literal["python"]
+    callable: str = Field(pattern=_CALLABLE, description="module:function")
+    description: str | None = None
+    input_schema: dict[str, Any] | None = Field(
+        default=None, description="JSON Schema; derived from the signature when absent"
+    )
+    idempotent: bool = False
+    on_unknown: Literal["rerun", "lookup", "mark_unknown"] | None = Field(
+        default=None,
+        description="what resume does with a call that started but has no recorded result",
+    )
+    lookup: str | None = Field(default=None, pattern=_CALLABLE)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _lookup_given(self) -> ToolSpec:
+        if self.on_unknown == "lookup" and not self.lookup:
+            raise ValueError("on_unknown 'lookup' needs `lookup: module:function`")
+        return self
+
+    def unknown_policy(self) -> Literal["rerun", "lookup", "mark_unknown"]:
+        """The policy used for an interrupted call, with defaults applied."""
+        if self.on_unknown is not None:
+            return self.on_unknown
+        if self.idempotent:
+            return "rerun"
+        return "lookup" if self.lookup else "mark_unknown"
+
+
+# --- Agent ---------------------------------------------------------------------
+
+
+class RetryPolicy(_Strict):
+    """Retries of a failed step with exponential backoff."""
+
+    max_attempts: int = Field(default=3, ge=1, le=50)
+    initial_backoff_s: float = Field(default=0.5, ge=0)
+    max_backoff_s: float = Field(default=10.0, ge=0)
+    multiplier: float = Field(default=2.0, ge=1)
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before retry number ``attempt`` (1-based)."""
+        delay = self.initial_backoff_s * self.multiplier ** (attempt - 1)
+        return float(min(delay, self.max_backoff_s))
+
+
+class StopConditions(_Strict):
+    """Extra reasons to end the loop besides a reply without tool calls."""
+
+    on_tools: list[str] = Field(
+        default_factory=list, description="stop after one of these tools; its output is the answer"
+    )
+    output_matches: str | None = Field(
+        default=None, description="stop when an assistant reply matches this regex"
+    )
+
+
+class LoopPolicy(_Strict):
+    """How the reasoning loop runs."""
+
+    max_steps: int = Field(default=20, ge=1, le=10_000, description="model calls per run")
+    step_timeout_s: float = Field(default=120.0, gt=0)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    stop: StopConditions = Field(default_factory=StopConditions)
+    parallel_tool_calls: bool = True
+
+
+class Budgets(_Strict):
+    """Limits on what one run may consume. ``None`` means unlimited."""
+
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_tool_calls: int | None = Field(default=None, ge=0)
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    deadline_s: float | None = Field(default=None, gt=0, description="wall time from start")
+
+    def merged(self, override: Budgets | None) -> Budgets:
+        """These budgets with every field set in ``override`` replacing ours."""
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_none=True))
+
+
+class Hooks(_Strict):
+    """User hooks, each a ``module:function``, called at one phase of the loop."""
+
+    before_model: str | None = Field(default=None, pattern=_CALLABLE)
+    after_model: str | None = Field(default=None, pattern=_CALLABLE)
+    before_tool: str | None = Field(default=None, pattern=_CALLABLE)
+    after_tool: str | None = Field(default=None, pattern=_CALLABLE)
+    on_step: str | None = Field(default=None, pattern=_CALLABLE)
+    on_finish: str | None = Field(default=None, pattern=_CALLABLE)
+
+
+class AgentSpec(_Strict):
+    """An agent as a workload: model, instructions, tools, loop policy and budgets."""
+
+    model: str = Field(description="name of a Model resource")
+    instructions: str = ""
+    tools: list[str] = Field(default_factory=list, description="names of Tool resources")
+    loop: LoopPolicy = Field(default_factory=LoopPolicy)
+    budgets: Budgets = Field(default_factory=Budgets)
+    hooks: Hooks = Field(default_factory=Hooks)
+
+
+# --- Query ---------------------------------------------------------------------
+
+
+class QuerySpec(_Strict):
+    """A request to run an agent; it becomes a run."""
+
+    target: str = Field(description="name of the Agent")
+    input: str = Field(description="the user's message")
+    session: str | None = None
+    idempotency_key: str | None = None
+    budgets: Budgets | None = None
+
+
+# --- envelopes -----------------------------------------------------------------
+
+
+class _Envelope(_Strict):
+    apiVersion: Literal["agentrt.dev/v1"]  # noqa: N815 - the Kubernetes field name
+    metadata: Metadata
+
+    @property
+    def name(self) -> str:
+        """``metadata.name``."""
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        """``metadata.namespace``, the tenant."""
+        return self.metadata.namespace
+
+
+class Model(_Envelope):
+    """A ``Model`` resource."""
+
+    kind: Literal["Model"]
+    spec: ModelSpec
+
+
+class Tool(_Envelope):
+    """A ``Tool`` resource."""
+
+    kind: Literal["Tool"]
+    spec: ToolSpec
+
+
+class Agent(_Envelope):
+    """An ``Agent`` resource."""
+
+    kind: Literal["Agent"]
+    spec: AgentSpec
+
+
+class Query(_Envelope):
+    """A ``Query`` resource."""
+
+    kind: Literal["Query"]
+    spec: QuerySpec
+
+
+Resource = Model | Tool | Agent | Query
+KINDS: dict[str, type[Model] | type[Tool] | type[Agent] | type[Query]] = {
+    "Model": Model,
+    "Tool": Tool,
+    "Agent": Agent,
+    "Query": Query,
+}

@@ -1,0 +1,326 @@
+"""The storage contract every backend implements, and the records it deals in.
+
+The contract is small on purpose: resources, sessions, runs with leases, an
+append-only event log per run, and garbage collection. Large event payloads are
+stored once in a content-addressed blob table by the backend itself; callers
+only ever see whole events.
+
+Every backend must pass ``tests/state/conformance.py`` unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "TERMINAL_STATUSES",
+    "Event",
+    "EventDraft",
+    "GcResult",
+    "NewRun",
+    "ResourceRecord",
+    "RunRecord",
+    "RunStatus",
+    "RunUpdate",
+    "SessionRecord",
+    "Store",
+    "Usage",
+]
+
+RunStatus = Literal[
+    "queued",  # created, not yet started by any worker
+    "running",  # owned by a worker (or interrupted: the lease tells which)
+    "waiting",  # needs a person: a step's outcome is unknown
+    "succeeded",
+    "failed",
+    "cancelled",
+    "timed_out",
+    "budget_exhausted",
+]
+TERMINAL_STATUSES: frozenset[str] = frozenset(
+    {"succeeded", "failed", "cancelled", "timed_out", "budget_exhausted"}
+)
+ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "running"})
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """An event to append: the store assigns its sequence number.
+
+    ``step`` is the durable step the event belongs to (``None`` for run-level
+    events). ``ts`` is the time the engine observed, in Unix seconds.
+    """
+
+    type: str
+    data: dict[str, Any]
+    ts: float
+    step: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event as recorded: ``(run, seq)`` is its key; ``seq`` starts at 1."""
+
+    seq: int
+    type: str
+    data: dict[str, Any]
+    ts: float
+    step: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a run consumed so far."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    model_calls: int = 0
+    tool_calls: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cost_usd + other.cost_usd,
+            self.model_calls + other.model_calls,
+            self.tool_calls + other.tool_calls,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRecord:
+    """A stored resource. ``generation`` starts at 1 and grows when the spec changes."""
+
+    kind: str
+    namespace: str
+    name: str
+    generation: int
+    body: dict[str, Any]  # the whole resource document (apiVersion, kind, metadata, spec)
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A conversation that spans runs.
+
+    A forked session starts from ``parent_session``'s history before turn
+    ``parent_turn``; its own runs follow.
+    """
+
+    id: str
+    namespace: str
+    created_at: float
+    parent_session: str | None = None
+    parent_turn: int | None = None
+    next_turn: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """What :meth:`Store.create_run` needs to create a run."""
+
+    id: str
+    namespace: str
+    agent: str
+    created_at: float
+    session_id: str | None = None
+    idempotency_key: str | None = None
+    parent_run: str | None = None
+    fork_step: int | None = None
+    status: RunStatus = "queued"
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run as stored. ``turn`` is its 0-based position in its session."""
+
+    id: str
+    namespace: str
+    agent: str
+    status: RunStatus
+    created_at: float
+    updated_at: float
+    session_id: str | None = None
+    turn: int | None = None
+    reason: str | None = None
+    finished_at: float | None = None
+    idempotency_key: str | None = None
+    parent_run: str | None = None
+    fork_step: int | None = None
+    lease_owner: str | None = None
+    lease_expires: float | None = None
+    cancel_requested: bool = False
+    last_seq: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def finished(self) -> bool:
+        """True once the run reached a terminal status."""
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class RunUpdate:
+    """A change to a run's row, applied in the same transaction as an append.
+
+    ``usage`` is added to the run's counters, not assigned. ``finished_at`` is
+    set by the store when ``status`` is terminal.
+    """
+
+    status: RunStatus | None = None
+    reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GcResult:
+    """What a garbage collection removed."""
+
+    runs: int
+    events: int
+    blobs: int
+    sessions: int
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Durable state of the runtime. All methods are coroutines; all writes are atomic."""
+
+    async def close(self) -> None:
+        """Flush and release connections. Idempotent."""
+
+    # --- resources -------------------------------------------------------------
+    async def put_resource(
+        self, kind: str, namespace: str, name: str, body: dict[str, Any], *, now: float
+    ) -> ResourceRecord:
+        """Insert or update a resource.
+
+        The generation is 1 on insert, unchanged when ``body`` equals the stored
+        body, and incremented otherwise.
+        """
+        ...
+
+    async def get_resource(self, kind: str, namespace: str, name: str) -> ResourceRecord | None:
+        """The resource, or ``None``."""
+        ...
+
+    async def list_resources(
+        self, kind: str | None = None, namespace: str | None = None
+    ) -> list[ResourceRecord]:
+        """Resources filtered by kind and namespace, ordered by (kind, namespace, name)."""
+        ...
+
+    async def delete_resource(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete a resource; ``True`` if it existed."""
+        ...
+
+    # --- sessions --------------------------------------------------------------
+    async def create_session(self, session: SessionRecord) -> SessionRecord:
+        """Create a session; if the id exists already, return the stored one unchanged."""
+        ...
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        """The session, or ``None``."""
+        ...
+
+    # --- runs ------------------------------------------------------------------
+    async def create_run(
+        self, run: NewRun, events: Sequence[EventDraft] = ()
+    ) -> tuple[RunRecord, bool]:
+        """Create a run and append its first events in one transaction.
+
+        When ``run.session_id`` is set, the session must exist; the run takes the
+        session's next turn number and the session's ``next_turn`` is incremented.
+        When ``run.idempotency_key`` is set and a run of the same namespace has
+        that key, nothing is written and ``(existing_run, False)`` is returned;
+        otherwise ``(new_run, True)``.
+        """
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or ``None``."""
+        ...
+
+    async def list_runs(
+        self,
+        *,
+        namespace: str | None = None,
+        session_id: str | None = None,
+        statuses: Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Runs, newest first; with ``session_id``, ordered by turn ascending instead."""
+        ...
+
+    async def append_events(
+        self,
+        run_id: str,
+        events: Sequence[EventDraft],
+        *,
+        expected_seq: int,
+        owner: str | None = None,
+        update: RunUpdate | None = None,
+    ) -> int:
+        """Append events after ``expected_seq`` and apply ``update``, atomically.
+
+        Returns the new last sequence number. Raises ``LeaseLost`` when the run's
+        last seq is not ``expected_seq`` or, when ``owner`` is given, when the
+        run's lease is held by someone else. Raises ``NotFoundError`` for an
+        unknown run. Payloads over the backend's inline limit go to the blob
+        table, keyed by their SHA-256, stored once however often they recur.
+        """
+        ...
+
+    async def read_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        """Events with ``seq > after_seq``, in order, with payloads resolved."""
+        ...
+
+    # --- leases and cancellation -----------------------------------------------
+    async def acquire_lease(
+        self, run_id: str, owner: str, ttl_s: float, *, now: float, force: bool = False
+    ) -> RunRecord | None:
+        """Take the run's lease if free, expired, already ``owner``'s, or ``force``.
+
+        Only non-terminal runs can be leased; a ``queued`` run becomes
+        ``running``. Returns the updated run, or ``None`` if the lease is held by
+        another live owner (or the run is finished or unknown).
+        """
+        ...
+
+    async def renew_lease(self, run_id: str, owner: str, ttl_s: float, *, now: float) -> bool:
+        """Extend the lease; ``False`` if ``owner`` no longer holds it."""
+        ...
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        """Give the lease up (no-op unless ``owner`` holds it)."""
+        ...
+
+    async def claim_runs(
+        self, owner: str, ttl_s: float, *, now: float, limit: int = 10
+    ) -> list[RunRecord]:
+        """Lease up to ``limit`` runs that are queued or running with no live lease.
+
+        Oldest first. Each claimed run is ``running`` and leased to ``owner``.
+        Two concurrent callers never claim the same run.
+        """
+        ...
+
+    async def request_cancel(self, run_id: str) -> RunRecord:
+        """Mark the run for cancellation; the owning worker ends it. Returns the run."""
+        ...
+
+    # --- maintenance ------------------------------------------------------------
+    async def gc(self, *, finished_before: float) -> GcResult:
+        """Delete runs that finished before the given time, their events, sessions
+        left with no runs, and blobs no event references; reclaim the space."""
+        ...
