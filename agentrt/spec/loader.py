@@ -257,9 +257,12 @@ def _line(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
                 if getattr(key, "value", None) == part:
                     child = value
                     break
-        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(current.value):
-                child = current.value[part]
+        elif (
+            isinstance(current, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(current.value)
+        ):
+            child = current.value[part]
         if child is None:
             break
         current = child

@@ -236,7 +236,7 @@ class QuerySpec(_Strict):
 
 
 class _Envelope(_Strict):
-    apiVersion: Literal["agentrt.dev/v1"]  # noqa: N815 - the Kubernetes field name
+    apiVersion: Literal["agentrt.dev/v1"]
     metadata: Metadata
 
     @property

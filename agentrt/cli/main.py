@@ -1,0 +1,464 @@
+"""The ``agentrt`` command.
+
+Exit codes: 0 success; 1 the run ended other than ``succeeded``; 2 a usage
+error (bad spec, flag, unknown run); 3 the run waits for a person; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from agentrt import _json
+from agentrt.cli.render import LiveTrace, Style, render_result, render_run_list, render_run_tree
+from agentrt.engine.result import RunResult
+from agentrt.engine.runtime import Runtime
+from agentrt.errors import AgentrtError, SpecError, UsageError
+from agentrt.spec.loader import load_paths
+from agentrt.spec.resources import KINDS, Budgets
+from agentrt.state import open_store
+from agentrt.state.base import RunRecord, Store
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_WAITING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``agentrt`` command."""
+    p = argparse.ArgumentParser(
+        prog="agentrt", description="Run AI agents as durable, governable workloads."
+    )
+    p.add_argument(
+        "--store",
+        default=os.environ.get("AGENTRT_STORE"),
+        help="store URL or SQLite file (default: $AGENTRT_STORE or the user data dir)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    # The global flags are accepted after the command too (`agentrt runs list --json`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub_add = sub.add_parser
+    sub.add_parser = lambda *a, **k: sub_add(*a, parents=[common], **k)  # type: ignore[method-assign]
+
+    d = sub.add_parser("demo", help="run a multi-step agent offline and show its trace")
+    d.add_argument("--input", help="the question to ask the demo agent")
+
+    a = sub.add_parser("apply", help="validate and store resources")
+    a.add_argument("-f", "--filename", action="append", required=True, help="file or directory")
+
+    g = sub.add_parser("get", help="list stored resources")
+    g.add_argument("kind", help="Model, Tool, Agent (case-insensitive, plural ok)")
+    g.add_argument("name", nargs="?")
+    g.add_argument("-n", "--namespace")
+
+    r = sub.add_parser("run", help="run an agent and show its steps live")
+    r.add_argument("agent")
+    r.add_argument("input")
+    r.add_argument("-n", "--namespace", default="default")
+    r.add_argument("--session", help="continue (or start) a conversation")
+    r.add_argument("--idempotency-key", help="submit at most once per key")
+    r.add_argument("--max-tokens", type=int)
+    r.add_argument("--max-tool-calls", type=int)
+    r.add_argument("--max-cost", type=float, help="US dollars")
+    r.add_argument("--deadline", type=float, help="seconds")
+    r.add_argument("-q", "--quiet", action="store_true", help="print only the output")
+
+    runs = sub.add_parser("runs", help="list and inspect runs")
+    rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="SUBCOMMAND")
+    rsub_add = rsub.add_parser
+    rsub.add_parser = lambda *a, **k: rsub_add(*a, parents=[common], **k)  # type: ignore[method-assign]
+    rl = rsub.add_parser("list", help="recent runs")
+    rl.add_argument("-n", "--namespace")
+    rl.add_argument("--status", action="append")
+    rl.add_argument("--session")
+    rl.add_argument("--limit", type=int, default=20)
+    rs = rsub.add_parser("show", help="a run's steps as a tree")
+    rs.add_argument("run")
+
+    for name, text in (
+        ("resume", "continue an interrupted run; recorded steps are not redone"),
+        ("replay", "re-execute a finished run from its log, with no model or tool calls"),
+        ("cancel", "cancel a run"),
+    ):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("run")
+
+    f = sub.add_parser("fork", help="start a new run sharing steps 1..N of another")
+    f.add_argument("run")
+    f.add_argument("--from-step", type=int, required=True)
+    f.add_argument("--model", help="use this Model after the fork point")
+    f.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a field; supported: instructions",
+    )
+
+    rv = sub.add_parser("resolve", help="decide a step whose outcome is unknown after a crash")
+    rv.add_argument("run")
+    rv.add_argument("step", type=int)
+    how = rv.add_mutually_exclusive_group(required=True)
+    how.add_argument("--rerun", action="store_true", help="run the tool call again")
+    how.add_argument("--output", help="it happened; this is what it returned")
+    how.add_argument("--fail", metavar="REASON", help="report it to the model as failed")
+
+    gc = sub.add_parser("gc", help="delete finished runs older than the retention")
+    gc.add_argument(
+        "--older-than",
+        default=os.environ.get("AGENTRT_RETENTION", "30d"),
+        help="e.g. 90m, 12h, 30d (default: $AGENTRT_RETENTION or 30d)",
+    )
+
+    w = sub.add_parser("worker", help="resume interrupted runs and execute queued ones")
+    w.add_argument("--poll", type=float, default=1.0, help="seconds between queue polls")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``agentrt`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(_dispatch(args))
+    except KeyboardInterrupt:
+        print("interrupted; the run stays resumable", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SpecError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_USAGE
+    except AgentrtError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    handler = _HANDLERS[args.command]
+    return await handler(args)
+
+
+# --- helpers --------------------------------------------------------------------
+
+
+def _style() -> Style:
+    return Style.for_stream(sys.stdout)
+
+
+def _print_json(value: Any) -> None:
+    print(_json.dumps_str(value))
+
+
+def _exit_for(result: RunResult) -> int:
+    if result.status == "succeeded":
+        return EXIT_OK
+    return EXIT_WAITING if result.status == "waiting" else EXIT_RUN_FAILED
+
+
+def _finish(args: argparse.Namespace, result: RunResult, *, quiet: bool = False) -> int:
+    if args.json:
+        _print_json(result.to_dict())
+    elif quiet:
+        print(result.output if result.output is not None else "")
+    else:
+        print(render_result(result, _style()))
+    return _exit_for(result)
+
+
+def _runtime(args: argparse.Namespace, *, live: bool = True) -> Runtime:
+    observers = [LiveTrace(style=_style())] if live and not args.json else []
+    return Runtime(args.store, resume_interrupted=False, observers=observers)
+
+
+def _run_to_dict(run: RunRecord) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "namespace": run.namespace,
+        "agent": run.agent,
+        "status": run.status,
+        "reason": run.reason,
+        "session": run.session_id,
+        "turn": run.turn,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "parent_run": run.parent_run,
+        "fork_step": run.fork_step,
+        "usage": {
+            "input_tokens": run.usage.input_tokens,
+            "output_tokens": run.usage.output_tokens,
+            "cost_usd": run.usage.cost_usd,
+            "model_calls": run.usage.model_calls,
+            "tool_calls": run.usage.tool_calls,
+        },
+    }
+
+
+async def _with_store(args: argparse.Namespace) -> Store:
+    return await open_store(args.store)
+
+
+def _kind(raw: str) -> str:
+    for kind in KINDS:
+        if raw.lower() in (kind.lower(), kind.lower() + "s"):
+            return kind
+    raise UsageError(f"unknown kind {raw!r}; use one of: {', '.join(KINDS)}")
+
+
+def _duration(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if not match:
+        raise UsageError(f"--older-than {text!r}: write a number and a unit, e.g. 90m, 12h, 30d")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+# --- commands -------------------------------------------------------------------
+
+
+async def _cmd_demo(args: argparse.Namespace) -> int:
+    from agentrt.cli.demo import DEFAULT_QUESTION, demo_resources_path
+
+    style = _style()
+    async with _runtime(args) as rt:
+        await rt.apply(demo_resources_path())
+        question = args.input or DEFAULT_QUESTION
+        if not args.json:
+            print(
+                style.bold("agentrt demo")
+                + style.dim(f"  store: {getattr(rt.store, 'path', rt.store)}")
+            )
+            print(f"question: {question}\n")
+        run = await rt.submit("analyst", question, namespace="demo")
+        result = await rt.wait(run.id)
+        code = _finish(args, result)
+        if not args.json:
+            print()
+            print(style.dim("see it again:   ") + f"agentrt runs show {run.id}")
+            print(style.dim("replay offline: ") + f"agentrt replay {run.id}")
+            print(style.dim("branch it:      ") + f"agentrt fork {run.id} --from-step 1")
+        return code
+
+
+async def _cmd_apply(args: argparse.Namespace) -> int:
+    loaded = load_paths(args.filename)
+    async with Runtime(args.store, resume_interrupted=False) as rt:
+        records = await rt.apply(loaded)
+    if args.json:
+        _print_json(
+            [
+                {
+                    "kind": r.kind,
+                    "namespace": r.namespace,
+                    "name": r.name,
+                    "generation": r.generation,
+                }
+                for r in records
+            ]
+        )
+    else:
+        for r in records:
+            print(f"{r.kind}/{r.name} (namespace {r.namespace}) applied, generation {r.generation}")
+    return EXIT_OK
+
+
+async def _cmd_get(args: argparse.Namespace) -> int:
+    kind = _kind(args.kind)
+    store = await _with_store(args)
+    try:
+        records = await store.list_resources(kind, args.namespace)
+    finally:
+        await store.close()
+    if args.name:
+        records = [r for r in records if r.name == args.name]
+        if not records:
+            raise UsageError(f"{kind} {args.name!r} not found; list them with `agentrt get {kind}`")
+    if args.json:
+        _print_json([{**r.body, "generation": r.generation} for r in records])
+        return EXIT_OK
+    if args.name:
+        import yaml
+
+        for r in records:
+            print(
+                yaml.safe_dump({**r.body, "status": {"generation": r.generation}}, sort_keys=False)
+            )
+        return EXIT_OK
+    print(f"{'NAMESPACE':<16}{'NAME':<28}{'GENERATION':<12}UPDATED")
+    for r in records:
+        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.updated_at))
+        print(f"{r.namespace:<16}{r.name:<28}{r.generation:<12}{updated}")
+    return EXIT_OK
+
+
+async def _cmd_run(args: argparse.Namespace) -> int:
+    budgets = Budgets(
+        max_tokens=args.max_tokens,
+        max_tool_calls=args.max_tool_calls,
+        max_cost_usd=args.max_cost,
+        deadline_s=args.deadline,
+    )
+    async with _runtime(args, live=not args.quiet) as rt:
+        run = await rt.submit(
+            args.agent,
+            args.input,
+            namespace=args.namespace,
+            session=args.session,
+            idempotency_key=args.idempotency_key,
+            budgets=budgets,
+        )
+        result = await rt.wait(run.id)
+    return _finish(args, result, quiet=args.quiet)
+
+
+async def _cmd_runs(args: argparse.Namespace) -> int:
+    store = await _with_store(args)
+    try:
+        if args.runs_command == "list":
+            runs = await store.list_runs(
+                namespace=args.namespace,
+                session_id=args.session,
+                statuses=args.status,
+                limit=args.limit,
+            )
+            if args.json:
+                _print_json([_run_to_dict(r) for r in runs])
+            else:
+                print(render_run_list(runs, _style()))
+            return EXIT_OK
+        run = await store.get_run(args.run)
+        if run is None:
+            raise UsageError(f"run {args.run!r} not found; list runs with `agentrt runs list`")
+        events = await store.read_events(run.id)
+    finally:
+        await store.close()
+    if args.json:
+        _print_json(
+            {
+                "run": _run_to_dict(run),
+                "events": [
+                    {"seq": e.seq, "type": e.type, "step": e.step, "ts": e.ts, "data": e.data}
+                    for e in events
+                ],
+            }
+        )
+    else:
+        print(render_run_tree(run, events, _style()))
+    return EXIT_OK
+
+
+async def _cmd_resume(args: argparse.Namespace) -> int:
+    async with _runtime(args) as rt:
+        result = await rt.resume(args.run)
+    return _finish(args, result)
+
+
+async def _cmd_replay(args: argparse.Namespace) -> int:
+    async with _runtime(args, live=False) as rt:
+        result = await rt.replay(args.run)
+    return _finish(args, result)
+
+
+async def _cmd_cancel(args: argparse.Namespace) -> int:
+    async with _runtime(args, live=False) as rt:
+        run = await rt.cancel(args.run)
+    if args.json:
+        _print_json(_run_to_dict(run))
+    elif run.status == "cancelled":
+        print(f"{run.id} cancelled")
+    elif run.finished:
+        print(f"{run.id} already {run.status}")
+    else:
+        print(f"{run.id}: cancellation requested; its worker ({run.lease_owner}) will stop it")
+    return EXIT_OK
+
+
+async def _cmd_fork(args: argparse.Namespace) -> int:
+    overrides: dict[str, str] = {}
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        if not sep or field not in ("instructions",):
+            raise UsageError(f"--set {item!r}: supported is `--set instructions=TEXT`")
+        overrides[field] = value
+    async with _runtime(args) as rt:
+        run = await rt.fork(
+            args.run,
+            from_step=args.from_step,
+            model=args.model,
+            instructions=overrides.get("instructions"),
+        )
+        if not args.json:
+            print(f"{run.id} forked from {args.run} at step {args.from_step}")
+        result = await rt.wait(run.id)
+    return _finish(args, result)
+
+
+async def _cmd_resolve(args: argparse.Namespace) -> int:
+    action: Literal["rerun", "output", "fail"] = (
+        "rerun" if args.rerun else ("output" if args.output is not None else "fail")
+    )
+    output = args.output if args.output is not None else (args.fail or "")
+    async with _runtime(args) as rt:
+        result = await rt.resolve(
+            args.run, args.step, action, output=output, by=os.environ.get("USER")
+        )
+    return _finish(args, result)
+
+
+async def _cmd_gc(args: argparse.Namespace) -> int:
+    cutoff = time.time() - _duration(args.older_than)
+    store = await _with_store(args)
+    try:
+        removed = await store.gc(finished_before=cutoff)
+    finally:
+        await store.close()
+    if args.json:
+        _print_json(
+            {
+                "runs": removed.runs,
+                "events": removed.events,
+                "blobs": removed.blobs,
+                "sessions": removed.sessions,
+            }
+        )
+    else:
+        print(
+            f"removed {removed.runs} runs, {removed.events} events, {removed.blobs} blobs, "
+            f"{removed.sessions} sessions"
+        )
+    return EXIT_OK
+
+
+async def _cmd_worker(args: argparse.Namespace) -> int:
+    trace = [] if args.json else [LiveTrace(style=_style())]
+    async with Runtime(args.store, resume_interrupted=True, observers=trace) as rt:
+        print(f"worker {rt.owner} serving; Ctrl-C to stop", file=sys.stderr)
+        while True:
+            await asyncio.sleep(args.poll)
+            await rt.resume_interrupted()
+
+
+_HANDLERS = {
+    "demo": _cmd_demo,
+    "apply": _cmd_apply,
+    "get": _cmd_get,
+    "run": _cmd_run,
+    "runs": _cmd_runs,
+    "resume": _cmd_resume,
+    "replay": _cmd_replay,
+    "cancel": _cmd_cancel,
+    "fork": _cmd_fork,
+    "resolve": _cmd_resolve,
+    "gc": _cmd_gc,
+    "worker": _cmd_worker,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

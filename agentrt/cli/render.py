@@ -1,0 +1,254 @@
+"""Human-readable output of runs: the live step trace and the step tree."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from agentrt import _json
+from agentrt.engine import events as ev
+from agentrt.engine.result import RunResult
+from agentrt.state.base import Event, RunRecord
+
+__all__ = ["LiveTrace", "Style", "render_result", "render_run_list", "render_run_tree"]
+
+
+@dataclass(frozen=True)
+class Style:
+    """ANSI styling, off when output is not a terminal or NO_COLOR is set."""
+
+    enabled: bool = False
+
+    @classmethod
+    def for_stream(cls, stream: TextIO) -> Style:
+        """Colour when ``stream`` is a terminal and NO_COLOR is unset."""
+        import os
+
+        return cls(stream.isatty() and "NO_COLOR" not in os.environ)
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.enabled else text
+
+    def dim(self, text: str) -> str:
+        """Dim text."""
+        return self._wrap("2", text)
+
+    def bold(self, text: str) -> str:
+        """Bold text."""
+        return self._wrap("1", text)
+
+    def status(self, status: str) -> str:
+        """A run status, coloured by outcome."""
+        code = {"succeeded": "32", "waiting": "33", "running": "36", "queued": "36"}.get(
+            status, "31"
+        )
+        return self._wrap(code, status)
+
+
+def clip(text: str | None, width: int = 80) -> str:
+    """One line of at most ``width`` characters."""
+    if text is None:
+        return ""
+    line = " ".join(str(text).split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _args(arguments: str, width: int = 60) -> str:
+    try:
+        parsed = _json.loads(arguments or "{}")
+    except ValueError:
+        return clip(arguments, width)
+    if isinstance(parsed, dict):
+        return clip(", ".join(f"{k}={v!r}" for k, v in parsed.items()), width)
+    return clip(arguments, width)
+
+
+@dataclass
+class LiveTrace:
+    """An event observer that prints each step as it is recorded."""
+
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    style: Style = field(default_factory=Style)
+    _starts: dict[tuple[str, int], float] = field(default_factory=dict)
+    _calls: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    _tokens: dict[str, int] = field(default_factory=dict)
+    _cost: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, run_id: str, event: Event) -> None:
+        """Print ``event`` of ``run_id`` if it is worth a line."""
+        key = (run_id, event.step or 0)
+        s = self.style
+        if event.type == ev.RUN_STARTED:
+            verb = "resumed" if event.data.get("resumed") else "started"
+            self._line(f"{s.bold(run_id)} {verb}")
+        elif event.type in (ev.MODEL_CALL, ev.TOOL_CALL):
+            self._starts[key] = time.perf_counter()
+            self._calls[key] = event.data
+        elif event.type == ev.MODEL_RESULT:
+            tokens = self._tokens[run_id] = (
+                self._tokens.get(run_id, 0) + event.data.get("in", 0) + event.data.get("out", 0)
+            )
+            cost = self._cost[run_id] = self._cost.get(run_id, 0.0) + event.data.get("cost", 0.0)
+            calls = event.data.get("calls") or []
+            what = (
+                "→ " + ", ".join(name for _, name, _ in calls)
+                if calls
+                else "→ answer: " + clip(event.data.get("content"), 60)
+            )
+            model = event.data.get("via") or self._calls.pop(key, {}).get("model", "")
+            self._line(
+                f"  step {event.step:>3}  {s.bold('plan')}  {model} {what}  "
+                f"{s.dim(self._ms(key))}  {s.dim(f'tokens {tokens}  ${cost:.4f}')}"
+            )
+        elif event.type == ev.MODEL_ERROR:
+            err = event.data.get("error", {})
+            self._line(
+                f"  step {event.step:>3}  {s.status('error')} model {event.data.get('model')} "
+                f"attempt {event.data.get('attempt')}: {clip(err.get('message'), 70)}"
+            )
+        elif event.type == ev.TOOL_RESULT:
+            call = self._calls.pop(key, {})
+            mark = s.status("failed") + " " if event.data.get("error") else ""
+            self._line(
+                f"  step {event.step:>3}  {s.bold('act')}   {call.get('name', '?')}"
+                f"({_args(call.get('args', ''), 40)}) → {mark}{clip(event.data.get('output'), 50)}"
+                f"  {s.dim(self._ms(key))}"
+            )
+        elif event.type == ev.TOOL_UNKNOWN:
+            self._line(f"  step {event.step:>3}  {s.status('unknown')}  {event.data.get('reason')}")
+        elif event.type == ev.RUN_WAITING:
+            self._line(f"{s.bold(run_id)} {s.status('waiting')}: {event.data.get('reason')}")
+
+    def _ms(self, key: tuple[str, int]) -> str:
+        start = self._starts.pop(key, None)
+        return "" if start is None else f"{(time.perf_counter() - start) * 1000:.0f}ms"
+
+    def _line(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+
+def render_result(result: RunResult, style: Style) -> str:
+    """The closing lines of a run: status, usage, output."""
+    u = result.usage
+    head = (
+        f"{style.status(result.status)} in {result.steps} steps · tokens {u.total_tokens} "
+        f"(in {u.input_tokens} / out {u.output_tokens}) · tool calls {u.tool_calls} · "
+        f"${u.cost_usd:.4f}"
+    )
+    lines = [head]
+    if result.reason:
+        lines.append(f"reason: {result.reason}")
+    if result.output is not None:
+        lines.append(f"output: {result.output}")
+    return "\n".join(lines)
+
+
+def render_run_list(runs: Sequence[RunRecord], style: Style) -> str:
+    """A table of runs, newest first."""
+    rows = [("RUN", "AGENT", "STATUS", "TOKENS", "TOOLS", "COST", "CREATED", "SESSION")]
+    for r in runs:
+        rows.append(
+            (
+                r.id,
+                f"{r.namespace}/{r.agent}",
+                r.status,
+                str(r.usage.total_tokens),
+                str(r.usage.tool_calls),
+                f"${r.usage.cost_usd:.4f}",
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)),
+                r.session_id or "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out = []
+    for n, row in enumerate(rows):
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        if n > 0:
+            cells[2] = style.status(row[2]) + " " * (widths[2] - len(row[2]))
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def render_run_tree(run: RunRecord, events: Sequence[Event], style: Style) -> str:
+    """A run as a tree of steps with timing, tokens, and tool inputs/outputs."""
+    s = style
+    u = run.usage
+    end = run.finished_at or run.updated_at
+    lines = [
+        f"{s.bold(run.id)}  {run.namespace}/{run.agent}  {s.status(run.status)}  "
+        f"{end - run.created_at:.2f}s  tokens {u.total_tokens} (in {u.input_tokens} / "
+        f"out {u.output_tokens})  tool calls {u.tool_calls}  ${u.cost_usd:.4f}"
+    ]
+    if run.session_id:
+        lines.append(f"│ session {run.session_id} turn {run.turn}")
+    if run.parent_run:
+        lines.append(f"│ forked from {run.parent_run} at step {run.fork_step}")
+    starts: dict[int, Event] = {}
+    done: set[int] = set()
+    for e in events:
+        if e.step is not None and e.type in (ev.MODEL_RESULT, ev.TOOL_RESULT, ev.TOOL_UNKNOWN):
+            done.add(e.step)
+        if e.type == ev.RUN_CREATED:
+            lines.append(f"├─ input: {clip(e.data.get('input'), 100)}")
+        elif e.type == ev.RUN_STARTED:
+            verb = "resumed" if e.data.get("resumed") else "started"
+            lines.append(s.dim(f"├─ {verb} by {e.data.get('owner')}"))
+        elif e.type in (ev.MODEL_CALL, ev.TOOL_CALL) and e.step is not None:
+            starts[e.step] = e
+        elif e.type == ev.MODEL_RESULT and e.step is not None:
+            took = _took(starts.get(e.step), e)
+            model = e.data.get("via") or (
+                starts[e.step].data.get("model") if e.step in starts else ""
+            )
+            lines.append(
+                f"├─ step {e.step}  model {model}  {took}  "
+                f"tokens in {e.data.get('in', 0)} / out {e.data.get('out', 0)}  "
+                f"${e.data.get('cost', 0.0):.5f}"
+            )
+            if e.data.get("content"):
+                lines.append(f"│    reply: {clip(e.data['content'], 96)}")
+            for call_id, name, arguments in e.data.get("calls") or []:
+                lines.append(f"│    calls: {name}({_args(arguments, 80)})  [{call_id}]")
+        elif e.type == ev.MODEL_ERROR:
+            err = e.data.get("error", {})
+            lines.append(
+                f"├─ step {e.step}  {s.status('error')} model {e.data.get('model')} attempt "
+                f"{e.data.get('attempt')}: {clip(err.get('message'), 80)}"
+            )
+        elif e.type == ev.TOOL_RESULT and e.step is not None:
+            call = starts.get(e.step)
+            name = call.data.get("name") if call else "?"
+            status = s.status("error") if e.data.get("error") else "ok"
+            extra = f"  reconciled by {e.data['reconciled']}" if e.data.get("reconciled") else ""
+            lines.append(
+                f"├─ step {e.step}  tool {name}  {status}  {e.data.get('ms', 0):.1f}ms{extra}"
+            )
+            if call:
+                lines.append(f"│    input:  {clip(call.data.get('args'), 96)}")
+                lines.append(f"│    key:    {run.id}:{e.step}:{call.data.get('id')}")
+            lines.append(f"│    output: {clip(e.data.get('output'), 96)}")
+        elif e.type == ev.TOOL_UNKNOWN:
+            call = starts.get(e.step or 0)
+            name = call.data.get("name") if call else "?"
+            lines.append(f"├─ step {e.step}  tool {name}  {s.status('unknown')}")
+            lines.append(f"│    {clip(e.data.get('reason'), 100)}")
+        elif e.type == ev.TOOL_DECISION:
+            action, output = e.data.get("action"), clip(e.data.get("output"), 60)
+            lines.append(f"├─ step {e.step}  decision: {action} {output}")
+        elif e.type == ev.RUN_WAITING:
+            lines.append(f"├─ {s.status('waiting')}: {e.data.get('reason')}")
+        elif e.type == ev.RUN_FINISHED:
+            summary = clip(e.data.get("output") or e.data.get("reason"), 100)
+            lines.append(f"└─ {s.status(e.data.get('status', '?'))}: {summary}")
+    for step in sorted(set(starts) - done):
+        lines.append(
+            f"├─ step {step}  {starts[step].type}  {s.status('in flight')} (no result recorded)"
+        )
+    return "\n".join(lines)
+
+
+def _took(start: Event | None, end: Event) -> str:
+    return "" if start is None else f"{(end.ts - start.ts) * 1000:.0f}ms"

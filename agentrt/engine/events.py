@@ -1,0 +1,33 @@
+"""The event types of a run's log, and what each one's data holds.
+
+A step is recorded as an intent event and a result event. Events carry deltas
+only: the conversation is rebuilt from them, never stored again.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MODEL_CALL",
+    "MODEL_ERROR",
+    "MODEL_RESULT",
+    "RUN_CREATED",
+    "RUN_FINISHED",
+    "RUN_STARTED",
+    "RUN_WAITING",
+    "TOOL_CALL",
+    "TOOL_DECISION",
+    "TOOL_RESULT",
+    "TOOL_UNKNOWN",
+]
+
+RUN_CREATED = "run.created"  # {input, spec, [fork: {run, step}]}
+RUN_STARTED = "run.started"  # {owner, resumed: bool, history: [runs, digest]}
+RUN_WAITING = "run.waiting"  # {reason}: the run needs a person (e.g. a step is unknown)
+RUN_FINISHED = "run.finished"  # {status, output, reason, [error]}
+MODEL_CALL = "model.call"  # step: {model, digest}
+MODEL_ERROR = "model.error"  # step: {model, attempt, error}
+MODEL_RESULT = "model.result"  # step: ModelResponse.to_dict() + {cost, [via]}
+TOOL_CALL = "tool.call"  # step: {id, name, args}
+TOOL_RESULT = "tool.result"  # step: {output, [error], ms, [reconciled]}
+TOOL_UNKNOWN = "tool.unknown"  # step: {reason}: started, no result, not safe to re-run
+TOOL_DECISION = "tool.decision"  # step: {action: rerun|output|fail, [output], [by]}

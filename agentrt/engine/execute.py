@@ -1,0 +1,262 @@
+"""Execute one run from its log: first start, resume and replay are the same code.
+
+The executor reads the run's events, rebuilds its context, and runs the loop
+through a journal. Every way a run can end becomes a recorded ``run.finished``
+event with a status and a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from agentrt import _json
+from agentrt.engine import events as ev
+from agentrt.engine.history import conversation_of, history_digest
+from agentrt.engine.hooks import HookSet
+from agentrt.engine.journal import EventObserver, Journal, StepUnknown
+from agentrt.engine.loop import RunContext, run_loop
+from agentrt.engine.result import RunResult
+from agentrt.engine.snapshot import RunSpec
+from agentrt.errors import (
+    BudgetExhausted,
+    NondeterminismError,
+    NotFoundError,
+    RunError,
+    StepTimeout,
+    UsageError,
+)
+from agentrt.models.base import Message, ModelClient
+from agentrt.models.factory import create_client
+from agentrt.spec.resources import ModelSpec, ToolSpec
+from agentrt.state.base import Event, EventDraft, RunRecord, RunStatus, RunUpdate, Store
+from agentrt.tools.base import RuntimeTool
+from agentrt.tools.python import build_tool
+
+__all__ = ["Executor"]
+
+_HISTORY_CACHE_SIZE = 2048
+
+
+@dataclass
+class Executor:
+    """Runs runs. Holds the services they share: store, clients, tools, hooks."""
+
+    store: Store
+    owner: str
+    clock: Callable[[], float]
+    hooks: HookSet = field(default_factory=HookSet)
+    observers: Sequence[EventObserver] = ()
+    environ: dict[str, str] | None = None
+    http: aiohttp.ClientSession | None = None
+    cancel_requested: set[str] = field(default_factory=set)
+    _clients: dict[bytes, ModelClient] = field(default_factory=dict)
+    _tools: dict[bytes, RuntimeTool] = field(default_factory=dict)
+    _conversations: OrderedDict[str, list[Message]] = field(default_factory=OrderedDict)
+
+    async def close(self) -> None:
+        """Close model clients."""
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+    # --- building blocks --------------------------------------------------------
+
+    def client(self, name: str, spec: ModelSpec) -> ModelClient:
+        """A model client for a spec, reused across runs with the same spec."""
+        key = _json.dumps([name, spec.model_dump(mode="json")])
+        client = self._clients.get(key)
+        if client is None:
+            client = create_client(spec, name=name, session=self.http, environ=self.environ)
+            self._clients[key] = client
+        return client
+
+    def tool(self, name: str, spec: ToolSpec) -> RuntimeTool:
+        """A runtime tool for a spec, reused across runs with the same spec."""
+        key = _json.dumps([name, spec.model_dump(mode="json")])
+        tool = self._tools.get(key)
+        if tool is None:
+            tool = build_tool(name, spec)
+            self._tools[key] = tool
+        return tool
+
+    async def conversation(self, run_id: str) -> list[Message]:
+        """Messages of a finished run (cached: finished runs never change)."""
+        cached = self._conversations.get(run_id)
+        if cached is not None:
+            self._conversations.move_to_end(run_id)
+            return cached
+        messages = conversation_of(await self.store.read_events(run_id))
+        self._conversations[run_id] = messages
+        if len(self._conversations) > _HISTORY_CACHE_SIZE:
+            self._conversations.popitem(last=False)
+        return messages
+
+    async def session_history(
+        self, session_id: str | None, before_turn: int | None
+    ) -> list[Message]:
+        """The conversation of a session's succeeded runs before ``before_turn``."""
+        if session_id is None or not before_turn:
+            return [] if session_id is None else await self._parent_history(session_id)
+        messages = await self._parent_history(session_id)
+        runs = await self.store.list_runs(
+            session_id=session_id, statuses=["succeeded"], limit=before_turn
+        )
+        for run in runs:
+            if run.turn is not None and run.turn < before_turn:
+                messages.extend(await self.conversation(run.id))
+        return messages
+
+    async def _parent_history(self, session_id: str) -> list[Message]:
+        session = await self.store.get_session(session_id)
+        if session is None or session.parent_session is None:
+            return []
+        return await self.session_history(session.parent_session, session.parent_turn)
+
+    # --- execution --------------------------------------------------------------
+
+    async def execute(self, run_id: str, *, replay: bool = False) -> RunResult:
+        """Run (or resume, or replay) a run to its end or until it needs a person.
+
+        The caller holds the run's lease (except for replay, which writes nothing).
+        """
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise NotFoundError(f"run {run_id!r} not found")
+        events = await self.store.read_events(run_id)
+        if not events or events[0].type != ev.RUN_CREATED:
+            raise UsageError(f"run {run_id!r} has no {ev.RUN_CREATED} event; its log is damaged")
+        created = events[0]
+        spec = RunSpec.from_data(created.data["spec"])
+        history = await self.session_history(run.session_id, run.turn)
+        digest = [len(history), history_digest(history)]
+        started = [e for e in events if e.type == ev.RUN_STARTED]
+        if started and started[0].data.get("history") != digest:
+            raise NondeterminismError(
+                f"run {run_id}: the session history differs from when the run started"
+            )
+        journal = Journal(
+            self.store,
+            run_id,
+            events,
+            owner=None if replay else self.owner,
+            clock=self.clock,
+            replay=replay,
+            trusted_until=run.fork_step or 0,
+            observers=() if replay else self.observers,
+        )
+        ctx = RunContext(
+            run_id=run_id,
+            namespace=run.namespace,
+            session_id=run.session_id,
+            spec=spec,
+            input=created.data["input"],
+            journal=journal,
+            client_for=lambda name: self.client(name, spec.models[name]),
+            tools={name: self.tool(name, spec.tools[name]) for name in spec.agent_spec.tools},
+            hooks=HookSet.from_spec(spec.agent_spec.hooks).merged(self.hooks),
+        )
+        if replay:
+            return await self._replay(ctx, events, history)
+        await journal.append(
+            ev.RUN_STARTED,
+            {"owner": self.owner, "resumed": bool(started), "history": digest},
+            update=RunUpdate(status="running"),
+        )
+        deadline = spec.budgets.deadline_s
+        loop = asyncio.get_running_loop()
+        when = None if deadline is None else loop.time() + (created.ts + deadline - self.clock())
+        status: RunStatus
+        output: str | None = None
+        error: dict[str, Any] | None = None
+        try:
+            async with asyncio.timeout_at(when):
+                outcome = await run_loop(ctx, history)
+            status, output, reason = "succeeded", outcome.output, None
+        except StepUnknown as unknown:
+            reason = (
+                f"step {unknown.step} ({unknown.tool}) may or may not have happened; decide with "
+                f"`agentrt resolve {run_id} {unknown.step} --rerun | --output TEXT | --fail`"
+            )
+            await journal.append(
+                ev.RUN_WAITING,
+                {"reason": reason},
+                update=RunUpdate(status="waiting", reason=reason),
+            )
+            return self._result(ctx, "waiting", None, reason)
+        except TimeoutError:
+            status, reason = "timed_out", f"budgets.deadline_s={deadline} exceeded"
+        except BudgetExhausted as exc:
+            status, reason, error = "budget_exhausted", exc.message, exc.to_dict()
+        except StepTimeout as exc:
+            status, reason, error = "timed_out", exc.message, exc.to_dict()
+        except RunError as exc:
+            status, reason, error = "failed", exc.message, exc.to_dict()
+        except asyncio.CancelledError:
+            if run_id not in self.cancel_requested:
+                raise  # the runtime is shutting down: leave the run to be resumed
+            status, reason = "cancelled", "cancelled on request"
+        except Exception as exc:  # a bug in a hook or tool plumbing: record it, don't lose it
+            status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        data: dict[str, Any] = {"status": status, "output": output, "reason": reason}
+        if error is not None:
+            data["error"] = error
+        await journal.append(ev.RUN_FINISHED, data, update=RunUpdate(status=status, reason=reason))
+        result = self._result(ctx, status, output, reason)
+        await ctx.hooks.run("on_finish", ctx, result)
+        return result
+
+    async def finish_cancelled(self, run: RunRecord) -> RunResult:
+        """End a run that no worker is executing as cancelled (caller holds the lease)."""
+        data = {"status": "cancelled", "output": None, "reason": "cancelled on request"}
+        await self.store.append_events(
+            run.id,
+            [EventDraft(ev.RUN_FINISHED, data, self.clock())],
+            expected_seq=run.last_seq,
+            owner=self.owner,
+            update=RunUpdate(status="cancelled", reason="cancelled on request"),
+        )
+        return RunResult(run.id, "cancelled", None, "cancelled on request", run.usage)
+
+    async def _replay(
+        self, ctx: RunContext, events: list[Event], history: list[Message]
+    ) -> RunResult:
+        finished = next((e for e in reversed(events) if e.type == ev.RUN_FINISHED), None)
+        if finished is None:
+            raise UsageError(f"run {ctx.run_id} has not finished; resume it instead of replaying")
+        recorded_status = finished.data["status"]
+        if recorded_status == "cancelled" or recorded_status == "timed_out":
+            # Cancellation and deadlines come from outside the log's steps: replay
+            # re-executes the recorded steps and reports the recorded ending.
+            with contextlib.suppress(RunError, StepUnknown):
+                await run_loop(ctx, history)
+            return self._result(
+                ctx, recorded_status, finished.data.get("output"), finished.data.get("reason")
+            )
+        try:
+            outcome = await run_loop(ctx, history)
+            status, output = "succeeded", outcome.output
+        except BudgetExhausted:
+            status, output = "budget_exhausted", None
+        except StepUnknown:
+            status, output = "waiting", None
+        except RunError as exc:
+            if isinstance(exc, NondeterminismError):
+                raise
+            status, output = ("timed_out" if isinstance(exc, StepTimeout) else "failed"), None
+        if status != recorded_status or output != finished.data.get("output"):
+            raise NondeterminismError(
+                f"replay of {ctx.run_id} ended {status!r} with output {output!r}; "
+                f"the log recorded {recorded_status!r} with {finished.data.get('output')!r}"
+            )
+        return self._result(ctx, recorded_status, output, finished.data.get("reason"))
+
+    @staticmethod
+    def _result(ctx: RunContext, status: str, output: str | None, reason: str | None) -> RunResult:
+        return RunResult(ctx.run_id, status, output, reason, ctx.usage, ctx.step)  # type: ignore[arg-type]

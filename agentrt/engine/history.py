@@ -1,0 +1,48 @@
+"""Rebuild a run's conversation from its events (the log stores deltas only)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from agentrt import _json
+from agentrt.engine import events as ev
+from agentrt.models.base import Message, ModelResponse
+from agentrt.state.base import Event
+
+__all__ = ["conversation_of", "history_digest"]
+
+
+def conversation_of(events: Iterable[Event]) -> list[Message]:
+    """The user, assistant and tool messages of one run, in order (no system prompt)."""
+    messages: list[Message] = []
+    call_ids: dict[int, str] = {}
+    # Parallel tool calls may finish in any order; the conversation lists their
+    # results in call (step) order, as the live loop does.
+    pending: dict[int, Message] = {}
+
+    def flush() -> None:
+        messages.extend(pending[step] for step in sorted(pending))
+        pending.clear()
+
+    for event in events:
+        if event.type == ev.RUN_CREATED:
+            messages.append({"role": "user", "content": event.data["input"]})
+        elif event.type == ev.MODEL_RESULT:
+            flush()
+            messages.append(ModelResponse.from_dict(event.data).assistant_message())
+        elif event.type == ev.TOOL_CALL and event.step is not None:
+            call_ids[event.step] = event.data["id"]
+        elif event.type == ev.TOOL_RESULT and event.step is not None:
+            pending[event.step] = {
+                "role": "tool",
+                "tool_call_id": call_ids.get(event.step, ""),
+                "content": event.data.get("output", ""),
+            }
+    flush()
+    return messages
+
+
+def history_digest(messages: list[Message]) -> str:
+    """A short fingerprint of a conversation, to detect a changed history on resume."""
+    return hashlib.blake2b(_json.dumps(messages), digest_size=8).hexdigest()

@@ -1,0 +1,64 @@
+"""User hooks at each phase of the reasoning loop.
+
+A hook is ``hook(ctx, value)``, sync or async. It may return a replacement
+for ``value`` (e.g. an edited ``ModelRequest``) or ``None`` to keep it. A
+``before_tool`` hook may raise ``ToolError`` to deny a call; the model sees the
+message. Hooks run again on replay and resume, so they must be deterministic
+(like the rest of the loop): use ``ctx.now()``, not the clock.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, get_args
+
+from agentrt._imports import import_callable
+from agentrt.spec.resources import Hooks
+
+__all__ = ["HOOK_PHASES", "HookPhase", "HookSet"]
+
+HookPhase = Literal[
+    "before_model", "after_model", "before_tool", "after_tool", "on_step", "on_finish"
+]
+HOOK_PHASES: tuple[str, ...] = get_args(HookPhase)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HookSet:
+    """Hooks per phase, called in registration order."""
+
+    hooks: dict[str, tuple[Callable[..., Any], ...]] = field(default_factory=dict)
+
+    def add(self, phase: HookPhase, fn: Callable[..., Any]) -> HookSet:
+        """A new HookSet with ``fn`` appended to ``phase``."""
+        if phase not in HOOK_PHASES:
+            raise ValueError(f"unknown hook phase {phase!r}; use one of {', '.join(HOOK_PHASES)}")
+        return HookSet({**self.hooks, phase: (*self.hooks.get(phase, ()), fn)})
+
+    def merged(self, other: HookSet) -> HookSet:
+        """Our hooks, then ``other``'s, per phase."""
+        phases = set(self.hooks) | set(other.hooks)
+        return HookSet({p: self.hooks.get(p, ()) + other.hooks.get(p, ()) for p in phases})
+
+    @classmethod
+    def from_spec(cls, spec: Hooks) -> HookSet:
+        """Import the ``module:function`` hooks named in an Agent spec."""
+        result = cls()
+        for phase in HOOK_PHASES:
+            ref = getattr(spec, phase)
+            if ref:
+                result = result.add(phase, import_callable(ref, what=f"hook {phase}"))  # type: ignore[arg-type]
+        return result
+
+    async def run(self, phase: HookPhase, ctx: Any, value: T) -> T:
+        """Call the phase's hooks in order, threading replacements through."""
+        for fn in self.hooks.get(phase, ()):
+            result = fn(ctx, value)
+            if inspect.isawaitable(result):
+                result = await result
+            if result is not None:
+                value = result
+        return value

@@ -1,0 +1,246 @@
+"""Durable steps: the one place where a run's model and tool I/O is recorded.
+
+Every side effect goes through :meth:`Journal.model_step` or
+:meth:`Journal.tool_step`. A step whose result is in the log is never performed
+again: its recorded result is returned. A step that is new is recorded as an
+intent, performed, and its result recorded. A tool step whose intent was
+recorded but whose result was not (the process died during it) is reconciled by
+the tool's policy instead of being silently run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentrt.engine import events as ev
+from agentrt.errors import NondeterminismError
+from agentrt.models.base import ModelResponse, ToolCall
+from agentrt.state.base import Event, EventDraft, RunUpdate, Store, Usage
+from agentrt.tools.base import RuntimeTool, ToolContext, ToolResult
+
+__all__ = ["EventObserver", "Journal", "StepRecord", "StepUnknown"]
+
+EventObserver = Callable[[str, Event], None]
+
+
+class StepUnknown(Exception):
+    """Signal: a tool step's outcome is unknown and a person must decide."""
+
+    def __init__(self, step: int, tool: str) -> None:
+        super().__init__(f"step {step} ({tool}) outcome unknown")
+        self.step = step
+        self.tool = tool
+
+
+@dataclass
+class StepRecord:
+    """The events recorded for one step."""
+
+    intent: Event | None = None
+    result: Event | None = None
+    errors: list[Event] = field(default_factory=list)
+    unknown: Event | None = None
+    decision: Event | None = None
+
+
+def index_steps(events: Sequence[Event]) -> dict[int, StepRecord]:
+    """Group a run's step events by step number."""
+    steps: dict[int, StepRecord] = {}
+    for event in events:
+        if event.step is not None:
+            _add(steps.setdefault(event.step, StepRecord()), event)
+    return steps
+
+
+class Journal:
+    """A run's event log as seen by the engine while the run executes.
+
+    In ``replay`` mode nothing is written and nothing is performed: every step
+    must come from the log, else :class:`NondeterminismError`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        events: Sequence[Event],
+        *,
+        owner: str | None,
+        clock: Callable[[], float],
+        replay: bool = False,
+        trusted_until: int = 0,
+        observers: Sequence[EventObserver] = (),
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.owner = owner
+        self.replay = replay
+        self.clock = clock
+        self.last_seq = events[-1].seq if events else 0
+        self._steps = index_steps(events)
+        # Steps copied from a parent run by a fork were produced from another
+        # prompt; their request digests are not compared.
+        self._trusted_until = trusted_until
+        self._observers = tuple(observers)
+        self._lock = asyncio.Lock()
+
+    def recorded(self, step: int) -> StepRecord | None:
+        """What the log holds for ``step``."""
+        return self._steps.get(step)
+
+    async def append(
+        self,
+        type: str,
+        data: dict[str, Any],
+        *,
+        step: int | None = None,
+        update: RunUpdate | None = None,
+    ) -> Event:
+        """Record one event (and a change to the run row) atomically."""
+        if self.replay:
+            raise NondeterminismError(f"replay tried to record {type!r} at step {step}")
+        draft = EventDraft(type, data, self.clock(), step)
+        async with self._lock:
+            self.last_seq = await self.store.append_events(
+                self.run_id, [draft], expected_seq=self.last_seq, owner=self.owner, update=update
+            )
+            event = Event(self.last_seq, type, data, draft.ts, step)
+        if step is not None:
+            _add(self._steps.setdefault(step, StepRecord()), event)
+        for observer in self._observers:
+            observer(self.run_id, event)
+        return event
+
+    # --- model steps ----------------------------------------------------------
+
+    async def model_step(
+        self,
+        step: int,
+        *,
+        model: str,
+        digest: str,
+        perform: Callable[[], Awaitable[tuple[ModelResponse, dict[str, Any], Usage]]],
+    ) -> tuple[ModelResponse, dict[str, Any]]:
+        """Return the recorded response of ``step`` or perform and record it.
+
+        ``perform`` returns the response, extra data to record with it (cost,
+        the fallback model used) and the usage to add to the run. Returns the
+        response and the whole recorded data.
+        """
+        rec = self._steps.get(step)
+        if rec is not None and rec.intent is not None:
+            if rec.intent.type != ev.MODEL_CALL:
+                raise NondeterminismError(
+                    f"step {step}: the log has {rec.intent.type!r}, the loop asked for a model call"
+                )
+            if step > self._trusted_until and rec.intent.data.get("digest") != digest:
+                raise NondeterminismError(
+                    f"step {step}: the model request differs from the recorded one "
+                    "(instructions, tools, hooks or history changed since it was recorded)"
+                )
+            if rec.result is not None:
+                return ModelResponse.from_dict(rec.result.data), rec.result.data
+        if self.replay:
+            raise NondeterminismError(f"step {step}: no recorded model result to replay")
+        if rec is None or rec.intent is None:
+            await self.append(ev.MODEL_CALL, {"model": model, "digest": digest}, step=step)
+        # An intent without a result: the call was in flight when the process
+        # died. A model call has no external effect, so it is simply made again.
+        response, extra, usage = await perform()
+        data = {**response.to_dict(), **extra}
+        await self.append(ev.MODEL_RESULT, data, step=step, update=RunUpdate(usage=usage))
+        return response, data
+
+    # --- tool steps -----------------------------------------------------------
+
+    async def tool_step(
+        self,
+        step: int,
+        call: ToolCall,
+        tool: RuntimeTool | None,
+        ctx: ToolContext,
+        perform: Callable[[], Awaitable[tuple[ToolResult, float]]],
+    ) -> ToolResult:
+        """Return the recorded result of a tool step, reconcile it, or perform it."""
+        rec = self._steps.get(step)
+        if rec is not None and rec.intent is not None:
+            if rec.intent.type != ev.TOOL_CALL or rec.intent.data.get("name") != call.name:
+                raise NondeterminismError(
+                    f"step {step}: the log has {rec.intent.type} "
+                    f"{rec.intent.data.get('name')!r}, the loop asked for tool {call.name!r}"
+                )
+            if rec.result is not None:
+                return ToolResult.from_dict(rec.result.data)
+        if self.replay:
+            raise NondeterminismError(f"step {step}: no recorded tool result to replay")
+        if rec is None or rec.intent is None:
+            data = {"id": call.id, "name": call.name, "args": call.arguments}
+            await self.append(ev.TOOL_CALL, data, step=step, update=RunUpdate(usage=_ONE_TOOL))
+            return await self._perform_tool(step, perform)
+        return await self._reconcile(step, rec, call, tool, ctx, perform)
+
+    async def _reconcile(
+        self,
+        step: int,
+        rec: StepRecord,
+        call: ToolCall,
+        tool: RuntimeTool | None,
+        ctx: ToolContext,
+        perform: Callable[[], Awaitable[tuple[ToolResult, float]]],
+    ) -> ToolResult:
+        """A tool call started before a crash and has no result: decide, never guess."""
+        if rec.decision is not None:
+            action = rec.decision.data.get("action")
+            if action == "rerun":
+                return await self._perform_tool(step, perform)
+            result = ToolResult(str(rec.decision.data.get("output", "")), is_error=action == "fail")
+            return await self._record_tool_result(step, result, 0.0, reconciled="decision")
+        policy = "rerun" if tool is None else tool.spec.unknown_policy()
+        if policy == "rerun":
+            return await self._perform_tool(step, perform)
+        if policy == "lookup" and tool is not None:
+            found = await tool.lookup(ctx)
+            if found is not None:
+                return await self._record_tool_result(step, found, 0.0, reconciled="lookup")
+        if rec.unknown is None:
+            reason = (
+                f"tool {call.name!r} started before the process stopped and its result was "
+                "not recorded; it is not idempotent, so it was not run again"
+            )
+            await self.append(ev.TOOL_UNKNOWN, {"reason": reason}, step=step)
+        raise StepUnknown(step, call.name)
+
+    async def _perform_tool(
+        self, step: int, perform: Callable[[], Awaitable[tuple[ToolResult, float]]]
+    ) -> ToolResult:
+        result, seconds = await perform()
+        return await self._record_tool_result(step, result, seconds)
+
+    async def _record_tool_result(
+        self, step: int, result: ToolResult, seconds: float, *, reconciled: str | None = None
+    ) -> ToolResult:
+        data = result.to_dict()
+        data["ms"] = round(seconds * 1000, 3)
+        if reconciled:
+            data["reconciled"] = reconciled
+        await self.append(ev.TOOL_RESULT, data, step=step)
+        return result
+
+
+_ONE_TOOL = Usage(tool_calls=1)
+
+
+def _add(rec: StepRecord, event: Event) -> None:
+    if event.type in (ev.MODEL_CALL, ev.TOOL_CALL):
+        rec.intent = event
+    elif event.type in (ev.MODEL_RESULT, ev.TOOL_RESULT):
+        rec.result = event
+    elif event.type == ev.MODEL_ERROR:
+        rec.errors.append(event)
+    elif event.type == ev.TOOL_UNKNOWN:
+        rec.unknown = event
+    elif event.type == ev.TOOL_DECISION:
+        rec.decision = event

@@ -1,0 +1,276 @@
+"""The reasoning loop: plan (model call), act (tool calls), observe, reflect, evaluate.
+
+The loop is deterministic given the recorded results of its steps: that is what
+lets the journal resume and replay it. It reads no clock and no randomness of
+its own; every side effect goes through the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from agentrt import _json
+from agentrt.engine.hooks import HookSet
+from agentrt.engine.journal import Journal
+from agentrt.engine.snapshot import RunSpec
+from agentrt.errors import BudgetExhausted, ModelError, RunError, StepTimeout, ToolError
+from agentrt.models.base import Message, ModelClient, ModelRequest, ModelResponse, ToolCall
+from agentrt.state.base import Usage
+from agentrt.tools.base import RuntimeTool, ToolContext, ToolResult
+
+__all__ = ["LoopOutcome", "RunContext", "StepInfo", "request_digest", "run_loop"]
+
+_MODEL_ERROR = "model.error"
+
+
+@dataclass
+class RunContext:
+    """Everything one execution of a run needs, passed explicitly (also to hooks)."""
+
+    run_id: str
+    namespace: str
+    session_id: str | None
+    spec: RunSpec
+    input: str
+    journal: Journal
+    client_for: Callable[[str], ModelClient]
+    tools: dict[str, RuntimeTool]
+    hooks: HookSet
+    usage: Usage = field(default_factory=Usage)
+    step: int = 0
+
+    def next_step(self) -> int:
+        """Allocate the next step number (deterministic: loop order)."""
+        self.step += 1
+        return self.step
+
+    def now(self) -> float:
+        """The journal's clock (Unix seconds)."""
+        return self.journal.clock()
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What ``on_step`` hooks receive after each step."""
+
+    step: int
+    phase: Literal["plan", "act"]
+    response: ModelResponse | None = None
+    call: ToolCall | None = None
+    result: ToolResult | None = None
+
+
+@dataclass(frozen=True)
+class LoopOutcome:
+    """How the loop ended when it ended normally."""
+
+    output: str
+    steps: int
+
+
+def request_digest(request: ModelRequest) -> str:
+    """Fingerprint of what the model is asked, checked again on resume and replay."""
+    body = {
+        "m": request.messages,
+        "t": [t.name for t in request.tools],
+    }
+    return hashlib.blake2b(_json.dumps(body), digest_size=8).hexdigest()
+
+
+def initial_messages(spec: RunSpec, history: list[Message], user_input: str) -> list[Message]:
+    """System prompt, the session's earlier conversation, then the new user message."""
+    messages: list[Message] = []
+    if spec.agent_spec.instructions:
+        messages.append({"role": "system", "content": spec.agent_spec.instructions})
+    messages.extend(history)
+    messages.append({"role": "user", "content": user_input})
+    return messages
+
+
+async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
+    """Run the agent's loop to a final answer.
+
+    Raises:
+        BudgetExhausted: a budget or ``loop.max_steps`` ran out.
+        RunError: a model step failed after retries and fallbacks.
+        StepUnknown: a tool step's outcome must be decided by a person.
+    """
+    agent = ctx.spec.agent_spec
+    policy = agent.loop
+    stop_pattern = re.compile(policy.stop.output_matches) if policy.stop.output_matches else None
+    messages = initial_messages(ctx.spec, history, ctx.input)
+    tool_defs = [ctx.tools[name].definition for name in agent.tools]
+    primary = ctx.spec.models[agent.model]
+    for _ in range(policy.max_steps):
+        _check_budgets(ctx)
+        # plan
+        request = ModelRequest(
+            model=primary.model or agent.model,
+            messages=list(messages),
+            tools=tool_defs,
+            temperature=primary.temperature,
+            max_output_tokens=primary.max_output_tokens,
+        )
+        request = await ctx.hooks.run("before_model", ctx, request)
+        step = ctx.next_step()
+        response, data = await ctx.journal.model_step(
+            step,
+            model=agent.model,
+            digest=request_digest(request),
+            perform=functools.partial(_call_model, ctx, step, request),
+        )
+        ctx.usage = ctx.usage + Usage(
+            response.input_tokens, response.output_tokens, float(data.get("cost", 0.0)), 1, 0
+        )
+        messages.append(response.assistant_message())
+        await ctx.hooks.run("on_step", ctx, StepInfo(step, "plan", response=response))
+        # evaluate
+        if stop_pattern and response.content and stop_pattern.search(response.content):
+            return LoopOutcome(response.content, ctx.step)
+        if not response.tool_calls:
+            return LoopOutcome(response.content or "", ctx.step)
+        _check_budgets(ctx)
+        # act
+        calls = response.tool_calls
+        limit = ctx.spec.budgets.max_tool_calls
+        if limit is not None and ctx.usage.tool_calls + len(calls) > limit:
+            raise BudgetExhausted(
+                f"budgets.max_tool_calls={limit} would be exceeded "
+                f"({ctx.usage.tool_calls} made, {len(calls)} more requested)"
+            )
+        numbered = [(ctx.next_step(), call) for call in calls]
+        if policy.parallel_tool_calls and len(numbered) > 1:
+            results = await asyncio.gather(*(_tool_step(ctx, s, c) for s, c in numbered))
+        else:
+            results = [await _tool_step(ctx, s, c) for s, c in numbered]
+        ctx.usage = ctx.usage + Usage(tool_calls=len(calls))
+        # observe
+        for (step, call), result in zip(numbered, results, strict=True):
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": result.output})
+            await ctx.hooks.run("on_step", ctx, StepInfo(step, "act", call=call, result=result))
+        # evaluate
+        for call, result in zip(calls, results, strict=True):
+            if call.name in policy.stop.on_tools and not result.is_error:
+                return LoopOutcome(result.output, ctx.step)
+    raise BudgetExhausted(f"loop.max_steps={policy.max_steps} reached without a final answer")
+
+
+def _check_budgets(ctx: RunContext) -> None:
+    budgets = ctx.spec.budgets
+    if budgets.max_tokens is not None and ctx.usage.total_tokens >= budgets.max_tokens:
+        raise BudgetExhausted(
+            f"budgets.max_tokens={budgets.max_tokens} reached ({ctx.usage.total_tokens} used)"
+        )
+    if budgets.max_cost_usd is not None and ctx.usage.cost_usd >= budgets.max_cost_usd:
+        raise BudgetExhausted(
+            f"budgets.max_cost_usd={budgets.max_cost_usd} reached (${ctx.usage.cost_usd:.6f} spent)"
+        )
+
+
+async def _call_model(
+    ctx: RunContext, step: int, request: ModelRequest
+) -> tuple[ModelResponse, dict[str, Any], Usage]:
+    """One model step: retries under the loop policy, then each fallback model in turn."""
+    policy = ctx.spec.agent_spec.loop
+    chain = ctx.spec.model_chain()
+    error: RunError = ModelError("no model to call")
+    for name in chain:
+        spec = ctx.spec.models[name]
+        attempt_request = replace(request, model=spec.model or name)
+        client = ctx.client_for(name)
+        for attempt in range(1, policy.retry.max_attempts + 1):
+            try:
+                async with asyncio.timeout(policy.step_timeout_s):
+                    response = await client.complete(attempt_request)
+            except TimeoutError:
+                error = StepTimeout(
+                    f"model {name!r} did not answer within loop.step_timeout_s="
+                    f"{policy.step_timeout_s}"
+                )
+            except ModelError as exc:
+                error = exc
+            else:
+                response = await ctx.hooks.run("after_model", ctx, response)
+                cost = spec.pricing.cost(response.input_tokens, response.output_tokens)
+                extra: dict[str, Any] = {"cost": cost}
+                if name != chain[0]:
+                    extra["via"] = name
+                usage = Usage(response.input_tokens, response.output_tokens, cost, 1, 0)
+                return response, extra, usage
+            await ctx.journal.append(
+                _MODEL_ERROR,
+                {"model": name, "attempt": attempt, "error": error.to_dict()},
+                step=step,
+            )
+            if not error.retryable or attempt == policy.retry.max_attempts:
+                break
+            delay = policy.retry.backoff(attempt)
+            if isinstance(error, ModelError) and error.retry_after is not None:
+                delay = max(delay, error.retry_after)
+            await asyncio.sleep(delay)
+    raise error
+
+
+async def _tool_step(ctx: RunContext, step: int, call: ToolCall) -> ToolResult:
+    tool = ctx.tools.get(call.name)
+    tctx = ToolContext(ctx.run_id, step, call.id, ctx.namespace, ctx.session_id)
+    return await ctx.journal.tool_step(
+        step, call, tool, tctx, lambda: _execute_tool(ctx, tool, call, tctx)
+    )
+
+
+async def _execute_tool(
+    ctx: RunContext, tool: RuntimeTool | None, call: ToolCall, tctx: ToolContext
+) -> tuple[ToolResult, float]:
+    """Perform a tool call; every failure becomes an error result the model sees."""
+    started = time.perf_counter()
+    policy = ctx.spec.agent_spec.loop
+    try:
+        if tool is None:
+            available = ", ".join(sorted(ctx.tools)) or "none"
+            raise ToolError(f"unknown tool {call.name!r}; available tools: {available}")
+        try:
+            arguments = _json.loads(call.arguments or "{}")
+        except ValueError as exc:
+            raise ToolError(f"arguments of {call.name} are not valid JSON: {exc}") from None
+        if not isinstance(arguments, dict):
+            raise ToolError(f"arguments of {call.name} must be a JSON object")
+        call = await ctx.hooks.run("before_tool", ctx, call)
+        timeout = min(tool.spec.timeout_s or policy.step_timeout_s, policy.step_timeout_s)
+        attempts = policy.retry.max_attempts if tool.spec.idempotent else 1
+        result = await _attempt_tool(tool, arguments, tctx, timeout, attempts, policy.retry.backoff)
+    except ToolError as exc:
+        result = ToolResult(exc.message, is_error=True)
+    result = await ctx.hooks.run("after_tool", ctx, result)
+    return result, time.perf_counter() - started
+
+
+async def _attempt_tool(
+    tool: RuntimeTool,
+    arguments: dict[str, Any],
+    tctx: ToolContext,
+    limit_s: float,
+    attempts: int,
+    backoff: Callable[[int], float],
+) -> ToolResult:
+    for attempt in range(1, attempts + 1):
+        try:
+            async with asyncio.timeout(limit_s):
+                return await tool.call(arguments, replace(tctx, attempt=attempt))
+        except TimeoutError:
+            error = ToolError(f"tool {tool.name!r} timed out after {limit_s:g}s", retryable=True)
+        except ToolError as exc:
+            error = exc
+        except Exception as exc:  # a tool's own exception is an observation for the model
+            error = ToolError(f"{type(exc).__name__}: {exc}")
+        if not error.retryable or attempt == attempts:
+            raise error
+        await asyncio.sleep(backoff(attempt))
+    raise ToolError(f"tool {tool.name!r} was not attempted")

@@ -1,0 +1,533 @@
+"""The embedded runtime: submit, run, resume, replay, fork and cancel runs.
+
+``async with Runtime(store=...) as rt: result = await rt.run("agent", "input")``
+
+A Runtime owns leases on the runs it executes and renews them while they run.
+When it starts, it resumes runs that were interrupted (their owner process is
+gone, or their lease expired) unless told not to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+
+from agentrt.engine import events as ev
+from agentrt.engine.execute import Executor
+from agentrt.engine.hooks import HookPhase, HookSet
+from agentrt.engine.journal import EventObserver
+from agentrt.engine.owner import new_owner_id, owner_is_dead
+from agentrt.engine.result import RunResult
+from agentrt.engine.snapshot import RunSpec
+from agentrt.errors import ConflictError, NotFoundError, UsageError
+from agentrt.spec.loader import Loaded, load_paths
+from agentrt.spec.refs import check_references, key_of
+from agentrt.spec.resources import Agent, Budgets, Model, Query, Resource, Tool
+from agentrt.state import open_store
+from agentrt.state.base import (
+    TERMINAL_STATUSES,
+    EventDraft,
+    NewRun,
+    ResourceRecord,
+    RunRecord,
+    SessionRecord,
+    Store,
+)
+
+__all__ = ["Runtime", "new_run_id"]
+
+_STEP_EVENTS = frozenset(
+    {
+        ev.MODEL_CALL,
+        ev.MODEL_ERROR,
+        ev.MODEL_RESULT,
+        ev.TOOL_CALL,
+        ev.TOOL_RESULT,
+        ev.TOOL_UNKNOWN,
+        ev.TOOL_DECISION,
+    }
+)
+
+
+def new_run_id() -> str:
+    """A run id that sorts by creation time: ``run_`` + ms timestamp + randomness."""
+    return f"run_{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
+
+
+class Runtime:
+    """An embedded agentrt runtime over a store.
+
+    Args:
+        store: a ``Store``, a store URL/path, or ``None`` for the default SQLite file.
+        resume_interrupted: on start, resume runs whose owner died or whose lease expired.
+        lease_ttl_s: how long a lease lasts without renewal; renewed every third of it.
+        hooks: hooks applied to every run, in addition to those of its Agent spec.
+        observers: called with ``(run_id, event)`` for every event this runtime records.
+        environ: environment for API keys (defaults to ``os.environ`` at the model factory).
+    """
+
+    def __init__(
+        self,
+        store: Store | str | Path | None = None,
+        *,
+        resume_interrupted: bool = True,
+        lease_ttl_s: float = 30.0,
+        hooks: HookSet | None = None,
+        observers: Sequence[EventObserver] = (),
+        environ: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store_arg = store
+        self._owns_store = not isinstance(store, Store)
+        self._resume_interrupted = resume_interrupted
+        self.lease_ttl_s = lease_ttl_s
+        self.owner = new_owner_id()
+        self._clock = clock
+        self._hooks = hooks or HookSet()
+        self._observers = list(observers)
+        self._environ = environ
+        self._store: Store | None = store if isinstance(store, Store) else None
+        self._executor: Executor | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._tasks: dict[str, asyncio.Task[RunResult]] = {}
+        self._session_locks: dict[str, asyncio.Lock] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    # --- lifecycle --------------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def store(self) -> Store:
+        """The store (available after :meth:`start`)."""
+        if self._store is None:
+            raise UsageError("the runtime is not started; use `async with Runtime(...)`")
+        return self._store
+
+    @property
+    def executor(self) -> Executor:
+        """The executor (available after :meth:`start`)."""
+        if self._executor is None:
+            raise UsageError("the runtime is not started; use `async with Runtime(...)`")
+        return self._executor
+
+    async def start(self) -> None:
+        """Open the store, start lease renewal, and resume interrupted runs."""
+        if self._store is None:
+            arg = self._store_arg
+            self._store = await open_store(None if arg is None else str(arg))
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+        )
+        self._executor = Executor(
+            store=self._store,
+            owner=self.owner,
+            clock=self._clock,
+            hooks=self._hooks,
+            observers=self._observers,
+            environ=self._environ,
+            http=self._http,
+        )
+        self._heartbeat = asyncio.create_task(self._renew_leases(), name="agentrt-leases")
+        if self._resume_interrupted:
+            await self.resume_interrupted()
+
+    async def close(self) -> None:
+        """Stop runs in flight (they stay resumable), release leases, close everything."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._executor is not None:
+            await self._executor.close()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        if self._store is not None and self._owns_store:
+            await self._store.close()
+            self._store = None
+
+    def add_hook(self, phase: HookPhase, fn: Callable[..., Any]) -> None:
+        """Register a hook for every run this runtime executes from now on."""
+        self._hooks = self._hooks.add(phase, fn)
+        if self._executor is not None:
+            self._executor.hooks = self._hooks
+
+    def add_observer(self, observer: EventObserver) -> None:
+        """Be called with ``(run_id, event)`` for every event this runtime records."""
+        self._observers.append(observer)
+        if self._executor is not None:
+            self._executor.observers = tuple(self._observers)
+
+    # --- resources --------------------------------------------------------------
+
+    async def apply(
+        self, resources: Iterable[Resource | Loaded] | str | Path
+    ) -> list[ResourceRecord]:
+        """Validate and store resources (objects, or a file/directory of YAML).
+
+        References are checked against the resources given and those stored.
+        """
+        if isinstance(resources, str | Path):
+            loaded = load_paths([resources])
+        else:
+            loaded = [
+                r if isinstance(r, Loaded) else Loaded(r, "<python>", None) for r in resources
+            ]
+        stored = await self.store.list_resources()
+        check_references(loaded, known={(r.kind, r.namespace, r.name) for r in stored})
+        records = []
+        for item in loaded:
+            if isinstance(item.resource, Query):
+                continue  # a Query is submitted, not stored; see `submit_query`
+            kind, namespace, name = key_of(item.resource)
+            body = item.resource.model_dump(mode="json", exclude_defaults=True)
+            body.setdefault("metadata", {})["namespace"] = namespace
+            records.append(
+                await self.store.put_resource(kind, namespace, name, body, now=self._clock())
+            )
+        return records
+
+    async def resolve_spec(
+        self, agent: str, *, namespace: str = "default", budgets: Budgets | None = None
+    ) -> RunSpec:
+        """The frozen spec a new run of ``agent`` would execute."""
+        agent_res = await self._get(Agent, namespace, agent)
+        models: dict[str, Any] = {}
+        pending = [agent_res.spec.model]
+        while pending:
+            name = pending.pop()
+            if name in models:
+                continue
+            model = await self._get(Model, namespace, name)
+            models[name] = model.spec
+            pending.extend(model.spec.fallbacks)
+        tools = {
+            name: (await self._get(Tool, namespace, name)).spec for name in agent_res.spec.tools
+        }
+        return RunSpec(
+            agent=agent,
+            namespace=namespace,
+            agent_spec=agent_res.spec,
+            models=models,
+            tools=tools,
+            budgets=agent_res.spec.budgets.merged(budgets),
+        )
+
+    async def _get(self, cls: type[Any], namespace: str, name: str) -> Any:
+        kind = cls.__name__
+        record = await self.store.get_resource(kind, namespace, name)
+        if record is None:
+            raise NotFoundError(
+                f"{kind} {name!r} not found in namespace {namespace!r}; "
+                f"define it and run `agentrt apply -f FILE`"
+            )
+        return cls.model_validate(record.body)
+
+    # --- runs -------------------------------------------------------------------
+
+    async def submit(
+        self,
+        agent: str,
+        input: str,
+        *,
+        namespace: str = "default",
+        session: str | None = None,
+        idempotency_key: str | None = None,
+        budgets: Budgets | None = None,
+        start: bool = True,
+    ) -> RunRecord:
+        """Create a run of ``agent`` and (by default) start executing it here.
+
+        With an ``idempotency_key`` already used in the namespace, the existing
+        run is returned and nothing new is started.
+        """
+        spec = await self.resolve_spec(agent, namespace=namespace, budgets=budgets)
+        now = self._clock()
+        if session is not None:
+            stored = await self.store.create_session(SessionRecord(session, namespace, now))
+            if stored.namespace != namespace:
+                raise ConflictError(
+                    f"session {session!r} belongs to namespace {stored.namespace!r}, "
+                    f"not {namespace!r}"
+                )
+        run, created = await self.store.create_run(
+            NewRun(new_run_id(), namespace, agent, now, session, idempotency_key),
+            [EventDraft(ev.RUN_CREATED, {"input": input, "spec": spec.to_data()}, now)],
+        )
+        if created and start:
+            await self._start(run)
+        return run
+
+    async def submit_query(self, query: Query, *, start: bool = True) -> RunRecord:
+        """Submit a ``Query`` resource."""
+        return await self.submit(
+            query.spec.target,
+            query.spec.input,
+            namespace=query.namespace,
+            session=query.spec.session,
+            idempotency_key=query.spec.idempotency_key,
+            budgets=query.spec.budgets,
+            start=start,
+        )
+
+    async def run(self, agent: str, input: str, **kwargs: Any) -> RunResult:
+        """Submit a run and wait for its result."""
+        run = await self.submit(agent, input, **kwargs)
+        return await self.wait(run.id)
+
+    async def wait(self, run_id: str, *, poll_s: float = 0.2) -> RunResult:
+        """Wait until the run is finished or waiting for a person."""
+        task = self._tasks.get(run_id)
+        if task is not None:
+            return await asyncio.shield(task)
+        while True:
+            run = await self._run(run_id)
+            if run.status in TERMINAL_STATUSES or run.status == "waiting":
+                return await self.result_of(run)
+            await asyncio.sleep(poll_s)
+
+    async def result_of(self, run: RunRecord) -> RunResult:
+        """The result recorded for a run (output from its ``run.finished`` event)."""
+        events = await self.store.read_events(run.id, after_seq=max(run.last_seq - 1, 0))
+        finished = next((e for e in events if e.type == ev.RUN_FINISHED), None)
+        output = finished.data.get("output") if finished else None
+        steps = max((e.step or 0 for e in await self.store.read_events(run.id)), default=0)
+        return RunResult(run.id, run.status, output, run.reason, run.usage, steps)
+
+    async def resume(self, run_id: str) -> RunResult:
+        """Resume an interrupted run here and wait for it.
+
+        Recorded steps are not performed again. Refused while another live
+        worker holds the run's lease.
+        """
+        run = await self._run(run_id)
+        if run.finished:
+            raise UsageError(
+                f"run {run_id} already {run.status}; use `agentrt replay {run_id}` to re-run it "
+                f"from its log or `agentrt fork {run_id} --from-step N` to branch it"
+            )
+        if run_id in self._tasks:
+            return await self.wait(run_id)
+        await self._start(run, force=owner_is_dead(run.lease_owner))
+        return await self.wait(run_id)
+
+    async def resume_interrupted(self) -> list[str]:
+        """Start every run whose owner is gone: dead on this host, or lease expired."""
+        resumed = []
+        for run in await self.store.list_runs(statuses=["running", "queued"], limit=1000):
+            if run.id in self._tasks:
+                continue
+            dead = owner_is_dead(run.lease_owner)
+            expired = run.lease_expires is None or run.lease_expires <= self._clock()
+            if dead or expired:
+                with contextlib.suppress(ConflictError):
+                    await self._start(run, force=dead)
+                    resumed.append(run.id)
+        return resumed
+
+    async def replay(self, run_id: str) -> RunResult:
+        """Re-execute a finished run from its log: no model or tool calls, same output."""
+        return await self.executor.execute(run_id, replay=True)
+
+    async def fork(
+        self,
+        run_id: str,
+        *,
+        from_step: int,
+        model: str | None = None,
+        instructions: str | None = None,
+        start: bool = True,
+    ) -> RunRecord:
+        """Start a new run that shares steps ``1..from_step`` of ``run_id`` and diverges after.
+
+        ``model`` and ``instructions`` change what the new run uses from then on.
+        """
+        parent = await self._run(run_id)
+        events = await self.store.read_events(run_id)
+        last_step = max((e.step or 0 for e in events), default=0)
+        if not 0 <= from_step <= last_step:
+            raise UsageError(f"--from-step must be between 0 and {last_step} for run {run_id}")
+        created = events[0]
+        spec = RunSpec.from_data(created.data["spec"])
+        if model is not None:
+            model_res = await self._get(Model, parent.namespace, model)
+            agent_spec = spec.agent_spec.model_copy(update={"model": model})
+            spec = spec.model_copy(
+                update={"agent_spec": agent_spec, "models": {**spec.models, model: model_res.spec}}
+            )
+        if instructions is not None:
+            agent_spec = spec.agent_spec.model_copy(update={"instructions": instructions})
+            spec = spec.model_copy(update={"agent_spec": agent_spec})
+        spec = RunSpec.model_validate(spec.model_dump())
+        now = self._clock()
+        session_id = None
+        if parent.session_id is not None:
+            # The fork's session starts from the parent's history before the parent's turn.
+            session_id = f"{parent.session_id}~{secrets.token_hex(3)}"
+            await self.store.create_session(
+                SessionRecord(session_id, parent.namespace, now, parent.session_id, parent.turn)
+            )
+        data = {**created.data, "spec": spec.to_data(), "fork": {"run": run_id, "step": from_step}}
+        copied = [EventDraft(ev.RUN_CREATED, data, now)]
+        copied += [
+            EventDraft(e.type, e.data, e.ts, e.step)
+            for e in events
+            if e.step is not None and e.step <= from_step and e.type in _STEP_EVENTS
+        ]
+        run, _ = await self.store.create_run(
+            NewRun(
+                new_run_id(),
+                parent.namespace,
+                parent.agent,
+                now,
+                session_id,
+                parent_run=run_id,
+                fork_step=from_step,
+            ),
+            copied,
+        )
+        if start:
+            await self._start(run)
+        return run
+
+    async def cancel(self, run_id: str) -> RunRecord:
+        """Cancel a run: here if this runtime executes it, else via its owner or directly."""
+        run = await self._run(run_id)
+        if run.finished:
+            return run
+        task = self._tasks.get(run_id)
+        if task is not None:
+            self.executor.cancel_requested.add(run_id)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return await self._run(run_id)
+        run = await self.store.request_cancel(run_id)
+        expired = run.lease_expires is None or run.lease_expires <= self._clock()
+        if expired or owner_is_dead(run.lease_owner):
+            leased = await self.store.acquire_lease(
+                run_id, self.owner, self.lease_ttl_s, now=self._clock(), force=True
+            )
+            if leased is not None:
+                await self.executor.finish_cancelled(leased)
+                await self.store.release_lease(run_id, self.owner)
+        return await self._run(run_id)
+
+    async def resolve(
+        self,
+        run_id: str,
+        step: int,
+        action: Literal["rerun", "output", "fail"],
+        *,
+        output: str = "",
+        by: str | None = None,
+    ) -> RunResult:
+        """Decide a tool step left ``unknown`` by a crash, then continue the run."""
+        run = await self._run(run_id)
+        if run.status != "waiting":
+            raise UsageError(f"run {run_id} is {run.status}, not waiting for a decision")
+        events = await self.store.read_events(run_id)
+        unknown = {e.step for e in events if e.type == ev.TOOL_UNKNOWN}
+        decided = {e.step for e in events if e.type == ev.TOOL_DECISION}
+        if step not in unknown - decided:
+            open_steps = sorted(s for s in unknown - decided if s is not None)
+            raise UsageError(
+                f"step {step} of run {run_id} is not undecided; undecided: {open_steps}"
+            )
+        leased = await self.store.acquire_lease(
+            run_id,
+            self.owner,
+            self.lease_ttl_s,
+            now=self._clock(),
+            force=owner_is_dead(run.lease_owner),
+        )
+        if leased is None:
+            raise ConflictError(f"run {run_id} is owned by {run.lease_owner}")
+        data: dict[str, Any] = {"action": action}
+        if action != "rerun":
+            data["output"] = output
+        if by:
+            data["by"] = by
+        await self.store.append_events(
+            run_id,
+            [EventDraft(ev.TOOL_DECISION, data, self._clock(), step)],
+            expected_seq=leased.last_seq,
+            owner=self.owner,
+        )
+        self._spawn(run_id)
+        return await self.wait(run_id)
+
+    # --- internals --------------------------------------------------------------
+
+    async def _run(self, run_id: str) -> RunRecord:
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise NotFoundError(f"run {run_id!r} not found; list runs with `agentrt runs list`")
+        return run
+
+    async def _start(self, run: RunRecord, *, force: bool = False) -> None:
+        leased = await self.store.acquire_lease(
+            run.id, self.owner, self.lease_ttl_s, now=self._clock(), force=force
+        )
+        if leased is None:
+            raise ConflictError(
+                f"run {run.id} is owned by {run.lease_owner} (lease until "
+                f"{run.lease_expires}); it resumes elsewhere or after the lease expires"
+            )
+        self._spawn(run.id, session_id=run.session_id)
+
+    def _spawn(self, run_id: str, *, session_id: str | None = None) -> None:
+        task = asyncio.create_task(self._execute(run_id, session_id), name=f"agentrt-{run_id}")
+        self._tasks[run_id] = task
+
+    async def _execute(self, run_id: str, session_id: str | None) -> RunResult:
+        try:
+            if session_id is None:
+                return await self.executor.execute(run_id)
+            # Turns of one session run in order: each sees the one before it.
+            lock = self._session_locks.setdefault(session_id, asyncio.Lock())
+            async with lock:
+                return await self.executor.execute(run_id)
+        finally:
+            self._tasks.pop(run_id, None)
+            self.executor.cancel_requested.discard(run_id)
+            with contextlib.suppress(Exception):
+                await self.store.release_lease(run_id, self.owner)
+
+    async def _renew_leases(self) -> None:
+        interval = self.lease_ttl_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            for run_id, task in list(self._tasks.items()):
+                try:
+                    held = await self.store.renew_lease(
+                        run_id, self.owner, self.lease_ttl_s, now=self._clock()
+                    )
+                    run = await self.store.get_run(run_id)
+                except Exception:
+                    continue  # a transient store error: try again next round
+                if not held:
+                    task.cancel()  # another worker took the run over; stop writing
+                elif run is not None and run.cancel_requested:
+                    self.executor.cancel_requested.add(run_id)
+                    task.cancel()

@@ -1,0 +1,65 @@
+"""Build the client for a ``Model`` resource."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import aiohttp
+
+from agentrt.errors import UsageError
+from agentrt.models.base import ModelClient
+from agentrt.models.openai import OpenAIClient
+from agentrt.models.scripted import ScriptedClient
+from agentrt.spec.resources import ModelSpec
+
+__all__ = ["create_client"]
+
+
+def create_client(
+    spec: ModelSpec,
+    *,
+    name: str,
+    session: aiohttp.ClientSession | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ModelClient:
+    """Create the client for a model spec.
+
+    Args:
+        spec: The ``Model`` resource's spec.
+        name: The resource's name; the provider's model id when
+            ``spec.model`` is not set.
+        session: HTTP session to share (not closed by the client); an
+            ``openai`` client makes its own when omitted.
+        environ: Where ``spec.api_key_env`` is looked up (default: the
+            process environment).
+
+    Returns:
+        An :class:`OpenAIClient` or a :class:`ScriptedClient`.
+
+    Raises:
+        UsageError: ``spec.api_key_env`` names a variable that is unset or empty.
+    """
+    model = spec.model or name
+    if spec.provider == "scripted":
+        return ScriptedClient(spec.script, model=model)
+
+    api_key: str | None = None
+    if spec.api_key_env:
+        api_key = (os.environ if environ is None else environ).get(spec.api_key_env)
+        if not api_key:
+            raise UsageError(
+                f"Model {name!r} reads its API key from the environment variable "
+                f"{spec.api_key_env}, which is not set; export {spec.api_key_env}=<key> "
+                "or remove `api_key_env` from the spec"
+            )
+    if not spec.base_url:  # the spec validator requires it; this keeps the type checker honest
+        raise UsageError(f"Model {name!r}: provider 'openai' needs `base_url`")
+    return OpenAIClient(
+        base_url=spec.base_url,
+        model=model,
+        api_key=api_key,
+        timeout_s=spec.timeout_s,
+        max_retries=spec.max_retries,
+        session=session,
+    )

@@ -1,0 +1,273 @@
+"""A client for OpenAI-compatible Chat Completions endpoints, on aiohttp.
+
+Works with OpenAI itself and with servers that speak the same protocol (vLLM,
+Ollama, LiteLLM, llama.cpp, the bundled :mod:`agentrt.models.testserver`).
+This is the hot path of every run, so a request does little besides one
+orjson encode, one POST and one orjson decode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from agentrt._json import dumps, dumps_str, loads
+from agentrt.errors import ModelError
+from agentrt.models.base import ModelRequest, ModelResponse, ToolCall
+
+__all__ = ["RETRYABLE_STATUSES", "RETRY_AFTER_CAP_S", "OpenAIClient", "parse_retry_after"]
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+"""HTTP statuses that are retried: rate limits, timeouts and transient server errors."""
+
+RETRY_AFTER_CAP_S = 60.0
+"""Longest ``Retry-After`` wait honoured between attempts; longer requests wait this long."""
+_ERROR_TEXT_LIMIT = 500
+
+# Indirection so tests can observe the delays without waiting them out.
+_sleep = asyncio.sleep
+
+
+class OpenAIClient:
+    """An OpenAI-compatible Chat Completions client with retries.
+
+    Transient failures (HTTP 408, 429, 500, 502, 503, 504, connection errors
+    and timeouts) are retried up to ``max_retries`` times with exponential
+    backoff and jitter, or after the server's ``Retry-After`` when it sends
+    one (capped at 60 s). The client is bound to one model id: ``model`` is
+    sent with every request and ``ModelRequest.model`` is not consulted.
+
+    Args:
+        base_url: Endpoint root, e.g. ``https://api.openai.com/v1``;
+            ``/chat/completions`` is appended.
+        model: The provider's model id.
+        api_key: Sent as a Bearer token when given.
+        timeout_s: Limit for one HTTP attempt, connection included.
+        max_retries: Retries after the first attempt (0 disables retrying).
+        session: A session to use; it is not closed by :meth:`close`. When
+            omitted the client creates one on first use and owns it.
+        backoff_initial_s: Backoff before the first retry (before jitter).
+        backoff_max_s: Upper bound of the backoff.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 60,
+        max_retries: int = 3,
+        session: aiohttp.ClientSession | None = None,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 8.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.max_retries = max(0, max_retries)
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self._url = f"{self.base_url}/chat/completions"
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._session = session
+        self._owns_session = session is None
+
+    async def __aenter__(self) -> OpenAIClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        """Run one chat completion, retrying transient failures.
+
+        Args:
+            request: Messages, tools and sampling settings. ``temperature`` and
+                ``max_output_tokens`` are sent only when set.
+
+        Returns:
+            The parsed reply with token usage.
+
+        Raises:
+            ModelError: ``retryable=True`` (with ``status`` and ``retry_after``
+                of the last attempt) when transient failures outlast the
+                retries; ``retryable=False`` for other error statuses and for
+                a response that is not a valid completion.
+        """
+        body: dict[str, Any] = {"model": self.model, "messages": request.messages}
+        if request.tools:
+            body["tools"] = [tool.to_openai() for tool in request.tools]
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.max_output_tokens is not None:
+            body["max_tokens"] = request.max_output_tokens
+        data = dumps(body)
+        session = self._get_session()
+
+        attempt = 0
+        while True:
+            status: int | None = None
+            retry_after: float | None = None
+            try:
+                async with session.post(
+                    self._url, data=data, headers=self._headers, timeout=self._timeout
+                ) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+                    if 200 <= status < 300:
+                        return _parse_completion(raw, status)
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            except aiohttp.InvalidURL as exc:
+                raise ModelError(f"invalid model endpoint URL {self._url!r}: {exc}") from exc
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                problem = f"request to {self._url} failed: {_describe(exc)}"
+            else:
+                problem = f"model endpoint returned HTTP {status}: {_error_detail(raw)}"
+                if status not in RETRYABLE_STATUSES:
+                    raise ModelError(problem, status=status)
+
+            if attempt >= self.max_retries:
+                if attempt:
+                    problem = f"{problem} (gave up after {attempt + 1} attempts)"
+                raise ModelError(problem, retryable=True, status=status, retry_after=retry_after)
+            if retry_after is not None:
+                delay = min(retry_after, RETRY_AFTER_CAP_S)
+            else:
+                delay = self._backoff(attempt)
+            await _sleep(delay)
+            attempt += 1
+
+    async def close(self) -> None:
+        """Close the session if this client created it. Idempotent.
+
+        A client whose own session was closed opens a new one if used again.
+        """
+        if not self._owns_session:
+            return
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # No await between the check and the assignment, so concurrent
+            # first calls cannot create two sessions.
+            connector = aiohttp.TCPConnector(limit=1024, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2.0**attempt)
+        # "Equal jitter": at least half the backoff, so retries do not bunch up
+        # yet still back off.
+        return ceiling / 2 + random.random() * ceiling / 2
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait according to a ``Retry-After`` header.
+
+    Args:
+        value: The header: delay seconds (an integer, or a decimal as some
+            servers send) or an HTTP date.
+
+    Returns:
+        A non-negative number of seconds, or ``None`` when the header is
+        absent or unreadable.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _parse_completion(raw: bytes, status: int) -> ModelResponse:
+    try:
+        data = loads(raw)
+        choice = data["choices"][0]
+        message = choice["message"]
+        content = message.get("content")
+        calls = [
+            ToolCall(
+                id=str(call["id"]),
+                name=str(call["function"]["name"]),
+                arguments=_arguments(call["function"].get("arguments")),
+            )
+            for call in message.get("tool_calls") or ()
+        ]
+        usage = data.get("usage") or {}
+        return ModelResponse(
+            content=content if content is None or isinstance(content, str) else str(content),
+            tool_calls=calls,
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+            finish_reason=choice.get("finish_reason"),
+            model=data.get("model"),
+        )
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        snippet = raw[:_ERROR_TEXT_LIMIT].decode("utf-8", "replace")
+        raise ModelError(
+            f"model endpoint returned a malformed completion ({type(exc).__name__}: {exc}): "
+            f"{snippet!r}",
+            status=status,
+        ) from exc
+
+
+def _arguments(value: Any) -> str:
+    if value is None:
+        return "{}"
+    if isinstance(value, str):
+        return value
+    # Some servers return the arguments as an object rather than JSON text.
+    return dumps_str(value)
+
+
+def _error_detail(raw: bytes) -> str:
+    """The server's error message: ``error.message`` of the JSON body, else its text."""
+    try:
+        data = loads(raw)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:_ERROR_TEXT_LIMIT]
+        if isinstance(error, str) and error:
+            return error[:_ERROR_TEXT_LIMIT]
+        if data.get("message"):
+            return str(data["message"])[:_ERROR_TEXT_LIMIT]
+    text = raw[:_ERROR_TEXT_LIMIT].decode("utf-8", "replace").strip()
+    return text or "(empty body)"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

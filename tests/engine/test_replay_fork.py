@@ -1,0 +1,120 @@
+"""Replay reproduces a run from its log alone; fork shares a prefix and diverges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentrt import Runtime
+from agentrt.engine import events as ev
+from agentrt.errors import NondeterminismError
+from agentrt.models.testserver import ModelTestServer
+from agentrt.state import SqliteStore
+from tests.conftest import call, resources, rules
+
+SCRIPT = rules(
+    {"tool_calls": [call("record", text="one"), call("add", a=20, b=22)]},
+    {"tool_calls": [call("record", text="two")]},
+    {"content": "all done: {last_tool_result}"},
+)
+
+
+async def test_replay_makes_no_calls_and_reproduces(
+    store: SqliteStore, model_server: ModelTestServer, effects: Path
+) -> None:
+    model_server.set_rules(SCRIPT)
+    async with Runtime(store) as rt:
+        await rt.apply(resources(model_server.url, tools=["record", "add"]))
+        original = await rt.run("bot", "go")
+        seq_before = (await store.get_run(original.run_id)).last_seq  # type: ignore[union-attr]
+        model_server.reset_log()
+        effects_before = effects.read_text()
+        replayed = await rt.replay(original.run_id)
+    assert model_server.requests == []  # zero HTTP requests
+    assert effects.read_text() == effects_before  # zero tool side effects
+    assert replayed == original
+    run = await store.get_run(original.run_id)
+    assert run is not None and run.last_seq == seq_before  # replay wrote nothing
+
+
+async def test_replay_detects_a_changed_loop(
+    store: SqliteStore, model_server: ModelTestServer, effects: Path
+) -> None:
+    model_server.set_rules(SCRIPT)
+    async with Runtime(store) as rt:
+        await rt.apply(resources(model_server.url, tools=["record", "add"]))
+        original = await rt.run("bot", "go")
+        # A hook that changes what the model is asked makes the log no longer match.
+        rt.add_hook(
+            "before_model", lambda ctx, req: type(req)(req.model, req.messages[1:], req.tools)
+        )
+        with pytest.raises(NondeterminismError, match="differs from the recorded one"):
+            await rt.replay(original.run_id)
+
+
+async def test_fork_shares_prefix_and_diverges(
+    store: SqliteStore, model_server: ModelTestServer, effects: Path
+) -> None:
+    model_server.set_rules(SCRIPT)
+    # The scripted step index counts assistant turns, so the other model's reply
+    # after one recorded turn is its second step.
+    hi = {"content": "the other model says hi"}
+    async with ModelTestServer(rules(hi, hi)) as other, Runtime(store) as rt:
+        await rt.apply(
+            resources(
+                model_server.url,
+                tools=["record", "add"],
+                extra_models={"other": {"provider": "openai", "base_url": other.url}},
+            )
+        )
+        original = await rt.run("bot", "go")
+        model_server.reset_log()
+        fork = await rt.fork(original.run_id, from_step=3, model="other")
+        forked = await rt.wait(fork.id)
+    parent_events = await store.read_events(original.run_id)
+    fork_events = await store.read_events(fork.id)
+    shared = lambda events: [(e.type, e.step, e.data) for e in events if e.step and e.step <= 3]  # noqa: E731
+    assert shared(fork_events) == shared(parent_events)
+    assert model_server.requests == []  # the prefix was not re-done
+    assert len(other.requests) == 1  # the new model took over after step 3
+    assert forked.output == "the other model says hi"
+    assert forked.output != (await rt_output(store, original.run_id))
+    run = await store.get_run(fork.id)
+    assert run is not None and run.parent_run == original.run_id and run.fork_step == 3
+    # The parent's tool effects were not repeated by the fork: only 2 records exist.
+    assert effects.read_text().count("\trecord\t") == 2
+
+
+async def rt_output(store: SqliteStore, run_id: str) -> str | None:
+    events = await store.read_events(run_id)
+    return next(e.data["output"] for e in events if e.type == ev.RUN_FINISHED)
+
+
+async def test_fork_with_new_instructions_redoes_later_steps(
+    store: SqliteStore, model_server: ModelTestServer, effects: Path
+) -> None:
+    model_server.set_rules(SCRIPT)
+    async with Runtime(store) as rt:
+        await rt.apply(resources(model_server.url, tools=["record", "add"]))
+        original = await rt.run("bot", "go")
+        model_server.reset_log()
+        fork = await rt.fork(original.run_id, from_step=1, instructions="Be brief.")
+        forked = await rt.wait(fork.id)
+        replayed_fork = await rt.replay(fork.id)
+    assert forked.ok and forked.output == "all done: recorded two"
+    # Steps 2.. ran again in the fork, with the new system prompt.
+    assert model_server.requests[0]["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert len(model_server.requests) == 2
+    fork_keys = [line.split("\t")[0] for line in effects.read_text().splitlines()]
+    assert sum(key.startswith(fork.id) for key in fork_keys) == 2
+    assert replayed_fork == forked
+
+
+async def test_fork_step_out_of_range(store: SqliteStore, model_server: ModelTestServer) -> None:
+    model_server.set_rules(rules({"content": "x"}))
+    async with Runtime(store) as rt:
+        await rt.apply(resources(model_server.url))
+        original = await rt.run("bot", "go")
+        with pytest.raises(Exception, match="between 0 and 1"):
+            await rt.fork(original.run_id, from_step=9)

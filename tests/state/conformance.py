@@ -1,0 +1,884 @@
+"""The store conformance suite: every backend must pass it unchanged.
+
+Each check is ``async def check_xxx(h: Harness) -> None`` and is listed in
+:data:`CHECKS`. A backend's test module builds a fresh, empty store per check
+and runs every check against it, e.g.::
+
+    @pytest.mark.parametrize("check", CHECKS, ids=check_id)
+    async def test_conformance(check, harness):
+        await check(harness)
+
+Checks only use the :class:`~agentrt.state.base.Store` protocol, plus the two
+backend hooks in :class:`Harness`: counting stored blobs (to observe dedup
+and gc) and opening a second store on the same database (to race two workers).
+
+Where the contract in ``agentrt/state/base.py`` leaves a choice open, the
+checks pin the answer every backend gives; each such place says
+"Interpretation" in its docstring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import pytest
+
+from agentrt.errors import ConflictError, LeaseLost, NotFoundError
+from agentrt.state.base import (
+    TERMINAL_STATUSES,
+    Event,
+    EventDraft,
+    GcResult,
+    NewRun,
+    RunStatus,
+    RunUpdate,
+    SessionRecord,
+    Store,
+    Usage,
+)
+
+__all__ = ["CHECKS", "Harness", "check_id"]
+
+# Comfortably above any sane inline limit, so the blob path is taken everywhere.
+BIG = 64 * 1024
+
+
+@dataclass
+class Harness:
+    """What a check gets: a fresh empty store plus two backend-specific hooks.
+
+    Attributes:
+        store: An open, empty store; the test module closes it afterwards.
+        count_blobs: Returns how many distinct payloads the blob table holds.
+        open_peer: Opens another store on the same database (a second worker);
+            the check closes it.
+    """
+
+    store: Store
+    count_blobs: Callable[[], Awaitable[int]]
+    open_peer: Callable[[], Awaitable[Store]]
+
+
+def check_id(check: Callable[..., Any]) -> str:
+    """A readable pytest id for a check."""
+    return check.__name__.removeprefix("check_")
+
+
+def new_run(run_id: str, created_at: float = 100.0, **kw: Any) -> NewRun:
+    """A run in namespace ``default`` unless ``kw`` says otherwise."""
+    kw.setdefault("namespace", "default")
+    kw.setdefault("agent", "helper")
+    return NewRun(id=run_id, created_at=created_at, **kw)
+
+
+def ev(type_: str = "note", ts: float = 100.0, step: int | None = None, **data: Any) -> EventDraft:
+    """A small event draft."""
+    return EventDraft(type=type_, data=data, ts=ts, step=step)
+
+
+def big_payload(tag: str) -> dict[str, Any]:
+    """A payload far over any inline limit; equal tags give equal payloads."""
+    return {"tag": tag, "text": (tag * (BIG // len(tag) + 1))[:BIG], "n": [1, 2.5, None, "é"]}
+
+
+async def finish(store: Store, run_id: str, at: float, status: str = "succeeded") -> None:
+    """Append a terminal event at time ``at`` that ends the run."""
+    run = await store.get_run(run_id)
+    assert run is not None
+    await store.append_events(
+        run_id,
+        [ev("run.finished", ts=at)],
+        expected_seq=run.last_seq,
+        update=RunUpdate(status=cast(RunStatus, status)),
+    )
+
+
+# --- protocol ------------------------------------------------------------------
+
+
+async def check_implements_protocol(h: Harness) -> None:
+    """The store satisfies the runtime-checkable ``Store`` protocol."""
+    assert isinstance(h.store, Store)
+
+
+async def check_close_is_idempotent(h: Harness) -> None:
+    """``close`` may be called twice; another store on the same database sees the data."""
+    peer = await h.open_peer()
+    await peer.create_run(new_run("r1"))
+    await peer.close()
+    await peer.close()
+    assert await h.store.get_run("r1") is not None
+
+
+# --- resources -----------------------------------------------------------------
+
+
+async def check_resource_generations(h: Harness) -> None:
+    """Generation is 1 on insert, unchanged for an equal body, +1 for a changed one."""
+    s = h.store
+    body = {"apiVersion": "agentrt/v1", "kind": "Agent", "spec": {"model": "m", "n": [1, 2]}}
+    r1 = await s.put_resource("Agent", "default", "a", body, now=10.0)
+    assert (r1.kind, r1.namespace, r1.name, r1.generation) == ("Agent", "default", "a", 1)
+    assert r1.body == body
+    assert r1.created_at == 10.0 and r1.updated_at == 10.0
+
+    same = {"spec": {"n": [1, 2], "model": "m"}, "kind": "Agent", "apiVersion": "agentrt/v1"}
+    r2 = await s.put_resource("Agent", "default", "a", same, now=20.0)
+    assert r2.generation == 1
+    assert r2.body == body
+    assert r2.created_at == 10.0
+
+    changed = {**body, "spec": {"model": "other"}}
+    r3 = await s.put_resource("Agent", "default", "a", changed, now=30.0)
+    assert r3.generation == 2
+    assert r3.body == changed
+    assert r3.created_at == 10.0 and r3.updated_at == 30.0
+
+    got = await s.get_resource("Agent", "default", "a")
+    assert got == r3
+    r4 = await s.put_resource("Agent", "default", "a", body, now=40.0)
+    assert r4.generation == 3, "changing back is a change too"
+
+
+async def check_resource_get_list_delete(h: Harness) -> None:
+    """get returns None when absent; list filters and orders; delete reports existence."""
+    s = h.store
+    assert await s.get_resource("Agent", "default", "nope") is None
+    for kind, ns, name in [
+        ("Tool", "default", "b"),
+        ("Agent", "team", "a"),
+        ("Agent", "default", "z"),
+        ("Agent", "default", "a"),
+    ]:
+        await s.put_resource(kind, ns, name, {"kind": kind, "name": name}, now=1.0)
+
+    keys = [(r.kind, r.namespace, r.name) for r in await s.list_resources()]
+    assert keys == [
+        ("Agent", "default", "a"),
+        ("Agent", "default", "z"),
+        ("Agent", "team", "a"),
+        ("Tool", "default", "b"),
+    ]
+    assert [r.name for r in await s.list_resources(kind="Agent", namespace="default")] == ["a", "z"]
+    assert [r.kind for r in await s.list_resources(namespace="default")] == [
+        "Agent",
+        "Agent",
+        "Tool",
+    ]
+    assert [r.namespace for r in await s.list_resources(kind="Agent")] == [
+        "default",
+        "default",
+        "team",
+    ]
+    assert await s.list_resources(kind="Model") == []
+
+    assert await s.delete_resource("Agent", "default", "a") is True
+    assert await s.delete_resource("Agent", "default", "a") is False
+    assert await s.get_resource("Agent", "default", "a") is None
+    assert len(await s.list_resources()) == 3
+    again = await s.put_resource("Agent", "default", "a", {"x": 1}, now=5.0)
+    assert again.generation == 1, "a re-created resource starts over"
+
+
+# --- sessions ------------------------------------------------------------------
+
+
+async def check_sessions_create_get(h: Harness) -> None:
+    """create_session stores the record; creating an existing id returns the stored one."""
+    s = h.store
+    assert await s.get_session("s1") is None
+    rec = SessionRecord(id="s1", namespace="default", created_at=5.0)
+    assert await s.create_session(rec) == rec
+    assert await s.get_session("s1") == rec
+
+    other = SessionRecord(id="s1", namespace="other", created_at=9.0, next_turn=7)
+    assert await s.create_session(other) == rec, "the stored session is returned unchanged"
+    assert await s.get_session("s1") == rec
+
+    fork = SessionRecord(
+        id="s2", namespace="default", created_at=6.0, parent_session="s1", parent_turn=3
+    )
+    assert await s.create_session(fork) == fork
+    assert await s.get_session("s2") == fork
+
+
+async def check_session_turns(h: Harness) -> None:
+    """Runs in a session take turns 0, 1, 2...; the session's next_turn follows."""
+    s = h.store
+    await s.create_session(SessionRecord(id="s", namespace="default", created_at=1.0))
+    turns = []
+    for i in range(3):
+        run, created = await s.create_run(new_run(f"r{i}", 10.0 + i, session_id="s"))
+        assert created
+        turns.append(run.turn)
+        assert run.session_id == "s"
+    assert turns == [0, 1, 2]
+    session = await s.get_session("s")
+    assert session is not None and session.next_turn == 3
+    stored = await s.get_run("r1")
+    assert stored is not None and stored.turn == 1
+
+    loose, _ = await s.create_run(new_run("loose"))
+    assert loose.turn is None and loose.session_id is None
+
+
+async def check_session_turns_concurrent(h: Harness) -> None:
+    """Turns are allocated atomically: concurrent creates get distinct, gapless turns."""
+    s = h.store
+    await s.create_session(SessionRecord(id="s", namespace="default", created_at=1.0))
+    results = await asyncio.gather(
+        *(s.create_run(new_run(f"r{i}", 10.0, session_id="s")) for i in range(20))
+    )
+    assert sorted(r.turn for r, _ in results if r.turn is not None) == list(range(20))
+    session = await s.get_session("s")
+    assert session is not None and session.next_turn == 20
+
+
+async def check_create_run_unknown_session(h: Harness) -> None:
+    """A run naming a missing session raises NotFoundError and writes nothing."""
+    s = h.store
+    with pytest.raises(NotFoundError):
+        await s.create_run(new_run("r", session_id="missing"), [ev()])
+    assert await s.get_run("r") is None
+
+
+async def check_forked_session_turns(h: Harness) -> None:
+    """A session created with ``next_turn`` set continues numbering from there."""
+    s = h.store
+    await s.create_session(SessionRecord(id="a", namespace="default", created_at=1.0))
+    fork = SessionRecord(
+        id="b", namespace="default", created_at=2.0, parent_session="a", parent_turn=2, next_turn=2
+    )
+    await s.create_session(fork)
+    run, _ = await s.create_run(new_run("r", session_id="b", parent_run="p", fork_step=4))
+    assert run.turn == 2
+    assert (run.parent_run, run.fork_step) == ("p", 4)
+
+
+# --- runs ----------------------------------------------------------------------
+
+
+async def check_create_run_record(h: Harness) -> None:
+    """create_run stores every field and appends the first events with seq 1..n."""
+    s = h.store
+    run, created = await s.create_run(
+        new_run("r", 42.0, agent="researcher", parent_run="p", fork_step=3),
+        [ev("run.created", 42.0, x=1), ev("input", 42.5, step=0, text="hi")],
+    )
+    assert created
+    assert (run.id, run.namespace, run.agent) == ("r", "default", "researcher")
+    assert run.status == "queued"
+    assert run.created_at == 42.0 and run.updated_at == 42.0
+    assert run.last_seq == 2
+    assert (run.parent_run, run.fork_step) == ("p", 3)
+    assert run.lease_owner is None and run.lease_expires is None
+    assert run.cancel_requested is False
+    assert run.finished_at is None and run.reason is None
+    assert run.usage == Usage()
+    assert await s.get_run("r") == run
+    assert await s.get_run("nope") is None
+    assert await s.read_events("r") == [
+        Event(1, "run.created", {"x": 1}, 42.0, None),
+        Event(2, "input", {"text": "hi"}, 42.5, 0),
+    ]
+    empty, _ = await s.create_run(new_run("e"))
+    assert empty.last_seq == 0
+    assert await s.read_events("e") == []
+
+
+async def check_create_run_idempotent(h: Harness) -> None:
+    """A repeated idempotency key in the same namespace returns the existing run untouched."""
+    s = h.store
+    await s.create_session(SessionRecord(id="s", namespace="default", created_at=1.0))
+    first, created = await s.create_run(
+        new_run("r1", idempotency_key="k", session_id="s"), [ev(n=1)]
+    )
+    assert created and first.idempotency_key == "k"
+
+    again, created = await s.create_run(
+        new_run("r2", 200.0, idempotency_key="k", session_id="s"), [ev(n=2), ev(n=3)]
+    )
+    assert not created
+    assert again == first
+    assert await s.get_run("r2") is None
+    assert [e.data for e in await s.read_events("r1")] == [{"n": 1}]
+    session = await s.get_session("s")
+    assert session is not None and session.next_turn == 1, "a replay takes no turn"
+
+    other_ns, created = await s.create_run(new_run("r3", idempotency_key="k", namespace="team"))
+    assert created and other_ns.id == "r3"
+
+    _, created_a = await s.create_run(new_run("n1"))
+    _, created_b = await s.create_run(new_run("n2"))
+    assert created_a and created_b, "runs without a key never collide"
+
+
+async def check_create_run_idempotent_concurrent(h: Harness) -> None:
+    """Concurrent creates with one key create exactly one run."""
+    s = h.store
+    results = await asyncio.gather(
+        *(s.create_run(new_run(f"r{i}", idempotency_key="same")) for i in range(10))
+    )
+    assert sum(created for _, created in results) == 1
+    assert len({run.id for run, _ in results}) == 1
+    assert len(await s.list_runs()) == 1
+
+
+async def check_create_run_duplicate_id(h: Harness) -> None:
+    """Interpretation: creating a run whose id exists raises ConflictError, writes nothing."""
+    s = h.store
+    await s.create_run(new_run("r"), [ev(n=1)])
+    with pytest.raises(ConflictError):
+        await s.create_run(new_run("r", 300.0, agent="other"), [ev(n=2)])
+    run = await s.get_run("r")
+    assert run is not None and run.agent == "helper" and run.last_seq == 1
+
+
+async def check_list_runs(h: Harness) -> None:
+    """list_runs filters by namespace, session and statuses, newest first, with a limit."""
+    s = h.store
+    await s.create_session(SessionRecord(id="s", namespace="default", created_at=1.0))
+    await s.create_run(new_run("old", 10.0))
+    await s.create_run(new_run("mid", 20.0, namespace="team"))
+    await s.create_run(new_run("new", 30.0))
+    # The later turn is the newer run here, so the two orders differ.
+    await s.create_run(new_run("t0", 40.0, session_id="s"))
+    await s.create_run(new_run("t1", 50.0, session_id="s"))
+    await finish(s, "old", 60.0)
+
+    assert [r.id for r in await s.list_runs()] == ["t1", "t0", "new", "mid", "old"]
+    assert [r.id for r in await s.list_runs(limit=2)] == ["t1", "t0"]
+    assert [r.id for r in await s.list_runs(namespace="team")] == ["mid"]
+    assert [r.id for r in await s.list_runs(namespace="default", limit=3)] == ["t1", "t0", "new"]
+    assert [r.id for r in await s.list_runs(statuses=["succeeded"])] == ["old"]
+    assert [r.id for r in await s.list_runs(statuses=["queued", "succeeded"], limit=10)] == [
+        "t1",
+        "t0",
+        "new",
+        "mid",
+        "old",
+    ]
+    assert await s.list_runs(statuses=[]) == []
+    assert [r.id for r in await s.list_runs(session_id="s")] == ["t0", "t1"]
+    assert [r.id for r in await s.list_runs(session_id="s", limit=1)] == ["t0"]
+    assert await s.list_runs(session_id="s", statuses=["succeeded"]) == []
+    assert await s.list_runs(namespace="nobody") == []
+
+
+# --- events --------------------------------------------------------------------
+
+
+async def check_append_and_read(h: Harness) -> None:
+    """Appends continue the sequence; read_events returns seq > after_seq in order."""
+    s = h.store
+    await s.create_run(new_run("r"), [ev("a", 1.0)])
+    data = {"nested": {"list": [1, 2.5, None, True], "s": "ünïcode ✓"}, "empty": {}}
+    assert await s.append_events("r", [ev("b", 2.0, step=0), ev("c", 3.0)], expected_seq=1) == 3
+    assert await s.append_events("r", [EventDraft("d", data, 4.25, step=7)], expected_seq=3) == 4
+    events = await s.read_events("r")
+    assert [e.seq for e in events] == [1, 2, 3, 4]
+    assert [e.type for e in events] == ["a", "b", "c", "d"]
+    assert events[1].step == 0 and events[2].step is None
+    assert events[3] == Event(4, "d", data, 4.25, 7)
+    assert [e.seq for e in await s.read_events("r", after_seq=2)] == [3, 4]
+    assert await s.read_events("r", after_seq=4) == []
+    assert await s.read_events("r", after_seq=99) == []
+    run = await s.get_run("r")
+    assert run is not None and run.last_seq == 4
+    assert await s.append_events("r", [], expected_seq=4) == 4, "an empty append is a no-op"
+
+
+async def check_append_updates_timestamps(h: Harness) -> None:
+    """Interpretation: updated_at becomes the ts of the last appended event."""
+    s = h.store
+    await s.create_run(new_run("r", 10.0))
+    await s.append_events("r", [ev(ts=11.0), ev(ts=12.5)], expected_seq=0)
+    run = await s.get_run("r")
+    assert run is not None and run.updated_at == 12.5
+
+
+async def check_append_wrong_seq(h: Harness) -> None:
+    """A stale or future expected_seq raises LeaseLost and changes nothing."""
+    s = h.store
+    await s.create_run(new_run("r"), [ev(), ev()])
+    for wrong in (0, 1, 3, 10):
+        with pytest.raises(LeaseLost):
+            await s.append_events(
+                "r",
+                [ev(n=wrong)],
+                expected_seq=wrong,
+                update=RunUpdate(status="failed", usage=Usage(input_tokens=5)),
+            )
+    run = await s.get_run("r")
+    assert run is not None
+    assert run.last_seq == 2 and run.status == "queued" and run.usage == Usage()
+    assert len(await s.read_events("r")) == 2
+
+
+async def check_append_owner(h: Harness) -> None:
+    """With ``owner`` given, an append fails when someone else holds the lease."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    assert await s.acquire_lease("r", "A", 30.0, now=100.0) is not None
+    assert await s.append_events("r", [ev()], expected_seq=0, owner="A") == 1
+    with pytest.raises(LeaseLost):
+        await s.append_events("r", [ev()], expected_seq=1, owner="B")
+    assert await s.append_events("r", [ev()], expected_seq=1) == 2, "no owner: no lease check"
+
+    assert await s.acquire_lease("r", "B", 30.0, now=101.0, force=True) is not None
+    with pytest.raises(LeaseLost):
+        await s.append_events("r", [ev()], expected_seq=2, owner="A")
+    assert await s.append_events("r", [ev()], expected_seq=2, owner="B") == 3
+    run = await s.get_run("r")
+    assert run is not None and run.last_seq == 3
+
+
+async def check_append_owner_free_lease(h: Harness) -> None:
+    """Interpretation: a lease nobody holds is not "held by someone else"."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    assert await s.append_events("r", [ev()], expected_seq=0, owner="A") == 1
+    await s.acquire_lease("r", "A", 30.0, now=100.0)
+    await s.release_lease("r", "A")
+    assert await s.append_events("r", [ev()], expected_seq=1, owner="A") == 2
+
+
+async def check_unknown_run(h: Harness) -> None:
+    """Appending to (or reading, or cancelling) an unknown run raises NotFoundError."""
+    s = h.store
+    with pytest.raises(NotFoundError):
+        await s.append_events("nope", [ev()], expected_seq=0)
+    with pytest.raises(NotFoundError):
+        await s.read_events("nope")
+    with pytest.raises(NotFoundError):
+        await s.request_cancel("nope")
+
+
+async def check_append_update_status_and_usage(h: Harness) -> None:
+    """RunUpdate sets status and reason; usage adds up; terminal status sets finished_at."""
+    s = h.store
+    await s.create_run(new_run("r", 10.0))
+    seq = await s.append_events(
+        "r",
+        [ev(ts=11.0)],
+        expected_seq=0,
+        update=RunUpdate(status="running", usage=Usage(100, 20, 0.5, 1, 0)),
+    )
+    run = await s.get_run("r")
+    assert run is not None
+    assert run.status == "running" and run.finished_at is None
+    assert run.usage == Usage(100, 20, 0.5, 1, 0)
+
+    seq = await s.append_events(
+        "r",
+        [ev(ts=12.0)],
+        expected_seq=seq,
+        update=RunUpdate(usage=Usage(input_tokens=50, cost_usd=0.25, tool_calls=2)),
+    )
+    seq = await s.append_events(
+        "r", [ev(ts=13.0)], expected_seq=seq, update=RunUpdate(status="waiting", reason="ask")
+    )
+    run = await s.get_run("r")
+    assert run is not None
+    assert run.status == "waiting" and run.reason == "ask"
+    assert run.usage == Usage(150, 20, 0.75, 1, 2)
+    assert run.usage.total_tokens == 170
+    assert run.finished_at is None
+
+    seq = await s.append_events(
+        "r", [], expected_seq=seq, update=RunUpdate(usage=Usage(output_tokens=5))
+    )
+    assert seq == 3, "an update without events keeps the seq"
+    seq = await s.append_events(
+        "r",
+        [ev("x", 14.0), ev("run.failed", 15.0)],
+        expected_seq=seq,
+        update=RunUpdate(status="failed", reason="boom", usage=Usage(model_calls=1)),
+    )
+    run = await s.get_run("r")
+    assert run is not None
+    assert run.status == "failed" and run.reason == "boom" and run.finished
+    assert run.finished_at == 15.0, "finished_at is the ts of the terminal append's last event"
+    assert run.usage == Usage(150, 25, 0.75, 2, 2)
+    assert run.last_seq == 5
+
+
+async def check_terminal_statuses_finish(h: Harness) -> None:
+    """Every terminal status sets finished_at."""
+    s = h.store
+    for i, status in enumerate(sorted(TERMINAL_STATUSES)):
+        await s.create_run(new_run(f"r{i}"))
+        await finish(s, f"r{i}", 50.0 + i, status)
+        run = await s.get_run(f"r{i}")
+        assert run is not None
+        assert run.status == status and run.finished_at == 50.0 + i
+
+
+async def check_large_payloads_and_dedup(h: Harness) -> None:
+    """Large payloads round-trip exactly and are stored once however often they recur."""
+    s = h.store
+    assert await h.count_blobs() == 0
+    await s.create_run(new_run("r1"), [EventDraft("big", big_payload("a"), 1.0)])
+    assert await h.count_blobs() == 1
+    await s.append_events(
+        "r1",
+        [EventDraft("big", big_payload("a"), 2.0, step=1), ev("small", 3.0, x="y" * 10)],
+        expected_seq=1,
+    )
+    await s.create_run(new_run("r2"), [EventDraft("big", big_payload("a"), 4.0)])
+    assert await h.count_blobs() == 1, "one blob for three events in two runs"
+    await s.append_events("r2", [EventDraft("big", big_payload("b"), 5.0)], expected_seq=1)
+    assert await h.count_blobs() == 2
+
+    events = await s.read_events("r1")
+    assert [e.data for e in events] == [big_payload("a"), big_payload("a"), {"x": "y" * 10}]
+    assert events[1].step == 1 and events[1].ts == 2.0
+    assert [e.data["tag"] for e in await s.read_events("r2")] == ["a", "b"]
+    assert [e.seq for e in await s.read_events("r1", after_seq=1)] == [2, 3]
+
+
+async def check_failed_op_does_not_abort_others(h: Harness) -> None:
+    """Concurrent appends: the ones with a wrong seq fail, all the others land."""
+    s = h.store
+    for i in range(10):
+        await s.create_run(new_run(f"r{i}"), [ev()])
+    results = await asyncio.gather(
+        *(
+            s.append_events(
+                f"r{i}",
+                [ev(n=i), EventDraft("big", big_payload(f"p{i}"), 1.0)],
+                expected_seq=1 if i % 2 else 7,
+                update=RunUpdate(usage=Usage(input_tokens=1)),
+            )
+            for i in range(10)
+        ),
+        return_exceptions=True,
+    )
+    for i, result in enumerate(results):
+        run = await s.get_run(f"r{i}")
+        assert run is not None
+        if i % 2:
+            assert result == 3
+            assert run.last_seq == 3 and run.usage.input_tokens == 1
+            assert (await s.read_events(f"r{i}"))[2].data == big_payload(f"p{i}")
+        else:
+            assert isinstance(result, LeaseLost)
+            assert run.last_seq == 1 and run.usage.input_tokens == 0
+    assert await h.count_blobs() == 5
+
+
+async def check_concurrent_appends_same_run(h: Harness) -> None:
+    """Two writers racing on one run with the same expected_seq: exactly one wins."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    for seq in range(0, 20, 2):
+        results = await asyncio.gather(
+            s.append_events("r", [ev(w="a"), ev(w="a")], expected_seq=seq),
+            s.append_events("r", [ev(w="b"), ev(w="b")], expected_seq=seq),
+            return_exceptions=True,
+        )
+        assert sorted(map(type, results), key=lambda t: t.__name__) == [LeaseLost, int]
+    events = await s.read_events("r")
+    assert [e.seq for e in events] == list(range(1, 21))
+    for i in range(0, 20, 2):
+        assert events[i].data == events[i + 1].data, "a batch is never split"
+
+
+async def check_concurrent_appends_many_runs(h: Harness) -> None:
+    """50 tasks appending to 50 runs concurrently: every event lands, in order."""
+    s = h.store
+    n_runs, n_appends = 50, 20
+    for i in range(n_runs):
+        await s.create_run(new_run(f"r{i}", float(i)))
+
+    async def writer(i: int) -> None:
+        seq = 0
+        for n in range(n_appends):
+            seq = await s.append_events(
+                f"r{i}",
+                [ev("model", float(n), step=n, i=i, n=n), ev("tool", float(n), step=n, i=i)],
+                expected_seq=seq,
+                update=RunUpdate(usage=Usage(input_tokens=1, tool_calls=1)),
+            )
+
+    await asyncio.gather(*(writer(i) for i in range(n_runs)))
+    for i in range(n_runs):
+        run = await s.get_run(f"r{i}")
+        assert run is not None
+        assert run.last_seq == 2 * n_appends
+        assert run.usage == Usage(input_tokens=n_appends, tool_calls=n_appends)
+        events = await s.read_events(f"r{i}")
+        assert [e.seq for e in events] == list(range(1, 2 * n_appends + 1))
+        assert all(e.data["i"] == i for e in events)
+        assert [e.data["n"] for e in events[::2]] == list(range(n_appends))
+
+
+# --- leases --------------------------------------------------------------------
+
+
+async def check_lease_acquire(h: Harness) -> None:
+    """A queued run becomes running when leased; another live owner is refused."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    run = await s.acquire_lease("r", "A", 30.0, now=100.0)
+    assert run is not None
+    assert run.status == "running" and run.lease_owner == "A" and run.lease_expires == 130.0
+    assert await s.get_run("r") == run
+
+    assert await s.acquire_lease("r", "B", 30.0, now=110.0) is None
+    held = await s.get_run("r")
+    assert held is not None and held.lease_owner == "A"
+
+    again = await s.acquire_lease("r", "A", 30.0, now=120.0)
+    assert again is not None and again.lease_owner == "A" and again.lease_expires == 150.0
+
+    forced = await s.acquire_lease("r", "B", 10.0, now=121.0, force=True)
+    assert forced is not None and forced.lease_owner == "B" and forced.lease_expires == 131.0
+    assert await s.acquire_lease("nope", "A", 30.0, now=100.0) is None
+
+
+async def check_lease_expiry(h: Harness) -> None:
+    """An expired lease can be taken by anyone; a live one cannot."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    await s.acquire_lease("r", "A", 10.0, now=100.0)
+    assert await s.acquire_lease("r", "B", 10.0, now=109.0) is None
+    taken = await s.acquire_lease("r", "B", 10.0, now=111.0)
+    assert taken is not None and taken.lease_owner == "B" and taken.lease_expires == 121.0
+    assert await s.renew_lease("r", "A", 10.0, now=112.0) is False
+
+
+async def check_lease_waiting_run(h: Harness) -> None:
+    """A waiting run can be leased and stays waiting."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    await s.append_events("r", [ev()], expected_seq=0, update=RunUpdate(status="waiting"))
+    run = await s.acquire_lease("r", "A", 10.0, now=100.0)
+    assert run is not None and run.status == "waiting" and run.lease_owner == "A"
+
+
+async def check_lease_renew_release(h: Harness) -> None:
+    """renew extends only the holder's lease; release is a no-op for others."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    await s.acquire_lease("r", "A", 10.0, now=100.0)
+    assert await s.renew_lease("r", "A", 20.0, now=105.0) is True
+    run = await s.get_run("r")
+    assert run is not None and run.lease_expires == 125.0
+    assert await s.renew_lease("r", "B", 20.0, now=105.0) is False
+    assert await s.renew_lease("nope", "A", 20.0, now=105.0) is False
+
+    await s.release_lease("r", "B")
+    run = await s.get_run("r")
+    assert run is not None and run.lease_owner == "A"
+
+    await s.release_lease("r", "A")
+    run = await s.get_run("r")
+    assert run is not None
+    assert run.lease_owner is None and run.lease_expires is None
+    assert run.status == "running", "releasing does not change the status"
+    assert await s.renew_lease("r", "A", 20.0, now=106.0) is False
+    await s.release_lease("r", "A")  # releasing twice is harmless
+    await s.release_lease("nope", "A")
+
+    again = await s.acquire_lease("r", "B", 10.0, now=107.0)
+    assert again is not None and again.lease_owner == "B"
+
+
+async def check_lease_terminal_runs(h: Harness) -> None:
+    """Finished runs cannot be leased, not even with force, nor claimed."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    await s.acquire_lease("r", "A", 10.0, now=100.0)
+    await finish(s, "r", 101.0)
+    assert await s.acquire_lease("r", "A", 10.0, now=102.0) is None
+    assert await s.acquire_lease("r", "B", 10.0, now=200.0, force=True) is None
+    await s.create_run(new_run("done", status="cancelled"))
+    assert await s.acquire_lease("done", "A", 10.0, now=102.0) is None
+    assert await s.claim_runs("C", 10.0, now=500.0) == []
+
+
+async def check_claim_runs(h: Harness) -> None:
+    """claim_runs leases queued and unleased/expired running runs, oldest first."""
+    s = h.store
+    for i in range(6):
+        await s.create_run(new_run(f"r{i}", 10.0 + i))
+    await finish(s, "r0", 50.0)  # finished: never claimed
+    await s.acquire_lease("r1", "X", 100.0, now=90.0)  # live lease until 190
+    await s.append_events("r2", [], expected_seq=0, update=RunUpdate(status="waiting"))
+    await s.acquire_lease("r3", "Y", 5.0, now=90.0)  # expires at 95
+    await s.acquire_lease("r4", "Z", 5.0, now=90.0)
+    await s.release_lease("r4", "Z")  # running, no lease: interrupted
+
+    claimed = await s.claim_runs("W", 30.0, now=100.0, limit=2)
+    assert [r.id for r in claimed] == ["r3", "r4"]
+    for r in claimed:
+        assert r.status == "running" and r.lease_owner == "W" and r.lease_expires == 130.0
+    claimed = await s.claim_runs("W", 30.0, now=100.0, limit=10)
+    assert [r.id for r in claimed] == ["r5"]
+    assert await s.claim_runs("V", 30.0, now=100.0) == []
+
+    stored = await s.get_run("r5")
+    assert stored is not None and stored.lease_owner == "W" and stored.status == "running"
+    later = await s.claim_runs("V", 30.0, now=200.0, limit=10)
+    assert [r.id for r in later] == ["r1", "r3", "r4", "r5"], "expired leases are claimable"
+
+
+async def check_claim_runs_concurrent(h: Harness) -> None:
+    """Concurrent claimers, in one store and across two, never claim the same run."""
+    n = 60
+    for i in range(n):
+        await h.store.create_run(new_run(f"r{i:02d}", float(i)))
+    peer = await h.open_peer()
+    try:
+
+        async def claimer(store: Store, owner: str) -> list[str]:
+            got: list[str] = []
+            while True:
+                claimed = await store.claim_runs(owner, 60.0, now=1000.0, limit=3)
+                if not claimed:
+                    return got
+                assert all(r.lease_owner == owner for r in claimed)
+                got.extend(r.id for r in claimed)
+
+        results = await asyncio.gather(
+            claimer(h.store, "A"),
+            claimer(h.store, "B"),
+            claimer(peer, "C"),
+            claimer(peer, "D"),
+        )
+    finally:
+        await peer.close()
+    claimed = [run_id for got in results for run_id in got]
+    assert len(claimed) == len(set(claimed)) == n
+    for owner, got in zip("ABCD", results, strict=True):
+        for run_id in got:
+            run = await h.store.get_run(run_id)
+            assert run is not None and run.lease_owner == owner
+
+
+# --- cancellation --------------------------------------------------------------
+
+
+async def check_request_cancel(h: Harness) -> None:
+    """request_cancel flags the run and returns it; status is left to the worker."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    await s.acquire_lease("r", "A", 10.0, now=100.0)
+    run = await s.request_cancel("r")
+    assert run.id == "r" and run.cancel_requested is True
+    assert run.status == "running" and run.lease_owner == "A"
+    stored = await s.get_run("r")
+    assert stored is not None and stored.cancel_requested is True
+    again = await s.request_cancel("r")
+    assert again.cancel_requested is True
+
+    await s.create_run(new_run("q"))
+    queued = await s.request_cancel("q")
+    assert queued.cancel_requested is True and queued.status == "queued"
+
+
+# --- gc ------------------------------------------------------------------------
+
+
+async def check_gc(h: Harness) -> None:
+    """gc deletes old finished runs, their events, empty sessions and orphan blobs only."""
+    s = h.store
+    cutoff = 1000.0
+    for sid, created in (("s_gone", 1.0), ("s_kept", 1.0), ("s_empty", 2.0), ("s_new", 2000.0)):
+        await s.create_session(SessionRecord(id=sid, namespace="default", created_at=created))
+
+    # Deleted: old finished runs.
+    await s.create_run(new_run("old1", 10.0), [EventDraft("big", big_payload("only-old"), 10.0)])
+    await finish(s, "old1", 500.0)
+    await s.create_run(
+        new_run("old2", 11.0, session_id="s_gone"),
+        [EventDraft("big", big_payload("shared"), 11.0), ev()],
+    )
+    await finish(s, "old2", 600.0, "failed")
+    await s.create_run(new_run("old3", 12.0, session_id="s_kept"), [ev()])
+    await finish(s, "old3", 700.0, "cancelled")
+    # Kept: finished after the cutoff, still active, or never finished.
+    await s.create_run(new_run("recent", 13.0), [EventDraft("big", big_payload("shared"), 13.0)])
+    await finish(s, "recent", 1500.0)
+    await s.create_run(new_run("active", 14.0, session_id="s_kept"), [ev()])
+    await s.acquire_lease("active", "A", 10.0, now=20.0)
+    await s.create_run(new_run("waiting", 15.0), [EventDraft("big", big_payload("w"), 15.0)])
+    await s.append_events("waiting", [], expected_seq=1, update=RunUpdate(status="waiting"))
+    await s.create_run(new_run("queued", 16.0))
+    assert await h.count_blobs() == 3
+
+    result = await s.gc(finished_before=cutoff)
+    assert result == GcResult(runs=3, events=7, blobs=1, sessions=2)
+
+    for gone in ("old1", "old2", "old3"):
+        assert await s.get_run(gone) is None
+        with pytest.raises(NotFoundError):
+            await s.read_events(gone)
+    assert {r.id for r in await s.list_runs()} == {"recent", "active", "waiting", "queued"}
+    assert await s.get_session("s_gone") is None, "its only run was deleted"
+    assert await s.get_session("s_empty") is None, "an old session with no runs goes too"
+    assert await s.get_session("s_kept") is not None, "it still has a run"
+    assert await s.get_session("s_new") is not None, "a session newer than the cutoff stays"
+    assert await h.count_blobs() == 2
+    recent = await s.read_events("recent")
+    assert recent[0].data == big_payload("shared"), "a blob another run uses survives"
+    assert (await s.read_events("waiting"))[0].data == big_payload("w")
+
+    assert await s.gc(finished_before=cutoff) == GcResult(runs=0, events=0, blobs=0, sessions=0)
+
+    # The store keeps working after gc, including reusing a deleted payload.
+    await s.create_run(new_run("after", 20.0), [EventDraft("big", big_payload("only-old"), 1.0)])
+    assert (await s.read_events("after"))[0].data == big_payload("only-old")
+    assert await h.count_blobs() == 3
+    await finish(s, "after", 1600.0)
+    result = await s.gc(finished_before=10_000.0)
+    # recent + after, 2 events each; the shared blob goes with its last run; s_new is
+    # now older than the cutoff and empty.
+    assert result == GcResult(runs=2, events=4, blobs=2, sessions=1)
+    assert await h.count_blobs() == 1
+    assert {r.id for r in await s.list_runs()} == {"active", "waiting", "queued"}
+    assert await s.get_session("s_kept") is not None
+
+
+CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
+    check_implements_protocol,
+    check_close_is_idempotent,
+    check_resource_generations,
+    check_resource_get_list_delete,
+    check_sessions_create_get,
+    check_session_turns,
+    check_session_turns_concurrent,
+    check_create_run_unknown_session,
+    check_forked_session_turns,
+    check_create_run_record,
+    check_create_run_idempotent,
+    check_create_run_idempotent_concurrent,
+    check_create_run_duplicate_id,
+    check_list_runs,
+    check_append_and_read,
+    check_append_updates_timestamps,
+    check_append_wrong_seq,
+    check_append_owner,
+    check_append_owner_free_lease,
+    check_unknown_run,
+    check_append_update_status_and_usage,
+    check_terminal_statuses_finish,
+    check_large_payloads_and_dedup,
+    check_failed_op_does_not_abort_others,
+    check_concurrent_appends_same_run,
+    check_concurrent_appends_many_runs,
+    check_lease_acquire,
+    check_lease_expiry,
+    check_lease_waiting_run,
+    check_lease_renew_release,
+    check_lease_terminal_runs,
+    check_claim_runs,
+    check_claim_runs_concurrent,
+    check_request_cancel,
+    check_gc,
+]
+"""Every check, in a stable order."""
