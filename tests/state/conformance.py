@@ -50,6 +50,9 @@ BIG = 64 * 1024
 class Harness:
     """What a check gets: a fresh empty store plus two backend-specific hooks.
 
+    The blob counts assume the store's inline limit keeps payloads of a few
+    hundred bytes inline and sends the suite's 64 KiB payloads to the blob table.
+
     Attributes:
         store: An open, empty store; the test module closes it afterwards.
         count_blobs: Returns how many distinct payloads the blob table holds.
