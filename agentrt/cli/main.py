@@ -13,6 +13,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from agentrt import _json
@@ -85,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--limit", type=int, default=20)
     rs = rsub.add_parser("show", help="a run's steps as a tree")
     rs.add_argument("run")
+    rx = rsub.add_parser("export", help="write a run's whole log as JSON")
+    rx.add_argument("run")
+    rx.add_argument("-o", "--output", help="file (default: standard output)")
+    ri = rsub.add_parser("import", help="store an exported log as a new run (to replay it)")
+    ri.add_argument("file")
 
     for name, text in (
         ("resume", "continue an interrupted run; recorded steps are not redone"),
@@ -319,6 +325,8 @@ async def _cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _cmd_runs(args: argparse.Namespace) -> int:
+    if args.runs_command in ("export", "import"):
+        return await _cmd_runs_transfer(args)
     store = await _with_store(args)
     try:
         if args.runs_command == "list":
@@ -351,6 +359,27 @@ async def _cmd_runs(args: argparse.Namespace) -> int:
         )
     else:
         print(render_run_tree(run, events, _style()))
+    return EXIT_OK
+
+
+async def _cmd_runs_transfer(args: argparse.Namespace) -> int:
+    async with _runtime(args, live=False) as rt:
+        if args.runs_command == "export":
+            text = _json.dumps_str(await rt.export_run(args.run))
+            if args.output:
+                await asyncio.to_thread(Path(args.output).write_text, text + "\n")
+            else:
+                print(text)
+            return EXIT_OK
+        try:
+            data = _json.loads(await asyncio.to_thread(Path(args.file).read_bytes))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read {args.file}: {exc}") from None
+        run = await rt.import_run(data)
+    if args.json:
+        _print_json(_run_to_dict(run))
+    else:
+        print(f"imported as {run.id} ({run.status}); replay it with `agentrt replay {run.id}`")
     return EXIT_OK
 
 

@@ -37,8 +37,10 @@ from agentrt.state.base import (
     NewRun,
     ResourceRecord,
     RunRecord,
+    RunUpdate,
     SessionRecord,
     Store,
+    Usage,
 )
 
 __all__ = ["Runtime", "new_run_id"]
@@ -59,6 +61,18 @@ _STEP_EVENTS = frozenset(
 def new_run_id() -> str:
     """A run id that sorts by creation time: ``run_`` + ms timestamp + randomness."""
     return f"run_{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
+
+
+def _usage_of(events: list[dict[str, Any]]) -> Usage:
+    """What the steps of an exported log consumed."""
+    usage = Usage()
+    for e in events:
+        if e["type"] == ev.MODEL_RESULT:
+            data = e["data"]
+            usage += Usage(data.get("in", 0), data.get("out", 0), data.get("cost", 0.0), 1, 0)
+        elif e["type"] == ev.TOOL_CALL:
+            usage += Usage(tool_calls=1)
+    return usage
 
 
 class Runtime:
@@ -409,6 +423,49 @@ class Runtime:
         if start:
             await self._start(run)
         return run
+
+    async def export_run(self, run_id: str) -> dict[str, Any]:
+        """A run's whole log as JSON-ready data, to archive, audit or replay elsewhere."""
+        run = await self._run(run_id)
+        events = await self.store.read_events(run_id)
+        return {
+            "format": "agentrt.run/v1",
+            "run": {
+                "id": run.id,
+                "namespace": run.namespace,
+                "agent": run.agent,
+                "status": run.status,
+                "created_at": run.created_at,
+            },
+            "events": [
+                {"seq": e.seq, "type": e.type, "step": e.step, "ts": e.ts, "data": e.data}
+                for e in events
+            ],
+        }
+
+    async def import_run(self, data: dict[str, Any]) -> RunRecord:
+        """Store a log made by :meth:`export_run` as a new run (a new id), to replay it."""
+        if data.get("format") != "agentrt.run/v1":
+            raise UsageError("not an exported run: expected `format: agentrt.run/v1`")
+        meta, events = data["run"], data["events"]
+        if not events or events[0]["type"] != ev.RUN_CREATED:
+            raise UsageError(f"an exported run starts with a {ev.RUN_CREATED} event")
+        drafts = [EventDraft(e["type"], e["data"], e["ts"], e["step"]) for e in events]
+        run, _ = await self.store.create_run(
+            NewRun(new_run_id(), meta["namespace"], meta["agent"], self._clock()), drafts
+        )
+        status = next((e["data"]["status"] for e in events if e["type"] == ev.RUN_FINISHED), None)
+        if status is not None:
+            leased = await self.store.acquire_lease(
+                run.id, self.owner, self.lease_ttl_s, now=self._clock()
+            )
+            if leased is not None:
+                update = RunUpdate(status=status, usage=_usage_of(events))
+                await self.store.append_events(
+                    run.id, [], expected_seq=leased.last_seq, owner=self.owner, update=update
+                )
+                await self.store.release_lease(run.id, self.owner)
+        return await self._run(run.id)
 
     async def cancel(self, run_id: str) -> RunRecord:
         """Cancel a run: here if this runtime executes it, else via its owner or directly."""

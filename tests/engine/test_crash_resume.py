@@ -231,3 +231,30 @@ def test_kill_during_tool_with_lookup_is_reconciled(
     result = next(e for e in events if e.type == ev.TOOL_RESULT)
     assert result.data["reconciled"] == "lookup"
     assert effects.read_text().count("\tcharge\t") == 1
+
+
+def test_runtime_start_resumes_interrupted_runs(tmp_path: Path, server: ModelTestServer) -> None:
+    db, effects = tmp_path / "auto.db", tmp_path / "effects.txt"
+    asyncio.run(_prepare(db, server.url, ["record", "add"]))
+    child = _spawn(db, "run", "bot", "go", "-q", env=_env(effects))
+    run_id = _wait_for_events(db, 8, child)
+    child.send_signal(signal.SIGKILL)
+    child.communicate()
+
+    async def start_runtime() -> tuple[str, str | None]:
+        store = await SqliteStore.open(db)
+        try:
+            async with Runtime(store) as rt:  # resume_interrupted=True is the default
+                result = await rt.wait(run_id)
+                return result.status, result.output
+        finally:
+            await store.close()
+
+    os.environ["AGENTRT_TEST_EFFECTS"] = str(effects)
+    try:
+        status, output = asyncio.run(start_runtime())
+    finally:
+        del os.environ["AGENTRT_TEST_EFFECTS"]
+    assert (status, output) == ("succeeded", f"finished after {STEPS - 1 + 100}")
+    keys = Counter(line.split("\t")[0] for line in effects.read_text().splitlines())
+    assert len(keys) == STEPS and set(keys.values()) == {1}

@@ -215,3 +215,19 @@ async def test_unknown_tool_and_bad_arguments_are_observations(
     outputs = [m["content"] for m in model_server.requests[-1]["messages"] if m["role"] == "tool"]
     assert "unknown tool 'nope'" in outputs[0]
     assert "invalid arguments for add" in outputs[1]
+
+
+async def test_hooks_declared_in_the_agent_spec(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(rules({"content": "quiet words"}))
+    hooks = {
+        "before_model": "tests.sample_hooks:tag_request",
+        "after_model": "tests.sample_hooks:shout",
+    }
+    async with Runtime(store) as rt:
+        await rt.apply(resources(model_server.url, agent={"hooks": hooks}))
+        result = await rt.run("bot", "x")
+        replayed = await rt.replay(result.run_id)
+    assert result.output == "QUIET WORDS" and replayed.output == "QUIET WORDS"
+    assert model_server.requests[0]["messages"][-1] == {"role": "system", "content": "agent=bot"}

@@ -1,0 +1,142 @@
+"""The public API, pinned: a change here is a change users see, so it shows in review."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = {
+    "agentrt": [
+        "AgentrtError",
+        "HookSet",
+        "RunError",
+        "RunResult",
+        "Runtime",
+        "SpecError",
+        "ToolContext",
+        "ToolResult",
+        "UsageError",
+        "__version__",
+    ],
+    "agentrt.engine": [
+        "EventObserver",
+        "Executor",
+        "HOOK_PHASES",
+        "HookPhase",
+        "HookSet",
+        "Journal",
+        "LoopOutcome",
+        "RunContext",
+        "RunResult",
+        "RunSpec",
+        "Runtime",
+        "StepInfo",
+        "StepUnknown",
+        "new_run_id",
+        "run_loop",
+    ],
+    "agentrt.spec": [
+        "API_VERSION",
+        "Agent",
+        "AgentSpec",
+        "Budgets",
+        "Hooks",
+        "KINDS",
+        "Loaded",
+        "LoopPolicy",
+        "Metadata",
+        "Model",
+        "ModelSpec",
+        "Pricing",
+        "Query",
+        "QuerySpec",
+        "Resource",
+        "ResourceKey",
+        "RetryPolicy",
+        "ScriptedRule",
+        "ScriptedStep",
+        "ScriptedToolCall",
+        "StopConditions",
+        "Tool",
+        "ToolSpec",
+        "check_references",
+        "iter_resource_files",
+        "key_of",
+        "load_paths",
+        "load_text",
+        "parse_resource",
+    ],
+    "agentrt.state": [
+        "ACTIVE_STATUSES",
+        "Event",
+        "EventDraft",
+        "GcResult",
+        "NewRun",
+        "ResourceRecord",
+        "RunRecord",
+        "RunStatus",
+        "RunUpdate",
+        "SessionRecord",
+        "SqliteStore",
+        "Store",
+        "TERMINAL_STATUSES",
+        "Usage",
+        "default_store_path",
+        "open_store",
+    ],
+    "agentrt.models": [
+        "Message",
+        "ModelClient",
+        "ModelRequest",
+        "ModelResponse",
+        "ModelTestServer",
+        "OpenAIClient",
+        "ScriptedClient",
+        "ToolCall",
+        "ToolDef",
+        "create_client",
+        "scripted_reply",
+    ],
+    "agentrt.tools": [
+        "PythonTool",
+        "RuntimeTool",
+        "ToolContext",
+        "ToolResult",
+        "build_tool",
+        "schema_from_signature",
+    ],
+    "agentrt.errors": [
+        "AgentrtError",
+        "BudgetExhausted",
+        "ConflictError",
+        "LeaseLost",
+        "ModelError",
+        "NondeterminismError",
+        "NotFoundError",
+        "RunError",
+        "SpecError",
+        "SpecIssue",
+        "StepTimeout",
+        "ToolError",
+        "UsageError",
+        "error_from_dict",
+    ],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_public_names_are_pinned(module: str) -> None:
+    mod = importlib.import_module(module)
+    assert sorted(mod.__all__) == PUBLIC[module]
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name} is exported but missing"
+
+
+def test_public_callables_have_docstrings() -> None:
+    for module in PUBLIC:
+        mod = importlib.import_module(module)
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            if callable(obj) and getattr(obj, "__module__", "").startswith("agentrt"):
+                assert obj.__doc__, f"{module}.{name} has no docstring"
