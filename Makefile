@@ -12,8 +12,8 @@ demo: setup
 	$(VENV)/bin/agentrt demo
 
 test: setup
-	$(VENV)/bin/ruff check agentrt tests bench
-	$(VENV)/bin/ruff format --check agentrt tests bench
+	$(VENV)/bin/ruff check agentrt tests bench examples
+	$(VENV)/bin/ruff format --check agentrt tests bench examples
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 lint: setup
-	$(VENV)/bin/ruff check agentrt tests bench
+	$(VENV)/bin/ruff check agentrt tests bench examples
 	$(VENV)/bin/mypy
 
 bench: setup

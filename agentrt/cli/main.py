@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``agentrt`` console script."""
     args = build_parser().parse_args(argv)
+    # `module:function` references in specs resolve from the working directory,
+    # as `python -m` would (the console script's own directory is not useful).
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         return asyncio.run(_dispatch(args))
     except KeyboardInterrupt:

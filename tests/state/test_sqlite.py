@@ -134,7 +134,7 @@ async def test_query_plans_use_indexes(tmp_path: Path) -> None:
         async def plan(sql: str) -> str:
             return " | ".join(row[-1] for row in await store._query("EXPLAIN QUERY PLAN " + sql))
 
-        from agentrt.state import sqlite as mod
+        from agentrt.state import _sqlite_ops as mod
 
         assert "runs_claimable" in await plan(mod._CLAIMABLE.replace("?", "0"))
         assert "runs_session_turn" in await plan(

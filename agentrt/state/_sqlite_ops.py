@@ -1,0 +1,468 @@
+"""The SQLite store's operations: each Store method as SQL on one connection.
+
+They run on the writer thread, inside the transaction it opens for their batch
+(``query`` and ``script`` outside any); none begins or commits one itself.
+Event payloads larger than the inline limit go to the ``blobs`` table under
+their SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+from agentrt._json import dumps, dumps_str, loads
+from agentrt.errors import ConflictError, LeaseLost, NotFoundError
+from agentrt.state.base import (
+    TERMINAL_STATUSES,
+    Event,
+    EventDraft,
+    GcResult,
+    NewRun,
+    ResourceRecord,
+    RunRecord,
+    RunUpdate,
+    SessionRecord,
+    Usage,
+)
+
+__all__ = ["Ops"]
+
+_RUN_COLS = (
+    "id, namespace, agent, status, created_at, updated_at, session_id, turn, reason, "
+    "finished_at, idempotency_key, parent_run, fork_step, lease_owner, lease_expires, "
+    "cancel_requested, last_seq, input_tokens, output_tokens, cost_usd, model_calls, tool_calls"
+)
+_SELECT_RUN_BY_ID = f"SELECT {_RUN_COLS} FROM runs WHERE id = ?"
+_SELECT_RUN_BY_PK = f"SELECT {_RUN_COLS} FROM runs WHERE pk = ?"
+_SELECT_RUN_BY_KEY = f"SELECT {_RUN_COLS} FROM runs WHERE namespace = ? AND idempotency_key = ?"
+_INSERT_RUN = (
+    "INSERT INTO runs (id, namespace, agent, status, created_at, updated_at, session_id, turn, "
+    "finished_at, idempotency_key, parent_run, fork_step, last_seq) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_APPEND_CHECK = "SELECT pk, last_seq, lease_owner, status, finished_at FROM runs WHERE id = ?"
+_BUMP_RUN = "UPDATE runs SET last_seq = ?, updated_at = ? WHERE pk = ?"
+_UPDATE_RUN = (
+    "UPDATE runs SET last_seq = ?, updated_at = ?, status = COALESCE(?, status), "
+    "reason = COALESCE(?, reason), finished_at = ?, input_tokens = input_tokens + ?, "
+    "output_tokens = output_tokens + ?, cost_usd = cost_usd + ?, "
+    "model_calls = model_calls + ?, tool_calls = tool_calls + ? WHERE pk = ?"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (run_pk, seq, type, step, ts, data, blob) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_BLOB = "INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)"
+_SELECT_EVENTS = (
+    "SELECT e.seq, e.type, COALESCE(e.data, b.data), e.ts, e.step FROM events AS e "
+    "LEFT JOIN blobs AS b ON b.hash = e.blob WHERE e.run_pk = ? AND e.seq > ? ORDER BY e.seq"
+)
+_SELECT_PK = "SELECT pk FROM runs WHERE id = ?"
+_LEASE_CHECK = "SELECT pk, status, lease_owner, lease_expires FROM runs WHERE id = ?"
+_TAKE_LEASE = (
+    "UPDATE runs SET lease_owner = ?, lease_expires = ?, updated_at = ?, "
+    "status = CASE status WHEN 'queued' THEN 'running' ELSE status END WHERE pk = ?"
+)
+_RENEW_LEASE = "UPDATE runs SET lease_expires = ? WHERE id = ? AND lease_owner = ?"
+_RELEASE_LEASE = (
+    "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE id = ? AND lease_owner = ?"
+)
+_CLAIMABLE = (
+    "SELECT pk FROM runs WHERE status IN ('queued', 'running') "
+    "AND (lease_expires IS NULL OR lease_expires <= ?) ORDER BY created_at, pk LIMIT ?"
+)
+_CLAIM = (
+    "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires = ?, updated_at = ? "
+    "WHERE pk = ?"
+)
+_SESSION_COLS = "id, namespace, created_at, parent_session, parent_turn, next_turn"
+_RESOURCE_COLS = "kind, namespace, name, generation, body, created_at, updated_at"
+
+_NO_USAGE: Final = Usage()
+
+
+def _run_record(row: Sequence[Any]) -> RunRecord:
+    return RunRecord(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+        row[14],
+        bool(row[15]),
+        row[16],
+        Usage(row[17], row[18], row[19], row[20], row[21]),
+    )
+
+
+def _resource_record(row: Sequence[Any]) -> ResourceRecord:
+    return ResourceRecord(row[0], row[1], row[2], row[3], loads(row[4]), row[5], row[6])
+
+
+class Ops:
+    """The store's operations as plain functions of one connection (writer thread only).
+
+    Each public method does the work of the :class:`~agentrt.state.sqlite.SqliteStore`
+    method of the same name, with the same results and errors.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, inline_limit: int) -> None:
+        """Wrap ``conn``; payloads over ``inline_limit`` encoded bytes become blobs."""
+        self.conn = conn
+        self.inline_limit = inline_limit
+        self._list_sql: dict[tuple[bool, bool, int], str] = {}
+
+    # --- helpers ---------------------------------------------------------------
+    def _run_by_pk(self, pk: int) -> RunRecord:
+        return _run_record(self.conn.execute(_SELECT_RUN_BY_PK, (pk,)).fetchone())
+
+    def _insert_events(self, pk: int, seq: int, events: Sequence[EventDraft]) -> int:
+        limit = self.inline_limit
+        rows: list[tuple[int, int, str, int | None, float, bytes | None, bytes | None]] = []
+        blobs: list[tuple[bytes, bytes]] = []
+        for e in events:
+            seq += 1
+            data = dumps(e.data)
+            if len(data) > limit:
+                digest = hashlib.sha256(data).digest()
+                blobs.append((digest, data))
+                rows.append((pk, seq, e.type, e.step, e.ts, None, digest))
+            else:
+                rows.append((pk, seq, e.type, e.step, e.ts, data, None))
+        if blobs:
+            self.conn.executemany(_INSERT_BLOB, blobs)
+        self.conn.executemany(_INSERT_EVENT, rows)
+        return seq
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one statement and return all its rows."""
+        return self.conn.execute(sql, params).fetchall()
+
+    def script(self, sql: str) -> None:
+        """Run several statements (``executescript``), e.g. PRAGMAs that step repeatedly."""
+        self.conn.executescript(sql)
+
+    # --- resources -------------------------------------------------------------
+    def put_resource(
+        self, kind: str, namespace: str, name: str, body: dict[str, Any], now: float
+    ) -> ResourceRecord:
+        conn = self.conn
+        key = (kind, namespace, name)
+        row = conn.execute(
+            "SELECT generation, body, created_at, updated_at FROM resources "
+            "WHERE kind = ? AND namespace = ? AND name = ?",
+            key,
+        ).fetchone()
+        encoded = dumps_str(body)
+        if row is None:
+            conn.execute(
+                f"INSERT INTO resources ({_RESOURCE_COLS}) VALUES (?, ?, ?, 1, ?, ?, ?)",
+                (*key, encoded, now, now),
+            )
+            return ResourceRecord(kind, namespace, name, 1, loads(encoded), now, now)
+        generation, stored, created_at, updated_at = row
+        stored_body = loads(stored)
+        if stored_body == body:
+            return ResourceRecord(
+                kind, namespace, name, generation, stored_body, created_at, updated_at
+            )
+        conn.execute(
+            "UPDATE resources SET generation = ?, body = ?, updated_at = ? "
+            "WHERE kind = ? AND namespace = ? AND name = ?",
+            (generation + 1, encoded, now, *key),
+        )
+        return ResourceRecord(
+            kind, namespace, name, generation + 1, loads(encoded), created_at, now
+        )
+
+    def get_resource(self, kind: str, namespace: str, name: str) -> ResourceRecord | None:
+        row = self.conn.execute(
+            f"SELECT {_RESOURCE_COLS} FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
+            (kind, namespace, name),
+        ).fetchone()
+        return None if row is None else _resource_record(row)
+
+    def list_resources(self, kind: str | None, namespace: str | None) -> list[ResourceRecord]:
+        where = []
+        params = []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if namespace is not None:
+            where.append("namespace = ?")
+            params.append(namespace)
+        sql = f"SELECT {_RESOURCE_COLS} FROM resources"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY kind, namespace, name"
+        return [_resource_record(r) for r in self.conn.execute(sql, params)]
+
+    def delete_resource(self, kind: str, namespace: str, name: str) -> bool:
+        cur = self.conn.execute(
+            "DELETE FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
+            (kind, namespace, name),
+        )
+        return cur.rowcount > 0
+
+    # --- sessions --------------------------------------------------------------
+    def create_session(self, s: SessionRecord) -> SessionRecord:
+        self.conn.execute(
+            f"INSERT OR IGNORE INTO sessions ({_SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (s.id, s.namespace, s.created_at, s.parent_session, s.parent_turn, s.next_turn),
+        )
+        stored = self.get_session(s.id)
+        assert stored is not None
+        return stored
+
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        row = self.conn.execute(
+            f"SELECT {_SESSION_COLS} FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        return None if row is None else SessionRecord(*row)
+
+    # --- runs ------------------------------------------------------------------
+    def create_run(self, run: NewRun, events: Sequence[EventDraft]) -> tuple[RunRecord, bool]:
+        conn = self.conn
+        if run.idempotency_key is not None:
+            row = conn.execute(_SELECT_RUN_BY_KEY, (run.namespace, run.idempotency_key)).fetchone()
+            if row is not None:
+                return _run_record(row), False
+        turn = None
+        if run.session_id is not None:
+            srow = conn.execute(
+                "SELECT next_turn FROM sessions WHERE id = ?", (run.session_id,)
+            ).fetchone()
+            if srow is None:
+                raise NotFoundError(f"session {run.session_id!r} does not exist")
+            turn = srow[0]
+            conn.execute(
+                "UPDATE sessions SET next_turn = next_turn + 1 WHERE id = ?", (run.session_id,)
+            )
+        finished_at = run.created_at if run.status in TERMINAL_STATUSES else None
+        last_seq = len(events)
+        try:
+            cur = conn.execute(
+                _INSERT_RUN,
+                (
+                    run.id,
+                    run.namespace,
+                    run.agent,
+                    run.status,
+                    run.created_at,
+                    run.created_at,
+                    run.session_id,
+                    turn,
+                    finished_at,
+                    run.idempotency_key,
+                    run.parent_run,
+                    run.fork_step,
+                    last_seq,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(f"run {run.id!r} already exists") from exc
+        if events:
+            pk = cur.lastrowid
+            assert pk is not None
+            self._insert_events(pk, 0, events)
+        record = RunRecord(
+            run.id,
+            run.namespace,
+            run.agent,
+            run.status,
+            run.created_at,
+            run.created_at,
+            session_id=run.session_id,
+            turn=turn,
+            finished_at=finished_at,
+            idempotency_key=run.idempotency_key,
+            parent_run=run.parent_run,
+            fork_step=run.fork_step,
+            last_seq=last_seq,
+        )
+        return record, True
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self.conn.execute(_SELECT_RUN_BY_ID, (run_id,)).fetchone()
+        return None if row is None else _run_record(row)
+
+    def list_runs(
+        self,
+        namespace: str | None,
+        session_id: str | None,
+        statuses: Sequence[str] | None,
+        limit: int,
+    ) -> list[RunRecord]:
+        n_statuses = -1 if statuses is None else len(statuses)
+        key = (namespace is not None, session_id is not None, n_statuses)
+        sql = self._list_sql.get(key)
+        if sql is None:
+            where = []
+            if namespace is not None:
+                where.append("namespace = ?")
+            if session_id is not None:
+                where.append("session_id = ?")
+            if statuses is not None:
+                where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            sql = f"SELECT {_RUN_COLS} FROM runs"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            order = "turn" if session_id is not None else "created_at DESC, pk DESC"
+            sql += f" ORDER BY {order} LIMIT ?"
+            self._list_sql[key] = sql
+        params: list[Any] = []
+        if namespace is not None:
+            params.append(namespace)
+        if session_id is not None:
+            params.append(session_id)
+        if statuses is not None:
+            params.extend(statuses)
+        params.append(limit)
+        return [_run_record(r) for r in self.conn.execute(sql, params)]
+
+    def append_events(
+        self,
+        run_id: str,
+        events: Sequence[EventDraft],
+        expected_seq: int,
+        owner: str | None,
+        update: RunUpdate | None,
+    ) -> int:
+        conn = self.conn
+        row = conn.execute(_APPEND_CHECK, (run_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"run {run_id!r} does not exist")
+        pk, last_seq, lease_owner, status, finished_at = row
+        if last_seq != expected_seq:
+            raise LeaseLost(
+                f"run {run_id!r} is at seq {last_seq}, not {expected_seq}: "
+                "another writer appended to it"
+            )
+        if owner is not None and lease_owner is not None and lease_owner != owner:
+            raise LeaseLost(f"run {run_id!r} is leased to {lease_owner!r}, not {owner!r}")
+        if events:
+            seq = self._insert_events(pk, last_seq, events)
+            now = events[-1].ts
+        else:
+            seq = last_seq
+            now = time.time()
+        if update is None:
+            if events:
+                conn.execute(_BUMP_RUN, (seq, now, pk))
+            return seq
+        new_status = update.status
+        if new_status is None:
+            pass
+        elif new_status in TERMINAL_STATUSES:
+            if status not in TERMINAL_STATUSES:
+                finished_at = now
+        else:
+            finished_at = None
+        usage = update.usage or _NO_USAGE
+        conn.execute(
+            _UPDATE_RUN,
+            (
+                seq,
+                now,
+                new_status,
+                update.reason,
+                finished_at,
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cost_usd,
+                usage.model_calls,
+                usage.tool_calls,
+                pk,
+            ),
+        )
+        return seq
+
+    def read_events(self, run_id: str, after_seq: int) -> list[Event]:
+        row = self.conn.execute(_SELECT_PK, (run_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"run {run_id!r} does not exist")
+        return [
+            Event(seq, type_, loads(data), ts, step)
+            for seq, type_, data, ts, step in self.conn.execute(_SELECT_EVENTS, (row[0], after_seq))
+        ]
+
+    # --- leases and cancellation -----------------------------------------------
+    def acquire_lease(
+        self, run_id: str, owner: str, ttl_s: float, now: float, force: bool
+    ) -> RunRecord | None:
+        row = self.conn.execute(_LEASE_CHECK, (run_id,)).fetchone()
+        if row is None:
+            return None
+        pk, status, lease_owner, lease_expires = row
+        if status in TERMINAL_STATUSES:
+            return None
+        held_by_other = (
+            lease_owner is not None
+            and lease_owner != owner
+            and lease_expires is not None
+            and lease_expires > now
+        )
+        if held_by_other and not force:
+            return None
+        self.conn.execute(_TAKE_LEASE, (owner, now + ttl_s, now, pk))
+        return self._run_by_pk(pk)
+
+    def renew_lease(self, run_id: str, owner: str, ttl_s: float, now: float) -> bool:
+        return self.conn.execute(_RENEW_LEASE, (now + ttl_s, run_id, owner)).rowcount > 0
+
+    def release_lease(self, run_id: str, owner: str) -> None:
+        self.conn.execute(_RELEASE_LEASE, (run_id, owner))
+
+    def claim_runs(self, owner: str, ttl_s: float, now: float, limit: int) -> list[RunRecord]:
+        pks = [r[0] for r in self.conn.execute(_CLAIMABLE, (now, limit))]
+        if not pks:
+            return []
+        expires = now + ttl_s
+        self.conn.executemany(_CLAIM, [(owner, expires, now, pk) for pk in pks])
+        return [self._run_by_pk(pk) for pk in pks]
+
+    def request_cancel(self, run_id: str) -> RunRecord:
+        row = self.conn.execute(
+            "SELECT pk, status, cancel_requested FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"run {run_id!r} does not exist")
+        pk, status, requested = row
+        if not requested and status not in TERMINAL_STATUSES:
+            self.conn.execute("UPDATE runs SET cancel_requested = 1 WHERE pk = ?", (pk,))
+        return self._run_by_pk(pk)
+
+    # --- maintenance -----------------------------------------------------------
+    def gc(self, finished_before: float) -> GcResult:
+        conn = self.conn
+        pks = conn.execute(
+            "SELECT pk FROM runs WHERE finished_at < ?", (finished_before,)
+        ).fetchall()
+        events = 0
+        if pks:
+            events = conn.executemany("DELETE FROM events WHERE run_pk = ?", pks).rowcount
+            conn.executemany("DELETE FROM runs WHERE pk = ?", pks)
+        # Only sessions older than the cutoff: a fresh session may be about to get its
+        # first run.
+        sessions = conn.execute(
+            "DELETE FROM sessions WHERE created_at < ? AND NOT EXISTS "
+            "(SELECT 1 FROM runs WHERE runs.session_id = sessions.id)",
+            (finished_before,),
+        ).rowcount
+        blobs = conn.execute(
+            "DELETE FROM blobs WHERE NOT EXISTS "
+            "(SELECT 1 FROM events WHERE events.blob = blobs.hash)"
+        ).rowcount
+        return GcResult(runs=len(pks), events=events, blobs=blobs, sessions=sessions)

@@ -1,0 +1,216 @@
+"""The SQLite store's connection thread and its group commit.
+
+The stdlib ``sqlite3`` connection lives on one dedicated thread. Coroutines put
+jobs on a queue and await a future. The thread takes every job queued at that
+moment and runs them all in one transaction (each write inside its own
+SAVEPOINT, so one failing job does not undo the others), commits once, then
+wakes the waiting coroutines with a single ``call_soon_threadsafe`` per event
+loop and batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, Final
+
+from agentrt.errors import UsageError
+from agentrt.state._sqlite_schema import open_connection
+
+__all__ = ["RAW", "READ", "STOP", "WRITE", "Job", "Writer"]
+
+# Job kinds: reads and writes share a transaction per batch; RAW jobs run alone,
+# outside any transaction (connect, PRAGMAs that cannot run inside one).
+READ: Final = 0
+WRITE: Final = 1
+RAW: Final = 2
+STOP: Final = 3
+
+Job = tuple["asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...], int]
+_Outcome = tuple["asyncio.Future[Any]", BaseException | None, Any]
+
+_MAX_BATCH: Final = 512  # bounds the latency one commit adds to the ops queued behind it
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    """Resolve futures on their event loop (the waiter may have been cancelled)."""
+    for fut, exc, value in outcomes:
+        if fut.done():
+            continue
+        if exc is None:
+            fut.set_result(value)
+        else:
+            fut.set_exception(exc)
+
+
+class Writer:
+    """The thread that owns the connection and runs queued jobs in group commits."""
+
+    def __init__(self, target: str, synchronous: str, timeout: float) -> None:
+        """Prepare the thread; nothing runs until ``thread.start()``.
+
+        Args:
+            target: The database file, or ``":memory:"``.
+            synchronous: The ``PRAGMA synchronous`` level.
+            timeout: Seconds to wait for another process's write lock.
+        """
+        self.target = target
+        self.synchronous = synchronous
+        self.timeout = timeout
+        self.queue: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self.conn: sqlite3.Connection | None = None
+        self.stopping = False
+        self.commits = 0  # write transactions committed; lets tests see batching happen
+        self.thread = threading.Thread(target=self._main, name="agentrt-sqlite", daemon=True)
+
+    # --- jobs that run on the thread -------------------------------------------
+    def connect(self) -> sqlite3.Connection:
+        """Open the connection this thread owns (run it as a ``RAW`` job)."""
+        conn = open_connection(self.target, self.synchronous, self.timeout)
+        self.conn = conn
+        return conn
+
+    def shutdown(self) -> None:
+        """Optimize and close the connection, if open (runs on the thread)."""
+        conn = self.conn
+        if conn is None:
+            return
+        self.conn = None
+        try:
+            conn.execute("PRAGMA optimize")
+        finally:
+            conn.close()
+
+    # --- the loop --------------------------------------------------------------
+    def _main(self) -> None:
+        get = self.queue.get
+        get_nowait = self.queue.get_nowait
+        while True:
+            batch = [get()]
+            while len(batch) < _MAX_BATCH:
+                try:
+                    batch.append(get_nowait())
+                except queue.Empty:
+                    break
+            if self.stopping:
+                for i, job in enumerate(batch):
+                    if job[3] == STOP:
+                        self._run_safely(batch[:i])
+                        self._stop(job, batch[i + 1 :])
+                        return
+            self._run_safely(batch)
+
+    def _run_safely(self, batch: list[Job]) -> None:
+        try:
+            self._run_batch(batch)
+        except Exception as exc:  # a bug here must not strand the waiters
+            self._deliver([(j[0], exc, None) for j in batch])
+
+    def _stop(self, job: Job, rest: list[Job]) -> None:
+        outcomes: list[_Outcome] = []
+        try:
+            self.shutdown()
+        except Exception as exc:
+            outcomes.append((job[0], exc, None))
+        else:
+            outcomes.append((job[0], None, None))
+        # The store refuses new jobs once stopping, so this only catches stragglers.
+        while True:
+            try:
+                rest.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        closed = UsageError("the store is closed")
+        outcomes.extend((j[0], closed, None) for j in rest)
+        self._deliver(outcomes)
+
+    def _run_batch(self, batch: list[Job]) -> None:
+        if not batch:
+            return
+        raw = [j for j in batch if j[3] == RAW]
+        outcomes: list[_Outcome]
+        if raw:
+            txn = [j for j in batch if j[3] != RAW]
+            outcomes = self._transaction(txn) if txn else []
+            for fut, fn, args, _ in raw:
+                try:
+                    outcomes.append((fut, None, fn(*args)))
+                except Exception as exc:
+                    outcomes.append((fut, exc, None))
+        else:
+            outcomes = self._transaction(batch)
+        self._deliver(outcomes)
+
+    def _transaction(self, jobs: list[Job]) -> list[_Outcome]:
+        conn = self.conn
+        if conn is None:
+            closed = UsageError("the store is closed")
+            return [(j[0], closed, None) for j in jobs]
+        write = False
+        for job in jobs:
+            if job[3] == WRITE:
+                write = True
+                break
+        outcomes: list[_Outcome] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            if len(jobs) == 1:
+                fut, fn, args, _ = jobs[0]
+                try:
+                    outcomes.append((fut, None, fn(*args)))
+                except Exception as exc:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    return [(fut, exc, None)]
+            else:
+                for fut, fn, args, kind in jobs:
+                    if kind != WRITE:
+                        try:
+                            outcomes.append((fut, None, fn(*args)))
+                        except Exception as exc:
+                            if not conn.in_transaction:
+                                raise
+                            outcomes.append((fut, exc, None))
+                        continue
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        value = fn(*args)
+                    except Exception as exc:
+                        if not conn.in_transaction:
+                            raise  # SQLite rolled the whole transaction back (e.g. disk full)
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        outcomes.append((fut, exc, None))
+                    else:
+                        conn.execute("RELEASE op")
+                        outcomes.append((fut, None, value))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            # Nothing in this transaction is durable: every job in it fails.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            return [(j[0], exc, None) for j in jobs]
+        if write:
+            self.commits += 1
+        return outcomes
+
+    def _deliver(self, outcomes: list[_Outcome]) -> None:
+        if not outcomes:
+            return
+        loop = outcomes[0][0].get_loop()
+        groups: dict[asyncio.AbstractEventLoop, list[_Outcome]] | None = None
+        for item in outcomes:
+            if item[0].get_loop() is not loop:
+                groups = {}
+                for o in outcomes:
+                    groups.setdefault(o[0].get_loop(), []).append(o)
+                break
+        for target, items in (groups or {loop: outcomes}).items():
+            # A closed loop raises RuntimeError: nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                target.call_soon_threadsafe(_settle, items)

@@ -1,0 +1,1 @@
+"""Runnable examples. Run `agentrt` from the repository root so their tools import."""

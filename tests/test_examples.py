@@ -1,0 +1,93 @@
+"""Every example in examples/ runs as its comments say."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentrt import Runtime
+from agentrt.spec import load_paths
+from agentrt.state import SqliteStore
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+async def test_hello(store: SqliteStore) -> None:
+    async with Runtime(store) as rt:
+        await rt.apply(EXAMPLES / "hello")
+        result = await rt.run("greeter", "Say hi to Ada")
+    assert result.ok and result.output == "Greeted and counted: 358 days to go."
+
+
+async def test_support_desk_refunds_once_per_session(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = tmp_path / "ledger.txt"
+    monkeypatch.setenv("SUPPORT_DESK_LEDGER", str(ledger))
+    async with Runtime(store) as rt:
+        await rt.apply(EXAMPLES / "support_desk")
+        first = await rt.run(
+            "support",
+            "Order 1001 arrived broken, please refund it",
+            namespace="shop",
+            session="alice",
+        )
+        second = await rt.run(
+            "support", "Thanks! Anything else?", namespace="shop", session="alice"
+        )
+    assert (
+        first.output
+        == "Sorry about that. I checked the order and refunded 39.90 EUR for order 1001."
+    )
+    assert second.ok
+    assert ledger.read_text().count("\trefund\t1001\t39.90") == 1
+
+
+def test_python_api_example_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "python_api.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "succeeded - Greeted and counted: 358 days to go." in done.stdout
+
+
+async def test_local_server_example_over_http(store: SqliteStore) -> None:
+    server = subprocess.Popen(  # noqa: ASYNC220 - a server process for the test's lifetime
+        [
+            sys.executable,
+            "-m",
+            "agentrt.models.testserver",
+            "--port",
+            "0",
+            "--rules",
+            str(EXAMPLES / "local_server" / "rules.yaml"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ},
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[-1]
+        loaded = load_paths([EXAMPLES / "local_server" / "agent.yaml", EXAMPLES / "hello"])
+        model = next(item for item in loaded if item.resource.name == "local-http")
+        spec = model.resource.spec.model_copy(update={"base_url": url})  # type: ignore[union-attr]
+        resource = model.resource.model_copy(update={"spec": spec})
+        loaded = [item._replace(resource=resource) if item is model else item for item in loaded]
+        async with Runtime(store) as rt:
+            await rt.apply(loaded)
+            result = await rt.run("http-greeter", "How is the weather?")
+        assert result.output == "I can't see the sky from here, but: Hello, weather fan."
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
