@@ -25,6 +25,11 @@ class Loaded(NamedTuple):
     resource: Resource
     file: str
     line: int | None
+    node: yaml.Node | None = None  # to find the line of any field later
+
+    def line_of(self, loc: tuple[int | str, ...]) -> int | None:
+        """1-based line of the field at ``loc`` (or of the resource, if unknown)."""
+        return _line(self.node, loc) if self.node is not None else self.line
 
 
 def iter_resource_files(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -69,7 +74,7 @@ def load_text(text: str, file: str = "<string>") -> list[Loaded]:
         data = yaml.safe_load(yaml.serialize(node))
         try:
             resource = parse_resource(data, file=file, document=index, node=node)
-            resources.append(Loaded(resource, file, _line(node, ())))
+            resources.append(Loaded(resource, file, _line(node, ()), node))
         except SpecError as exc:
             issues.extend(exc.issues)
     if issues:

@@ -19,17 +19,21 @@ def key_of(resource: Resource) -> ResourceKey:
     return (resource.kind, resource.namespace, resource.name)
 
 
-def _references(resource: Resource) -> Iterable[tuple[str, str, str]]:
-    """(field path, kind, name) for each reference the resource makes."""
+def _references(resource: Resource) -> Iterable[tuple[tuple[str | int, ...], str, str]]:
+    """(field location, kind, name) for each reference the resource makes."""
     if isinstance(resource, Agent):
-        yield "spec.model", "Model", resource.spec.model
+        yield ("spec", "model"), "Model", resource.spec.model
         for i, tool in enumerate(resource.spec.tools):
-            yield f"spec.tools[{i}]", "Tool", tool
+            yield ("spec", "tools", i), "Tool", tool
     elif isinstance(resource, Model):
         for i, name in enumerate(resource.spec.fallbacks):
-            yield f"spec.fallbacks[{i}]", "Model", name
+            yield ("spec", "fallbacks", i), "Model", name
     elif isinstance(resource, Query):
-        yield "spec.target", "Agent", resource.spec.target
+        yield ("spec", "target"), "Agent", resource.spec.target
+
+
+def _path(loc: tuple[str | int, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
 def check_references(loaded: Iterable[Loaded], known: Collection[ResourceKey] = ()) -> None:
@@ -42,7 +46,7 @@ def check_references(loaded: Iterable[Loaded], known: Collection[ResourceKey] = 
     issues: list[SpecIssue] = []
     for item in items:
         res = item.resource
-        for path, kind, name in _references(res):
+        for loc, kind, name in _references(res):
             if (kind, res.namespace, name) in defined:
                 continue
             same_kind = [n for (k, ns, n) in defined if k == kind and ns == res.namespace]
@@ -57,10 +61,10 @@ def check_references(loaded: Iterable[Loaded], known: Collection[ResourceKey] = 
                 SpecIssue(
                     item.file,
                     f"{res.kind}/{res.name}",
-                    path,
+                    _path(loc),
                     f"{kind} {name!r} not found in namespace {res.namespace!r}",
                     fix,
-                    item.line,
+                    item.line_of(loc),
                 )
             )
     if issues:

@@ -69,8 +69,10 @@ class ScriptedStep(_Strict):
 class ScriptedRule(_Strict):
     """Replies used when the latest user message matches ``match`` (a regex)."""
 
-    match: str = ".*"
-    steps: list[ScriptedStep] = Field(min_length=1)
+    match: str = Field(default=".*", description="regex searched in the latest user message")
+    steps: list[ScriptedStep] = Field(
+        min_length=1, description="reply i answers the i-th model call after that message"
+    )
 
     @field_validator("match")
     @classmethod
@@ -87,15 +89,23 @@ class ModelSpec(_Strict):
 
     provider: Literal["openai", "scripted"]
     model: str | None = Field(default=None, description="provider's model id; default: the name")
-    base_url: str | None = None
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint, e.g. .../v1"
+    )
     api_key_env: str | None = Field(default=None, description="environment variable with the key")
-    pricing: Pricing = Field(default_factory=Pricing)
-    timeout_s: float = Field(default=60.0, gt=0)
-    max_retries: int = Field(default=3, ge=0, le=20)
+    pricing: Pricing = Field(default_factory=Pricing, description="for cost accounting")
+    timeout_s: float = Field(default=60.0, gt=0, description="per HTTP request")
+    max_retries: int = Field(
+        default=3, ge=0, le=20, description="client retries on 429/5xx, honouring Retry-After"
+    )
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_output_tokens: int | None = Field(default=None, gt=0)
-    fallbacks: list[str] = Field(default_factory=list, description="Models tried in order")
-    script: list[ScriptedRule] = Field(default_factory=list)
+    fallbacks: list[str] = Field(
+        default_factory=list, description="Models tried in order when this one keeps failing"
+    )
+    script: list[ScriptedRule] = Field(
+        default_factory=list, description="replies of the `scripted` provider"
+    )
 
     @model_validator(mode="after")
     def _provider_fields(self) -> ModelSpec:
@@ -115,19 +125,29 @@ class ModelSpec(_Strict):
 class ToolSpec(_Strict):
     """A tool the model may call."""
 
-    kind: Literal["python"]
+    kind: Literal["python"] = Field(description="how the tool runs")
     callable: str = Field(pattern=_CALLABLE, description="module:function")
-    description: str | None = None
+    description: str | None = Field(
+        default=None, description="shown to the model; default: the docstring's first line"
+    )
     input_schema: dict[str, Any] | None = Field(
         default=None, description="JSON Schema; derived from the signature when absent"
     )
-    idempotent: bool = False
+    idempotent: bool = Field(
+        default=False, description="safe to run again with the same idempotency key"
+    )
     on_unknown: Literal["rerun", "lookup", "mark_unknown"] | None = Field(
         default=None,
         description="what resume does with a call that started but has no recorded result",
     )
-    lookup: str | None = Field(default=None, pattern=_CALLABLE)
-    timeout_s: float | None = Field(default=None, gt=0)
+    lookup: str | None = Field(
+        default=None,
+        pattern=_CALLABLE,
+        description="module:function(ctx) answering whether the call with ctx's key happened",
+    )
+    timeout_s: float | None = Field(
+        default=None, gt=0, description="capped by the agent's loop.step_timeout_s"
+    )
 
     @model_validator(mode="after")
     def _lookup_given(self) -> ToolSpec:
@@ -176,10 +196,15 @@ class LoopPolicy(_Strict):
     """How the reasoning loop runs."""
 
     max_steps: int = Field(default=20, ge=1, le=10_000, description="model calls per run")
-    step_timeout_s: float = Field(default=120.0, gt=0)
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    step_timeout_s: float = Field(default=120.0, gt=0, description="per model or tool step")
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy,
+        description="failed model steps; tool steps only when the tool is idempotent",
+    )
     stop: StopConditions = Field(default_factory=StopConditions)
-    parallel_tool_calls: bool = True
+    parallel_tool_calls: bool = Field(
+        default=True, description="run the tool calls of one model reply concurrently"
+    )
 
 
 class Budgets(_Strict):
@@ -212,11 +237,11 @@ class AgentSpec(_Strict):
     """An agent as a workload: model, instructions, tools, loop policy and budgets."""
 
     model: str = Field(description="name of a Model resource")
-    instructions: str = ""
+    instructions: str = Field(default="", description="the system prompt")
     tools: list[str] = Field(default_factory=list, description="names of Tool resources")
     loop: LoopPolicy = Field(default_factory=LoopPolicy)
     budgets: Budgets = Field(default_factory=Budgets)
-    hooks: Hooks = Field(default_factory=Hooks)
+    hooks: Hooks = Field(default_factory=Hooks, description="module:function per loop phase")
 
 
 # --- Query ---------------------------------------------------------------------
@@ -227,9 +252,11 @@ class QuerySpec(_Strict):
 
     target: str = Field(description="name of the Agent")
     input: str = Field(description="the user's message")
-    session: str | None = None
-    idempotency_key: str | None = None
-    budgets: Budgets | None = None
+    session: str | None = Field(default=None, description="continue this conversation")
+    idempotency_key: str | None = Field(
+        default=None, description="a second Query with the same key returns the first run"
+    )
+    budgets: Budgets | None = Field(default=None, description="override the Agent's budgets")
 
 
 # --- envelopes -----------------------------------------------------------------
