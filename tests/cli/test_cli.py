@@ -101,7 +101,7 @@ def test_invalid_spec_exit_2_with_file_field_fix(
     )
     assert main(["apply", "-f", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert f"{bad}:1: Agent/a: field spec.model" in err
+    assert f"{bad}:4: Agent/a: field spec.model" in err
     assert "field spec.tools[0]" in err and "fix:" in err
     assert main(["get", "Agent"]) == 0  # nothing was stored
     assert "a " not in capsys.readouterr().out.splitlines()[-1]
