@@ -22,7 +22,7 @@ from agentrt.engine.result import RunResult
 from agentrt.engine.runtime import Runtime
 from agentrt.errors import AgentrtError, SpecError, UsageError
 from agentrt.spec.loader import load_paths
-from agentrt.spec.resources import KINDS, Budgets
+from agentrt.spec.resources import KINDS, Budgets, Query
 from agentrt.state import open_store
 from agentrt.state.base import RunRecord, Store
 
@@ -184,9 +184,22 @@ def _finish(args: argparse.Namespace, result: RunResult, *, quiet: bool = False)
     return _exit_for(result)
 
 
-def _runtime(args: argparse.Namespace, *, live: bool = True) -> Runtime:
+def _runtime(args: argparse.Namespace, *, live: bool = True, resume: bool = False) -> Runtime:
     observers = [LiveTrace(style=_style())] if live and not args.json else []
-    return Runtime(args.store, resume_interrupted=False, observers=observers)
+    return Runtime(
+        args.store, resume_interrupted=resume, observers=observers, lease_ttl_s=_lease_ttl()
+    )
+
+
+def _lease_ttl() -> float:
+    raw = os.environ.get("AGENTRT_LEASE_TTL", "30")
+    try:
+        ttl = float(raw)
+    except ValueError:
+        raise UsageError(f"AGENTRT_LEASE_TTL={raw!r}: give a number of seconds") from None
+    if ttl <= 0:
+        raise UsageError(f"AGENTRT_LEASE_TTL={raw!r}: must be more than 0")
+    return ttl
 
 
 def _run_to_dict(run: RunRecord) -> dict[str, Any]:
@@ -259,8 +272,18 @@ async def _cmd_demo(args: argparse.Namespace) -> int:
 
 async def _cmd_apply(args: argparse.Namespace) -> int:
     loaded = load_paths(args.filename)
-    async with Runtime(args.store, resume_interrupted=False) as rt:
+    queries = [item.resource for item in loaded if isinstance(item.resource, Query)]
+    async with _runtime(args, live=bool(queries)) as rt:
         records = await rt.apply(loaded)
+        if not args.json:
+            for r in records:
+                where = f"(namespace {r.namespace})"
+                print(f"{r.kind}/{r.name} {where} applied, generation {r.generation}")
+        # A Query becomes a run; its idempotency key makes re-applying the file safe.
+        results = []
+        for query in queries:
+            run = await rt.submit_query(query)
+            results.append(await rt.wait(run.id))
     if args.json:
         _print_json(
             [
@@ -272,11 +295,12 @@ async def _cmd_apply(args: argparse.Namespace) -> int:
                 }
                 for r in records
             ]
+            + [{"kind": "Query", "run": result.to_dict()} for result in results]
         )
     else:
-        for r in records:
-            print(f"{r.kind}/{r.name} (namespace {r.namespace}) applied, generation {r.generation}")
-    return EXIT_OK
+        for result in results:
+            print(render_result(result, _style()))
+    return max((_exit_for(result) for result in results), default=EXIT_OK)
 
 
 async def _cmd_get(args: argparse.Namespace) -> int:
@@ -470,8 +494,7 @@ async def _cmd_gc(args: argparse.Namespace) -> int:
 
 
 async def _cmd_worker(args: argparse.Namespace) -> int:
-    trace = [] if args.json else [LiveTrace(style=_style())]
-    async with Runtime(args.store, resume_interrupted=True, observers=trace) as rt:
+    async with _runtime(args, resume=True) as rt:
         print(f"worker {rt.owner} serving; Ctrl-C to stop", file=sys.stderr)
         while True:
             await asyncio.sleep(args.poll)

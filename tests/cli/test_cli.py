@@ -177,3 +177,80 @@ def test_demo_runs_offline_in_a_fresh_process(tmp_path: Path) -> None:
     assert "527,040 minutes" in done.stdout
     notes = (tmp_path / "demo-notes.txt").read_text().splitlines()
     assert len(notes) == 1 and notes[0].endswith("A leap year has 527,040 minutes.")
+
+
+def test_applying_a_query_runs_it_once(
+    cli: object, tmp_path: Path, server: ModelTestServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = _apply(tmp_path, server.url)
+    (spec / "query.yaml").write_text(
+        "apiVersion: agentrt.dev/v1\nkind: Query\nmetadata: {name: q1}\n"
+        "spec: {target: bot, input: add them, idempotency_key: q1-once}\n"
+    )
+    assert main(["apply", "-f", str(spec), "--json"]) == 0
+    first = _json_out(capsys)[-1]  # type: ignore[index]
+    assert first["kind"] == "Query" and first["run"]["output"] == "the sum is 42"
+    assert main(["apply", "-f", str(spec), "--json"]) == 0
+    again = _json_out(capsys)[-1]  # type: ignore[index]
+    assert again["run"]["run_id"] == first["run"]["run_id"]
+    assert len(server.requests) == 2  # the second apply did not run the query again
+
+
+def test_cancel_from_another_process(tmp_path: Path, server: ModelTestServer) -> None:
+    server.set_rules(rules({"tool_calls": [call("sleep", seconds=60)]}))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        SPEC.format(url=server.url, instructions="x").replace("[add]", "[sleep]")
+        + "---\napiVersion: agentrt.dev/v1\nkind: Tool\nmetadata: {name: sleep}\n"
+        "spec: {kind: python, callable: 'tests.sample_tools:sleep'}\n"
+    )
+    env = {
+        **os.environ,
+        "AGENTRT_STORE": str(tmp_path / "x.db"),
+        "AGENTRT_LEASE_TTL": "1.5",
+        "PYTHONPATH": str(ROOT),
+    }
+    cmd = [sys.executable, "-m", "agentrt.cli.main"]
+    assert (
+        subprocess.run(
+            [*cmd, "apply", "-f", str(spec)], env=env, cwd=ROOT, capture_output=True, timeout=60
+        ).returncode
+        == 0
+    )
+    worker = subprocess.Popen(
+        [*cmd, "run", "bot", "wait", "--json"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while True:  # until the tool call is in flight
+            listed = subprocess.run(
+                [*cmd, "runs", "list", "--json"],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            runs = json.loads(listed.stdout)
+            if runs and runs[0]["usage"]["tool_calls"] == 1:
+                break
+        cancel = subprocess.run(
+            [*cmd, "cancel", runs[0]["id"]],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert cancel.returncode == 0 and "cancellation requested" in cancel.stdout
+        out, err = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 1, err
+    assert json.loads(out)["status"] == "cancelled"
