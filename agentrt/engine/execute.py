@@ -42,6 +42,17 @@ from agentrt.tools.python import build_tool
 __all__ = ["Executor"]
 
 _HISTORY_CACHE_SIZE = 2048
+_PREPARED_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class PreparedSpec:
+    """A run spec made ready to execute: parsed once, reused by every run of it."""
+
+    spec: RunSpec
+    tools: dict[str, RuntimeTool]
+    hooks: HookSet
+    clients: dict[str, ModelClient]
 
 
 @dataclass
@@ -59,12 +70,14 @@ class Executor:
     _clients: dict[bytes, ModelClient] = field(default_factory=dict)
     _tools: dict[bytes, RuntimeTool] = field(default_factory=dict)
     _conversations: OrderedDict[str, list[Message]] = field(default_factory=OrderedDict)
+    _prepared: OrderedDict[bytes, PreparedSpec] = field(default_factory=OrderedDict)
 
     async def close(self) -> None:
         """Close model clients."""
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
+        self._prepared.clear()
 
     # --- building blocks --------------------------------------------------------
 
@@ -121,19 +134,47 @@ class Executor:
 
     # --- execution --------------------------------------------------------------
 
-    async def execute(self, run_id: str, *, replay: bool = False) -> RunResult:
+    def prepare(self, spec_data: dict[str, Any]) -> PreparedSpec:
+        """The parsed spec of a run with its tools and hooks, shared by runs of one spec."""
+        key = _json.dumps(spec_data)
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            spec = RunSpec.from_data(spec_data)
+            prepared = PreparedSpec(
+                spec,
+                {name: self.tool(name, spec.tools[name]) for name in spec.agent_spec.tools},
+                HookSet.from_spec(spec.agent_spec.hooks),
+                {name: self.client(name, model) for name, model in spec.models.items()},
+            )
+            self._prepared[key] = prepared
+            if len(self._prepared) > _PREPARED_CACHE_SIZE:
+                self._prepared.popitem(last=False)
+        return prepared
+
+    async def execute(
+        self,
+        run_id: str,
+        *,
+        replay: bool = False,
+        known: tuple[RunRecord, list[Event]] | None = None,
+    ) -> RunResult:
         """Run (or resume, or replay) a run to its end or until it needs a person.
 
         The caller holds the run's lease (except for replay, which writes nothing).
+        ``known`` is the run and its whole log when the caller has them already.
         """
-        run = await self.store.get_run(run_id)
-        if run is None:
-            raise NotFoundError(f"run {run_id!r} not found")
-        events = await self.store.read_events(run_id)
+        if known is None:
+            found = await self.store.get_run(run_id)
+            if found is None:
+                raise NotFoundError(f"run {run_id!r} not found")
+            run, events = found, await self.store.read_events(run_id)
+        else:
+            run, events = known
         if not events or events[0].type != ev.RUN_CREATED:
             raise UsageError(f"run {run_id!r} has no {ev.RUN_CREATED} event; its log is damaged")
         created = events[0]
-        spec = RunSpec.from_data(created.data["spec"])
+        prepared = self.prepare(created.data["spec"])
+        spec = prepared.spec
         history = await self.session_history(run.session_id, run.turn)
         digest = [len(history), history_digest(history)]
         started = [e for e in events if e.type == ev.RUN_STARTED]
@@ -158,9 +199,9 @@ class Executor:
             spec=spec,
             input=created.data["input"],
             journal=journal,
-            client_for=lambda name: self.client(name, spec.models[name]),
-            tools={name: self.tool(name, spec.tools[name]) for name in spec.agent_spec.tools},
-            hooks=HookSet.from_spec(spec.agent_spec.hooks).merged(self.hooks),
+            client_for=prepared.clients.__getitem__,
+            tools=prepared.tools,
+            hooks=prepared.hooks.merged(self.hooks) if self.hooks.hooks else prepared.hooks,
         )
         if replay:
             return await self._replay(ctx, events, history)
@@ -168,6 +209,7 @@ class Executor:
             ev.RUN_STARTED,
             {"owner": self.owner, "resumed": bool(started), "history": digest},
             update=RunUpdate(status="running"),
+            durable=False,  # written with the first event that must be durable
         )
         deadline = spec.budgets.deadline_s
         loop = asyncio.get_running_loop()
@@ -200,7 +242,11 @@ class Executor:
             status, reason, error = "failed", exc.message, exc.to_dict()
         except asyncio.CancelledError:
             if run_id not in self.cancel_requested:
-                raise  # the runtime is shutting down: leave the run to be resumed
+                # The runtime is shutting down: keep what was done, leave the rest
+                # to be resumed.
+                with contextlib.suppress(Exception):
+                    await journal.flush()
+                raise
             status, reason = "cancelled", "cancelled on request"
         except Exception as exc:  # a bug in a hook or tool plumbing: record it, don't lose it
             status, reason = "failed", f"{type(exc).__name__}: {exc}"

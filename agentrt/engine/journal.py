@@ -58,6 +58,13 @@ def index_steps(events: Sequence[Event]) -> dict[int, StepRecord]:
 class Journal:
     """A run's event log as seen by the engine while the run executes.
 
+    Events are written in order, in as few transactions as safety allows: an
+    event that must be durable before the run goes on (a tool call's intent, a
+    non-idempotent tool's result, the run's end) is flushed together with every
+    event buffered before it. Buffered events are those whose loss in a crash
+    costs nothing but repeating work without external effect (a model call, an
+    idempotent tool call). A recorded step is never performed again.
+
     In ``replay`` mode nothing is written and nothing is performed: every step
     must come from the log, else :class:`NondeterminismError`.
     """
@@ -79,13 +86,17 @@ class Journal:
         self.owner = owner
         self.replay = replay
         self.clock = clock
-        self.last_seq = events[-1].seq if events else 0
+        self.last_seq = events[-1].seq if events else 0  # durable
+        self._next_seq = self.last_seq + 1
         self._steps = index_steps(events)
         # Steps copied from a parent run by a fork were produced from another
         # prompt; their request digests are not compared.
         self._trusted_until = trusted_until
         self._observers = tuple(observers)
         self._lock = asyncio.Lock()
+        self._pending: list[Event] = []
+        self._pending_update: RunUpdate | None = None
+        self._broken: BaseException | None = None
 
     def recorded(self, step: int) -> StepRecord | None:
         """What the log holds for ``step``."""
@@ -98,21 +109,55 @@ class Journal:
         *,
         step: int | None = None,
         update: RunUpdate | None = None,
+        durable: bool = True,
     ) -> Event:
-        """Record one event (and a change to the run row) atomically."""
+        """Record an event (and a change to the run row).
+
+        With ``durable`` the call returns once the event and all events before
+        it are committed; otherwise it is committed with the next durable one.
+        """
         if self.replay:
             raise NondeterminismError(f"replay tried to record {type!r} at step {step}")
-        draft = EventDraft(type, data, self.clock(), step)
-        async with self._lock:
-            self.last_seq = await self.store.append_events(
-                self.run_id, [draft], expected_seq=self.last_seq, owner=self.owner, update=update
-            )
-            event = Event(self.last_seq, type, data, draft.ts, step)
+        if self._broken is not None:
+            raise self._broken
+        event = Event(self._next_seq, type, data, self.clock(), step)
+        self._next_seq += 1
+        self._pending.append(event)
+        if update is not None:
+            self._pending_update = _merge(self._pending_update, update)
         if step is not None:
             _add(self._steps.setdefault(step, StepRecord()), event)
-        for observer in self._observers:
-            observer(self.run_id, event)
+        if durable:
+            await self.flush(event.seq)
         return event
+
+    async def flush(self, through: int | None = None) -> None:
+        """Commit buffered events (up to ``through``, or all) in one transaction."""
+        target = self._next_seq - 1 if through is None else through
+        async with self._lock:
+            if self.last_seq >= target:
+                return  # a concurrent flush already committed it
+            if self._broken is not None:
+                raise self._broken
+            events, update = self._pending, self._pending_update
+            self._pending, self._pending_update = [], None
+            drafts = [EventDraft(e.type, e.data, e.ts, e.step) for e in events]
+            try:
+                self.last_seq = await self.store.append_events(
+                    self.run_id,
+                    drafts,
+                    expected_seq=self.last_seq,
+                    owner=self.owner,
+                    update=update,
+                )
+            except BaseException as exc:
+                # What was buffered is lost with this process's view of the run:
+                # stop writing; a resume rebuilds the run from what is durable.
+                self._broken = exc
+                raise
+        for event in events:
+            for observer in self._observers:
+                observer(self.run_id, event)
 
     # --- model steps ----------------------------------------------------------
 
@@ -145,13 +190,16 @@ class Journal:
                 return ModelResponse.from_dict(rec.result.data), rec.result.data
         if self.replay:
             raise NondeterminismError(f"step {step}: no recorded model result to replay")
+        # A model call has no external effect: its intent and result are buffered
+        # (a crash before they are flushed means the call is simply made again).
         if rec is None or rec.intent is None:
-            await self.append(ev.MODEL_CALL, {"model": model, "digest": digest}, step=step)
-        # An intent without a result: the call was in flight when the process
-        # died. A model call has no external effect, so it is simply made again.
+            data = {"model": model, "digest": digest}
+            await self.append(ev.MODEL_CALL, data, step=step, durable=False)
         response, extra, usage = await perform()
         data = {**response.to_dict(), **extra}
-        await self.append(ev.MODEL_RESULT, data, step=step, update=RunUpdate(usage=usage))
+        await self.append(
+            ev.MODEL_RESULT, data, step=step, update=RunUpdate(usage=usage), durable=False
+        )
         return response, data
 
     # --- tool steps -----------------------------------------------------------
@@ -178,8 +226,9 @@ class Journal:
             raise NondeterminismError(f"step {step}: no recorded tool result to replay")
         if rec is None or rec.intent is None:
             data = {"id": call.id, "name": call.name, "args": call.arguments}
+            # The intent is durable before the tool can have any effect.
             await self.append(ev.TOOL_CALL, data, step=step, update=RunUpdate(usage=_ONE_TOOL))
-            return await self._perform_tool(step, perform)
+            return await self._perform_tool(step, tool, perform)
         return await self._reconcile(step, rec, call, tool, ctx, perform)
 
     async def _reconcile(
@@ -195,12 +244,12 @@ class Journal:
         if rec.decision is not None:
             action = rec.decision.data.get("action")
             if action == "rerun":
-                return await self._perform_tool(step, perform)
+                return await self._perform_tool(step, tool, perform)
             result = ToolResult(str(rec.decision.data.get("output", "")), is_error=action == "fail")
             return await self._record_tool_result(step, result, 0.0, reconciled="decision")
         policy = "rerun" if tool is None else tool.spec.unknown_policy()
         if policy == "rerun":
-            return await self._perform_tool(step, perform)
+            return await self._perform_tool(step, tool, perform)
         if policy == "lookup" and tool is not None:
             found = await tool.lookup(ctx)
             if found is not None:
@@ -214,23 +263,51 @@ class Journal:
         raise StepUnknown(step, call.name)
 
     async def _perform_tool(
-        self, step: int, perform: Callable[[], Awaitable[tuple[ToolResult, float]]]
+        self,
+        step: int,
+        tool: RuntimeTool | None,
+        perform: Callable[[], Awaitable[tuple[ToolResult, float]]],
     ) -> ToolResult:
         result, seconds = await perform()
-        return await self._record_tool_result(step, result, seconds)
+        # Running an idempotent tool again is harmless, so its result may wait for
+        # the next flush; any other tool's effect is recorded before going on.
+        durable = tool is None or not tool.spec.idempotent
+        return await self._record_tool_result(step, result, seconds, durable=durable)
 
     async def _record_tool_result(
-        self, step: int, result: ToolResult, seconds: float, *, reconciled: str | None = None
+        self,
+        step: int,
+        result: ToolResult,
+        seconds: float,
+        *,
+        reconciled: str | None = None,
+        durable: bool = True,
     ) -> ToolResult:
         data = result.to_dict()
         data["ms"] = round(seconds * 1000, 3)
         if reconciled:
             data["reconciled"] = reconciled
-        await self.append(ev.TOOL_RESULT, data, step=step)
+        await self.append(ev.TOOL_RESULT, data, step=step, durable=durable)
         return result
 
 
 _ONE_TOOL = Usage(tool_calls=1)
+
+
+def _merge(first: RunUpdate | None, then: RunUpdate) -> RunUpdate:
+    """One update with the effect of ``first`` followed by ``then``."""
+    if first is None:
+        return then
+    usage = (
+        then.usage
+        if first.usage is None
+        else (first.usage if then.usage is None else first.usage + then.usage)
+    )
+    return RunUpdate(
+        status=then.status or first.status,
+        reason=then.reason if then.status or then.reason else first.reason,
+        usage=usage,
+    )
 
 
 def _add(rec: StepRecord, event: Event) -> None:

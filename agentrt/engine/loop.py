@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from agentrt import _json
+from agentrt.engine import events as ev
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import Journal
 from agentrt.engine.snapshot import RunSpec
@@ -26,8 +27,6 @@ from agentrt.state.base import Usage
 from agentrt.tools.base import RuntimeTool, ToolContext, ToolResult
 
 __all__ = ["LoopOutcome", "RunContext", "StepInfo", "request_digest", "run_loop"]
-
-_MODEL_ERROR = "model.error"
 
 
 @dataclass
@@ -205,9 +204,10 @@ async def _call_model(
                 usage = Usage(response.input_tokens, response.output_tokens, cost, 1, 0)
                 return response, extra, usage
             await ctx.journal.append(
-                _MODEL_ERROR,
+                ev.MODEL_ERROR,
                 {"model": name, "attempt": attempt, "error": error.to_dict()},
                 step=step,
+                durable=False,
             )
             if not error.retryable or attempt == policy.retry.max_attempts:
                 break

@@ -33,6 +33,7 @@ from agentrt.spec.resources import Agent, Budgets, Model, Query, Resource, Tool
 from agentrt.state import open_store
 from agentrt.state.base import (
     TERMINAL_STATUSES,
+    Event,
     EventDraft,
     NewRun,
     ResourceRecord,
@@ -113,6 +114,8 @@ class Runtime:
         self._tasks: dict[str, asyncio.Task[RunResult]] = {}
         self._session_locks: dict[str, asyncio.Lock] = {}
         self._heartbeat: asyncio.Task[None] | None = None
+        self._parsed_resources: dict[tuple[str, str, str, int, float], Any] = {}
+        self._specs: dict[tuple[Any, ...], tuple[RunSpec, dict[str, Any]]] = {}
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -225,27 +228,66 @@ class Runtime:
         self, agent: str, *, namespace: str = "default", budgets: Budgets | None = None
     ) -> RunSpec:
         """The frozen spec a new run of ``agent`` would execute."""
-        agent_res = await self._get(Agent, namespace, agent)
-        models: dict[str, Any] = {}
-        pending = [agent_res.spec.model]
-        while pending:
-            name = pending.pop()
-            if name in models:
-                continue
-            model = await self._get(Model, namespace, name)
-            models[name] = model.spec
-            pending.extend(model.spec.fallbacks)
-        tools = {
-            name: (await self._get(Tool, namespace, name)).spec for name in agent_res.spec.tools
+        return (await self._resolve(agent, namespace, budgets))[0]
+
+    async def _resolve(
+        self, agent: str, namespace: str, budgets: Budgets | None
+    ) -> tuple[RunSpec, dict[str, Any]]:
+        # One read of the namespace's resources; parsing is cached per generation,
+        # and so is the resulting spec, so a busy agent costs one query per run.
+        records = {
+            (r.kind, r.name): r for r in await self.store.list_resources(namespace=namespace)
         }
-        return RunSpec(
-            agent=agent,
-            namespace=namespace,
-            agent_spec=agent_res.spec,
-            models=models,
-            tools=tools,
-            budgets=agent_res.spec.budgets.merged(budgets),
+        agent_res = self._parsed(records, Agent, namespace, agent)
+        names = [agent_res.spec.model]
+        models: dict[str, Any] = {}
+        while names:
+            name = names.pop()
+            if name not in models:
+                models[name] = self._parsed(records, Model, namespace, name).spec
+                names.extend(models[name].fallbacks)
+        tools = {n: self._parsed(records, Tool, namespace, n).spec for n in agent_res.spec.tools}
+        stamp = (
+            namespace,
+            agent,
+            tuple(sorted((k, n, r.generation, r.updated_at) for (k, n), r in records.items())),
+            None if budgets is None else budgets.model_dump_json(exclude_none=True),
         )
+        cached = self._specs.get(stamp)
+        if cached is None:
+            spec = RunSpec(
+                agent=agent,
+                namespace=namespace,
+                agent_spec=agent_res.spec,
+                models=models,
+                tools=tools,
+                budgets=agent_res.spec.budgets.merged(budgets),
+            )
+            cached = self._specs[stamp] = (spec, spec.to_data())
+            if len(self._specs) > 256:
+                self._specs.pop(next(iter(self._specs)))
+        return cached
+
+    def _parsed(
+        self,
+        records: dict[tuple[str, str], ResourceRecord],
+        cls: type[Any],
+        namespace: str,
+        name: str,
+    ) -> Any:
+        kind = cls.__name__
+        record = records.get((kind, name))
+        if record is None:
+            raise NotFoundError(
+                f"{kind} {name!r} not found in namespace {namespace!r}; "
+                f"define it and run `agentrt apply -f FILE`"
+            )
+        # updated_at too: a deleted and re-created resource restarts at generation 1.
+        key = (kind, namespace, name, record.generation, record.updated_at)
+        parsed = self._parsed_resources.get(key)
+        if parsed is None:
+            parsed = self._parsed_resources[key] = cls.model_validate(record.body)
+        return parsed
 
     async def _get(self, cls: type[Any], namespace: str, name: str) -> Any:
         kind = cls.__name__
@@ -275,7 +317,7 @@ class Runtime:
         With an ``idempotency_key`` already used in the namespace, the existing
         run is returned and nothing new is started.
         """
-        spec = await self.resolve_spec(agent, namespace=namespace, budgets=budgets)
+        _, spec_data = await self._resolve(agent, namespace, budgets)
         now = self._clock()
         if session is not None:
             stored = await self.store.create_session(SessionRecord(session, namespace, now))
@@ -284,12 +326,13 @@ class Runtime:
                     f"session {session!r} belongs to namespace {stored.namespace!r}, "
                     f"not {namespace!r}"
                 )
+        first = EventDraft(ev.RUN_CREATED, {"input": input, "spec": spec_data}, now)
         run, created = await self.store.create_run(
-            NewRun(new_run_id(), namespace, agent, now, session, idempotency_key),
-            [EventDraft(ev.RUN_CREATED, {"input": input, "spec": spec.to_data()}, now)],
+            NewRun(new_run_id(), namespace, agent, now, session, idempotency_key), [first]
         )
         if created and start:
-            await self._start(run)
+            # A new run's whole log is the event just written: no need to read it back.
+            await self._start(run, first_events=[Event(1, first.type, first.data, first.ts)])
         return run
 
     async def submit_query(self, query: Query, *, start: bool = True) -> RunRecord:
@@ -542,7 +585,9 @@ class Runtime:
             raise NotFoundError(f"run {run_id!r} not found; list runs with `agentrt runs list`")
         return run
 
-    async def _start(self, run: RunRecord, *, force: bool = False) -> None:
+    async def _start(
+        self, run: RunRecord, *, force: bool = False, first_events: list[Event] | None = None
+    ) -> None:
         leased = await self.store.acquire_lease(
             run.id, self.owner, self.lease_ttl_s, now=self._clock(), force=force
         )
@@ -551,25 +596,42 @@ class Runtime:
                 f"run {run.id} is owned by {run.lease_owner} (lease until "
                 f"{run.lease_expires}); it resumes elsewhere or after the lease expires"
             )
-        self._spawn(run.id, session_id=run.session_id)
+        known = None if first_events is None else (leased, first_events)
+        self._spawn(run.id, session_id=run.session_id, known=known)
 
-    def _spawn(self, run_id: str, *, session_id: str | None = None) -> None:
-        task = asyncio.create_task(self._execute(run_id, session_id), name=f"agentrt-{run_id}")
+    def _spawn(
+        self,
+        run_id: str,
+        *,
+        session_id: str | None = None,
+        known: tuple[RunRecord, list[Event]] | None = None,
+    ) -> None:
+        task = asyncio.create_task(
+            self._execute(run_id, session_id, known), name=f"agentrt-{run_id}"
+        )
         self._tasks[run_id] = task
 
-    async def _execute(self, run_id: str, session_id: str | None) -> RunResult:
+    async def _execute(
+        self, run_id: str, session_id: str | None, known: tuple[RunRecord, list[Event]] | None
+    ) -> RunResult:
+        result: RunResult | None = None
         try:
             if session_id is None:
-                return await self.executor.execute(run_id)
-            # Turns of one session run in order: each sees the one before it.
-            lock = self._session_locks.setdefault(session_id, asyncio.Lock())
-            async with lock:
-                return await self.executor.execute(run_id)
+                result = await self.executor.execute(run_id, known=known)
+            else:
+                # Turns of one session run in order: each sees the one before it
+                # (and so its log must be read after the lock is taken).
+                lock = self._session_locks.setdefault(session_id, asyncio.Lock())
+                async with lock:
+                    result = await self.executor.execute(run_id)
+            return result
         finally:
             self._tasks.pop(run_id, None)
             self.executor.cancel_requested.discard(run_id)
-            with contextlib.suppress(Exception):
-                await self.store.release_lease(run_id, self.owner)
+            if result is None or result.status not in TERMINAL_STATUSES:
+                # A finished run's lease ended with its last append.
+                with contextlib.suppress(Exception):
+                    await self.store.release_lease(run_id, self.owner)
 
     async def _renew_leases(self) -> None:
         interval = self.lease_ttl_s / 3

@@ -52,6 +52,8 @@ _UPDATE_RUN = (
     "output_tokens = output_tokens + ?, cost_usd = cost_usd + ?, "
     "model_calls = model_calls + ?, tool_calls = tool_calls + ? WHERE pk = ?"
 )
+# A finished run has no owner: ending it releases its lease in the same transaction.
+_END_LEASE = "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE pk = ?"
 _INSERT_EVENT = (
     "INSERT INTO events (run_pk, seq, type, step, ts, data, blob) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
@@ -368,6 +370,7 @@ class Ops:
         elif new_status in TERMINAL_STATUSES:
             if status not in TERMINAL_STATUSES:
                 finished_at = now
+            conn.execute(_END_LEASE, (pk,))
         else:
             finished_at = None
         usage = update.usage or _NO_USAGE

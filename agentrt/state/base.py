@@ -273,6 +273,8 @@ class Store(Protocol):
     ) -> int:
         """Append events after ``expected_seq`` and apply ``update``, atomically.
 
+        A terminal ``update.status`` also releases the run's lease.
+
         Returns the new last sequence number. Raises ``LeaseLost`` when the run's
         last seq is not ``expected_seq`` or, when ``owner`` is given, when the
         run's lease is held by someone else. Raises ``NotFoundError`` for an

@@ -520,6 +520,23 @@ async def check_terminal_statuses_finish(h: Harness) -> None:
         assert run.status == status and run.finished_at == 50.0 + i
 
 
+async def check_terminal_status_releases_lease(h: Harness) -> None:
+    """Ending a run releases its lease in the same append."""
+    s = h.store
+    await s.create_run(new_run("r1"))
+    leased = await s.acquire_lease("r1", "w1", 30.0, now=10.0)
+    assert leased is not None and leased.lease_owner == "w1"
+    await s.append_events(
+        "r1",
+        [ev("end", 11.0)],
+        expected_seq=leased.last_seq,
+        owner="w1",
+        update=RunUpdate(status="succeeded"),
+    )
+    run = await s.get_run("r1")
+    assert run is not None and run.lease_owner is None and run.lease_expires is None
+
+
 async def check_large_payloads_and_dedup(h: Harness) -> None:
     """Large payloads round-trip exactly and are stored once however often they recur."""
     s = h.store
@@ -870,6 +887,7 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_unknown_run,
     check_append_update_status_and_usage,
     check_terminal_statuses_finish,
+    check_terminal_status_releases_lease,
     check_large_payloads_and_dedup,
     check_failed_op_does_not_abort_others,
     check_concurrent_appends_same_run,
