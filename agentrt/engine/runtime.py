@@ -327,12 +327,25 @@ class Runtime:
                     f"not {namespace!r}"
                 )
         first = EventDraft(ev.RUN_CREATED, {"input": input, "spec": spec_data}, now)
+        owner = self.owner if start else None
+        expires = now + self.lease_ttl_s if start else None
         run, created = await self.store.create_run(
-            NewRun(new_run_id(), namespace, agent, now, session, idempotency_key), [first]
+            NewRun(
+                new_run_id(),
+                namespace,
+                agent,
+                now,
+                session,
+                idempotency_key,
+                lease_owner=owner,
+                lease_expires=expires,
+            ),
+            [first],
         )
         if created and start:
-            # A new run's whole log is the event just written: no need to read it back.
-            await self._start(run, first_events=[Event(1, first.type, first.data, first.ts)])
+            # Created leased to us, and its whole log is the event just written.
+            known = (run, [Event(1, first.type, first.data, first.ts)])
+            self._spawn(run.id, session_id=run.session_id, known=known)
         return run
 
     async def submit_query(self, query: Query, *, start: bool = True) -> RunRecord:
@@ -585,9 +598,7 @@ class Runtime:
             raise NotFoundError(f"run {run_id!r} not found; list runs with `agentrt runs list`")
         return run
 
-    async def _start(
-        self, run: RunRecord, *, force: bool = False, first_events: list[Event] | None = None
-    ) -> None:
+    async def _start(self, run: RunRecord, *, force: bool = False) -> None:
         leased = await self.store.acquire_lease(
             run.id, self.owner, self.lease_ttl_s, now=self._clock(), force=force
         )
@@ -596,8 +607,7 @@ class Runtime:
                 f"run {run.id} is owned by {run.lease_owner} (lease until "
                 f"{run.lease_expires}); it resumes elsewhere or after the lease expires"
             )
-        known = None if first_events is None else (leased, first_events)
-        self._spawn(run.id, session_id=run.session_id, known=known)
+        self._spawn(run.id, session_id=run.session_id)
 
     def _spawn(
         self,

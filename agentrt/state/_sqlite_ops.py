@@ -41,8 +41,8 @@ _SELECT_RUN_BY_PK = f"SELECT {_RUN_COLS} FROM runs WHERE pk = ?"
 _SELECT_RUN_BY_KEY = f"SELECT {_RUN_COLS} FROM runs WHERE namespace = ? AND idempotency_key = ?"
 _INSERT_RUN = (
     "INSERT INTO runs (id, namespace, agent, status, created_at, updated_at, session_id, turn, "
-    "finished_at, idempotency_key, parent_run, fork_step, last_seq) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "finished_at, idempotency_key, parent_run, fork_step, last_seq, lease_owner, lease_expires) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _APPEND_CHECK = "SELECT pk, last_seq, lease_owner, status, finished_at FROM runs WHERE id = ?"
 _BUMP_RUN = "UPDATE runs SET last_seq = ?, updated_at = ? WHERE pk = ?"
@@ -254,6 +254,7 @@ class Ops:
             )
         finished_at = run.created_at if run.status in TERMINAL_STATUSES else None
         last_seq = len(events)
+        status = "running" if run.lease_owner is not None else run.status
         try:
             cur = conn.execute(
                 _INSERT_RUN,
@@ -261,7 +262,7 @@ class Ops:
                     run.id,
                     run.namespace,
                     run.agent,
-                    run.status,
+                    status,
                     run.created_at,
                     run.created_at,
                     run.session_id,
@@ -271,6 +272,8 @@ class Ops:
                     run.parent_run,
                     run.fork_step,
                     last_seq,
+                    run.lease_owner,
+                    run.lease_expires,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -283,7 +286,7 @@ class Ops:
             run.id,
             run.namespace,
             run.agent,
-            run.status,
+            status,
             run.created_at,
             run.created_at,
             session_id=run.session_id,
@@ -292,6 +295,8 @@ class Ops:
             idempotency_key=run.idempotency_key,
             parent_run=run.parent_run,
             fork_step=run.fork_step,
+            lease_owner=run.lease_owner,
+            lease_expires=run.lease_expires,
             last_seq=last_seq,
         )
         return record, True

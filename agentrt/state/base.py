@@ -138,6 +138,8 @@ class NewRun:
     parent_run: str | None = None
     fork_step: int | None = None
     status: RunStatus = "queued"
+    lease_owner: str | None = None  # create the run already leased (and running)
+    lease_expires: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +243,8 @@ class Store(Protocol):
 
         When ``run.session_id`` is set, the session must exist; the run takes the
         session's next turn number and the session's ``next_turn`` is incremented.
+        With ``run.lease_owner`` the run is created ``running`` and leased to that
+        owner until ``run.lease_expires``, saving a separate ``acquire_lease``.
         When ``run.idempotency_key`` is set and a run of the same namespace has
         that key, nothing is written and ``(existing_run, False)`` is returned;
         otherwise ``(new_run, True)``.

@@ -520,6 +520,21 @@ async def check_terminal_statuses_finish(h: Harness) -> None:
         assert run.status == status and run.finished_at == 50.0 + i
 
 
+async def check_create_run_leased(h: Harness) -> None:
+    """A run can be created already leased, and is then running."""
+    s = h.store
+    run, created = await s.create_run(
+        NewRun("r1", "default", "bot", 10.0, lease_owner="w1", lease_expires=40.0)
+    )
+    assert created and run.status == "running" and run.lease_owner == "w1"
+    stored = await s.get_run("r1")
+    assert stored is not None and stored == run
+    assert await s.acquire_lease("r1", "w2", 30.0, now=20.0) is None
+    assert await s.claim_runs("w2", 30.0, now=20.0) == []
+    taken = await s.acquire_lease("r1", "w2", 30.0, now=41.0)
+    assert taken is not None and taken.lease_owner == "w2"
+
+
 async def check_terminal_status_releases_lease(h: Harness) -> None:
     """Ending a run releases its lease in the same append."""
     s = h.store
@@ -888,6 +903,7 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_append_update_status_and_usage,
     check_terminal_statuses_finish,
     check_terminal_status_releases_lease,
+    check_create_run_leased,
     check_large_payloads_and_dedup,
     check_failed_op_does_not_abort_others,
     check_concurrent_appends_same_run,
