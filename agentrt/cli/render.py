@@ -72,7 +72,7 @@ class LiveTrace:
 
     out: TextIO = field(default_factory=lambda: sys.stdout)
     style: Style = field(default_factory=Style)
-    _starts: dict[tuple[str, int], float] = field(default_factory=dict)
+    _starts: dict[tuple[str, int], float] = field(default_factory=dict)  # intent ts
     _calls: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     _tokens: dict[str, int] = field(default_factory=dict)
     _cost: dict[str, float] = field(default_factory=dict)
@@ -85,7 +85,7 @@ class LiveTrace:
             verb = "resumed" if event.data.get("resumed") else "started"
             self._line(f"{s.bold(run_id)} {verb}")
         elif event.type in (ev.MODEL_CALL, ev.TOOL_CALL):
-            self._starts[key] = time.perf_counter()
+            self._starts[key] = event.ts
             self._calls[key] = event.data
         elif event.type == ev.MODEL_RESULT:
             tokens = self._tokens[run_id] = (
@@ -101,7 +101,7 @@ class LiveTrace:
             model = event.data.get("via") or self._calls.pop(key, {}).get("model", "")
             self._line(
                 f"  step {event.step:>3}  {s.bold('plan')}  {model} {what}  "
-                f"{s.dim(self._ms(key))}  {s.dim(f'tokens {tokens}  ${cost:.4f}')}"
+                f"{s.dim(self._ms(key, event))}  {s.dim(f'tokens {tokens}  ${cost:.4f}')}"
             )
         elif event.type == ev.MODEL_ERROR:
             err = event.data.get("error", {})
@@ -115,16 +115,17 @@ class LiveTrace:
             self._line(
                 f"  step {event.step:>3}  {s.bold('act')}   {call.get('name', '?')}"
                 f"({_args(call.get('args', ''), 40)}) → {mark}{clip(event.data.get('output'), 50)}"
-                f"  {s.dim(self._ms(key))}"
+                f"  {s.dim(self._ms(key, event))}"
             )
         elif event.type == ev.TOOL_UNKNOWN:
             self._line(f"  step {event.step:>3}  {s.status('unknown')}  {event.data.get('reason')}")
         elif event.type == ev.RUN_WAITING:
             self._line(f"{s.bold(run_id)} {s.status('waiting')}: {event.data.get('reason')}")
 
-    def _ms(self, key: tuple[str, int]) -> str:
+    def _ms(self, key: tuple[str, int], end: Event) -> str:
+        # Recorded timestamps, not arrival: events reach observers in committed batches.
         start = self._starts.pop(key, None)
-        return "" if start is None else f"{(time.perf_counter() - start) * 1000:.0f}ms"
+        return "" if start is None else f"{(end.ts - start) * 1000:.0f}ms"
 
     def _line(self, text: str) -> None:
         print(text, file=self.out, flush=True)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -112,7 +113,10 @@ class Runtime:
         self._executor: Executor | None = None
         self._http: aiohttp.ClientSession | None = None
         self._tasks: dict[str, asyncio.Task[RunResult]] = {}
-        self._session_locks: dict[str, asyncio.Lock] = {}
+        # Weak: a session's lock lives only while a turn of it runs or waits.
+        self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._heartbeat: asyncio.Task[None] | None = None
         self._parsed_resources: dict[tuple[str, str, str, int, float], Any] = {}
         self._specs: dict[tuple[Any, ...], tuple[RunSpec, dict[str, Any]]] = {}
@@ -631,7 +635,9 @@ class Runtime:
             else:
                 # Turns of one session run in order: each sees the one before it
                 # (and so its log must be read after the lock is taken).
-                lock = self._session_locks.setdefault(session_id, asyncio.Lock())
+                lock = self._session_locks.get(session_id)
+                if lock is None:
+                    lock = self._session_locks[session_id] = asyncio.Lock()
                 async with lock:
                     result = await self.executor.execute(run_id)
             return result
