@@ -20,7 +20,7 @@ import pytest
 from agentrt import Runtime
 from agentrt.engine import events as ev
 from agentrt.models.testserver import ModelTestServer
-from agentrt.state import SqliteStore
+from agentrt.state import Event, SqliteStore
 from tests.conftest import call, resources, rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ async def _prepare(db: Path, url: str, tools: list[str]) -> None:
         await store.close()
 
 
-async def _events(db: Path) -> tuple[str | None, list[ev_t]]:
+async def _events(db: Path) -> tuple[str | None, list[Event]]:
     store = await SqliteStore.open(db)
     try:
         runs = await store.list_runs(limit=1)
@@ -91,9 +91,6 @@ async def _events(db: Path) -> tuple[str | None, list[ev_t]]:
         return runs[0].id, await store.read_events(runs[0].id)
     finally:
         await store.close()
-
-
-ev_t = object  # events are agentrt.state.Event; typed loosely for the helper above
 
 
 def _wait_for_events(db: Path, count: int, child: subprocess.Popen[str]) -> str:
@@ -164,14 +161,15 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, server: ModelTestS
         assert [e.seq for e in after] == list(range(1, len(after) + 1))
 
 
-def test_kill_during_non_idempotent_tool_leaves_step_unknown(
-    tmp_path: Path, server: ModelTestServer
-) -> None:
+def _kill_during_charge(
+    tmp_path: Path, server: ModelTestServer, db: Path, effects: Path, tool: str, amount: int
+) -> str:
+    """Start a run whose tool charges and then hangs; SIGKILL it mid-tool; return the run id."""
     server.set_rules(
-        rules({"tool_calls": [call("charge", amount=5)]}, {"content": "{last_tool_result}"})
+        rules({"tool_calls": [call(tool, amount=amount)]}, {"content": "{last_tool_result}"})
     )
-    db, effects, marker = tmp_path / "a.db", tmp_path / "effects.txt", tmp_path / "charging"
-    asyncio.run(_prepare(db, server.url, ["charge"]))
+    marker = tmp_path / "charging"
+    asyncio.run(_prepare(db, server.url, [tool]))
     env = _env(effects, AGENTRT_TEST_CHARGE_SLEEP="60", AGENTRT_TEST_CHARGE_MARKER=str(marker))
     child = _spawn(db, "run", "bot", "pay", "-q", env=env)
     while not marker.exists():
@@ -179,7 +177,14 @@ def test_kill_during_non_idempotent_tool_leaves_step_unknown(
         time.sleep(0.01)
     child.send_signal(signal.SIGKILL)
     child.communicate()
-    run_id = marker.read_text().split(":")[0]
+    return marker.read_text().split(":")[0]
+
+
+def test_kill_during_non_idempotent_tool_leaves_step_unknown(
+    tmp_path: Path, server: ModelTestServer
+) -> None:
+    db, effects = tmp_path / "a.db", tmp_path / "effects.txt"
+    run_id = _kill_during_charge(tmp_path, server, db, effects, "charge", 5)
 
     resumed = _cli(db, "resume", run_id, env=_env(effects))
     assert resumed.returncode == 3, resumed.stdout + resumed.stderr  # waiting for a person
@@ -210,21 +215,10 @@ def test_kill_during_non_idempotent_tool_leaves_step_unknown(
 def test_kill_during_tool_with_lookup_is_reconciled(
     tmp_path: Path, server: ModelTestServer
 ) -> None:
-    server.set_rules(
-        rules({"tool_calls": [call("charge_lookup", amount=7)]}, {"content": "{last_tool_result}"})
-    )
-    db, effects, marker = tmp_path / "b.db", tmp_path / "effects.txt", tmp_path / "charging"
-    asyncio.run(_prepare(db, server.url, ["charge_lookup"]))
-    env = _env(effects, AGENTRT_TEST_CHARGE_SLEEP="60", AGENTRT_TEST_CHARGE_MARKER=str(marker))
-    child = _spawn(db, "run", "bot", "pay", "-q", env=env)
-    while not marker.exists():
-        assert child.poll() is None, child.stderr.read() if child.stderr else ""
-        time.sleep(0.01)
-    child.send_signal(signal.SIGKILL)
-    child.communicate()
-    run_id = marker.read_text().split(":")[0]
+    db, effects = tmp_path / "b.db", tmp_path / "effects.txt"
+    run_id = _kill_during_charge(tmp_path, server, db, effects, "charge_lookup", 7)
 
-    resumed = _cli(db, "resume", run_id, "-q" if False else "--json", env=_env(effects))
+    resumed = _cli(db, "resume", run_id, "--json", env=_env(effects))
     assert resumed.returncode == 0, resumed.stderr
     assert '"output":"charged 7"' in resumed.stdout
     _, events = asyncio.run(_events(db))
