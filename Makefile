@@ -32,8 +32,8 @@ lint: setup
 	$(VENV)/bin/ruff check agentrt tests bench examples
 	$(VENV)/bin/mypy
 
-bench: setup
-	$(PY) bench/run.py
+bench: setup   # flags: make bench ARGS="--quick"
+	$(PY) bench/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bench.common import LONG_TOOL_CALLS, SHORT_TOOL_CALLS
@@ -19,92 +20,73 @@ TARGETS = {
 Cell = dict[str, Any]
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def _table(header: list[str], rows: list[list[str]], notes: list[str]) -> list[str]:
+    """Rows aligned under the header (first column left, others right), then the notes."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     out = []
     for row in [header, ["-" * w for w in widths], *rows]:
         first = row[0].ljust(widths[0])
         rest = [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
         out.append("  ".join([first, *rest]).rstrip())
-    return out
+    return out + [f"  ({note})" for note in notes]
 
 
-def _missing(cell: Cell | None, width: int) -> list[str] | None:
-    if cell is None:
-        return None
+def _note(label: str, cell: Cell) -> str | None:
     if "skipped" in cell:
-        return [cell["skipped"]] + [""] * (width - 1)
+        return str(cell["skipped"])
     if "error" in cell:
-        return [f"ERROR: {cell['error']}"] + [""] * (width - 1)
+        return f"{label}: ERROR: {cell['error']}"
     return None
 
 
-def _step_rows(cells: dict[str, Cell], systems: list[SystemDef]) -> list[list[str]]:
-    bare = cells.get("bare", {}).get("ms_per_step")
-    log = cells.get("bare-sqlite", {}).get("ms_per_step")
-    rows = []
+def _rows(
+    cells: dict[str, Cell], systems: list[SystemDef], fmt: Callable[[SystemDef, Cell], list[str]]
+) -> tuple[list[list[str]], list[str]]:
+    """Table rows of the systems measured, and notes for those skipped or failed."""
+    rows, notes = [], []
     for sd in systems:
         cell = cells.get(sd.name)
         if cell is None:
             continue
-        missing = _missing(cell, 6)
-        if missing:
-            rows.append(missing)
-            continue
+        note = _note(sd.label, cell)
+        if note is not None:
+            notes.append(note)
+        else:
+            rows.append(fmt(sd, cell))
+    return rows, notes
+
+
+def _step_row(bare: float | None, log: float | None) -> Callable[[SystemDef, Cell], list[str]]:
+    def fmt(sd: SystemDef, cell: Cell) -> list[str]:
         ms = cell["ms_per_step"]
-        rows.append(
-            [
-                sd.label,
-                f"{ms:.3f}",
-                f"{cell['run_ms']['median']:.1f}",
-                f"{cell['run_ms']['p90']:.1f}",
-                "" if bare is None or sd.name == "bare" else f"{ms - bare:+.3f}",
-                "" if log is None or sd.name.startswith("bare") else f"{ms - log:+.3f}",
-            ]
-        )
-    return rows
+        return [
+            sd.label,
+            f"{ms:.3f}",
+            f"{cell['run_ms']['median']:.1f}",
+            f"{cell['run_ms']['p90']:.1f}",
+            "" if bare is None or sd.name == "bare" else f"{ms - bare:+.3f}",
+            "" if log is None or sd.name.startswith("bare") else f"{ms - log:+.3f}",
+        ]
+
+    return fmt
 
 
-def _throughput_rows(cells: dict[str, Cell], systems: list[SystemDef]) -> list[list[str]]:
-    rows = []
-    for sd in systems:
-        cell = cells.get(sd.name)
-        if cell is None:
-            continue
-        missing = _missing(cell, 4)
-        if missing:
-            rows.append(missing)
-            continue
-        rows.append(
-            [
-                sd.label,
-                f"{cell['wall_s']['median']:.3f}",
-                f"{cell['queries_per_s']:.1f}",
-                f"{cell['vs_ideal']:.2f}x",
-            ]
-        )
-    return rows
+def _throughput_row(sd: SystemDef, cell: Cell) -> list[str]:
+    return [
+        sd.label,
+        f"{cell['wall_s']['median']:.3f}",
+        f"{cell['queries_per_s']:.1f}",
+        f"{cell['vs_ideal']:.2f}x",
+    ]
 
 
-def _storage_rows(cells: dict[str, Cell], systems: list[SystemDef]) -> list[list[str]]:
-    rows = []
-    for sd in systems:
-        cell = cells.get(sd.name)
-        if cell is None:
-            continue
-        missing = _missing(cell, 4)
-        if missing:
-            rows.append(missing)
-            continue
-        rows.append(
-            [
-                sd.label,
-                f"{cell['bytes_per_run'] / 1000:.1f}",
-                f"{cell['used_bytes_per_run'] / 1000:.1f}",
-                f"{cell['payload_bytes_per_run'] / 1000:.1f}",
-            ]
-        )
-    return rows
+def _storage_row(sd: SystemDef, cell: Cell) -> list[str]:
+    return [
+        sd.label,
+        f"{cell['bytes_per_run'] / 1000:.1f}",
+        f"{cell['used_bytes_per_run'] / 1000:.1f}",
+        f"{cell['payload_bytes_per_run'] / 1000:.1f}",
+    ]
 
 
 def targets(results: dict[str, dict[str, Cell]], s: Settings) -> dict[str, dict[str, Any]]:
@@ -166,7 +148,9 @@ def render(
             f"after {s.step_warmup} warm-up, one at a time, systems taking turns",
         ]
         header = ["system", "ms/step", "run ms", "p90 ms", "vs bare", "vs bare+log"]
-        lines += _table(header, _step_rows(cells, systems))
+        bare = cells.get("bare", {}).get("ms_per_step")
+        log = cells.get("bare-sqlite", {}).get("ms_per_step")
+        lines += _table(header, *_rows(cells, systems, _step_row(bare, log)))
         if "step" in t:
             text = f"agentrt < 1 ms/step above the bare loop ({t['step']['value']:+.3f} ms/step)"
         else:
@@ -184,9 +168,8 @@ def render(
             f"   median of {s.throughput_reps} batches after a warm-up batch; "
             f"latency-bound ideal {ideal_text}",
         ]
-        lines += _table(
-            ["system", "wall s", "queries/s", "vs ideal"], _throughput_rows(cells, systems)
-        )
+        header = ["system", "wall s", "queries/s", "vs ideal"]
+        lines += _table(header, *_rows(cells, systems, _throughput_row))
         text = "agentrt within 1.3x of the ideal"
         if "throughput" in t:
             text += f" ({t['throughput']['value']:.2f}x)"
@@ -200,7 +183,7 @@ def render(
             "after a WAL checkpoint, / runs (KB = 1000 bytes)",
         ]
         header = ["system", "KB/run (file)", "KB/run (used)", "KB/run (payload)"]
-        lines += _table(header, _storage_rows(cells, systems))
+        lines += _table(header, *_rows(cells, systems, _storage_row))
         text = "agentrt < 20 KB per 20-step run"
         if "storage" in t:
             text += f" ({t['storage']['value'] / 1000:.1f} KB)"

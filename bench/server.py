@@ -95,10 +95,9 @@ class TestServer:
         proc, self._proc = self._proc, None
         if proc is not None:
             try:
-                self_stdin = proc.stdin
-                if self_stdin is not None:
-                    self_stdin.write("quit\n")
-                    self_stdin.close()
+                if proc.stdin is not None:
+                    proc.stdin.write("quit\n")
+                    proc.stdin.close()
                 proc.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
                 proc.kill()

@@ -1,8 +1,8 @@
-"""The three workloads, each a coroutine over one system.
+"""The three workloads: ``per_step`` over all systems at once, the others over one system.
 
-Every workload opens the system with a fresh database, checks every answer,
-and returns a dict of measurements plus ``model_calls``: the number of
-completions the server must have served, which the caller verifies.
+Every workload opens its systems with fresh databases, checks every answer,
+and returns measurements plus ``model_calls``: the number of completions the
+server must have served, which the caller verifies.
 """
 
 from __future__ import annotations
