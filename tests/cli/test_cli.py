@@ -129,6 +129,9 @@ def test_run_show_replay_and_exit_codes(
     requests = len(server.requests)
     assert main(["replay", run["id"], "--json"]) == 0
     assert _json_out(capsys)["output"] == "the sum is 42"  # type: ignore[index]
+    assert main(["replay", run["id"]]) == 0
+    replayed = capsys.readouterr().out
+    assert replayed.splitlines() == live.splitlines()[-2:]  # the same closing lines as the run
     assert len(server.requests) == requests
 
     assert main(["run", "bot", "x", "--max-tool-calls", "0", "--json"]) == 1
