@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable
 
 from agentrt.errors import SpecError, SpecIssue
 from agentrt.spec.loader import Loaded
-from agentrt.spec.resources import Agent, Model, Query, Resource
+from agentrt.spec.resources import Agent, Model, Query, Resource, Tool
 
 __all__ = ["ResourceKey", "check_references", "key_of"]
 
@@ -30,6 +30,8 @@ def _references(resource: Resource) -> Iterable[tuple[tuple[str | int, ...], str
             yield ("spec", "fallbacks", i), "Model", name
     elif isinstance(resource, Query):
         yield ("spec", "target"), "Agent", resource.spec.target
+    elif isinstance(resource, Tool) and resource.spec.agent is not None:
+        yield ("spec", "agent", "agent"), "Agent", resource.spec.agent.agent
 
 
 def _path(loc: tuple[str | int, ...]) -> str:

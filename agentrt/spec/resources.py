@@ -122,11 +122,115 @@ class ModelSpec(_Strict):
 # --- Tool ----------------------------------------------------------------------
 
 
+class HttpToolSpec(_Strict):
+    """An HTTP endpoint called with the model's arguments."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: str = Field(description="URL template: {arg} placeholders are filled from arguments")
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="values may hold secrets by reference: ${env:NAME} or ${file:/path}",
+    )
+    body: Literal["json", "none"] = Field(
+        default="json", description="send the arguments not used in the URL as a JSON body"
+    )
+
+
+class McpToolSpec(_Strict):
+    """A Model Context Protocol server whose tools are offered to the model."""
+
+    command: list[str] | None = Field(default=None, description="stdio server: argv to start")
+    url: str | None = Field(default=None, description="streamable HTTP server: its MCP URL")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="for the stdio server; ${env:NAME} references allowed"
+    )
+    tools: list[str] | None = Field(
+        default=None, description="offer only these of the server's tools (default: all)"
+    )
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpToolSpec:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of `command` (stdio) or `url` (streamable HTTP)")
+        return self
+
+
+class CodeToolSpec(_Strict):
+    """Code written by the model, run in a sandbox."""
+
+    language: Literal["python", "shell"] = "python"
+    sandbox: Literal["auto", "gvisor", "bubblewrap", "process"] = Field(
+        default="auto", description="auto: the strongest backend that works here"
+    )
+    allow_unsafe: bool = Field(
+        default=False, description="permit the `process` backend (no isolation) for model code"
+    )
+
+
+class AgentToolSpec(_Strict):
+    """Another Agent used as a tool: each call is a child run."""
+
+    agent: str = Field(description="name of the Agent (same namespace)")
+    budget_share: float = Field(
+        default=0.5, gt=0, le=1, description="share of the parent's remaining budgets it may use"
+    )
+
+
+class Permissions(_Strict):
+    """What a tool may reach. Enforced by the sandbox, not by trust."""
+
+    network: Literal["none"] | list[str] = Field(
+        default="none", description='"none" or an allow-list of "host:port"'
+    )
+    env: list[str] = Field(default_factory=list, description="environment variables passed in")
+    read_paths: list[str] = Field(
+        default_factory=list, description="host paths the tool may read (read-only)"
+    )
+
+
+class Limits(_Strict):
+    """Resources one call may use (the wall-clock limit is ``timeout_s``)."""
+
+    cpu_s: float | None = Field(default=10.0, gt=0)
+    memory_mb: int | None = Field(default=256, gt=0)
+    pids: int | None = Field(default=64, gt=0, description="processes and threads")
+    output_bytes: int = Field(
+        default=65536, gt=0, description="beyond this, output is truncated (kept as an artifact)"
+    )
+
+
+class Quotas(_Strict):
+    """How often a tool may be called. ``None`` means unlimited."""
+
+    per_run: int | None = Field(default=None, ge=0)
+    per_session: int | None = Field(default=None, ge=0)
+    per_tenant_per_day: int | None = Field(default=None, ge=0)
+
+
+class Approval(_Strict):
+    """When a person must approve a call before it runs."""
+
+    required: bool = False
+    when: dict[str, str] = Field(
+        default_factory=dict,
+        description="only when these arguments match these regexes (all must match)",
+    )
+
+
+_KIND_SECTIONS = {"http": "http", "mcp": "mcp", "code": "code", "agent": "agent"}
+
+
 class ToolSpec(_Strict):
     """A tool the model may call."""
 
-    kind: Literal["python"] = Field(description="how the tool runs")
-    callable: str = Field(pattern=_CALLABLE, description="module:function")
+    kind: Literal["python", "http", "mcp", "code", "agent"] = Field(description="how the tool runs")
+    callable: str | None = Field(
+        default=None, pattern=_CALLABLE, description="kind python: module:function"
+    )
+    http: HttpToolSpec | None = None
+    mcp: McpToolSpec | None = None
+    code: CodeToolSpec | None = None
+    agent: AgentToolSpec | None = None
     description: str | None = Field(
         default=None, description="shown to the model; default: the docstring's first line"
     )
@@ -148,9 +252,23 @@ class ToolSpec(_Strict):
     timeout_s: float | None = Field(
         default=None, gt=0, description="capped by the agent's loop.step_timeout_s"
     )
+    permissions: Permissions = Field(default_factory=Permissions)
+    limits: Limits = Field(default_factory=Limits)
+    quotas: Quotas = Field(default_factory=Quotas)
+    approval: Approval = Field(default_factory=Approval)
 
     @model_validator(mode="after")
-    def _lookup_given(self) -> ToolSpec:
+    def _kind_fields(self) -> ToolSpec:
+        if self.kind == "python" and not self.callable:
+            raise ValueError("kind 'python' needs `callable: module:function`")
+        if self.kind != "python" and self.callable:
+            raise ValueError(f"`callable` is for kind 'python', not {self.kind!r}")
+        for kind, section in _KIND_SECTIONS.items():
+            given = getattr(self, section) is not None
+            if kind == self.kind and not given and kind != "code":
+                raise ValueError(f"kind {kind!r} needs a `{section}:` section")
+            if kind != self.kind and given:
+                raise ValueError(f"`{section}:` is for kind {kind!r}, not {self.kind!r}")
         if self.on_unknown == "lookup" and not self.lookup:
             raise ValueError("on_unknown 'lookup' needs `lookup: module:function`")
         return self

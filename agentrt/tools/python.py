@@ -77,7 +77,11 @@ class PythonTool:
     def __init__(self, name: str, spec: ToolSpec, fn: Callable[..., Any] | None = None) -> None:
         self.name = name
         self.spec = spec
-        self._fn = fn if fn is not None else import_callable(spec.callable, what=f"Tool {name}")
+        if fn is None:
+            if not spec.callable:
+                raise UsageError(f"Tool {name}: kind 'python' needs `callable`")
+            fn = import_callable(spec.callable, what=f"Tool {name}")
+        self._fn = fn
         self._ctx_param = _context_param(self._fn)
         self._args_model = _arguments_model(self._fn)
         self._lookup = (

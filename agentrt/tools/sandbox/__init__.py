@@ -1,0 +1,1 @@
+"""Sandbox backends for model-written code: gVisor, bubblewrap, process."""
