@@ -108,10 +108,11 @@ PUBLIC = {
     ],
     "agentrt.tools": [
         "PythonTool",
-        "RuntimeTool",
+        "TOOL_KINDS",
         "ToolContext",
         "ToolResult",
-        "build_tool",
+        "ToolSet",
+        "build_toolset",
         "schema_from_signature",
     ],
     "agentrt.errors": [

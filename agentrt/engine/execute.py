@@ -36,8 +36,8 @@ from agentrt.models.base import Message, ModelClient
 from agentrt.models.factory import create_client
 from agentrt.spec.resources import ModelSpec, ToolSpec
 from agentrt.state.base import Event, EventDraft, RunRecord, RunStatus, RunUpdate, Store
-from agentrt.tools.base import RuntimeTool
-from agentrt.tools.python import build_tool
+from agentrt.tools.base import ToolSet
+from agentrt.tools.factory import build_toolset
 
 __all__ = ["Executor"]
 
@@ -50,7 +50,7 @@ class PreparedSpec:
     """A run spec made ready to execute: parsed once, reused by every run of it."""
 
     spec: RunSpec
-    tools: dict[str, RuntimeTool]
+    tools: dict[str, ToolSet]
     hooks: HookSet
     clients: dict[str, ModelClient]
 
@@ -68,7 +68,7 @@ class Executor:
     http: aiohttp.ClientSession | None = None
     cancel_requested: set[str] = field(default_factory=set)
     _clients: dict[bytes, ModelClient] = field(default_factory=dict)
-    _tools: dict[bytes, RuntimeTool] = field(default_factory=dict)
+    _tools: dict[bytes, ToolSet] = field(default_factory=dict)
     _conversations: OrderedDict[str, list[Message]] = field(default_factory=OrderedDict)
     _prepared: OrderedDict[bytes, PreparedSpec] = field(default_factory=OrderedDict)
 
@@ -77,6 +77,9 @@ class Executor:
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
+        for toolset in self._tools.values():
+            await toolset.close()
+        self._tools.clear()
         self._prepared.clear()
 
     # --- building blocks --------------------------------------------------------
@@ -90,12 +93,12 @@ class Executor:
             self._clients[key] = client
         return client
 
-    def tool(self, name: str, spec: ToolSpec) -> RuntimeTool:
+    def tool(self, name: str, spec: ToolSpec) -> ToolSet:
         """A runtime tool for a spec, reused across runs with the same spec."""
         key = _json.dumps([name, spec.model_dump(mode="json")])
         tool = self._tools.get(key)
         if tool is None:
-            tool = build_tool(name, spec)
+            tool = build_toolset(name, spec)
             self._tools[key] = tool
         return tool
 

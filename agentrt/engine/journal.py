@@ -19,7 +19,7 @@ from agentrt.engine import events as ev
 from agentrt.errors import NondeterminismError
 from agentrt.models.base import ModelResponse, ToolCall
 from agentrt.state.base import Event, EventDraft, RunUpdate, Store, Usage
-from agentrt.tools.base import RuntimeTool, ToolContext, ToolResult
+from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 
 __all__ = ["EventObserver", "Journal", "StepRecord", "StepUnknown"]
 
@@ -168,6 +168,7 @@ class Journal:
         model: str,
         digest: str,
         perform: Callable[[], Awaitable[tuple[ModelResponse, dict[str, Any], Usage]]],
+        offered: dict[str, list[str]] | None = None,
     ) -> tuple[ModelResponse, dict[str, Any]]:
         """Return the recorded response of ``step`` or perform and record it.
 
@@ -193,7 +194,9 @@ class Journal:
         # A model call has no external effect: its intent and result are buffered
         # (a crash before they are flushed means the call is simply made again).
         if rec is None or rec.intent is None:
-            data = {"model": model, "digest": digest}
+            data: dict[str, Any] = {"model": model, "digest": digest}
+            if offered:
+                data["offered"] = offered  # tools discovered at run time, for replay
             await self.append(ev.MODEL_CALL, data, step=step, durable=False)
         response, extra, usage = await perform()
         data = {**response.to_dict(), **extra}
@@ -208,7 +211,7 @@ class Journal:
         self,
         step: int,
         call: ToolCall,
-        tool: RuntimeTool | None,
+        tool: ToolSet | None,
         ctx: ToolContext,
         perform: Callable[[], Awaitable[tuple[ToolResult, float]]],
     ) -> ToolResult:
@@ -236,7 +239,7 @@ class Journal:
         step: int,
         rec: StepRecord,
         call: ToolCall,
-        tool: RuntimeTool | None,
+        tool: ToolSet | None,
         ctx: ToolContext,
         perform: Callable[[], Awaitable[tuple[ToolResult, float]]],
     ) -> ToolResult:
@@ -251,7 +254,7 @@ class Journal:
         if policy == "rerun":
             return await self._perform_tool(step, tool, perform)
         if policy == "lookup" and tool is not None:
-            found = await tool.lookup(ctx)
+            found = await tool.lookup(call.name, ctx)
             if found is not None:
                 return await self._record_tool_result(step, found, 0.0, reconciled="lookup")
         if rec.unknown is None:
@@ -265,7 +268,7 @@ class Journal:
     async def _perform_tool(
         self,
         step: int,
-        tool: RuntimeTool | None,
+        tool: ToolSet | None,
         perform: Callable[[], Awaitable[tuple[ToolResult, float]]],
     ) -> ToolResult:
         result, seconds = await perform()

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from agentrt import _json
@@ -22,9 +23,16 @@ from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import Journal
 from agentrt.engine.snapshot import RunSpec
 from agentrt.errors import BudgetExhausted, ModelError, RunError, StepTimeout, ToolError
-from agentrt.models.base import Message, ModelClient, ModelRequest, ModelResponse, ToolCall
+from agentrt.models.base import (
+    Message,
+    ModelClient,
+    ModelRequest,
+    ModelResponse,
+    ToolCall,
+    ToolDef,
+)
 from agentrt.state.base import Usage
-from agentrt.tools.base import RuntimeTool, ToolContext, ToolResult
+from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 
 __all__ = ["LoopOutcome", "RunContext", "StepInfo", "request_digest", "run_loop"]
 
@@ -40,8 +48,10 @@ class RunContext:
     input: str
     journal: Journal
     client_for: Callable[[str], ModelClient]
-    tools: dict[str, RuntimeTool]
+    tools: dict[str, ToolSet]  # by Tool resource name, in the Agent's order
     hooks: HookSet
+    scratch: Path | None = None
+    routes: dict[str, ToolSet] = field(default_factory=dict)  # tool name -> its tool set
     usage: Usage = field(default_factory=Usage)
     step: int = 0
 
@@ -105,11 +115,12 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
     policy = agent.loop
     stop_pattern = re.compile(policy.stop.output_matches) if policy.stop.output_matches else None
     messages = initial_messages(ctx.spec, history, ctx.input)
-    tool_defs = [ctx.tools[name].definition for name in agent.tools]
     primary = ctx.spec.models[agent.model]
     for _ in range(policy.max_steps):
         _check_budgets(ctx)
         # plan
+        step = ctx.next_step()
+        tool_defs, offered = await _offer_tools(ctx, step)
         request = ModelRequest(
             model=primary.model or agent.model,
             messages=list(messages),
@@ -118,12 +129,12 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
             max_output_tokens=primary.max_output_tokens,
         )
         request = await ctx.hooks.run("before_model", ctx, request)
-        step = ctx.next_step()
         response, data = await ctx.journal.model_step(
             step,
             model=agent.model,
             digest=request_digest(request),
             perform=functools.partial(_call_model, ctx, step, request),
+            offered=offered,
         )
         ctx.usage = ctx.usage + Usage(
             response.input_tokens, response.output_tokens, float(data.get("cost", 0.0)), 1, 0
@@ -159,6 +170,34 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
             if call.name in policy.stop.on_tools and not result.is_error:
                 return LoopOutcome(result.output, ctx.step)
     raise BudgetExhausted(f"loop.max_steps={policy.max_steps} reached without a final answer")
+
+
+async def _offer_tools(ctx: RunContext, step: int) -> tuple[list[ToolDef], dict[str, list[str]]]:
+    """The tools offered at ``step``, and the names of those discovered at run time.
+
+    Tools discovered at run time (an MCP server's) are recorded with the step;
+    a step that is already in the log is rebuilt from that record, so replay and
+    resume never ask the server and see exactly what the model saw.
+    """
+    recorded = ctx.journal.recorded(step)
+    was_offered: dict[str, list[str]] | None = None
+    if recorded is not None and recorded.intent is not None:
+        was_offered = recorded.intent.data.get("offered") or {}
+    defs: list[ToolDef] = []
+    offered: dict[str, list[str]] = {}
+    ctx.routes = {}
+    for toolset in ctx.tools.values():
+        if toolset.dynamic and was_offered is not None:
+            found = [ToolDef(n, "", {}) for n in was_offered.get(toolset.name, [])]
+        else:
+            found = await toolset.definitions()
+        if toolset.dynamic:
+            offered[toolset.name] = [d.name for d in found]
+        for definition in found:
+            if definition.name not in ctx.routes:  # the first tool set to offer a name wins
+                ctx.routes[definition.name] = toolset
+                defs.append(definition)
+    return defs, offered
 
 
 def _check_budgets(ctx: RunContext) -> None:
@@ -219,22 +258,22 @@ async def _call_model(
 
 
 async def _tool_step(ctx: RunContext, step: int, call: ToolCall) -> ToolResult:
-    tool = ctx.tools.get(call.name)
-    tctx = ToolContext(ctx.run_id, step, call.id, ctx.namespace, ctx.session_id)
+    tool = ctx.routes.get(call.name)
+    tctx = ToolContext(ctx.run_id, step, call.id, ctx.namespace, ctx.session_id, 1, ctx.scratch)
     return await ctx.journal.tool_step(
         step, call, tool, tctx, lambda: _execute_tool(ctx, tool, call, tctx)
     )
 
 
 async def _execute_tool(
-    ctx: RunContext, tool: RuntimeTool | None, call: ToolCall, tctx: ToolContext
+    ctx: RunContext, tool: ToolSet | None, call: ToolCall, tctx: ToolContext
 ) -> tuple[ToolResult, float]:
     """Perform a tool call; every failure becomes an error result the model sees."""
     started = time.perf_counter()
     policy = ctx.spec.agent_spec.loop
     try:
         if tool is None:
-            available = ", ".join(sorted(ctx.tools)) or "none"
+            available = ", ".join(sorted(ctx.routes)) or "none"
             raise ToolError(f"unknown tool {call.name!r}; available tools: {available}")
         try:
             arguments = _json.loads(call.arguments or "{}")
@@ -245,7 +284,9 @@ async def _execute_tool(
         call = await ctx.hooks.run("before_tool", ctx, call)
         timeout = min(tool.spec.timeout_s or policy.step_timeout_s, policy.step_timeout_s)
         attempts = policy.retry.max_attempts if tool.spec.idempotent else 1
-        result = await _attempt_tool(tool, arguments, tctx, timeout, attempts, policy.retry.backoff)
+        result = await _attempt_tool(
+            tool, call.name, arguments, tctx, timeout, attempts, policy.retry.backoff
+        )
     except ToolError as exc:
         result = ToolResult(exc.message, is_error=True)
     result = await ctx.hooks.run("after_tool", ctx, result)
@@ -253,7 +294,8 @@ async def _execute_tool(
 
 
 async def _attempt_tool(
-    tool: RuntimeTool,
+    tool: ToolSet,
+    name: str,
     arguments: dict[str, Any],
     tctx: ToolContext,
     limit_s: float,
@@ -263,9 +305,9 @@ async def _attempt_tool(
     for attempt in range(1, attempts + 1):
         try:
             async with asyncio.timeout(limit_s):
-                return await tool.call(arguments, replace(tctx, attempt=attempt))
+                return await tool.call(name, arguments, replace(tctx, attempt=attempt))
         except TimeoutError:
-            error = ToolError(f"tool {tool.name!r} timed out after {limit_s:g}s", retryable=True)
+            error = ToolError(f"tool {name!r} timed out after {limit_s:g}s", retryable=True)
         except ToolError as exc:
             error = exc
         except Exception as exc:  # a tool's own exception is an observation for the model
@@ -273,4 +315,4 @@ async def _attempt_tool(
         if not error.retryable or attempt == attempts:
             raise error
         await asyncio.sleep(backoff(attempt))
-    raise ToolError(f"tool {tool.name!r} was not attempted")
+    raise ToolError(f"tool {name!r} was not attempted")

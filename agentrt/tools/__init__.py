@@ -1,13 +1,15 @@
-"""Tool kinds, the context a tool receives, and its result."""
+"""Tool kinds, the context a tool call receives, and its result."""
 
-from agentrt.tools.base import RuntimeTool, ToolContext, ToolResult
-from agentrt.tools.python import PythonTool, build_tool, schema_from_signature
+from agentrt.tools.base import ToolContext, ToolResult, ToolSet
+from agentrt.tools.factory import TOOL_KINDS, build_toolset
+from agentrt.tools.python import PythonTool, schema_from_signature
 
 __all__ = [
+    "TOOL_KINDS",
     "PythonTool",
-    "RuntimeTool",
     "ToolContext",
     "ToolResult",
-    "build_tool",
+    "ToolSet",
+    "build_toolset",
     "schema_from_signature",
 ]

@@ -1,14 +1,15 @@
-"""What every tool kind provides to the engine, and what a tool receives."""
+"""What every tool kind provides to the engine, and what a tool call receives."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from agentrt.models.base import ToolDef
 from agentrt.spec.resources import ToolSpec
 
-__all__ = ["RuntimeTool", "ToolContext", "ToolResult"]
+__all__ = ["ToolContext", "ToolResult", "ToolSet"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +18,7 @@ class ToolContext:
 
     ``idempotency_key`` is stable across retries and resumes of the same call
     (run id + step + tool call id): use it to make external effects happen once.
+    ``scratch`` is the run's scratch directory (files in and out of sandboxes).
     """
 
     run_id: str
@@ -25,6 +27,7 @@ class ToolContext:
     namespace: str
     session_id: str | None
     attempt: int = 1
+    scratch: Path | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -34,37 +37,58 @@ class ToolContext:
 
 @dataclass(frozen=True, slots=True)
 class ToolResult:
-    """A tool's answer as the model will see it."""
+    """A tool's answer as the model will see it, and the trace of how it ran.
+
+    ``trace`` holds what the tool kind can report: stderr, exit status,
+    sandbox backend and id, resource use, the artifact with the full output.
+    It is recorded in the event log, not shown to the model.
+    """
 
     output: str
     is_error: bool = False
+    trace: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Compact form for the event log."""
-        return {"output": self.output, "error": True} if self.is_error else {"output": self.output}
+        data: dict[str, Any] = {"output": self.output}
+        if self.is_error:
+            data["error"] = True
+        if self.trace:
+            data["trace"] = self.trace
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ToolResult:
         """Inverse of :meth:`to_dict`."""
-        return cls(str(data.get("output", "")), bool(data.get("error", False)))
+        return cls(
+            str(data.get("output", "")), bool(data.get("error", False)), data.get("trace") or {}
+        )
 
 
 @runtime_checkable
-class RuntimeTool(Protocol):
-    """A tool ready to be called by the engine."""
+class ToolSet(Protocol):
+    """The tools one Tool resource offers: one for most kinds, many for an MCP server.
 
-    name: str
+    ``definitions`` may change between calls (an MCP server can add tools while
+    the runtime runs); the engine asks for them before every model call.
+    """
+
+    name: str  # the Tool resource's name
     spec: ToolSpec
+    dynamic: bool  # True when definitions() does I/O and may change (MCP)
 
-    @property
-    def definition(self) -> ToolDef:
-        """How the tool is offered to the model."""
+    async def definitions(self) -> list[ToolDef]:
+        """The tools offered to the model now."""
         ...
 
-    async def call(self, arguments: dict[str, Any], ctx: ToolContext) -> ToolResult:
-        """Perform the call. Raise ``ToolError`` for a failure the model should see."""
+    async def call(self, tool: str, arguments: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        """Perform a call of ``tool``. Raise ``ToolError`` for a failure the model should see."""
         ...
 
-    async def lookup(self, ctx: ToolContext) -> ToolResult | None:
+    async def lookup(self, tool: str, ctx: ToolContext) -> ToolResult | None:
         """After a crash: the result of the call with ``ctx.idempotency_key``, if it happened."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the tool set holds (server processes, connections)."""
         ...

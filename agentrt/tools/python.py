@@ -74,6 +74,8 @@ class PythonTool:
     idempotency key.
     """
 
+    dynamic = False
+
     def __init__(self, name: str, spec: ToolSpec, fn: Callable[..., Any] | None = None) -> None:
         self.name = name
         self.spec = spec
@@ -96,7 +98,14 @@ class PythonTool:
         """How the tool is offered to the model."""
         return self._definition
 
-    async def call(self, arguments: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    async def definitions(self) -> list[ToolDef]:
+        """The one tool this function is."""
+        return [self._definition]
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def call(self, tool: str, arguments: dict[str, Any], ctx: ToolContext) -> ToolResult:
         """Validate the arguments against the signature and call the function."""
         try:
             kwargs = dict(self._args_model.model_validate(arguments))
@@ -109,7 +118,7 @@ class PythonTool:
             kwargs[self._ctx_param] = ctx
         return ToolResult(_render(await self._invoke(self._fn, kwargs)))
 
-    async def lookup(self, ctx: ToolContext) -> ToolResult | None:
+    async def lookup(self, tool: str, ctx: ToolContext) -> ToolResult | None:
         """Ask the tool's ``lookup`` function whether the call with this key happened."""
         if self._lookup is None:
             return None
@@ -124,10 +133,3 @@ class PythonTool:
         if inspect.isawaitable(result):
             return await result
         return result
-
-
-def build_tool(name: str, spec: ToolSpec) -> PythonTool:
-    """Build the runtime tool for a Tool resource."""
-    if spec.kind != "python":
-        raise UsageError(f"Tool {name}: kind {spec.kind!r} is not supported")
-    return PythonTool(name, spec)
