@@ -61,6 +61,10 @@ TOOLS: dict[str, dict[str, Any]] = {
         "lookup": "tests.sample_tools:lookup_charge",
     },
     "sleep": {"callable": "tests.sample_tools:sleep", "idempotent": True},
+    "charge_approved": {
+        "callable": "tests.sample_tools:charge",
+        "approval": {"required": True, "when": {"amount": "^[0-9]{3,}$"}},
+    },
     "fail": {"callable": "tests.sample_tools:fail"},
 }
 

@@ -90,6 +90,7 @@ PUBLIC = {
         "Store",
         "TERMINAL_STATUSES",
         "Usage",
+        "WAITING_STATUSES",
         "default_store_path",
         "open_store",
     ],

@@ -24,7 +24,7 @@ from agentrt.errors import AgentrtError, SpecError, UsageError
 from agentrt.spec.loader import load_paths
 from agentrt.spec.resources import KINDS, Budgets, Query
 from agentrt.state import open_store
-from agentrt.state.base import RunRecord, Store
+from agentrt.state.base import WAITING_STATUSES, RunRecord, Store
 
 __all__ = ["build_parser", "main"]
 
@@ -120,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--output", help="it happened; this is what it returned")
     how.add_argument("--fail", metavar="REASON", help="report it to the model as failed")
 
+    ap = sub.add_parser("approve", help="approve a tool call a run waits on")
+    ap.add_argument("run")
+    ap.add_argument("step", type=int)
+    dn = sub.add_parser("deny", help="deny a tool call a run waits on (the model sees why)")
+    dn.add_argument("run")
+    dn.add_argument("step", type=int)
+    dn.add_argument("--reason", required=True)
+
     gc = sub.add_parser("gc", help="delete finished runs older than the retention")
     gc.add_argument(
         "--older-than",
@@ -171,7 +179,7 @@ def _print_json(value: Any) -> None:
 def _exit_for(result: RunResult) -> int:
     if result.status == "succeeded":
         return EXIT_OK
-    return EXIT_WAITING if result.status == "waiting" else EXIT_RUN_FAILED
+    return EXIT_WAITING if result.status in WAITING_STATUSES else EXIT_RUN_FAILED
 
 
 def _finish(args: argparse.Namespace, result: RunResult, *, quiet: bool = False) -> int:
@@ -469,6 +477,19 @@ async def _cmd_resolve(args: argparse.Namespace) -> int:
     return _finish(args, result)
 
 
+async def _cmd_approve(args: argparse.Namespace) -> int:
+    approved = args.command == "approve"
+    async with _runtime(args) as rt:
+        result = await rt.approve(
+            args.run,
+            args.step,
+            approved=approved,
+            reason=None if approved else args.reason,
+            by=os.environ.get("USER"),
+        )
+    return _finish(args, result)
+
+
 async def _cmd_gc(args: argparse.Namespace) -> int:
     cutoff = time.time() - _duration(args.older_than)
     store = await _with_store(args)
@@ -512,6 +533,8 @@ _HANDLERS = {
     "cancel": _cmd_cancel,
     "fork": _cmd_fork,
     "resolve": _cmd_resolve,
+    "approve": _cmd_approve,
+    "deny": _cmd_approve,
     "gc": _cmd_gc,
     "worker": _cmd_worker,
 }

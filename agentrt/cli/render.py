@@ -239,6 +239,15 @@ def render_run_tree(run: RunRecord, events: Sequence[Event], style: Style) -> st
         elif e.type == ev.TOOL_DECISION:
             action, output = e.data.get("action"), clip(e.data.get("output"), 60)
             lines.append(f"├─ step {e.step}  decision: {action} {output}")
+        elif e.type == ev.APPROVAL_REQUESTED:
+            args = _args(e.data.get("args", ""), 60)
+            waits = s.status("waiting")
+            lines.append(f"├─ step {e.step}  {waits} for approval: {e.data.get('name')}({args})")
+        elif e.type == ev.APPROVAL_DECIDED:
+            verdict = "approved" if e.data.get("approved") else "denied"
+            by = f" by {e.data['by']}" if e.data.get("by") else ""
+            why = f": {e.data['reason']}" if e.data.get("reason") else ""
+            lines.append(f"├─ step {e.step}  {verdict}{by}{why}")
         elif e.type == ev.RUN_WAITING:
             lines.append(f"├─ {s.status('waiting')}: {e.data.get('reason')}")
         elif e.type == ev.RUN_FINISHED:

@@ -7,6 +7,8 @@ only: the conversation is rebuilt from them, never stored again.
 from __future__ import annotations
 
 __all__ = [
+    "APPROVAL_DECIDED",
+    "APPROVAL_REQUESTED",
     "MODEL_CALL",
     "MODEL_ERROR",
     "MODEL_RESULT",
@@ -31,3 +33,5 @@ TOOL_CALL = "tool.call"  # step: {id, name, args}
 TOOL_RESULT = "tool.result"  # step: {output, [error], ms, [reconciled]}
 TOOL_UNKNOWN = "tool.unknown"  # step: {reason}: started, no result, not safe to re-run
 TOOL_DECISION = "tool.decision"  # step: {action: rerun|output|fail, [output], [by]}
+APPROVAL_REQUESTED = "approval.requested"  # step: {name, args}: the run waits for a person
+APPROVAL_DECIDED = "approval.decided"  # step: {approved: bool, [reason], [by]}

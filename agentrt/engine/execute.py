@@ -20,7 +20,7 @@ from agentrt import _json
 from agentrt.engine import events as ev
 from agentrt.engine.history import conversation_of, history_digest
 from agentrt.engine.hooks import HookSet
-from agentrt.engine.journal import EventObserver, Journal, StepUnknown
+from agentrt.engine.journal import ApprovalPending, EventObserver, Journal, StepUnknown
 from agentrt.engine.loop import RunContext, run_loop
 from agentrt.engine.result import RunResult
 from agentrt.engine.snapshot import RunSpec
@@ -235,6 +235,19 @@ class Executor:
                 update=RunUpdate(status="waiting", reason=reason),
             )
             return self._result(ctx, "waiting", None, reason)
+        except ApprovalPending as pending:
+            pairs = zip(pending.steps, pending.tools, strict=True)
+            calls = ", ".join(f"step {s} ({t})" for s, t in pairs)
+            reason = (
+                f"{calls} need approval; decide with `agentrt approve {run_id} STEP` or "
+                f"`agentrt deny {run_id} STEP --reason TEXT`"
+            )
+            await journal.append(
+                ev.RUN_WAITING,
+                {"reason": reason, "approval": pending.steps},
+                update=RunUpdate(status="waiting_approval", reason=reason),
+            )
+            return self._result(ctx, "waiting_approval", None, reason)
         except TimeoutError:
             status, reason = "timed_out", f"budgets.deadline_s={deadline} exceeded"
         except BudgetExhausted as exc:
@@ -283,7 +296,7 @@ class Executor:
         if recorded_status == "cancelled" or recorded_status == "timed_out":
             # Cancellation and deadlines come from outside the log's steps: replay
             # re-executes the recorded steps and reports the recorded ending.
-            with contextlib.suppress(RunError, StepUnknown):
+            with contextlib.suppress(RunError, StepUnknown, ApprovalPending):
                 await run_loop(ctx, history)
             return self._result(
                 ctx, recorded_status, finished.data.get("output"), finished.data.get("reason")
@@ -295,6 +308,8 @@ class Executor:
             status, output = "budget_exhausted", None
         except StepUnknown:
             status, output = "waiting", None
+        except ApprovalPending:
+            status, output = "waiting_approval", None
         except RunError as exc:
             if isinstance(exc, NondeterminismError):
                 raise

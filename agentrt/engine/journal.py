@@ -21,7 +21,7 @@ from agentrt.models.base import ModelResponse, ToolCall
 from agentrt.state.base import Event, EventDraft, RunUpdate, Store, Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 
-__all__ = ["EventObserver", "Journal", "StepRecord", "StepUnknown"]
+__all__ = ["ApprovalPending", "EventObserver", "Journal", "StepRecord", "StepUnknown"]
 
 EventObserver = Callable[[str, Event], None]
 
@@ -35,6 +35,15 @@ class StepUnknown(Exception):
         self.tool = tool
 
 
+class ApprovalPending(Exception):
+    """Signal: tool calls wait for a person to approve or deny them."""
+
+    def __init__(self, steps: list[int], tools: list[str]) -> None:
+        super().__init__(f"steps {steps} wait for approval")
+        self.steps = steps
+        self.tools = tools
+
+
 @dataclass
 class StepRecord:
     """The events recorded for one step."""
@@ -44,6 +53,8 @@ class StepRecord:
     errors: list[Event] = field(default_factory=list)
     unknown: Event | None = None
     decision: Event | None = None
+    approval_requested: Event | None = None
+    approval: Event | None = None
 
 
 def index_steps(events: Sequence[Event]) -> dict[int, StepRecord]:
@@ -227,8 +238,18 @@ class Journal:
                 return ToolResult.from_dict(rec.result.data)
         if self.replay:
             raise NondeterminismError(f"step {step}: no recorded tool result to replay")
+        data = {"id": call.id, "name": call.name, "args": call.arguments}
+        if tool is not None:
+            data["toolset"] = tool.name  # the Tool resource: quotas count by it
+        if rec is not None and rec.approval is not None and not rec.approval.data.get("approved"):
+            # Denied: recorded as a call that failed, and never performed.
+            if rec.intent is None:
+                await self.append(ev.TOOL_CALL, data, step=step, durable=False)
+            by = rec.approval.data.get("by")
+            reason = rec.approval.data.get("reason") or "no reason given"
+            denied = ToolResult(f"denied{' by ' + by if by else ''}: {reason}", is_error=True)
+            return await self._record_tool_result(step, denied, 0.0, reconciled="denied")
         if rec is None or rec.intent is None:
-            data = {"id": call.id, "name": call.name, "args": call.arguments}
             # The intent is durable before the tool can have any effect.
             await self.append(ev.TOOL_CALL, data, step=step, update=RunUpdate(usage=_ONE_TOOL))
             return await self._perform_tool(step, tool, perform)
@@ -324,3 +345,7 @@ def _add(rec: StepRecord, event: Event) -> None:
         rec.unknown = event
     elif event.type == ev.TOOL_DECISION:
         rec.decision = event
+    elif event.type == ev.APPROVAL_REQUESTED:
+        rec.approval_requested = event
+    elif event.type == ev.APPROVAL_DECIDED:
+        rec.approval = event

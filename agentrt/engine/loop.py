@@ -20,7 +20,7 @@ from typing import Any, Literal
 from agentrt import _json
 from agentrt.engine import events as ev
 from agentrt.engine.hooks import HookSet
-from agentrt.engine.journal import Journal
+from agentrt.engine.journal import ApprovalPending, Journal
 from agentrt.engine.snapshot import RunSpec
 from agentrt.errors import BudgetExhausted, ModelError, RunError, StepTimeout, ToolError
 from agentrt.models.base import (
@@ -31,6 +31,7 @@ from agentrt.models.base import (
     ToolCall,
     ToolDef,
 )
+from agentrt.spec.resources import ToolSpec
 from agentrt.state.base import Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 
@@ -156,6 +157,7 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
                 f"({ctx.usage.tool_calls} made, {len(calls)} more requested)"
             )
         numbered = [(ctx.next_step(), call) for call in calls]
+        await _require_approvals(ctx, numbered)
         if policy.parallel_tool_calls and len(numbered) > 1:
             results = await asyncio.gather(*(_tool_step(ctx, s, c) for s, c in numbered))
         else:
@@ -198,6 +200,47 @@ async def _offer_tools(ctx: RunContext, step: int) -> tuple[list[ToolDef], dict[
                 ctx.routes[definition.name] = toolset
                 defs.append(definition)
     return defs, offered
+
+
+def needs_approval(spec: ToolSpec, call: ToolCall) -> bool:
+    """Whether a person must approve this call (``approval.required`` and its ``when``)."""
+    rule = spec.approval
+    if not rule.required:
+        return False
+    if not rule.when:
+        return True
+    try:
+        arguments = _json.loads(call.arguments or "{}")
+    except ValueError:
+        return True  # unreadable arguments: ask rather than guess
+    if not isinstance(arguments, dict):
+        return True
+    return all(
+        re.search(pattern, str(arguments.get(name, ""))) for name, pattern in rule.when.items()
+    )
+
+
+async def _require_approvals(ctx: RunContext, numbered: list[tuple[int, ToolCall]]) -> None:
+    """Before any call of a turn runs, every call that needs approval must have it."""
+    pending: list[tuple[int, ToolCall]] = []
+    for step, call in numbered:
+        toolset = ctx.routes.get(call.name)
+        if toolset is None or not needs_approval(toolset.spec, call):
+            continue
+        rec = ctx.journal.recorded(step)
+        if rec is not None and (rec.result is not None or rec.approval is not None):
+            continue
+        pending.append((step, call))
+    if not pending:
+        return
+    for step, call in pending:
+        rec = ctx.journal.recorded(step)
+        if rec is None or rec.approval_requested is None:
+            data = {"name": call.name, "args": call.arguments}
+            await ctx.journal.append(ev.APPROVAL_REQUESTED, data, step=step, durable=False)
+    if not ctx.journal.replay:
+        await ctx.journal.flush()
+    raise ApprovalPending([s for s, _ in pending], [c.name for _, c in pending])
 
 
 def _check_budgets(ctx: RunContext) -> None:

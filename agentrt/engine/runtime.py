@@ -34,6 +34,7 @@ from agentrt.spec.resources import Agent, Budgets, Model, Query, Resource, Tool
 from agentrt.state import open_store
 from agentrt.state.base import (
     TERMINAL_STATUSES,
+    WAITING_STATUSES,
     Event,
     EventDraft,
     NewRun,
@@ -376,7 +377,7 @@ class Runtime:
             return await asyncio.shield(task)
         while True:
             run = await self._run(run_id)
-            if run.status in TERMINAL_STATUSES or run.status == "waiting":
+            if run.status in TERMINAL_STATUSES or run.status in WAITING_STATUSES:
                 return await self.result_of(run)
             await asyncio.sleep(poll_s)
 
@@ -592,6 +593,56 @@ class Runtime:
             owner=self.owner,
         )
         self._spawn(run_id)
+        return await self.wait(run_id)
+
+    async def approve(
+        self,
+        run_id: str,
+        step: int,
+        *,
+        approved: bool = True,
+        reason: str | None = None,
+        by: str | None = None,
+    ) -> RunResult:
+        """Approve (or deny) a tool call a run waits on; the run continues once all are decided.
+
+        A denial reaches the model as the tool's error, with ``reason``.
+        """
+        run = await self._run(run_id)
+        if run.status != "waiting_approval":
+            raise UsageError(f"run {run_id} is {run.status}, not waiting for approval")
+        events = await self.store.read_events(run_id)
+        requested = {e.step for e in events if e.type == ev.APPROVAL_REQUESTED}
+        decided = {e.step for e in events if e.type == ev.APPROVAL_DECIDED}
+        undecided = sorted(s for s in requested - decided if s is not None)
+        if step not in undecided:
+            raise UsageError(
+                f"step {step} of run {run_id} does not wait for approval; waiting: {undecided}"
+            )
+        leased = await self.store.acquire_lease(
+            run_id,
+            self.owner,
+            self.lease_ttl_s,
+            now=self._clock(),
+            force=owner_is_dead(run.lease_owner),
+        )
+        if leased is None:
+            raise ConflictError(f"run {run_id} is owned by {run.lease_owner}")
+        data: dict[str, Any] = {"approved": approved}
+        if reason:
+            data["reason"] = reason
+        if by:
+            data["by"] = by
+        await self.store.append_events(
+            run_id,
+            [EventDraft(ev.APPROVAL_DECIDED, data, self._clock(), step)],
+            expected_seq=leased.last_seq,
+            owner=self.owner,
+        )
+        if len(undecided) > 1:  # others still wait: the run stays where it is
+            await self.store.release_lease(run_id, self.owner)
+            return await self.result_of(await self._run(run_id))
+        self._spawn(run_id, session_id=run.session_id)
         return await self.wait(run_id)
 
     # --- internals --------------------------------------------------------------

@@ -12,6 +12,7 @@ from agentrt.errors import UsageError
 from agentrt.state.base import (
     ACTIVE_STATUSES,
     TERMINAL_STATUSES,
+    WAITING_STATUSES,
     Event,
     EventDraft,
     GcResult,
@@ -42,6 +43,7 @@ __all__ = [
     # run statuses
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
+    "WAITING_STATUSES",
     "RunStatus",
     # backends
     "SqliteStore",

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 __all__ = [
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
+    "WAITING_STATUSES",
     "Event",
     "EventDraft",
     "GcResult",
@@ -34,6 +35,7 @@ RunStatus = Literal[
     "queued",  # created, not yet started by any worker
     "running",  # owned by a worker (or interrupted: the lease tells which)
     "waiting",  # needs a person: a step's outcome is unknown
+    "waiting_approval",  # needs a person: a tool call waits for approval
     "succeeded",
     "failed",
     "cancelled",
@@ -44,6 +46,7 @@ TERMINAL_STATUSES: frozenset[str] = frozenset(
     {"succeeded", "failed", "cancelled", "timed_out", "budget_exhausted"}
 )
 ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "running"})
+WAITING_STATUSES: frozenset[str] = frozenset({"waiting", "waiting_approval"})
 
 
 @dataclass(frozen=True, slots=True)
