@@ -185,8 +185,10 @@ def render_run_tree(run: RunRecord, events: Sequence[Event], style: Style) -> st
     ]
     if run.session_id:
         lines.append(f"│ session {run.session_id} turn {run.turn}")
-    if run.parent_run:
+    if run.parent_run and run.fork_step is not None:
         lines.append(f"│ forked from {run.parent_run} at step {run.fork_step}")
+    elif run.parent_run:
+        lines.append(f"│ child run of {run.parent_run} (an agent tool call)")
     starts: dict[int, Event] = {}
     done: set[int] = set()
     for e in events:
@@ -231,6 +233,8 @@ def render_run_tree(run: RunRecord, events: Sequence[Event], style: Style) -> st
                 lines.append(f"│    input:  {clip(call.data.get('args'), 96)}")
                 lines.append(f"│    key:    {run.id}:{e.step}:{call.data.get('id')}")
             lines.append(f"│    output: {clip(e.data.get('output'), 96)}")
+            for line in _trace_lines(e.data.get("trace") or {}):
+                lines.append(f"│    {line}")
         elif e.type == ev.TOOL_UNKNOWN:
             call = starts.get(e.step or 0)
             name = call.data.get("name") if call else "?"
@@ -258,6 +262,34 @@ def render_run_tree(run: RunRecord, events: Sequence[Event], style: Style) -> st
             f"├─ step {step}  {starts[step].type}  {s.status('in flight')} (no result recorded)"
         )
     return "\n".join(lines)
+
+
+def _trace_lines(trace: dict[str, Any]) -> list[str]:
+    """How a tool ran, from its recorded trace (sandbox, exit, resources, child run)."""
+    out = []
+    if "backend" in trace:
+        out.append(
+            f"sandbox: {trace['backend']} {trace.get('sandbox_id', '')}  "
+            f"end: {trace.get('reason', '?')}  exit: {trace.get('exit_code')}"
+        )
+        use = []
+        if trace.get("cpu_s") is not None:
+            use.append(f"cpu {trace['cpu_s']:.2f}s")
+        if trace.get("max_memory_bytes"):
+            use.append(f"memory {trace['max_memory_bytes'] / 1e6:.1f} MB")
+        if use:
+            out.append("used:   " + ", ".join(use))
+        if trace.get("stderr"):
+            out.append(f"stderr: {clip(trace['stderr'], 96)}")
+        if trace.get("artifact"):
+            out.append(f"full output: {trace['artifact']}")
+    if "child_run" in trace:
+        out.append(f"child run: {trace['child_run']} ({trace.get('status')})")
+    if "status" in trace and "url" in trace:
+        out.append(f"http: {trace.get('method', '')} {trace['url']} → {trace['status']}")
+    if "server" in trace:
+        out.append(f"mcp: {trace['server']} ({trace.get('transport', '')})")
+    return out
 
 
 def _took(start: Event | None, end: Event) -> str:

@@ -36,6 +36,7 @@ from agentrt.models.base import Message, ModelClient
 from agentrt.models.factory import create_client
 from agentrt.spec.resources import ModelSpec, ToolSpec
 from agentrt.state.base import Event, EventDraft, RunRecord, RunStatus, RunUpdate, Store
+from agentrt.tools.agent import AgentToolSet, ChildRunner
 from agentrt.tools.base import ToolSet
 from agentrt.tools.factory import build_toolset
 
@@ -67,6 +68,7 @@ class Executor:
     environ: dict[str, str] | None = None
     http: aiohttp.ClientSession | None = None
     cancel_requested: set[str] = field(default_factory=set)
+    child_runner: ChildRunner | None = None  # runs an agent tool's child run
     _clients: dict[bytes, ModelClient] = field(default_factory=dict)
     _tools: dict[bytes, ToolSet] = field(default_factory=dict)
     _conversations: OrderedDict[str, list[Message]] = field(default_factory=OrderedDict)
@@ -98,7 +100,12 @@ class Executor:
         key = _json.dumps([name, spec.model_dump(mode="json")])
         tool = self._tools.get(key)
         if tool is None:
-            tool = build_toolset(name, spec)
+            if spec.kind == "agent":
+                if self.child_runner is None:
+                    raise UsageError(f"Tool {name}: agent tools need a Runtime to run children")
+                tool = AgentToolSet(name, spec, self.child_runner)
+            else:
+                tool = build_toolset(name, spec)
             self._tools[key] = tool
         return tool
 

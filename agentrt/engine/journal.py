@@ -311,7 +311,13 @@ class Journal:
         data["ms"] = round(seconds * 1000, 3)
         if reconciled:
             data["reconciled"] = reconciled
-        await self.append(ev.TOOL_RESULT, data, step=step, durable=durable)
+        used = result.trace.get("usage") if result.trace else None
+        update = None
+        if used:  # a child run's consumption counts against this run
+            update = RunUpdate(
+                usage=Usage(int(used[0]), int(used[1]), float(used[2]), int(used[3]), int(used[4]))
+            )
+        await self.append(ev.TOOL_RESULT, data, step=step, update=update, durable=durable)
         return result
 
 

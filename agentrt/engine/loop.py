@@ -31,7 +31,7 @@ from agentrt.models.base import (
     ToolCall,
     ToolDef,
 )
-from agentrt.spec.resources import ToolSpec
+from agentrt.spec.resources import Budgets, ToolSpec
 from agentrt.state.base import Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 
@@ -163,6 +163,8 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
         else:
             results = [await _tool_step(ctx, s, c) for s, c in numbered]
         ctx.usage = ctx.usage + Usage(tool_calls=len(calls))
+        for result in results:
+            ctx.usage = ctx.usage + child_usage(result)  # agent tools spend the run's budget
         # observe
         for (step, call), result in zip(numbered, results, strict=True):
             messages.append({"role": "tool", "tool_call_id": call.id, "content": result.output})
@@ -300,9 +302,33 @@ async def _call_model(
     raise error
 
 
+def child_usage(result: ToolResult) -> Usage:
+    """What a child run (an agent tool's call) consumed, as recorded in its trace."""
+    used = result.trace.get("usage") if result.trace else None
+    if not used:
+        return Usage()
+    tokens_in, tokens_out, cost, model_calls, tool_calls = used
+    return Usage(int(tokens_in), int(tokens_out), float(cost), int(model_calls), int(tool_calls))
+
+
+def _left(ctx: RunContext) -> Budgets:
+    """What the run may still consume under its budgets."""
+    b, u = ctx.spec.budgets, ctx.usage
+    return Budgets(
+        max_tokens=None if b.max_tokens is None else max(1, b.max_tokens - u.total_tokens),
+        max_tool_calls=None
+        if b.max_tool_calls is None
+        else max(0, b.max_tool_calls - u.tool_calls),
+        max_cost_usd=None if b.max_cost_usd is None else max(0.0, b.max_cost_usd - u.cost_usd),
+        deadline_s=b.deadline_s,
+    )
+
+
 async def _tool_step(ctx: RunContext, step: int, call: ToolCall) -> ToolResult:
     tool = ctx.routes.get(call.name)
-    tctx = ToolContext(ctx.run_id, step, call.id, ctx.namespace, ctx.session_id, 1, ctx.scratch)
+    tctx = ToolContext(
+        ctx.run_id, step, call.id, ctx.namespace, ctx.session_id, 1, ctx.scratch, _left(ctx)
+    )
     return await ctx.journal.tool_step(
         step, call, tool, tctx, lambda: _execute_tool(ctx, tool, call, tctx)
     )

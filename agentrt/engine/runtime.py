@@ -45,6 +45,7 @@ from agentrt.state.base import (
     Store,
     Usage,
 )
+from agentrt.tools.agent import ChildOutcome, ChildRequest
 
 __all__ = ["Runtime", "new_run_id"]
 
@@ -162,6 +163,7 @@ class Runtime:
             environ=self._environ,
             http=self._http,
         )
+        self._executor.child_runner = self._run_child
         self._heartbeat = asyncio.create_task(self._renew_leases(), name="agentrt-leases")
         if self._resume_interrupted:
             await self.resume_interrupted()
@@ -316,6 +318,7 @@ class Runtime:
         idempotency_key: str | None = None,
         budgets: Budgets | None = None,
         start: bool = True,
+        parent_run: str | None = None,
     ) -> RunRecord:
         """Create a run of ``agent`` and (by default) start executing it here.
 
@@ -342,6 +345,7 @@ class Runtime:
                 now,
                 session,
                 idempotency_key,
+                parent_run=parent_run,
                 lease_owner=owner,
                 lease_expires=expires,
             ),
@@ -644,6 +648,23 @@ class Runtime:
             return await self.result_of(await self._run(run_id))
         self._spawn(run_id, session_id=run.session_id)
         return await self.wait(run_id)
+
+    async def _run_child(self, request: ChildRequest) -> ChildOutcome:
+        """Run (or find again, by its key) the child run of an agent tool call."""
+        run = await self.submit(
+            request.agent,
+            request.input,
+            namespace=request.namespace,
+            idempotency_key=request.idempotency_key,
+            budgets=request.budgets,
+            parent_run=request.parent_run,
+        )
+        if not run.finished and run.id not in self._tasks and run.status not in WAITING_STATUSES:
+            # Found again after the parent's crash: the child was interrupted too.
+            with contextlib.suppress(ConflictError):
+                await self._start(run, force=owner_is_dead(run.lease_owner))
+        result = await self.wait(run.id)
+        return ChildOutcome(run.id, result.status, result.output, result.reason, result.usage)
 
     # --- internals --------------------------------------------------------------
 

@@ -277,7 +277,7 @@ class ToolSpec(_Strict):
         """The policy used for an interrupted call, with defaults applied."""
         if self.on_unknown is not None:
             return self.on_unknown
-        if self.idempotent:
+        if self.idempotent or self.kind == "agent":  # a child run is found again by its key
             return "rerun"
         return "lookup" if self.lookup else "mark_unknown"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from agentrt.models.base import ToolDef
-from agentrt.spec.resources import ToolSpec
+from agentrt.spec.resources import Budgets, ToolSpec
 
 __all__ = ["ToolContext", "ToolResult", "ToolSet"]
 
@@ -28,6 +28,7 @@ class ToolContext:
     session_id: str | None
     attempt: int = 1
     scratch: Path | None = None
+    budget_left: Budgets | None = None  # what the run may still consume (agent tools share it)
 
     @property
     def idempotency_key(self) -> str:

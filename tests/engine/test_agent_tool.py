@@ -1,0 +1,112 @@
+"""An Agent used as a tool: a child run with its own trace and a share of the budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from agentrt import Runtime
+from agentrt.engine import events as ev
+from agentrt.models.testserver import ModelTestServer
+from agentrt.spec import ScriptedRule, parse_resource
+from agentrt.state import SqliteStore
+from tests.conftest import call, resources
+
+RULES = [
+    ScriptedRule.model_validate(
+        {
+            "match": "^plan",
+            "steps": [
+                {"tool_calls": [call("researcher", input="find the sum")]},
+                {"content": "parent got: {last_tool_result}"},
+            ],
+        }
+    ),
+    ScriptedRule.model_validate(
+        {
+            "match": "^find",
+            "steps": [
+                {"tool_calls": [call("add", a=20, b=22)]},
+                {"content": "child says {last_tool_result}"},
+            ],
+        }
+    ),
+]
+
+
+def _team(url: str) -> list[Any]:
+    docs = resources(url, tools=["add"], agent={"budgets": {"max_tokens": 100000}})
+    extra = [
+        {
+            "kind": "Agent",
+            "metadata": {"name": "child"},
+            "spec": {"model": "m", "instructions": "You research.", "tools": ["add"]},
+        },
+        {
+            "kind": "Tool",
+            "metadata": {"name": "researcher"},
+            "spec": {"kind": "agent", "agent": {"agent": "child", "budget_share": 0.5}},
+        },
+        {
+            "kind": "Agent",
+            "metadata": {"name": "lead"},
+            "spec": {
+                "model": "m",
+                "tools": ["researcher"],
+                "budgets": {"max_tokens": 10000, "max_tool_calls": 8},
+            },
+        },
+    ]
+    return docs + [parse_resource({"apiVersion": "agentrt.dev/v1", **d}) for d in extra]
+
+
+async def test_agent_tool_runs_a_child_with_a_share_of_the_budget(
+    store: SqliteStore, model_server: ModelTestServer, effects: Path
+) -> None:
+    model_server.set_rules(RULES)
+    async with Runtime(store) as rt:
+        await rt.apply(_team(model_server.url))
+        result = await rt.run("lead", "plan it")
+        served = len(model_server.requests)
+        replayed = await rt.replay(result.run_id)
+    assert result.output == "parent got: child says 42"
+    assert len(model_server.requests) == served == 4  # replay re-ran neither parent nor child
+    assert replayed.output == result.output and replayed.usage == result.usage
+
+    children = [r for r in await store.list_runs() if r.parent_run == result.run_id]
+    assert len(children) == 1
+    child = children[0]
+    assert child.agent == "child" and child.status == "succeeded"
+    child_events = await store.read_events(child.id)
+    spec = child_events[0].data["spec"]
+    # Half of what the parent had left when it called: 10000 tokens minus its first call.
+    parent_first = next(
+        e for e in await store.read_events(result.run_id) if e.type == ev.MODEL_RESULT
+    )
+    assert (
+        spec["budgets"]["max_tokens"]
+        == (10000 - parent_first.data["in"] - parent_first.data["out"]) // 2
+    )
+    assert spec["budgets"]["max_tool_calls"] == (8 - 0) // 2
+    # The child's consumption is the parent's too.
+    parent = await store.get_run(result.run_id)
+    assert parent is not None
+    assert parent.usage.model_calls == 2 + child.usage.model_calls
+    assert parent.usage.total_tokens > child.usage.total_tokens > 0
+    tool_result = next(
+        e for e in await store.read_events(result.run_id) if e.type == ev.TOOL_RESULT
+    )
+    assert tool_result.data["trace"]["child_run"] == child.id
+
+
+async def test_a_repeated_call_finds_the_same_child(
+    store: SqliteStore, model_server: ModelTestServer, effects: Path
+) -> None:
+    model_server.set_rules(RULES)
+    async with Runtime(store) as rt:
+        await rt.apply(_team(model_server.url))
+        first = await rt.run("lead", "plan it")
+        child = next(r for r in await store.list_runs() if r.parent_run == first.run_id)
+        # The same key (run:step:call) submits nothing new.
+        again = await rt.submit("child", "find the sum", idempotency_key=child.idempotency_key)
+    assert again.id == child.id
