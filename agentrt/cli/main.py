@@ -194,8 +194,13 @@ def _finish(args: argparse.Namespace, result: RunResult, *, quiet: bool = False)
 
 def _runtime(args: argparse.Namespace, *, live: bool = True, resume: bool = False) -> Runtime:
     observers = [LiveTrace(style=_style())] if live and not args.json else []
+    scratch = os.environ.get("AGENTRT_SCRATCH")
     return Runtime(
-        args.store, resume_interrupted=resume, observers=observers, lease_ttl_s=_lease_ttl()
+        args.store,
+        resume_interrupted=resume,
+        observers=observers,
+        lease_ttl_s=_lease_ttl(),
+        scratch_root=Path(scratch) if scratch else None,
     )
 
 
@@ -492,11 +497,8 @@ async def _cmd_approve(args: argparse.Namespace) -> int:
 
 async def _cmd_gc(args: argparse.Namespace) -> int:
     cutoff = time.time() - _duration(args.older_than)
-    store = await _with_store(args)
-    try:
-        removed = await store.gc(finished_before=cutoff)
-    finally:
-        await store.close()
+    async with _runtime(args, live=False) as rt:
+        removed = await rt.gc(finished_before=cutoff)
     if args.json:
         _print_json(
             {

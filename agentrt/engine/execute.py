@@ -23,6 +23,7 @@ from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import ApprovalPending, EventObserver, Journal, StepUnknown
 from agentrt.engine.loop import RunContext, run_loop
 from agentrt.engine.result import RunResult
+from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.snapshot import RunSpec
 from agentrt.errors import (
     BudgetExhausted,
@@ -69,6 +70,7 @@ class Executor:
     http: aiohttp.ClientSession | None = None
     cancel_requested: set[str] = field(default_factory=set)
     child_runner: ChildRunner | None = None  # runs an agent tool's child run
+    scratch: ScratchSpace | None = None
     _clients: dict[bytes, ModelClient] = field(default_factory=dict)
     _tools: dict[bytes, ToolSet] = field(default_factory=dict)
     _conversations: OrderedDict[str, list[Message]] = field(default_factory=OrderedDict)
@@ -212,6 +214,7 @@ class Executor:
             client_for=prepared.clients.__getitem__,
             tools=prepared.tools,
             hooks=prepared.hooks.merged(self.hooks) if self.hooks.hooks else prepared.hooks,
+            scratch=self.scratch,
         )
         if replay:
             return await self._replay(ctx, events, history)

@@ -14,13 +14,13 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 from agentrt import _json
 from agentrt.engine import events as ev
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import ApprovalPending, Journal
+from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.snapshot import RunSpec
 from agentrt.errors import BudgetExhausted, ModelError, RunError, StepTimeout, ToolError
 from agentrt.models.base import (
@@ -51,7 +51,7 @@ class RunContext:
     client_for: Callable[[str], ModelClient]
     tools: dict[str, ToolSet]  # by Tool resource name, in the Agent's order
     hooks: HookSet
-    scratch: Path | None = None
+    scratch: ScratchSpace | None = None
     routes: dict[str, ToolSet] = field(default_factory=dict)  # tool name -> its tool set
     usage: Usage = field(default_factory=Usage)
     step: int = 0
@@ -324,10 +324,15 @@ def _left(ctx: RunContext) -> Budgets:
     )
 
 
+def _uses_scratch(tool: ToolSet | None) -> bool:
+    return tool is not None and tool.spec.kind == "code"
+
+
 async def _tool_step(ctx: RunContext, step: int, call: ToolCall) -> ToolResult:
     tool = ctx.routes.get(call.name)
+    scratch = ctx.scratch.dir_of(ctx.run_id) if ctx.scratch and _uses_scratch(tool) else None
     tctx = ToolContext(
-        ctx.run_id, step, call.id, ctx.namespace, ctx.session_id, 1, ctx.scratch, _left(ctx)
+        ctx.run_id, step, call.id, ctx.namespace, ctx.session_id, 1, scratch, _left(ctx)
     )
     return await ctx.journal.tool_step(
         step, call, tool, tctx, lambda: _execute_tool(ctx, tool, call, tctx)
@@ -358,6 +363,9 @@ async def _execute_tool(
         )
     except ToolError as exc:
         result = ToolResult(exc.message, is_error=True)
+    if ctx.scratch is not None and tctx.scratch is not None:
+        # The files as they are after this step: what a fork from here starts with.
+        await asyncio.to_thread(ctx.scratch.snapshot, ctx.run_id, tctx.step)
     result = await ctx.hooks.run("after_tool", ctx, result)
     return result, time.perf_counter() - started
 

@@ -26,6 +26,7 @@ from agentrt.engine.hooks import HookPhase, HookSet
 from agentrt.engine.journal import EventObserver
 from agentrt.engine.owner import new_owner_id, owner_is_dead
 from agentrt.engine.result import RunResult
+from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.snapshot import RunSpec
 from agentrt.errors import ConflictError, NotFoundError, UsageError
 from agentrt.spec.loader import Loaded, load_paths
@@ -37,6 +38,7 @@ from agentrt.state.base import (
     WAITING_STATUSES,
     Event,
     EventDraft,
+    GcResult,
     NewRun,
     ResourceRecord,
     RunRecord,
@@ -65,6 +67,16 @@ _STEP_EVENTS = frozenset(
 def new_run_id() -> str:
     """A run id that sorts by creation time: ``run_`` + ms timestamp + randomness."""
     return f"run_{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
+
+
+def _default_scratch(store: Store) -> Path:
+    """Scratch directories live beside the SQLite file, else in the user data dir."""
+    path = getattr(store, "path", None)
+    if path is not None and str(path) != ":memory:":
+        return Path(str(path)).parent / "scratch"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("agentrt")) / "scratch"
 
 
 def _usage_of(events: list[dict[str, Any]]) -> Usage:
@@ -101,8 +113,10 @@ class Runtime:
         observers: Sequence[EventObserver] = (),
         environ: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        scratch_root: Path | None = None,
     ) -> None:
         self._store_arg = store
+        self._scratch_root = scratch_root
         self._owns_store = not isinstance(store, Store)
         self._resume_interrupted = resume_interrupted
         self.lease_ttl_s = lease_ttl_s
@@ -164,6 +178,7 @@ class Runtime:
             http=self._http,
         )
         self._executor.child_runner = self._run_child
+        self._executor.scratch = ScratchSpace(self._scratch_root or _default_scratch(self._store))
         self._heartbeat = asyncio.create_task(self._renew_leases(), name="agentrt-leases")
         if self._resume_interrupted:
             await self.resume_interrupted()
@@ -485,9 +500,21 @@ class Runtime:
             ),
             copied,
         )
+        scratch = self.executor.scratch
+        if scratch is not None:
+            await asyncio.to_thread(scratch.restore, run_id, from_step, run.id)
         if start:
             await self._start(run)
         return run
+
+    async def gc(self, *, finished_before: float) -> GcResult:
+        """Delete finished runs older than the cutoff, and their scratch directories."""
+        removed = await self.store.gc(finished_before=finished_before)
+        scratch = self.executor.scratch
+        if scratch is not None and removed.runs:
+            keep = {r.id for r in await self.store.list_runs(limit=1_000_000)}
+            await asyncio.to_thread(scratch.remove_except, keep)
+        return removed
 
     async def export_run(self, run_id: str) -> dict[str, Any]:
         """A run's whole log as JSON-ready data, to archive, audit or replay elsewhere."""
