@@ -61,6 +61,11 @@ TOOLS: dict[str, dict[str, Any]] = {
         "lookup": "tests.sample_tools:lookup_charge",
     },
     "sleep": {"callable": "tests.sample_tools:sleep", "idempotent": True},
+    "add_quota": {
+        "callable": "tests.sample_tools:add",
+        "idempotent": True,
+        "quotas": {"per_run": 2, "per_session": 3},
+    },
     "charge_approved": {
         "callable": "tests.sample_tools:charge",
         "approval": {"required": True, "when": {"amount": "^[0-9]{3,}$"}},

@@ -113,6 +113,16 @@ class Journal:
         """What the log holds for ``step``."""
         return self._steps.get(step)
 
+    def calls_of(self, toolset: str) -> int:
+        """Calls of Tool resource ``toolset`` recorded in this run (for per-run quotas)."""
+        return sum(
+            1
+            for rec in self._steps.values()
+            if rec.intent is not None
+            and rec.intent.type == ev.TOOL_CALL
+            and rec.intent.data.get("toolset") == toolset
+        )
+
     async def append(
         self,
         type: str,
@@ -225,8 +235,12 @@ class Journal:
         tool: ToolSet | None,
         ctx: ToolContext,
         perform: Callable[[], Awaitable[tuple[ToolResult, float]]],
+        refused: str | None = None,
     ) -> ToolResult:
-        """Return the recorded result of a tool step, reconcile it, or perform it."""
+        """Return the recorded result of a tool step, reconcile it, or perform it.
+
+        ``refused`` (a quota's message) records the call as failed without performing it.
+        """
         rec = self._steps.get(step)
         if rec is not None and rec.intent is not None:
             if rec.intent.type != ev.TOOL_CALL or rec.intent.data.get("name") != call.name:
@@ -249,6 +263,12 @@ class Journal:
             reason = rec.approval.data.get("reason") or "no reason given"
             denied = ToolResult(f"denied{' by ' + by if by else ''}: {reason}", is_error=True)
             return await self._record_tool_result(step, denied, 0.0, reconciled="denied")
+        if refused is not None and (rec is None or rec.intent is None):
+            # Without "toolset": a refused call does not count against the quota.
+            data.pop("toolset", None)
+            await self.append(ev.TOOL_CALL, data, step=step, durable=False)
+            result = ToolResult(refused, is_error=True)
+            return await self._record_tool_result(step, result, 0.0, reconciled="quota")
         if rec is None or rec.intent is None:
             # The intent is durable before the tool can have any effect.
             await self.append(ev.TOOL_CALL, data, step=step, update=RunUpdate(usage=_ONE_TOOL))

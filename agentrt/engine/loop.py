@@ -34,6 +34,7 @@ from agentrt.models.base import (
 from agentrt.spec.resources import Budgets, ToolSpec
 from agentrt.state.base import Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
+from agentrt.tools.quotas import quota_refusal
 
 __all__ = ["LoopOutcome", "RunContext", "StepInfo", "request_digest", "run_loop"]
 
@@ -158,10 +159,13 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
             )
         numbered = [(ctx.next_step(), call) for call in calls]
         await _require_approvals(ctx, numbered)
+        refused = await _quota_refusals(ctx, numbered)
         if policy.parallel_tool_calls and len(numbered) > 1:
-            results = await asyncio.gather(*(_tool_step(ctx, s, c) for s, c in numbered))
+            results = await asyncio.gather(
+                *(_tool_step(ctx, s, c, refused.get(s)) for s, c in numbered)
+            )
         else:
-            results = [await _tool_step(ctx, s, c) for s, c in numbered]
+            results = [await _tool_step(ctx, s, c, refused.get(s)) for s, c in numbered]
         ctx.usage = ctx.usage + Usage(tool_calls=len(calls))
         for result in results:
             ctx.usage = ctx.usage + child_usage(result)  # agent tools spend the run's budget
@@ -328,14 +332,49 @@ def _uses_scratch(tool: ToolSet | None) -> bool:
     return tool is not None and tool.spec.kind == "code"
 
 
-async def _tool_step(ctx: RunContext, step: int, call: ToolCall) -> ToolResult:
+async def _quota_refusals(ctx: RunContext, numbered: list[tuple[int, ToolCall]]) -> dict[int, str]:
+    """Which new calls of this turn their Tool's quotas refuse (checked in call order)."""
+    refused: dict[int, str] = {}
+    pending: dict[str, int] = {}
+    for step, call in numbered:
+        toolset = ctx.routes.get(call.name)
+        if toolset is None or not _has_quota(toolset.spec) or ctx.journal.replay:
+            continue
+        rec = ctx.journal.recorded(step)
+        if rec is not None and rec.intent is not None:
+            continue  # decided when it was first recorded
+        message = await quota_refusal(
+            ctx.journal.store,
+            spec=toolset.spec,
+            toolset=toolset.name,
+            namespace=ctx.namespace,
+            session_id=ctx.session_id,
+            calls_in_run=ctx.journal.calls_of(toolset.name),
+            now=ctx.now(),
+            pending=pending.get(toolset.name, 0),
+        )
+        if message is None:
+            pending[toolset.name] = pending.get(toolset.name, 0) + 1
+        else:
+            refused[step] = message
+    return refused
+
+
+def _has_quota(spec: ToolSpec) -> bool:
+    q = spec.quotas
+    return q.per_run is not None or q.per_session is not None or q.per_tenant_per_day is not None
+
+
+async def _tool_step(
+    ctx: RunContext, step: int, call: ToolCall, refused: str | None = None
+) -> ToolResult:
     tool = ctx.routes.get(call.name)
     scratch = ctx.scratch.dir_of(ctx.run_id) if ctx.scratch and _uses_scratch(tool) else None
     tctx = ToolContext(
         ctx.run_id, step, call.id, ctx.namespace, ctx.session_id, 1, scratch, _left(ctx)
     )
     return await ctx.journal.tool_step(
-        step, call, tool, tctx, lambda: _execute_tool(ctx, tool, call, tctx)
+        step, call, tool, tctx, lambda: _execute_tool(ctx, tool, call, tctx), refused
     )
 
 

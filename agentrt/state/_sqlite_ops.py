@@ -44,7 +44,10 @@ _INSERT_RUN = (
     "finished_at, idempotency_key, parent_run, fork_step, last_seq, lease_owner, lease_expires) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_APPEND_CHECK = "SELECT pk, last_seq, lease_owner, status, finished_at FROM runs WHERE id = ?"
+_APPEND_CHECK = (
+    "SELECT pk, last_seq, lease_owner, status, finished_at, namespace, session_id "
+    "FROM runs WHERE id = ?"
+)
 _BUMP_RUN = "UPDATE runs SET last_seq = ?, updated_at = ? WHERE pk = ?"
 _UPDATE_RUN = (
     "UPDATE runs SET last_seq = ?, updated_at = ?, status = COALESCE(?, status), "
@@ -63,6 +66,13 @@ _SELECT_EVENTS = (
     "LEFT JOIN blobs AS b ON b.hash = e.blob WHERE e.run_pk = ? AND e.seq > ? ORDER BY e.seq"
 )
 _SELECT_PK = "SELECT pk FROM runs WHERE id = ?"
+_INSERT_TOOL_CALL = (
+    "INSERT INTO tool_calls (run_pk, seq, namespace, session_id, tool, ts) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+# The engine's intent event (agentrt.engine.events.TOOL_CALL); the store layer does
+# not import the engine.
+_TOOL_CALL: Final = "tool.call"
 _LEASE_CHECK = "SELECT pk, status, lease_owner, lease_expires FROM runs WHERE id = ?"
 _TAKE_LEASE = (
     "UPDATE runs SET lease_owner = ?, lease_expires = ?, updated_at = ?, "
@@ -147,6 +157,23 @@ class Ops:
             self.conn.executemany(_INSERT_BLOB, blobs)
         self.conn.executemany(_INSERT_EVENT, rows)
         return seq
+
+    def _index_tool_calls(
+        self,
+        pk: int,
+        seq: int,
+        namespace: str,
+        session_id: str | None,
+        events: Sequence[EventDraft],
+    ) -> None:
+        """Add the ``tool.call`` events after ``seq`` to the quota table."""
+        rows = [
+            (pk, n, namespace, session_id, toolset, e.ts)
+            for n, e in enumerate(events, seq + 1)
+            if e.type == _TOOL_CALL and isinstance(toolset := e.data.get("toolset"), str)
+        ]
+        if rows:
+            self.conn.executemany(_INSERT_TOOL_CALL, rows)
 
     def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Run one statement and return all its rows."""
@@ -351,7 +378,7 @@ class Ops:
         row = conn.execute(_APPEND_CHECK, (run_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"run {run_id!r} does not exist")
-        pk, last_seq, lease_owner, status, finished_at = row
+        pk, last_seq, lease_owner, status, finished_at, namespace, session_id = row
         if last_seq != expected_seq:
             raise LeaseLost(
                 f"run {run_id!r} is at seq {last_seq}, not {expected_seq}: "
@@ -361,6 +388,8 @@ class Ops:
             raise LeaseLost(f"run {run_id!r} is leased to {lease_owner!r}, not {owner!r}")
         if events:
             seq = self._insert_events(pk, last_seq, events)
+            # Only appended events: create_run's are copies of calls made elsewhere.
+            self._index_tool_calls(pk, last_seq, namespace, session_id, events)
             now = events[-1].ts
         else:
             seq = last_seq
@@ -405,6 +434,20 @@ class Ops:
             Event(seq, type_, loads(data), ts, step)
             for seq, type_, data, ts, step in self.conn.execute(_SELECT_EVENTS, (row[0], after_seq))
         ]
+
+    # --- quotas ----------------------------------------------------------------
+    def count_tool_calls(
+        self, namespace: str, tool: str, session_id: str | None, since: float | None
+    ) -> int:
+        sql = "SELECT COUNT(*) FROM tool_calls WHERE namespace = ? AND tool = ?"
+        params: list[Any] = [namespace, tool]
+        if session_id is not None:
+            sql += " AND session_id = ?"
+            params.append(session_id)
+        if since is not None:
+            sql += " AND ts >= ?"
+            params.append(since)
+        return int(self.conn.execute(sql, params).fetchone()[0])
 
     # --- leases and cancellation -----------------------------------------------
     def acquire_lease(
@@ -461,6 +504,7 @@ class Ops:
         events = 0
         if pks:
             events = conn.executemany("DELETE FROM events WHERE run_pk = ?", pks).rowcount
+            conn.executemany("DELETE FROM tool_calls WHERE run_pk = ?", pks)
             conn.executemany("DELETE FROM runs WHERE pk = ?", pks)
         # Only sessions older than the cutoff: a fresh session may be about to get its
         # first run.

@@ -328,6 +328,29 @@ class Store(Protocol):
         """Mark the run for cancellation; the owning worker ends it. Returns the run."""
         ...
 
+    # --- quotas -----------------------------------------------------------------
+    async def count_tool_calls(
+        self,
+        *,
+        namespace: str,
+        tool: str,
+        session_id: str | None = None,
+        since: float | None = None,
+    ) -> int:
+        """How many calls of Tool resource ``tool`` runs of ``namespace`` recorded.
+
+        A call is a ``tool.call`` event whose data has ``"toolset": tool`` (the
+        Tool resource's name; one resource may offer several tools), appended
+        with :meth:`append_events`. With ``session_id`` only runs of that session
+        count; with ``since`` only events with ``ts >= since``.
+
+        Events passed to :meth:`create_run` are not counted: they are copies of
+        calls another run made (a fork's shared steps, an imported log), and
+        counting them again would charge one external call twice. Calls of runs
+        deleted by :meth:`gc` no longer count.
+        """
+        ...
+
     # --- maintenance ------------------------------------------------------------
     async def gc(self, *, finished_before: float) -> GcResult:
         """Delete runs that finished before the given time, their events, sessions

@@ -380,6 +380,26 @@ class SqliteStore:
         """
         return await self._submit(READ, self._ops.read_events, run_id, after_seq)
 
+    # --- quotas ----------------------------------------------------------------
+    async def count_tool_calls(
+        self,
+        *,
+        namespace: str,
+        tool: str,
+        session_id: str | None = None,
+        since: float | None = None,
+    ) -> int:
+        """How many calls of Tool resource ``tool`` runs of ``namespace`` recorded.
+
+        Counts appended ``tool.call`` events whose data has ``"toolset": tool``
+        (not those passed to :meth:`create_run`, which copy calls made by another
+        run), optionally only in session ``session_id`` and with ``ts >= since``.
+        Served by the ``tool_calls`` table, filled in the appending transaction.
+        """
+        return await self._submit(
+            READ, self._ops.count_tool_calls, namespace, tool, session_id, since
+        )
+
     # --- leases and cancellation -----------------------------------------------
     async def acquire_lease(
         self, run_id: str, owner: str, ttl_s: float, *, now: float, force: bool = False

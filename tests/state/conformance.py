@@ -879,6 +879,130 @@ async def check_gc(h: Harness) -> None:
     assert await s.get_session("s_kept") is not None
 
 
+# --- tool-call counts (quotas) ------------------------------------------------------
+
+
+def call_ev(toolset: str | None, ts: float, **data: Any) -> EventDraft:
+    """A ``tool.call`` intent of Tool resource ``toolset`` (none: no ``toolset`` key)."""
+    payload: dict[str, Any] = {"id": "c", "name": "t", "args": "{}", **data}
+    if toolset is not None:
+        payload["toolset"] = toolset
+    return EventDraft("tool.call", payload, ts, step=1)
+
+
+async def check_count_tool_calls(h: Harness) -> None:
+    """Appended ``tool.call`` events count per namespace, Tool, session and time."""
+    s = h.store
+    for sid, ns in (("s1", "default"), ("s2", "default"), ("t1", "other")):
+        await s.create_session(SessionRecord(id=sid, namespace=ns, created_at=1.0))
+    await s.create_run(new_run("r1", session_id="s1"))
+    await s.create_run(new_run("r2", session_id="s2"))
+    await s.create_run(new_run("r3"))
+    await s.create_run(new_run("r4", namespace="other", session_id="t1"))
+
+    assert await s.count_tool_calls(namespace="default", tool="search") == 0
+    # One transaction with other events around the calls.
+    await s.append_events(
+        "r1",
+        [ev(ts=9.0), call_ev("search", 10.0), call_ev("search", 20.0), ev("tool.result", 21.0)],
+        expected_seq=0,
+    )
+    await s.append_events("r1", [call_ev("fetch", 30.0)], expected_seq=4)
+    await s.append_events("r2", [call_ev("search", 30.0)], expected_seq=0)
+    # Large payloads (stored as blobs) count the same.
+    big = EventDraft("tool.call", {**big_payload("call"), "toolset": "search"}, 40.0, step=2)
+    await s.append_events("r3", [big, call_ev("search", 50.0)], expected_seq=0)
+    await s.append_events("r4", [call_ev("search", 50.0)], expected_seq=0)
+    # Not calls of a Tool resource: no toolset key, or not a tool.call event.
+    await s.append_events(
+        "r3",
+        [call_ev(None, 60.0), EventDraft("tool.result", {"toolset": "search"}, 60.0, step=1)],
+        expected_seq=2,
+    )
+
+    async def count(**kw: Any) -> int:
+        kw.setdefault("namespace", "default")
+        kw.setdefault("tool", "search")
+        return await s.count_tool_calls(**kw)
+
+    assert await count() == 5
+    assert await count(tool="fetch") == 1
+    assert await count(tool="nothing") == 0
+    assert await count(namespace="other") == 1, "tenants are counted apart"
+    assert await count(namespace="nobody") == 0
+    assert await count(session_id="s1") == 2
+    assert await count(session_id="s2") == 1
+    assert await count(session_id="t1") == 0, "t1 belongs to another namespace"
+    assert await count(namespace="other", session_id="t1") == 1
+    assert await count(since=30.0) == 3, "since is inclusive"
+    assert await count(since=30.5) == 2
+    assert await count(session_id="s1", since=15.0) == 1
+    assert await count(since=1000.0) == 0
+
+
+async def check_count_tool_calls_atomic_with_append(h: Harness) -> None:
+    """A rejected append counts nothing; an accepted one counts at once."""
+    s = h.store
+    await s.create_run(new_run("r1"))
+    await s.append_events("r1", [call_ev("search", 10.0)], expected_seq=0)
+    with pytest.raises(LeaseLost):
+        await s.append_events("r1", [call_ev("search", 11.0)], expected_seq=0)
+    await s.acquire_lease("r1", "A", 30.0, now=10.0)
+    with pytest.raises(LeaseLost):
+        await s.append_events("r1", [call_ev("search", 12.0)], expected_seq=1, owner="B")
+    with pytest.raises(NotFoundError):
+        await s.append_events("nope", [call_ev("search", 13.0)], expected_seq=0)
+    assert await s.count_tool_calls(namespace="default", tool="search") == 1
+    # Submitted together (a backend may commit them in one batch): one of the two
+    # appends at seq 1 wins, and only its call counts.
+    outcomes = await asyncio.gather(
+        s.append_events("r1", [call_ev("search", 14.0)], expected_seq=1, owner="A"),
+        s.append_events("r1", [call_ev("search", 15.0)], expected_seq=1, owner="A"),
+        return_exceptions=True,
+    )
+    assert sorted(type(o).__name__ for o in outcomes) == ["LeaseLost", "int"]
+    assert await s.count_tool_calls(namespace="default", tool="search") == 2
+
+
+async def check_count_tool_calls_not_create_run(h: Harness) -> None:
+    """Interpretation: events given to ``create_run`` copy calls made by another run
+    (a fork's shared steps, an imported log) and are not counted again."""
+    s = h.store
+    await s.create_session(SessionRecord(id="s1", namespace="default", created_at=1.0))
+    await s.create_run(new_run("parent", session_id="s1"))
+    await s.append_events("parent", [call_ev("search", 10.0)], expected_seq=0)
+    copied = await s.read_events("parent")
+    await s.create_run(
+        new_run("fork", session_id="s1", parent_run="parent", fork_step=1),
+        [EventDraft(e.type, e.data, e.ts, e.step) for e in copied],
+    )
+    assert await s.count_tool_calls(namespace="default", tool="search") == 1
+    assert await s.count_tool_calls(namespace="default", tool="search", session_id="s1") == 1
+    # The fork's own calls count.
+    await s.append_events("fork", [call_ev("search", 20.0)], expected_seq=1)
+    assert await s.count_tool_calls(namespace="default", tool="search", session_id="s1") == 2
+
+
+async def check_count_tool_calls_gc(h: Harness) -> None:
+    """gc forgets the calls of the runs it deletes, and only those."""
+    s = h.store
+    await s.create_session(SessionRecord(id="s1", namespace="default", created_at=1.0))
+    await s.create_run(new_run("old", session_id="s1"))
+    await s.append_events("old", [call_ev("search", 10.0), call_ev("search", 11.0)], expected_seq=0)
+    await finish(s, "old", 500.0)
+    await s.create_run(new_run("new", session_id="s1"))
+    await s.append_events("new", [call_ev("search", 600.0)], expected_seq=0)
+    assert await s.count_tool_calls(namespace="default", tool="search", session_id="s1") == 3
+
+    result = await s.gc(finished_before=1000.0)
+    assert result.runs == 1
+    assert await s.count_tool_calls(namespace="default", tool="search") == 1
+    assert await s.count_tool_calls(namespace="default", tool="search", session_id="s1") == 1
+    # The store keeps counting after gc.
+    await s.append_events("new", [call_ev("search", 700.0)], expected_seq=1)
+    assert await s.count_tool_calls(namespace="default", tool="search", since=650.0) == 1
+
+
 CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_implements_protocol,
     check_close_is_idempotent,
@@ -917,5 +1041,9 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_claim_runs_concurrent,
     check_request_cancel,
     check_gc,
+    check_count_tool_calls,
+    check_count_tool_calls_atomic_with_append,
+    check_count_tool_calls_not_create_run,
+    check_count_tool_calls_gc,
 ]
 """Every check, in a stable order."""
