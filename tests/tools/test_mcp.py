@@ -1,0 +1,398 @@
+"""The ``mcp`` tool kind against real MCP servers written with the official SDK.
+
+``mcp_servers/calc_stdio.py`` runs as a child process over stdio;
+``mcp_servers/calc_http.py`` is started here as a streamable HTTP server on a
+free port. No mocks: every call crosses a real transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from agentrt import Runtime
+from agentrt.engine import events as ev
+from agentrt.errors import ToolError, UsageError
+from agentrt.models.testserver import ModelTestServer
+from agentrt.spec import Resource, parse_resource
+from agentrt.spec.resources import ToolSpec
+from agentrt.state import SqliteStore
+from agentrt.tools.base import ToolContext
+from agentrt.tools.factory import build_toolset
+from agentrt.tools.mcp import IDEMPOTENCY_META_KEY, McpToolSet
+from tests.conftest import call, resources, rules
+
+SERVERS = Path(__file__).parent / "mcp_servers"
+STDIO = [sys.executable, str(SERVERS / "calc_stdio.py")]
+CTX = ToolContext("run-1", 3, "call_0", "default", None)
+BASE_TOOLS = ["add", "echo", "pid", "meta", "stats", "enable_extra", "fail", "picture", "crash"]
+
+
+def mcp_spec(**mcp: Any) -> ToolSpec:
+    return ToolSpec.model_validate({"kind": "mcp", "mcp": mcp})
+
+
+def with_mcp(base_url: str, **mcp: Any) -> list[Resource]:
+    """The conftest resources, with Agent ``bot`` using MCP Tool ``calc``."""
+    tool = parse_resource(
+        {
+            "apiVersion": "agentrt.dev/v1",
+            "kind": "Tool",
+            "metadata": {"name": "calc", "namespace": "default"},
+            "spec": {"kind": "mcp", "mcp": mcp},
+        }
+    )
+    return [*resources(base_url, agent={"tools": ["calc"]}), tool]
+
+
+def offered(request: dict[str, Any]) -> list[str]:
+    return [t["function"]["name"] for t in request.get("tools", [])]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def eventually(predicate: Any, what: str) -> None:
+    """Wait for ``predicate()`` (a bounded poll, not a timing assertion)."""
+    for _ in range(500):
+        if await predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@contextlib.contextmanager
+def http_server() -> Iterator[str]:
+    """``calc_http.py`` on a free port; yields its MCP URL and stops it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(SERVERS / "calc_http.py"), str(port)])
+    try:
+        for _ in range(1000):
+            if proc.poll() is not None:
+                raise RuntimeError(f"calc_http.py exited with {proc.returncode}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.02)
+        else:
+            raise RuntimeError("calc_http.py did not listen")
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def http_url() -> Iterator[str]:
+    with http_server() as url:
+        yield url
+
+
+@pytest.fixture
+async def stdio_set() -> AsyncIterator[McpToolSet]:
+    toolset = McpToolSet("calc", mcp_spec(command=STDIO))
+    try:
+        yield toolset
+    finally:
+        await toolset.close()
+
+
+# --- the tool set on its own ---------------------------------------------------
+
+
+@pytest.mark.parametrize("era", ["auto", "legacy"])
+async def test_stdio_lists_and_calls(era: str) -> None:
+    toolset = McpToolSet("calc", mcp_spec(command=STDIO))
+    toolset._mode = era  # "legacy": the initialize handshake of pre-2026 servers
+    try:
+        defs = {d.name: d for d in await toolset.definitions()}
+        assert list(defs) == BASE_TOOLS
+        assert defs["add"].description == "Add two integers."
+        assert defs["add"].parameters["required"] == ["a", "b"]
+        added = await toolset.call("add", {"a": 2, "b": 3}, CTX)
+        assert added.output == "5" and not added.is_error
+        assert added.trace["server"].endswith("calc_stdio.py")
+        assert added.trace["transport"] == "stdio" and added.trace["tool"] == "add"
+        assert added.trace["duration_s"] >= 0
+        meta = json.loads((await toolset.call("meta", {}, CTX)).output)
+        assert meta[IDEMPOTENCY_META_KEY] == "run-1:3:call_0"
+        picture = await toolset.call("picture", {}, CTX)
+        assert picture.output == "a picture\n[image/png 67 bytes]"
+        assert (await toolset.lookup("add", CTX)) is None
+    finally:
+        await toolset.close()
+
+
+async def test_http_lists_and_calls(http_url: str) -> None:
+    toolset = build_toolset("calc", mcp_spec(url=http_url))
+    assert isinstance(toolset, McpToolSet) and toolset.dynamic
+    try:
+        names = [d.name for d in await toolset.definitions()]
+        assert names == ["add", "echo", "pid", "enable_extra"]
+        result = await toolset.call("add", {"a": 20, "b": 22}, CTX)
+        assert result.output == "42" and not result.is_error
+        assert result.trace["server"] == http_url
+        assert result.trace["transport"] == "streamable-http"
+    finally:
+        await toolset.close()
+
+
+async def test_allow_list_and_env_references(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starts = tmp_path / "starts"
+    monkeypatch.setenv("CALC_STARTS_FILE", str(starts))
+    spec = mcp_spec(
+        command=STDIO, tools=["add", "pid"], env={"CALC_STARTS": "${env:CALC_STARTS_FILE}"}
+    )
+    toolset = McpToolSet("calc", spec)
+    try:
+        assert [d.name for d in await toolset.definitions()] == ["add", "pid"]
+        pid = (await toolset.call("pid", {}, CTX)).output
+        assert starts.read_text().split() == [pid]  # the server saw the resolved value
+        with pytest.raises(ToolError, match="not offered"):
+            await toolset.call("echo", {"text": "x"}, CTX)
+    finally:
+        await toolset.close()
+    missing = McpToolSet(
+        "calc", mcp_spec(command=STDIO, env={"TOKEN": "secret-${env:NO_SUCH_VAR_X}"})
+    )
+    with pytest.raises(ToolError, match="not set: NO_SUCH_VAR_X") as failed:
+        await missing.definitions()
+    assert "secret" not in str(failed.value)
+
+
+async def test_parallel_first_use_starts_one_server(stdio_set: McpToolSet) -> None:
+    results = await asyncio.gather(*(stdio_set.call("pid", {}, CTX) for _ in range(8)))
+    assert len({r.output for r in results}) == 1
+    echoed = await asyncio.gather(
+        *(stdio_set.call("echo", {"text": str(i)}, CTX) for i in range(20))
+    )
+    assert [r.output for r in echoed] == [str(i) for i in range(20)]
+
+
+@pytest.mark.parametrize("era", ["auto", "legacy"])
+async def test_tool_list_is_cached_until_it_may_have_changed(era: str) -> None:
+    toolset = McpToolSet("calc", mcp_spec(command=STDIO))
+    toolset._mode = era
+    lists = lambda: toolset.call("stats", {}, CTX)  # noqa: E731  (tools/list served so far)
+    try:
+        await toolset.definitions()
+        await toolset.definitions()
+        assert (await lists()).output == "1"  # the server announces changes: one listing
+        await toolset.definitions()  # a call may have changed the list: listed again
+        await toolset.definitions()
+        assert (await lists()).output == "2"
+        await toolset.call("enable_extra", {}, CTX)
+        assert "multiply" in [d.name for d in await toolset.definitions()]
+        assert (await toolset.call("multiply", {"a": 6, "b": 7}, CTX)).output == "42"
+    finally:
+        await toolset.close()
+
+
+async def test_server_without_announcements_is_listed_every_time() -> None:
+    toolset = McpToolSet("calc", mcp_spec(command=[*STDIO, "--quiet"]))
+    try:
+        for _ in range(3):
+            await toolset.definitions()
+        assert (await toolset.call("stats", {}, CTX)).output == "3"
+    finally:
+        await toolset.close()
+
+
+async def test_tool_added_by_another_client_is_seen(http_url: str) -> None:
+    toolset = McpToolSet("calc", mcp_spec(url=http_url))
+    try:
+        assert "multiply" not in [d.name for d in await toolset.definitions()]
+        async with Client(http_url) as other:  # a change the runtime did not cause
+            await other.call_tool("enable_extra", {})
+
+        async def seen() -> bool:
+            return "multiply" in [d.name for d in await toolset.definitions()]
+
+        await eventually(seen, "the list_changed announcement")
+        assert (await toolset.call("multiply", {"a": 3, "b": 4}, CTX)).output == "12"
+    finally:
+        await toolset.close()
+
+
+async def test_tool_error_and_crash_are_tool_errors(stdio_set: McpToolSet) -> None:
+    failed = await stdio_set.call("fail", {"message": "bad input"}, CTX)
+    assert failed.is_error and failed.output == "bad input"
+    first = (await stdio_set.call("pid", {}, CTX)).output
+    with pytest.raises(ToolError, match="connection closed while calling 'crash'") as crash:
+        await stdio_set.call("crash", {}, CTX)
+    assert crash.value.retryable
+    assert await _reaped(int(first))
+    second = (await stdio_set.call("pid", {}, CTX)).output  # restarted on next use
+    assert second != first
+
+
+async def _reaped(pid: int) -> bool:
+    async def gone() -> bool:
+        return not alive(pid)
+
+    await eventually(gone, f"process {pid} to exit")
+    return True
+
+
+async def test_server_that_cannot_start() -> None:
+    toolset = McpToolSet("calc", mcp_spec(command=["/nonexistent/mcp-server"]))
+    with pytest.raises(ToolError, match=r"MCP server 'calc' \(/nonexistent/mcp-server\) could not"):
+        await toolset.definitions()
+    await toolset.close()
+
+
+async def test_server_that_never_answers() -> None:
+    silent = [sys.executable, "-c", "import sys; sys.stdin.read()"]  # reads, never answers
+    spec = ToolSpec.model_validate({"kind": "mcp", "mcp": {"command": silent}, "timeout_s": 0.5})
+    toolset = McpToolSet("calc", spec)
+    with pytest.raises(ToolError, match=r"could not be started: no answer within 0\.5s"):
+        await toolset.definitions()
+    await toolset.close()
+
+
+def test_missing_sdk_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "mcp", None)  # what an absent package looks like
+    monkeypatch.delitem(sys.modules, "agentrt.tools.mcp")
+    with pytest.raises(UsageError, match=r'pip install "agentrt\[mcp\]"'):
+        importlib.import_module("agentrt.tools.mcp")
+    with pytest.raises(UsageError, match=r'pip install "agentrt\[mcp\]"'):
+        build_toolset("calc", mcp_spec(command=STDIO))
+
+
+# --- end to end: Runtime, SQLite store, the OpenAI-compatible test server -------
+
+
+async def test_agent_discovers_and_calls_mcp_tools(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(
+        rules({"tool_calls": [call("add", a=2, b=3)]}, {"content": "sum is {last_tool_result}"})
+    )
+    async with Runtime(store) as rt:
+        await rt.apply(with_mcp(model_server.url, command=STDIO))
+        result = await rt.run("bot", "add")
+    assert result.status == "succeeded" and result.output == "sum is 5"
+    assert offered(model_server.requests[0]) == BASE_TOOLS
+    events = await store.read_events(result.run_id)
+    calls = [e for e in events if e.type == ev.MODEL_CALL]
+    assert calls[0].data["offered"] == {"calc": BASE_TOOLS}
+    (tool_result,) = [e for e in events if e.type == ev.TOOL_RESULT]
+    assert tool_result.data["output"] == "5"
+    assert tool_result.data["trace"]["transport"] == "stdio"
+
+
+async def test_tool_added_while_running_is_offered_next_step_and_next_run(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    again = rules(
+        {"tool_calls": [call("multiply", a=2, b=5)]},
+        {"content": "{last_tool_result}"},
+        match="again",
+    )
+    extend = rules(
+        {"tool_calls": [call("enable_extra")]},
+        {"tool_calls": [call("multiply", a=6, b=7)]},
+        {"content": "product {last_tool_result}"},
+    )
+    model_server.set_rules(again + extend)
+    async with Runtime(store) as rt:
+        await rt.apply(with_mcp(model_server.url, command=STDIO))
+        first = await rt.run("bot", "extend")
+        second = await rt.run("bot", "again")
+    assert first.output == "product 42" and second.output == "10"
+    requests = model_server.requests
+    assert "multiply" not in offered(requests[0])
+    assert offered(requests[1]) == [*BASE_TOOLS, "multiply"]  # same run, next model call
+    assert "multiply" in offered(requests[3])  # next run, same server process
+
+
+async def test_server_started_once_reused_and_stopped_on_close(
+    store: SqliteStore,
+    model_server: ModelTestServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    starts = tmp_path / "starts"
+    monkeypatch.setenv("CALC_STARTS_FILE", str(starts))
+    model_server.set_rules(rules({"tool_calls": [call("pid")]}, {"content": "{last_tool_result}"}))
+    async with Runtime(store) as rt:
+        await rt.apply(
+            with_mcp(
+                model_server.url, command=STDIO, env={"CALC_STARTS": "${env:CALC_STARTS_FILE}"}
+            )
+        )
+        first = await rt.run("bot", "who")
+        second = await rt.run("bot", "who again")
+        assert first.output == second.output
+        pid = int(first.output or "0")
+        assert alive(pid)
+    assert starts.read_text().split() == [str(pid)]
+    assert await _reaped(pid)
+
+
+async def test_replay_does_not_contact_the_server(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(
+        rules({"tool_calls": [call("add", a=1, b=2)]}, {"content": "got {last_tool_result}"})
+    )
+    with http_server() as url:
+        async with Runtime(store) as rt:
+            await rt.apply(with_mcp(model_server.url, url=url))
+            original = await rt.run("bot", "sum")
+    assert original.output == "got 3"
+    # The server is gone: replay must rebuild every step from the log.
+    async with Runtime(store) as rt:
+        replayed = await rt.replay(original.run_id)
+    assert replayed.status == "succeeded" and replayed.output == original.output
+    assert len(model_server.requests) == 2
+
+
+async def test_tool_error_and_crash_do_not_end_the_run(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(
+        rules(
+            {"tool_calls": [call("fail", message="bad input")]},
+            {"tool_calls": [call("crash")]},
+            {"tool_calls": [call("add", a=4, b=4)]},
+            {"content": "recovered {last_tool_result}"},
+        )
+    )
+    async with Runtime(store) as rt:
+        await rt.apply(with_mcp(model_server.url, command=STDIO))
+        result = await rt.run("bot", "go")
+    assert result.status == "succeeded" and result.output == "recovered 8"
+    outcomes = [
+        (e.data["output"], e.data.get("error", False))
+        for e in await store.read_events(result.run_id)
+        if e.type == ev.TOOL_RESULT
+    ]
+    assert outcomes[0] == ("bad input", True)
+    assert outcomes[1][1] and "connection closed while calling 'crash'" in outcomes[1][0]
+    assert outcomes[2] == ("8", False)
