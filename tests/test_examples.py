@@ -91,3 +91,18 @@ async def test_local_server_example_over_http(store: SqliteStore) -> None:
     finally:
         server.terminate()
         server.communicate(timeout=10)
+
+
+async def test_sandbox_example_runs_code_in_a_sandbox(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTRT_SANDBOX_DIR", str(tmp_path / "sandboxes"))
+    async with Runtime(store, scratch_root=tmp_path / "scratch") as rt:
+        await rt.apply(EXAMPLES / "sandbox")
+        result = await rt.run("coder", "Count the primes below 10000")
+        events = await store.read_events(result.run_id)
+    assert result.output == "Below 10000 there are 1229 primes, the largest is 9973."
+    traces = [e.data["trace"] for e in events if e.type == "tool.result"]
+    assert [t["reason"] for t in traces] == ["ok", "ok"]
+    assert all(t["backend"] in ("gvisor", "bubblewrap") for t in traces)
+    assert (tmp_path / "scratch" / result.run_id / "primes.txt").exists()

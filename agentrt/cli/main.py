@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentrt import _json
+from agentrt.cli import doctor
 from agentrt.cli.render import LiveTrace, Style, render_result, render_run_list, render_run_tree
 from agentrt.engine.result import RunResult
 from agentrt.engine.runtime import Runtime
@@ -134,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("AGENTRT_RETENTION", "30d"),
         help="e.g. 90m, 12h, 30d (default: $AGENTRT_RETENTION or 30d)",
     )
+
+    doctor.add_parser(sub)
 
     w = sub.add_parser("worker", help="resume interrupted runs and execute queued ones")
     w.add_argument("--poll", type=float, default=1.0, help="seconds between queue polls")
@@ -539,6 +542,7 @@ _HANDLERS = {
     "deny": _cmd_approve,
     "gc": _cmd_gc,
     "worker": _cmd_worker,
+    "doctor": doctor.run,
 }
 
 if __name__ == "__main__":

@@ -1,0 +1,61 @@
+"""``agentrt doctor``: which sandbox backends work on this machine, and which ``auto`` picks."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from typing import Any
+
+from agentrt import _json
+from agentrt.errors import UsageError
+from agentrt.tools.code import default_workdir
+from agentrt.tools.sandbox.selection import choose_backend, probe_all
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add the ``doctor`` command to ``subparsers`` (from ``add_subparsers``)."""
+    parser = subparsers.add_parser(
+        "doctor", help="check which sandboxes for model-written code work here"
+    )
+    # The main parser already gives every command --json; a bare one may not.
+    with contextlib.suppress(argparse.ArgumentError):
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Probe every backend, print the results; exit 1 when no isolating backend works."""
+    workdir = default_workdir()
+    results = await probe_all(workdir)
+    try:
+        auto: str | None = (
+            await choose_backend(
+                "auto", allow_unsafe=False, policy_needs_network_allowlist=False, workdir=workdir
+            )
+        ).name
+    except UsageError:
+        auto = None
+    if getattr(args, "json", False):
+        print(
+            _json.dumps_str(
+                {
+                    "backends": [
+                        {"backend": r.backend, "ok": r.ok, "detail": r.detail} for r in results
+                    ],
+                    "auto": auto,
+                    "workdir": str(workdir),
+                }
+            )
+        )
+    else:
+        width = max(len(r.backend) for r in results)
+        for r in results:
+            print(f"{r.backend:<{width}}  {'ok ' if r.ok else 'no '}  {r.detail}")
+        print(
+            f"auto picks: {auto}"
+            if auto
+            else "auto picks: nothing that isolates; model-written code needs "
+            "`allow_unsafe: true` to run with the process backend"
+        )
+    return 0 if auto else 1

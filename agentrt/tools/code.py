@@ -1,0 +1,233 @@
+"""The ``code`` tool kind: model-written Python or shell, run in a sandbox.
+
+Each call writes the code to ``main.py`` (or ``main.sh``) in the run's scratch
+directory and runs it there, in a fresh sandbox taken from a warm pool, with
+the Tool's permissions and limits. Files written by one call stay for the next
+calls of the same run: the scratch directory is the run's workspace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import weakref
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+
+from agentrt.errors import ToolError
+from agentrt.models.base import ToolDef
+from agentrt.spec.resources import CodeToolSpec, ToolSpec
+from agentrt.tools.base import ToolContext, ToolResult
+from agentrt.tools.sandbox.base import ExecResult, SandboxLimits, SandboxPolicy
+from agentrt.tools.sandbox.pool import Lease, SandboxPool
+from agentrt.tools.sandbox.selection import choose_backend
+
+__all__ = ["CodeTool", "default_workdir"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WALL_S = 30.0
+TRACE_STDERR_CHARS = 4096  # the event log keeps a bounded stderr; the model sees the capped one
+_PROGRAMS = {
+    "python": ("main.py", ["python3", "-s", "-E", "main.py"]),
+    "shell": ("main.sh", ["sh", "main.sh"]),
+}
+# Calls of one run share its scratch directory, whose files move into a
+# sandbox for the call: two calls at once would each see half of them.
+_scratch_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+_reaped: set[str] = set()
+
+
+def default_workdir() -> Path:
+    """Where sandbox backends keep their files: ``$AGENTRT_SANDBOX_DIR`` or the user cache."""
+    override = os.environ.get("AGENTRT_SANDBOX_DIR")
+    if override:
+        return Path(override)
+    return Path(platformdirs.user_cache_dir("agentrt")) / "sandboxes"
+
+
+def _write_program(path: Path, code: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A sandbox may have left a symlink (or a directory) under this name: the
+    # runtime must never write through it onto the host.
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(code)
+
+
+class CodeTool:
+    """A Tool of kind ``code``: one tool taking ``{code: string}``.
+
+    Args:
+        name: the Tool resource's name (the tool's name).
+        spec: the Tool's spec (``code``, ``permissions``, ``limits``, ``timeout_s``).
+        workdir: the sandbox backends' directory (default: :func:`default_workdir`).
+        pool_size: ready sandboxes kept warm for this tool.
+    """
+
+    dynamic = False
+
+    def __init__(
+        self, name: str, spec: ToolSpec, *, workdir: Path | None = None, pool_size: int = 2
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.code = spec.code or CodeToolSpec()
+        self.workdir = workdir if workdir is not None else default_workdir()
+        self.pool_size = pool_size
+        self.limits = SandboxLimits(
+            wall_s=spec.timeout_s or DEFAULT_WALL_S,
+            cpu_s=spec.limits.cpu_s,
+            memory_mb=spec.limits.memory_mb,
+            pids=spec.limits.pids,
+            output_bytes=spec.limits.output_bytes,
+        )
+        network = spec.permissions.network
+        self._network: Literal["none"] | tuple[str, ...] = (
+            "none" if isinstance(network, str) else tuple(network)
+        )
+        language = "Python" if self.code.language == "python" else "POSIX shell"
+        self._definition = ToolDef(
+            name,
+            spec.description
+            or f"Run {language} code in a sandbox and return what it prints. The working "
+            "directory keeps its files for later calls in this conversation.",
+            {
+                "type": "object",
+                "properties": {"code": {"type": "string", "description": f"{language} code"}},
+                "required": ["code"],
+                "additionalProperties": False,
+            },
+        )
+        self._pool: SandboxPool | None = None
+        self._pool_lock = asyncio.Lock()
+        self._warming: asyncio.Task[None] | None = None
+
+    async def definitions(self) -> list[ToolDef]:
+        """The one tool; also starts warming sandboxes while the model thinks."""
+        if self._warming is None:
+            self._warming = asyncio.create_task(self._warm())
+        return [self._definition]
+
+    async def _warm(self) -> None:
+        try:
+            (await self._ready_pool()).warm()
+        except Exception as exc:  # call() raises it again where it can be reported
+            log.debug("tool %s: cannot warm sandboxes yet: %s", self.name, exc)
+
+    def _policy(self) -> SandboxPolicy:
+        env = {name: os.environ[name] for name in self.spec.permissions.env if name in os.environ}
+        return SandboxPolicy(
+            scratch=self.workdir / "scratch",  # replaced by each pooled sandbox's own
+            network=self._network,
+            env=env,
+            read_paths=tuple(self.spec.permissions.read_paths),
+        )
+
+    async def _ready_pool(self) -> SandboxPool:
+        async with self._pool_lock:
+            if self._pool is None:
+                backend = await choose_backend(
+                    self.code.sandbox,
+                    allow_unsafe=self.code.allow_unsafe,
+                    policy_needs_network_allowlist=self._network != "none",
+                    workdir=self.workdir,
+                )
+                if backend.name not in _reaped:  # leftovers of a crashed runtime, once
+                    _reaped.add(backend.name)
+                    await backend.reap()
+                self._pool = SandboxPool(
+                    backend,
+                    self._policy(),
+                    self.limits,
+                    root=self.workdir / "scratch",
+                    size=self.pool_size,
+                )
+            return self._pool
+
+    async def call(self, tool: str, arguments: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        """Run ``arguments["code"]`` in a sandbox; a failure is an error result, not a raise."""
+        code = arguments.get("code")
+        if not isinstance(code, str) or set(arguments) - {"code"}:
+            raise ToolError(f"{self.name} takes one argument: `code` (a string)")
+        filename, argv = _PROGRAMS[self.code.language]
+        lease = await (await self._ready_pool()).acquire()
+        try:
+            result = await self._run(lease, ctx.scratch, filename, code, argv)
+        finally:
+            await lease.release()
+        return self._result(result)
+
+    async def _run(
+        self, lease: Lease, scratch: Path | None, filename: str, code: str, argv: list[str]
+    ) -> ExecResult:
+        if scratch is None:  # no run directory: the files live as long as the call
+            await asyncio.to_thread(_write_program, lease.scratch / filename, code)
+            return await lease.sandbox.exec(argv)
+        key = str(scratch)
+        lock = _scratch_locks.get(key)
+        if lock is None:
+            lock = _scratch_locks[key] = asyncio.Lock()
+        async with lock:
+            await asyncio.to_thread(_write_program, scratch / filename, code)
+            await lease.adopt(scratch)
+            try:
+                return await lease.sandbox.exec(argv)
+            finally:
+                await lease.give_back(scratch)
+
+    def _explain(self, result: ExecResult) -> str:
+        limits = self.limits
+        return {
+            "ok": f"exited with code {result.exit_code}",
+            "timeout": f"killed: wall-clock limit of {limits.wall_s:g} s exceeded (timeout)",
+            "oom_killed": f"killed: memory limit of {limits.memory_mb} MB exceeded (oom_killed)",
+            "cpu_exceeded": f"killed: CPU-time limit of {limits.cpu_s or 0:g} s exceeded "
+            "(cpu_exceeded)",
+            "pids_exceeded": f"killed: process limit of {limits.pids} exceeded (pids_exceeded)",
+            "terminated": "killed: terminated by the runtime (terminated)",
+            "sandbox_crashed": "failed: the sandbox itself failed (sandbox_crashed)",
+        }[result.reason]
+
+    def _result(self, result: ExecResult) -> ToolResult:
+        failed = result.reason != "ok" or result.exit_code != 0
+        parts = [result.stdout.rstrip("\n")] if result.stdout else []
+        if failed:
+            if result.stderr:
+                parts.append("[stderr]\n" + result.stderr.rstrip("\n"))
+            parts.append(f"[{self._explain(result)}]")
+        trace = {
+            "backend": result.backend,
+            "sandbox_id": result.sandbox_id,
+            "reason": result.reason,
+            "exit_code": result.exit_code,
+            "stderr": result.stderr[-TRACE_STDERR_CHARS:],
+            "duration_s": round(result.duration_s, 4),
+            "cpu_s": None if result.cpu_s is None else round(result.cpu_s, 4),
+            "max_memory_bytes": result.max_memory_bytes,
+            "truncated": result.truncated,
+            "artifact": None if result.artifact is None else str(result.artifact),
+        }
+        return ToolResult("\n".join(parts) or "(no output)", is_error=failed, trace=trace)
+
+    async def lookup(self, tool: str, ctx: ToolContext) -> ToolResult | None:
+        """Code runs leave no record to look up: an interrupted call is unknown."""
+        return None
+
+    async def close(self) -> None:
+        """Stop warming and terminate the sandboxes waiting in the pool."""
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
+        if self._pool is not None:
+            await self._pool.close()
