@@ -27,6 +27,8 @@ from typing import Any  # noqa: E402
 
 from bench.common import machine_info  # noqa: E402
 from bench.report import render, targets  # noqa: E402
+from bench.sandbox_bench import render as render_sandbox  # noqa: E402
+from bench.sandbox_bench import sandbox_latency  # noqa: E402
 from bench.server import TestServer  # noqa: E402
 from bench.systems import LANGGRAPH_MISSING, SYSTEMS, SystemDef, langgraph_available  # noqa: E402
 from bench.workloads import Settings, per_step, storage, throughput  # noqa: E402
@@ -35,6 +37,7 @@ Workload = Callable[[SystemDef, str, Path, Settings], Awaitable[dict[str, Any]]]
 
 # "step" measures all systems together (taking turns), the others one system at a time.
 WORKLOADS: dict[str, Workload | None] = {"step": None, "throughput": throughput, "storage": storage}
+SANDBOX = "sandbox"  # sandbox start latency, cold and from the warm pool (no model server)
 _ALIASES = {"per-step": "step", "overhead": "step", "bytes": "storage", "qps": "throughput"}
 
 QUICK = Settings(
@@ -82,17 +85,18 @@ def _select(args: argparse.Namespace) -> tuple[list[str], list[SystemDef]]:
     workloads, systems = [], set()
     for name in names:
         name = _ALIASES.get(name, name)
-        if name in WORKLOADS:
+        if name in WORKLOADS or name == SANDBOX:
             workloads.append(name)
         elif name in system_names:
             systems.add(name)
         else:
-            known = ", ".join([*WORKLOADS, *system_names])
+            known = ", ".join([*WORKLOADS, SANDBOX, *system_names])
             raise SystemExit(f"--only: unknown name {name!r}; known: {known}")
     chosen = [
         s for s in SYSTEMS if (s.name in systems) or (not systems and (args.all or not s.extra))
     ]
-    return [w for w in WORKLOADS if not workloads or w in workloads], chosen
+    every = [*WORKLOADS, SANDBOX]
+    return [w for w in every if not workloads or w in workloads], chosen
 
 
 def _skip(workload: str, sd: SystemDef) -> dict[str, Any] | None:
@@ -160,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     workloads, systems = _select(args)
     machine = machine_info()
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    sandbox_rows: list[dict[str, Any]] | None = None
+    if SANDBOX in workloads:
+        workloads.remove(SANDBOX)
+        runs, cold = (10, 5) if args.quick else (50, 20)
+        sandbox_rows = asyncio.run(sandbox_latency(runs, cold))
     with TestServer(args.server) as server:
         for workload in workloads:
             if workload == "step":
@@ -174,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": settings.__dict__,
         "results": results,
         "targets": targets(results, settings),
+        "sandbox": sandbox_rows,
     }
     if args.save:
         Path(args.save).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
@@ -181,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print(render(machine, f"{args.server}", settings, results, systems))
+        if sandbox_rows is not None:
+            print()
+            print(render_sandbox(sandbox_rows))
     failed = any("error" in cell for cells in results.values() for cell in cells.values())
     return 1 if failed else 0
 
