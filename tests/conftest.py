@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,13 @@ import pytest
 from agentrt.models.testserver import ModelTestServer
 from agentrt.spec import Resource, ScriptedRule, parse_resource
 from agentrt.state import SqliteStore
+
+
+@pytest.fixture(autouse=True)
+def _sandbox_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sandbox files (bundles, artifacts) of tests stay out of the user's cache."""
+    if "AGENTRT_SANDBOX_DIR" not in os.environ:
+        monkeypatch.setenv("AGENTRT_SANDBOX_DIR", str(tmp_path_factory.getbasetemp() / "sandboxes"))
 
 
 @pytest.fixture

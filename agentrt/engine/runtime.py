@@ -69,6 +69,20 @@ def new_run_id() -> str:
     return f"run_{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
 
 
+def _remove_old_artifacts(cutoff: float) -> int:
+    """Delete full-output artifacts of sandboxed calls written before ``cutoff``."""
+    from agentrt.tools.code import default_workdir
+
+    folder = default_workdir() / "artifacts"
+    removed = 0
+    for path in folder.glob("*") if folder.exists() else []:
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed
+
+
 def _default_scratch(store: Store) -> Path:
     """Scratch directories live beside the SQLite file, else in the user data dir."""
     path = getattr(store, "path", None)
@@ -508,12 +522,14 @@ class Runtime:
         return run
 
     async def gc(self, *, finished_before: float) -> GcResult:
-        """Delete finished runs older than the cutoff, and their scratch directories."""
+        """Delete finished runs older than the cutoff, their scratch directories, and
+        sandbox output artifacts older than the cutoff."""
         removed = await self.store.gc(finished_before=finished_before)
         scratch = self.executor.scratch
         if scratch is not None and removed.runs:
             keep = {r.id for r in await self.store.list_runs(limit=1_000_000)}
             await asyncio.to_thread(scratch.remove_except, keep)
+        await asyncio.to_thread(_remove_old_artifacts, finished_before)
         return removed
 
     async def export_run(self, run_id: str) -> dict[str, Any]:
