@@ -71,6 +71,8 @@ class Executor:
     cancel_requested: set[str] = field(default_factory=set)
     child_runner: ChildRunner | None = None  # runs an agent tool's child run
     scratch: ScratchSpace | None = None
+    _running: dict[str, RunContext] = field(default_factory=dict)
+    _paused: dict[str, dict[asyncio.Timeout, float]] = field(default_factory=dict)
     _clients: dict[bytes, ModelClient] = field(default_factory=dict)
     _tools: dict[bytes, ToolSet] = field(default_factory=dict)
     _conversations: OrderedDict[str, list[Message]] = field(default_factory=OrderedDict)
@@ -218,6 +220,50 @@ class Executor:
         )
         if replay:
             return await self._replay(ctx, events, history)
+        self._running[run_id] = ctx
+        try:
+            return await self._execute_live(ctx, run, created, started, digest, history)
+        finally:
+            self._running.pop(run_id, None)
+            self._paused.pop(run_id, None)
+
+    async def control_tools(self, run_id: str, action: str) -> int:
+        """``pause``, ``resume`` or ``terminate`` the sandboxed tool calls ``run_id`` is
+        waiting on; returns how many. Paused time does not count against their timeouts."""
+        ctx = self._running.get(run_id)
+        if ctx is None:
+            raise UsageError(f"run {run_id} is not running in this runtime")
+        now = asyncio.get_running_loop().time()
+        if action == "pause" and run_id not in self._paused:
+            # Suspend the timeouts: they get back exactly what was left on resume.
+            left = {}
+            for deadline in ctx.tool_timeouts:
+                when = deadline.when()
+                if when is not None:
+                    left[deadline] = when - now
+                    deadline.reschedule(None)
+            self._paused[run_id] = left
+        elif action == "resume" and run_id in self._paused:
+            for deadline, remaining in self._paused.pop(run_id).items():
+                if deadline in ctx.tool_timeouts:
+                    deadline.reschedule(now + remaining)
+        count = 0
+        for toolset in ctx.tools.values():
+            method = getattr(toolset, f"{action}_run", None)
+            if method is not None:
+                count += await method(run_id)
+        return count
+
+    async def _execute_live(
+        self,
+        ctx: RunContext,
+        run: RunRecord,
+        created: Event,
+        started: list[Event],
+        digest: list[Any],
+        history: list[Message],
+    ) -> RunResult:
+        run_id, spec, journal = ctx.run_id, ctx.spec, ctx.journal
         await journal.append(
             ev.RUN_STARTED,
             {"owner": self.owner, "resumed": bool(started), "history": digest},

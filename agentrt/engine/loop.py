@@ -54,6 +54,8 @@ class RunContext:
     hooks: HookSet
     scratch: ScratchSpace | None = None
     routes: dict[str, ToolSet] = field(default_factory=dict)  # tool name -> its tool set
+    # Timeouts of tool calls in flight: pausing the run's tools pushes them back.
+    tool_timeouts: set[asyncio.Timeout] = field(default_factory=set)
     usage: Usage = field(default_factory=Usage)
     step: int = 0
 
@@ -398,7 +400,14 @@ async def _execute_tool(
         timeout = min(tool.spec.timeout_s or policy.step_timeout_s, policy.step_timeout_s)
         attempts = policy.retry.max_attempts if tool.spec.idempotent else 1
         result = await _attempt_tool(
-            tool, call.name, arguments, tctx, timeout, attempts, policy.retry.backoff
+            tool,
+            call.name,
+            arguments,
+            tctx,
+            timeout,
+            attempts,
+            policy.retry.backoff,
+            ctx.tool_timeouts,
         )
     except ToolError as exc:
         result = ToolResult(exc.message, is_error=True)
@@ -417,11 +426,16 @@ async def _attempt_tool(
     limit_s: float,
     attempts: int,
     backoff: Callable[[int], float],
+    timeouts: set[asyncio.Timeout],
 ) -> ToolResult:
     for attempt in range(1, attempts + 1):
         try:
-            async with asyncio.timeout(limit_s):
-                return await tool.call(name, arguments, replace(tctx, attempt=attempt))
+            async with asyncio.timeout(limit_s) as deadline:
+                timeouts.add(deadline)
+                try:
+                    return await tool.call(name, arguments, replace(tctx, attempt=attempt))
+                finally:
+                    timeouts.discard(deadline)
         except TimeoutError:
             error = ToolError(f"tool {name!r} timed out after {limit_s:g}s", retryable=True)
         except ToolError as exc:

@@ -532,6 +532,22 @@ class Runtime:
         await asyncio.to_thread(_remove_old_artifacts, finished_before)
         return removed
 
+    async def pause_tools(self, run_id: str) -> int:
+        """Freeze the sandboxed tool calls ``run_id`` waits on (here); returns how many.
+
+        Nothing runs while paused, and paused time does not count against the
+        calls' timeouts. The run itself waits for them.
+        """
+        return await self.executor.control_tools(run_id, "pause")
+
+    async def resume_tools(self, run_id: str) -> int:
+        """Continue the tool calls frozen by :meth:`pause_tools`."""
+        return await self.executor.control_tools(run_id, "resume")
+
+    async def terminate_tools(self, run_id: str) -> int:
+        """Kill the sandboxed calls ``run_id`` waits on; the model sees them ``terminated``."""
+        return await self.executor.control_tools(run_id, "terminate")
+
     async def export_run(self, run_id: str) -> dict[str, Any]:
         """A run's whole log as JSON-ready data, to archive, audit or replay elsewhere."""
         run = await self._run(run_id)

@@ -23,7 +23,7 @@ from agentrt.errors import ToolError
 from agentrt.models.base import ToolDef
 from agentrt.spec.resources import CodeToolSpec, ToolSpec
 from agentrt.tools.base import ToolContext, ToolResult
-from agentrt.tools.sandbox.base import ExecResult, SandboxLimits, SandboxPolicy
+from agentrt.tools.sandbox.base import ExecResult, Sandbox, SandboxLimits, SandboxPolicy
 from agentrt.tools.sandbox.pool import Lease, SandboxPool
 from agentrt.tools.sandbox.selection import choose_backend
 
@@ -111,6 +111,7 @@ class CodeTool:
         self._pool: SandboxPool | None = None
         self._pool_lock = asyncio.Lock()
         self._warming: asyncio.Task[None] | None = None
+        self._active: dict[str, set[Sandbox]] = {}  # run id -> its sandboxes running now
 
     async def definitions(self) -> list[ToolDef]:
         """The one tool; also starts warming sandboxes while the model thinks."""
@@ -161,11 +162,39 @@ class CodeTool:
             raise ToolError(f"{self.name} takes one argument: `code` (a string)")
         filename, argv = _PROGRAMS[self.code.language]
         lease = await (await self._ready_pool()).acquire()
+        active = self._active.setdefault(ctx.run_id, set())
+        active.add(lease.sandbox)
         try:
             result = await self._run(lease, ctx.scratch, filename, code, argv)
         finally:
+            active.discard(lease.sandbox)
+            if not active:
+                self._active.pop(ctx.run_id, None)
             await lease.release()
         return self._result(result)
+
+    async def pause_run(self, run_id: str) -> int:
+        """Freeze the sandboxes running calls of ``run_id``; returns how many."""
+        sandboxes = list(self._active.get(run_id, ()))
+        for sandbox in sandboxes:
+            await sandbox.pause()
+        return len(sandboxes)
+
+    async def resume_run(self, run_id: str) -> int:
+        """Thaw the sandboxes of ``run_id`` frozen by :meth:`pause_run`."""
+        sandboxes = list(self._active.get(run_id, ()))
+        for sandbox in sandboxes:
+            if sandbox.state == "paused":
+                await sandbox.resume()
+        return len(sandboxes)
+
+    async def terminate_run(self, run_id: str) -> int:
+        """Kill the running calls of ``run_id``: each ends ``terminated``, an error the
+        model sees, and the run goes on."""
+        sandboxes = list(self._active.get(run_id, ()))
+        for sandbox in sandboxes:
+            await sandbox.terminate()
+        return len(sandboxes)
 
     async def _run(
         self, lease: Lease, scratch: Path | None, filename: str, code: str, argv: list[str]

@@ -123,6 +123,9 @@ class BubblewrapSandbox(LauncherSandbox):
         ]  # fmt: skip
         for path in self.policy.read_paths:
             args += ["--ro-bind", path, path]
+        # bwrap builds the root on a tmpfs: make it read-only once the mounts exist,
+        # so /scratch and /tmp are the only writable places.
+        args += ["--remount-ro", "/"]
         args += ["--chdir", "/scratch", "--clearenv", "--json-status-fd", str(status_fd)]
         return [*args, "--", "/bin/sh", "-c", launcher_program]
 

@@ -1,8 +1,7 @@
 """Which sandbox backend runs model-written code here: the strongest that works.
 
 Backends come from the registry (strongest first). Each is probed once per
-process (a real self-test, cached), because probing starts sandboxes; a
-backend that works then reaps what crashed runtimes left behind. A backend
+process (a real self-test, cached), because probing starts sandboxes. A backend
 whose module is not installed yet, or that cannot be constructed, counts as
 unavailable with the reason. ``process`` isolates nothing, so it is chosen for
 model-written code only when the Tool says ``allow_unsafe: true``.
@@ -11,7 +10,6 @@ model-written code only when the Tool says ``allow_unsafe: true``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
 from pathlib import Path
 
@@ -62,11 +60,6 @@ async def _probe(name: str, workdir: Path) -> tuple[SandboxBackend | None, Probe
         result = await backend.probe()
     except Exception as exc:  # a probe must not take the runtime down
         result = ProbeResult(name, False, f"probe failed: {type(exc).__name__}: {exc}")
-    if result.ok:
-        # First use of this backend in this process: clear what a crashed runtime
-        # left behind (sandboxes, cgroups, bundles of owners that no longer exist).
-        with contextlib.suppress(Exception):
-            await backend.reap()
     return backend, result
 
 
