@@ -165,6 +165,9 @@ class CodeToolSpec(_Strict):
     allow_unsafe: bool = Field(
         default=False, description="permit the `process` backend (no isolation) for model code"
     )
+    pool_size: int = Field(
+        default=2, ge=0, le=64, description="ready sandboxes kept warm (0: create on demand)"
+    )
 
 
 class AgentToolSpec(_Strict):

@@ -71,19 +71,24 @@ class CodeTool:
         name: the Tool resource's name (the tool's name).
         spec: the Tool's spec (``code``, ``permissions``, ``limits``, ``timeout_s``).
         workdir: the sandbox backends' directory (default: :func:`default_workdir`).
-        pool_size: ready sandboxes kept warm for this tool.
+        pool_size: ready sandboxes kept warm for this tool (default: ``code.pool_size``).
     """
 
     dynamic = False
 
     def __init__(
-        self, name: str, spec: ToolSpec, *, workdir: Path | None = None, pool_size: int = 2
+        self,
+        name: str,
+        spec: ToolSpec,
+        *,
+        workdir: Path | None = None,
+        pool_size: int | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
         self.code = spec.code or CodeToolSpec()
         self.workdir = workdir if workdir is not None else default_workdir()
-        self.pool_size = pool_size
+        self.pool_size = self.code.pool_size if pool_size is None else pool_size
         self.limits = SandboxLimits(
             wall_s=spec.timeout_s or DEFAULT_WALL_S,
             cpu_s=spec.limits.cpu_s,
