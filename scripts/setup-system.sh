@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages agentrt needs, when they are missing.
+# Installs the Debian packages agentrt needs, when they are missing: the sandboxes
+# (bubblewrap, gVisor's runsc), sqlite3 for inspecting the store, python3-venv.
 # Needs root (or passwordless sudo) only when something must be installed.
 set -euo pipefail
 
-packages=(python3-venv sqlite3 bubblewrap)
+packages=(python3-venv sqlite3 bubblewrap runsc)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
