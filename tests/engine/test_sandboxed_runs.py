@@ -42,12 +42,13 @@ async def test_escapes_are_contained_and_the_run_goes_on(
         f"print(open({str(secret)!r}).read())",
         "open('/agentrt-escape', 'w').write('x'); print('LE' + 'AK')",
         "x = b'x' * (512 * 1024 * 1024); print('LE' + 'AK')",  # touched, not lazily zeroed
-        "import os\nwhile True: os.fork()",
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
         "print('y' * 100000)",
     ]
     steps = [{"tool_calls": [call("py", code=code)]} for code in attempts]
     model_server.set_rules(rules(*steps, {"content": "survived"}))
-    limits = {"memory_mb": 64, "pids": 16, "cpu_s": 5, "output_bytes": 1000}
+    # Enough memory that 16 processes hit the pids limit first, under any backend.
+    limits = {"memory_mb": 200, "pids": 16, "cpu_s": 5, "output_bytes": 1000}
     try:
         async with Runtime(store, scratch_root=tmp_path / "scratch") as rt:
             await rt.apply([*resources(model_server.url, tools=[]), _code_tool(limits=limits)])
