@@ -1,10 +1,10 @@
 """The gVisor backend: each sandbox is a ``runsc`` container (strength 3).
 
-``create()`` writes an OCI bundle and boots it (``runsc create`` + ``start``)
+``create()`` writes an OCI bundle and boots it (``runsc run --detach``, ~190 ms)
 with an idle init, so ``exec()`` is one ``runsc exec`` into a warm sandbox
-(~70 ms to run ``true``, against ~160 ms for a fresh ``runsc run``, which would
-also delete the cgroup and its OOM counter before we read them). ``runsc do``
-is never used: it cannot enforce memory or process limits.
+(~65 ms to run ``true``, against ~160 ms for a fresh ``runsc run`` per command,
+which would also delete the cgroup and its OOM counter before we read them).
+``runsc do`` is never used: it cannot enforce memory or process limits.
 
 The command sees an empty read-only root with read-only binds of the host's
 system directories (secrets in /etc masked), a private tmpfs /tmp, the
@@ -101,13 +101,18 @@ async def _run(argv: Sequence[str], *, log: Path | None = None, limit_s: float |
         if not isinstance(sink, int):
             sink.close()
     if proc.returncode != 0:
-        said = (err or b"") + (out or b"")
+        said = ((err or b"") + (out or b"")).decode(errors="replace").strip()
         if log is not None:
-            said = (await asyncio.to_thread(log.read_bytes))[-2000:]
-        raise RuntimeError(
-            f"`{' '.join(argv)}` failed ({proc.returncode}): {said.decode().strip()}"
-        )
+            said = await asyncio.to_thread(_tail, log)
+        raise RuntimeError(f"`{' '.join(argv)}` failed ({proc.returncode}): {said}")
     return (out or b"").decode()
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_bytes()[-1000:].decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def _cgroup(name: str) -> SandboxCgroup | None:
@@ -139,8 +144,15 @@ class GvisorSandbox:
 
     backend = "gvisor"
 
-    def __init__(self, owner: GvisorBackend, cid: str, bundle: Path, policy: SandboxPolicy,
-                 limits: SandboxLimits, pid: int | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        owner: GvisorBackend,
+        cid: str,
+        bundle: Path,
+        policy: SandboxPolicy,
+        limits: SandboxLimits,
+        pid: int | None,
+    ) -> None:
         self.id, self.bundle, self.policy, self.limits = cid, bundle, policy, limits
         self.cgroup = _cgroup(bundle.name)
         self.on_event: OnEvent | None = None
@@ -182,7 +194,7 @@ class GvisorSandbox:
         return self._paused_total + (now - self._paused_at if self._paused_at else 0.0)
 
     async def exec(self, argv: Sequence[str], *, stdin: bytes | None = None) -> ExecResult:
-        """Run ``argv`` (looked up in the default PATH) to its end or its limit.
+        """Run ``argv`` (found in the policy's PATH, or sh's default) to its end or its limit.
 
         Raises:
             RuntimeError: the sandbox was already used: it runs one command.
@@ -225,22 +237,29 @@ class GvisorSandbox:
             script += f"ulimit -S -t {math.ceil(self.limits.cpu_s)}; "
         script += 'exec "$@" </.agentrt/stdin >/.agentrt/stdout 2>/.agentrt/stderr'
         (self.bundle / "io" / "stdin").write_bytes(stdin)
-        process = {"args": ["/bin/sh", "-c", script, "sh", *argv], "cwd": "/scratch",
-                   "env": [f"{k}={v}" for k, v in env.items()], "user": {"uid": 0, "gid": 0},
-                   "capabilities": _NO_CAPS, "noNewPrivileges": True}  # fmt: skip
+        process = {
+            "args": ["/bin/sh", "-c", script, "sh", *argv],
+            "env": [f"{k}={v}" for k, v in env.items()],
+            "cwd": "/scratch",
+            "user": {"uid": 0, "gid": 0},
+            "capabilities": _NO_CAPS,
+            "noNewPrivileges": True,
+        }
         (self.bundle / "exec.json").write_text(json.dumps(process))
 
     async def _wait_pid(self) -> int:
         """The command's exit status from ``runsc wait`` (a restore leaves runsc exec behind)."""
-        if self._pid is None:
-            self._pid = int(await asyncio.to_thread((self.bundle / "exec.pid").read_text))
         try:
+            if self._pid is None:
+                self._pid = int(await asyncio.to_thread((self.bundle / "exec.pid").read_text))
             out = await _run(self.runsc("wait", "--pid", str(self._pid), self.id), limit_s=None)
             return int(json.loads(out)["exitStatus"])
-        except (RuntimeError, ValueError, KeyError):
+        except (RuntimeError, OSError, ValueError, KeyError):
             return 128  # what runsc exec says when the sandbox goes away
 
-    async def _follow(self, wait: Awaitable[int], proc: Any) -> ExecResult:
+    async def _follow(
+        self, wait: Awaitable[int], proc: asyncio.subprocess.Process | None
+    ) -> ExecResult:
         cg = self.cgroup
         oom0, pids0 = (cg.oom_kills(), cg.pids_max_hits()) if cg else (0, 0)
         cpu0 = cg.cpu_seconds() if cg else None
@@ -288,6 +307,9 @@ class GvisorSandbox:
             cap, io = self.limits.output_bytes, self.bundle / "io" / stream
             texts[stream], truncated = await asyncio.to_thread(_output, io, cap, artifact)
             cut += [artifact] if truncated else []
+        if reason == "sandbox_crashed":  # say what runsc said, to the caller and the model
+            said = await asyncio.to_thread(_tail, self.bundle / "exec.log")
+            texts["stderr"] += f"\n[sandbox crashed; runsc said: {said}]"
         self._done.set()
         self._emit("exited", reason, f"exit status {rc}")
         return ExecResult(
@@ -417,10 +439,17 @@ class GvisorSandbox:
         pid = self._pid
         if self._busy and pid is None and (self.bundle / "exec.pid").exists():
             pid = int((self.bundle / "exec.pid").read_text())
-        policy = {"scratch": str(self.policy.scratch), "env": dict(self.policy.env),
-                  "read_paths": list(self.policy.read_paths)}  # fmt: skip
-        meta = {"id": self.id, "pid": pid if self._busy else None, "policy": policy}
-        (dest / _META).write_text(json.dumps({**meta, "limits": asdict(self.limits)}))
+        meta = {
+            "id": self.id,
+            "pid": pid if self._busy else None,
+            "policy": {
+                "scratch": str(self.policy.scratch),
+                "env": dict(self.policy.env),
+                "read_paths": list(self.policy.read_paths),
+            },
+            "limits": asdict(self.limits),
+        }
+        (dest / _META).write_text(json.dumps(meta))
         shutil.copytree(self.bundle / "io", dest / "io", dirs_exist_ok=True)
 
     async def terminate(self) -> None:
@@ -437,8 +466,8 @@ class GvisorSandbox:
             await _run(self.runsc("delete", "--force", self.id))
         if self._busy:
             await self._done.wait()  # the command's own end is reported first
-        if self.cgroup is not None:
-            self.cgroup.remove_now()  # runsc delete removes it; this is a fallback
+        if self.cgroup is not None:  # runsc delete removed it, unless runsc is wedged
+            await self.cgroup.remove()
         await asyncio.to_thread(shutil.rmtree, self.bundle, True)
         self._emit("terminated", self._reason or "terminated")
 
@@ -516,8 +545,14 @@ class GvisorBackend:
         )
         return await self._start(policy, SandboxLimits(**meta["limits"]), on_event, image, meta)
 
-    async def _start(self, policy: SandboxPolicy, limits: SandboxLimits, on_event: OnEvent | None,
-                     image: Path | None, meta: dict[str, Any]) -> GvisorSandbox:  # fmt: skip
+    async def _start(
+        self,
+        policy: SandboxPolicy,
+        limits: SandboxLimits,
+        on_event: OnEvent | None,
+        image: Path | None,
+        meta: dict[str, Any],
+    ) -> GvisorSandbox:
         name = f"agentrt-{os.getpid()}-{secrets.token_hex(5)}"
         bundle = self.workdir / "bundles" / name
         await asyncio.to_thread(self._write_bundle, bundle, policy, limits, image)
@@ -592,16 +627,25 @@ class GvisorBackend:
             resources["pids"] = {"limit": 256 + 16 * limits.pids}  # gVisor's threads count too
         if limits.memory_mb is not None:
             resources["memory"] = {"limit": limits.memory_mb << 20}
-        nobody = {"uid": 65534, "gid": 65534}
-        process: dict[str, Any] = {"args": _INIT, "env": [], "cwd": "/", "user": nobody}
-        process |= {"rlimits": rlimits, "capabilities": _NO_CAPS, "noNewPrivileges": True}
-        namespaces = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")]
-        linux = {"namespaces": namespaces, "cgroupsPath": bundle.name, "resources": resources}
-        config: dict[str, Any] = {"ociVersion": "1.0.0", "process": process, "linux": linux}
-        config |= {
+        config = {
+            "ociVersion": "1.0.0",
+            "process": {
+                "args": _INIT,
+                "env": [],
+                "cwd": "/",
+                "user": {"uid": 65534, "gid": 65534},
+                "rlimits": rlimits,
+                "capabilities": _NO_CAPS,
+                "noNewPrivileges": True,
+            },
             "root": {"path": "rootfs", "readonly": True},
-            "mounts": mounts,
             "hostname": "sandbox",
+            "mounts": mounts,
+            "linux": {
+                "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+                "cgroupsPath": bundle.name,  # relative: a child of the runtime's own cgroup
+                "resources": resources,
+            },
         }
         (bundle / "config.json").write_text(json.dumps(config, indent=1))
 
@@ -623,8 +667,8 @@ class GvisorBackend:
                         with contextlib.suppress(RuntimeError):
                             await _run(self.runsc_argv(state, *step, cid))
             cgroup = _cgroup(bundle.name)
-            if cgroup is not None:
-                cgroup.remove_now()
+            if cgroup is not None:  # kills what runsc could not (a broken state file)
+                await cgroup.remove()
             await asyncio.to_thread(shutil.rmtree, bundle, True)
             count += 1
         return count
