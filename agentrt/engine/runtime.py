@@ -635,28 +635,34 @@ class Runtime:
             raise UsageError(
                 f"step {step} of run {run_id} is not undecided; undecided: {open_steps}"
             )
+        data: dict[str, Any] = {"action": action}
+        if action != "rerun":
+            data["output"] = output
+        if by:
+            data["by"] = by
+        await self._record_decision(run, ev.TOOL_DECISION, data, step)
+        self._spawn(run_id)
+        return await self.wait(run_id)
+
+    async def _record_decision(
+        self, run: RunRecord, type: str, data: dict[str, Any], step: int
+    ) -> None:
+        """Append a person's decision to a waiting run, holding its lease to do so."""
         leased = await self.store.acquire_lease(
-            run_id,
+            run.id,
             self.owner,
             self.lease_ttl_s,
             now=self._clock(),
             force=owner_is_dead(run.lease_owner),
         )
         if leased is None:
-            raise ConflictError(f"run {run_id} is owned by {run.lease_owner}")
-        data: dict[str, Any] = {"action": action}
-        if action != "rerun":
-            data["output"] = output
-        if by:
-            data["by"] = by
+            raise ConflictError(f"run {run.id} is owned by {run.lease_owner}")
         await self.store.append_events(
-            run_id,
-            [EventDraft(ev.TOOL_DECISION, data, self._clock(), step)],
+            run.id,
+            [EventDraft(type, data, self._clock(), step)],
             expected_seq=leased.last_seq,
             owner=self.owner,
         )
-        self._spawn(run_id)
-        return await self.wait(run_id)
 
     async def approve(
         self,
@@ -682,26 +688,12 @@ class Runtime:
             raise UsageError(
                 f"step {step} of run {run_id} does not wait for approval; waiting: {undecided}"
             )
-        leased = await self.store.acquire_lease(
-            run_id,
-            self.owner,
-            self.lease_ttl_s,
-            now=self._clock(),
-            force=owner_is_dead(run.lease_owner),
-        )
-        if leased is None:
-            raise ConflictError(f"run {run_id} is owned by {run.lease_owner}")
         data: dict[str, Any] = {"approved": approved}
         if reason:
             data["reason"] = reason
         if by:
             data["by"] = by
-        await self.store.append_events(
-            run_id,
-            [EventDraft(ev.APPROVAL_DECIDED, data, self._clock(), step)],
-            expected_seq=leased.last_seq,
-            owner=self.owner,
-        )
+        await self._record_decision(run, ev.APPROVAL_DECIDED, data, step)
         if len(undecided) > 1:  # others still wait: the run stays where it is
             await self.store.release_lease(run_id, self.owner)
             return await self.result_of(await self._run(run_id))
