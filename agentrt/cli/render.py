@@ -283,6 +283,10 @@ def _trace_lines(trace: dict[str, Any]) -> list[str]:
             out.append(f"stderr: {clip(trace['stderr'], 96)}")
         if trace.get("artifact"):
             out.append(f"full output: {trace['artifact']}")
+        for conn in trace.get("network") or []:
+            verdict = "allowed" if conn.get("allowed") else "refused"
+            why = f" ({conn['error']})" if conn.get("error") else ""
+            out.append(f"network: {conn.get('host')}:{conn.get('port')} {verdict}{why}")
     if "child_run" in trace:
         out.append(f"child run: {trace['child_run']} ({trace.get('status')})")
     if "status" in trace and "url" in trace:

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agentrt.spec.network import parse_rule
+
 API_VERSION = "agentrt.dev/v1"
 _NAME = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 _CALLABLE = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
@@ -183,12 +185,21 @@ class Permissions(_Strict):
     """What a tool may reach. Enforced by the sandbox, not by trust."""
 
     network: Literal["none"] | list[str] = Field(
-        default="none", description='"none" or an allow-list of "host:port"'
+        default="none",
+        description='"none" or an allow-list of "host:port" (also "*.domain:port", "[v6]:port")',
     )
     env: list[str] = Field(default_factory=list, description="environment variables passed in")
     read_paths: list[str] = Field(
         default_factory=list, description="host paths the tool may read (read-only)"
     )
+
+    @field_validator("network")
+    @classmethod
+    def _rules(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list):
+            for entry in value:
+                parse_rule(entry)
+        return value
 
 
 class Limits(_Strict):

@@ -23,7 +23,13 @@ from agentrt.errors import ToolError
 from agentrt.models.base import ToolDef
 from agentrt.spec.resources import CodeToolSpec, ToolSpec
 from agentrt.tools.base import ToolContext, ToolResult
-from agentrt.tools.sandbox.base import ExecResult, Sandbox, SandboxLimits, SandboxPolicy
+from agentrt.tools.sandbox.base import (
+    ExecResult,
+    Prestart,
+    Sandbox,
+    SandboxLimits,
+    SandboxPolicy,
+)
 from agentrt.tools.sandbox.pool import Lease, SandboxPool
 from agentrt.tools.sandbox.selection import choose_backend
 
@@ -33,10 +39,34 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WALL_S = 30.0
 TRACE_STDERR_CHARS = 4096  # the event log keeps a bounded stderr; the model sees the capped one
+_PYTHON = ("python3", "-s", "-E")
 _PROGRAMS = {
-    "python": ("main.py", ["python3", "-s", "-E", "main.py"]),
+    "python": ("main.py", [*_PYTHON, "main.py"]),
     "shell": ("main.sh", ["sh", "main.sh"]),
 }
+# Python started ahead of the call (where the backend can), then told to run
+# main.py as `python3 -s -E main.py` would: same flags, argv, sys.path[0],
+# __main__ globals, and tracebacks without this wrapper's own frame.
+_PYTHON_READY = """\
+import os, sys
+if os.read(3, 16) != b"go\\n":
+    sys.exit(0)
+os.close(3)
+sys.argv[:] = ["main.py"]
+sys.path[0] = os.getcwd()
+def _hook(kind, value, tb, _show=sys.excepthook):
+    while tb is not None and tb.tb_frame.f_code.co_filename == "<string>":
+        tb = tb.tb_next
+    _show(kind, value.with_traceback(tb), tb)
+sys.excepthook = _hook
+__file__ = os.path.abspath("main.py")
+with open("main.py", "rb") as _file:
+    _code = compile(_file.read(), __file__, "exec")
+del os, sys, _hook, _file
+exec(globals().pop("_code"), globals())
+"""
+PYTHON_PRESTART = Prestart(tuple(_PROGRAMS["python"][1]), (*_PYTHON, "-c", _PYTHON_READY))
+_PRESTART = {"python": PYTHON_PRESTART}
 # Calls of one run share its scratch directory, whose files move into a
 # sandbox for the call: two calls at once would each see half of them.
 _scratch_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -157,6 +187,7 @@ class CodeTool:
                     self.limits,
                     root=self.workdir / "scratch",
                     size=self.pool_size,
+                    prestart=_PRESTART.get(self.code.language),
                 )
             return self._pool
 
@@ -239,7 +270,7 @@ class CodeTool:
             if result.stderr:
                 parts.append("[stderr]\n" + result.stderr.rstrip("\n"))
             parts.append(f"[{self._explain(result)}]")
-        trace = {
+        trace: dict[str, Any] = {
             "backend": result.backend,
             "sandbox_id": result.sandbox_id,
             "reason": result.reason,
@@ -251,6 +282,8 @@ class CodeTool:
             "truncated": result.truncated,
             "artifact": None if result.artifact is None else str(result.artifact),
         }
+        if result.egress:
+            trace["network"] = list(result.egress)
         return ToolResult("\n".join(parts) or "(no output)", is_error=failed, trace=trace)
 
     async def lookup(self, tool: str, ctx: ToolContext) -> ToolResult | None:

@@ -95,6 +95,24 @@ class ExecResult:
     duration_s: float
     cpu_s: float | None = None  # when the backend can tell
     max_memory_bytes: int | None = None
+    # Connections asked of the egress proxy (network allow-lists): host, port, allowed.
+    egress: tuple[dict[str, object], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Prestart:
+    """A command a backend may start before it is asked for, to hide its start-up.
+
+    ``ready_argv`` is started in the new sandbox with file descriptor 3 open for
+    reading. It must wait for the line ``go`` on fd 3 and then behave exactly as
+    ``argv`` would; on any other line, or end of file, it must exit at once
+    without doing anything. :meth:`Sandbox.exec` of ``argv`` (without stdin) then
+    only sends ``go``. A backend that does not pre-start commands ignores this,
+    and ``exec(argv)`` runs ``argv`` as usual, so the two must be equivalent.
+    """
+
+    argv: tuple[str, ...]
+    ready_argv: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +185,12 @@ class SandboxBackend(Protocol):
         limits: SandboxLimits,
         *,
         on_event: Callable[[SandboxEvent], None] | None = None,
+        prestart: Prestart | None = None,
     ) -> Sandbox:
-        """A new, never-used sandbox. Raises SandboxUnavailable if it cannot run here."""
+        """A new, never-used sandbox. Raises SandboxUnavailable if it cannot run here.
+
+        ``prestart`` is a hint: the command the sandbox will most likely run.
+        """
         ...
 
     async def reap(self) -> int:

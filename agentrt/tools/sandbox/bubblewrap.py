@@ -6,9 +6,10 @@ namespaces with every capability dropped. Its file system is the host's
 ``/etc``, all read-only; a private ``/tmp``, ``/proc`` and ``/dev``; the scratch
 directory at ``/scratch`` (the only writable host directory, and the working
 directory); and each granted read path, read-only at the same path. The
-network namespace is empty: there is no network at all, so this backend
-supports only ``network: none`` (an allow-list needs a proxy it does not have;
-the gVisor backend is the one for that).
+network namespace is empty but for its loopback. With ``network: none`` there
+is no network at all; with an allow-list the runtime serves an egress proxy
+on that loopback (see :mod:`agentrt.tools.sandbox.egress`) and the command
+gets ``HTTP_PROXY``/``HTTPS_PROXY`` pointing at it.
 
 Limits: a cgroup per sandbox (memory without swap, pids, CPU seconds polled
 from the CPU accounting, freezing for pause) set up *before* ``bwrap`` starts,
@@ -32,13 +33,14 @@ import resource
 import shlex
 import shutil
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from agentrt.tools.sandbox.base import (
     EndReason,
     ExecResult,
+    Prestart,
     ProbeResult,
     Sandbox,
     SandboxEvent,
@@ -53,38 +55,30 @@ from agentrt.tools.sandbox.cgroups import (
     detect_layout,
     reap_cgroups,
 )
+from agentrt.tools.sandbox.egress import EgressProxy, listen_in_netns, proxy_env
+from agentrt.tools.sandbox.hostfs import HIDDEN_DIRS, SYSTEM_DIRS, etc_entries
 from agentrt.tools.sandbox.process import MAX_FILE_BYTES, LauncherSandbox
 
 __all__ = ["BubblewrapBackend", "BubblewrapSandbox"]
 
 log = logging.getLogger(__name__)
 
-# What a program needs from /etc to start and to behave (dynamic linker cache,
-# alternatives symlinks, time zone, CA certificates). Not passwd, shadow, hosts...
-ETC_FILES = (
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    "/etc/alternatives",
-    "/etc/localtime",
-    "/etc/ssl",
-    "/etc/ca-certificates",
-    "/etc/mime.types",
-)
-SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 OWN_TASKS = 2  # the bwrap monitor and the namespace's init, on top of the tool's pids
 
 
 def system_binds() -> list[str]:
     """bwrap arguments exposing the host's programs and libraries read-only."""
-    args = ["--ro-bind", "/usr", "/usr"]
+    args: list[str] = []
     for path in SYSTEM_DIRS:
         if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]  # merged /usr: /lib -> usr/lib
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    for path in ETC_FILES:
+    for path in etc_entries():
         args += ["--ro-bind-try", path, path]
+    for path in HIDDEN_DIRS:
+        if os.path.isdir(path):
+            args += ["--tmpfs", path, "--remount-ro", path]
     return args
 
 
@@ -112,6 +106,7 @@ class BubblewrapSandbox(LauncherSandbox):
         self._status: dict[str, Any] = {}
         self._have_pid = asyncio.Event()
         self._status_task: asyncio.Task[None] | None = None
+        self._proxy: EgressProxy | None = None
 
     def _bwrap_args(self, status_fd: int, launcher_program: str) -> list[str]:
         args = [
@@ -179,6 +174,8 @@ class BubblewrapSandbox(LauncherSandbox):
     async def _after_ready(self) -> None:
         async with asyncio.timeout(2):
             await self._have_pid.wait()
+        if self.policy.network != "none":
+            await self._start_proxy(int(self._status["child-pid"]), self.policy.network)
         pid, limits = _first_child(int(self._status["child-pid"])), self.limits
         if pid is None:
             log.debug("sandbox %s: launcher pid not found; rlimits not applied", self.id)
@@ -191,6 +188,25 @@ class BubblewrapSandbox(LauncherSandbox):
             # Counted per user namespace: this sandbox's tasks only (uid 0 is exempt).
             resource.prlimit(pid, resource.RLIMIT_NPROC, (limits.pids + 1,) * 2)
         resource.prlimit(pid, resource.RLIMIT_FSIZE, (self._max_file_bytes,) * 2)
+
+    async def _start_proxy(self, pid: int, rules: tuple[str, ...]) -> None:
+        """Serve the allow-list proxy on a socket inside the sandbox's network namespace."""
+        try:
+            sock = await listen_in_netns(pid)
+        except OSError as exc:
+            raise SandboxUnavailable(f"cannot set up the egress proxy: {exc}") from None
+        self._proxy = EgressProxy(rules)
+        await self._proxy.serve(sock)
+
+    def _command_env(self) -> Mapping[str, str]:
+        if self._proxy is None:
+            return self.policy.env
+        return {**self.policy.env, **proxy_env(self._proxy.port)}
+
+    def _egress(self) -> tuple[dict[str, object], ...]:
+        if self._proxy is None:
+            return ()
+        return tuple(attempt.to_dict() for attempt in self._proxy.attempts)
 
     def _kill_all(self) -> None:
         if self._cgroup is not None:
@@ -241,6 +257,8 @@ class BubblewrapSandbox(LauncherSandbox):
         return self._cgroup.cpu_seconds(), self._cgroup.peak_memory()
 
     async def _release(self) -> None:
+        if self._proxy is not None:
+            await self._proxy.close()
         if self._status_task is not None and not self._status_task.done():
             self._status_task.cancel()
         if self._cgroup is not None and not await self._cgroup.remove():
@@ -267,7 +285,7 @@ class BubblewrapBackend:
 
     name = "bubblewrap"
     strength = 2
-    supports_network_allowlist = False
+    supports_network_allowlist = True
 
     def __init__(self, *, workdir: Path, max_file_bytes: int = MAX_FILE_BYTES) -> None:
         self.workdir = workdir
@@ -306,8 +324,8 @@ class BubblewrapBackend:
         return ProbeResult(
             self.name,
             True,
-            f"works: namespaces, no network, cgroup v{layout.version} limits "
-            "(network allow-lists not supported)",
+            f"works: namespaces, cgroup v{layout.version} limits, no network "
+            "(or an allow-list through the egress proxy)",
         )
 
     async def _run(self, policy: SandboxPolicy, limits: SandboxLimits, code: str) -> ExecResult:
@@ -323,19 +341,18 @@ class BubblewrapBackend:
         limits: SandboxLimits,
         *,
         on_event: Callable[[SandboxEvent], None] | None = None,
+        prestart: Prestart | None = None,
     ) -> Sandbox:
         """A ready sandbox: namespaces, cgroup and rlimits set, waiting for its command.
 
+        ``prestart`` is ignored: the launcher's one exec costs a few milliseconds here.
+
         Raises:
-            SandboxUnavailable: bwrap or cgroups are missing, the policy needs a
-                network allow-list, or bwrap failed to set the sandbox up.
+            SandboxUnavailable: bwrap or cgroups are missing, bwrap failed to set
+                the sandbox up, or the egress proxy of a network allow-list could not
+                be placed in its network namespace.
         """
         layout = self._ready()
-        if policy.network != "none":
-            raise SandboxUnavailable(
-                "bubblewrap supports only `network: none` (its network namespace is "
-                "empty); use the gvisor backend for a host:port allow-list"
-            )
         _check_read_paths(policy.read_paths)
         sandbox = BubblewrapSandbox(
             policy, limits, workdir=self.workdir, on_event=on_event, bwrap=self.bwrap or "bwrap",

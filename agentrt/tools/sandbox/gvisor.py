@@ -1,19 +1,24 @@
 """The gVisor backend: each sandbox is a ``runsc`` container (strength 3).
 
-``create()`` writes an OCI bundle and boots it (``runsc run --detach``, ~190 ms)
-with an idle init, so ``exec()`` is one ``runsc exec`` into a warm sandbox
-(~65 ms to run ``true``, against ~160 ms for a fresh ``runsc run`` per command,
-which would also delete the cgroup and its OOM counter before we read them).
+``create()`` writes an OCI bundle and boots it (``runsc run --detach``, ~200 ms)
+with a launcher as its init that has already forked the command's process, so
+``exec()`` is one line on a pipe and one exec inside gVisor (~25 ms to run
+``true``, against ~50 ms for a ``runsc exec`` and ~160 ms for a fresh ``runsc
+run``, which would also delete the cgroup and its OOM counter before we read
+them). With a :class:`Prestart` the program itself (the code tool's Python) is
+already running, waiting for its ``go``: the model's code starts ~5 ms after
+``exec()``. A restored sandbox has no launcher pipe and uses ``runsc exec``.
 ``runsc do`` is never used: it cannot enforce memory or process limits.
 
 The command sees an empty read-only root with read-only binds of the host's
-system directories (secrets in /etc masked), a private tmpfs /tmp, the
-``read_paths`` read-only and the scratch directory at ``/scratch`` (its cwd),
+system directories and the few /etc entries of :mod:`hostfs`, a private tmpfs
+/tmp, the ``read_paths`` read-only and the scratch directory at ``/scratch`` (its cwd),
 the only writable place; nothing of /root, /home, the host's /tmp or the
 runtime's data dir. It runs as uid 0 of the sandbox without capabilities,
 with exactly the policy's environment, and its stdio are files bind-mounted
 from the bundle, so they survive a checkpoint. Network: ``none`` only
-(``--network=none``); runsc has no egress filter to enforce an allow-list.
+(``--network=none``); allow-lists are for bubblewrap, whose network namespace
+the runtime can serve an egress proxy into.
 
 Limits, as this runsc (Debian's 0.0~20221219, ptrace platform) enforces them:
 memory is the host cgroup of the whole sandbox, gVisor's kernel included (the
@@ -34,11 +39,12 @@ import json
 import math
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
@@ -47,6 +53,7 @@ from agentrt.engine.owner import new_owner_id, owner_is_dead
 from agentrt.tools.sandbox.base import (
     EndReason,
     ExecResult,
+    Prestart,
     ProbeResult,
     SandboxEvent,
     SandboxLimits,
@@ -55,18 +62,34 @@ from agentrt.tools.sandbox.base import (
     SandboxUnavailable,
 )
 from agentrt.tools.sandbox.cgroups import CgroupUnavailable, SandboxCgroup, detect_layout
+from agentrt.tools.sandbox.hostfs import HIDDEN_DIRS, SYSTEM_DIRS, etc_entries
 
 __all__ = ["GvisorBackend", "GvisorSandbox"]
 
-_SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-_SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers")
-_SECRET_DIRS = ("/etc/ssh", "/etc/ssl/private", "/etc/sudoers.d")
-# The init reaps orphans (dash's `wait` reaps any child) and runs as nobody,
-# so neither it nor its sleep counts against the command's RLIMIT_NPROC.
-_INIT = ["/bin/sh", "-c", "while :; do sleep 3600 & wait; done"]
-_INIT_PROCS = 2
+# The init is a launcher that has already forked the command's process: that
+# process waits for one line on the init's stdin (a pipe from the runtime), then
+# sources /.agentrt/cmd.sh, which execs the command. With a Prestart it has
+# even exec'd the program already, which waits on fd 3 itself. So running a command costs
+# a line and one exec inside gVisor, not a `runsc exec` (~50 ms). A background
+# job's stdin is /dev/null, hence fd 3. The init reports the command's pid when
+# ready and its status when done (then also in /.agentrt/status, which a
+# checkpoint keeps), then stays, reaping orphans (dash's `wait` reaps any child).
+_LAUNCHER = """exec 3<&0
+( . /.agentrt/start.sh ) &
+p=$!
+echo "ready $p"
+wait $p
+s=$?
+echo "exit $s"
+echo "$s" >/.agentrt/status
+exec 3<&- </dev/null >/dev/null
+while :; do sleep 3600 & wait; done
+"""
+_INIT_PROCS = 1  # the launcher; it runs as the command's uid, so NPROC is pids + 1
+_BOOT_TIMEOUT_S = 60.0
 _NO_CAPS: dict[str, list[str]] = {"bounding": [], "effective": [], "permitted": []}
-_IO = ("stdin", "stdout", "stderr")
+_IO = ("stdin", "stdout", "stderr", "cmd.sh", "start.sh", "status")
+_WAIT_FOR_GO = "read -r go <&3 && exec 3<&- && . /.agentrt/cmd.sh\n"
 _MAX_FILE = 1 << 30  # RLIMIT_FSIZE: an output flood cannot fill the disk either
 _SIGXCPU_EXIT = 128 + signal.SIGXCPU
 _META = "agentrt-sandbox.json"
@@ -152,14 +175,19 @@ class GvisorSandbox:
         policy: SandboxPolicy,
         limits: SandboxLimits,
         pid: int | None,
+        *,
+        used: bool = False,
+        prestart: Prestart | None = None,
     ) -> None:
         self.id, self.bundle, self.policy, self.limits = cid, bundle, policy, limits
         self.cgroup = _cgroup(bundle.name)
         self.on_event: OnEvent | None = None
         self._owner = owner
         self._state: SandboxState = "created"
-        self._pid = pid  # the command's pid inside the sandbox, once needed
-        self._used = pid is not None  # restored mid-command: attach() follows it
+        self._pid = pid  # the command's pid inside the sandbox (forked before it runs)
+        self._used = used  # restored mid-command: attach() follows it
+        self._launcher: asyncio.subprocess.Process | None = None  # `runsc run`, ours
+        self._prestart = prestart
         self._reason: EndReason | None = None
         self._kill: EndReason | None = None  # why we are ending the command
         self._busy = self._snapshotting = False
@@ -204,19 +232,65 @@ class GvisorSandbox:
         if not argv:
             raise ValueError("argv is empty")
         self._used = self._busy = True
+        launcher = self._launcher
+        if self._prestart is not None and launcher is not None:
+            if tuple(argv) == self._prestart.argv and not stdin:
+                await self._send(b"go\n")
+                return await self._follow(self._exit_status(launcher), launcher)
+            await self._send(b"no\n")  # the pre-started program exits unused
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self._exit_status(launcher)
+            launcher = None
         await asyncio.to_thread(self._prepare, list(argv), stdin or b"")
-        log = await asyncio.to_thread(_open, self.bundle / "exec.log", "ab")
-        pid_file, spec = str(self.bundle / "exec.pid"), str(self.bundle / "exec.json")
+        if launcher is None:
+            return await self._exec_afresh()
+        await self._send(b"go\n")
+        return await self._follow(self._exit_status(launcher), launcher)
+
+    async def _send(self, line: bytes) -> None:
+        launcher = self._launcher
+        if launcher is None or launcher.stdin is None:
+            return
+        with contextlib.suppress(ConnectionError):  # a dead launcher: classified later
+            launcher.stdin.write(line)
+            await launcher.stdin.drain()
+
+    async def _exec_afresh(self) -> ExecResult:
+        """Run the prepared command with ``runsc exec`` (a restored sandbox has no launcher)."""
+        process = {
+            "args": ["/bin/sh", "-c", ". /.agentrt/cmd.sh"],
+            "env": [f"{k}={v}" for k, v in self.policy.env.items()],
+            "cwd": "/scratch",
+            "user": {"uid": 0, "gid": 0},
+            "capabilities": _NO_CAPS,
+            "noNewPrivileges": True,
+        }
+        spec, pid_file = self.bundle / "exec.json", self.bundle / "exec.pid"
+        await asyncio.to_thread(spec.write_text, json.dumps(process))
+        log = await asyncio.to_thread(_open, self.bundle / "runsc.log", "ab")
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self.runsc("exec", "--internal-pid-file", pid_file, "--process", spec, self.id),
+                *self.runsc(
+                    "exec", "--internal-pid-file", str(pid_file), "--process", str(spec), self.id
+                ),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
             )
         finally:
             log.close()
+        self._pid = None  # the new command's pid is in exec.pid
         return await self._follow(proc.wait(), proc)
+
+    async def _exit_status(self, launcher: asyncio.subprocess.Process) -> int:
+        """The command's status, as the launcher reports it (128 if it went away)."""
+        assert launcher.stdout is not None
+        while line := await launcher.stdout.readline():
+            word, _, value = line.decode(errors="replace").partition(" ")
+            if word == "exit" and value.strip().isdigit():
+                return int(value)
+        return 128
 
     async def attach(self) -> ExecResult:
         """Follow the command a restored snapshot was running, to its end or its limit.
@@ -224,38 +298,37 @@ class GvisorSandbox:
         Raises:
             RuntimeError: this sandbox was not restored in the middle of a command.
         """
-        if self._pid is None or self._busy or self._done.is_set():
+        if not self._used or self._pid is None or self._busy or self._done.is_set():
             raise RuntimeError(f"sandbox {self.id} has no restored command to follow")
         self._busy = True
         return await self._follow(self._wait_pid(), None)
 
     def _prepare(self, argv: list[str], stdin: bytes) -> None:
-        env = dict(self.policy.env)
-        # runsc exec adds HOME and dash exports PWD: drop them unless the policy sets them.
-        script = "".join(f"unset {k}; " for k in ("HOME", "PWD") if k not in env)
-        if self.limits.cpu_s is not None:  # this runsc arms RLIMIT_CPU only on setrlimit
-            script += f"ulimit -S -t {math.ceil(self.limits.cpu_s)}; "
-        script += 'exec "$@" </.agentrt/stdin >/.agentrt/stdout 2>/.agentrt/stderr'
         (self.bundle / "io" / "stdin").write_bytes(stdin)
-        process = {
-            "args": ["/bin/sh", "-c", script, "sh", *argv],
-            "env": [f"{k}={v}" for k, v in env.items()],
-            "cwd": "/scratch",
-            "user": {"uid": 0, "gid": 0},
-            "capabilities": _NO_CAPS,
-            "noNewPrivileges": True,
-        }
-        (self.bundle / "exec.json").write_text(json.dumps(process))
+        (self.bundle / "io" / "cmd.sh").write_text(
+            command_script(argv, self.policy.env, self.limits)
+        )
 
     async def _wait_pid(self) -> int:
-        """The command's exit status from ``runsc wait`` (a restore leaves runsc exec behind)."""
+        """The command's exit status after a restore, which leaves our launcher pipe behind.
+
+        ``runsc wait --pid`` waits for the command to exit; if the launcher reaped
+        it first, the launcher's status file has the answer.
+        """
         try:
             if self._pid is None:
                 self._pid = int(await asyncio.to_thread((self.bundle / "exec.pid").read_text))
             out = await _run(self.runsc("wait", "--pid", str(self._pid), self.id), limit_s=None)
             return int(json.loads(out)["exitStatus"])
         except (RuntimeError, OSError, ValueError, KeyError):
-            return 128  # what runsc exec says when the sandbox goes away
+            for _ in range(50):  # the launcher writes it just after reaping the command
+                status = await asyncio.to_thread(_tail, self.bundle / "io" / "status")
+                if status.isdigit():
+                    return int(status)
+                if not self._alive():
+                    break
+                await asyncio.sleep(0.02)
+            return 128  # the sandbox went away
 
     async def _follow(
         self, wait: Awaitable[int], proc: asyncio.subprocess.Process | None
@@ -308,7 +381,7 @@ class GvisorSandbox:
             texts[stream], truncated = await asyncio.to_thread(_output, io, cap, artifact)
             cut += [artifact] if truncated else []
         if reason == "sandbox_crashed":  # say what runsc said, to the caller and the model
-            said = await asyncio.to_thread(_tail, self.bundle / "exec.log")
+            said = await asyncio.to_thread(_tail, self.bundle / "runsc.log")
             texts["stderr"] += f"\n[sandbox crashed; runsc said: {said}]"
         self._done.set()
         self._emit("exited", reason, f"exit status {rc}")
@@ -332,7 +405,7 @@ class GvisorSandbox:
             return "oom_killed"
         if cg is not None and cg.pids_max_hits() > pids0:  # the host safety net was hit
             return "pids_exceeded"
-        if not self._alive() or (self._pid is None and not (self.bundle / "exec.pid").exists()):
+        if not self._alive():
             return "sandbox_crashed"
         limit = self.limits.cpu_s
         if rc == _SIGXCPU_EXIT or (rc == 137 and limit is not None and (cpu or 0) >= limit):
@@ -436,12 +509,10 @@ class GvisorSandbox:
         return dest
 
     def _save(self, dest: Path) -> None:
-        pid = self._pid
-        if self._busy and pid is None and (self.bundle / "exec.pid").exists():
-            pid = int((self.bundle / "exec.pid").read_text())
         meta = {
             "id": self.id,
-            "pid": pid if self._busy else None,
+            "pid": self._pid,
+            "running": self._busy,
             "policy": {
                 "scratch": str(self.policy.scratch),
                 "env": dict(self.policy.env),
@@ -464,6 +535,8 @@ class GvisorSandbox:
                 await _run(self.runsc("resume", self.id))
         with contextlib.suppress(RuntimeError):
             await _run(self.runsc("delete", "--force", self.id))
+        if self._launcher is not None:
+            await _reap(self._launcher)
         if self._busy:
             await self._done.wait()  # the command's own end is reported first
         if self.cgroup is not None:  # runsc delete removed it, unless runsc is wedged
@@ -511,9 +584,14 @@ class GvisorBackend:
             await asyncio.to_thread(shutil.rmtree, scratch, True)
 
     async def create(
-        self, policy: SandboxPolicy, limits: SandboxLimits, *, on_event: OnEvent | None = None
+        self,
+        policy: SandboxPolicy,
+        limits: SandboxLimits,
+        *,
+        on_event: OnEvent | None = None,
+        prestart: Prestart | None = None,
     ) -> GvisorSandbox:
-        """Write a bundle and boot it.
+        """Write a bundle and boot it; with ``prestart``, its program is started too.
 
         Raises:
             SandboxUnavailable: a network allow-list, no runsc, or runsc failed to boot it.
@@ -521,11 +599,12 @@ class GvisorBackend:
         """
         if policy.network != "none":
             raise SandboxUnavailable(
-                "gvisor enforces only `network: none`: runsc has no egress filter for an allow-list"
+                "gvisor enforces only `network: none` (its netstack has no place for the egress "
+                "proxy); bubblewrap enforces a host:port allow-list"
             )
         if shutil.which(self._runsc) is None:
             raise SandboxUnavailable("runsc not found: install Debian's runsc package")
-        return await self._start(policy, limits, on_event, None, {})
+        return await self._start(policy, limits, on_event, None, {}, prestart)
 
     async def restore(self, image: Path, *, on_event: OnEvent | None = None) -> GvisorSandbox:
         """A sandbox restored from :meth:`GvisorSandbox.snapshot` ``image``.
@@ -552,11 +631,15 @@ class GvisorBackend:
         on_event: OnEvent | None,
         image: Path | None,
         meta: dict[str, Any],
+        prestart: Prestart | None = None,
     ) -> GvisorSandbox:
         name = f"agentrt-{os.getpid()}-{secrets.token_hex(5)}"
         bundle = self.workdir / "bundles" / name
-        await asyncio.to_thread(self._write_bundle, bundle, policy, limits, image)
-        box = GvisorSandbox(self, meta.get("id", name), bundle, policy, limits, meta.get("pid"))
+        await asyncio.to_thread(self._write_bundle, bundle, policy, limits, image, prestart)
+        box = GvisorSandbox(
+            self, meta.get("id", name), bundle, policy, limits, meta.get("pid"),
+            used=bool(meta.get("running")), prestart=prestart,
+        )  # fmt: skip
         try:
             await self.boot(box, restore=image)
         except RuntimeError as exc:
@@ -567,17 +650,45 @@ class GvisorBackend:
         return box
 
     async def boot(self, box: GvisorSandbox, *, restore: Path | None = None) -> None:
-        """``runsc create`` + ``start`` a bundle, or ``runsc restore`` it from an image."""
+        """Start a bundle's launcher (``runsc run``), or ``runsc restore`` it from an image.
+
+        Raises:
+            RuntimeError: runsc failed, or the launcher did not say it was ready.
+        """
         log, pid_file = box.bundle / "runsc.log", str(box.bundle / "sandbox.pid")
         common = ["--bundle", str(box.bundle), "--pid-file", pid_file]
-        if restore is None:  # run --detach: create and start in one runsc process
-            await _run(box.runsc("run", "--detach", *common, box.id), log=log)
-        else:
+        box._launcher = None
+        if restore is not None:  # the launcher's pipes do not survive: exec uses runsc exec
             image = ["--image-path", str(restore)]
             await _run(box.runsc("restore", "--detach", *image, *common, box.id), log=log)
+            return
+        # Detached, so that runsc never deletes the container (and its OOM counter)
+        # on its own; the sandbox keeps our pipes as the launcher's stdin and stdout.
+        sink = await asyncio.to_thread(_open, log, "ab")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *box.runsc("run", "--detach", *common, box.id),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=sink,
+            )
+        finally:
+            sink.close()
+        box._launcher = proc
+        line = await _ready_line(proc)
+        if len(line) != 2 or line[0] != "ready" or not line[1].isdigit():
+            await _reap(proc)
+            said = await asyncio.to_thread(_tail, log)
+            raise RuntimeError(f"the launcher did not start ({proc.returncode}): {said}")
+        box._pid = int(line[1])
 
     def _write_bundle(
-        self, bundle: Path, policy: SandboxPolicy, limits: SandboxLimits, image: Path | None
+        self,
+        bundle: Path,
+        policy: SandboxPolicy,
+        limits: SandboxLimits,
+        image: Path | None,
+        prestart: Prestart | None = None,
     ) -> None:
         if not policy.scratch.is_dir():
             raise ValueError(f"scratch directory {policy.scratch} does not exist")
@@ -587,13 +698,16 @@ class GvisorBackend:
         (bundle / "rootfs").mkdir(parents=True)
         (bundle / "owner").write_text(self._owner)  # first, so reap() can always judge it
         (bundle / "state").mkdir()
-        (bundle / "empty").write_text("")
         if image is not None:  # the files the restored command has open
             shutil.copytree(image / "io", bundle / "io")
         else:
             (bundle / "io").mkdir()
             for name in _IO:
                 (bundle / "io" / name).write_bytes(b"")
+            start = _WAIT_FOR_GO
+            if prestart is not None:  # its own fd 3 is the launcher's pipe
+                start = command_script(prestart.ready_argv, policy.env, limits)
+            (bundle / "io" / "start.sh").write_text(start)
 
         def bind(src: str | Path, dest: str, mode: str = "ro") -> dict[str, Any]:
             opts = ["rbind", mode, "nosuid", "nodev"]
@@ -608,13 +722,21 @@ class GvisorBackend:
             tmpfs("/dev"),
             tmpfs("/tmp", "nosuid", "nodev"),
         ]
-        for path in _SYSTEM_DIRS:
+        for path in SYSTEM_DIRS:
             if os.path.islink(path):  # merged /usr: /bin -> usr/bin, recreated in the root
                 (bundle / "rootfs" / path[1:]).symlink_to(os.readlink(path))
             elif os.path.isdir(path):
                 mounts.append(bind(path, path))
-        mounts += [tmpfs(p, "ro") for p in _SECRET_DIRS if os.path.isdir(p)]
-        mounts += [bind(bundle / "empty", p) for p in _SECRETS if os.path.isfile(p)]
+        (bundle / "rootfs" / "etc").mkdir()
+        for path in etc_entries():
+            real = os.path.realpath(path)
+            if not os.path.exists(real):
+                continue
+            # The mount point must exist in the (read-only) root, as a file or a directory.
+            point = bundle / "rootfs" / path[1:]
+            point.mkdir() if os.path.isdir(real) else point.write_text("")
+            mounts.append(bind(real, path))
+        mounts += [tmpfs(p, "ro") for p in HIDDEN_DIRS if os.path.isdir(p)]
         mounts += [bind(os.path.realpath(p), p) for p in policy.read_paths]
         mounts.append(bind(policy.scratch.resolve(), "/scratch", "rw"))
         mounts += [bind(bundle / "io" / n, f"/.agentrt/{n}", "rw") for n in _IO]
@@ -623,17 +745,17 @@ class GvisorBackend:
         if limits.cpu_s is not None:
             rlimits.append(_rlimit("CPU", math.ceil(limits.cpu_s), math.ceil(limits.cpu_s) + 1))
         if limits.pids is not None:
-            rlimits.append(_rlimit("NPROC", limits.pids))
+            rlimits.append(_rlimit("NPROC", limits.pids + _INIT_PROCS))
             resources["pids"] = {"limit": 256 + 16 * limits.pids}  # gVisor's threads count too
         if limits.memory_mb is not None:
             resources["memory"] = {"limit": limits.memory_mb << 20}
         config = {
             "ociVersion": "1.0.0",
             "process": {
-                "args": _INIT,
-                "env": [],
-                "cwd": "/",
-                "user": {"uid": 65534, "gid": 65534},
+                "args": ["/bin/sh", "-c", _LAUNCHER],
+                "env": [f"{k}={v}" for k, v in policy.env.items()],
+                "cwd": "/scratch",
+                "user": {"uid": 0, "gid": 0},
                 "rlimits": rlimits,
                 "capabilities": _NO_CAPS,
                 "noNewPrivileges": True,
@@ -672,6 +794,45 @@ class GvisorBackend:
             await asyncio.to_thread(shutil.rmtree, bundle, True)
             count += 1
         return count
+
+
+def command_script(argv: Sequence[str], env: Mapping[str, str], limits: SandboxLimits) -> str:
+    """The ``sh`` lines that exec ``argv`` with exactly ``env``, its limits and its stdio files."""
+    # runsc adds HOME and dash exports PWD: drop them unless the policy sets them.
+    script = "".join(f"unset {k}; " for k in ("HOME", "PWD") if k not in env)
+    if limits.cpu_s is not None:  # this runsc arms RLIMIT_CPU only on setrlimit
+        script += f"ulimit -S -t {math.ceil(limits.cpu_s)}; "
+    script += 'exec "$@" </.agentrt/stdin >/.agentrt/stdout 2>/.agentrt/stderr\n'
+    return f"set -- {shlex.join(argv)}\n{script}"
+
+
+async def _ready_line(proc: asyncio.subprocess.Process) -> list[str]:
+    """The launcher's first line, or [] if runsc failed or it took too long."""
+    assert proc.stdout is not None
+    ready = asyncio.ensure_future(proc.stdout.readline())
+    started = asyncio.ensure_future(proc.wait())  # `run --detach` exits once started
+    try:
+        async with asyncio.timeout(_BOOT_TIMEOUT_S):
+            await asyncio.wait({ready, started}, return_when=asyncio.FIRST_COMPLETED)
+            if not ready.done() and proc.returncode != 0:
+                return []  # runsc failed: the log says why
+            return (await ready).decode(errors="replace").split()
+    except TimeoutError:
+        return []
+    finally:
+        ready.cancel()
+        started.cancel()
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """Wait for one of our runsc processes to end (it does once its sandbox is gone)."""
+    if proc.returncode is None:
+        try:
+            async with asyncio.timeout(5):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 def _rlimit(kind: str, soft: int, hard: int | None = None) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from agentrt.engine.owner import owner_is_dead
 from agentrt.tools.sandbox.base import (
+    Prestart,
     Sandbox,
     SandboxBackend,
     SandboxEvent,
@@ -58,12 +59,19 @@ class PoolKey:
     env: tuple[tuple[str, str], ...]
     read_paths: tuple[str, ...]
     limits: SandboxLimits
+    prestart: Prestart | None = None
 
     @classmethod
-    def of(cls, backend: str, policy: SandboxPolicy, limits: SandboxLimits) -> PoolKey:
-        """The key of sandboxes of ``backend`` made with ``policy`` and ``limits``."""
+    def of(
+        cls,
+        backend: str,
+        policy: SandboxPolicy,
+        limits: SandboxLimits,
+        prestart: Prestart | None = None,
+    ) -> PoolKey:
+        """The key of sandboxes of ``backend`` made with ``policy``, ``limits``, ``prestart``."""
         env = tuple(sorted(policy.env.items()))
-        return cls(backend, policy.network, env, policy.read_paths, limits)
+        return cls(backend, policy.network, env, policy.read_paths, limits, prestart)
 
 
 async def _new_home(root: Path) -> Path:
@@ -152,6 +160,8 @@ class SandboxPool:
             sandbox's own directory.
         limits: the limits of every sandbox.
         size: how many ready sandboxes to keep (0 disables warming).
+        prestart: the command the sandboxes will run, for backends that can start
+            it ahead (see :class:`Prestart`).
         root: where the scratch directories are made (``<workdir>/scratch``, so
             that the backend's ``reap`` finds them).
         on_event: receives every sandbox's events.
@@ -166,13 +176,15 @@ class SandboxPool:
         root: Path,
         size: int = 2,
         on_event: Callable[[SandboxEvent], None] | None = None,
+        prestart: Prestart | None = None,
     ) -> None:
         self.backend = backend
         self.policy = policy
         self.limits = limits
         self.size = size
         self.root = root
-        self.key = PoolKey.of(backend.name, policy, limits)
+        self.prestart = prestart
+        self.key = PoolKey.of(backend.name, policy, limits, prestart)
         self.last_error: BaseException | None = None
         self._on_event = on_event
         self._idle: list[Lease] = []
@@ -188,7 +200,9 @@ class SandboxPool:
         home = await _new_home(self.root)
         policy = replace(self.policy, scratch=home / "root")
         try:
-            sandbox = await self.backend.create(policy, self.limits, on_event=self._on_event)
+            sandbox = await self.backend.create(
+                policy, self.limits, on_event=self._on_event, prestart=self.prestart
+            )
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, home, True)
             raise

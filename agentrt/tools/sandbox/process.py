@@ -35,6 +35,7 @@ from typing import BinaryIO
 from agentrt.tools.sandbox.base import (
     EndReason,
     ExecResult,
+    Prestart,
     ProbeResult,
     Sandbox,
     SandboxEvent,
@@ -187,6 +188,14 @@ class LauncherSandbox:
     def _usage(self) -> tuple[float | None, int | None]:
         return None, None
 
+    def _command_env(self) -> Mapping[str, str]:
+        """The command's whole environment: the policy's, plus what the backend adds."""
+        return self.policy.env
+
+    def _egress(self) -> tuple[dict[str, object], ...]:
+        """The connections the command asked for through an egress proxy, if any."""
+        return ()
+
     async def _release(self) -> None:
         """Free what the sandbox holds beyond its processes (cgroups)."""
 
@@ -279,7 +288,7 @@ class LauncherSandbox:
         if self._used or self._state != "created" or self._proc is None:
             raise RuntimeError(f"sandbox {self.id} was already used; create a new one")
         self._used = True
-        script = command_script(argv, self.policy.env, self._end)
+        script = command_script(argv, self._command_env(), self._end)
         proc = self._proc
         assert proc.stdout is not None and proc.stderr is not None
         artifacts = self.workdir / "artifacts"
@@ -333,6 +342,7 @@ class LauncherSandbox:
             duration_s=duration,
             cpu_s=cpu_s,
             max_memory_bytes=memory,
+            egress=self._egress(),
         )
 
     async def _finish(self, reason: EndReason | None = None) -> None:
@@ -519,8 +529,10 @@ class ProcessBackend:
         limits: SandboxLimits,
         *,
         on_event: Callable[[SandboxEvent], None] | None = None,
+        prestart: Prestart | None = None,
     ) -> Sandbox:
-        """A started launcher in a new session, with rlimits applied."""
+        """A started launcher in a new session, with rlimits applied (``prestart`` is ignored:
+        a host process starts fast)."""
         sandbox = ProcessSandbox(
             policy, limits, workdir=self.workdir, on_event=on_event,
             max_file_bytes=self.max_file_bytes,

@@ -6,6 +6,7 @@ A backend whose probe fails is a failure under ``CI=true`` and a loud skip elsew
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import textwrap
@@ -17,6 +18,7 @@ import pytest
 
 from agentrt.tools.sandbox.base import ExecResult, SandboxBackend, SandboxLimits, SandboxPolicy
 from agentrt.tools.sandbox.cgroups import CgroupUnavailable, detect_layout
+from agentrt.tools.sandbox.hostfs import etc_entries
 from agentrt.tools.sandbox.registry import BACKENDS, make_backend
 
 ISOLATING = [name for name in BACKENDS if name != "process"]
@@ -176,6 +178,24 @@ async def test_ungranted_files_are_unreadable(backend: SandboxBackend, tmp_path:
     assert "TOP-SECRET" not in result.stdout
     assert "DENIED" in result.stdout
     assert "GRANTED-DATA" in result.stdout
+
+
+async def test_etc_holds_only_what_programs_need(backend: SandboxBackend, tmp_path: Path) -> None:
+    result = await run(
+        backend,
+        tmp_path / "scratch",
+        """
+        import os
+        print(sorted(os.listdir("/etc")))
+        print(os.listdir("/etc/ssl/private") if os.path.isdir("/etc/ssl/private") else [])
+        """,
+    )
+    assert result.reason == "ok", result.stderr
+    seen, private = result.stdout.splitlines()
+    allowed = {Path(path).name for path in etc_entries()}
+    assert set(ast.literal_eval(seen)) <= allowed, seen  # e.g. no passwd, shadow, pip.conf, npmrc
+    assert "passwd" not in seen and "shadow" not in seen
+    assert private == "[]"
 
 
 async def test_memory_bomb_is_oom_killed(backend: SandboxBackend, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from agentrt.tools.code import PYTHON_PRESTART
 from agentrt.tools.sandbox.base import (
     ExecResult,
     SandboxEvent,
@@ -72,10 +73,12 @@ async def make(backend: GvisorBackend, tmp_path: Path) -> AsyncIterator[Make]:
 
     async def create(events: list[SandboxEvent] | None = None, **kw: Any) -> GvisorSandbox:
         policy_kw = {k: kw.pop(k) for k in ("env", "read_paths", "network") if k in kw}
+        prestart = kw.pop("prestart", None)
         box = await backend.create(
             SandboxPolicy(scratch, **policy_kw),
             SandboxLimits(**{"wall_s": 20, **kw}),
             on_event=None if events is None else events.append,
+            prestart=prestart,
         )
         made.append(box)
         return box
@@ -189,7 +192,7 @@ async def test_ungranted_host_files_are_unreadable(make: Make, tmp_path: Path) -
     assert "TOP-SECRET" not in result.stdout
     assert f"{secret} DENIED" in result.stdout
     assert "GRANTED-DATA" in result.stdout
-    assert "/etc/shadow b''" in result.stdout  # masked by an empty file
+    assert "/etc/shadow DENIED" in result.stdout  # /etc is an allow-list
     assert f"{sys.executable} DENIED" in result.stdout  # the runtime's venv is not there
     root = result.stdout.split("ROOT ")[1]
     for hidden in ("root", "home", "var", "opt", "srv", "mnt"):
@@ -427,3 +430,38 @@ asyncio.run(main())
     assert not bundle.exists()
     assert not any(d.exists() for d in groups)
     assert (await live.exec(["echo", "alive"])).stdout == "alive\n"
+
+
+MAIN_PY = """\
+import sys
+print(sys.argv, __name__, __file__, sys.path[0])
+print(b"-c" in open("/proc/self/cmdline", "rb").read().split(b"\\0"))
+def fail():
+    raise ValueError("from main.py")
+fail()
+"""
+
+
+async def test_a_prestarted_python_runs_main_py_as_python_would(make: Make, tmp_path: Path) -> None:
+    (tmp_path / "scratch" / "main.py").write_text(MAIN_PY)
+    prestart = PYTHON_PRESTART
+    ahead = await (await make(prestart=prestart)).exec(list(prestart.argv))
+    plain = await (await make()).exec(list(prestart.argv))
+    # Another command than the pre-started one still runs, as itself.
+    other = await (await make(prestart=prestart)).exec(["python3", "-E", "-s", "main.py"])
+    assert ahead.stdout.splitlines()[1] == "True"  # it was the pre-started interpreter
+    assert plain.stdout.splitlines()[1] == other.stdout.splitlines()[1] == "False"
+    for result in (ahead, other):
+        assert result.stdout.splitlines()[0] == plain.stdout.splitlines()[0]
+        assert (result.reason, result.exit_code) == ("ok", 1)
+        assert result.stderr == plain.stderr  # the same traceback, no wrapper frames
+    assert plain.stdout.startswith("['main.py'] __main__ /scratch/main.py /scratch")
+    assert 'File "/scratch/main.py", line 6, in <module>' in plain.stderr
+
+
+async def test_a_prestarted_python_keeps_its_limits(make: Make, tmp_path: Path) -> None:
+    (tmp_path / "scratch" / "main.py").write_text("while True: pass")
+    prestart = PYTHON_PRESTART
+    box = await make(prestart=prestart, cpu_s=1, wall_s=10)
+    result = await box.exec(list(prestart.argv))
+    assert result.reason == "cpu_exceeded"
