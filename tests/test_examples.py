@@ -106,3 +106,14 @@ async def test_sandbox_example_runs_code_in_a_sandbox(
     assert [t["reason"] for t in traces] == ["ok", "ok"]
     assert all(t["backend"] in ("gvisor", "bubblewrap") for t in traces)
     assert (tmp_path / "scratch" / result.run_id / "primes.txt").exists()
+
+
+def test_teams_example_validates_and_draws(capsys: pytest.CaptureFixture[str]) -> None:
+    from agentrt.cli.main import main
+
+    assert main(["graph", "show", "research", "-f", str(EXAMPLES / "teams")]) == 0
+    mermaid = capsys.readouterr().out
+    assert "work-3<br/>agent: writer" in mermaid
+    assert "-.->" in mermaid  # the evaluator's bounded loop back to the planner
+    assert main(["graph", "show", "review-loop", "-f", str(EXAMPLES / "teams"), "--dot"]) == 0
+    assert '"review" -> "write" [label="while review !~ ^ACCEPT' in capsys.readouterr().out

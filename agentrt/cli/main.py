@@ -23,7 +23,9 @@ from agentrt.engine.result import RunResult
 from agentrt.engine.runtime import Runtime
 from agentrt.errors import AgentrtError, SpecError, UsageError
 from agentrt.spec.loader import load_paths
-from agentrt.spec.resources import KINDS, Budgets, Query
+from agentrt.spec.refs import check_references
+from agentrt.spec.resources import KINDS, Budgets, Query, Team
+from agentrt.spec.team import team_graph, to_dot, to_mermaid
 from agentrt.state import open_store
 from agentrt.state.base import WAITING_STATUSES, RunRecord, Store
 
@@ -63,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("kind", help="Model, Tool, Agent (case-insensitive, plural ok)")
     g.add_argument("name", nargs="?")
     g.add_argument("-n", "--namespace")
+
+    gr = sub.add_parser("graph", help="draw a Team's graph")
+    grsub = gr.add_subparsers(dest="graph_command", required=True, metavar="COMMAND")
+    gs = grsub.add_parser("show", help="print a Team's graph as Mermaid (or DOT)")
+    gs.add_argument("team", help="name of a Team")
+    gs.add_argument("--dot", action="store_true", help="Graphviz DOT instead of Mermaid")
+    gs.add_argument("-f", "--filename", action="append", help="read it from files, not the store")
+    gs.add_argument("-n", "--namespace", default="default")
 
     r = sub.add_parser("run", help="run an agent and show its steps live")
     r.add_argument("agent")
@@ -319,6 +329,36 @@ async def _cmd_apply(args: argparse.Namespace) -> int:
     return max((_exit_for(result) for result in results), default=EXIT_OK)
 
 
+async def _cmd_graph(args: argparse.Namespace) -> int:
+    team = await _find_team(args)
+    graph = team_graph(team)
+    if args.json:
+        _print_json({"team": team.name, "mermaid": to_mermaid(graph), "dot": to_dot(graph)})
+    else:
+        print(to_dot(graph) if args.dot else to_mermaid(graph))
+    return EXIT_OK
+
+
+async def _find_team(args: argparse.Namespace) -> Team:
+    """The Team named on the command line, from ``-f`` files or else from the store."""
+    if args.filename:
+        loaded = load_paths(args.filename)
+        check_references(loaded)
+        teams = [item.resource for item in loaded if isinstance(item.resource, Team)]
+    else:
+        store = await _with_store(args)
+        try:
+            record = await store.get_resource("Team", args.namespace, args.team)
+        finally:
+            await store.close()
+        teams = [Team.model_validate(record.body)] if record is not None else []
+    for team in teams:
+        if team.name == args.team and team.namespace == args.namespace:
+            return team
+    where = "in those files" if args.filename else "in the store (apply it first, or use -f)"
+    raise UsageError(f"Team {args.team!r} not found in namespace {args.namespace!r} {where}")
+
+
 async def _cmd_get(args: argparse.Namespace) -> int:
     kind = _kind(args.kind)
     store = await _with_store(args)
@@ -531,6 +571,7 @@ _HANDLERS = {
     "demo": _cmd_demo,
     "apply": _cmd_apply,
     "get": _cmd_get,
+    "graph": _cmd_graph,
     "run": _cmd_run,
     "runs": _cmd_runs,
     "resume": _cmd_resume,

@@ -154,7 +154,7 @@ def _pydantic_issue(
 ) -> SpecIssue:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     # Discriminated/tagged unions add the tag to the location; drop it from the path.
-    path = _format_path(loc)
+    path = field_path(loc)
     kind = err["type"]
     field = str(loc[-1]) if loc else ""
     if kind == "missing":
@@ -243,7 +243,8 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def _format_path(loc: tuple[int | str, ...]) -> str:
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """A field location as written in messages: ``spec.nodes[2].after[0]``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))

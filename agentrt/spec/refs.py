@@ -1,4 +1,8 @@
-"""Cross-reference checks: every name a resource mentions must exist."""
+"""Cross-reference checks: every name a resource mentions must exist.
+
+Also the checks of a Team's graph (cycles, reachability, names of nodes and
+state keys), which the schema alone cannot express.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from collections.abc import Collection, Iterable
 
 from agentrt.errors import SpecError, SpecIssue
 from agentrt.spec.loader import Loaded
-from agentrt.spec.resources import Agent, Model, Query, Resource, Tool
+from agentrt.spec.resources import Agent, Model, Query, Resource, Team, Tool
+from agentrt.spec.team import members_of, team_issues
 
 __all__ = ["ResourceKey", "check_references", "key_of"]
 
@@ -32,6 +37,8 @@ def _references(resource: Resource) -> Iterable[tuple[tuple[str | int, ...], str
         yield ("spec", "target"), "Agent", resource.spec.target
     elif isinstance(resource, Tool) and resource.spec.agent is not None:
         yield ("spec", "agent", "agent"), "Agent", resource.spec.agent.agent
+    elif isinstance(resource, Team):
+        yield from members_of(resource.spec)
 
 
 def _path(loc: tuple[str | int, ...]) -> str:
@@ -48,6 +55,8 @@ def check_references(loaded: Iterable[Loaded], known: Collection[ResourceKey] = 
     issues: list[SpecIssue] = []
     for item in items:
         res = item.resource
+        if isinstance(res, Team):
+            issues += team_issues(item)
         for loc, kind, name in _references(res):
             if (kind, res.namespace, name) in defined:
                 continue

@@ -376,6 +376,212 @@ class AgentSpec(_Strict):
     hooks: Hooks = Field(default_factory=Hooks, description="module:function per loop phase")
 
 
+# --- Team ----------------------------------------------------------------------
+
+Scalar = str | int | float | bool
+
+
+class StateKey(_Strict):
+    """One key of a team's shared state, and how concurrent writes to it merge."""
+
+    reducer: Literal["last", "append", "merge"] = Field(
+        default="last",
+        description="last: the write of the latest node in graph order wins; append: a list "
+        "of every write, in node (and map item) order; merge: mappings merged in that order",
+    )
+    type: Literal["any", "string", "number", "boolean", "list", "object"] = "any"
+
+
+class Condition(_Strict):
+    """A test on one key of the shared state (exactly one of the tests)."""
+
+    key: str = Field(description="a state key")
+    equals: Scalar | None = None
+    not_equals: Scalar | None = None
+    matches: str | None = Field(default=None, description="a regex searched in the value")
+    not_matches: str | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Condition:
+        tests = [
+            t
+            for t in ("equals", "not_equals", "matches", "not_matches")
+            if t in self.model_fields_set
+        ]
+        if len(tests) != 1:
+            raise ValueError("give exactly one of `equals`, `not_equals`, `matches`, `not_matches`")
+        for pattern in (self.matches, self.not_matches):
+            if pattern is not None:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return self
+
+
+class FanOut(_Strict):
+    """A ``map`` node: one instance of the member per item of a list, joined in item order."""
+
+    over: str = Field(
+        description='a state key holding a list, or "input" (the query input: a JSON list, '
+        "else one item per non-empty line)"
+    )
+    max_items: int = Field(default=100, ge=1, le=10_000)
+
+
+class RouteRule(_Strict):
+    """Pick ``member`` when ``match`` (a regex) is found in the routed text."""
+
+    match: str
+    member: str
+
+    @field_validator("match")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+class RouteSpec(_Strict):
+    """A node that chooses one member, by rules or by asking a model; writes its name."""
+
+    members: list[str] = Field(min_length=1, description="names of nodes it may choose")
+    rules: list[RouteRule] = Field(default_factory=list, description="tried in order")
+    model: str | None = Field(default=None, description="a Model that names the member")
+    default: str | None = Field(default=None, description="when no rule matches")
+
+    @model_validator(mode="after")
+    def _how(self) -> RouteSpec:
+        if not self.rules and self.model is None:
+            raise ValueError("a route needs `rules` or a `model` to choose with")
+        return self
+
+
+class TeamNode(_Strict):
+    """One node of a team's graph: an agent, a tool, another team, or a route."""
+
+    name: str = Field(pattern=_NAME)
+    agent: str | None = Field(default=None, description="an Agent (same namespace)")
+    tool: str | None = Field(default=None, description="a Tool, called with {input: ...}")
+    team: str | None = Field(default=None, description="another Team")
+    route: RouteSpec | None = Field(default=None, description="choose one of several nodes")
+    input: str = Field(
+        default="{input}",
+        description="template: {input} (the query), {state.KEY}, {item} (in a map)",
+    )
+    output: str | None = Field(
+        default=None, description="state key the result is written to (default: the node's name)"
+    )
+    after: list[str] = Field(default_factory=list, description="nodes that must finish first")
+    when: Condition | None = Field(default=None, description="else the node is skipped")
+    map: FanOut | None = None
+    retry: RetryPolicy = Field(
+        default_factory=lambda: RetryPolicy(max_attempts=1), description="of a failed node"
+    )
+
+    @model_validator(mode="after")
+    def _one_member(self) -> TeamNode:
+        given = [k for k in ("agent", "tool", "team", "route") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a node needs exactly one of `agent`, `tool`, `team`, `route`")
+        if self.route is not None and self.map is not None:
+            raise ValueError("a route node cannot be a `map`")
+        return self
+
+    @property
+    def member(self) -> tuple[str, str]:
+        """(kind, name) of what the node runs; ("Route", "") for a route."""
+        if self.agent is not None:
+            return "Agent", self.agent
+        if self.tool is not None:
+            return "Tool", self.tool
+        if self.team is not None:
+            return "Team", self.team
+        return "Route", ""
+
+    @property
+    def writes(self) -> str:
+        """The state key the node's result goes to."""
+        return self.output or self.name
+
+
+class TeamLoop(_Strict):
+    """A bounded edge back: after node ``after``, while ``when`` holds, run again from ``to``."""
+
+    after: str = Field(description="the node whose end is checked")
+    to: str = Field(description="an earlier node; it and what follows it up to `after` rerun")
+    when: Condition
+    max_rounds: int = Field(ge=2, le=1000, description="rounds in all, the first included")
+
+
+class Strategy(_Strict):
+    """A named team shape, built into a graph (see docs/teams.md)."""
+
+    kind: Literal[
+        "sequential", "round-robin", "selector", "planner-workers-evaluator", "router", "map"
+    ]
+    members: list[str] = Field(default_factory=list, description="Agents, in order")
+    planner: str | None = Field(default=None, description="planner-workers-evaluator: an Agent")
+    workers: list[str] = Field(default_factory=list, description="planner-workers-evaluator")
+    evaluator: str | None = Field(default=None, description="planner-workers-evaluator")
+    accept: str = Field(
+        default=r"^\s*ACCEPT", description="regex: the evaluator's reply accepts the work"
+    )
+    max_rounds: int = Field(default=3, ge=1, le=1000, description="rounds or turns in all")
+    rules: list[RouteRule] = Field(default_factory=list, description="router/selector rules")
+    model: str | None = Field(default=None, description="router/selector: a Model that chooses")
+    over: str = Field(default="input", description='map: a state key or "input"')
+    reduce: str | None = Field(default=None, description="map: an Agent joining the results")
+
+    @model_validator(mode="after")
+    def _shape(self) -> Strategy:
+        k = self.kind
+        if k == "planner-workers-evaluator":
+            if not (self.planner and self.workers and self.evaluator):
+                raise ValueError(
+                    "planner-workers-evaluator needs `planner`, `workers` and `evaluator`"
+                )
+        elif k == "map":
+            if len(self.members) != 1:
+                raise ValueError("map needs exactly one member (the Agent run per item)")
+        elif not self.members:
+            raise ValueError(f"{k} needs `members`")
+        if k in ("router", "selector") and not self.rules and self.model is None:
+            raise ValueError(f"{k} needs `rules` or a `model` to choose with")
+        return self
+
+
+class TeamSpec(_Strict):
+    """Agents, tools and teams run as one graph, explicit or from a strategy."""
+
+    description: str = ""
+    nodes: list[TeamNode] = Field(default_factory=list, description="an explicit graph")
+    entry: list[str] = Field(
+        default_factory=list, description="nodes that start the graph (default: the first node)"
+    )
+    loops: list[TeamLoop] = Field(default_factory=list, description="bounded edges back")
+    strategy: Strategy | None = Field(default=None, description="instead of `nodes`")
+    state: dict[str, StateKey] = Field(
+        default_factory=dict, description="shared state keys (undeclared outputs: reducer last)"
+    )
+    output: str | None = Field(
+        default=None, description="the state key that is the team's answer (default: last node's)"
+    )
+    concurrency: int = Field(default=4, ge=1, le=1024, description="nodes running at once")
+    budgets: Budgets = Field(default_factory=Budgets)
+
+    @model_validator(mode="after")
+    def _graph_or_strategy(self) -> TeamSpec:
+        if bool(self.nodes) == (self.strategy is not None):
+            raise ValueError("give either `nodes` (an explicit graph) or a `strategy`")
+        if self.strategy is not None and (self.entry or self.loops):
+            raise ValueError("`entry` and `loops` are for an explicit graph (`nodes`)")
+        return self
+
+
 # --- Query ---------------------------------------------------------------------
 
 
@@ -430,6 +636,13 @@ class Agent(_Envelope):
     spec: AgentSpec
 
 
+class Team(_Envelope):
+    """A ``Team`` resource."""
+
+    kind: Literal["Team"]
+    spec: TeamSpec
+
+
 class Query(_Envelope):
     """A ``Query`` resource."""
 
@@ -437,10 +650,11 @@ class Query(_Envelope):
     spec: QuerySpec
 
 
-Resource = Model | Tool | Agent | Query
-KINDS: dict[str, type[Model] | type[Tool] | type[Agent] | type[Query]] = {
+Resource = Model | Tool | Agent | Team | Query
+KINDS: dict[str, type[Model] | type[Tool] | type[Agent] | type[Team] | type[Query]] = {
     "Model": Model,
     "Tool": Tool,
     "Agent": Agent,
+    "Team": Team,
     "Query": Query,
 }
