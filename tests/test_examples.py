@@ -117,3 +117,16 @@ def test_teams_example_validates_and_draws(capsys: pytest.CaptureFixture[str]) -
     assert "-.->" in mermaid  # the evaluator's bounded loop back to the planner
     assert main(["graph", "show", "review-loop", "-f", str(EXAMPLES / "teams"), "--dot"]) == 0
     assert '"review" -> "write" [label="while review !~ ^ACCEPT' in capsys.readouterr().out
+
+
+async def test_research_team_rejects_once_then_accepts(store: SqliteStore) -> None:
+    async with Runtime(store) as rt:
+        await rt.apply(EXAMPLES / "teams")
+        result = await rt.run("research", "research: tides")
+    assert result.ok, result.reason
+    assert result.output == "\n\n".join(["found(PLAN v1)"] * 3 + ["found(PLAN v2)"] * 3)
+    events = await store.read_events(result.run_id)
+    evaluations = [
+        e.data for e in events if e.type == "node.finished" and e.data["node"] == "evaluate"
+    ]
+    assert [e["output"] for e in evaluations] == ["REJECT: add sources", "ACCEPT"]

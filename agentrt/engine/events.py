@@ -12,6 +12,8 @@ __all__ = [
     "MODEL_CALL",
     "MODEL_ERROR",
     "MODEL_RESULT",
+    "NODE_FINISHED",
+    "NODE_STARTED",
     "RUN_CREATED",
     "RUN_FINISHED",
     "RUN_STARTED",
@@ -35,3 +37,6 @@ TOOL_UNKNOWN = "tool.unknown"  # step: {reason}: started, no result, not safe to
 TOOL_DECISION = "tool.decision"  # step: {action: rerun|output|fail, [output], [by]}
 APPROVAL_REQUESTED = "approval.requested"  # step: {name, args}: the run waits for a person
 APPROVAL_DECIDED = "approval.decided"  # step: {approved: bool, [reason], [by]}
+# Team runs: a node instance is (node, round, item).
+NODE_STARTED = "node.started"  # {node, round, item, attempt, key, kind, target}
+NODE_FINISHED = "node.finished"  # {node, round, item, status, output, items, [loops], ...}

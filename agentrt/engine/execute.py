@@ -25,6 +25,7 @@ from agentrt.engine.loop import RunContext, run_loop
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.snapshot import RunSpec
+from agentrt.engine.team_run import TeamFailed, run_team
 from agentrt.errors import (
     BudgetExhausted,
     NondeterminismError,
@@ -35,8 +36,9 @@ from agentrt.errors import (
 )
 from agentrt.models.base import Message, ModelClient
 from agentrt.models.factory import create_client
-from agentrt.spec.resources import ModelSpec, ToolSpec
-from agentrt.state.base import Event, EventDraft, RunRecord, RunStatus, RunUpdate, Store
+from agentrt.spec.resources import ModelSpec, Team, ToolSpec
+from agentrt.spec.team import team_graph
+from agentrt.state.base import Event, EventDraft, RunRecord, RunStatus, RunUpdate, Store, Usage
 from agentrt.tools.agent import AgentToolSet, ChildRunner
 from agentrt.tools.base import ToolSet
 from agentrt.tools.factory import build_toolset
@@ -187,6 +189,12 @@ class Executor:
         if not events or events[0].type != ev.RUN_CREATED:
             raise UsageError(f"run {run_id!r} has no {ev.RUN_CREATED} event; its log is damaged")
         created = events[0]
+        if "team" in created.data:
+            if replay:
+                raise UsageError(
+                    f"run {run_id} is a team run; replaying team runs is not built yet"
+                )
+            return await self._execute_team(run, events)
         prepared = self.prepare(created.data["spec"])
         spec = prepared.spec
         history = await self.session_history(run.session_id, run.turn)
@@ -226,6 +234,52 @@ class Executor:
         finally:
             self._running.pop(run_id, None)
             self._paused.pop(run_id, None)
+
+    async def _execute_team(self, run: RunRecord, events: list[Event]) -> RunResult:
+        """Run (or resume) a team run: its graph, each node a child run."""
+        created = events[0]
+        team = Team.model_validate(created.data["team"])
+        if self.child_runner is None:
+            raise UsageError(f"Team {team.name}: team runs need a Runtime to run their nodes")
+        journal = Journal(
+            self.store, run.id, events, owner=self.owner, clock=self.clock,
+            observers=self.observers,
+        )  # fmt: skip
+        resumed = any(e.type == ev.RUN_STARTED for e in events)
+        await journal.append(
+            ev.RUN_STARTED,
+            {"owner": self.owner, "resumed": resumed, "team": team.name},
+            update=RunUpdate(status="running"),
+            durable=False,
+        )
+        deadline = team.spec.budgets.deadline_s
+        loop = asyncio.get_running_loop()
+        when = None if deadline is None else loop.time() + (created.ts + deadline - self.clock())
+        status: RunStatus
+        output: str | None = None
+        try:
+            async with asyncio.timeout_at(when):
+                outcome = await run_team(
+                    team_graph(team), run_id=run.id, namespace=run.namespace,
+                    input=created.data["input"], events=events, journal=journal,
+                    run_child=self.child_runner,
+                )  # fmt: skip
+            status, output, reason = "succeeded", outcome.output, None
+        except TeamFailed as exc:
+            status, reason = "failed", exc.reason
+        except TimeoutError:
+            status, reason = "timed_out", f"budgets.deadline_s={deadline} exceeded"
+        except asyncio.CancelledError:
+            if run.id not in self.cancel_requested:
+                with contextlib.suppress(Exception):
+                    await journal.flush()
+                raise
+            status, reason = "cancelled", "cancelled on request"
+        except Exception as exc:  # a bug: record it, don't lose it
+            status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        data = {"status": status, "output": output, "reason": reason}
+        await journal.append(ev.RUN_FINISHED, data, update=RunUpdate(status=status, reason=reason))
+        return RunResult(run.id, status, output, reason, Usage())
 
     async def control_tools(self, run_id: str, action: str) -> int:
         """``pause``, ``resume`` or ``terminate`` the sandboxed tool calls ``run_id`` is

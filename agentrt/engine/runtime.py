@@ -31,7 +31,7 @@ from agentrt.engine.snapshot import RunSpec
 from agentrt.errors import ConflictError, NotFoundError, UsageError
 from agentrt.spec.loader import Loaded, load_paths
 from agentrt.spec.refs import check_references, key_of
-from agentrt.spec.resources import Agent, Budgets, Model, Query, Resource, Tool
+from agentrt.spec.resources import Agent, Budgets, Model, Query, Resource, Team, Tool
 from agentrt.state import open_store
 from agentrt.state.base import (
     TERMINAL_STATUSES,
@@ -348,13 +348,15 @@ class Runtime:
         budgets: Budgets | None = None,
         start: bool = True,
         parent_run: str | None = None,
+        target_kind: str | None = None,
     ) -> RunRecord:
-        """Create a run of ``agent`` and (by default) start executing it here.
+        """Create a run of ``agent`` (an Agent, or else a Team of that name) and (by
+        default) start executing it here. ``target_kind`` ("Agent" or "Team") says which.
 
         With an ``idempotency_key`` already used in the namespace, the existing
         run is returned and nothing new is started.
         """
-        _, spec_data = await self._resolve(agent, namespace, budgets)
+        first_data = await self._created_data(agent, input, namespace, budgets, target_kind)
         now = self._clock()
         if session is not None:
             stored = await self.store.create_session(SessionRecord(session, namespace, now))
@@ -363,7 +365,7 @@ class Runtime:
                     f"session {session!r} belongs to namespace {stored.namespace!r}, "
                     f"not {namespace!r}"
                 )
-        first = EventDraft(ev.RUN_CREATED, {"input": input, "spec": spec_data}, now)
+        first = EventDraft(ev.RUN_CREATED, first_data, now)
         owner = self.owner if start else None
         expires = now + self.lease_ttl_s if start else None
         run, created = await self.store.create_run(
@@ -385,6 +387,31 @@ class Runtime:
             known = (run, [Event(1, first.type, first.data, first.ts)])
             self._spawn(run.id, session_id=run.session_id, known=known)
         return run
+
+    async def _created_data(
+        self, target: str, input: str, namespace: str, budgets: Budgets | None, kind: str | None
+    ) -> dict[str, Any]:
+        """What ``run.created`` freezes: the agent's run spec, or the whole Team."""
+        if kind != "Team":
+            try:
+                _, spec_data = await self._resolve(target, namespace, budgets)
+                return {"input": input, "spec": spec_data}
+            except NotFoundError:
+                if kind == "Agent":
+                    raise
+        team_record = await self.store.get_resource("Team", namespace, target)
+        if team_record is None:
+            raise NotFoundError(
+                f"no Agent or Team named {target!r} in namespace {namespace!r}; "
+                "define it and run `agentrt apply -f FILE`"
+            )
+        team = Team.model_validate(team_record.body)
+        if budgets is not None:
+            merged = team.spec.budgets.merged(budgets)
+            team = team.model_copy(
+                update={"spec": team.spec.model_copy(update={"budgets": merged})}
+            )
+        return {"input": input, "team": team.model_dump(mode="json", exclude_defaults=True)}
 
     async def submit_query(self, query: Query, *, start: bool = True) -> RunRecord:
         """Submit a ``Query`` resource."""
@@ -709,6 +736,7 @@ class Runtime:
             idempotency_key=request.idempotency_key,
             budgets=request.budgets,
             parent_run=request.parent_run,
+            target_kind=request.kind,
         )
         if not run.finished and run.id not in self._tasks and run.status not in WAITING_STATUSES:
             # Found again after the parent's crash: the child was interrupted too.

@@ -55,6 +55,7 @@ class TeamGraph:
     loops: tuple[TeamLoop, ...]
     state: dict[str, StateKey] = field(default_factory=dict)
     output: str = ""
+    concurrency: int = 4
 
     def node(self, name: str) -> TeamNode:
         """The node called ``name``."""
@@ -76,11 +77,14 @@ def team_graph(team: Team) -> TeamGraph:
         entry = tuple(spec.entry) or (nodes[0].name,)
         default_output = nodes[-1].writes
     state = dict(spec.state)
+    if spec.strategy is not None and spec.strategy.kind == "planner-workers-evaluator":
+        state.setdefault("findings", StateKey(reducer="append"))  # every worker's, in order
     for node in nodes:  # an undeclared output: a map's collects, any other's last wins
         state.setdefault(node.writes, StateKey(reducer="append" if node.map else "last"))
     return TeamGraph(
-        team.name, tuple(nodes), entry, tuple(loops), state, spec.output or default_output
-    )
+        team.name, tuple(nodes), entry, tuple(loops), state, spec.output or default_output,
+        spec.concurrency,
+    )  # fmt: skip
 
 
 def _agent(name: str, agent: str, **kw: object) -> TeamNode:

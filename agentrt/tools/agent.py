@@ -31,6 +31,7 @@ class ChildRequest:
     parent_run: str
     idempotency_key: str
     budgets: Budgets | None
+    kind: str = "Agent"  # or "Team": what ``agent`` names
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,8 @@ def test_planner_workers_evaluator_builds_a_bounded_loop() -> None:
     assert {graph.node(f"work-{i}").agent for i in (1, 2, 3)} == {"searcher", "reader", "writer"}
     (loop,) = graph.loops
     assert (loop.after, loop.to, loop.max_rounds) == ("evaluate", "plan", 2)
-    assert graph.state["findings"].reducer == "last"  # undeclared: last writer by node order
+    assert graph.state["findings"].reducer == "append"  # every worker's, in node order
+    assert graph.state["plan"].reducer == "last"  # undeclared: last writer by node order
     assert graph.entry == ("plan",)
 
 

@@ -1,0 +1,374 @@
+"""Run a Team's graph: every node a durable child step, independent nodes in parallel.
+
+The graph's progress is rebuilt from the run's log, so first start, resume and
+replay share this code. A node instance, that is (node, round, map item), is
+recorded as ``node.started`` before its child run is started, with the child's
+idempotency key. When it ends, ``node.finished`` is recorded with its output
+and any loop it fires. A resumed run therefore re-runs no finished node, and
+an interrupted one finds its child run again by the key.
+
+Rounds: every node starts in round 1. When a loop fires, each node between
+its ``to`` and its ``after`` moves to the next round and runs again. A node is
+ready when every node it waits for has ended in its current round. What a node
+reads of the shared state is the writes of the nodes it (indirectly) waits
+for, plus every write of an earlier round. Those writes are complete when it
+starts, so its input does not depend on which branch ended first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentrt.engine import events as ev
+from agentrt.engine.journal import Journal
+from agentrt.engine.team_state import StateWrite, fold_state
+from agentrt.spec.resources import Condition, TeamLoop, TeamNode
+from agentrt.spec.team import TeamGraph
+from agentrt.state.base import Event
+from agentrt.tools.agent import ChildOutcome, ChildRequest
+
+__all__ = ["TeamFailed", "TeamOutcome", "run_team"]
+
+ChildRunner = Callable[[ChildRequest], Awaitable[ChildOutcome]]
+Instance = tuple[str, int, int]  # node, round, item
+
+_TEMPLATE = re.compile(r"\{(input|item|state\.[A-Za-z0-9_.-]+)\}")
+
+
+class TeamFailed(Exception):
+    """The graph cannot go on: a node failed, or a loop reached its bound."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TeamOutcome:
+    """The answer of a team run and its final shared state."""
+
+    output: str
+    state: dict[str, Any]
+
+
+def render(value: Any) -> str:
+    """A state value as text for a prompt: lists as paragraphs, mappings as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n\n".join(render(v) for v in value)
+    return json.dumps(value, sort_keys=True)
+
+
+def holds(condition: Condition, state: dict[str, Any]) -> bool:
+    """Whether ``condition`` holds on ``state`` (a missing key is empty text)."""
+    value = state.get(condition.key)
+    text = render(value)
+    if "equals" in condition.model_fields_set:
+        return value == condition.equals or text == str(condition.equals)
+    if "not_equals" in condition.model_fields_set:
+        return not (value == condition.not_equals or text == str(condition.not_equals))
+    if condition.matches is not None:
+        return re.search(condition.matches, text) is not None
+    assert condition.not_matches is not None
+    return re.search(condition.not_matches, text) is None
+
+
+@dataclass
+class _Progress:
+    """What the log says of the graph: rounds, finished instances, writes, loop counts."""
+
+    graph: TeamGraph
+    rounds: dict[str, int] = field(default_factory=dict)
+    finished: dict[Instance, dict[str, Any]] = field(default_factory=dict)
+    attempts: dict[Instance, int] = field(default_factory=dict)
+    writes: list[tuple[str, StateWrite]] = field(default_factory=list)  # (writer, write)
+    fired: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rounds = {n.name: 1 for n in self.graph.nodes}
+        nodes = {n.name: n for n in self.graph.nodes}
+        self.ancestors = {name: _ancestors(nodes, name) for name in nodes}
+
+    def apply(self, event: Event) -> None:
+        data = event.data
+        inst = (data.get("node", ""), int(data.get("round", 1)), int(data.get("item", 0)))
+        if event.type == ev.NODE_STARTED:
+            self.attempts[inst] = max(self.attempts.get(inst, 0), int(data.get("attempt", 1)))
+        elif event.type == ev.NODE_FINISHED:
+            self.finished[inst] = data
+            node = self.graph.node(inst[0])
+            if data.get("status") == "succeeded":
+                write = StateWrite(node.writes, data.get("output"), inst[1],
+                                   self.graph.order(node.name), inst[2])  # fmt: skip
+                self.writes.append((node.name, write))
+            for index in data.get("loops", []):
+                self.fire(index)
+
+    def fire(self, index: int) -> None:
+        loop = self.graph.loops[index]
+        self.fired[index] = self.fired.get(index, 0) + 1
+        for name in segment(self.graph, loop, self.ancestors):
+            self.rounds[name] += 1
+
+    def items_of(self, node: str, round_: int) -> int | None:
+        """How many map items the node has in ``round_``, once any of them ended."""
+        for (name, r, _), data in self.finished.items():
+            if name == node and r == round_:
+                return int(data.get("items", 1))
+        return None
+
+    def done(self, node: str) -> bool:
+        """Whether ``node`` has ended (every item of it) in its current round."""
+        round_ = self.rounds[node]
+        total = self.items_of(node, round_)
+        if total is None:
+            return False
+        ended = sum(1 for (n, r, _) in self.finished if n == node and r == round_)
+        return ended >= max(total, 1)
+
+    def view(self, node: str) -> dict[str, Any]:
+        """The state ``node`` reads: its ancestors' writes and all earlier rounds'."""
+        mine, before = self.ancestors[node], self.rounds[node]
+        visible = [w for writer, w in self.writes if writer in mine or w.round < before]
+        return fold_state(self.graph.state, visible)
+
+    def final_state(self) -> dict[str, Any]:
+        return fold_state(self.graph.state, [w for _, w in self.writes])
+
+
+def _ancestors(nodes: dict[str, TeamNode], name: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(nodes[name].after)
+    while todo:
+        dep = todo.pop()
+        if dep not in seen and dep in nodes:
+            seen.add(dep)
+            todo += nodes[dep].after
+    return seen
+
+
+def segment(graph: TeamGraph, loop: TeamLoop, ancestors: dict[str, set[str]]) -> list[str]:
+    """The nodes a loop runs again: ``to``, ``after``, and every node between them."""
+    return [
+        n.name
+        for n in graph.nodes
+        if n.name in (loop.to, loop.after)
+        or (loop.to in ancestors[n.name] and n.name in ancestors[loop.after])
+    ]
+
+
+def _fill(template: str, input_: str, state: dict[str, Any], item: Any) -> str:
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "input":
+            return input_
+        if name == "item":
+            return render(item)
+        return render(state.get(name.removeprefix("state.")))
+
+    return _TEMPLATE.sub(one, template)
+
+
+def _items(node: TeamNode, input_: str, state: dict[str, Any]) -> list[Any]:
+    assert node.map is not None
+    if node.map.over == "input":
+        try:
+            parsed = json.loads(input_)
+        except ValueError:
+            parsed = None
+        values = (
+            parsed if isinstance(parsed, list) else [s for s in input_.splitlines() if s.strip()]
+        )
+    else:
+        value = state.get(node.map.over)
+        values = value if isinstance(value, list) else ([] if value is None else [value])
+    return values[: node.map.max_items]
+
+
+def _route(node: TeamNode, text: str) -> str:
+    assert node.route is not None
+    for rule in node.route.rules:
+        if re.search(rule.match, text):
+            return rule.member
+    if node.route.default is not None:
+        return node.route.default
+    if node.route.model is not None:
+        raise TeamFailed(f"node {node.name!r}: routing by a model is not supported yet; use rules")
+    raise TeamFailed(f"node {node.name!r}: no rule matched and there is no `default`")
+
+
+async def run_team(
+    graph: TeamGraph,
+    *,
+    run_id: str,
+    namespace: str,
+    input: str,
+    events: Sequence[Event],
+    journal: Journal,
+    run_child: ChildRunner,
+) -> TeamOutcome:
+    """Run ``graph`` to its end, continuing from what ``events`` record.
+
+    Raises:
+        TeamFailed: a node failed after its retries, or a loop reached its bound
+            with its condition still holding; the reason names the node's path.
+    """
+    progress = _Progress(graph)
+    for event in events:
+        progress.apply(event)
+    for data in progress.finished.values():
+        if "exhausted" in data:  # recorded before a crash: the run ends the same way
+            raise TeamFailed(_exhausted(graph, int(data["exhausted"])))
+    limit = asyncio.Semaphore(graph.concurrency)
+    running: dict[asyncio.Task[dict[str, Any]], Instance] = {}
+
+    async def record(inst: Instance, data: dict[str, Any]) -> None:
+        node = graph.node(inst[0])
+        data = {"node": inst[0], "round": inst[1], "item": inst[2], **data}
+        if progress.items_of(inst[0], inst[1]) is None and "items" not in data:
+            data["items"] = 1
+        # Would this end the node? Then decide its loops now, in the same event.
+        trial = _Progress(graph)
+        trial.rounds, trial.finished = dict(progress.rounds), {**progress.finished, inst: data}
+        trial.writes = list(progress.writes)
+        if data.get("status") == "succeeded":
+            write = StateWrite(node.writes, data.get("output"), inst[1], graph.order(node.name),
+                               inst[2])  # fmt: skip
+            trial.writes.append((node.name, write))
+        if data.get("status") != "failed" and trial.done(inst[0]):
+            fire, exhausted = _loops_after(graph, progress, node.name, trial.final_state())
+            data["loops"] = fire
+            if exhausted is not None:
+                data["exhausted"] = exhausted
+        await journal.append(ev.NODE_FINISHED, data, durable=True)
+        progress.apply(Event(0, ev.NODE_FINISHED, data, 0.0))
+        if "exhausted" in data:
+            raise TeamFailed(_exhausted(graph, int(data["exhausted"])))
+
+    async def start(node: TeamNode) -> None:
+        round_ = progress.rounds[node.name]
+        state = progress.view(node.name)
+        if node.when is not None and not holds(node.when, state):
+            await record((node.name, round_, 0), {"status": "skipped", "items": 1})
+            return
+        if node.route is not None:
+            text = _fill(node.input, input, state, None)
+            await record(
+                (node.name, round_, 0), {"status": "succeeded", "output": _route(node, text)}
+            )
+            return
+        items: list[Any] = [None]
+        if node.map is not None:
+            items = _items(node, input, state)
+            if not items:
+                await record(
+                    (node.name, round_, 0), {"status": "succeeded", "output": None, "items": 0}
+                )
+                return
+        for index, item in enumerate(items):
+            inst = (node.name, round_, index)
+            if inst in progress.finished or inst in running.values():
+                continue
+            text = _fill(node.input, input, state, item)
+            task = asyncio.create_task(_perform(node, inst, text, len(items)))
+            running[task] = inst
+
+    async def _perform(node: TeamNode, inst: Instance, text: str, items: int) -> dict[str, Any]:
+        kind, target = node.member
+        if kind == "Tool":
+            raise TeamFailed(f"node {node.name!r}: tool nodes are not supported yet")
+        attempt = max(progress.attempts.get(inst, 1), 1)
+        outcome: ChildOutcome | None = None
+        while True:
+            key = f"{run_id}/{inst[0]}/{inst[1]}/{inst[2]}/{attempt}"
+            if progress.attempts.get(inst, 0) < attempt:
+                where = {"node": inst[0], "round": inst[1], "item": inst[2]}
+                started = {**where, "attempt": attempt, "key": key, "kind": kind, "target": target}
+                await journal.append(ev.NODE_STARTED, started, durable=True)
+                progress.attempts[inst] = attempt
+            async with limit:
+                outcome = await run_child(
+                    ChildRequest(target, text, namespace, run_id, key, None, kind=kind)
+                )
+            if outcome.status == "succeeded" or attempt >= node.retry.max_attempts:
+                break
+            await asyncio.sleep(node.retry.backoff(attempt))
+            attempt += 1
+        status = "succeeded" if outcome.status == "succeeded" else "failed"
+        return {"status": status, "output": outcome.output, "child_run": outcome.run_id,
+                "reason": outcome.reason, "child_status": outcome.status, "items": items,
+                "attempts": attempt}  # fmt: skip
+
+    try:
+        while True:
+            for node in graph.nodes:
+                if _ready(progress, node):
+                    await start(node)
+            if not running:
+                if any(_ready(progress, n) for n in graph.nodes):
+                    continue  # a node ended without a task (skipped, routed): look again
+                break
+            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(finished, key=lambda t: running[t]):
+                inst = running.pop(task)
+                data = task.result()
+                await record(inst, data)
+                if data["status"] == "failed":
+                    node = graph.node(inst[0])
+                    kind, target = node.member
+                    raise TeamFailed(
+                        f"node {inst[0]!r} ({kind} {target}, round {inst[1]}"
+                        + (f", item {inst[2]}" if node.map else "")
+                        + f") ended {data['child_status']} after {data['attempts']} attempt(s): "
+                        f"{data.get('reason') or 'no reason given'}; path: {graph.name} → "
+                        f"{' → '.join(_path(graph, inst[0]))} (child run {data['child_run']})"
+                    )
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    state = progress.final_state()
+    return TeamOutcome(render(state.get(graph.output)), state)
+
+
+def _ready(progress: _Progress, node: TeamNode) -> bool:
+    """Not ended in its round, and everything it waits for has."""
+    return not progress.done(node.name) and all(progress.done(dep) for dep in node.after)
+
+
+def _loops_after(
+    graph: TeamGraph, progress: _Progress, node: str, state: dict[str, Any]
+) -> tuple[list[int], int | None]:
+    """The loop to fire after ``node`` ended (the first whose condition holds), or the
+    loop whose condition holds but whose rounds are used up."""
+    for index, loop in enumerate(graph.loops):
+        if loop.after == node and holds(loop.when, state):
+            if progress.fired.get(index, 0) + 1 >= loop.max_rounds:
+                return [], index
+            return [index], None
+    return [], None
+
+
+def _exhausted(graph: TeamGraph, index: int) -> str:
+    loop = graph.loops[index]
+    return (
+        f"loop after {loop.after!r} back to {loop.to!r} used all its max_rounds="
+        f"{loop.max_rounds} rounds and its condition on {loop.when.key!r} still holds; "
+        f"raise max_rounds or see the last {loop.when.key!r} in `agentrt runs show`"
+    )
+
+
+def _path(graph: TeamGraph, name: str) -> list[str]:
+    """One chain of dependencies from an entry to ``name``."""
+    path = [name]
+    while graph.node(path[0]).after:
+        path.insert(0, graph.node(path[0]).after[0])
+    return path

@@ -1,0 +1,194 @@
+"""Team runs end to end: real Runtime and SQLite store, agents on the HTTP test model."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from agentrt import Runtime
+from agentrt.engine import events as ev
+from agentrt.engine.team_state import StateWrite, fold_state
+from agentrt.models.testserver import ModelTestServer
+from agentrt.spec.loader import parse_resource
+from agentrt.spec.resources import Resource, ScriptedRule, StateKey
+from agentrt.state import SqliteStore
+from tests.conftest import resources
+
+
+def agents(url: str, *names: str) -> list[Resource]:
+    """Model ``m`` on the test server, and one Agent per name on it."""
+    out = [r for r in resources(url) if r.kind == "Model"]
+    for name in names:
+        doc = {"kind": "Agent", "metadata": {"name": name}, "spec": {"model": "m"}}
+        out.append(parse_resource({"apiVersion": "agentrt.dev/v1", **doc}))
+    return out
+
+
+def team(name: str, spec: dict[str, Any]) -> Resource:
+    doc = {"kind": "Team", "metadata": {"name": name}, "spec": spec}
+    return parse_resource({"apiVersion": "agentrt.dev/v1", **doc})
+
+
+def script(*pairs: tuple[str, str]) -> list[ScriptedRule]:
+    """Rules: the first whose regex is found in the input answers with its text."""
+    return [ScriptedRule.model_validate({"match": m, "steps": [{"content": c}]}) for m, c in pairs]
+
+
+async def child_runs(store: SqliteStore, parent: str) -> list[Any]:
+    return [r for r in await store.list_runs(limit=1000) if r.parent_run == parent]
+
+
+async def test_a_fan_out_of_ten_runs_concurrently(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(script(("^split", "the plan"), (".", "done: {input}")))
+    workers = [{"name": f"w{i}", "agent": "worker", "after": ["plan"],
+                "input": f"part {i} of {{state.plan}}", "output": "parts"} for i in range(10)]  # fmt: skip
+    spec = {
+        "state": {"parts": {"reducer": "append"}},
+        "concurrency": 10,
+        "nodes": [
+            {"name": "plan", "agent": "planner"},
+            *workers,
+            {
+                "name": "join",
+                "agent": "worker",
+                "after": [w["name"] for w in workers],
+                "input": "{state.parts}",
+            },
+        ],
+    }
+    model_server.inject_delay(0.0, count=1)  # the planner answers at once
+    model_server.inject_delay(0.3, count=10)  # each worker's model call takes a while
+    async with Runtime(store) as rt:
+        await rt.apply([*agents(model_server.url, "planner", "worker"), team("fan", spec)])
+        result = await rt.run("fan", "split the work")
+    assert result.status == "succeeded", result.reason
+    # The join saw every part, in node order whatever order they ended in.
+    expected = "\n\n".join(f"done: part {i} of the plan" for i in range(10))
+    assert result.output == f"done: {expected}"
+    intervals = []
+    for child in await child_runs(store, result.run_id):
+        events = await store.read_events(child.id)
+        if events[0].data["input"].startswith("part "):
+            start = next(e.ts for e in events if e.type == ev.MODEL_CALL)
+            end = next(e.ts for e in events if e.type == ev.MODEL_RESULT)
+            intervals.append((start, end))
+    assert len(intervals) == 10
+    # All ten model calls were in flight at once: each began before any ended.
+    assert max(s for s, _ in intervals) < min(e for _, e in intervals)
+
+
+RESEARCH = {
+    "strategy": {
+        "kind": "planner-workers-evaluator",
+        "planner": "planner",
+        "workers": ["worker", "worker", "worker"],
+        "evaluator": "critic",
+        "max_rounds": 3,
+    },
+    "concurrency": 3,
+}
+
+
+async def test_planner_workers_evaluator_rejects_once_then_accepts(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(
+        script(
+            (r"found\(PLAN v2\)", "ACCEPT"),
+            (r"found\(PLAN v1\)", "REJECT: add sources"),
+            ("REJECT", "PLAN v2"),
+            (r"^PLAN v\d$", "found({input})"),
+            ("^research", "PLAN v1"),
+        )
+    )
+    async with Runtime(store) as rt:
+        await rt.apply([*agents(model_server.url, "planner", "worker", "critic"),
+                        team("research", RESEARCH)])  # fmt: skip
+        result = await rt.run("research", "research: tides")
+    assert result.status == "succeeded", result.reason
+    assert result.output == "\n\n".join(["found(PLAN v1)"] * 3 + ["found(PLAN v2)"] * 3)
+    events = await store.read_events(result.run_id)
+    finished = [(e.data["node"], e.data["round"]) for e in events if e.type == ev.NODE_FINISHED]
+    assert finished.count(("evaluate", 1)) == 1 and finished.count(("evaluate", 2)) == 1
+    assert ("plan", 2) in finished and ("plan", 3) not in finished
+    fired = [e.data["loops"] for e in events if e.type == ev.NODE_FINISHED and e.data.get("loops")]
+    assert fired == [[0]]  # one rejection, one more round
+    assert len(await child_runs(store, result.run_id)) == 10  # 5 nodes, 2 rounds
+
+
+async def test_a_loop_that_never_ends_stops_at_its_bound(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(
+        script(("found", "REJECT: still not enough"), ("^PLAN", "found it"), (".", "PLAN"))
+    )
+    spec = {**RESEARCH, "strategy": {**RESEARCH["strategy"], "max_rounds": 2}}
+    async with Runtime(store) as rt:
+        await rt.apply([*agents(model_server.url, "planner", "worker", "critic"),
+                        team("research", spec)])  # fmt: skip
+        result = await rt.run("research", "research: tides")
+    assert result.status == "failed"
+    assert result.reason is not None
+    assert "used all its max_rounds=2 rounds" in result.reason
+    assert "'feedback' still holds" in result.reason
+    events = await store.read_events(result.run_id)
+    rounds = {e.data["round"] for e in events if e.type == ev.NODE_FINISHED}
+    assert rounds == {1, 2}
+
+
+async def test_a_failing_node_fails_the_team_with_its_path(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(script((".", "ok")))
+    spec = {"nodes": [{"name": "a", "agent": "worker"},
+                      {"name": "b", "agent": "broken", "after": ["a"],
+                       "retry": {"max_attempts": 2, "initial_backoff_s": 0}}]}  # fmt: skip
+    down = {"provider": "openai", "base_url": "http://127.0.0.1:9/v1", "max_retries": 0}
+    broken = {"kind": "Agent", "metadata": {"name": "broken"},
+              "spec": {"model": "down", "loop": {"retry": {"max_attempts": 1}}}}  # fmt: skip
+    extra = [parse_resource({"apiVersion": "agentrt.dev/v1", **doc}) for doc in (
+        {"kind": "Model", "metadata": {"name": "down"}, "spec": down}, broken)]  # fmt: skip
+    async with Runtime(store) as rt:
+        await rt.apply([*agents(model_server.url, "worker"), *extra, team("pair", spec)])
+        result = await rt.run("pair", "go")
+    assert result.status == "failed"
+    assert result.reason is not None
+    assert "node 'b' (Agent broken, round 1) ended failed after 2 attempt(s)" in result.reason
+    assert "path: pair → a → b" in result.reason
+
+
+async def test_a_router_runs_only_the_chosen_member(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(script((".", "{input} handled")))
+    spec = {"strategy": {"kind": "router", "members": ["billing", "support"],
+                         "rules": [{"match": "(?i)invoice", "member": "billing"}],
+                         "model": None}}  # fmt: skip
+    spec["strategy"]["rules"].append({"match": ".", "member": "support"})
+    async with Runtime(store) as rt:
+        await rt.apply([*agents(model_server.url, "billing", "support"), team("desk", spec)])
+        result = await rt.run("desk", "my invoice is wrong")
+    assert result.status == "succeeded", result.reason
+    assert result.output == "my invoice is wrong handled"
+    children = await child_runs(store, result.run_id)
+    assert [c.agent for c in children] == ["billing"]
+
+
+def test_parallel_writes_fold_the_same_in_any_order() -> None:
+    keys = {"notes": StateKey(reducer="append"), "best": StateKey(reducer="last"),
+            "facts": StateKey(reducer="merge")}  # fmt: skip
+    writes = [StateWrite("notes", f"note {i}", 1, i) for i in range(10)]
+    writes += [StateWrite("best", f"best {i}", 1, i) for i in range(10)]
+    writes += [StateWrite("facts", {"k": i, f"k{i}": i}, 1, i) for i in range(10)]
+    writes += [StateWrite("notes", "round 2", 2, 0)]
+    first = fold_state(keys, writes)
+    rng = random.Random(7)
+    for _ in range(20):
+        shuffled = list(writes)
+        rng.shuffle(shuffled)
+        assert fold_state(keys, shuffled) == first
+    assert first["notes"] == [f"note {i}" for i in range(10)] + ["round 2"]
+    assert first["best"] == "best 9"
+    assert first["facts"]["k"] == 9 and len(first["facts"]) == 11
