@@ -11,6 +11,7 @@ the tool's policy instead of being silently run twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 __all__ = ["ApprovalPending", "EventObserver", "Journal", "StepRecord", "StepUnknown"]
 
 EventObserver = Callable[[str, Event], None]
+
+log = logging.getLogger(__name__)
 
 
 class StepUnknown(Exception):
@@ -178,7 +181,10 @@ class Journal:
                 raise
         for event in events:
             for observer in self._observers:
-                observer(self.run_id, event)
+                try:
+                    observer(self.run_id, event)
+                except Exception:  # a broken watcher (a closed stdout) must not fail the run
+                    log.exception("event observer failed on %s of run %s", event.type, self.run_id)
 
     # --- model steps ----------------------------------------------------------
 
