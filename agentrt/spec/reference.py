@@ -36,6 +36,8 @@ Unknown fields are errors (a typo is reported with a suggestion, never ignored).
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
+    if origin is typing.Annotated:  # a validated type (e.g. Regex): name what it holds
+        return _type_name(args[0])
     if origin is typing.Literal:
         return " \\| ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):

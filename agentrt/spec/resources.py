@@ -7,15 +7,33 @@ field, not a setting that is silently ignored.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from agentrt.spec.network import parse_rule
 
 API_VERSION = "agentrt.dev/v1"
 _NAME = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 _CALLABLE = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+
+
+def _valid_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from exc
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_valid_regex)]
 
 
 class _Strict(BaseModel):
@@ -71,19 +89,10 @@ class ScriptedStep(_Strict):
 class ScriptedRule(_Strict):
     """Replies used when the latest user message matches ``match`` (a regex)."""
 
-    match: str = Field(default=".*", description="regex searched in the latest user message")
+    match: Regex = Field(default=".*", description="regex searched in the latest user message")
     steps: list[ScriptedStep] = Field(
         min_length=1, description="reply i answers the i-th model call after that message"
     )
-
-    @field_validator("match")
-    @classmethod
-    def _regex(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return value
 
 
 class ModelSpec(_Strict):
@@ -398,8 +407,8 @@ class Condition(_Strict):
     key: str = Field(description="a state key")
     equals: Scalar | None = None
     not_equals: Scalar | None = None
-    matches: str | None = Field(default=None, description="a regex searched in the value")
-    not_matches: str | None = None
+    matches: Regex | None = Field(default=None, description="a regex searched in the value")
+    not_matches: Regex | None = None
 
     @model_validator(mode="after")
     def _one_test(self) -> Condition:
@@ -410,12 +419,6 @@ class Condition(_Strict):
         ]
         if len(tests) != 1:
             raise ValueError("give exactly one of `equals`, `not_equals`, `matches`, `not_matches`")
-        for pattern in (self.matches, self.not_matches):
-            if pattern is not None:
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    raise ValueError(f"not a valid regular expression: {exc}") from exc
         return self
 
 
@@ -432,17 +435,8 @@ class FanOut(_Strict):
 class RouteRule(_Strict):
     """Pick ``member`` when ``match`` (a regex) is found in the routed text."""
 
-    match: str
+    match: Regex
     member: str
-
-    @field_validator("match")
-    @classmethod
-    def _regex(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return value
 
 
 class RouteSpec(_Strict):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -53,17 +54,21 @@ async def closed_port() -> int:
     return port
 
 
-@pytest.fixture
-async def proxy(origin: int) -> AsyncIterator[EgressProxy]:
-    """A proxy allowing only the origin, listening on the host (no namespace needed)."""
-    import socket
-
+async def host_proxy(*allow: str) -> EgressProxy:
+    """A proxy serving on the host's loopback (no namespace needed to test it)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
     sock.setblocking(False)
-    egress = EgressProxy((f"127.0.0.1:{origin}",))
+    egress = EgressProxy(allow)
     await egress.serve(sock)
+    return egress
+
+
+@pytest.fixture
+async def proxy(origin: int) -> AsyncIterator[EgressProxy]:
+    """A proxy allowing only the origin."""
+    egress = await host_proxy(f"127.0.0.1:{origin}")
     yield egress
     await egress.close()
 
@@ -172,15 +177,8 @@ async def test_proxy_refuses_with_a_reason(
 
 
 async def test_proxy_says_when_an_allowed_host_is_down(origin: int) -> None:
-    import socket
-
     down = await closed_port()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    sock.setblocking(False)
-    egress = EgressProxy((f"127.0.0.1:{down}",))
-    await egress.serve(sock)
+    egress = await host_proxy(f"127.0.0.1:{down}")
     try:
         reply = await exchange(egress.port, f"CONNECT 127.0.0.1:{down} HTTP/1.1\r\n\r\n".encode())
     finally:
