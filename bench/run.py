@@ -1,6 +1,7 @@
 """Run the benchmarks and print a table: ``python bench/run.py [--quick] [--only NAME] [--json]``.
 
-Workloads: ``step`` (per-step overhead), ``throughput`` and ``storage``.
+Workloads: ``step`` (per-step overhead), ``throughput``, ``storage``, ``sandbox``
+(start latency) and ``team`` (the graph executor's cost per node).
 Systems: ``bare``, ``bare-sqlite``, ``agentrt``, ``langgraph`` and the extra
 variants ``agentrt-async-tool``, ``agentrt-effectful``, ``langgraph-normal``
 and ``langgraph-messages`` (run with ``--all`` or when named). ``--only``
@@ -31,6 +32,8 @@ from bench.sandbox_bench import render as render_sandbox  # noqa: E402
 from bench.sandbox_bench import sandbox_latency  # noqa: E402
 from bench.server import TestServer  # noqa: E402
 from bench.systems import LANGGRAPH_MISSING, SYSTEMS, SystemDef, langgraph_available  # noqa: E402
+from bench.team_bench import render as render_team  # noqa: E402
+from bench.team_bench import team_overhead  # noqa: E402
 from bench.workloads import Settings, per_step, storage, throughput  # noqa: E402
 
 Workload = Callable[[SystemDef, str, Path, Settings], Awaitable[dict[str, Any]]]
@@ -38,6 +41,7 @@ Workload = Callable[[SystemDef, str, Path, Settings], Awaitable[dict[str, Any]]]
 # "step" measures all systems together (taking turns), the others one system at a time.
 WORKLOADS: dict[str, Workload | None] = {"step": None, "throughput": throughput, "storage": storage}
 SANDBOX = "sandbox"  # sandbox start latency, cold and from the warm pool (no model server)
+TEAM = "team"  # the graph executor's cost per node (offline model, no server)
 _ALIASES = {"per-step": "step", "overhead": "step", "bytes": "storage", "qps": "throughput"}
 
 QUICK = Settings(
@@ -85,17 +89,17 @@ def _select(args: argparse.Namespace) -> tuple[list[str], list[SystemDef]]:
     workloads, systems = [], set()
     for name in names:
         name = _ALIASES.get(name, name)
-        if name in WORKLOADS or name == SANDBOX:
+        if name in WORKLOADS or name in (SANDBOX, TEAM):
             workloads.append(name)
         elif name in system_names:
             systems.add(name)
         else:
-            known = ", ".join([*WORKLOADS, SANDBOX, *system_names])
+            known = ", ".join([*WORKLOADS, SANDBOX, TEAM, *system_names])
             raise SystemExit(f"--only: unknown name {name!r}; known: {known}")
     chosen = [
         s for s in SYSTEMS if (s.name in systems) or (not systems and (args.all or not s.extra))
     ]
-    every = [*WORKLOADS, SANDBOX]
+    every = [*WORKLOADS, SANDBOX, TEAM]
     return [w for w in every if not workloads or w in workloads], chosen
 
 
@@ -165,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     results: dict[str, dict[str, dict[str, Any]]] = {}
     sandbox_rows: list[dict[str, Any]] | None = None
+    team_row: dict[str, float] | None = None
+    if TEAM in workloads:
+        workloads.remove(TEAM)
+        team_row = asyncio.run(team_overhead(5 if args.quick else 20))
     if SANDBOX in workloads:
         workloads.remove(SANDBOX)
         runs, cold = (10, 5) if args.quick else (50, 20)
@@ -184,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "targets": targets(results, settings),
         "sandbox": sandbox_rows,
+        "team": team_row,
     }
     if args.save:
         Path(args.save).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
@@ -194,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         if sandbox_rows is not None:
             print()
             print(render_sandbox(sandbox_rows))
+        if team_row is not None:
+            print()
+            print(render_team(team_row))
     failed = any("error" in cell for cells in results.values() for cell in cells.values())
     return 1 if failed else 0
 
