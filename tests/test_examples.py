@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentrt import Runtime
+from agentrt.cli.render import Style, render_run_tree
 from agentrt.spec import load_paths
 from agentrt.state import SqliteStore
 
@@ -130,3 +131,10 @@ async def test_research_team_rejects_once_then_accepts(store: SqliteStore) -> No
         e.data for e in events if e.type == "node.finished" and e.data["node"] == "evaluate"
     ]
     assert [e["output"] for e in evaluations] == ["REJECT: add sources", "ACCEPT"]
+    run = await store.get_run(result.run_id)
+    assert run is not None
+    tree = render_run_tree(run, events, Style())
+    assert "├─ node evaluate  round 1  succeeded  child run_" in tree
+    assert "│    output: REJECT: add sources" in tree
+    assert "│    loops back: round 2 follows" in tree
+    assert "├─ node work-3  round 2  succeeded" in tree

@@ -188,9 +188,10 @@ def render_run_tree(run: RunRecord, events: Sequence[Event], style: Style) -> st
     if run.parent_run and run.fork_step is not None:
         lines.append(f"│ forked from {run.parent_run} at step {run.fork_step}")
     elif run.parent_run:
-        lines.append(f"│ child run of {run.parent_run} (an agent tool call)")
+        lines.append(f"│ child run of {run.parent_run} (an agent tool call or a team node)")
     starts: dict[int, Event] = {}
     done: set[int] = set()
+    nodes_open: dict[tuple[str, int, int], Event] = {}
     for e in events:
         if e.step is not None and e.type in (ev.MODEL_RESULT, ev.TOOL_RESULT, ev.TOOL_UNKNOWN):
             done.add(e.step)
@@ -252,6 +253,11 @@ def render_run_tree(run: RunRecord, events: Sequence[Event], style: Style) -> st
             by = f" by {e.data['by']}" if e.data.get("by") else ""
             why = f": {e.data['reason']}" if e.data.get("reason") else ""
             lines.append(f"├─ step {e.step}  {verdict}{by}{why}")
+        elif e.type == ev.NODE_STARTED:
+            nodes_open[_node_of(e.data)] = e
+        elif e.type == ev.NODE_FINISHED:
+            nodes_open.pop(_node_of(e.data), None)
+            lines += _node_lines(e.data, s)
         elif e.type == ev.RUN_WAITING:
             lines.append(f"├─ {s.status('waiting')}: {e.data.get('reason')}")
         elif e.type == ev.RUN_FINISHED:
@@ -261,7 +267,35 @@ def render_run_tree(run: RunRecord, events: Sequence[Event], style: Style) -> st
         lines.append(
             f"├─ step {step}  {starts[step].type}  {s.status('in flight')} (no result recorded)"
         )
+    for (node, round_, _), e in nodes_open.items():
+        lines.append(
+            f"├─ node {node}  round {round_}  {s.status('in flight')}  "
+            f"{e.data.get('kind', '').lower()} {e.data.get('target', '')}"
+        )
     return "\n".join(lines)
+
+
+def _node_of(data: dict[str, Any]) -> tuple[str, int, int]:
+    return (str(data.get("node")), int(data.get("round", 1)), int(data.get("item", 0)))
+
+
+def _node_lines(data: dict[str, Any], s: Style) -> list[str]:
+    """A team node's end: where it ran, how it ended, its child run and output."""
+    item = f" item {data.get('item')}" if int(data.get("items", 1)) > 1 else ""
+    child = f"  child {data['child_run']}" if data.get("child_run") else ""
+    lines = [
+        f"├─ node {data.get('node')}  round {data.get('round')}{item}  "
+        f"{s.status(str(data.get('status')))}{child}"
+    ]
+    output = data.get("output")
+    if output is not None:
+        text = output if isinstance(output, str) else _json.dumps(output).decode()
+        lines.append(f"│    output: {clip(text, 96)}")
+    if data.get("status") == "failed" and data.get("reason"):
+        lines.append(f"│    {clip(data['reason'], 100)}")
+    if data.get("loops"):
+        lines.append(f"│    loops back: round {int(data.get('round', 1)) + 1} follows")
+    return lines
 
 
 def _trace_lines(trace: dict[str, Any]) -> list[str]:
