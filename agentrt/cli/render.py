@@ -289,7 +289,7 @@ def _node_lines(data: dict[str, Any], s: Style) -> list[str]:
     ]
     output = data.get("output")
     if output is not None:
-        text = output if isinstance(output, str) else _json.dumps(output).decode()
+        text = output if isinstance(output, str) else _json.dumps_str(output)
         lines.append(f"│    output: {clip(text, 96)}")
     if data.get("status") == "failed" and data.get("reason"):
         lines.append(f"│    {clip(data['reason'], 100)}")

@@ -104,13 +104,25 @@ class _Progress:
             self.attempts[inst] = max(self.attempts.get(inst, 0), int(data.get("attempt", 1)))
         elif event.type == ev.NODE_FINISHED:
             self.finished[inst] = data
-            node = self.graph.node(inst[0])
-            if data.get("status") == "succeeded":
-                write = StateWrite(node.writes, data.get("output"), inst[1],
-                                   self.graph.order(node.name), inst[2])  # fmt: skip
-                self.writes.append((node.name, write))
+            write = self.write_of(inst, data)
+            if write is not None:
+                self.writes.append((inst[0], write))
             for index in data.get("loops", []):
                 self.fire(index)
+
+    def write_of(self, inst: Instance, data: dict[str, Any]) -> StateWrite | None:
+        """The state write a node instance's end makes (none unless it succeeded)."""
+        if data.get("status") != "succeeded":
+            return None
+        node = self.graph.node(inst[0])
+        return StateWrite(node.writes, data.get("output"), inst[1], self.graph.order(inst[0]),
+                          inst[2])  # fmt: skip
+
+    def would_end(self, inst: Instance, data: dict[str, Any]) -> bool:
+        """Whether recording ``data`` for ``inst`` ends its node's round (all items)."""
+        node, round_ = inst[0], inst[1]
+        ended = sum(1 for (n, r, _) in self.finished if n == node and r == round_) + 1
+        return ended >= max(int(data.get("items", 1)), 1)
 
     def fire(self, index: int) -> None:
         loop = self.graph.loops[index]
@@ -235,16 +247,12 @@ async def run_team(
         data = {"node": inst[0], "round": inst[1], "item": inst[2], **data}
         if progress.items_of(inst[0], inst[1]) is None and "items" not in data:
             data["items"] = 1
-        # Would this end the node? Then decide its loops now, in the same event.
-        trial = _Progress(graph)
-        trial.rounds, trial.finished = dict(progress.rounds), {**progress.finished, inst: data}
-        trial.writes = list(progress.writes)
-        if data.get("status") == "succeeded":
-            write = StateWrite(node.writes, data.get("output"), inst[1], graph.order(node.name),
-                               inst[2])  # fmt: skip
-            trial.writes.append((node.name, write))
-        if data.get("status") != "failed" and trial.done(inst[0]):
-            fire, exhausted = _loops_after(graph, progress, node.name, trial.final_state())
+        # Does this end the node? Then decide its loops now, in the same event.
+        if data.get("status") != "failed" and progress.would_end(inst, data):
+            write = progress.write_of(inst, data)
+            writes = [w for _, w in progress.writes] + ([write] if write else [])
+            state = fold_state(graph.state, writes)
+            fire, exhausted = _loops_after(graph, progress, node.name, state)
             data["loops"] = fire
             if exhausted is not None:
                 data["exhausted"] = exhausted
