@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -138,3 +139,28 @@ async def test_research_team_rejects_once_then_accepts(store: SqliteStore) -> No
     assert "│    output: REJECT: add sources" in tree
     assert "│    loops back: round 2 follows" in tree
     assert "├─ node work-3  round 2  succeeded" in tree
+
+
+def test_memory_example_summarises_a_long_session_and_recalls_a_fact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agentrt.cli.main import main
+
+    store = ["--store", str(tmp_path / "memory.db")]
+    assert main([*store, "apply", "-f", str(EXAMPLES / "memory")]) == 0
+    fact = "Remember that the launch is on 12 March"
+    assert main([*store, "run", "assistant", fact, "--session", "monday", "-q"]) == 0
+    for i in range(1, 5):
+        note = f"Status note {i}: the checklist is green and the team is on track"
+        assert main([*store, "run", "assistant", note, "--session", "monday", "-q"]) == 0
+    capsys.readouterr()
+    assert main([*store, "runs", "list", "--session", "monday", "--json"]) == 0
+    last = json.loads(capsys.readouterr().out)[-1]["id"]
+    assert main([*store, "runs", "show", last]) == 0
+    tree = capsys.readouterr().out
+    assert "├─ session memory: 2 earlier turns summarised by model notes-offline" in tree
+    assert "│    summary: The user keeps status notes for the launch" in tree
+    assert main([*store, "run", "assistant", "When is the launch?", "--session", "fri", "-q"]) == 0
+    assert capsys.readouterr().out == f"From memory:\n- {fact}\n"
+    assert main([*store, "memory", "search", "launch date", "--json"]) == 0
+    assert [m["text"] for m in json.loads(capsys.readouterr().out)] == [fact]

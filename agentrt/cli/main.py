@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentrt import _json
-from agentrt.cli import doctor
+from agentrt.cli import doctor, memory
 from agentrt.cli.render import LiveTrace, Style, render_result, render_run_list, render_run_tree
 from agentrt.engine.result import RunResult
 from agentrt.engine.runtime import Runtime
@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     doctor.add_parser(sub)
+    memory.add_parser(sub)
 
     w = sub.add_parser("worker", help="resume interrupted runs and execute queued ones")
     w.add_argument("--poll", type=float, default=1.0, help="seconds between queue polls")
@@ -584,6 +585,7 @@ _HANDLERS = {
     "gc": _cmd_gc,
     "worker": _cmd_worker,
     "doctor": doctor.run,
+    "memory": memory.run,
 }
 
 if __name__ == "__main__":

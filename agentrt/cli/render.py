@@ -119,6 +119,11 @@ class LiveTrace:
             )
         elif event.type == ev.TOOL_UNKNOWN:
             self._line(f"  step {event.step:>3}  {s.status('unknown')}  {event.data.get('reason')}")
+        elif event.type == ev.MEMORY_SUMMARY:
+            self._line(
+                f"  {s.bold('memory')}  {event.data.get('turns')} earlier turns summarised: "
+                f"{clip(event.data.get('text'), 60)}"
+            )
         elif event.type == ev.RUN_WAITING:
             self._line(f"{s.bold(run_id)} {s.status('waiting')}: {event.data.get('reason')}")
 
@@ -258,6 +263,14 @@ def render_run_tree(run: RunRecord, events: Sequence[Event], style: Style) -> st
         elif e.type == ev.NODE_FINISHED:
             nodes_open.pop(_node_of(e.data), None)
             lines += _node_lines(e.data, s)
+        elif e.type == ev.MEMORY_SUMMARY:
+            used = e.data.get("usage") or [0, 0, 0.0]
+            lines.append(
+                f"├─ session memory: {e.data.get('turns')} earlier turns summarised by model "
+                f"{e.data.get('model')} (through {e.data.get('through')}; "
+                f"{e.data.get('kept')} kept verbatim)  tokens in {used[0]} / out {used[1]}"
+            )
+            lines.append(f"│    summary: {clip(e.data.get('text'), 96)}")
         elif e.type == ev.RUN_WAITING:
             lines.append(f"├─ {s.status('waiting')}: {e.data.get('reason')}")
         elif e.type == ev.RUN_FINISHED:

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "APPROVAL_DECIDED",
     "APPROVAL_REQUESTED",
+    "MEMORY_SUMMARY",
     "MODEL_CALL",
     "MODEL_ERROR",
     "MODEL_RESULT",
@@ -27,6 +28,8 @@ __all__ = [
 RUN_CREATED = "run.created"  # {input, spec, [fork: {run, step}]}
 RUN_STARTED = "run.started"  # {owner, resumed: bool, history: [runs, digest]}
 RUN_WAITING = "run.waiting"  # {reason}: the run needs a person (e.g. a step is unknown)
+# Session memory: earlier turns folded into a summary before the run's first step.
+MEMORY_SUMMARY = "memory.summary"  # {through: run id, turns, kept, text, model, usage}
 RUN_FINISHED = "run.finished"  # {status, output, reason, [error]}
 MODEL_CALL = "model.call"  # step: {model, digest}
 MODEL_ERROR = "model.error"  # step: {model, attempt, error}

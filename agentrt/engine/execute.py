@@ -22,6 +22,16 @@ from agentrt.engine.history import conversation_of, history_digest
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import ApprovalPending, EventObserver, Journal, StepUnknown
 from agentrt.engine.loop import RunContext, run_loop
+from agentrt.engine.memory import (
+    HistoryPlan,
+    Summary,
+    Turn,
+    flatten,
+    history_budget,
+    plan_history,
+    summary_request,
+    with_summary,
+)
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.snapshot import RunSpec
@@ -39,9 +49,11 @@ from agentrt.models.factory import create_client
 from agentrt.spec.resources import ModelSpec, Team, ToolSpec
 from agentrt.spec.team import team_graph
 from agentrt.state.base import Event, EventDraft, RunRecord, RunStatus, RunUpdate, Store, Usage
+from agentrt.state.memory import MemoryStore
 from agentrt.tools.agent import AgentToolSet, ChildRunner
 from agentrt.tools.base import ToolSet
 from agentrt.tools.factory import build_toolset
+from agentrt.tools.memory import MemoryToolSet
 
 __all__ = ["Executor"]
 
@@ -77,7 +89,7 @@ class Executor:
     _paused: dict[str, dict[asyncio.Timeout, float]] = field(default_factory=dict)
     _clients: dict[bytes, ModelClient] = field(default_factory=dict)
     _tools: dict[bytes, ToolSet] = field(default_factory=dict)
-    _conversations: OrderedDict[str, list[Message]] = field(default_factory=OrderedDict)
+    _turns: OrderedDict[str, Turn] = field(default_factory=OrderedDict)
     _prepared: OrderedDict[bytes, PreparedSpec] = field(default_factory=OrderedDict)
 
     async def close(self) -> None:
@@ -110,43 +122,51 @@ class Executor:
                 if self.child_runner is None:
                     raise UsageError(f"Tool {name}: agent tools need a Runtime to run children")
                 tool = AgentToolSet(name, spec, self.child_runner)
+            elif spec.kind == "memory":
+                if not isinstance(self.store, MemoryStore):
+                    raise UsageError(
+                        f"Tool {name}: this store ({type(self.store).__name__}) keeps no "
+                        "long-term memory; use the SQLite store"
+                    )
+                tool = MemoryToolSet(name, spec, self.store)
             else:
                 tool = build_toolset(name, spec)
             self._tools[key] = tool
         return tool
 
-    async def conversation(self, run_id: str) -> list[Message]:
-        """Messages of a finished run (cached: finished runs never change)."""
-        cached = self._conversations.get(run_id)
+    async def turn_of(self, run_id: str) -> Turn:
+        """A finished run as a session turn (cached: finished runs never change)."""
+        cached = self._turns.get(run_id)
         if cached is not None:
-            self._conversations.move_to_end(run_id)
+            self._turns.move_to_end(run_id)
             return cached
-        messages = conversation_of(await self.store.read_events(run_id))
-        self._conversations[run_id] = messages
-        if len(self._conversations) > _HISTORY_CACHE_SIZE:
-            self._conversations.popitem(last=False)
-        return messages
+        events = await self.store.read_events(run_id)
+        turn = Turn(run_id, conversation_of(events), _summary_in(events))
+        self._turns[run_id] = turn
+        if len(self._turns) > _HISTORY_CACHE_SIZE:
+            self._turns.popitem(last=False)
+        return turn
 
-    async def session_history(
-        self, session_id: str | None, before_turn: int | None
-    ) -> list[Message]:
-        """The conversation of a session's succeeded runs before ``before_turn``."""
-        if session_id is None or not before_turn:
-            return [] if session_id is None else await self._parent_history(session_id)
-        messages = await self._parent_history(session_id)
+    async def session_turns(self, session_id: str | None, before_turn: int | None) -> list[Turn]:
+        """A session's succeeded runs before ``before_turn`` (a fork's parent turns first)."""
+        if session_id is None:
+            return []
+        turns = await self._parent_turns(session_id)
+        if not before_turn:
+            return turns
         runs = await self.store.list_runs(
             session_id=session_id, statuses=["succeeded"], limit=before_turn
         )
         for run in runs:
             if run.turn is not None and run.turn < before_turn:
-                messages.extend(await self.conversation(run.id))
-        return messages
+                turns.append(await self.turn_of(run.id))
+        return turns
 
-    async def _parent_history(self, session_id: str) -> list[Message]:
+    async def _parent_turns(self, session_id: str) -> list[Turn]:
         session = await self.store.get_session(session_id)
         if session is None or session.parent_session is None:
             return []
-        return await self.session_history(session.parent_session, session.parent_turn)
+        return await self.session_turns(session.parent_session, session.parent_turn)
 
     # --- execution --------------------------------------------------------------
 
@@ -197,8 +217,10 @@ class Executor:
             return await self._execute_team(run, events)
         prepared = self.prepare(created.data["spec"])
         spec = prepared.spec
-        history = await self.session_history(run.session_id, run.turn)
-        digest = [len(history), history_digest(history)]
+        turns = await self.session_turns(run.session_id, run.turn)
+        recorded = next((e for e in events if e.type == ev.MEMORY_SUMMARY), None)
+        everything = flatten(turns)
+        digest = [len(everything), history_digest(everything)]
         started = [e for e in events if e.type == ev.RUN_STARTED]
         if started and started[0].data.get("history") != digest:
             raise NondeterminismError(
@@ -227,10 +249,10 @@ class Executor:
             scratch=self.scratch,
         )
         if replay:
-            return await self._replay(ctx, events, history)
+            return await self._replay(ctx, events, turns, recorded)
         self._running[run_id] = ctx
         try:
-            return await self._execute_live(ctx, run, created, started, digest, history)
+            return await self._execute_live(ctx, run, created, started, digest, turns, recorded)
         finally:
             self._running.pop(run_id, None)
             self._paused.pop(run_id, None)
@@ -315,7 +337,8 @@ class Executor:
         created: Event,
         started: list[Event],
         digest: list[Any],
-        history: list[Message],
+        turns: list[Turn],
+        recorded: Event | None,
     ) -> RunResult:
         run_id, spec, journal = ctx.run_id, ctx.spec, ctx.journal
         await journal.append(
@@ -332,6 +355,7 @@ class Executor:
         error: dict[str, Any] | None = None
         try:
             async with asyncio.timeout_at(when):
+                history = await self._session_memory(ctx, turns, recorded)
                 outcome = await run_loop(ctx, history)
             status, output, reason = "succeeded", outcome.output, None
         except StepUnknown as unknown:
@@ -397,8 +421,9 @@ class Executor:
         return RunResult(run.id, "cancelled", None, "cancelled on request", run.usage)
 
     async def _replay(
-        self, ctx: RunContext, events: list[Event], history: list[Message]
+        self, ctx: RunContext, events: list[Event], turns: list[Turn], recorded: Event | None
     ) -> RunResult:
+        history = await self._session_memory(ctx, turns, recorded)
         finished = next((e for e in reversed(events) if e.type == ev.RUN_FINISHED), None)
         if finished is None:
             raise UsageError(f"run {ctx.run_id} has not finished; resume it instead of replaying")
@@ -431,6 +456,76 @@ class Executor:
             )
         return self._result(ctx, recorded_status, output, finished.data.get("reason"))
 
+    async def _session_memory(
+        self, ctx: RunContext, turns: list[Turn], recorded: Event | None
+    ) -> list[Message]:
+        """The earlier turns the model is given under the agent's session memory policy.
+
+        A summary this run needs is taken from its log when recorded there (a
+        resume, a replay), else made by the summary model and recorded.
+        """
+        agent = ctx.spec.agent_spec
+        policy = agent.memory.session
+        budget = history_budget(policy, ctx.spec.models[agent.model], agent.model)
+        plan = plan_history(policy, turns, budget)
+        if not plan.fold or budget is None:
+            return plan.messages
+        through = plan.fold[-1].run_id
+        if recorded is not None:
+            data = recorded.data
+            if data.get("through") != through:
+                raise NondeterminismError(
+                    f"run {ctx.run_id}: its recorded session summary covers turns through "
+                    f"{data.get('through')}, but the session now needs one through {through}"
+                )
+            usage = Usage(*data.get("usage", (0, 0, 0.0, 1, 0)))
+        elif ctx.journal.replay:
+            raise NondeterminismError(
+                f"replay of {ctx.run_id} needs a session summary that is not in its log"
+            )
+        else:
+            data, usage = await self._summarise(ctx, plan, through)
+        ctx.usage = ctx.usage + usage
+        return with_summary(Summary(str(data["text"]), through), plan.kept, budget)
+
+    async def _summarise(
+        self, ctx: RunContext, plan: HistoryPlan, through: str
+    ) -> tuple[dict[str, Any], Usage]:
+        """Ask the summary model to fold the plan's turns; record the summary in the run."""
+        agent = ctx.spec.agent_spec
+        policy = agent.memory.session
+        name = policy.summary_model or agent.model
+        spec = ctx.spec.models[name]
+        request = summary_request(spec.model or name, plan.base, plan.fold, policy.summary_words)
+        try:
+            async with asyncio.timeout(agent.loop.step_timeout_s):
+                response = await ctx.client_for(name).complete(request)
+        except TimeoutError:
+            raise StepTimeout(
+                f"summary model {name!r} did not answer within "
+                f"loop.step_timeout_s={agent.loop.step_timeout_s}"
+            ) from None
+        cost = spec.pricing.cost(response.input_tokens, response.output_tokens)
+        usage = Usage(response.input_tokens, response.output_tokens, cost, 1, 0)
+        data: dict[str, Any] = {
+            "through": through,
+            "turns": len(plan.fold),
+            "kept": len(plan.kept),
+            "text": (response.content or "").strip(),
+            "model": name,
+            "usage": [usage.input_tokens, usage.output_tokens, cost, 1, 0],
+        }
+        await ctx.journal.append(ev.MEMORY_SUMMARY, data, update=RunUpdate(usage=usage))
+        return data, usage
+
     @staticmethod
     def _result(ctx: RunContext, status: str, output: str | None, reason: str | None) -> RunResult:
         return RunResult(ctx.run_id, status, output, reason, ctx.usage, ctx.step)  # type: ignore[arg-type]
+
+
+def _summary_in(events: list[Event]) -> Summary | None:
+    """The session summary a run started from, if it made one."""
+    for event in events:
+        if event.type == ev.MEMORY_SUMMARY:
+            return Summary(str(event.data["text"]), str(event.data["through"]))
+    return None

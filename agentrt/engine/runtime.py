@@ -276,6 +276,8 @@ class Runtime:
         }
         agent_res = self._parsed(records, Agent, namespace, agent)
         names = [agent_res.spec.model]
+        if agent_res.spec.memory.session.summary_model is not None:
+            names.append(agent_res.spec.memory.session.summary_model)
         models: dict[str, Any] = {}
         while names:
             name = names.pop()

@@ -8,13 +8,13 @@ reply, tool-call ids and token counts.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from agentrt._json import dumps_str
 from agentrt.models.base import Message, ModelRequest, ModelResponse, ToolCall, ToolDef
+from agentrt.models.tokens import estimate_tokens, text_of, tokens_of_chars
 from agentrt.spec.resources import ScriptedRule, ScriptedStep
 
 __all__ = ["ScriptedClient", "scripted_reply"]
@@ -59,17 +59,17 @@ def scripted_reply(
     for index in range(len(messages) - 1, -1, -1):
         role = messages[index].get("role")
         if role == "tool" and last_tool is None:
-            last_tool = _text(messages[index].get("content"))
+            last_tool = text_of(messages[index].get("content"))
         elif role == "user":
             user_index = index
             break
     if last_tool is None:
         for index in range(user_index - 1, -1, -1):
             if messages[index].get("role") == "tool":
-                last_tool = _text(messages[index].get("content"))
+                last_tool = text_of(messages[index].get("content"))
                 break
 
-    text = _text(messages[user_index].get("content")) if user_index >= 0 else ""
+    text = text_of(messages[user_index].get("content")) if user_index >= 0 else ""
     step = sum(1 for m in messages[user_index + 1 :] if m.get("role") == "assistant")
 
     content: str | None
@@ -87,8 +87,8 @@ def scripted_reply(
     return ModelResponse(
         content=content,
         tool_calls=calls,
-        input_tokens=_tokens(_conversation_chars(messages)),
-        output_tokens=_tokens(out_chars),
+        input_tokens=estimate_tokens(messages),
+        output_tokens=tokens_of_chars(out_chars),
         finish_reason="tool_calls" if calls else "stop",
         model=model,
     )
@@ -155,31 +155,3 @@ def _substitute_any(value: Any, values: dict[str, str]) -> Any:
     if isinstance(value, list | tuple):
         return [_substitute_any(v, values) for v in value]
     return value
-
-
-def _text(content: Any) -> str:
-    """The text of a message's ``content`` (a string, ``None`` or a list of parts)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content
-        )
-    return str(content)
-
-
-def _conversation_chars(messages: list[Message]) -> int:
-    total = 0
-    for message in messages:
-        total += len(_text(message.get("content")))
-        for call in message.get("tool_calls") or ():
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict):
-                total += len(_text(function.get("arguments")))
-    return total
-
-
-def _tokens(chars: int) -> int:
-    return max(1, math.ceil(chars / 4))

@@ -30,6 +30,9 @@ def _references(resource: Resource) -> Iterable[tuple[tuple[str | int, ...], str
         yield ("spec", "model"), "Model", resource.spec.model
         for i, tool in enumerate(resource.spec.tools):
             yield ("spec", "tools", i), "Tool", tool
+        if resource.spec.memory.session.summary_model is not None:
+            loc = ("spec", "memory", "session", "summary_model")
+            yield loc, "Model", resource.spec.memory.session.summary_model
     elif isinstance(resource, Model):
         for i, name in enumerate(resource.spec.fallbacks):
             yield ("spec", "fallbacks", i), "Model", name

@@ -111,6 +111,9 @@ class ModelSpec(_Strict):
     )
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_output_tokens: int | None = Field(default=None, gt=0)
+    context_window: int | None = Field(
+        default=None, gt=0, description="tokens the model accepts per request (prompt + output)"
+    )
     fallbacks: list[str] = Field(
         default_factory=list, description="Models tried in order when this one keeps failing"
     )
@@ -190,6 +193,17 @@ class AgentToolSpec(_Strict):
     )
 
 
+class MemoryToolSpec(_Strict):
+    """The tenant's long-term memory as tools: ``remember`` a fact, ``recall`` by search."""
+
+    write: bool = Field(default=True, description="offer `remember` (false: search only)")
+    max_results: int = Field(default=5, ge=1, le=50, description="facts `recall` returns at most")
+    tags: list[str] = Field(
+        default_factory=list,
+        description="search only facts with all these tags, and add them to what is remembered",
+    )
+
+
 class Permissions(_Strict):
     """What a tool may reach. Enforced by the sandbox, not by trust."""
 
@@ -240,13 +254,21 @@ class Approval(_Strict):
     )
 
 
-_KIND_SECTIONS = {"http": "http", "mcp": "mcp", "code": "code", "agent": "agent"}
+_KIND_SECTIONS = {
+    "http": "http",
+    "mcp": "mcp",
+    "code": "code",
+    "agent": "agent",
+    "memory": "memory",
+}
 
 
 class ToolSpec(_Strict):
     """A tool the model may call."""
 
-    kind: Literal["python", "http", "mcp", "code", "agent"] = Field(description="how the tool runs")
+    kind: Literal["python", "http", "mcp", "code", "agent", "memory"] = Field(
+        description="how the tool runs"
+    )
     callable: str | None = Field(
         default=None, pattern=_CALLABLE, description="kind python: module:function"
     )
@@ -254,6 +276,7 @@ class ToolSpec(_Strict):
     mcp: McpToolSpec | None = None
     code: CodeToolSpec | None = None
     agent: AgentToolSpec | None = None
+    memory: MemoryToolSpec | None = None
     description: str | None = Field(
         default=None, description="shown to the model; default: the docstring's first line"
     )
@@ -288,7 +311,7 @@ class ToolSpec(_Strict):
             raise ValueError(f"`callable` is for kind 'python', not {self.kind!r}")
         for kind, section in _KIND_SECTIONS.items():
             given = getattr(self, section) is not None
-            if kind == self.kind and not given and kind != "code":
+            if kind == self.kind and not given and kind not in ("code", "memory"):
                 raise ValueError(f"kind {kind!r} needs a `{section}:` section")
             if kind != self.kind and given:
                 raise ValueError(f"`{section}:` is for kind {kind!r}, not {self.kind!r}")
@@ -300,7 +323,8 @@ class ToolSpec(_Strict):
         """The policy used for an interrupted call, with defaults applied."""
         if self.on_unknown is not None:
             return self.on_unknown
-        if self.idempotent or self.kind == "agent":  # a child run is found again by its key
+        # A child run, or a remembered fact, is found again by the call's key.
+        if self.idempotent or self.kind in ("agent", "memory"):
             return "rerun"
         return "lookup" if self.lookup else "mark_unknown"
 
@@ -374,6 +398,35 @@ class Hooks(_Strict):
     on_finish: str | None = Field(default=None, pattern=_CALLABLE)
 
 
+class SessionMemory(_Strict):
+    """How a session's earlier turns are given to the model when they outgrow a budget."""
+
+    policy: Literal["full", "window", "summary"] = Field(
+        default="full",
+        description="full: every earlier turn; window: the latest turns that fit `max_tokens`; "
+        "summary: older turns folded into a summary made by a model, the latest kept verbatim",
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description="budget for the earlier turns (estimated at 4 characters a token); "
+        "default: half the model's `context_window`",
+    )
+    keep_turns: int = Field(
+        default=2, ge=0, description="summary: the latest turns always kept word for word"
+    )
+    summary_model: str | None = Field(
+        default=None, description="summary: the Model that writes summaries; default: the agent's"
+    )
+    summary_words: int = Field(default=150, gt=0, description="summary: length asked for")
+
+
+class Memory(_Strict):
+    """What an agent remembers beyond one run."""
+
+    session: SessionMemory = Field(default_factory=SessionMemory)
+
+
 class AgentSpec(_Strict):
     """An agent as a workload: model, instructions, tools, loop policy and budgets."""
 
@@ -383,6 +436,7 @@ class AgentSpec(_Strict):
     loop: LoopPolicy = Field(default_factory=LoopPolicy)
     budgets: Budgets = Field(default_factory=Budgets)
     hooks: Hooks = Field(default_factory=Hooks, description="module:function per loop phase")
+    memory: Memory = Field(default_factory=Memory)
 
 
 # --- Team ----------------------------------------------------------------------

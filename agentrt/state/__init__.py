@@ -25,15 +25,20 @@ from agentrt.state.base import (
     Store,
     Usage,
 )
+from agentrt.state.memory import MemoryHit, MemoryRecord, MemoryStore, NewMemory
 from agentrt.state.sqlite import SqliteStore, default_store_path
 
 __all__ = [
-    # the contract
+    # the contracts
+    "MemoryStore",
     "Store",
     # records
     "Event",
     "EventDraft",
     "GcResult",
+    "MemoryHit",
+    "MemoryRecord",
+    "NewMemory",
     "NewRun",
     "ResourceRecord",
     "RunRecord",

@@ -120,6 +120,35 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "WHERE session_id IS NOT NULL",
         ],
     ),
+    (
+        3,
+        [
+            # Long-term memory per tenant. (namespace, key) makes a write happen once.
+            """CREATE TABLE memories (
+                pk INTEGER PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                namespace TEXT NOT NULL,
+                text TEXT NOT NULL,
+                tags TEXT NOT NULL,
+                key TEXT,
+                run_id TEXT,
+                session_id TEXT,
+                created_at REAL NOT NULL,
+                UNIQUE (namespace, key)
+            )""",
+            "CREATE INDEX memories_listed ON memories (namespace, created_at)",
+            # External-content FTS5 index over text and tags, kept in step by triggers;
+            # porter folds "rotates" and "rotation" to one stem.
+            "CREATE VIRTUAL TABLE memories_fts USING fts5(text, tags, content='memories', "
+            "content_rowid='pk', tokenize='porter unicode61')",
+            "CREATE TRIGGER memories_indexed AFTER INSERT ON memories BEGIN "
+            "INSERT INTO memories_fts (rowid, text, tags) VALUES (new.pk, new.text, new.tags); "
+            "END",
+            "CREATE TRIGGER memories_unindexed AFTER DELETE ON memories BEGIN "
+            "INSERT INTO memories_fts (memories_fts, rowid, text, tags) "
+            "VALUES ('delete', old.pk, old.text, old.tags); END",
+        ],
+    ),
 ]
 """Append-only list of ``(version, statements)``; never edit a released entry."""
 
@@ -170,6 +199,19 @@ def open_connection(target: str, synchronous: str, timeout: float) -> sqlite3.Co
     return conn
 
 
+def _apply(conn: sqlite3.Connection, statement: str) -> None:
+    try:
+        conn.execute(statement)
+    except sqlite3.OperationalError as exc:
+        if "fts5" in str(exc):
+            raise UsageError(
+                f"this Python's SQLite ({sqlite3.sqlite_version}) was built without FTS5, "
+                "which long-term memory search needs; use a Python whose sqlite3 has it "
+                "(python.org and distribution builds do)"
+            ) from exc
+        raise
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring the schema up to the newest version, in one transaction.
 
@@ -193,7 +235,7 @@ def migrate(conn: sqlite3.Connection) -> None:
             if version <= current:
                 continue
             for statement in statements:
-                conn.execute(statement)
+                _apply(conn, statement)
             conn.execute("INSERT INTO schema_version VALUES (?, ?)", (version, time.time()))
         conn.execute("COMMIT")
     except BaseException:

@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl, unquote
 import platformdirs
 
 from agentrt.errors import UsageError
+from agentrt.state._sqlite_memory import MemoryOps
 from agentrt.state._sqlite_ops import Ops
 from agentrt.state._sqlite_schema import MEMORY, MIGRATIONS
 from agentrt.state._sqlite_writer import RAW, READ, STOP, WRITE, Writer
@@ -51,6 +52,7 @@ from agentrt.state.base import (
     RunUpdate,
     SessionRecord,
 )
+from agentrt.state.memory import MemoryHit, MemoryRecord, NewMemory
 
 __all__ = [
     "DEFAULT_INLINE_LIMIT",
@@ -165,6 +167,7 @@ class SqliteStore:
         self._writer = Writer(path, "FULL" if durability == "full" else "NORMAL", busy_timeout_s)
         self._put = self._writer.queue.put
         self._db: Ops | None = None
+        self._memory_db: MemoryOps | None = None
         self._closed = True
         self._closing: asyncio.Future[None] | None = None
 
@@ -231,6 +234,7 @@ class SqliteStore:
         try:
             conn = await self._submit(RAW, self._writer.connect)
             self._db = Ops(conn, self.inline_limit)
+            self._memory_db = MemoryOps(conn)
         except BaseException:
             await self.close()
             raise
@@ -245,6 +249,13 @@ class SqliteStore:
     @property
     def _ops(self) -> Ops:
         db = self._db
+        if db is None:
+            raise UsageError("the store is not open")
+        return db
+
+    @property
+    def _memory(self) -> MemoryOps:
+        db = self._memory_db
         if db is None:
             raise UsageError("the store is not open")
         return db
@@ -305,6 +316,27 @@ class SqliteStore:
     async def delete_resource(self, kind: str, namespace: str, name: str) -> bool:
         """Delete a resource; ``True`` if it existed."""
         return await self._submit(WRITE, self._ops.delete_resource, kind, namespace, name)
+
+    # --- long-term memory ------------------------------------------------------
+    async def remember(self, memory: NewMemory, *, now: float) -> tuple[MemoryRecord, bool]:
+        """Store a fact; ``(record, False)`` when its key was used already."""
+        return await self._submit(WRITE, self._memory.remember, memory, now)
+
+    async def search_memory(
+        self, namespace: str, query: str, *, limit: int = 5, tags: Sequence[str] = ()
+    ) -> list[MemoryHit]:
+        """Facts of ``namespace`` matching any word of ``query``, best first (FTS5 BM25)."""
+        return await self._submit(
+            READ, self._memory.search_memory, namespace, query, limit, tuple(tags)
+        )
+
+    async def list_memory(self, namespace: str, *, limit: int = 100) -> list[MemoryRecord]:
+        """The namespace's facts, newest first."""
+        return await self._submit(READ, self._memory.list_memory, namespace, limit)
+
+    async def forget(self, namespace: str, memory_id: str) -> bool:
+        """Delete a fact; ``True`` if it existed."""
+        return await self._submit(WRITE, self._memory.forget, namespace, memory_id)
 
     # --- sessions --------------------------------------------------------------
     async def create_session(self, session: SessionRecord) -> SessionRecord:

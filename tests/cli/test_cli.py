@@ -257,3 +257,22 @@ def test_cancel_from_another_process(tmp_path: Path, server: ModelTestServer) ->
             worker.communicate()
     assert worker.returncode == 1, err
     assert json.loads(out)["status"] == "cancelled"
+
+
+def test_memory_commands_add_search_list_forget(
+    cli: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["memory", "add", "Backups run at 03:00", "--tag", "ops", "-n", "acme"]) == 0
+    assert main(["memory", "add", "Lunch is at noon", "-n", "acme"]) == 0
+    capsys.readouterr()
+    assert main(["memory", "search", "when do backups run", "-n", "acme", "--json"]) == 0
+    [hit] = _json_out(capsys)  # type: ignore[misc]
+    assert (hit["text"], hit["tags"], hit["namespace"]) == ("Backups run at 03:00", ["ops"], "acme")
+    assert main(["memory", "search", "backups"]) == 0  # another tenant: nothing
+    assert capsys.readouterr().out == "no facts\n"
+    assert main(["memory", "forget", hit["id"], "-n", "acme"]) == 0
+    capsys.readouterr()
+    assert main(["memory", "list", "-n", "acme", "--json"]) == 0
+    assert [m["text"] for m in _json_out(capsys)] == ["Lunch is at noon"]  # type: ignore[attr-defined]
+    assert main(["memory", "forget", hit["id"], "-n", "acme"]) == 2
+    assert "no fact" in capsys.readouterr().err
