@@ -35,7 +35,7 @@ from agentrt.engine.memory import (
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.snapshot import RunSpec
-from agentrt.engine.team_run import TeamFailed, run_team
+from agentrt.engine.team_run import TeamFailed, TeamReplay, run_team
 from agentrt.errors import (
     BudgetExhausted,
     NondeterminismError,
@@ -50,7 +50,7 @@ from agentrt.spec.resources import ModelSpec, Team, ToolSpec
 from agentrt.spec.team import team_graph
 from agentrt.state.base import Event, EventDraft, RunRecord, RunStatus, RunUpdate, Store, Usage
 from agentrt.state.memory import MemoryStore
-from agentrt.tools.agent import AgentToolSet, ChildRunner
+from agentrt.tools.agent import AgentToolSet, ChildOutcome, ChildRequest, ChildRunner
 from agentrt.tools.base import ToolSet
 from agentrt.tools.factory import build_toolset
 from agentrt.tools.memory import MemoryToolSet
@@ -211,9 +211,7 @@ class Executor:
         created = events[0]
         if "team" in created.data:
             if replay:
-                raise UsageError(
-                    f"run {run_id} is a team run; replaying team runs is not built yet"
-                )
+                return await self._replay_team(run, events)
             return await self._execute_team(run, events)
         prepared = self.prepare(created.data["spec"])
         spec = prepared.spec
@@ -299,9 +297,69 @@ class Executor:
             status, reason = "cancelled", "cancelled on request"
         except Exception as exc:  # a bug: record it, don't lose it
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
-        data = {"status": status, "output": output, "reason": reason}
+        data: dict[str, Any] = {"status": status, "output": output, "reason": reason}
+        if status == "succeeded":
+            data["state"] = outcome.state  # what replay must arrive at again
         await journal.append(ev.RUN_FINISHED, data, update=RunUpdate(status=status, reason=reason))
         return RunResult(run.id, status, output, reason, Usage())
+
+    async def _replay_team(self, run: RunRecord, events: list[Event]) -> RunResult:
+        """Walk a finished team run's graph again from its log, replaying every child run.
+
+        Every node's end, every decision and the final shared state must come out
+        as recorded, else :class:`NondeterminismError`.
+        """
+        finished = next((e for e in reversed(events) if e.type == ev.RUN_FINISHED), None)
+        if finished is None:
+            raise UsageError(f"run {run.id} has not finished; resume it instead of replaying")
+        team = Team.model_validate(events[0].data["team"])
+        recorded = finished.data
+
+        async def check_child(child_id: str, node: dict[str, Any]) -> None:
+            result = await self.execute(child_id, replay=True)
+            expected = node.get("child_status", node.get("status"))
+            if result.status != expected or (
+                result.status == "succeeded" and result.output != node.get("output")
+            ):
+                raise NondeterminismError(
+                    f"replay of child run {child_id} (node {node.get('node')!r}) ended "
+                    f"{result.status} with {result.output!r}; the log recorded {expected} "
+                    f"with {node.get('output')!r}"
+                )
+
+        journal = Journal(self.store, run.id, events, owner=None, clock=self.clock, replay=True)
+        status: str = "succeeded"
+        output: str | None = None
+        try:
+            outcome = await run_team(
+                team_graph(team), run_id=run.id, namespace=run.namespace,
+                input=events[0].data["input"], events=events, journal=journal,
+                run_child=self._no_child, replay=TeamReplay.of(events, check_child),
+            )  # fmt: skip
+            output = outcome.output
+            if "state" in recorded and outcome.state != recorded["state"]:
+                raise NondeterminismError(
+                    f"replay of team run {run.id} merged its shared state to "
+                    f"{outcome.state!r}; the log recorded {recorded['state']!r}"
+                )
+        except TeamFailed:
+            status = "failed"
+        except NondeterminismError:
+            if recorded["status"] not in ("cancelled", "timed_out"):
+                raise
+            status = recorded["status"]  # stopped from outside: its nodes never all ended
+        if recorded["status"] in ("cancelled", "timed_out"):
+            status, output = recorded["status"], recorded.get("output")
+        if status != recorded["status"] or output != recorded.get("output"):
+            raise NondeterminismError(
+                f"replay of team run {run.id} ended {status!r} with {output!r}; the log "
+                f"recorded {recorded['status']!r} with {recorded.get('output')!r}"
+            )
+        return RunResult(run.id, recorded["status"], output, recorded.get("reason"), run.usage)
+
+    @staticmethod
+    async def _no_child(request: ChildRequest) -> ChildOutcome:
+        raise NondeterminismError(f"replay tried to start a child run ({request.agent})")
 
     async def control_tools(self, run_id: str, action: str) -> int:
         """``pause``, ``resume`` or ``terminate`` the sandboxed tool calls ``run_id`` is

@@ -27,12 +27,13 @@ from typing import Any
 from agentrt.engine import events as ev
 from agentrt.engine.journal import Journal
 from agentrt.engine.team_state import StateWrite, fold_state
+from agentrt.errors import NondeterminismError
 from agentrt.spec.resources import Condition, TeamLoop, TeamNode
 from agentrt.spec.team import TeamGraph
 from agentrt.state.base import Event
 from agentrt.tools.agent import ChildOutcome, ChildRequest
 
-__all__ = ["TeamFailed", "TeamOutcome", "run_team"]
+__all__ = ["TeamFailed", "TeamOutcome", "TeamReplay", "run_team"]
 
 ChildRunner = Callable[[ChildRequest], Awaitable[ChildOutcome]]
 Instance = tuple[str, int, int]  # node, round, item
@@ -54,6 +55,32 @@ class TeamOutcome:
 
     output: str
     state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TeamReplay:
+    """What a replay follows instead of running children: each node instance's recorded
+    end, and a check of its child run (replayed in turn by the executor)."""
+
+    finished: dict[Instance, dict[str, Any]]
+    check_child: Callable[[str, dict[str, Any]], Awaitable[None]]
+
+    @classmethod
+    def of(
+        cls, events: Sequence[Event], check_child: Callable[[str, dict[str, Any]], Awaitable[None]]
+    ) -> TeamReplay:
+        """The recorded ends in ``events``."""
+        finished = {_instance(e.data): e.data for e in events if e.type == ev.NODE_FINISHED}
+        return cls(finished, check_child)
+
+
+# What a node instance's end must repeat on replay, and its defaults when absent.
+_DECIDED: dict[str, Any] = {"status": None, "output": None, "loops": [], "exhausted": None}
+_CHILD_FIELDS = ("status", "output", "child_run", "reason", "child_status", "items", "attempts")
+
+
+def _instance(data: dict[str, Any]) -> Instance:
+    return (data.get("node", ""), int(data.get("round", 1)), int(data.get("item", 0)))
 
 
 def render(value: Any) -> str:
@@ -99,7 +126,7 @@ class _Progress:
 
     def apply(self, event: Event) -> None:
         data = event.data
-        inst = (data.get("node", ""), int(data.get("round", 1)), int(data.get("item", 0)))
+        inst = _instance(data)
         if event.type == ev.NODE_STARTED:
             self.attempts[inst] = max(self.attempts.get(inst, 0), int(data.get("attempt", 1)))
         elif event.type == ev.NODE_FINISHED:
@@ -226,15 +253,23 @@ async def run_team(
     events: Sequence[Event],
     journal: Journal,
     run_child: ChildRunner,
+    replay: TeamReplay | None = None,
 ) -> TeamOutcome:
     """Run ``graph`` to its end, continuing from what ``events`` record.
+
+    With ``replay``, the graph is walked again from its start with nothing
+    written and no child started: each node instance's end comes from the log,
+    and every decision (skips, routes, loops fired, the bound reached) must come
+    out as recorded.
 
     Raises:
         TeamFailed: a node failed after its retries, or a loop reached its bound
             with its condition still holding; the reason names the node's path.
+        NondeterminismError: on replay, the walk needs or decides something
+            other than what the log holds.
     """
     progress = _Progress(graph)
-    for event in events:
+    for event in events if replay is None else ():
         progress.apply(event)
     for data in progress.finished.values():
         if "exhausted" in data:  # recorded before a crash: the run ends the same way
@@ -256,7 +291,10 @@ async def run_team(
             data["loops"] = fire
             if exhausted is not None:
                 data["exhausted"] = exhausted
-        await journal.append(ev.NODE_FINISHED, data, durable=True)
+        if replay is not None:
+            data = _as_recorded(replay, inst, data)
+        else:
+            await journal.append(ev.NODE_FINISHED, data, durable=True)
         progress.apply(Event(0, ev.NODE_FINISHED, data, 0.0))
         if "exhausted" in data:
             raise TeamFailed(_exhausted(graph, int(data["exhausted"])))
@@ -293,6 +331,11 @@ async def run_team(
         kind, target = node.member
         if kind == "Tool":
             raise TeamFailed(f"node {node.name!r}: tool nodes are not supported yet")
+        if replay is not None:
+            recorded = _recorded(replay, inst)
+            if recorded.get("child_run"):
+                await replay.check_child(str(recorded["child_run"]), recorded)
+            return {k: recorded[k] for k in _CHILD_FIELDS if k in recorded}
         attempt = max(progress.attempts.get(inst, 1), 1)
         outcome: ChildOutcome | None = None
         while True:
@@ -345,6 +388,28 @@ async def run_team(
         await asyncio.gather(*running, return_exceptions=True)
     state = progress.final_state()
     return TeamOutcome(render(state.get(graph.output)), state)
+
+
+def _recorded(replay: TeamReplay, inst: Instance) -> dict[str, Any]:
+    recorded = replay.finished.get(inst)
+    if recorded is None:
+        node, round_, item = inst
+        raise NondeterminismError(
+            f"replay needs node {node!r} round {round_} item {item}, which the log never ran"
+        )
+    return recorded
+
+
+def _as_recorded(replay: TeamReplay, inst: Instance, data: dict[str, Any]) -> dict[str, Any]:
+    """The recorded end of ``inst``, once what replay decided matches it."""
+    recorded = _recorded(replay, inst)
+    for key, default in _DECIDED.items():
+        if data.get(key, default) != recorded.get(key, default):
+            raise NondeterminismError(
+                f"replay of node {inst[0]!r} round {inst[1]} item {inst[2]} decided "
+                f"{key}={data.get(key, default)!r}; the log has {recorded.get(key, default)!r}"
+            )
+    return recorded
 
 
 def _ready(progress: _Progress, node: TeamNode) -> bool:

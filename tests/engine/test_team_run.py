@@ -5,9 +5,12 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from agentrt import Runtime
 from agentrt.engine import events as ev
 from agentrt.engine.team_state import StateWrite, fold_state
+from agentrt.errors import NondeterminismError
 from agentrt.models.testserver import ModelTestServer
 from agentrt.spec.loader import parse_resource
 from agentrt.spec.resources import Resource, ScriptedRule, StateKey
@@ -192,3 +195,77 @@ def test_parallel_writes_fold_the_same_in_any_order() -> None:
     assert first["notes"] == [f"note {i}" for i in range(10)] + ["round 2"]
     assert first["best"] == "best 9"
     assert first["facts"]["k"] == 9 and len(first["facts"]) == 11
+
+
+PARALLEL_WRITES = {
+    "state": {"parts": {"reducer": "append"}, "latest": {"reducer": "last"},
+              "seen": {"reducer": "merge"}},
+    "concurrency": 6,
+    "entry": [f"w{i}" for i in range(6)],
+    "nodes": [
+        {"name": f"w{i}", "agent": "worker", "input": f"part {i}",
+         "output": ["parts", "latest", "seen"][i % 3]}
+        for i in range(6)
+    ] + [{"name": "join", "agent": "worker", "after": [f"w{i}" for i in range(6)],
+          "input": "{state.parts} | {state.latest} | {state.seen}"}],
+    "output": "parts",
+}  # fmt: skip
+
+
+async def test_parallel_writes_merge_identically_across_20_runs_and_after_replay(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(script((".", "done {input}")))
+    rng = random.Random(20)
+    finals: list[dict[str, Any]] = []
+    orders: set[tuple[str, ...]] = set()
+    async with Runtime(store) as rt:
+        await rt.apply([*agents(model_server.url, "worker"), team("writers", PARALLEL_WRITES)])
+        for _ in range(20):
+            for _ in range(6):  # the workers end in another order each time
+                model_server.inject_delay(rng.uniform(0.0, 0.03))
+            result = await rt.run("writers", "go")
+            assert result.status == "succeeded", result.reason
+            events = await store.read_events(result.run_id)
+            ends = [e.data["node"] for e in events if e.type == ev.NODE_FINISHED]
+            orders.add(tuple(ends))
+            finals.append({"state": events[-1].data["state"], "output": result.output})
+            replayed = await rt.replay(result.run_id)  # every child run is replayed too
+            assert (replayed.status, replayed.output) == ("succeeded", result.output)
+    assert len(orders) > 1, "the workers ended in different orders"
+    assert all(f == finals[0] for f in finals)
+    state = finals[0]["state"]
+    assert state["parts"] == ["done part 0", "done part 3"]
+    assert state["latest"] == "done part 4"
+    assert state["seen"] == {"done part 2": "done part 2", "done part 5": "done part 5"}
+    assert ends[-1] == "join"
+
+
+async def test_replay_of_a_team_run_finds_a_changed_log(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(script((".", "done {input}")))
+    async with Runtime(store) as rt:
+        await rt.apply([*agents(model_server.url, "worker"), team("writers", PARALLEL_WRITES)])
+        result = await rt.run("writers", "go")
+        exported = await rt.export_run(result.run_id)
+        for event in exported["events"]:
+            if event["type"] == ev.NODE_FINISHED and event["data"]["node"] == "w3":
+                event["data"]["output"] = "a different part"
+        copy = await rt.import_run(exported)
+        with pytest.raises(NondeterminismError, match=r"child run .* \(node 'w3'\)"):
+            await rt.replay(copy.id)
+
+
+async def test_replay_of_a_failed_loop_ends_as_recorded(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(script((".", "REJECT")))
+    spec = {"strategy": {"kind": "planner-workers-evaluator", "planner": "a",
+                         "workers": ["a", "a"], "evaluator": "a", "max_rounds": 2}}  # fmt: skip
+    async with Runtime(store) as rt:
+        await rt.apply([*agents(model_server.url, "a"), team("stuck", spec)])
+        result = await rt.run("stuck", "go")
+        assert result.status == "failed"
+        replayed = await rt.replay(result.run_id)
+    assert (replayed.status, replayed.reason) == ("failed", result.reason)
