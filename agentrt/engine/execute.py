@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,16 +35,23 @@ from agentrt.engine.memory import (
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.snapshot import RunSpec
-from agentrt.engine.team_run import TeamFailed, TeamReplay, run_team
+from agentrt.engine.team_run import (
+    MemberChooser,
+    TeamFailed,
+    TeamReplay,
+    choose_prompt,
+    run_team,
+)
 from agentrt.errors import (
     BudgetExhausted,
+    ModelError,
     NondeterminismError,
     NotFoundError,
     RunError,
     StepTimeout,
     UsageError,
 )
-from agentrt.models.base import Message, ModelClient
+from agentrt.models.base import Message, ModelClient, ModelRequest
 from agentrt.models.factory import create_client
 from agentrt.spec.resources import ModelSpec, Team, ToolSpec
 from agentrt.spec.team import team_graph
@@ -84,6 +91,7 @@ class Executor:
     http: aiohttp.ClientSession | None = None
     cancel_requested: set[str] = field(default_factory=set)
     child_runner: ChildRunner | None = None  # runs an agent tool's child run
+    stop_children: Callable[[str], Awaitable[int]] | None = None  # cancels a run's children
     scratch: ScratchSpace | None = None
     _running: dict[str, RunContext] = field(default_factory=dict)
     _paused: dict[str, dict[asyncio.Timeout, float]] = field(default_factory=dict)
@@ -282,7 +290,7 @@ class Executor:
                 outcome = await run_team(
                     team_graph(team), run_id=run.id, namespace=run.namespace,
                     input=created.data["input"], events=events, journal=journal,
-                    run_child=self.child_runner,
+                    run_child=self.child_runner, choose=self._chooser(created.data),
                 )  # fmt: skip
             status, output, reason = "succeeded", outcome.output, None
         except TeamFailed as exc:
@@ -297,11 +305,40 @@ class Executor:
             status, reason = "cancelled", "cancelled on request"
         except Exception as exc:  # a bug: record it, don't lose it
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        if status != "succeeded" and self.stop_children is not None:
+            # Nodes still running when the team failed, timed out or was cancelled.
+            await self.stop_children(run.id)
         data: dict[str, Any] = {"status": status, "output": output, "reason": reason}
         if status == "succeeded":
             data["state"] = outcome.state  # what replay must arrive at again
         await journal.append(ev.RUN_FINISHED, data, update=RunUpdate(status=status, reason=reason))
-        return RunResult(run.id, status, output, reason, Usage())
+        finished = await self.store.get_run(run.id)  # its usage: every node's, added up
+        return RunResult(run.id, status, output, reason, finished.usage if finished else Usage())
+
+    def _chooser(self, created: dict[str, Any]) -> MemberChooser:
+        """How a team's route nodes ask their model (frozen in ``run.created``) to choose."""
+        specs = {n: ModelSpec.model_validate(m) for n, m in created.get("models", {}).items()}
+
+        async def choose(model: str, members: Sequence[str], text: str) -> tuple[str, Usage]:
+            spec = specs.get(model)
+            if spec is None:
+                raise TeamFailed(f"model {model!r} is not frozen in the team run")
+            request = ModelRequest(
+                model=spec.model or model,
+                messages=[
+                    {"role": "system", "content": choose_prompt(members)},
+                    {"role": "user", "content": text},
+                ],
+            )
+            try:
+                response = await self.client(model, spec).complete(request)
+            except ModelError as exc:
+                raise TeamFailed(f"routing model {model!r} failed: {exc.message}") from None
+            cost = spec.pricing.cost(response.input_tokens, response.output_tokens)
+            usage = Usage(response.input_tokens, response.output_tokens, cost, 1, 0)
+            return response.content or "", usage
+
+        return choose
 
     async def _replay_team(self, run: RunRecord, events: list[Event]) -> RunResult:
         """Walk a finished team run's graph again from its log, replaying every child run.
@@ -458,6 +495,8 @@ class Executor:
             status, reason = "cancelled", "cancelled on request"
         except Exception as exc:  # a bug in a hook or tool plumbing: record it, don't lose it
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        if status in ("cancelled", "timed_out") and self.stop_children is not None:
+            await self.stop_children(run_id)  # agent tools' child runs still in flight
         data: dict[str, Any] = {"status": status, "output": output, "reason": reason}
         if error is not None:
             data["error"] = error

@@ -32,6 +32,7 @@ from agentrt.errors import ConflictError, NotFoundError, UsageError
 from agentrt.spec.loader import Loaded, load_paths
 from agentrt.spec.refs import check_references, key_of
 from agentrt.spec.resources import Agent, Budgets, Model, Query, Resource, Team, Tool
+from agentrt.spec.team import team_graph
 from agentrt.state import open_store
 from agentrt.state.base import (
     TERMINAL_STATUSES,
@@ -143,6 +144,7 @@ class Runtime:
         self._executor: Executor | None = None
         self._http: aiohttp.ClientSession | None = None
         self._tasks: dict[str, asyncio.Task[RunResult]] = {}
+        self._children: dict[str, set[str]] = {}  # parent run -> its child runs started here
         # Weak: a session's lock lives only while a turn of it runs or waits.
         self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -192,6 +194,7 @@ class Runtime:
             http=self._http,
         )
         self._executor.child_runner = self._run_child
+        self._executor.stop_children = self._stop_children
         self._executor.scratch = ScratchSpace(self._scratch_root or _default_scratch(self._store))
         self._heartbeat = asyncio.create_task(self._renew_leases(), name="agentrt-leases")
         if self._resume_interrupted:
@@ -413,7 +416,16 @@ class Runtime:
             team = team.model_copy(
                 update={"spec": team.spec.model_copy(update={"budgets": merged})}
             )
-        return {"input": input, "team": team.model_dump(mode="json", exclude_defaults=True)}
+        # Models that route are frozen with the team, as an agent run freezes its models.
+        models = {}
+        for node in team_graph(team).nodes:
+            if node.route is not None and node.route.model is not None:
+                spec = (await self._get(Model, namespace, node.route.model)).spec
+                models[node.route.model] = spec.model_dump(mode="json", exclude_defaults=True)
+        data = {"input": input, "team": team.model_dump(mode="json", exclude_defaults=True)}
+        if models:
+            data["models"] = models
+        return data
 
     async def submit_query(self, query: Query, *, start: bool = True) -> RunRecord:
         """Submit a ``Query`` resource."""
@@ -740,12 +752,25 @@ class Runtime:
             parent_run=request.parent_run,
             target_kind=request.kind,
         )
+        self._children.setdefault(request.parent_run, set()).add(run.id)
         if not run.finished and run.id not in self._tasks and run.status not in WAITING_STATUSES:
             # Found again after the parent's crash: the child was interrupted too.
             with contextlib.suppress(ConflictError):
                 await self._start(run, force=owner_is_dead(run.lease_owner))
         result = await self.wait(run.id)
         return ChildOutcome(run.id, result.status, result.output, result.reason, result.usage)
+
+    async def _stop_children(self, parent_run: str) -> int:
+        """Cancel the unfinished child runs of ``parent_run`` (its nodes, its agent tools'
+        calls), and theirs in turn: the parent was cancelled, timed out or failed."""
+        stopped = 0
+        for child in sorted(self._children.pop(parent_run, ())):
+            stopped += await self._stop_children(child)
+            run = await self.store.get_run(child)
+            if run is not None and not run.finished:
+                await self.cancel(child)
+                stopped += 1
+        return stopped
 
     # --- internals --------------------------------------------------------------
 
@@ -796,6 +821,7 @@ class Runtime:
             return result
         finally:
             self._tasks.pop(run_id, None)
+            self._children.pop(run_id, None)
             self.executor.cancel_requested.discard(run_id)
             if result is None or result.status not in TERMINAL_STATUSES:
                 # A finished run's lease ended with its last append.

@@ -30,12 +30,22 @@ from agentrt.engine.team_state import StateWrite, fold_state
 from agentrt.errors import NondeterminismError
 from agentrt.spec.resources import Condition, TeamLoop, TeamNode
 from agentrt.spec.team import TeamGraph
-from agentrt.state.base import Event
+from agentrt.state.base import Event, RunUpdate, Usage
 from agentrt.tools.agent import ChildOutcome, ChildRequest
 
-__all__ = ["TeamFailed", "TeamOutcome", "TeamReplay", "run_team"]
+__all__ = [
+    "MemberChooser",
+    "TeamFailed",
+    "TeamOutcome",
+    "TeamReplay",
+    "choose_prompt",
+    "pick_member",
+    "run_team",
+]
 
 ChildRunner = Callable[[ChildRequest], Awaitable[ChildOutcome]]
+# (model, members, text) -> (the model's reply, what the call used)
+MemberChooser = Callable[[str, Sequence[str], str], Awaitable[tuple[str, Usage]]]
 Instance = tuple[str, int, int]  # node, round, item
 
 _TEMPLATE = re.compile(r"\{(input|item|state\.[A-Za-z0-9_.-]+)\}")
@@ -76,7 +86,15 @@ class TeamReplay:
 
 # What a node instance's end must repeat on replay, and its defaults when absent.
 _DECIDED: dict[str, Any] = {"status": None, "output": None, "loops": [], "exhausted": None}
-_CHILD_FIELDS = ("status", "output", "child_run", "reason", "child_status", "items", "attempts")
+_CHILD_FIELDS = (
+    "status", "output", "child_run", "reason", "child_status", "items", "attempts", "usage"
+)  # fmt: skip
+_ROUTE_FIELDS = ("status", "output", "reply", "usage")
+
+
+def _listed(usage: Usage) -> list[Any]:
+    u = usage
+    return [u.input_tokens, u.output_tokens, u.cost_usd, u.model_calls, u.tool_calls]
 
 
 def _instance(data: dict[str, Any]) -> Instance:
@@ -232,16 +250,39 @@ def _items(node: TeamNode, input_: str, state: dict[str, Any]) -> list[Any]:
     return values[: node.map.max_items]
 
 
-def _route(node: TeamNode, text: str) -> str:
+def _by_rules(node: TeamNode, text: str) -> str | None:
+    """The member the first matching rule names; else the default unless a model decides."""
     assert node.route is not None
     for rule in node.route.rules:
         if re.search(rule.match, text):
             return rule.member
+    if node.route.model is not None:
+        return None
     if node.route.default is not None:
         return node.route.default
-    if node.route.model is not None:
-        raise TeamFailed(f"node {node.name!r}: routing by a model is not supported yet; use rules")
     raise TeamFailed(f"node {node.name!r}: no rule matched and there is no `default`")
+
+
+def choose_prompt(members: Sequence[str]) -> str:
+    """The instructions a routing model gets."""
+    return (
+        "Choose who handles the request below. Answer with exactly one name from this "
+        f"list and nothing else: {', '.join(members)}."
+    )
+
+
+def pick_member(reply: str, members: Sequence[str]) -> str | None:
+    """The member a model's reply names: the whole reply, else the earliest name in it."""
+    text = reply.strip().strip(".'\"`*").strip()
+    for member in members:
+        if text.lower() == member.lower():
+            return member
+    found = [
+        (m.start(), member)
+        for member in members
+        if (m := re.search(rf"(?<![\w-]){re.escape(member)}(?![\w-])", reply, re.IGNORECASE))
+    ]
+    return min(found)[1] if found else None
 
 
 async def run_team(
@@ -253,6 +294,7 @@ async def run_team(
     events: Sequence[Event],
     journal: Journal,
     run_child: ChildRunner,
+    choose: MemberChooser | None = None,
     replay: TeamReplay | None = None,
 ) -> TeamOutcome:
     """Run ``graph`` to its end, continuing from what ``events`` record.
@@ -294,7 +336,9 @@ async def run_team(
         if replay is not None:
             data = _as_recorded(replay, inst, data)
         else:
-            await journal.append(ev.NODE_FINISHED, data, durable=True)
+            used = data.get("usage")  # the child's (or route model's) use counts for the team
+            update = RunUpdate(usage=Usage(*used)) if used else None
+            await journal.append(ev.NODE_FINISHED, data, update=update, durable=True)
         progress.apply(Event(0, ev.NODE_FINISHED, data, 0.0))
         if "exhausted" in data:
             raise TeamFailed(_exhausted(graph, int(data["exhausted"])))
@@ -306,10 +350,8 @@ async def run_team(
             await record((node.name, round_, 0), {"status": "skipped", "items": 1})
             return
         if node.route is not None:
-            text = _fill(node.input, input, state, None)
-            await record(
-                (node.name, round_, 0), {"status": "succeeded", "output": _route(node, text)}
-            )
+            inst = (node.name, round_, 0)
+            await record(inst, await route(node, inst, _fill(node.input, input, state, None)))
             return
         items: list[Any] = [None]
         if node.map is not None:
@@ -327,6 +369,27 @@ async def run_team(
             task = asyncio.create_task(_perform(node, inst, text, len(items)))
             running[task] = inst
 
+    async def route(node: TeamNode, inst: Instance, text: str) -> dict[str, Any]:
+        """A route node's end: the member its rules, or its model, chose."""
+        assert node.route is not None
+        member = _by_rules(node, text)
+        if member is not None:
+            return {"status": "succeeded", "output": member}
+        model = node.route.model
+        assert model is not None
+        if replay is not None:  # the model's choice is in the log
+            return {k: v for k, v in _recorded(replay, inst).items() if k in _ROUTE_FIELDS}
+        if choose is None:
+            raise TeamFailed(f"node {node.name!r}: no model client to route with")
+        reply, used = await choose(model, node.route.members, text)
+        member = pick_member(reply, node.route.members) or node.route.default
+        if member is None:
+            raise TeamFailed(
+                f"node {node.name!r}: model {model!r} answered {reply[:80]!r}, which names none "
+                f"of {', '.join(node.route.members)}; add a `default` or rules"
+            )
+        return {"status": "succeeded", "output": member, "reply": reply, "usage": _listed(used)}
+
     async def _perform(node: TeamNode, inst: Instance, text: str, items: int) -> dict[str, Any]:
         kind, target = node.member
         if kind == "Tool":
@@ -338,6 +401,7 @@ async def run_team(
             return {k: recorded[k] for k in _CHILD_FIELDS if k in recorded}
         attempt = max(progress.attempts.get(inst, 1), 1)
         outcome: ChildOutcome | None = None
+        used = Usage()
         while True:
             key = f"{run_id}/{inst[0]}/{inst[1]}/{inst[2]}/{attempt}"
             if progress.attempts.get(inst, 0) < attempt:
@@ -349,6 +413,7 @@ async def run_team(
                 outcome = await run_child(
                     ChildRequest(target, text, namespace, run_id, key, None, kind=kind)
                 )
+            used = used + outcome.usage
             if outcome.status == "succeeded" or attempt >= node.retry.max_attempts:
                 break
             await asyncio.sleep(node.retry.backoff(attempt))
@@ -356,7 +421,7 @@ async def run_team(
         status = "succeeded" if outcome.status == "succeeded" else "failed"
         return {"status": status, "output": outcome.output, "child_run": outcome.run_id,
                 "reason": outcome.reason, "child_status": outcome.status, "items": items,
-                "attempts": attempt}  # fmt: skip
+                "attempts": attempt, "usage": _listed(used)}  # fmt: skip
 
     try:
         while True:

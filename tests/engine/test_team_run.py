@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -70,6 +71,8 @@ async def test_a_fan_out_of_ten_runs_concurrently(
     # The join saw every part, in node order whatever order they ended in.
     expected = "\n\n".join(f"done: part {i} of the plan" for i in range(10))
     assert result.output == f"done: {expected}"
+    # The team run's usage adds up its nodes' child runs: plan, ten workers, join.
+    assert result.usage.model_calls == 12
     intervals = []
     for child in await child_runs(store, result.run_id):
         events = await store.read_events(child.id)
@@ -269,3 +272,89 @@ async def test_replay_of_a_failed_loop_ends_as_recorded(
         assert result.status == "failed"
         replayed = await rt.replay(result.run_id)
     assert (replayed.status, replayed.reason) == ("failed", result.reason)
+
+
+def router_model() -> Resource:
+    """An in-process scripted Model that names a member: plainly, or inside a sentence."""
+    script = [{"match": "(?i)invoice", "steps": [{"content": "billing"}]},
+              {"match": "(?i)weather", "steps": [{"content": "No idea."}]},
+              {"match": ".", "steps": [{"content": "I think support should take it."}]}]  # fmt: skip
+    doc = {"kind": "Model", "metadata": {"name": "chooser"},
+           "spec": {"provider": "scripted", "script": script}}  # fmt: skip
+    return parse_resource({"apiVersion": "agentrt.dev/v1", **doc})
+
+
+async def test_a_router_asks_its_model_which_member_answers(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(script((".", "{input} handled")))
+    spec = {"strategy": {"kind": "router", "members": ["billing", "support"], "model": "chooser"}}
+    async with Runtime(store) as rt:
+        await rt.apply(
+            [*agents(model_server.url, "billing", "support"), router_model(), team("desk", spec)]
+        )
+        invoice = await rt.run("desk", "my invoice is wrong")
+        login = await rt.run("desk", "I cannot log in")
+        lost = await rt.run("desk", "what is the weather")
+        replayed = await rt.replay(login.run_id)
+    assert (invoice.output, login.output) == (
+        "my invoice is wrong handled",
+        "I cannot log in handled",
+    )
+    assert [c.agent for c in await child_runs(store, invoice.run_id)] == ["billing"]
+    assert [c.agent for c in await child_runs(store, login.run_id)] == ["support"]
+    routed = next(
+        e.data for e in await store.read_events(login.run_id)
+        if e.type == ev.NODE_FINISHED and e.data["node"] == "route"
+    )  # fmt: skip
+    assert (routed["output"], routed["reply"]) == ("support", "I think support should take it.")
+    # The team's usage is its route model's call plus its member's run.
+    assert login.usage.model_calls == 2 and login.usage.input_tokens > 0
+    assert (replayed.status, replayed.output) == ("succeeded", login.output)
+    assert lost.status == "failed"
+    assert "model 'chooser' answered 'No idea.', which names none of billing, support" in (
+        lost.reason or ""
+    )
+
+
+async def wait_for(store: SqliteStore, run_id: str, type_: str, count: int) -> None:
+    for _ in range(500):
+        events = await store.read_events(run_id)
+        if sum(1 for e in events if e.type == type_) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{run_id} never recorded {count} {type_} events")
+
+
+SLOW_TRIO = {"entry": ["a", "b", "c"], "concurrency": 3,
+             "nodes": [{"name": n, "agent": "worker", "output": "parts"} for n in "abc"],
+             "state": {"parts": {"reducer": "append"}}}  # fmt: skip
+
+
+async def test_cancelling_a_team_run_cancels_its_running_nodes(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(script((".", "done")))
+    model_server.inject_delay(30.0, count=3)  # the workers' model calls would take a while
+    async with Runtime(store) as rt:
+        await rt.apply([*agents(model_server.url, "worker"), team("trio", SLOW_TRIO)])
+        run = await rt.submit("trio", "go")
+        await wait_for(store, run.id, ev.NODE_STARTED, 3)
+        cancelled = await rt.cancel(run.id)
+        children = await child_runs(store, run.id)
+    assert cancelled.status == "cancelled"
+    assert sorted(c.status for c in children) == ["cancelled"] * 3
+
+
+async def test_a_team_deadline_stops_its_running_nodes(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(script((".", "done")))
+    model_server.inject_delay(30.0, count=3)
+    spec = {**SLOW_TRIO, "budgets": {"deadline_s": 0.5}}
+    async with Runtime(store) as rt:
+        await rt.apply([*agents(model_server.url, "worker"), team("trio", spec)])
+        result = await rt.run("trio", "go")
+        children = await child_runs(store, result.run_id)
+    assert result.status == "timed_out"
+    assert sorted(c.status for c in children) == ["cancelled"] * 3
