@@ -164,3 +164,44 @@ def test_memory_example_summarises_a_long_session_and_recalls_a_fact(
     assert capsys.readouterr().out == f"From memory:\n- {fact}\n"
     assert main([*store, "memory", "search", "launch date", "--json"]) == 0
     assert [m["text"] for m in json.loads(capsys.readouterr().out)] == [fact]
+
+
+async def test_router_team_routes_by_rule_then_by_model(store: SqliteStore) -> None:
+    async with Runtime(store) as rt:
+        await rt.apply(EXAMPLES / "teams")
+        refund = await rt.run("desk", "Please refund invoice 7")
+        password = await rt.run("desk", "My password reset mail never arrives")
+        crash = await rt.run("desk", "The app crashes on start")
+    assert refund.output == "Billing: the refund is on its way."
+    assert password.output == "Account: I sent a new reset link."
+    assert crash.output == "Tech: please restart the app and retry."
+    # The rule decided the refund without asking the model; the others asked it.
+    assert (refund.usage.model_calls, password.usage.model_calls) == (1, 2)
+
+
+def test_map_reduce_team_summarises_each_document_then_combines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agentrt.cli.main import main
+
+    store = ["--store", str(tmp_path / "teams.db")]
+    documents = (EXAMPLES / "teams" / "documents.txt").read_text()
+    assert main([*store, "apply", "-f", str(EXAMPLES / "teams")]) == 0
+    capsys.readouterr()
+    assert main([*store, "run", "digest", documents, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["output"] == "Ocean digest\n" + "\n\n".join(
+        [
+            "Tides: the Moon pulls the sea up twice a day.",
+            "Reefs: tiny area, a quarter of sea life.",
+            "Vents: life fed by chemicals, not light.",
+            "Kelp: grows half a metre a day.",
+        ]
+    )
+    assert main([*store, "runs", "show", result["run_id"]]) == 0
+    tree = capsys.readouterr().out
+    for item in range(4):
+        assert f"├─ node each  round 1 item {item}  succeeded  child run_" in tree
+    # Each node's child run is drawn under it, with its own steps.
+    assert "│    ├─ step 1  model map-offline" in tree
+    assert "│    ├─ step 1  model reduce-offline" in tree

@@ -18,7 +18,15 @@ from typing import Any, Literal
 
 from agentrt import _json
 from agentrt.cli import doctor, memory
-from agentrt.cli.render import LiveTrace, Style, render_result, render_run_list, render_run_tree
+from agentrt.cli.render import (
+    LiveTrace,
+    RunLog,
+    Style,
+    render_result,
+    render_run_list,
+    render_run_tree,
+)
+from agentrt.engine import events as ev
 from agentrt.engine.result import RunResult
 from agentrt.engine.runtime import Runtime
 from agentrt.errors import AgentrtError, SpecError, UsageError
@@ -27,7 +35,7 @@ from agentrt.spec.refs import check_references
 from agentrt.spec.resources import KINDS, Budgets, Query, Team
 from agentrt.spec.team import team_graph, to_dot, to_mermaid
 from agentrt.state import open_store
-from agentrt.state.base import WAITING_STATUSES, RunRecord, Store
+from agentrt.state.base import WAITING_STATUSES, Event, RunRecord, Store
 
 __all__ = ["build_parser", "main"]
 
@@ -430,6 +438,7 @@ async def _cmd_runs(args: argparse.Namespace) -> int:
         if run is None:
             raise UsageError(f"run {args.run!r} not found; list runs with `agentrt runs list`")
         events = await store.read_events(run.id)
+        children = {} if args.json else await _child_logs(store, events)
     finally:
         await store.close()
     if args.json:
@@ -443,8 +452,24 @@ async def _cmd_runs(args: argparse.Namespace) -> int:
             }
         )
     else:
-        print(render_run_tree(run, events, _style()))
+        print(render_run_tree(run, events, _style(), children))
     return EXIT_OK
+
+
+async def _child_logs(store: Store, events: list[Event]) -> dict[str, RunLog]:
+    """The child runs of a team run's nodes (and theirs, for nested teams), by id."""
+    found: dict[str, RunLog] = {}
+    for event in events:
+        child_id = event.data.get("child_run") if event.type == ev.NODE_FINISHED else None
+        if not child_id or child_id in found:
+            continue
+        child = await store.get_run(child_id)
+        if child is None:  # collected by gc
+            continue
+        child_events = await store.read_events(child_id)
+        found[child_id] = (child, child_events)
+        found.update(await _child_logs(store, child_events))
+    return found
 
 
 async def _cmd_runs_transfer(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -119,6 +119,15 @@ class LiveTrace:
             )
         elif event.type == ev.TOOL_UNKNOWN:
             self._line(f"  step {event.step:>3}  {s.status('unknown')}  {event.data.get('reason')}")
+        elif event.type == ev.NODE_FINISHED:
+            data = event.data
+            item = f" item {data.get('item')}" if int(data.get("items", 1)) > 1 else ""
+            output = data.get("output")
+            text = output if isinstance(output, str) or output is None else _json.dumps_str(output)
+            self._line(
+                f"{s.bold(run_id)} node {s.bold(str(data.get('node')))}{item} round "
+                f"{data.get('round')} {s.status(str(data.get('status')))} → {clip(text, 60)}"
+            )
         elif event.type == ev.MEMORY_SUMMARY:
             self._line(
                 f"  {s.bold('memory')}  {event.data.get('turns')} earlier turns summarised: "
@@ -139,8 +148,9 @@ class LiveTrace:
 def render_result(result: RunResult, style: Style) -> str:
     """The closing lines of a run: status, usage, output."""
     u = result.usage
+    steps = f" in {result.steps} steps" if result.steps else ""
     head = (
-        f"{style.status(result.status)} in {result.steps} steps · tokens {u.total_tokens} "
+        f"{style.status(result.status)}{steps} · tokens {u.total_tokens} "
         f"(in {u.input_tokens} / out {u.output_tokens}) · tool calls {u.tool_calls} · "
         f"${u.cost_usd:.4f}"
     )
@@ -178,8 +188,20 @@ def render_run_list(runs: Sequence[RunRecord], style: Style) -> str:
     return "\n".join(out)
 
 
-def render_run_tree(run: RunRecord, events: Sequence[Event], style: Style) -> str:
-    """A run as a tree of steps with timing, tokens, and tool inputs/outputs."""
+RunLog = tuple[RunRecord, Sequence[Event]]
+
+
+def render_run_tree(
+    run: RunRecord,
+    events: Sequence[Event],
+    style: Style,
+    children: Mapping[str, RunLog] | None = None,
+) -> str:
+    """A run as a tree of steps with timing, tokens, and tool inputs/outputs.
+
+    A team run's nodes are listed as they ended; a node whose child run is in
+    ``children`` has that run's own tree nested under it.
+    """
     s = style
     u = run.usage
     end = run.finished_at or run.updated_at
@@ -263,6 +285,10 @@ def render_run_tree(run: RunRecord, events: Sequence[Event], style: Style) -> st
         elif e.type == ev.NODE_FINISHED:
             nodes_open.pop(_node_of(e.data), None)
             lines += _node_lines(e.data, s)
+            child = (children or {}).get(str(e.data.get("child_run")))
+            if child is not None:
+                nested = render_run_tree(child[0], child[1], s, children)
+                lines += [f"│    {line}" for line in nested.splitlines()]
         elif e.type == ev.MEMORY_SUMMARY:
             used = e.data.get("usage") or [0, 0, 0.0]
             lines.append(
@@ -304,6 +330,8 @@ def _node_lines(data: dict[str, Any], s: Style) -> list[str]:
     if output is not None:
         text = output if isinstance(output, str) else _json.dumps_str(output)
         lines.append(f"│    output: {clip(text, 96)}")
+    if data.get("reply"):
+        lines.append(f"│    chosen by its model, which answered: {clip(data['reply'], 70)}")
     if data.get("status") == "failed" and data.get("reason"):
         lines.append(f"│    {clip(data['reason'], 100)}")
     if data.get("loops"):

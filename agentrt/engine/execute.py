@@ -39,6 +39,7 @@ from agentrt.engine.team_run import (
     MemberChooser,
     TeamFailed,
     TeamReplay,
+    ToolNodeRunner,
     choose_prompt,
     run_team,
 )
@@ -49,6 +50,7 @@ from agentrt.errors import (
     NotFoundError,
     RunError,
     StepTimeout,
+    ToolError,
     UsageError,
 )
 from agentrt.models.base import Message, ModelClient, ModelRequest
@@ -58,7 +60,7 @@ from agentrt.spec.team import team_graph
 from agentrt.state.base import Event, EventDraft, RunRecord, RunStatus, RunUpdate, Store, Usage
 from agentrt.state.memory import MemoryStore
 from agentrt.tools.agent import AgentToolSet, ChildOutcome, ChildRequest, ChildRunner
-from agentrt.tools.base import ToolSet
+from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 from agentrt.tools.factory import build_toolset
 from agentrt.tools.memory import MemoryToolSet
 
@@ -291,6 +293,7 @@ class Executor:
                     team_graph(team), run_id=run.id, namespace=run.namespace,
                     input=created.data["input"], events=events, journal=journal,
                     run_child=self.child_runner, choose=self._chooser(created.data),
+                    run_tool=self._tool_node_runner(run, created.data),
                 )  # fmt: skip
             status, output, reason = "succeeded", outcome.output, None
         except TeamFailed as exc:
@@ -339,6 +342,57 @@ class Executor:
             return response.content or "", usage
 
         return choose
+
+    def _tool_node_runner(self, run: RunRecord, created: dict[str, Any]) -> ToolNodeRunner:
+        """How a team's tool nodes call their Tool (frozen in ``run.created``)."""
+        specs = {n: ToolSpec.model_validate(t) for n, t in created.get("tools", {}).items()}
+
+        async def run_tool(name: str, text: str, key: str, resumed: bool) -> dict[str, Any]:
+            spec = specs[name]
+            if spec.approval.required:
+                return _tool_node_failed(
+                    f"Tool {name} needs approval; a team's tool node cannot wait for a person "
+                    "yet: call it from an agent node instead"
+                )
+            toolset = self.tool(name, spec)
+            found = await toolset.definitions()
+            named = [d.name for d in found if d.name == name] or (
+                [found[0].name] if len(found) == 1 else []
+            )
+            if not named:
+                offered = ", ".join(d.name for d in found)
+                return _tool_node_failed(
+                    f"Tool {name} offers several tools ({offered}); a tool node calls a Tool "
+                    "that offers one (or one named like the Tool)"
+                )
+            scratch = self.scratch.dir_of(run.id) if self.scratch and spec.kind == "code" else None
+            ctx = ToolContext(
+                run.id, 0, key.removeprefix(f"{run.id}/"), run.namespace, None, 1, scratch
+            )
+            if resumed:
+                policy = spec.unknown_policy()
+                if policy == "lookup":
+                    looked = await toolset.lookup(named[0], ctx)
+                    if looked is not None:
+                        return _tool_node_result(looked)
+                elif policy == "mark_unknown":
+                    return _tool_node_failed(
+                        f"Tool {name} was started before a crash and may or may not have run; "
+                        "it is not idempotent and has no lookup, so the node is not run again",
+                        status="unknown",
+                    )
+            arguments = _tool_arguments(text)
+            try:
+                async with asyncio.timeout(spec.timeout_s or _TOOL_NODE_TIMEOUT_S):
+                    result = await toolset.call(named[0], arguments, ctx)
+            except TimeoutError:
+                limit = spec.timeout_s or _TOOL_NODE_TIMEOUT_S
+                return _tool_node_failed(f"Tool {name} timed out after {limit:g}s")
+            except ToolError as exc:
+                return _tool_node_failed(exc.message)
+            return _tool_node_result(result)
+
+        return run_tool
 
     async def _replay_team(self, run: RunRecord, events: list[Event]) -> RunResult:
         """Walk a finished team run's graph again from its log, replaying every child run.
@@ -626,3 +680,25 @@ def _summary_in(events: list[Event]) -> Summary | None:
         if event.type == ev.MEMORY_SUMMARY:
             return Summary(str(event.data["text"]), str(event.data["through"]))
     return None
+
+
+_TOOL_NODE_TIMEOUT_S = 300.0
+
+
+def _tool_arguments(text: str) -> dict[str, Any]:
+    """A tool node's arguments: its input when that is a JSON object, else ``{input: text}``."""
+    try:
+        parsed = _json.loads(text)
+    except ValueError:
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"input": text}
+
+
+def _tool_node_result(result: ToolResult) -> dict[str, Any]:
+    if result.is_error:
+        return {**_tool_node_failed(result.output), "trace": result.trace}
+    return {"child_status": "succeeded", "output": result.output, "trace": result.trace}
+
+
+def _tool_node_failed(reason: str, *, status: str = "failed") -> dict[str, Any]:
+    return {"child_status": status, "output": None, "reason": reason}

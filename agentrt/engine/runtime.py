@@ -417,14 +417,19 @@ class Runtime:
                 update={"spec": team.spec.model_copy(update={"budgets": merged})}
             )
         # Models that route are frozen with the team, as an agent run freezes its models.
-        models = {}
+        models, tools = {}, {}
         for node in team_graph(team).nodes:
             if node.route is not None and node.route.model is not None:
                 spec = (await self._get(Model, namespace, node.route.model)).spec
                 models[node.route.model] = spec.model_dump(mode="json", exclude_defaults=True)
+            if node.tool is not None:
+                tool = (await self._get(Tool, namespace, node.tool)).spec
+                tools[node.tool] = tool.model_dump(mode="json", exclude_defaults=True)
         data = {"input": input, "team": team.model_dump(mode="json", exclude_defaults=True)}
         if models:
             data["models"] = models
+        if tools:
+            data["tools"] = tools
         return data
 
     async def submit_query(self, query: Query, *, start: bool = True) -> RunRecord:

@@ -38,12 +38,15 @@ __all__ = [
     "TeamFailed",
     "TeamOutcome",
     "TeamReplay",
+    "ToolNodeRunner",
     "choose_prompt",
     "pick_member",
     "run_team",
 ]
 
 ChildRunner = Callable[[ChildRequest], Awaitable[ChildOutcome]]
+# (tool, input text, idempotency key, resumed) -> the call's outcome as node.finished data
+ToolNodeRunner = Callable[[str, str, str, bool], Awaitable[dict[str, Any]]]
 # (model, members, text) -> (the model's reply, what the call used)
 MemberChooser = Callable[[str, Sequence[str], str], Awaitable[tuple[str, Usage]]]
 Instance = tuple[str, int, int]  # node, round, item
@@ -87,7 +90,8 @@ class TeamReplay:
 # What a node instance's end must repeat on replay, and its defaults when absent.
 _DECIDED: dict[str, Any] = {"status": None, "output": None, "loops": [], "exhausted": None}
 _CHILD_FIELDS = (
-    "status", "output", "child_run", "reason", "child_status", "items", "attempts", "usage"
+    "status", "output", "child_run", "reason", "child_status", "items", "attempts", "usage",
+    "trace",
 )  # fmt: skip
 _ROUTE_FIELDS = ("status", "output", "reply", "usage")
 
@@ -295,6 +299,7 @@ async def run_team(
     journal: Journal,
     run_child: ChildRunner,
     choose: MemberChooser | None = None,
+    run_tool: ToolNodeRunner | None = None,
     replay: TeamReplay | None = None,
 ) -> TeamOutcome:
     """Run ``graph`` to its end, continuing from what ``events`` record.
@@ -313,6 +318,12 @@ async def run_team(
     progress = _Progress(graph)
     for event in events if replay is None else ():
         progress.apply(event)
+    # Node attempts whose start this process found in the log (not recorded by it).
+    found_started = set(progress.attempts.items())
+
+    def attempt_was_recorded(inst: Instance) -> bool:
+        return (inst, progress.attempts.get(inst, 0)) in found_started
+
     for data in progress.finished.values():
         if "exhausted" in data:  # recorded before a crash: the run ends the same way
             raise TeamFailed(_exhausted(graph, int(data["exhausted"])))
@@ -392,8 +403,6 @@ async def run_team(
 
     async def _perform(node: TeamNode, inst: Instance, text: str, items: int) -> dict[str, Any]:
         kind, target = node.member
-        if kind == "Tool":
-            raise TeamFailed(f"node {node.name!r}: tool nodes are not supported yet")
         if replay is not None:
             recorded = _recorded(replay, inst)
             if recorded.get("child_run"):
@@ -402,6 +411,7 @@ async def run_team(
         attempt = max(progress.attempts.get(inst, 1), 1)
         outcome: ChildOutcome | None = None
         used = Usage()
+        called: dict[str, Any] = {}
         while True:
             key = f"{run_id}/{inst[0]}/{inst[1]}/{inst[2]}/{attempt}"
             if progress.attempts.get(inst, 0) < attempt:
@@ -409,19 +419,35 @@ async def run_team(
                 started = {**where, "attempt": attempt, "key": key, "kind": kind, "target": target}
                 await journal.append(ev.NODE_STARTED, started, durable=True)
                 progress.attempts[inst] = attempt
+            # A start recorded before this process: the call may have happened.
+            resumed = progress.attempts.get(inst, 0) >= attempt and attempt_was_recorded(inst)
             async with limit:
-                outcome = await run_child(
-                    ChildRequest(target, text, namespace, run_id, key, None, kind=kind)
-                )
+                if kind == "Tool":
+                    if run_tool is None:
+                        raise TeamFailed(f"node {node.name!r}: no tool runner")
+                    called = await run_tool(target, text, key, resumed)
+                    outcome = ChildOutcome("", called["child_status"], called.get("output"),
+                                           called.get("reason"), Usage())  # fmt: skip
+                else:
+                    outcome = await run_child(
+                        ChildRequest(target, text, namespace, run_id, key, None, kind=kind)
+                    )
             used = used + outcome.usage
             if outcome.status == "succeeded" or attempt >= node.retry.max_attempts:
                 break
             await asyncio.sleep(node.retry.backoff(attempt))
             attempt += 1
         status = "succeeded" if outcome.status == "succeeded" else "failed"
-        return {"status": status, "output": outcome.output, "child_run": outcome.run_id,
-                "reason": outcome.reason, "child_status": outcome.status, "items": items,
-                "attempts": attempt, "usage": _listed(used)}  # fmt: skip
+        data: dict[str, Any] = {
+            "status": status, "output": outcome.output, "reason": outcome.reason,
+            "child_status": outcome.status, "items": items, "attempts": attempt,
+        }  # fmt: skip
+        if outcome.run_id:
+            data["child_run"] = outcome.run_id
+            data["usage"] = _listed(used)
+        if called.get("trace"):
+            data["trace"] = called["trace"]
+        return data
 
     try:
         while True:
@@ -445,7 +471,8 @@ async def run_team(
                         + (f", item {inst[2]}" if node.map else "")
                         + f") ended {data['child_status']} after {data['attempts']} attempt(s): "
                         f"{data.get('reason') or 'no reason given'}; path: {graph.name} → "
-                        f"{' → '.join(_path(graph, inst[0]))} (child run {data['child_run']})"
+                        f"{' → '.join(_path(graph, inst[0]))}"
+                        + (f" (child run {data['child_run']})" if data.get("child_run") else "")
                     )
     finally:
         for task in running:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -358,3 +359,39 @@ async def test_a_team_deadline_stops_its_running_nodes(
         children = await child_runs(store, result.run_id)
     assert result.status == "timed_out"
     assert sorted(c.status for c in children) == ["cancelled"] * 3
+
+
+async def test_tool_nodes_call_their_tool_once_with_the_nodes_input(
+    store: SqliteStore, model_server: ModelTestServer, effects: Path
+) -> None:
+    model_server.set_rules(script(("^write", "report: {input}"), (".", "the plan")))
+    spec = {
+        "nodes": [
+            {"name": "plan", "agent": "planner"},
+            {"name": "sum", "tool": "add", "after": ["plan"], "input": '{"a": 2, "b": 40}'},
+            {"name": "log", "tool": "record", "after": ["plan"],
+             "input": '{"text": "{state.plan}"}'},
+            {"name": "write", "agent": "planner", "after": ["sum", "log"],
+             "input": "write {state.sum} / {state.log}"},
+        ]
+    }  # fmt: skip
+    failing = {"nodes": [{"name": "boom", "tool": "fail", "input": "{input}"}]}
+    async with Runtime(store) as rt:
+        await rt.apply(
+            [*resources(model_server.url, tools=["add", "record", "fail"]),
+             *agents(model_server.url, "planner"), team("tooled", spec), team("broken", failing)]
+        )  # fmt: skip
+        result = await rt.run("tooled", "go")
+        broken = await rt.run("broken", "go")
+        replayed = await rt.replay(result.run_id)
+    assert result.status == "succeeded", result.reason
+    assert result.output == "report: write 42 / recorded the plan"
+    assert [line.split("\t")[1:] for line in effects.read_text().splitlines()] == [
+        ["record", "the plan"]
+    ]
+    assert effects.read_text().startswith(f"{result.run_id}:0:log/1/0/1\t")
+    # Tool nodes are no child runs: the planner ran twice, nothing else did.
+    assert [c.agent for c in await child_runs(store, result.run_id)] == ["planner", "planner"]
+    assert (replayed.status, replayed.output) == ("succeeded", result.output)
+    assert broken.status == "failed"
+    assert "node 'boom' (Tool fail, round 1) ended failed" in (broken.reason or "")
