@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-tool-calls", type=int)
     r.add_argument("--max-cost", type=float, help="US dollars")
     r.add_argument("--deadline", type=float, help="seconds")
+    r.add_argument("--concurrency", type=int, help="a Team: at most N nodes at once")
     r.add_argument("-q", "--quiet", action="store_true", help="print only the output")
 
     runs = sub.add_parser("runs", help="list and inspect runs")
@@ -412,6 +413,7 @@ async def _cmd_run(args: argparse.Namespace) -> int:
             session=args.session,
             idempotency_key=args.idempotency_key,
             budgets=budgets,
+            concurrency=args.concurrency,
         )
         result = await rt.wait(run.id)
     return _finish(args, result, quiet=args.quiet)

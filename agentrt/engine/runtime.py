@@ -354,14 +354,18 @@ class Runtime:
         start: bool = True,
         parent_run: str | None = None,
         target_kind: str | None = None,
+        concurrency: int | None = None,
     ) -> RunRecord:
         """Create a run of ``agent`` (an Agent, or else a Team of that name) and (by
         default) start executing it here. ``target_kind`` ("Agent" or "Team") says which.
+        ``concurrency`` lowers a Team's limit of nodes running at once for this run.
 
         With an ``idempotency_key`` already used in the namespace, the existing
         run is returned and nothing new is started.
         """
-        first_data = await self._created_data(agent, input, namespace, budgets, target_kind)
+        first_data = await self._created_data(
+            agent, input, namespace, budgets, target_kind, concurrency
+        )
         now = self._clock()
         if session is not None:
             stored = await self.store.create_session(SessionRecord(session, namespace, now))
@@ -394,12 +398,23 @@ class Runtime:
         return run
 
     async def _created_data(
-        self, target: str, input: str, namespace: str, budgets: Budgets | None, kind: str | None
+        self,
+        target: str,
+        input: str,
+        namespace: str,
+        budgets: Budgets | None,
+        kind: str | None,
+        concurrency: int | None = None,
     ) -> dict[str, Any]:
         """What ``run.created`` freezes: the agent's run spec, or the whole Team."""
         if kind != "Team":
             try:
                 _, spec_data = await self._resolve(target, namespace, budgets)
+                if concurrency is not None:
+                    raise UsageError(
+                        f"concurrency limits a Team's nodes; {target!r} is an Agent "
+                        "(its parallel tool calls follow loop.parallel_tool_calls)"
+                    )
                 return {"input": input, "spec": spec_data}
             except NotFoundError:
                 if kind == "Agent":
@@ -411,11 +426,13 @@ class Runtime:
                 "define it and run `agentrt apply -f FILE`"
             )
         team = Team.model_validate(team_record.body)
+        limits: dict[str, Any] = {}
         if budgets is not None:
-            merged = team.spec.budgets.merged(budgets)
-            team = team.model_copy(
-                update={"spec": team.spec.model_copy(update={"budgets": merged})}
-            )
+            limits["budgets"] = team.spec.budgets.merged(budgets)
+        if concurrency is not None:
+            limits["concurrency"] = min(team.spec.concurrency, concurrency)
+        if limits:
+            team = team.model_copy(update={"spec": team.spec.model_copy(update=limits)})
         # Models that route are frozen with the team, as an agent run freezes its models.
         models, tools = {}, {}
         for node in team_graph(team).nodes:
@@ -442,6 +459,7 @@ class Runtime:
             idempotency_key=query.spec.idempotency_key,
             budgets=query.spec.budgets,
             start=start,
+            concurrency=query.spec.concurrency,
         )
 
     async def run(self, agent: str, input: str, **kwargs: Any) -> RunResult:

@@ -636,13 +636,16 @@ class TeamSpec(_Strict):
 class QuerySpec(_Strict):
     """A request to run an agent; it becomes a run."""
 
-    target: str = Field(description="name of the Agent")
+    target: str = Field(description="name of the Agent (or Team)")
     input: str = Field(description="the user's message")
     session: str | None = Field(default=None, description="continue this conversation")
     idempotency_key: str | None = Field(
         default=None, description="a second Query with the same key returns the first run"
     )
     budgets: Budgets | None = Field(default=None, description="override the Agent's budgets")
+    concurrency: int | None = Field(
+        default=None, ge=1, description="a Team's run: at most this many nodes at once"
+    )
 
 
 # --- envelopes -----------------------------------------------------------------

@@ -106,6 +106,8 @@ def test_sigkill_a_team_run_then_resume(tmp_path: Path, server: ModelTestServer)
     assert expected.startswith("joined: did part 0 of the plan")
     _, ref_events, _ = asyncio.run(_team_events(ref_db))
     total = len(ref_events)
+    ref_state = ref_events[-1].data["state"]
+    assert len(ref_state["parts"]) == WORKERS
 
     rng = random.Random(20261125)
     for kill_at in sorted(rng.sample(range(3, total - 1), 4)):
@@ -151,3 +153,4 @@ def test_sigkill_a_team_run_then_resume(tmp_path: Path, server: ModelTestServer)
         )
         assert len({key for key, _, _ in lines}) == WORKERS
         assert after[-1].type == ev.RUN_FINISHED and after[-1].data["status"] == "succeeded"
+        assert after[-1].data["state"] == ref_state  # the shared state of an uninterrupted run

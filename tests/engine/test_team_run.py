@@ -12,7 +12,7 @@ import pytest
 from agentrt import Runtime
 from agentrt.engine import events as ev
 from agentrt.engine.team_state import StateWrite, fold_state
-from agentrt.errors import NondeterminismError
+from agentrt.errors import NondeterminismError, UsageError
 from agentrt.models.testserver import ModelTestServer
 from agentrt.spec.loader import parse_resource
 from agentrt.spec.resources import Resource, ScriptedRule, StateKey
@@ -395,3 +395,30 @@ async def test_tool_nodes_call_their_tool_once_with_the_nodes_input(
     assert (replayed.status, replayed.output) == ("succeeded", result.output)
     assert broken.status == "failed"
     assert "node 'boom' (Tool fail, round 1) ended failed" in (broken.reason or "")
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The largest number of intervals open at one moment."""
+    return max(sum(1 for s, e in intervals if s <= start < e) for start, _ in intervals)
+
+
+async def test_a_run_may_lower_its_teams_concurrency(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(script((".", "done")))
+    spec = {"entry": [f"w{i}" for i in range(6)], "concurrency": 6,
+            "nodes": [{"name": f"w{i}", "agent": "worker"} for i in range(6)]}  # fmt: skip
+    async with Runtime(store) as rt:
+        await rt.apply([*agents(model_server.url, "worker"), team("six", spec)])
+        model_server.inject_delay(0.1, count=6)
+        result = await rt.run("six", "go", concurrency=2)
+        with pytest.raises(UsageError, match="concurrency limits a Team's nodes"):
+            await rt.submit("worker", "go", concurrency=2)
+    assert result.status == "succeeded", result.reason
+    intervals = []
+    for child in await child_runs(store, result.run_id):
+        events = await store.read_events(child.id)
+        start = next(e.ts for e in events if e.type == ev.MODEL_CALL)
+        intervals.append((start, next(e.ts for e in events if e.type == ev.MODEL_RESULT)))
+    assert len(intervals) == 6
+    assert most_at_once(intervals) == 2
