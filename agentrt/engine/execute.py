@@ -39,6 +39,7 @@ from agentrt.engine.team_run import (
     MemberChooser,
     TeamFailed,
     TeamReplay,
+    TeamWaiting,
     ToolNodeRunner,
     choose_prompt,
     run_team,
@@ -296,6 +297,11 @@ class Executor:
                     run_tool=self._tool_node_runner(run, created.data),
                 )  # fmt: skip
             status, output, reason = "succeeded", outcome.output, None
+        except TeamWaiting as exc:
+            waits = {"reason": exc.reason, "waits_on": exc.children}
+            update = RunUpdate(status="waiting", reason=exc.reason)
+            await journal.append(ev.RUN_WAITING, waits, update=update)
+            return RunResult(run.id, "waiting", None, exc.reason, Usage())
         except TeamFailed as exc:
             status, reason = "failed", exc.reason
         except TimeoutError:

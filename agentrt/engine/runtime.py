@@ -783,6 +783,20 @@ class Runtime:
         result = await self.wait(run.id)
         return ChildOutcome(run.id, result.status, result.output, result.reason, result.usage)
 
+    async def _wake_parent(self, child_id: str) -> None:
+        """Continue a team run that waits on ``child_id``, now that the child has ended."""
+        child = await self.store.get_run(child_id)
+        if child is None or child.parent_run is None:
+            return
+        parent = await self.store.get_run(child.parent_run)
+        if parent is None or parent.status != "waiting" or parent.id in self._tasks:
+            return
+        last = (await self.store.read_events(parent.id, after_seq=parent.last_seq - 1))[-1:]
+        if not last or child_id not in last[0].data.get("waits_on", ()):
+            return
+        with contextlib.suppress(ConflictError):  # another runtime continues it
+            await self._start(parent)
+
     async def _stop_children(self, parent_run: str) -> int:
         """Cancel the unfinished child runs of ``parent_run`` (its nodes, its agent tools'
         calls), and theirs in turn: the parent was cancelled, timed out or failed."""
@@ -841,6 +855,8 @@ class Runtime:
                     lock = self._session_locks[session_id] = asyncio.Lock()
                 async with lock:
                     result = await self.executor.execute(run_id)
+            if result.status in TERMINAL_STATUSES:
+                await self._wake_parent(run_id)
             return result
         finally:
             self._tasks.pop(run_id, None)

@@ -38,6 +38,7 @@ __all__ = [
     "TeamFailed",
     "TeamOutcome",
     "TeamReplay",
+    "TeamWaiting",
     "ToolNodeRunner",
     "choose_prompt",
     "pick_member",
@@ -52,6 +53,22 @@ MemberChooser = Callable[[str, Sequence[str], str], Awaitable[tuple[str, Usage]]
 Instance = tuple[str, int, int]  # node, round, item
 
 _TEMPLATE = re.compile(r"\{(input|item|state\.[A-Za-z0-9_.-]+)\}")
+
+
+class TeamWaiting(Exception):
+    """A node's child run waits for a person; the team run waits with it."""
+
+    def __init__(self, reason: str, children: list[str]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.children = children
+
+
+class _NodeWaits(Exception):
+    def __init__(self, child: str, reason: str | None) -> None:
+        super().__init__(child)
+        self.child = child
+        self.reason = reason
 
 
 class TeamFailed(Exception):
@@ -329,6 +346,7 @@ async def run_team(
             raise TeamFailed(_exhausted(graph, int(data["exhausted"])))
     limit = asyncio.Semaphore(graph.concurrency)
     running: dict[asyncio.Task[dict[str, Any]], Instance] = {}
+    waiting: dict[Instance, _NodeWaits] = {}  # node instances whose child waits for a person
 
     async def record(inst: Instance, data: dict[str, Any]) -> None:
         node = graph.node(inst[0])
@@ -374,7 +392,7 @@ async def run_team(
                 return
         for index, item in enumerate(items):
             inst = (node.name, round_, index)
-            if inst in progress.finished or inst in running.values():
+            if inst in progress.finished or inst in running.values() or inst in waiting:
                 continue
             text = _fill(node.input, input, state, item)
             task = asyncio.create_task(_perform(node, inst, text, len(items)))
@@ -433,6 +451,8 @@ async def run_team(
                         ChildRequest(target, text, namespace, run_id, key, None, kind=kind)
                     )
             used = used + outcome.usage
+            if outcome.status in ("waiting", "waiting_approval"):
+                raise _NodeWaits(outcome.run_id, outcome.reason)
             if outcome.status == "succeeded" or attempt >= node.retry.max_attempts:
                 break
             await asyncio.sleep(node.retry.backoff(attempt))
@@ -449,19 +469,26 @@ async def run_team(
             data["trace"] = called["trace"]
         return data
 
+    def startable(node: TeamNode) -> bool:
+        return _ready(progress, node) and not any(i[0] == node.name for i in waiting)
+
     try:
         while True:
             for node in graph.nodes:
-                if _ready(progress, node):
+                if startable(node):
                     await start(node)
             if not running:
-                if any(_ready(progress, n) for n in graph.nodes):
+                if any(startable(n) for n in graph.nodes):
                     continue  # a node ended without a task (skipped, routed): look again
                 break
             finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in sorted(finished, key=lambda t: running[t]):
                 inst = running.pop(task)
-                data = task.result()
+                try:
+                    data = task.result()
+                except _NodeWaits as waits:
+                    waiting[inst] = waits  # the others go on; the team waits at the end
+                    continue
                 await record(inst, data)
                 if data["status"] == "failed":
                     node = graph.node(inst[0])
@@ -478,6 +505,16 @@ async def run_team(
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+    if waiting:
+        raise TeamWaiting(
+            "; ".join(
+                f"node {inst[0]!r} (round {inst[1]}) waits for a person in child run "
+                f"{w.child}: {w.reason}"
+                for inst, w in sorted(waiting.items())
+            )
+            + "; the team run goes on when they end",
+            sorted({w.child for w in waiting.values()}),
+        )
     state = progress.final_state()
     return TeamOutcome(render(state.get(graph.output)), state)
 

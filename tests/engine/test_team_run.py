@@ -17,7 +17,7 @@ from agentrt.models.testserver import ModelTestServer
 from agentrt.spec.loader import parse_resource
 from agentrt.spec.resources import Resource, ScriptedRule, StateKey
 from agentrt.state import SqliteStore
-from tests.conftest import resources
+from tests.conftest import call, resources, rules
 
 
 def agents(url: str, *names: str) -> list[Resource]:
@@ -422,3 +422,30 @@ async def test_a_run_may_lower_its_teams_concurrency(
         intervals.append((start, next(e.ts for e in events if e.type == ev.MODEL_RESULT)))
     assert len(intervals) == 6
     assert most_at_once(intervals) == 2
+
+
+async def test_a_team_waits_while_a_node_waits_for_a_person(
+    store: SqliteStore, model_server: ModelTestServer, effects: Path
+) -> None:
+    model_server.set_rules(
+        rules({"tool_calls": [call("charge_approved", amount=250)]}, {"content": "paid"})
+    )
+    spec = {"nodes": [{"name": "pay", "agent": "bot"},
+                      {"name": "after", "tool": "add", "after": ["pay"],
+                       "input": '{"a": 1, "b": 1}'}]}  # fmt: skip
+    async with Runtime(store) as rt:
+        await rt.apply(
+            [*resources(model_server.url, tools=["charge_approved", "add"]), team("till", spec)]
+        )
+        waiting = await rt.run("till", "charge it")
+        assert waiting.status == "waiting", waiting.reason
+        [child] = await child_runs(store, waiting.run_id)
+        assert f"node 'pay' (round 1) waits for a person in child run {child.id}" in (
+            waiting.reason or ""
+        )
+        assert not effects.exists(), "nothing was charged before the approval"
+        await rt.approve(child.id, 2, approved=True, by="ana")
+        done = await rt.wait(waiting.run_id)  # the child's end woke the team run
+    assert (done.status, done.output) == ("succeeded", "2")
+    assert len(await child_runs(store, waiting.run_id)) == 1  # the same child, found again
+    assert effects.read_text().count("\tcharge\t250") == 1
