@@ -143,3 +143,14 @@ def test_all_problems_of_a_directory_in_one_error(tmp_path: Path) -> None:
 def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no such file"):
         load_paths([tmp_path / "absent.yaml"])
+
+
+def test_memory_policy_mistakes_name_the_field() -> None:
+    summary = "  memory: {session: {policy: summary, summary_model: smal}}\n"
+    err = _error(GOOD + summary)
+    issue = err.issues[0]
+    assert issue.field_path == "spec.memory.session.summary_model"
+    assert "Model 'smal' not found" in issue.message
+    err = _error(GOOD + "  memory: {session: {policy: windowed}}\n")
+    assert err.issues[0].field_path == "spec.memory.session.policy"
+    assert err.issues[0].fix == "use one of: 'full', 'window' or 'summary'"
