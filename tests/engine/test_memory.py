@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -236,3 +237,37 @@ async def test_a_read_only_memory_tool_offers_only_recall(
     assert offered == ["recall"]
     assert result.status == "succeeded"
     assert await store.list_memory("default") == []
+
+
+async def test_a_resumed_turn_keeps_the_summary_it_recorded(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(rules({"content": "Short summary."}, match="^Summarise this"))
+    docs = session_resources(model_server.url, {"policy": "summary", "max_tokens": 300})
+    async with Runtime(store) as rt:
+        await rt.apply(docs)
+        for i in range(3):
+            await rt.run("bot", f"turn {i} {FILLER}", session="s")
+        # The next turn summarises, then its answer is slow: the runtime stops meanwhile.
+        model_server.inject_delay(0.0, count=1)  # the summary request
+        model_server.inject_delay(30.0, count=1)  # the turn's own model call
+        run = await rt.submit("bot", f"turn 3 {FILLER}", session="s")
+        for _ in range(500):
+            if any(e.type == ev.MEMORY_SUMMARY for e in await store.read_events(run.id)):
+                break
+            await asyncio.sleep(0.01)
+    interrupted = await store.get_run(run.id)
+    assert interrupted is not None and interrupted.status == "running"
+    model_server.clear_injections()
+    summaries_asked = sum(
+        1 for r in model_server.requests if "Summarise this" in str(r["messages"][-1]["content"])
+    )
+    async with Runtime(store, resume_interrupted=False) as rt:
+        result = await rt.resume(run.id)
+    assert result.status == "succeeded", result.reason
+    events = await store.read_events(run.id)
+    assert sum(1 for e in events if e.type == ev.MEMORY_SUMMARY) == 1
+    asked_after = sum(
+        1 for r in model_server.requests if "Summarise this" in str(r["messages"][-1]["content"])
+    )
+    assert asked_after == summaries_asked == 1, "the resumed turn used its recorded summary"
