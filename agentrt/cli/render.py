@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from agentrt import _json
 from agentrt.engine import events as ev
 from agentrt.engine.result import RunResult
+from agentrt.engine.team_run import instance_of
 from agentrt.state.base import Event, RunRecord
 
 __all__ = ["LiveTrace", "Style", "render_result", "render_run_list", "render_run_tree"]
@@ -281,9 +282,9 @@ def render_run_tree(
             why = f": {e.data['reason']}" if e.data.get("reason") else ""
             lines.append(f"├─ step {e.step}  {verdict}{by}{why}")
         elif e.type == ev.NODE_STARTED:
-            nodes_open[_node_of(e.data)] = e
+            nodes_open[instance_of(e.data)] = e
         elif e.type == ev.NODE_FINISHED:
-            nodes_open.pop(_node_of(e.data), None)
+            nodes_open.pop(instance_of(e.data), None)
             lines += _node_lines(e.data, s)
             child = (children or {}).get(str(e.data.get("child_run")))
             if child is not None:
@@ -312,10 +313,6 @@ def render_run_tree(
             f"{e.data.get('kind', '').lower()} {e.data.get('target', '')}"
         )
     return "\n".join(lines)
-
-
-def _node_of(data: dict[str, Any]) -> tuple[str, int, int]:
-    return (str(data.get("node")), int(data.get("round", 1)), int(data.get("item", 0)))
 
 
 def _node_lines(data: dict[str, Any], s: Style) -> list[str]:

@@ -58,7 +58,16 @@ from agentrt.models.base import Message, ModelClient, ModelRequest
 from agentrt.models.factory import create_client
 from agentrt.spec.resources import ModelSpec, Team, ToolSpec
 from agentrt.spec.team import team_graph
-from agentrt.state.base import Event, EventDraft, RunRecord, RunStatus, RunUpdate, Store, Usage
+from agentrt.state.base import (
+    TERMINAL_STATUSES,
+    Event,
+    EventDraft,
+    RunRecord,
+    RunStatus,
+    RunUpdate,
+    Store,
+    Usage,
+)
 from agentrt.state.memory import MemoryStore
 from agentrt.tools.agent import AgentToolSet, ChildOutcome, ChildRequest, ChildRunner
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
@@ -95,6 +104,7 @@ class Executor:
     cancel_requested: set[str] = field(default_factory=set)
     child_runner: ChildRunner | None = None  # runs an agent tool's child run
     stop_children: Callable[[str], Awaitable[int]] | None = None  # cancels a run's children
+    child_ended: Callable[[str, str], Awaitable[None]] | None = None  # (parent, child)
     scratch: ScratchSpace | None = None
     _running: dict[str, RunContext] = field(default_factory=dict)
     _paused: dict[str, dict[asyncio.Timeout, float]] = field(default_factory=dict)
@@ -219,7 +229,14 @@ class Executor:
             run, events = known
         if not events or events[0].type != ev.RUN_CREATED:
             raise UsageError(f"run {run_id!r} has no {ev.RUN_CREATED} event; its log is damaged")
-        created = events[0]
+        result = await self._execute_loaded(run, events, replay)
+        ended = result.status in TERMINAL_STATUSES
+        if ended and not replay and run.parent_run is not None and self.child_ended is not None:
+            await self.child_ended(run.parent_run, run_id)
+        return result
+
+    async def _execute_loaded(self, run: RunRecord, events: list[Event], replay: bool) -> RunResult:
+        run_id, created = run.id, events[0]
         if "team" in created.data:
             if replay:
                 return await self._replay_team(run, events)

@@ -195,6 +195,7 @@ class Runtime:
         )
         self._executor.child_runner = self._run_child
         self._executor.stop_children = self._stop_children
+        self._executor.child_ended = self._wake_parent
         self._executor.scratch = ScratchSpace(self._scratch_root or _default_scratch(self._store))
         self._heartbeat = asyncio.create_task(self._renew_leases(), name="agentrt-leases")
         if self._resume_interrupted:
@@ -783,12 +784,9 @@ class Runtime:
         result = await self.wait(run.id)
         return ChildOutcome(run.id, result.status, result.output, result.reason, result.usage)
 
-    async def _wake_parent(self, child_id: str) -> None:
+    async def _wake_parent(self, parent_id: str, child_id: str) -> None:
         """Continue a team run that waits on ``child_id``, now that the child has ended."""
-        child = await self.store.get_run(child_id)
-        if child is None or child.parent_run is None:
-            return
-        parent = await self.store.get_run(child.parent_run)
+        parent = await self.store.get_run(parent_id)
         if parent is None or parent.status != "waiting" or parent.id in self._tasks:
             return
         last = (await self.store.read_events(parent.id, after_seq=parent.last_seq - 1))[-1:]
@@ -855,8 +853,6 @@ class Runtime:
                     lock = self._session_locks[session_id] = asyncio.Lock()
                 async with lock:
                     result = await self.executor.execute(run_id)
-            if result.status in TERMINAL_STATUSES:
-                await self._wake_parent(run_id)
             return result
         finally:
             self._tasks.pop(run_id, None)

@@ -41,6 +41,7 @@ __all__ = [
     "TeamWaiting",
     "ToolNodeRunner",
     "choose_prompt",
+    "instance_of",
     "pick_member",
     "run_team",
 ]
@@ -100,7 +101,7 @@ class TeamReplay:
         cls, events: Sequence[Event], check_child: Callable[[str, dict[str, Any]], Awaitable[None]]
     ) -> TeamReplay:
         """The recorded ends in ``events``."""
-        finished = {_instance(e.data): e.data for e in events if e.type == ev.NODE_FINISHED}
+        finished = {instance_of(e.data): e.data for e in events if e.type == ev.NODE_FINISHED}
         return cls(finished, check_child)
 
 
@@ -118,7 +119,8 @@ def _listed(usage: Usage) -> list[Any]:
     return [u.input_tokens, u.output_tokens, u.cost_usd, u.model_calls, u.tool_calls]
 
 
-def _instance(data: dict[str, Any]) -> Instance:
+def instance_of(data: dict[str, Any]) -> Instance:
+    """The (node, round, item) a ``node.started`` or ``node.finished`` event is about."""
     return (data.get("node", ""), int(data.get("round", 1)), int(data.get("item", 0)))
 
 
@@ -165,7 +167,7 @@ class _Progress:
 
     def apply(self, event: Event) -> None:
         data = event.data
-        inst = _instance(data)
+        inst = instance_of(data)
         if event.type == ev.NODE_STARTED:
             self.attempts[inst] = max(self.attempts.get(inst, 0), int(data.get("attempt", 1)))
         elif event.type == ev.NODE_FINISHED:
@@ -338,9 +340,6 @@ async def run_team(
     # Node attempts whose start this process found in the log (not recorded by it).
     found_started = set(progress.attempts.items())
 
-    def attempt_was_recorded(inst: Instance) -> bool:
-        return (inst, progress.attempts.get(inst, 0)) in found_started
-
     for data in progress.finished.values():
         if "exhausted" in data:  # recorded before a crash: the run ends the same way
             raise TeamFailed(_exhausted(graph, int(data["exhausted"])))
@@ -438,7 +437,7 @@ async def run_team(
                 await journal.append(ev.NODE_STARTED, started, durable=True)
                 progress.attempts[inst] = attempt
             # A start recorded before this process: the call may have happened.
-            resumed = progress.attempts.get(inst, 0) >= attempt and attempt_was_recorded(inst)
+            resumed = (inst, attempt) in found_started
             async with limit:
                 if kind == "Tool":
                     if run_tool is None:
