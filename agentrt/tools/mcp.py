@@ -43,15 +43,24 @@ IDEMPOTENCY_META_KEY = "agentrt.dev/idempotency-key"
 # Start + handshake, and tools/list, when the spec sets no timeout_s. Calls use
 # timeout_s or the SDK's default (none; the engine's step timeout still applies).
 _CONNECT_TIMEOUT_S = 60.0
+# Ending a session politely (the HTTP DELETE of its id, the server process's own
+# exit) may take this long before the session is cut off.
+_CLOSE_TIMEOUT_S = 5.0
 _MAX_PAGES = 100  # a tools/list cursor that never ends must not hang a model step
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(eq=False)
 class _Connection:
-    """One session with the server, owned by one background task."""
+    """One session with the server, owned by one background task.
+
+    Cancelling ``serving`` ends the session the way the protocol asks (the SDK's
+    context managers exit normally: a streamable-HTTP session is deleted on the
+    server, a stdio server's input is closed); cancelling ``scope`` cuts it off.
+    """
 
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    serving: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     client: Client | None = None
     task: asyncio.Task[None] | None = None
@@ -64,7 +73,9 @@ class McpToolSet:
     """A Tool of kind ``mcp``: offers and calls the tools of one MCP server.
 
     The session (and, for ``command``, the server process) starts on first use,
-    is reused by every call and run of this runtime, and stops on :meth:`close`.
+    is reused by every call and run of this runtime, and ends on :meth:`close`:
+    a streamable-HTTP session with an id is deleted on the server (HTTP
+    ``DELETE``), a stdio server's input is closed so that it exits.
     If the server process dies or the connection drops, the call in flight fails
     with a retryable ``ToolError`` and the next use starts a new session.
 
@@ -204,8 +215,10 @@ class McpToolSet:
     async def _own(self, conn: _Connection, client: Client) -> None:
         """The session's task: enters, holds and exits the SDK's context managers.
 
-        Stopped by cancelling ``conn.scope``, an anyio scope (not ``Task.cancel``)
-        so the SDK's shielded shutdown of the server process runs to the end.
+        Stopped by cancelling ``conn.serving`` (the context managers then exit
+        outside any cancellation, so the SDK can end the session on the server)
+        or ``conn.scope``; both are anyio scopes (not ``Task.cancel``) so the
+        SDK's shielded shutdown of the server process runs to the end.
         """
         try:
             with conn.scope:
@@ -214,9 +227,10 @@ class McpToolSet:
                     subscription = await self._watch(client, conn, stack)
                     conn.client = client
                     conn.ready.set()
-                    if subscription is not None and not await self._follow(subscription, conn):
-                        return  # the stream was lost with the connection: reconnect on next use
-                    await anyio.sleep_forever()
+                    with conn.serving:
+                        if subscription is not None and not await self._follow(subscription, conn):
+                            return  # the stream was lost with the connection: reconnect
+                        await anyio.sleep_forever()
         except Exception as exc:  # reported to whoever waits for ready
             conn.error = exc
         finally:
@@ -276,10 +290,19 @@ class McpToolSet:
         )
 
     async def _stop(self, conn: _Connection) -> None:
+        """End the session: politely when it was serving, then cut off if that hangs."""
         conn.alive = False
-        conn.scope.cancel()
-        if conn.task is not None:
-            await asyncio.shield(conn.task)  # the server is stopped even if our caller is not
+        if conn.client is not None:
+            conn.serving.cancel()
+        else:
+            conn.scope.cancel()  # still starting: nothing to end on the server
+        if conn.task is None:
+            return
+        # Shielded: the server is stopped even if our caller is cancelled.
+        done, _ = await asyncio.shield(asyncio.wait({conn.task}, timeout=_CLOSE_TIMEOUT_S))
+        if not done:
+            conn.scope.cancel()
+            await asyncio.shield(conn.task)
 
     async def _list(self, conn: _Connection) -> list[ToolDef]:
         assert conn.client is not None

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from mcp import Client
 
@@ -56,6 +57,16 @@ def with_mcp(base_url: str, **mcp: Any) -> list[Resource]:
         }
     )
     return [*resources(base_url, agent={"tools": ["calc"]}), tool]
+
+
+async def received(url: str) -> list[dict[str, Any]]:
+    """What ``calc_http.py`` at ``url`` has received: method, path and session id."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(url.removesuffix("/mcp") + "/requests") as resp,
+    ):
+        answer: list[dict[str, Any]] = await resp.json()
+    return answer
 
 
 def offered(request: dict[str, Any]) -> list[str]:
@@ -158,6 +169,26 @@ async def test_http_lists_and_calls(http_url: str) -> None:
         assert result.trace["transport"] == "streamable-http"
     finally:
         await toolset.close()
+
+
+async def test_http_session_is_ended_on_the_server_on_close(
+    http_url: str,
+    store: SqliteStore,
+    model_server: ModelTestServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Handshake-era servers (every pre-2026 one) give each session an id and keep
+    # its state until the client ends it with a DELETE.
+    monkeypatch.setattr(McpToolSet, "_mode", "legacy")
+    model_server.set_rules(rules({"tool_calls": [call("add", a=1, b=1)]}, {"content": "done"}))
+    async with Runtime(store) as rt:
+        await rt.apply(with_mcp(model_server.url, url=http_url))
+        assert (await rt.run("bot", "sum")).output == "done"
+        seen = await received(http_url)
+        sessions = {r["session"] for r in seen if r["session"]}
+        assert len(sessions) == 1 and "DELETE" not in [r["method"] for r in seen]
+    deletes = [r for r in await received(http_url) if r["method"] == "DELETE"]
+    assert deletes == [{"method": "DELETE", "path": "/mcp", "session": sessions.pop()}]
 
 
 async def test_allow_list_and_env_references(

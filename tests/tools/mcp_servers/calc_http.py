@@ -4,6 +4,10 @@ Tools: ``add``, ``echo``, ``pid`` (this process), and ``enable_extra``, which
 registers ``multiply`` and announces the change to every client listening for
 it, so a test can change the tools under a runtime from a second client.
 
+Every HTTP request the server receives is recorded (method, path, and the
+``Mcp-Session-Id`` header) and served as JSON at ``GET /requests``, so a test
+can see what a client sent, e.g. the ``DELETE`` that ends a session.
+
 Run: ``python calc_http.py PORT``; it serves ``http://127.0.0.1:PORT/mcp``.
 """
 
@@ -11,10 +15,39 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
+import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 server = MCPServer("calc-http", log_level="WARNING")
+received: list[dict[str, Any]] = []
+
+
+@server.custom_route("/requests", methods=["GET"])
+async def requests(request: Request) -> Response:
+    """What the server has received so far (this request excluded)."""
+    return JSONResponse(received)
+
+
+def recording(app: Any) -> Any:
+    """The ASGI app, recording each HTTP request before it is handled."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] != "/requests":
+            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+            received.append(
+                {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "session": headers.get("mcp-session-id"),
+                }
+            )
+        await app(scope, receive, send)
+
+    return wrapped
 
 
 @server.tool()
@@ -50,4 +83,5 @@ async def enable_extra(ctx: Context) -> str:
 
 
 if __name__ == "__main__":
-    server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[1]))
+    app = recording(server.streamable_http_app())
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
