@@ -25,6 +25,7 @@ __all__ = [
     "RunError",
     "SpecError",
     "SpecIssue",
+    "StartError",
     "StepTimeout",
     "ToolError",
     "UsageError",
@@ -147,6 +148,13 @@ class BudgetExhausted(RunError):
     code = "budget_exhausted"
 
 
+class StartError(RunError):
+    """A run could not start here: its tools, hooks or models could not be made ready
+    (a callable that does not import, an API-key variable that is not set)."""
+
+    code = "start_failed"
+
+
 class NondeterminismError(RunError):
     """Replay asked for a step that differs from the recorded one."""
 
@@ -173,6 +181,7 @@ _ERRORS = _Registry(
             ToolError,
             StepTimeout,
             BudgetExhausted,
+            StartError,
             NondeterminismError,
             LeaseLost,
         )

@@ -45,14 +45,17 @@ from agentrt.engine.team_run import (
     run_team,
 )
 from agentrt.errors import (
+    AgentrtError,
     BudgetExhausted,
     ModelError,
     NondeterminismError,
     NotFoundError,
     RunError,
+    StartError,
     StepTimeout,
     ToolError,
     UsageError,
+    error_from_dict,
 )
 from agentrt.models.base import Message, ModelClient, ModelRequest
 from agentrt.models.factory import create_client
@@ -237,11 +240,18 @@ class Executor:
 
     async def _execute_loaded(self, run: RunRecord, events: list[Event], replay: bool) -> RunResult:
         run_id, created = run.id, events[0]
+        if replay and (failed := _start_failure(events)) is not None:
+            return RunResult(run_id, "failed", None, failed.message, run.usage)
         if "team" in created.data:
             if replay:
                 return await self._replay_team(run, events)
             return await self._execute_team(run, events)
-        prepared = self.prepare(created.data["spec"])
+        try:
+            prepared = self.prepare(created.data["spec"])
+        except Exception as exc:  # a tool or hook that does not import, a missing API key
+            if replay:
+                raise
+            return await self._end_unstartable(run, events, _start_error(exc))
         spec = prepared.spec
         turns = await self.session_turns(run.session_id, run.turn)
         recorded = next((e for e in events if e.type == ev.MEMORY_SUMMARY), None)
@@ -249,9 +259,12 @@ class Executor:
         digest = [len(everything), history_digest(everything)]
         started = [e for e in events if e.type == ev.RUN_STARTED]
         if started and started[0].data.get("history") != digest:
-            raise NondeterminismError(
+            changed = NondeterminismError(
                 f"run {run_id}: the session history differs from when the run started"
             )
+            if replay:
+                raise changed
+            return await self._end_unstartable(run, events, changed)
         journal = Journal(
             self.store,
             run_id,
@@ -283,12 +296,33 @@ class Executor:
             self._running.pop(run_id, None)
             self._paused.pop(run_id, None)
 
+    async def _end_unstartable(
+        self, run: RunRecord, events: list[Event], error: RunError
+    ) -> RunResult:
+        """End a run that cannot execute here as ``failed`` with the reason.
+
+        Left ``running``, it would be picked up again by every worker poll and fail
+        the same way each time.
+        """
+        journal = Journal(
+            self.store, run.id, events, owner=self.owner, clock=self.clock,
+            observers=self.observers,
+        )  # fmt: skip
+        data: dict[str, Any] = {"status": "failed", "output": None, "reason": error.message}
+        data["error"] = error.to_dict()
+        update = RunUpdate(status="failed", reason=error.message)
+        await journal.append(ev.RUN_FINISHED, data, update=update)
+        return RunResult(run.id, "failed", None, error.message, run.usage)
+
     async def _execute_team(self, run: RunRecord, events: list[Event]) -> RunResult:
         """Run (or resume) a team run: its graph, each node a child run."""
         created = events[0]
-        team = Team.model_validate(created.data["team"])
-        if self.child_runner is None:
-            raise UsageError(f"Team {team.name}: team runs need a Runtime to run their nodes")
+        try:
+            team = Team.model_validate(created.data["team"])
+            if self.child_runner is None:
+                raise UsageError(f"Team {team.name}: team runs need a Runtime to run their nodes")
+        except Exception as exc:
+            return await self._end_unstartable(run, events, _start_error(exc))
         journal = Journal(
             self.store, run.id, events, owner=self.owner, clock=self.clock,
             observers=self.observers,
@@ -695,6 +729,21 @@ class Executor:
     @staticmethod
     def _result(ctx: RunContext, status: str, output: str | None, reason: str | None) -> RunResult:
         return RunResult(ctx.run_id, status, output, reason, ctx.usage, ctx.step)  # type: ignore[arg-type]
+
+
+def _start_error(exc: Exception) -> StartError:
+    """Why a run could not start, as recorded in its end."""
+    detail = str(exc) if isinstance(exc, AgentrtError) else f"{type(exc).__name__}: {exc}"
+    return StartError(f"the run could not start: {detail}")
+
+
+def _start_failure(events: list[Event]) -> RunError | None:
+    """The recorded error of a run that ended before it could start, else ``None``."""
+    last = events[-1]
+    error = last.data.get("error") if last.type == ev.RUN_FINISHED else None
+    if isinstance(error, dict) and error.get("code") == StartError.code:
+        return error_from_dict(error)
+    return None
 
 
 def _summary_in(events: list[Event]) -> Summary | None:

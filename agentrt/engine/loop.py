@@ -24,6 +24,7 @@ from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.snapshot import RunSpec
 from agentrt.errors import BudgetExhausted, ModelError, RunError, StepTimeout, ToolError
 from agentrt.models.base import (
+    RETRY_AFTER_CAP_S,
     Message,
     ModelClient,
     ModelRequest,
@@ -31,12 +32,19 @@ from agentrt.models.base import (
     ToolCall,
     ToolDef,
 )
-from agentrt.spec.resources import Budgets, ToolSpec
+from agentrt.spec.resources import Budgets, RetryPolicy, ToolSpec
 from agentrt.state.base import Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 from agentrt.tools.quotas import quota_refusal
 
-__all__ = ["LoopOutcome", "RunContext", "StepInfo", "request_digest", "run_loop"]
+__all__ = [
+    "LoopOutcome",
+    "RunContext",
+    "StepInfo",
+    "request_digest",
+    "retry_delay",
+    "run_loop",
+]
 
 
 @dataclass
@@ -293,19 +301,34 @@ async def _call_model(
                     extra["via"] = name
                 usage = Usage(response.input_tokens, response.output_tokens, cost, 1, 0)
                 return response, extra, usage
-            await ctx.journal.append(
-                ev.MODEL_ERROR,
-                {"model": name, "attempt": attempt, "error": error.to_dict()},
-                step=step,
-                durable=False,
-            )
-            if not error.retryable or attempt == policy.retry.max_attempts:
+            retrying = error.retryable and attempt < policy.retry.max_attempts
+            recorded: dict[str, Any] = {"model": name, "attempt": attempt, "error": error.to_dict()}
+            if retrying:
+                asked = error.retry_after if isinstance(error, ModelError) else None
+                delay = retry_delay(
+                    policy.retry, attempt, asked, step_timeout_s=policy.step_timeout_s
+                )
+                recorded["retry_in"] = delay
+            await ctx.journal.append(ev.MODEL_ERROR, recorded, step=step, durable=False)
+            if not retrying:
                 break
-            delay = policy.retry.backoff(attempt)
-            if isinstance(error, ModelError) and error.retry_after is not None:
-                delay = max(delay, error.retry_after)
             await asyncio.sleep(delay)
     raise error
+
+
+def retry_delay(
+    policy: RetryPolicy, attempt: int, retry_after: float | None, *, step_timeout_s: float
+) -> float:
+    """The wait before retry ``attempt`` (1-based) of a failed step.
+
+    The policy's backoff, or the provider's ``Retry-After`` when longer (up to
+    :data:`RETRY_AFTER_CAP_S`); never longer than the step timeout, so no wait
+    outlasts what one attempt of the step may take.
+    """
+    delay = policy.backoff(attempt)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, RETRY_AFTER_CAP_S))
+    return min(delay, step_timeout_s)
 
 
 def child_usage(result: ToolResult) -> Usage:
@@ -406,7 +429,7 @@ async def _execute_tool(
             tctx,
             timeout,
             attempts,
-            policy.retry.backoff,
+            functools.partial(retry_delay, policy.retry, retry_after=None, step_timeout_s=timeout),
             ctx.tool_timeouts,
         )
     except ToolError as exc:

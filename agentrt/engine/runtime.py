@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 import weakref
@@ -29,6 +30,7 @@ from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.snapshot import RunSpec
 from agentrt.errors import ConflictError, NotFoundError, UsageError
+from agentrt.spec.callables import check_callables
 from agentrt.spec.loader import Loaded, load_paths
 from agentrt.spec.refs import check_references, key_of
 from agentrt.spec.resources import Agent, Budgets, Model, Query, Resource, Team, Tool
@@ -51,6 +53,8 @@ from agentrt.state.base import (
 from agentrt.tools.agent import ChildOutcome, ChildRequest
 
 __all__ = ["Runtime", "new_run_id"]
+
+log = logging.getLogger(__name__)
 
 _STEP_EVENTS = frozenset(
     {
@@ -92,6 +96,22 @@ def _default_scratch(store: Store) -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("agentrt")) / "scratch"
+
+
+def _report_stopped(task: asyncio.Task[RunResult]) -> None:
+    """Log an execution that stopped on an error (a store failure, a lost lease).
+
+    Whoever waits on the run gets the error too; a worker has no one waiting, and
+    the error would otherwise surface only as "Task exception was never retrieved".
+    The run keeps what it recorded and is resumed later.
+    """
+    if task.cancelled() or task.exception() is None:
+        return
+    log.error(
+        "%s stopped before its end; it stays resumable",
+        task.get_name().removeprefix("agentrt-"),
+        exc_info=task.exception(),
+    )
 
 
 def _usage_of(events: list[dict[str, Any]]) -> Usage:
@@ -242,7 +262,8 @@ class Runtime:
     ) -> list[ResourceRecord]:
         """Validate and store resources (objects, or a file/directory of YAML).
 
-        References are checked against the resources given and those stored.
+        References are checked against the resources given and those stored, and
+        every ``module:function`` a resource names must import.
         """
         if isinstance(resources, str | Path):
             loaded = load_paths([resources])
@@ -252,6 +273,7 @@ class Runtime:
             ]
         stored = await self.store.list_resources()
         check_references(loaded, known={(r.kind, r.namespace, r.name) for r in stored})
+        check_callables(loaded)
         records = []
         for item in loaded:
             if isinstance(item.resource, Query):
@@ -836,6 +858,7 @@ class Runtime:
         task = asyncio.create_task(
             self._execute(run_id, session_id, known), name=f"agentrt-{run_id}"
         )
+        task.add_done_callback(_report_stopped)
         self._tasks[run_id] = task
 
     async def _execute(

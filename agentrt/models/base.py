@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "RETRY_AFTER_CAP_S",
     "Message",
     "ModelClient",
     "ModelRequest",
@@ -20,6 +21,9 @@ __all__ = [
 ]
 
 Message = dict[str, Any]
+
+RETRY_AFTER_CAP_S = 60.0
+"""Longest wait honoured for a provider's ``Retry-After``, by clients and by the loop."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,15 +20,13 @@ import aiohttp
 
 from agentrt._json import dumps, dumps_str, loads
 from agentrt.errors import ModelError
-from agentrt.models.base import ModelRequest, ModelResponse, ToolCall
+from agentrt.models.base import RETRY_AFTER_CAP_S, ModelRequest, ModelResponse, ToolCall
 
 __all__ = ["RETRYABLE_STATUSES", "RETRY_AFTER_CAP_S", "OpenAIClient", "parse_retry_after"]
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 """HTTP statuses that are retried: rate limits, timeouts and transient server errors."""
 
-RETRY_AFTER_CAP_S = 60.0
-"""Longest ``Retry-After`` wait honoured between attempts; longer requests wait this long."""
 _ERROR_TEXT_LIMIT = 500
 
 # Indirection so tests can observe the delays without waiting them out.

@@ -1,5 +1,6 @@
 """Resource types, YAML loading and validation. Imports nothing else of agentrt but errors."""
 
+from agentrt.spec.callables import check_callables
 from agentrt.spec.loader import Loaded, iter_resource_files, load_paths, load_text, parse_resource
 from agentrt.spec.refs import ResourceKey, check_references, key_of
 from agentrt.spec.resources import (
@@ -68,6 +69,7 @@ __all__ = [
     # loading and checks
     "Loaded",
     "ResourceKey",
+    "check_callables",
     "check_references",
     "iter_resource_files",
     "key_of",

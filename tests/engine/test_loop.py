@@ -8,10 +8,11 @@ from typing import Any
 
 from agentrt import Runtime
 from agentrt.engine import events as ev
+from agentrt.engine.loop import retry_delay
 from agentrt.errors import ToolError
-from agentrt.models.base import ModelRequest
+from agentrt.models.base import RETRY_AFTER_CAP_S, ModelRequest
 from agentrt.models.testserver import ModelTestServer
-from agentrt.spec import Budgets
+from agentrt.spec import Budgets, RetryPolicy
 from agentrt.state import SqliteStore
 from tests.conftest import call, resources, rules
 
@@ -231,3 +232,28 @@ async def test_hooks_declared_in_the_agent_spec(
         replayed = await rt.replay(result.run_id)
     assert result.output == "QUIET WORDS" and replayed.output == "QUIET WORDS"
     assert model_server.requests[0]["messages"][-1] == {"role": "system", "content": "agent=bot"}
+
+
+async def test_a_long_retry_after_waits_no_longer_than_the_step_timeout(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(rules({"content": "ok"}))
+    loop = {"step_timeout_s": 0.5, "retry": {"max_attempts": 2, "max_backoff_s": 0.05}}
+    async with Runtime(store) as rt:
+        await rt.apply(resources(model_server.url, agent={"loop": loop}))
+        model_server.inject(429, retry_after=3600)
+        result = await asyncio.wait_for(rt.run("bot", "x"), 30)
+    assert result.ok and result.output == "ok"
+    (error,) = [e for e in await store.read_events(result.run_id) if e.type == ev.MODEL_ERROR]
+    assert error.data["error"]["retry_after"] == 3600
+    assert error.data["retry_in"] == 0.5  # the step timeout, not the hour asked for
+
+
+def test_every_retry_wait_is_capped() -> None:
+    policy = RetryPolicy(initial_backoff_s=1, max_backoff_s=30, multiplier=10)
+    assert retry_delay(policy, 1, None, step_timeout_s=120) == 1
+    assert retry_delay(policy, 3, None, step_timeout_s=120) == 30  # max_backoff_s
+    assert retry_delay(policy, 1, 5.0, step_timeout_s=120) == 5  # Retry-After honoured
+    assert retry_delay(policy, 1, 3600.0, step_timeout_s=120) == RETRY_AFTER_CAP_S
+    assert retry_delay(policy, 1, 3600.0, step_timeout_s=2) == 2
+    assert retry_delay(policy, 3, None, step_timeout_s=2) == 2
