@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentrt._text import count
+
 __all__ = [
     "AgentrtError",
     "BudgetExhausted",
@@ -83,7 +85,7 @@ class SpecError(UsageError):
         shown = [i.render() for i in self.issues[:limit]]
         more = len(self.issues) - limit
         if more > 0:
-            shown.append(f"... and {more} more problem(s)")
+            shown.append(f"... and {count(more, 'more problem')}")
         return "\n".join(shown)
 
 

@@ -52,4 +52,4 @@ def test_spec_error_is_a_usage_error_and_limits_its_length() -> None:
     err = SpecError(issues)
     assert isinstance(err, UsageError)
     text = err.render()
-    assert "f.yaml:0: Tool/t0: field spec.kind" in text and "... and 5 more problem(s)" in text
+    assert "f.yaml:0: Tool/t0: field spec.kind" in text and "... and 5 more problems" in text

@@ -579,7 +579,8 @@ class Executor:
             pairs = zip(pending.steps, pending.tools, strict=True)
             calls = ", ".join(f"step {s} ({t})" for s, t in pairs)
             reason = (
-                f"{calls} need approval; decide with `agentrt approve {run_id} STEP` or "
+                f"{calls} {'needs' if len(pending.steps) == 1 else 'need'} approval; decide "
+                f"with `agentrt approve {run_id} STEP` or "
                 f"`agentrt deny {run_id} STEP --reason TEXT`"
             )
             await journal.append(

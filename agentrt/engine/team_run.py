@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentrt._text import count
 from agentrt.engine import events as ev
 from agentrt.engine.journal import Journal
 from agentrt.engine.team_state import StateWrite, fold_state
@@ -495,7 +496,8 @@ async def run_team(
                     raise TeamFailed(
                         f"node {inst[0]!r} ({kind} {target}, round {inst[1]}"
                         + (f", item {inst[2]}" if node.map else "")
-                        + f") ended {data['child_status']} after {data['attempts']} attempt(s): "
+                        + f") ended {data['child_status']} after "
+                        f"{count(data['attempts'], 'attempt')}: "
                         f"{data.get('reason') or 'no reason given'}; path: {graph.name} → "
                         f"{' → '.join(_path(graph, inst[0]))}"
                         + (f" (child run {data['child_run']})" if data.get("child_run") else "")
@@ -561,8 +563,9 @@ def _loops_after(
 def _exhausted(graph: TeamGraph, index: int) -> str:
     loop = graph.loops[index]
     return (
-        f"loop after {loop.after!r} back to {loop.to!r} used all its max_rounds="
-        f"{loop.max_rounds} rounds and its condition on {loop.when.key!r} still holds; "
+        f"loop after {loop.after!r} back to {loop.to!r} used all its "
+        f"{count(loop.max_rounds, 'round')} (max_rounds) and its condition on "
+        f"{loop.when.key!r} still holds; "
         f"raise max_rounds or see the last {loop.when.key!r} in `agentrt runs show`"
     )
 

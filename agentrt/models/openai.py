@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from agentrt._json import dumps, dumps_str, loads
+from agentrt._text import count
 from agentrt.errors import ModelError
 from agentrt.models.base import RETRY_AFTER_CAP_S, ModelRequest, ModelResponse, ToolCall
 
@@ -141,7 +142,7 @@ class OpenAIClient:
 
             if attempt >= self.max_retries:
                 if attempt:
-                    problem = f"{problem} (gave up after {attempt + 1} attempts)"
+                    problem = f"{problem} (gave up after {count(attempt + 1, 'attempt')})"
                 raise ModelError(problem, retryable=True, status=status, retry_after=retry_after)
             if retry_after is not None:
                 delay = min(retry_after, RETRY_AFTER_CAP_S)

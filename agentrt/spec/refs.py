@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Collection, Iterable
 
+from agentrt._text import with_article
 from agentrt.errors import SpecError, SpecIssue
 from agentrt.spec.loader import Loaded
 from agentrt.spec.resources import Agent, Model, Query, Resource, Team, Tool
@@ -68,7 +69,7 @@ def check_references(loaded: Iterable[Loaded], known: Collection[ResourceKey] = 
             fix = (
                 f"did you mean {close[0]!r}?"
                 if close
-                else f"define a {kind} named {name!r} in namespace {res.namespace!r}"
+                else f"define {with_article(kind)} named {name!r} in namespace {res.namespace!r}"
                 f" (apply it together with this file), or remove the reference"
             )
             issues.append(

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from agentrt._text import count
 from agentrt.errors import SpecIssue
 from agentrt.spec.loader import Loaded, field_path
 from agentrt.spec.resources import (
@@ -363,7 +364,7 @@ def _edges(graph: TeamGraph) -> list[tuple[str, str, str, bool]]:
         label = f"when {_condition(node.when)}" if node.when else ""
         edges += [(dep, node.name, label, False) for dep in node.after]
     for loop in graph.loops:
-        label = f"while {_condition(loop.when)} (max {loop.max_rounds} rounds)"
+        label = f"while {_condition(loop.when)} (max {count(loop.max_rounds, 'round')})"
         edges.append((loop.after, loop.to, label, True))
     return edges
 

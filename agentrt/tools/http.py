@@ -32,6 +32,7 @@ from yarl import URL
 
 from agentrt import _json
 from agentrt._imports import import_callable
+from agentrt._text import count, plural
 from agentrt.errors import ToolError, UsageError
 from agentrt.models.base import ToolDef
 from agentrt.models.openai import RETRY_AFTER_CAP_S, RETRYABLE_STATUSES, parse_retry_after
@@ -272,9 +273,7 @@ class HttpToolSet:
         """The URL with placeholders and secrets filled, and the arguments left over."""
         missing = [p for p in self._placeholders if arguments.get(p) is None]
         if missing:
-            raise ToolError(
-                f"Tool {self.name!r} needs argument(s) {', '.join(missing)} for its URL"
-            )
+            raise ToolError(f"Tool {self.name!r} needs {_arguments(missing)} for its URL")
 
         def fill(m: re.Match[str]) -> str:
             value = _text(arguments[m[3]]) if m[3] else secrets.resolve(m[1], m[2])
@@ -328,7 +327,7 @@ class HttpToolSet:
                 else:
                     problem = secrets.redact(f"{type(exc).__name__}: {exc}")
                 if attempt == self._attempts:
-                    tries = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
+                    tries = f" (gave up after {count(attempt, 'attempt')})" if attempt > 1 else ""
                     # Not retryable: this call already retried what was safe to retry.
                     raise ToolError(f"{method} {shown} failed: {problem}{tries}") from None
             except Exception as exc:  # e.g. a header value aiohttp refuses: not transient
@@ -371,7 +370,8 @@ class HttpToolSet:
         if not more and len(encoded) <= limit:
             return text, size, False
         text = encoded[:limit].decode("utf-8", errors="replace")
-        return f"{text}\n[truncated: the response is longer than {limit} bytes]", size, True
+        marker = f"[truncated: the response is longer than {count(limit, 'byte')}]"
+        return f"{text}\n{marker}", size, True
 
 
 def _result(
@@ -388,3 +388,8 @@ def _result(
             f"HTTP {status} redirect to {location} (not followed)\n{text}", trace=trace
         )
     return ToolResult(text, trace=trace)
+
+
+def _arguments(names: list[str]) -> str:
+    """The missing URL arguments, as "argument a" or "arguments a, b"."""
+    return f"{'argument' if len(names) == 1 else plural('argument')} {', '.join(names)}"

@@ -19,6 +19,7 @@ from typing import Any, cast
 import anyio
 
 from agentrt import __version__, _json
+from agentrt._text import count
 from agentrt.errors import ToolError, UsageError
 from agentrt.models.base import ToolDef
 from agentrt.spec.resources import ToolSpec
@@ -365,14 +366,16 @@ def _render(result: mt.CallToolResult) -> str:
         if isinstance(block, mt.TextContent):
             parts.append(block.text)
         elif isinstance(block, mt.ImageContent | mt.AudioContent):
-            parts.append(f"[{block.mime_type} {_size(block.data)} bytes]")
+            parts.append(f"[{block.mime_type} {count(_size(block.data), 'byte')}]")
         elif isinstance(block, mt.ResourceLink):
             parts.append(f"[resource {block.uri}]")
         elif isinstance(block.resource, mt.TextResourceContents):
             parts.append(block.resource.text)
         else:
             kind = block.resource.mime_type or "application/octet-stream"
-            parts.append(f"[{kind} {_size(block.resource.blob)} bytes: {block.resource.uri}]")
+            parts.append(
+                f"[{kind} {count(_size(block.resource.blob), 'byte')}: {block.resource.uri}]"
+            )
     if not parts and result.structured_content is not None:
         parts.append(_json.dumps_str(result.structured_content))
     return "\n".join(parts)

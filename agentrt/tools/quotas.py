@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from agentrt._text import count
 from agentrt.spec.resources import ToolSpec
 from agentrt.state.base import Store
 
@@ -29,8 +30,9 @@ def day_start(now: float) -> float:
 
 
 def _refusal(toolset: str, limit: int, per: str, field: str) -> str:
-    calls = "call" if limit == 1 else "calls"
-    return f"quota exceeded: Tool {toolset!r} allows {limit} {calls} per {per} (quotas.{field})"
+    return (
+        f"quota exceeded: Tool {toolset!r} allows {count(limit, 'call')} per {per} (quotas.{field})"
+    )
 
 
 async def quota_refusal(

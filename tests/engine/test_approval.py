@@ -31,7 +31,7 @@ async def test_deny_reaches_the_model_and_small_amounts_need_no_approval(
         await rt.apply(resources(model_server.url, tools=["charge_approved"]))
         waiting = await rt.run("bot", "pay")
         assert waiting.status == "waiting_approval"
-        assert "step 2 (charge_approved)" in (waiting.reason or "")
+        assert "step 2 (charge_approved) needs approval;" in (waiting.reason or "")
         assert not effects.exists()  # nothing ran before the decision, not even the small one
         result = await rt.approve(waiting.run_id, 2, approved=False, reason="over budget", by="ana")
         replayed = await rt.replay(waiting.run_id)

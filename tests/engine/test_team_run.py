@@ -138,7 +138,7 @@ async def test_a_loop_that_never_ends_stops_at_its_bound(
         result = await rt.run("research", "research: tides")
     assert result.status == "failed"
     assert result.reason is not None
-    assert "used all its max_rounds=2 rounds" in result.reason
+    assert "used all its 2 rounds (max_rounds)" in result.reason
     assert "'feedback' still holds" in result.reason
     events = await store.read_events(result.run_id)
     rounds = {e.data["round"] for e in events if e.type == ev.NODE_FINISHED}
@@ -162,7 +162,7 @@ async def test_a_failing_node_fails_the_team_with_its_path(
         result = await rt.run("pair", "go")
     assert result.status == "failed"
     assert result.reason is not None
-    assert "node 'b' (Agent broken, round 1) ended failed after 2 attempt(s)" in result.reason
+    assert "node 'b' (Agent broken, round 1) ended failed after 2 attempts" in result.reason
     assert "path: pair → a → b" in result.reason
 
 

@@ -105,6 +105,15 @@ def test_dangling_reference_names_what_is_missing() -> None:
     assert "define a Tool named 'search'" in issue.fix
 
 
+def test_a_missing_agent_is_named_with_its_article() -> None:
+    query = (
+        "---\napiVersion: agentrt.dev/v1\nkind: Query\nmetadata: {name: q, namespace: team-a}\n"
+        "spec: {target: helper, input: hi}\n"
+    )
+    (issue,) = _error(GOOD + query).issues
+    assert issue.fix.startswith("define an Agent named 'helper' in namespace 'team-a'")
+
+
 def test_reference_typo_gets_a_suggestion() -> None:
     err = _error(GOOD.replace("model: m\n", "model: gpt4\n").replace("{name: m,", "{name: gpt-4,"))
     assert "did you mean 'gpt-4'?" in err.issues[0].fix

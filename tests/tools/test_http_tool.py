@@ -183,7 +183,7 @@ async def test_delete_and_body_none_use_the_query_string(api: Api) -> None:
 
 async def test_missing_url_argument(api: Api) -> None:
     tool = HttpToolSet("t", spec({"url": api.url + "/items/{item}"}))
-    with pytest.raises(ToolError, match="needs argument\\(s\\) item"):
+    with pytest.raises(ToolError, match="needs argument item for its URL"):
         await call_tool(tool, {"other": 1})
     assert api.requests == []
 

@@ -49,6 +49,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
+from agentrt._text import count
 from agentrt.engine.owner import new_owner_id, owner_is_dead
 from agentrt.tools.sandbox.base import (
     EndReason,
@@ -156,7 +157,8 @@ def _output(path: Path, cap: int, artifact: Path) -> tuple[str, bool]:
         artifact.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(path, artifact)
         return (
-            f"{head}\n[output truncated at {cap} bytes; full output: artifact {artifact.name}]",
+            f"{head}\n[output truncated at {count(cap, 'byte')}; full output: artifact "
+            f"{artifact.name}]",
             True,
         )
     return "", False

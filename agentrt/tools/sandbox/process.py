@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from agentrt._text import count
 from agentrt.tools.sandbox.base import (
     EndReason,
     ExecResult,
@@ -122,9 +123,13 @@ class CappedOutput:
         """The kept head, with a marker naming the artifact when it was truncated."""
         text = self._head.decode(errors="replace")
         if self.truncated:
-            kept = "" if self._written >= self.total else f" (its first {self._written} bytes)"
+            kept = (
+                ""
+                if self._written >= self.total
+                else f" (its first {count(self._written, 'byte')})"
+            )
             text += (
-                f"\n[output truncated at {self.cap} bytes; full output: artifact "
+                f"\n[output truncated at {count(self.cap, 'byte')}; full output: artifact "
                 f"{self.artifact.name}{kept}]"
             )
         return text
