@@ -6,11 +6,21 @@ Quick use::
 
     async with Runtime() as rt:
         await rt.apply("examples/hello")
-        result = await rt.run("assistant", "What is 6 * 7?")
+        result = await rt.run("greeter", "Say hi to Ada")
+
+A hook or a Python tool raises :class:`ToolError` to fail a call: the model
+sees the message as the tool's result, and the run goes on.
 """
 
 from agentrt.engine import HookSet, RunResult, Runtime
-from agentrt.errors import AgentrtError, RunError, SpecError, UsageError
+from agentrt.errors import (
+    AgentrtError,
+    NondeterminismError,
+    RunError,
+    SpecError,
+    ToolError,
+    UsageError,
+)
 from agentrt.tools import ToolContext, ToolResult
 
 __version__ = "0.1.0"
@@ -18,11 +28,13 @@ __version__ = "0.1.0"
 __all__ = [
     "AgentrtError",
     "HookSet",
+    "NondeterminismError",
     "RunError",
     "RunResult",
     "Runtime",
     "SpecError",
     "ToolContext",
+    "ToolError",
     "ToolResult",
     "UsageError",
     "__version__",

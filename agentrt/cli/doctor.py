@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from typing import Any
 
 from agentrt import _json
@@ -16,12 +15,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: Any) -> None:
     """Add the ``doctor`` command to ``subparsers`` (from ``add_subparsers``)."""
-    parser = subparsers.add_parser(
-        "doctor", help="check which sandboxes for model-written code work here"
-    )
-    # The main parser already gives every command --json; a bare one may not.
-    with contextlib.suppress(argparse.ArgumentError):
-        parser.add_argument("--json", action="store_true", help="machine-readable output")
+    subparsers.add_parser("doctor", help="check which sandboxes for model-written code work here")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -36,7 +30,7 @@ async def run(args: argparse.Namespace) -> int:
         ).name
     except UsageError:
         auto = None
-    if getattr(args, "json", False):
+    if args.json:
         print(
             _json.dumps_str(
                 {

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from agentrt import _json
+from agentrt import __version__, _json
+from agentrt._text import count, plural
 from agentrt.cli import doctor, memory
 from agentrt.cli.render import (
     LiveTrace,
@@ -35,33 +36,41 @@ from agentrt.spec.refs import check_references
 from agentrt.spec.resources import KINDS, Budgets, Query, Team
 from agentrt.spec.team import team_graph, to_dot, to_mermaid
 from agentrt.state import open_store
-from agentrt.state.base import WAITING_STATUSES, Event, RunRecord, Store
+from agentrt.state.base import RUN_STATUSES, WAITING_STATUSES, Event, RunRecord, Store
 
-__all__ = ["build_parser", "main"]
+__all__ = ["CommandParser", "build_parser", "main"]
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_WAITING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A parser whose commands, at every depth, take the global flags before or after them.
+
+    ``add_subparsers`` builds each command's parser of its parent's class, so
+    ``agentrt graph show X --json`` and ``agentrt memory list --store S`` work
+    like ``agentrt --json graph show X``, with no command left out.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a command's parser sets a flag only when it is given there,
+        # so it never resets one given before the command (the root sets defaults).
+        self.add_argument(
+            "--store",
+            default=argparse.SUPPRESS,
+            help="store URL or SQLite file (default: $AGENTRT_STORE or the user data dir)",
+        )
+        self.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``agentrt`` command."""
-    p = argparse.ArgumentParser(
-        prog="agentrt", description="Run AI agents as durable, governable workloads."
-    )
-    p.add_argument(
-        "--store",
-        default=os.environ.get("AGENTRT_STORE"),
-        help="store URL or SQLite file (default: $AGENTRT_STORE or the user data dir)",
-    )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    # The global flags are accepted after the command too (`agentrt runs list --json`).
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    common.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
-    )
+    p = CommandParser(prog="agentrt", description="Run AI agents as durable, governable workloads.")
+    p.set_defaults(store=os.environ.get("AGENTRT_STORE"), json=False)
+    p.add_argument("--version", action="version", version=f"agentrt {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub_add = sub.add_parser
-    sub.add_parser = lambda *a, **k: sub_add(*a, parents=[common], **k)  # type: ignore[method-assign]
 
     d = sub.add_parser("demo", help="run a multi-step agent offline and show its trace")
     d.add_argument("--input", help="the question to ask the demo agent")
@@ -70,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-f", "--filename", action="append", required=True, help="file or directory")
 
     g = sub.add_parser("get", help="list stored resources")
-    g.add_argument("kind", help="Model, Tool, Agent (case-insensitive, plural ok)")
+    g.add_argument("kind", help=f"{', '.join(KINDS)} (case-insensitive, plural ok)")
     g.add_argument("name", nargs="?")
     g.add_argument("-n", "--namespace")
 
@@ -97,11 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="list and inspect runs")
     rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="SUBCOMMAND")
-    rsub_add = rsub.add_parser
-    rsub.add_parser = lambda *a, **k: rsub_add(*a, parents=[common], **k)  # type: ignore[method-assign]
     rl = rsub.add_parser("list", help="recent runs")
     rl.add_argument("-n", "--namespace")
-    rl.add_argument("--status", action="append")
+    rl.add_argument(
+        "--status",
+        action="append",
+        choices=RUN_STATUSES,
+        metavar="STATUS",
+        help=f"only runs in this status (repeatable): {', '.join(RUN_STATUSES)}",
+    )
     rl.add_argument("--session")
     rl.add_argument("--limit", type=int, default=20)
     rs = rsub.add_parser("show", help="a run's steps as a tree")
@@ -267,7 +280,7 @@ async def _with_store(args: argparse.Namespace) -> Store:
 
 def _kind(raw: str) -> str:
     for kind in KINDS:
-        if raw.lower() in (kind.lower(), kind.lower() + "s"):
+        if raw.lower() in (kind.lower(), plural(kind).lower()):
             return kind
     raise UsageError(f"unknown kind {raw!r}; use one of: {', '.join(KINDS)}")
 
@@ -581,8 +594,8 @@ async def _cmd_gc(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"removed {removed.runs} runs, {removed.events} events, {removed.blobs} blobs, "
-            f"{removed.sessions} sessions"
+            f"removed {count(removed.runs, 'run')}, {count(removed.events, 'event')}, "
+            f"{count(removed.blobs, 'blob')}, {count(removed.sessions, 'session')}"
         )
     return EXIT_OK
 

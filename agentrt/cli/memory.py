@@ -31,10 +31,6 @@ def add_parser(subparsers: Any) -> None:
     forget.add_argument("id")
     for command in (add, search, listing, forget):
         command.add_argument("-n", "--namespace", default="default", help="the tenant")
-        # Accepted after the subcommand too, as everywhere (`agentrt memory list --json`).
-        command.add_argument(
-            "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
-        )
 
 
 async def run(args: argparse.Namespace) -> int:

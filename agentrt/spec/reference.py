@@ -21,11 +21,11 @@ keeps it current. Every resource has the same envelope:
 
 ```yaml
 apiVersion: agentrt.dev/v1
-kind: Model | Tool | Agent | Query
+kind: {kinds}
 metadata:
   name: lower-case-name        # letters, digits, '.', '_', '-'
   namespace: default           # the tenant
-  labels: {}
+  labels: {{}}
 spec: ...                      # below, per kind
 ```
 
@@ -109,7 +109,7 @@ def _table(model: type[BaseModel]) -> str:
 
 def render_reference() -> str:
     """The whole reference page."""
-    parts = [_INTRO]
+    parts = [_INTRO.format(kinds=" | ".join(KINDS))]
     done: set[type[BaseModel]] = set()
     for kind, cls in KINDS.items():
         spec_model = cls.model_fields["spec"].annotation

@@ -11,6 +11,7 @@ from pathlib import Path
 from agentrt.errors import UsageError
 from agentrt.state.base import (
     ACTIVE_STATUSES,
+    RUN_STATUSES,
     TERMINAL_STATUSES,
     WAITING_STATUSES,
     Event,
@@ -47,6 +48,7 @@ __all__ = [
     "Usage",
     # run statuses
     "ACTIVE_STATUSES",
+    "RUN_STATUSES",
     "TERMINAL_STATUSES",
     "WAITING_STATUSES",
     "RunStatus",

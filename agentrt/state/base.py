@@ -10,6 +10,7 @@ Every backend must pass ``tests/state/conformance.py`` unchanged.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -18,6 +19,7 @@ __all__ = [
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
     "WAITING_STATUSES",
+    "RUN_STATUSES",
     "Event",
     "EventDraft",
     "GcResult",
@@ -47,6 +49,8 @@ TERMINAL_STATUSES: frozenset[str] = frozenset(
 )
 ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "running"})
 WAITING_STATUSES: frozenset[str] = frozenset({"waiting", "waiting_approval"})
+# Every status, in the order a run meets them (for help texts, choices and docs).
+RUN_STATUSES: tuple[str, ...] = typing.get_args(RunStatus)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ def test_reference_covers_every_kind_and_nested_setting() -> None:
         "## Model",
         "## Tool",
         "## Agent",
+        "## Team",
         "## Query",
         "### LoopPolicy",
         "### RetryPolicy",
