@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +206,67 @@ def test_map_reduce_team_summarises_each_document_then_combines(
     # Each node's child run is drawn under it, with its own steps.
     assert "│    ├─ step 1  model map-offline" in tree
     assert "│    ├─ step 1  model reduce-offline" in tree
+
+
+# --- the commands each example documents, run as written -----------------------
+
+# Not here: local_server starts a server on a fixed port, sandbox needs a sandbox;
+# both are run above through the same resources.
+_SHELL_EXAMPLES = ["hello", "memory", "support_desk", "teams"]
+_PLACEHOLDER = re.compile(r"\bRUN(_ID)?\b")
+
+
+def documented_commands(example: Path) -> list[str]:
+    """The shell commands an example documents: in its files' header comments and its README."""
+    commands: list[str] = []
+    for path in sorted(example.glob("*.yaml")):
+        for line in path.read_text().splitlines():
+            if not line.startswith("#"):
+                break
+            text = line.removeprefix("#").strip()
+            if text.startswith(("agentrt ", "for ")):
+                commands.append(text)
+    readme = example / "README.md"
+    if readme.exists():
+        for block in re.findall(r"```sh\n(.*?)```", readme.read_text(), re.DOTALL):
+            commands += [line for line in block.splitlines() if line.strip()]
+    # Each once, in the order first documented (a README may repeat the header's).
+    return [c for c in dict.fromkeys(commands) if not _PLACEHOLDER.search(c)]
+
+
+def run_as_written(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """One documented command, through a shell, from the repository's root, as a user would."""
+    return subprocess.run(
+        ["bash", "-c", command], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def _shell_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "AGENTRT_STORE": str(tmp_path / "agentrt.db"),
+        "SUPPORT_DESK_LEDGER": str(tmp_path / "ledger.txt"),
+        "NO_COLOR": "1",
+    }
+
+
+@pytest.mark.parametrize("example", _SHELL_EXAMPLES)
+def test_documented_commands_work_as_written(example: str, tmp_path: Path) -> None:
+    commands = documented_commands(EXAMPLES / example)
+    assert any(c.startswith("agentrt run") for c in commands), commands
+    env = _shell_env(tmp_path)
+    for command in commands:
+        done = run_as_written(command, env)
+        assert done.returncode == 0, f"$ {command}\n{done.stdout}{done.stderr}"
+
+
+def test_support_desk_commands_refund_once_then_answer(tmp_path: Path) -> None:
+    env = _shell_env(tmp_path)
+    outputs = [run_as_written(c, env) for c in documented_commands(EXAMPLES / "support_desk")]
+    assert all(o.returncode == 0 for o in outputs), [o.stderr for o in outputs]
+    text = "".join(o.stdout for o in outputs)
+    assert "output: Sorry about that. I checked the order and refunded 39.90 EUR" in text
+    assert "succeeded in 1 step ·" in text  # the second turn answers without a tool
+    ledger = (tmp_path / "ledger.txt").read_text()
+    assert ledger.count("\trefund\t1001\t39.90") == 1

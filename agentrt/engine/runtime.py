@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import aiohttp
 
+from agentrt._text import with_article
 from agentrt.engine import events as ev
 from agentrt.engine.execute import Executor
 from agentrt.engine.hooks import HookPhase, HookSet
@@ -134,7 +135,8 @@ class Runtime:
         resume_interrupted: on start, resume runs whose owner died or whose lease expired.
         lease_ttl_s: how long a lease lasts without renewal; renewed every third of it.
         hooks: hooks applied to every run, in addition to those of its Agent spec.
-        observers: called with ``(run_id, event)`` for every event this runtime records.
+        observers: called with ``(run_id, event)`` for every event this runtime records;
+            a :class:`LogAwareObserver` is first shown the log of each run taken up.
         environ: environment for API keys (defaults to ``os.environ`` at the model factory).
     """
 
@@ -420,6 +422,21 @@ class Runtime:
             self._spawn(run.id, session_id=run.session_id, known=known)
         return run
 
+    async def _where_else(self, target: str, namespace: str) -> str:
+        """The fix for a target not found: the namespaces that have it, else to apply it."""
+        others = sorted(
+            {
+                r.namespace
+                for kind in ("Agent", "Team")
+                for r in await self.store.list_resources(kind)
+                if r.name == target and r.namespace != namespace
+            }
+        )
+        if not others:
+            return "define it and run `agentrt apply -f FILE`"
+        where = ", ".join(repr(ns) for ns in others)
+        return f"it is in namespace {where}: run it there (`-n {others[0]}`)"
+
     async def _created_data(
         self,
         target: str,
@@ -446,7 +463,7 @@ class Runtime:
         if team_record is None:
             raise NotFoundError(
                 f"no Agent or Team named {target!r} in namespace {namespace!r}; "
-                "define it and run `agentrt apply -f FILE`"
+                + await self._where_else(target, namespace)
             )
         team = Team.model_validate(team_record.body)
         limits: dict[str, Any] = {}
@@ -660,7 +677,9 @@ class Runtime:
             raise UsageError("not an exported run: expected `format: agentrt.run/v1`")
         meta, events = data["run"], data["events"]
         if not events or events[0]["type"] != ev.RUN_CREATED:
-            raise UsageError(f"an exported run starts with a {ev.RUN_CREATED} event")
+            raise UsageError(
+                f"an exported run starts with {with_article(ev.RUN_CREATED + ' event')}"
+            )
         drafts = [EventDraft(e["type"], e["data"], e["ts"], e["step"]) for e in events]
         run, _ = await self.store.create_run(
             NewRun(new_run_id(), meta["namespace"], meta["agent"], self._clock()), drafts
