@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from agentrt import _json
+from agentrt._text import count
 from agentrt.engine import events as ev
 from agentrt.engine.result import RunResult
 from agentrt.engine.team_run import instance_of
-from agentrt.state.base import Event, RunRecord
+from agentrt.state.base import ACTIVE_STATUSES, WAITING_STATUSES, Event, RunRecord
 
 __all__ = ["LiveTrace", "Style", "render_result", "render_run_list", "render_run_tree"]
 
@@ -42,10 +43,16 @@ class Style:
         return self._wrap("1", text)
 
     def status(self, status: str) -> str:
-        """A run status, coloured by outcome."""
-        code = {"succeeded": "32", "waiting": "33", "running": "36", "queued": "36"}.get(
-            status, "31"
-        )
+        """A run status, coloured by outcome: green, yellow when a person must act, cyan
+        while it runs, red for any other end."""
+        if status == "succeeded":
+            code = "32"
+        elif status in WAITING_STATUSES:
+            code = "33"
+        elif status in ACTIVE_STATUSES:
+            code = "36"
+        else:
+            code = "31"
         return self._wrap(code, status)
 
 
@@ -69,7 +76,12 @@ def _args(arguments: str, width: int = 60) -> str:
 
 @dataclass
 class LiveTrace:
-    """An event observer that prints each step as it is recorded."""
+    """An event observer that prints each step as it is recorded.
+
+    It is shown the log of every run it picks up (a :class:`LogAwareObserver`),
+    so a resumed run's steps still name their model or tool, are timed, and
+    count the tokens and cost recorded before the interruption.
+    """
 
     out: TextIO = field(default_factory=lambda: sys.stdout)
     style: Style = field(default_factory=Style)
@@ -77,6 +89,22 @@ class LiveTrace:
     _calls: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     _tokens: dict[str, int] = field(default_factory=dict)
     _cost: dict[str, float] = field(default_factory=dict)
+    _unstarted: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
+
+    def log_loaded(self, run_id: str, events: Sequence[Event]) -> None:
+        """Take up what ``run_id``'s log already holds: totals and steps with no result."""
+        self._tokens[run_id] = sum(
+            e.data.get("in", 0) + e.data.get("out", 0) for e in events if e.type == ev.MODEL_RESULT
+        )
+        self._cost[run_id] = sum(
+            e.data.get("cost", 0.0) for e in events if e.type == ev.MODEL_RESULT
+        )
+        open_steps = in_flight(events)
+        for step, intent in open_steps.items():
+            self._calls[(run_id, step)] = intent.data
+        # Timed from the run's (re)start: the step is performed again from there,
+        # and the time it was first begun includes however long the run was stopped.
+        self._unstarted[run_id] = {(run_id, step) for step in open_steps}
 
     def __call__(self, run_id: str, event: Event) -> None:
         """Print ``event`` of ``run_id`` if it is worth a line."""
@@ -84,6 +112,8 @@ class LiveTrace:
         s = self.style
         if event.type == ev.RUN_STARTED:
             verb = "resumed" if event.data.get("resumed") else "started"
+            for waiting in self._unstarted.pop(run_id, set()):
+                self._starts.setdefault(waiting, event.ts)
             self._line(f"{s.bold(run_id)} {verb}")
         elif event.type in (ev.MODEL_CALL, ev.TOOL_CALL):
             self._starts[key] = event.ts
@@ -113,10 +143,13 @@ class LiveTrace:
         elif event.type == ev.TOOL_RESULT:
             call = self._calls.pop(key, {})
             mark = s.status("failed") + " " if event.data.get("error") else ""
+            took = self._ms(key, event)
+            if event.data.get("reconciled"):  # not performed here: say how it was decided
+                took = f"reconciled by {event.data['reconciled']}"
             self._line(
                 f"  step {event.step:>3}  {s.bold('act')}   {call.get('name', '?')}"
                 f"({_args(call.get('args', ''), 40)}) → {mark}{clip(event.data.get('output'), 50)}"
-                f"  {s.dim(self._ms(key, event))}"
+                f"  {s.dim(took)}"
             )
         elif event.type == ev.TOOL_UNKNOWN:
             self._line(f"  step {event.step:>3}  {s.status('unknown')}  {event.data.get('reason')}")
@@ -131,11 +164,12 @@ class LiveTrace:
             )
         elif event.type == ev.MEMORY_SUMMARY:
             self._line(
-                f"  {s.bold('memory')}  {event.data.get('turns')} earlier turns summarised: "
+                f"  {s.bold('memory')}  {_earlier_turns(event.data)} summarised: "
                 f"{clip(event.data.get('text'), 60)}"
             )
         elif event.type == ev.RUN_WAITING:
-            self._line(f"{s.bold(run_id)} {s.status('waiting')}: {event.data.get('reason')}")
+            waits = s.status(waiting_status(event.data))
+            self._line(f"{s.bold(run_id)} {waits}: {event.data.get('reason')}")
 
     def _ms(self, key: tuple[str, int], end: Event) -> str:
         # Recorded timestamps, not arrival: events reach observers in committed batches.
@@ -146,10 +180,28 @@ class LiveTrace:
         print(text, file=self.out, flush=True)
 
 
+def in_flight(events: Sequence[Event]) -> dict[int, Event]:
+    """The intent of every step that has no result (or unknown outcome) in ``events``."""
+    intents: dict[int, Event] = {}
+    for e in events:
+        if e.step is None:
+            continue
+        if e.type in (ev.MODEL_CALL, ev.TOOL_CALL):
+            intents[e.step] = e
+        elif e.type in (ev.MODEL_RESULT, ev.TOOL_RESULT):
+            intents.pop(e.step, None)
+    return intents
+
+
+def waiting_status(data: dict[str, Any]) -> str:
+    """The status a ``run.waiting`` event put its run in: approvals have their own."""
+    return "waiting_approval" if data.get("approval") else "waiting"
+
+
 def render_result(result: RunResult, style: Style) -> str:
     """The closing lines of a run: status, usage, output."""
     u = result.usage
-    steps = f" in {result.steps} steps" if result.steps else ""
+    steps = f" in {count(result.steps, 'step')}" if result.steps else ""
     head = (
         f"{style.status(result.status)}{steps} · tokens {u.total_tokens} "
         f"(in {u.input_tokens} / out {u.output_tokens}) · tool calls {u.tool_calls} · "
@@ -293,13 +345,13 @@ def render_run_tree(
         elif e.type == ev.MEMORY_SUMMARY:
             used = e.data.get("usage") or [0, 0, 0.0]
             lines.append(
-                f"├─ session memory: {e.data.get('turns')} earlier turns summarised by model "
+                f"├─ session memory: {_earlier_turns(e.data)} summarised by model "
                 f"{e.data.get('model')} (through {e.data.get('through')}; "
                 f"{e.data.get('kept')} kept verbatim)  tokens in {used[0]} / out {used[1]}"
             )
             lines.append(f"│    summary: {clip(e.data.get('text'), 96)}")
         elif e.type == ev.RUN_WAITING:
-            lines.append(f"├─ {s.status('waiting')}: {e.data.get('reason')}")
+            lines.append(f"├─ {s.status(waiting_status(e.data))}: {e.data.get('reason')}")
         elif e.type == ev.RUN_FINISHED:
             summary = clip(e.data.get("output") or e.data.get("reason"), 100)
             lines.append(f"└─ {s.status(e.data.get('status', '?'))}: {summary}")
@@ -366,6 +418,11 @@ def _trace_lines(trace: dict[str, Any]) -> list[str]:
     if "server" in trace:
         out.append(f"mcp: {trace['server']} ({trace.get('transport', '')})")
     return out
+
+
+def _earlier_turns(data: dict[str, Any]) -> str:
+    """How many earlier turns a memory summary folded: "1 earlier turn", "3 earlier turns"."""
+    return count(int(data.get("turns") or 0), "earlier turn")
 
 
 def _took(start: Event | None, end: Event) -> str:

@@ -2,7 +2,7 @@
 
 from agentrt.engine.execute import Executor
 from agentrt.engine.hooks import HOOK_PHASES, HookPhase, HookSet
-from agentrt.engine.journal import EventObserver, Journal, StepUnknown
+from agentrt.engine.journal import EventObserver, Journal, LogAwareObserver, StepUnknown
 from agentrt.engine.loop import LoopOutcome, RunContext, StepInfo, run_loop
 from agentrt.engine.result import RunResult
 from agentrt.engine.runtime import Runtime, new_run_id
@@ -17,6 +17,7 @@ __all__ = [
     "EventObserver",
     "Executor",
     "Journal",
+    "LogAwareObserver",
     "LoopOutcome",
     "RunContext",
     "RunSpec",

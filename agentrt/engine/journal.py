@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from agentrt.engine import events as ev
 from agentrt.errors import NondeterminismError
@@ -22,9 +22,36 @@ from agentrt.models.base import ModelResponse, ToolCall
 from agentrt.state.base import Event, EventDraft, RunUpdate, Store, Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 
-__all__ = ["ApprovalPending", "EventObserver", "Journal", "StepRecord", "StepUnknown"]
+__all__ = [
+    "ApprovalPending",
+    "EventObserver",
+    "Journal",
+    "LogAwareObserver",
+    "StepRecord",
+    "StepUnknown",
+]
 
 EventObserver = Callable[[str, Event], None]
+
+
+@runtime_checkable
+class LogAwareObserver(Protocol):
+    """An event observer that is also shown what a run's log held when it was taken up.
+
+    A run resumed, or continued after a decision, goes on from steps recorded by
+    another process (or earlier): their intents, tokens and costs are in the log,
+    not in the events this runtime records. Such an observer gets the whole log
+    first, then every new event as usual.
+    """
+
+    def __call__(self, run_id: str, event: Event) -> None:
+        """See an event just recorded."""
+        ...
+
+    def log_loaded(self, run_id: str, events: Sequence[Event]) -> None:
+        """See the log of ``run_id`` as it was when this runtime took the run up."""
+        ...
+
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +138,16 @@ class Journal:
         self._pending: list[Event] = []
         self._pending_update: RunUpdate | None = None
         self._broken: BaseException | None = None
+        if not replay:
+            self._show_log(events)
+
+    def _show_log(self, events: Sequence[Event]) -> None:
+        for observer in self._observers:
+            if isinstance(observer, LogAwareObserver):
+                try:
+                    observer.log_loaded(self.run_id, events)
+                except Exception:  # as for every event: a broken watcher must not fail the run
+                    log.exception("event observer failed on the log of run %s", self.run_id)
 
     def recorded(self, step: int) -> StepRecord | None:
         """What the log holds for ``step``."""
