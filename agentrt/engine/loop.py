@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -32,6 +31,7 @@ from agentrt.models.base import (
     ToolCall,
     ToolDef,
 )
+from agentrt.spec.patterns import search
 from agentrt.spec.resources import Budgets, RetryPolicy, ToolSpec
 from agentrt.state.base import Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
@@ -125,7 +125,7 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
     """
     agent = ctx.spec.agent_spec
     policy = agent.loop
-    stop_pattern = re.compile(policy.stop.output_matches) if policy.stop.output_matches else None
+    stop_pattern = policy.stop.output_matches
     messages = initial_messages(ctx.spec, history, ctx.input)
     primary = ctx.spec.models[agent.model]
     for _ in range(policy.max_steps):
@@ -154,7 +154,7 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
         messages.append(response.assistant_message())
         await ctx.hooks.run("on_step", ctx, StepInfo(step, "plan", response=response))
         # evaluate
-        if stop_pattern and response.content and stop_pattern.search(response.content):
+        if stop_pattern and response.content and search(stop_pattern, response.content):
             return LoopOutcome(response.content, ctx.step)
         if not response.tool_calls:
             return LoopOutcome(response.content or "", ctx.step)
@@ -231,9 +231,7 @@ def needs_approval(spec: ToolSpec, call: ToolCall) -> bool:
         return True  # unreadable arguments: ask rather than guess
     if not isinstance(arguments, dict):
         return True
-    return all(
-        re.search(pattern, str(arguments.get(name, ""))) for name, pattern in rule.when.items()
-    )
+    return all(search(pattern, str(arguments.get(name, ""))) for name, pattern in rule.when.items())
 
 
 async def _require_approvals(ctx: RunContext, numbered: list[tuple[int, ToolCall]]) -> None:

@@ -29,6 +29,7 @@ from agentrt.engine import events as ev
 from agentrt.engine.journal import Journal
 from agentrt.engine.team_state import StateWrite, fold_state
 from agentrt.errors import NondeterminismError
+from agentrt.spec.patterns import search
 from agentrt.spec.resources import Condition, TeamLoop, TeamNode
 from agentrt.spec.team import TeamGraph
 from agentrt.state.base import Event, RunUpdate, Usage
@@ -145,9 +146,9 @@ def holds(condition: Condition, state: dict[str, Any]) -> bool:
     if "not_equals" in condition.model_fields_set:
         return not (value == condition.not_equals or text == str(condition.not_equals))
     if condition.matches is not None:
-        return re.search(condition.matches, text) is not None
+        return search(condition.matches, text)
     assert condition.not_matches is not None
-    return re.search(condition.not_matches, text) is None
+    return not search(condition.not_matches, text)
 
 
 @dataclass
@@ -278,7 +279,7 @@ def _by_rules(node: TeamNode, text: str) -> str | None:
     """The member the first matching rule names; else the default unless a model decides."""
     assert node.route is not None
     for rule in node.route.rules:
-        if re.search(rule.match, text):
+        if search(rule.match, text):
             return rule.member
     if node.route.model is not None:
         return None

@@ -15,6 +15,7 @@ from typing import Any
 from agentrt._json import dumps_str
 from agentrt.models.base import Message, ModelRequest, ModelResponse, ToolCall, ToolDef
 from agentrt.models.tokens import estimate_tokens, text_of, tokens_of_chars
+from agentrt.spec.patterns import search
 from agentrt.spec.resources import ScriptedRule, ScriptedStep
 
 __all__ = ["ScriptedClient", "scripted_reply"]
@@ -32,7 +33,7 @@ def scripted_reply(
     """Compute the scripted model's reply to a conversation.
 
     The input is the content of the latest ``user`` message. The first rule
-    whose ``match`` regex is found in it (``re.search``) supplies the steps;
+    whose ``match`` regex is found in it (RE2, see :mod:`agentrt.spec.patterns`) supplies the steps;
     with no matching rule the reply is ``"You said: {input}"``. The step index
     is the number of ``assistant`` messages after that user message; past the
     last step the reply is the latest ``tool`` message's content, or
@@ -74,7 +75,7 @@ def scripted_reply(
 
     content: str | None
     calls: list[ToolCall] = []
-    rule = next((r for r in rules if re.search(r.match, text)), None)
+    rule = next((r for r in rules if search(r.match, text)), None)
     if rule is None:
         content = f"You said: {text}"
     elif step < len(rule.steps):

@@ -6,11 +6,9 @@ field, not a setting that is silently ignored.
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -19,21 +17,11 @@ from pydantic import (
 )
 
 from agentrt.spec.network import parse_rule
+from agentrt.spec.patterns import Regex
 
 API_VERSION = "agentrt.dev/v1"
 _NAME = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 _CALLABLE = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
-
-
-def _valid_regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"not a valid regular expression: {exc}") from exc
-    return value
-
-
-Regex = Annotated[str, AfterValidator(_valid_regex)]
 
 
 class _Strict(BaseModel):
@@ -248,7 +236,7 @@ class Approval(_Strict):
     """When a person must approve a call before it runs."""
 
     required: bool = False
-    when: dict[str, str] = Field(
+    when: dict[str, Regex] = Field(
         default_factory=dict,
         description="only when these arguments match these regexes (all must match)",
     )
@@ -352,7 +340,7 @@ class StopConditions(_Strict):
     on_tools: list[str] = Field(
         default_factory=list, description="stop after one of these tools; its output is the answer"
     )
-    output_matches: str | None = Field(
+    output_matches: Regex | None = Field(
         default=None, description="stop when an assistant reply matches this regex"
     )
 
@@ -575,7 +563,7 @@ class Strategy(_Strict):
     planner: str | None = Field(default=None, description="planner-workers-evaluator: an Agent")
     workers: list[str] = Field(default_factory=list, description="planner-workers-evaluator")
     evaluator: str | None = Field(default=None, description="planner-workers-evaluator")
-    accept: str = Field(
+    accept: Regex = Field(
         default=r"^\s*ACCEPT", description="regex: the evaluator's reply accepts the work"
     )
     max_rounds: int = Field(default=3, ge=1, le=1000, description="rounds or turns in all")
