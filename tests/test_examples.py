@@ -127,12 +127,17 @@ async def test_research_team_rejects_once_then_accepts(store: SqliteStore) -> No
         await rt.apply(EXAMPLES / "teams")
         result = await rt.run("research", "research: tides")
     assert result.ok, result.reason
-    assert result.output == "\n\n".join(["found(PLAN v1)"] * 3 + ["found(PLAN v2)"] * 3)
+    # The answer is the accepted round's findings only: the rejected round's are redone.
+    assert result.output == "\n\n".join(["found(PLAN v2)"] * 3)
     events = await store.read_events(result.run_id)
     evaluations = [
         e.data for e in events if e.type == "node.finished" and e.data["node"] == "evaluate"
     ]
     assert [e["output"] for e in evaluations] == ["REJECT: add sources", "ACCEPT"]
+    # What the evaluator judged in round 2 was round 2's work, not both rounds'.
+    second = (await store.read_events(evaluations[1]["child_run"]))[0].data["input"]
+    assert "found(PLAN v2)" in second and "PLAN v1" not in second
+    assert events[-1].data["state"]["findings"] == ["found(PLAN v2)"] * 3
     run = await store.get_run(result.run_id)
     assert run is not None
     tree = render_run_tree(run, events, Style())
@@ -270,3 +275,10 @@ def test_support_desk_commands_refund_once_then_answer(tmp_path: Path) -> None:
     assert "succeeded in 1 step ·" in text  # the second turn answers without a tool
     ledger = (tmp_path / "ledger.txt").read_text()
     assert ledger.count("\trefund\t1001\t39.90") == 1
+    # Without its namespace, the error says where the agent is.
+    lost = run_as_written('agentrt run support "Where is my order?"', env)
+    assert lost.returncode == 2
+    assert lost.stderr == (
+        "error: no Agent or Team named 'support' in namespace 'default'; "
+        "it is in namespace 'shop': run it there (`-n shop`)\n"
+    )

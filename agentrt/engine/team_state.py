@@ -4,7 +4,9 @@ The state is never updated in place. Each node's result is a recorded write
 ``(key, value)`` stamped with its position: the round it ran in, the node's
 place in the graph, and the map item. The value of a key is its reducer
 applied to its writes *sorted by that position*, so parallel branches that
-end in any order, a resumed run, and a replay all see the same state.
+end in any order, a resumed run, and a replay all see the same state. A key
+with ``rounds: latest`` folds each writer's latest round only: a node that a
+loop runs again replaces what it wrote before.
 """
 
 from __future__ import annotations
@@ -61,7 +63,20 @@ def fold_state(keys: Mapping[str, StateKey], writes: Iterable[StateWrite]) -> di
         by_key.setdefault(write.key, []).append(write)
     state: dict[str, Any] = {}
     for key, items in by_key.items():
+        spec = keys.get(key, _LAST)
+        if spec.rounds == "latest":
+            items = _latest_rounds(items)
         items.sort(key=lambda w: w.position)
-        reducer = keys[key].reducer if key in keys else "last"
-        state[key] = _reduce(reducer, [w.value for w in items])
+        state[key] = _reduce(spec.reducer, [w.value for w in items])
     return state
+
+
+_LAST = StateKey()
+
+
+def _latest_rounds(writes: list[StateWrite]) -> list[StateWrite]:
+    """Each writer's writes of its latest round: a node run again replaces its earlier ones."""
+    latest: dict[int, int] = {}
+    for w in writes:
+        latest[w.order] = max(latest.get(w.order, 0), w.round)
+    return [w for w in writes if w.round == latest[w.order]]

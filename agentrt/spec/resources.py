@@ -440,6 +440,11 @@ class StateKey(_Strict):
         description="last: the write of the latest node in graph order wins; append: a list "
         "of every write, in node (and map item) order; merge: mappings merged in that order",
     )
+    rounds: Literal["all", "latest"] = Field(
+        default="all",
+        description="all: writes of every loop round are reduced; latest: a node run again by "
+        "a loop replaces its writes of earlier rounds (the redo supersedes the rejected work)",
+    )
     type: Literal["any", "string", "number", "boolean", "list", "object"] = "any"
 
 

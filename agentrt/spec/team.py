@@ -79,7 +79,8 @@ def team_graph(team: Team) -> TeamGraph:
         default_output = nodes[-1].writes
     state = dict(spec.state)
     if spec.strategy is not None and spec.strategy.kind == "planner-workers-evaluator":
-        state.setdefault("findings", StateKey(reducer="append"))  # every worker's, in order
+        # Every worker's, in order, of the latest round: a rejected round's are redone.
+        state.setdefault("findings", StateKey(reducer="append", rounds="latest"))
     for node in nodes:  # an undeclared output: a map's collects, any other's last wins
         state.setdefault(node.writes, StateKey(reducer="append" if node.map else "last"))
     return TeamGraph(

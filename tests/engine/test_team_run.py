@@ -115,7 +115,7 @@ async def test_planner_workers_evaluator_rejects_once_then_accepts(
                         team("research", RESEARCH)])  # fmt: skip
         result = await rt.run("research", "research: tides")
     assert result.status == "succeeded", result.reason
-    assert result.output == "\n\n".join(["found(PLAN v1)"] * 3 + ["found(PLAN v2)"] * 3)
+    assert result.output == "\n\n".join(["found(PLAN v2)"] * 3)  # the accepted round's only
     events = await store.read_events(result.run_id)
     finished = [(e.data["node"], e.data["round"]) for e in events if e.type == ev.NODE_FINISHED]
     assert finished.count(("evaluate", 1)) == 1 and finished.count(("evaluate", 2)) == 1
@@ -199,6 +199,23 @@ def test_parallel_writes_fold_the_same_in_any_order() -> None:
     assert first["notes"] == [f"note {i}" for i in range(10)] + ["round 2"]
     assert first["best"] == "best 9"
     assert first["facts"]["k"] == 9 and len(first["facts"]) == 11
+
+
+def test_a_latest_rounds_key_keeps_each_writers_latest_round() -> None:
+    keys = {"drafts": StateKey(reducer="append", rounds="latest")}
+    writes = [StateWrite("drafts", f"r1 w{i}", 1, i) for i in range(3)]
+    writes += [StateWrite("drafts", f"r2 w{i}", 2, i) for i in (0, 2)]  # w1 is not run again
+    writes += [StateWrite("drafts", f"r2 map {j}", 2, 5, j) for j in range(2)]
+    rng = random.Random(3)
+    for _ in range(10):
+        rng.shuffle(writes)
+        folded = fold_state(keys, writes)["drafts"]
+        assert folded == ["r1 w1", "r2 w0", "r2 w2", "r2 map 0", "r2 map 1"]  # round, node, item
+    assert fold_state({"drafts": StateKey(reducer="append")}, writes)["drafts"][:3] == [
+        "r1 w0",
+        "r1 w1",
+        "r1 w2",
+    ]
 
 
 PARALLEL_WRITES = {

@@ -64,6 +64,7 @@ def test_planner_workers_evaluator_builds_a_bounded_loop() -> None:
     (loop,) = graph.loops
     assert (loop.after, loop.to, loop.max_rounds) == ("evaluate", "plan", 2)
     assert graph.state["findings"].reducer == "append"  # every worker's, in node order
+    assert graph.state["findings"].rounds == "latest"  # of the round the evaluator judges
     assert graph.state["plan"].reducer == "last"  # undeclared: last writer by node order
     assert graph.entry == ("plan",)
 
