@@ -122,6 +122,7 @@ PUBLIC = {
         "ToolContext",
         "ToolResult",
         "ToolSet",
+        "Withholding",
         "build_toolset",
         "schema_from_signature",
     ],

@@ -43,11 +43,11 @@ class Style:
         return self._wrap("1", text)
 
     def status(self, status: str) -> str:
-        """A run status, coloured by outcome: green, yellow when a person must act, cyan
-        while it runs, red for any other end."""
+        """A run status, coloured by outcome: green, yellow when a person must act (or
+        for a notice), cyan while it runs, red for any other end."""
         if status == "succeeded":
             code = "32"
-        elif status in WAITING_STATUSES:
+        elif status in WAITING_STATUSES or status == "notice":
             code = "33"
         elif status in ACTIVE_STATUSES:
             code = "36"
@@ -118,6 +118,8 @@ class LiveTrace:
         elif event.type in (ev.MODEL_CALL, ev.TOOL_CALL):
             self._starts[key] = event.ts
             self._calls[key] = event.data
+            for notice in event.data.get("notices") or ():  # what the step could not offer
+                self._line(f"  step {event.step:>3}  {s.status('notice')}: {notice}")
         elif event.type == ev.MODEL_RESULT:
             tokens = self._tokens[run_id] = (
                 self._tokens.get(run_id, 0) + event.data.get("in", 0) + event.data.get("out", 0)
@@ -282,6 +284,8 @@ def render_run_tree(
             lines.append(s.dim(f"├─ {verb} by {e.data.get('owner')}"))
         elif e.type in (ev.MODEL_CALL, ev.TOOL_CALL) and e.step is not None:
             starts[e.step] = e
+            for notice in e.data.get("notices") or ():
+                lines.append(f"├─ step {e.step}  {s.status('notice')}: {notice}")
         elif e.type == ev.MODEL_RESULT and e.step is not None:
             took = _took(starts.get(e.step), e)
             model = e.data.get("via") or (

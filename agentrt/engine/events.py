@@ -31,7 +31,9 @@ RUN_WAITING = "run.waiting"  # {reason}: the run needs a person (e.g. a step is 
 # Session memory: earlier turns folded into a summary before the run's first step.
 MEMORY_SUMMARY = "memory.summary"  # {through: run id, turns, kept, text, model, usage}
 RUN_FINISHED = "run.finished"  # {status, output, reason, [error]}
-MODEL_CALL = "model.call"  # step: {model, digest}
+# offered: {Tool: [its tools]} (discovered at run time); renamed: {model name: [Tool, tool]};
+# notices: tools left out or renamed on a clash, recorded once per run (engine/offer.py).
+MODEL_CALL = "model.call"  # step: {model, digest, [offered], [renamed], [notices]}
 MODEL_ERROR = "model.error"  # step: {model, attempt, error}
 MODEL_RESULT = "model.result"  # step: ModelResponse.to_dict() + {cost, [via]}
 TOOL_CALL = "tool.call"  # step: {id, name, args}

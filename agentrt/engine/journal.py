@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -232,13 +232,15 @@ class Journal:
         model: str,
         digest: str,
         perform: Callable[[], Awaitable[tuple[ModelResponse, dict[str, Any], Usage]]],
-        offered: dict[str, list[str]] | None = None,
+        offer: Mapping[str, Any] | None = None,
     ) -> tuple[ModelResponse, dict[str, Any]]:
         """Return the recorded response of ``step`` or perform and record it.
 
         ``perform`` returns the response, extra data to record with it (cost,
-        the fallback model used) and the usage to add to the run. Returns the
-        response and the whole recorded data.
+        the fallback model used) and the usage to add to the run. ``offer`` is
+        recorded with the intent: tools discovered at run time, renamed tools
+        and notices (see :mod:`agentrt.engine.offer`). Returns the response and
+        the whole recorded data.
         """
         rec = self._steps.get(step)
         if rec is not None and rec.intent is not None:
@@ -258,9 +260,8 @@ class Journal:
         # A model call has no external effect: its intent and result are buffered
         # (a crash before they are flushed means the call is simply made again).
         if rec is None or rec.intent is None:
-            data: dict[str, Any] = {"model": model, "digest": digest}
-            if offered:
-                data["offered"] = offered  # tools discovered at run time, for replay
+            # What was offered, for replay and resume: see agentrt.engine.offer.
+            data: dict[str, Any] = {"model": model, "digest": digest, **(offer or {})}
             await self.append(ev.MODEL_CALL, data, step=step, durable=False)
         response, extra, usage = await perform()
         data = {**response.to_dict(), **extra}

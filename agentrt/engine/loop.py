@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,7 @@ from agentrt import _json
 from agentrt.engine import events as ev
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import ApprovalPending, Journal
+from agentrt.engine.offer import Offer, Route, offer_tools
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.snapshot import RunSpec
 from agentrt.errors import BudgetExhausted, ModelError, RunError, StepTimeout, ToolError
@@ -29,7 +31,6 @@ from agentrt.models.base import (
     ModelRequest,
     ModelResponse,
     ToolCall,
-    ToolDef,
 )
 from agentrt.spec.patterns import search
 from agentrt.spec.resources import Budgets, RetryPolicy, ToolSpec
@@ -46,6 +47,8 @@ __all__ = [
     "run_loop",
 ]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class RunContext:
@@ -61,7 +64,8 @@ class RunContext:
     tools: dict[str, ToolSet]  # by Tool resource name, in the Agent's order
     hooks: HookSet
     scratch: ScratchSpace | None = None
-    routes: dict[str, ToolSet] = field(default_factory=dict)  # tool name -> its tool set
+    routes: dict[str, Route] = field(default_factory=dict)  # model's tool name -> its tool
+    noticed: set[str] = field(default_factory=set)  # notices of this run's offers so far
     # Timeouts of tool calls in flight: pausing the run's tools pushes them back.
     tool_timeouts: set[asyncio.Timeout] = field(default_factory=set)
     usage: Usage = field(default_factory=Usage)
@@ -132,11 +136,11 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
         _check_budgets(ctx)
         # plan
         step = ctx.next_step()
-        tool_defs, offered = await _offer_tools(ctx, step)
+        offer = await _offer_tools(ctx, step)
         request = ModelRequest(
             model=primary.model or agent.model,
             messages=list(messages),
-            tools=tool_defs,
+            tools=offer.defs,
             temperature=primary.temperature,
             max_output_tokens=primary.max_output_tokens,
         )
@@ -146,7 +150,7 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
             model=agent.model,
             digest=request_digest(request),
             perform=functools.partial(_call_model, ctx, step, request),
-            offered=offered,
+            offer=_offer_record(ctx, offer),
         )
         ctx.usage = ctx.usage + Usage(
             response.input_tokens, response.output_tokens, float(data.get("cost", 0.0)), 1, 0
@@ -185,37 +189,42 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
             await ctx.hooks.run("on_step", ctx, StepInfo(step, "act", call=call, result=result))
         # evaluate
         for call, result in zip(calls, results, strict=True):
-            if call.name in policy.stop.on_tools and not result.is_error:
+            route = ctx.routes.get(call.name)
+            named = {call.name, route.tool} if route else {call.name}
+            if not named.isdisjoint(policy.stop.on_tools) and not result.is_error:
                 return LoopOutcome(result.output, ctx.step)
     raise BudgetExhausted(f"loop.max_steps={policy.max_steps} reached without a final answer")
 
 
-async def _offer_tools(ctx: RunContext, step: int) -> tuple[list[ToolDef], dict[str, list[str]]]:
-    """The tools offered at ``step``, and the names of those discovered at run time.
+async def _offer_tools(ctx: RunContext, step: int) -> Offer:
+    """The tools offered at ``step``, under the names the model sees; sets ``ctx.routes``.
 
-    Tools discovered at run time (an MCP server's) are recorded with the step;
-    a step that is already in the log is rebuilt from that record, so replay and
-    resume never ask the server and see exactly what the model saw.
+    Tools discovered at run time (an MCP server's) and every renamed tool are
+    recorded with the step; a step that is already in the log is rebuilt from
+    that record, so replay and resume never ask the server and resolve exactly
+    the names the model saw.
     """
     recorded = ctx.journal.recorded(step)
-    was_offered: dict[str, list[str]] | None = None
-    if recorded is not None and recorded.intent is not None:
-        was_offered = recorded.intent.data.get("offered") or {}
-    defs: list[ToolDef] = []
-    offered: dict[str, list[str]] = {}
-    ctx.routes = {}
-    for toolset in ctx.tools.values():
-        if toolset.dynamic and was_offered is not None:
-            found = [ToolDef(n, "", {}) for n in was_offered.get(toolset.name, [])]
-        else:
-            found = await toolset.definitions()
-        if toolset.dynamic:
-            offered[toolset.name] = [d.name for d in found]
-        for definition in found:
-            if definition.name not in ctx.routes:  # the first tool set to offer a name wins
-                ctx.routes[definition.name] = toolset
-                defs.append(definition)
-    return defs, offered
+    was = recorded.intent.data if recorded is not None and recorded.intent is not None else None
+    offer = await offer_tools(ctx.tools, was)
+    ctx.routes = offer.routes
+    return offer
+
+
+def _offer_record(ctx: RunContext, offer: Offer) -> dict[str, Any]:
+    """What a new step records of its offer; notices only the first time in the run."""
+    fresh = [n for n in offer.notices if n not in ctx.noticed]
+    ctx.noticed.update(offer.notices)
+    for notice in fresh if ctx.journal.recorded(ctx.step) is None else ():
+        log.warning("run %s: %s", ctx.run_id, notice)
+    record: dict[str, Any] = {}
+    if offer.offered:
+        record["offered"] = offer.offered
+    if offer.renamed:
+        record["renamed"] = offer.renamed
+    if fresh:
+        record["notices"] = fresh
+    return record
 
 
 def needs_approval(spec: ToolSpec, call: ToolCall) -> bool:
@@ -238,8 +247,8 @@ async def _require_approvals(ctx: RunContext, numbered: list[tuple[int, ToolCall
     """Before any call of a turn runs, every call that needs approval must have it."""
     pending: list[tuple[int, ToolCall]] = []
     for step, call in numbered:
-        toolset = ctx.routes.get(call.name)
-        if toolset is None or not needs_approval(toolset.spec, call):
+        route = ctx.routes.get(call.name)
+        if route is None or not needs_approval(route.toolset.spec, call):
             continue
         rec = ctx.journal.recorded(step)
         if rec is not None and (rec.result is not None or rec.approval is not None):
@@ -360,9 +369,10 @@ async def _quota_refusals(ctx: RunContext, numbered: list[tuple[int, ToolCall]])
     refused: dict[int, str] = {}
     pending: dict[str, int] = {}
     for step, call in numbered:
-        toolset = ctx.routes.get(call.name)
-        if toolset is None or not _has_quota(toolset.spec) or ctx.journal.replay:
+        route = ctx.routes.get(call.name)
+        if route is None or not _has_quota(route.toolset.spec) or ctx.journal.replay:
             continue
+        toolset = route.toolset
         rec = ctx.journal.recorded(step)
         if rec is not None and rec.intent is not None:
             continue  # decided when it was first recorded
@@ -391,24 +401,25 @@ def _has_quota(spec: ToolSpec) -> bool:
 async def _tool_step(
     ctx: RunContext, step: int, call: ToolCall, refused: str | None = None
 ) -> ToolResult:
-    tool = ctx.routes.get(call.name)
+    route = ctx.routes.get(call.name)
+    tool = route.toolset if route is not None else None
     scratch = ctx.scratch.dir_of(ctx.run_id) if ctx.scratch and _uses_scratch(tool) else None
     tctx = ToolContext(
         ctx.run_id, step, call.id, ctx.namespace, ctx.session_id, 1, scratch, _left(ctx)
     )
     return await ctx.journal.tool_step(
-        step, call, tool, tctx, lambda: _execute_tool(ctx, tool, call, tctx), refused
+        step, call, tool, tctx, lambda: _execute_tool(ctx, route, call, tctx), refused
     )
 
 
 async def _execute_tool(
-    ctx: RunContext, tool: ToolSet | None, call: ToolCall, tctx: ToolContext
+    ctx: RunContext, route: Route | None, call: ToolCall, tctx: ToolContext
 ) -> tuple[ToolResult, float]:
     """Perform a tool call; every failure becomes an error result the model sees."""
     started = time.perf_counter()
     policy = ctx.spec.agent_spec.loop
     try:
-        if tool is None:
+        if route is None:
             available = ", ".join(sorted(ctx.routes)) or "none"
             raise ToolError(f"unknown tool {call.name!r}; available tools: {available}")
         try:
@@ -418,11 +429,12 @@ async def _execute_tool(
         if not isinstance(arguments, dict):
             raise ToolError(f"arguments of {call.name} must be a JSON object")
         call = await ctx.hooks.run("before_tool", ctx, call)
+        tool = route.toolset
         timeout = min(tool.spec.timeout_s or policy.step_timeout_s, policy.step_timeout_s)
         attempts = policy.retry.max_attempts if tool.spec.idempotent else 1
         result = await _attempt_tool(
             tool,
-            call.name,
+            route.tool,  # the name the Tool knows it by (the model may see another)
             arguments,
             tctx,
             timeout,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import signal
 import sys
 import threading
@@ -47,6 +48,8 @@ from agentrt.spec.resources import ScriptedRule
 __all__ = ["ModelTestServer", "main"]
 
 _JSON = "application/json"
+# What OpenAI's Chat Completions API accepts as a tool name; it answers 400 otherwise.
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 @dataclass(slots=True)
@@ -67,8 +70,9 @@ class ModelTestServer:
     """An OpenAI-compatible Chat Completions server driven by a script.
 
     Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models`` and
-    ``GET /healthz``. Every control below may be used while the server runs,
-    from any thread.
+    ``GET /healthz``. Like OpenAI, it refuses (400) a request offering a tool
+    whose name does not match ``^[a-zA-Z0-9_-]{1,64}$``. Every control below
+    may be used while the server runs, from any thread.
 
     Args:
         rules: The script (see :func:`~agentrt.models.scripted.scripted_reply`).
@@ -262,8 +266,10 @@ class ModelTestServer:
         """Completion request bodies received, in arrival order.
 
         Each is the parsed JSON body plus ``"_status"``: the HTTP status it
-        was answered with (``None`` while in flight). Requests that failed by
-        injection also carry ``"_injected": True``. The list is a snapshot.
+        was answered with (``None`` while in flight), ``"_path"``, ``"_query"``
+        (a dict) and ``"_headers"`` (a dict, names in lower case). Requests
+        that failed by injection also carry ``"_injected": True``. The list is
+        a snapshot.
         """
         with self._lock:
             return list(self._log)
@@ -289,6 +295,9 @@ class ModelTestServer:
             return _error(400, "request body must be a JSON object with a `messages` list")
 
         body["_status"] = None
+        body["_path"] = request.path
+        body["_query"] = dict(request.query)
+        body["_headers"] = {k.lower(): v for k, v in request.headers.items()}
         with self._lock:
             self._log.append(body)
             fault = _take(self._faults)
@@ -315,6 +324,9 @@ class ModelTestServer:
         if body.get("stream"):
             body["_status"] = 400
             return _error(400, "streaming is not supported by the agentrt test server")
+        if (problem := _invalid_tool(body.get("tools"))) is not None:
+            body["_status"] = 400
+            return _error(400, problem)
 
         try:
             reply = scripted_reply(
@@ -364,6 +376,18 @@ class ModelTestServer:
         finally:
             if task is not None:
                 self._sleeping.discard(task)
+
+
+def _invalid_tool(tools: Any) -> str | None:
+    """Why OpenAI would refuse this ``tools`` list (a name it does not accept), if it would."""
+    for index, tool in enumerate(tools or ()):
+        name = tool.get("function", {}).get("name") if isinstance(tool, dict) else None
+        if not isinstance(name, str) or not _TOOL_NAME.match(name):
+            return (
+                f"Invalid 'tools[{index}].function.name': {name!r} does not match "
+                f"pattern '{_TOOL_NAME.pattern}'"
+            )
+    return None
 
 
 def _take(queue: deque[Any]) -> Any:

@@ -139,7 +139,13 @@ class HttpToolSpec(_Strict):
 
 
 class McpToolSpec(_Strict):
-    """A Model Context Protocol server whose tools are offered to the model."""
+    """A Model Context Protocol server whose tools are offered to the model.
+
+    Each tool is offered under a name model APIs accept (``files.read`` becomes
+    ``files_read``; a name another Tool offers too becomes ``TOOL__name``) and
+    called by its own. A tool that can only run as an MCP task
+    (``execution.taskSupport: required``) is left out, with a notice in the run.
+    """
 
     command: list[str] | None = Field(default=None, description="stdio server: argv to start")
     url: str | None = Field(default=None, description="streamable HTTP server: its MCP URL")
@@ -338,7 +344,9 @@ class StopConditions(_Strict):
     """Extra reasons to end the loop besides a reply without tool calls."""
 
     on_tools: list[str] = Field(
-        default_factory=list, description="stop after one of these tools; its output is the answer"
+        default_factory=list,
+        description="stop after one of these tools (by its own name or the model's); "
+        "its output is the answer",
     )
     output_matches: Regex | None = Field(
         default=None, description="stop when an assistant reply matches this regex"

@@ -1,6 +1,6 @@
 """Tool kinds, the context a tool call receives, and its result."""
 
-from agentrt.tools.base import ToolContext, ToolResult, ToolSet
+from agentrt.tools.base import ToolContext, ToolResult, ToolSet, Withholding
 from agentrt.tools.factory import TOOL_KINDS, build_toolset
 from agentrt.tools.python import PythonTool, schema_from_signature
 
@@ -10,6 +10,7 @@ __all__ = [
     "ToolContext",
     "ToolResult",
     "ToolSet",
+    "Withholding",
     "build_toolset",
     "schema_from_signature",
 ]

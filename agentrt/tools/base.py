@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 from agentrt.models.base import ToolDef
 from agentrt.spec.resources import Budgets, ToolSpec
 
-__all__ = ["ToolContext", "ToolResult", "ToolSet"]
+__all__ = ["ToolContext", "ToolResult", "ToolSet", "Withholding"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,4 +92,17 @@ class ToolSet(Protocol):
 
     async def close(self) -> None:
         """Release what the tool set holds (server processes, connections)."""
+        ...
+
+
+@runtime_checkable
+class Withholding(Protocol):
+    """A tool set that may know of tools it cannot offer (an MCP server's task-only tools).
+
+    The engine reports each one in the run (a notice recorded with the model
+    step, shown by the CLI), once per run.
+    """
+
+    def withheld(self) -> dict[str, str]:
+        """Tools of the last ``definitions()`` left out, with why: ``{tool: reason}``."""
         ...

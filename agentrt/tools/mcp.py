@@ -48,6 +48,10 @@ _CONNECT_TIMEOUT_S = 60.0
 # exit) may take this long before the session is cut off.
 _CLOSE_TIMEOUT_S = 5.0
 _MAX_PAGES = 100  # a tools/list cursor that never ends must not hang a model step
+_TASK_ONLY = (
+    "it can only be called as an MCP task (execution.taskSupport: required), "
+    "which agentrt's MCP client does not support"
+)
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -112,6 +116,7 @@ class McpToolSet:
         self._conn: _Connection | None = None
         self._lock = asyncio.Lock()  # one connect at a time, whatever the concurrency
         self._tools: list[ToolDef] | None = None
+        self._withheld: dict[str, str] = {}  # of the last listing: tool -> why it is left out
         self._generation = 0  # bumped on every change: a listing in flight must not be cached
 
     # --- the ToolSet protocol ---------------------------------------------------
@@ -128,7 +133,7 @@ class McpToolSet:
                 return self._tools
             generation = self._generation
             try:
-                tools = await self._list(conn)
+                tools, self._withheld = await self._list(conn)
             except ToolError:
                 if attempt == 1 and not conn.alive:
                     continue  # listing has no side effects: reconnect once and list again
@@ -137,6 +142,16 @@ class McpToolSet:
                 self._tools = tools
             return tools
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def withheld(self) -> dict[str, str]:
+        """The server's tools the last :meth:`definitions` left out, and why.
+
+        A tool whose ``execution.taskSupport`` is ``required`` may only be called
+        as an MCP task (2025-11-25 servers); the MCP SDK this runtime uses has no
+        client for tasks, so such a tool is not offered rather than offered and
+        always failing.
+        """
+        return dict(self._withheld)
 
     async def call(self, tool: str, arguments: dict[str, Any], ctx: ToolContext) -> ToolResult:
         """Call ``tool``, passing the idempotency key in the request ``_meta``.
@@ -305,25 +320,29 @@ class McpToolSet:
             conn.scope.cancel()
             await asyncio.shield(conn.task)
 
-    async def _list(self, conn: _Connection) -> list[ToolDef]:
+    async def _list(self, conn: _Connection) -> tuple[list[ToolDef], dict[str, str]]:
+        """The tools to offer, and those left out with why."""
         assert conn.client is not None
         found: list[ToolDef] = []
+        withheld: dict[str, str] = {}
         cursor: str | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
                 for _ in range(_MAX_PAGES):
                     page = await conn.client.list_tools(cursor=cursor)
-                    found += [
-                        ToolDef(t.name, t.description or "", t.input_schema)
-                        for t in page.tools
-                        if self._allowed is None or t.name in self._allowed
-                    ]
+                    for t in page.tools:
+                        if self._allowed is not None and t.name not in self._allowed:
+                            continue
+                        if t.execution is not None and t.execution.task_support == "required":
+                            withheld[t.name] = _TASK_ONLY
+                            continue
+                        found.append(ToolDef(t.name, t.description or "", t.input_schema))
                     cursor = page.next_cursor
                     if cursor is None:
                         break
         except Exception as exc:
             raise self._failure(conn, exc, "listing tools") from None
-        return found
+        return found, withheld
 
     def _failure(self, conn: _Connection, exc: Exception, doing: str) -> ToolError:
         """A clear ToolError for a transport or protocol failure; drops a dead session."""

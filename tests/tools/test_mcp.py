@@ -22,9 +22,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from mcp import Client
 
 from agentrt import Runtime
+from agentrt.cli.main import main
 from agentrt.engine import events as ev
 from agentrt.errors import ToolError, UsageError
 from agentrt.models.testserver import ModelTestServer
@@ -35,6 +37,7 @@ from agentrt.tools.base import ToolContext
 from agentrt.tools.factory import build_toolset
 from agentrt.tools.mcp import IDEMPOTENCY_META_KEY, McpToolSet
 from tests.conftest import call, resources, rules
+from tests.engine.test_offer import LONG, hashed
 
 SERVERS = Path(__file__).parent / "mcp_servers"
 STDIO = [sys.executable, str(SERVERS / "calc_stdio.py")]
@@ -427,3 +430,192 @@ async def test_tool_error_and_crash_do_not_end_the_run(
     assert outcomes[0] == ("bad input", True)
     assert outcomes[1][1] and "connection closed while calling 'crash'" in outcomes[1][0]
     assert outcomes[2] == ("8", False)
+
+
+# --- names models refuse, clashes, task-only tools ------------------------------
+
+WHY = (
+    "Tool odd: tool 'long_job' is left out: it can only be called as an MCP task "
+    "(execution.taskSupport: required), which agentrt's MCP client does not support"
+)
+ODD = [sys.executable, str(SERVERS / "odd_stdio.py")]
+# odd_stdio.py's tools as the model sees them (the rules: tests/engine/test_offer.py).
+FILES_DOT_READ = hashed("files_read", "files.read")
+ODD_NAMES = {
+    FILES_DOT_READ: "files.read",
+    "files_read": "files_read",
+    "ns_echo": "ns/echo",
+    "read_file": "read file",
+    hashed(LONG, LONG + "now"): LONG + "now",
+    hashed(LONG, LONG + "later"): LONG + "later",
+    "add": "add",
+    "long_job": "long_job",
+    "quick_job": "quick_job",
+}
+
+
+def mcp_tool(name: str, spec: dict[str, Any] | None = None, **mcp: Any) -> Resource:
+    return parse_resource(
+        {
+            "apiVersion": "agentrt.dev/v1",
+            "kind": "Tool",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"kind": "mcp", "mcp": mcp, **(spec or {})},
+        }
+    )
+
+
+def served_as(result: str) -> str:
+    """The name odd_stdio.py was called by (its answer is JSON)."""
+    return str(json.loads(result)["tool"])
+
+
+async def test_names_models_refuse_are_offered_valid_and_reach_the_server_as_given(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(
+        rules(
+            {"tool_calls": [call(n, text="x") for n in list(ODD_NAMES)[:6]]},
+            {"content": "done"},
+        )
+    )
+    async with Runtime(store) as rt:
+        await rt.apply(
+            [*resources(model_server.url, agent={"tools": ["odd"]}), mcp_tool("odd", command=ODD)]
+        )
+        result = await rt.run("bot", "go")
+    # The test server refuses invalid names with 400, as OpenAI does.
+    assert result.status == "succeeded", result.reason
+    assert offered(model_server.requests[0]) == list(ODD_NAMES)
+    events = await store.read_events(result.run_id)
+    (first, _) = [e for e in events if e.type == ev.MODEL_CALL]
+    assert first.data["offered"] == {"odd": list(ODD_NAMES.values())}
+    assert first.data["renamed"] == {
+        model: ["odd", own] for model, own in ODD_NAMES.items() if model != own
+    }
+    served = [served_as(e.data["output"]) for e in events if e.type == ev.TOOL_RESULT]
+    assert served == list(ODD_NAMES.values())[:6]
+    async with Runtime(store) as rt:  # replay resolves the recorded names, asking no server
+        replayed = await rt.replay(result.run_id)
+    assert replayed.status == "succeeded" and replayed.output == "done"
+
+
+async def test_two_tools_offering_one_name_are_both_offered_qualified(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(
+        rules(
+            {"tool_calls": [call("calc__add", a=2, b=3), call("odd__add", text="y")]},
+            {"tool_calls": [call("calc__add", a=1, b=1)]},
+            {"content": "done"},
+        )
+    )
+    async with Runtime(store) as rt:
+        await rt.apply(
+            [
+                *resources(model_server.url, agent={"tools": ["calc", "odd"]}),
+                mcp_tool("calc", command=STDIO),
+                mcp_tool("odd", command=ODD, tools=["add"]),
+            ]
+        )
+        result = await rt.run("bot", "go")
+    assert result.status == "succeeded", result.reason
+    names = offered(model_server.requests[0])
+    assert "add" not in names and {"calc__add", "odd__add"} <= set(names)
+    events = await store.read_events(result.run_id)
+    outputs = {e.step: e.data["output"] for e in events if e.type == ev.TOOL_RESULT}
+    assert outputs[2] == "5" and served_as(outputs[3]) == "add" and outputs[5] == "2"
+    notices = [e.data.get("notices") for e in events if e.type == ev.MODEL_CALL]
+    clash = "tool 'add' is offered by Tools calc, odd: offered as calc__add, odd__add"
+    assert notices == [[clash], None, None]  # reported once per run, not at every step
+
+
+async def test_a_renamed_tool_resumes_by_its_recorded_name(
+    store: SqliteStore, model_server: ModelTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server stops listing files_read before the run resumes: the rules alone
+    # would now name files.read "files_read", but the model asked for FILES_DOT_READ.
+    monkeypatch.setenv("ODD_HIDE", "")
+    model_server.set_rules(
+        rules({"tool_calls": [call(FILES_DOT_READ, text="a")]}, {"content": "{last_tool_result}"})
+    )
+    odd = mcp_tool(
+        "odd", {"approval": {"required": True}}, command=ODD, env={"ODD_HIDE": "${env:ODD_HIDE}"}
+    )
+    async with Runtime(store) as rt:
+        await rt.apply([*resources(model_server.url, agent={"tools": ["odd"]}), odd])
+        waiting = await rt.run("bot", "read")
+    assert waiting.status == "waiting_approval"
+    monkeypatch.setenv("ODD_HIDE", "files_read")
+    hiding = McpToolSet("odd", odd.spec)  # type: ignore[arg-type]
+    try:
+        assert "files_read" not in [d.name for d in await hiding.definitions()]
+    finally:
+        await hiding.close()
+    async with Runtime(store) as rt:
+        result = await rt.approve(waiting.run_id, 2, approved=True)
+    assert result.status == "succeeded", result.reason
+    assert served_as(result.output or "") == "files.read"
+
+
+async def test_task_only_tools_are_left_out_and_said_so(
+    store: SqliteStore,
+    model_server: ModelTestServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # execution.taskSupport reaches clients of handshake-era (2025-11-25) servers.
+    monkeypatch.setattr(McpToolSet, "_mode", "legacy")
+    tasks = ["long_job", "quick_job"]
+    model_server.set_rules(
+        rules({"tool_calls": [call("quick_job", text="q")]}, {"content": "done"})
+    )
+    async with Runtime(store) as rt:
+        await rt.apply(
+            [
+                *resources(model_server.url, agent={"tools": ["odd"]}),
+                mcp_tool("odd", command=ODD, tools=tasks),
+            ]
+        )
+        result = await rt.run("bot", "go")
+    assert result.status == "succeeded", result.reason
+    names = offered(model_server.requests[0])
+    assert "long_job" not in names and "quick_job" in names
+    events = await store.read_events(result.run_id)
+    assert [e.data.get("notices") for e in events if e.type == ev.MODEL_CALL] == [[WHY], None]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"run {result.run_id}: {WHY}"
+    ]
+
+
+def test_agentrt_run_and_runs_show_say_what_was_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(McpToolSet, "_mode", "legacy")
+    monkeypatch.setenv("AGENTRT_STORE", str(tmp_path / "cli.db"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    server = ModelTestServer(
+        rules({"tool_calls": [call("quick_job", text="q")]}, {"content": "done"})
+    )
+    url = server.start_in_thread()
+    try:
+        docs = [
+            r.model_dump(mode="json", exclude_defaults=True)
+            for r in [
+                *resources(url, agent={"tools": ["odd"]}),
+                mcp_tool("odd", command=ODD, tools=["long_job", "quick_job"]),
+            ]
+        ]
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(yaml.safe_dump_all(docs))
+        assert main(["apply", "-f", str(spec)]) == 0
+        capsys.readouterr()
+        assert main(["run", "bot", "go"]) == 0
+        live = capsys.readouterr().out
+        assert f"step   1  notice: {WHY}" in live and live.count("long_job") == 1
+        assert main(["runs", "list", "--json"]) == 0
+        (run,) = json.loads(capsys.readouterr().out)
+        assert main(["runs", "show", run["id"]]) == 0
+        assert f"step 1  notice: {WHY}" in capsys.readouterr().out
+    finally:
+        server.stop_thread()
