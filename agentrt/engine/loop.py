@@ -215,8 +215,9 @@ def _offer_record(ctx: RunContext, offer: Offer) -> dict[str, Any]:
     """What a new step records of its offer; notices only the first time in the run."""
     fresh = [n for n in offer.notices if n not in ctx.noticed]
     ctx.noticed.update(offer.notices)
-    for notice in fresh if ctx.journal.recorded(ctx.step) is None else ():
-        log.warning("run %s: %s", ctx.run_id, notice)
+    if ctx.journal.recorded(ctx.step) is None:  # a new step, not one rebuilt from the log
+        for notice in fresh:
+            log.warning("run %s: %s", ctx.run_id, notice)
     record: dict[str, Any] = {}
     if offer.offered:
         record["offered"] = offer.offered
