@@ -3,7 +3,9 @@
 Two roots under :class:`AgentrtError`:
 
 * :class:`UsageError`: a developer's or operator's mistake (a bad spec, a bad
-  flag, an unknown run). Fix the input and try again.
+  flag, an unknown run). Fix the input and try again. :class:`StoreError` and
+  its kinds are the store's problems (a file that is not a store, read-only
+  media, a full disk), each naming the store and what to do.
 * :class:`RunError`: something that went wrong while a run executed (a model
   provider failing, a tool raising, a budget running out). These are recorded
   in the event log, so each serialises to a dict and back.
@@ -29,6 +31,10 @@ __all__ = [
     "SpecIssue",
     "StartError",
     "StepTimeout",
+    "StoreError",
+    "StoreFull",
+    "StoreInvalid",
+    "StoreUnavailable",
     "ToolError",
     "UsageError",
     "error_from_dict",
@@ -49,6 +55,37 @@ class NotFoundError(UsageError):
 
 class ConflictError(UsageError):
     """The request conflicts with the current state (e.g. the run is owned elsewhere)."""
+
+
+class StoreError(UsageError):
+    """The store cannot be opened or used; the message names it, the problem and the fix.
+
+    Attributes:
+        store: The store's path (or URL) as given.
+        problem: What is wrong with it, said of the store: ``"is a directory"``.
+        fix: What to do about it.
+    """
+
+    def __init__(self, store: str, problem: str, fix: str) -> None:
+        self.store = store
+        self.problem = problem
+        self.fix = fix
+        shown = store if store else "path ''"
+        super().__init__(f"the store {shown} {problem}; {fix}")
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached, read or written here: the path, permissions, read-only
+    media, or another process's lock."""
+
+
+class StoreInvalid(StoreError):
+    """The file is not a store this agentrt can use: not one at all, another application's
+    database, damaged, or of another schema version."""
+
+
+class StoreFull(StoreError):
+    """No space is left where the store lives. What was committed before is kept."""
 
 
 @dataclass(frozen=True)

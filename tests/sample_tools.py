@@ -76,3 +76,20 @@ async def sleep(seconds: float) -> str:
 def fail(message: str) -> str:
     """Always fail."""
     raise ToolError(message)
+
+
+def fill_disk(path: str) -> str:
+    """Fill the file system holding ``path`` with one file, once: on a rerun, do nothing."""
+    marker = Path(f"{path}.started")
+    if marker.exists():
+        return "filled before"
+    marker.touch()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass  # full
+    finally:
+        os.close(fd)
+    return "filled"

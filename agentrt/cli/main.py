@@ -1,7 +1,10 @@
 """The ``agentrt`` command.
 
 Exit codes: 0 success; 1 the run ended other than ``succeeded``; 2 a usage
-error (bad spec, flag, unknown run); 3 the run waits for a person; 130 interrupted.
+error (bad spec, flag, unknown run); 3 the run waits for a person; 4 the store
+cannot be opened or written here (its path, permissions, read-only media, a
+lock); 5 the file is not a store this agentrt can use (not one, damaged, another
+schema version); 6 no space left for the store; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -30,7 +33,14 @@ from agentrt.cli.render import (
 from agentrt.engine import events as ev
 from agentrt.engine.result import RunResult
 from agentrt.engine.runtime import Runtime
-from agentrt.errors import AgentrtError, SpecError, UsageError
+from agentrt.errors import (
+    AgentrtError,
+    SpecError,
+    StoreError,
+    StoreFull,
+    StoreInvalid,
+    UsageError,
+)
 from agentrt.spec.loader import load_paths
 from agentrt.spec.refs import check_references
 from agentrt.spec.resources import KINDS, Budgets, Query, Team
@@ -41,6 +51,7 @@ from agentrt.state.base import RUN_STATUSES, WAITING_STATUSES, Event, RunRecord,
 __all__ = ["CommandParser", "build_parser", "main"]
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_WAITING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_STORE_UNAVAILABLE, EXIT_STORE_INVALID, EXIT_STORE_FULL = 4, 5, 6
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -191,9 +202,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return _store_exit(exc)
     except AgentrtError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _store_exit(exc: StoreError) -> int:
+    if isinstance(exc, StoreFull):
+        return EXIT_STORE_FULL
+    return EXIT_STORE_INVALID if isinstance(exc, StoreInvalid) else EXIT_STORE_UNAVAILABLE
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
@@ -274,8 +294,10 @@ def _run_to_dict(run: RunRecord) -> dict[str, Any]:
     }
 
 
-async def _with_store(args: argparse.Namespace) -> Store:
-    return await open_store(args.store)
+async def _with_store(args: argparse.Namespace, *, read_only: bool = False) -> Store:
+    # Commands that only read open the store read-only: they work on read-only
+    # media and never migrate it.
+    return await open_store(args.store, read_only=read_only)
 
 
 def _kind(raw: str) -> str:
@@ -369,7 +391,7 @@ async def _find_team(args: argparse.Namespace) -> Team:
         check_references(loaded)
         teams = [item.resource for item in loaded if isinstance(item.resource, Team)]
     else:
-        store = await _with_store(args)
+        store = await _with_store(args, read_only=True)
         try:
             record = await store.get_resource("Team", args.namespace, args.team)
         finally:
@@ -384,7 +406,7 @@ async def _find_team(args: argparse.Namespace) -> Team:
 
 async def _cmd_get(args: argparse.Namespace) -> int:
     kind = _kind(args.kind)
-    store = await _with_store(args)
+    store = await _with_store(args, read_only=True)
     try:
         records = await store.list_resources(kind, args.namespace)
     finally:
@@ -435,7 +457,7 @@ async def _cmd_run(args: argparse.Namespace) -> int:
 async def _cmd_runs(args: argparse.Namespace) -> int:
     if args.runs_command in ("export", "import"):
         return await _cmd_runs_transfer(args)
-    store = await _with_store(args)
+    store = await _with_store(args, read_only=True)
     try:
         if args.runs_command == "list":
             runs = await store.list_runs(
@@ -488,14 +510,24 @@ async def _child_logs(store: Store, events: list[Event]) -> dict[str, RunLog]:
 
 
 async def _cmd_runs_transfer(args: argparse.Namespace) -> int:
-    async with _runtime(args, live=False) as rt:
-        if args.runs_command == "export":
-            text = _json.dumps_str(await rt.export_run(args.run))
-            if args.output:
+    if args.runs_command == "export":
+        store = await _with_store(args, read_only=True)
+        try:
+            async with Runtime(store, resume_interrupted=False) as reader:
+                text = _json.dumps_str(await reader.export_run(args.run))
+        finally:
+            await store.close()
+        if args.output:
+            try:
                 await asyncio.to_thread(Path(args.output).write_text, text + "\n")
-            else:
-                print(text)
-            return EXIT_OK
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot write {args.output}: {exc.strerror or exc}; choose another -o file"
+                ) from None
+        else:
+            print(text)
+        return EXIT_OK
+    async with _runtime(args, live=False) as rt:
         try:
             data = _json.loads(await asyncio.to_thread(Path(args.file).read_bytes))
         except (OSError, ValueError) as exc:

@@ -35,7 +35,7 @@ def add_parser(subparsers: Any) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Do one memory subcommand against the store."""
-    store = await open_store(args.store)
+    store = await open_store(args.store, read_only=args.memory_command in ("search", "list"))
     try:
         if not isinstance(store, MemoryStore):
             raise UsageError(f"this store ({type(store).__name__}) keeps no long-term memory")

@@ -53,6 +53,7 @@ from agentrt.errors import (
     RunError,
     StartError,
     StepTimeout,
+    StoreError,
     ToolError,
     UsageError,
     error_from_dict,
@@ -363,6 +364,8 @@ class Executor:
                     await journal.flush()
                 raise
             status, reason = "cancelled", "cancelled on request"
+        except StoreError:
+            raise  # the store cannot record an end now: the run stays resumable
         except Exception as exc:  # a bug: record it, don't lose it
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
         if status != "succeeded" and self.stop_children is not None:
@@ -605,6 +608,8 @@ class Executor:
                     await journal.flush()
                 raise
             status, reason = "cancelled", "cancelled on request"
+        except StoreError:
+            raise  # the store cannot record an end now: the run stays resumable
         except Exception as exc:  # a bug in a hook or tool plumbing: record it, don't lose it
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
         if status in ("cancelled", "timed_out") and self.stop_children is not None:

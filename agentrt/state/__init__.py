@@ -6,8 +6,6 @@ Open a store with :func:`open_store`; every backend implements
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from agentrt.errors import UsageError
 from agentrt.state.base import (
     ACTIVE_STATUSES,
@@ -59,29 +57,33 @@ __all__ = [
 ]
 
 
-async def open_store(url: str | None = None) -> Store:
+async def open_store(url: str | None = None, *, read_only: bool = False) -> Store:
     """Open the store a URL or path names.
 
     Args:
         url: ``None`` for the default SQLite database (see
             :func:`default_store_path`); ``sqlite:///abs/path.db`` or a plain
             file path for SQLite; ``postgresql://...`` is reserved.
+        read_only: Only read: create, migrate and write nothing (for commands
+            that only read; they work on read-only media).
 
     Returns:
         The open store; close it with ``await store.close()``.
 
     Raises:
-        UsageError: The URL names an unsupported or unavailable backend, or the
-            database cannot be opened by this version.
+        StoreError: The store cannot be opened or used (see
+            :meth:`SqliteStore.open`).
+        UsageError: The URL names an unsupported or unavailable backend.
     """
     if url is None:
-        return await SqliteStore.open(default_store_path())
+        return await SqliteStore.open(default_store_path(), read_only=read_only)
     scheme, sep, _ = url.partition("://")
     if not sep:
-        return await SqliteStore.open(Path(url))
+        # str, not Path: Path("") would be the working directory.
+        return await SqliteStore.open(url, read_only=read_only)
     scheme = scheme.lower()
     if scheme == "sqlite":
-        return await SqliteStore.from_url(url)
+        return await SqliteStore.from_url(url, read_only=read_only)
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
         raise UsageError("the PostgreSQL backend is not available yet")
     raise UsageError(

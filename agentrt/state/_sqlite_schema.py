@@ -1,25 +1,29 @@
-"""The SQLite store's schema: connection settings, migrations and the version check.
+"""The SQLite store's schema: its migrations, its marker and the checks of both.
 
-:func:`open_connection` is the only way the store gets a connection: it applies
-the PRAGMAs the store relies on (WAL, ``auto_vacuum``, foreign keys) and brings
-the schema up to the newest version in :data:`MIGRATIONS`.
+A store is marked as agentrt's with SQLite's ``application_id`` header field
+(:data:`APPLICATION_ID`), so another application's database is never taken
+for one (nor changed). Stores made before the marker are recognised by their
+tables and marked by their next migration.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from pathlib import Path
 from typing import Final
 
-from agentrt.errors import UsageError
+from agentrt.errors import StoreInvalid, UsageError
 
-__all__ = ["MEMORY", "MIGRATIONS", "migrate", "open_connection"]
+__all__ = ["APPLICATION_ID", "MEMORY", "MIGRATIONS", "check_identity", "check_version", "migrate"]
+
+APPLICATION_ID: Final = 0x61677274
+"""``PRAGMA application_id`` of every agentrt store: "agrt" in ASCII."""
+
+# What a store made before APPLICATION_ID had, and nothing else would have all of.
+_UNMARKED_STORE_TABLES: Final = frozenset({"schema_version", "resources", "runs", "events"})
 
 MEMORY: Final = ":memory:"
 """The path that names a private in-memory database."""
-
-_JOURNAL_SIZE_LIMIT: Final = 8 * 1024 * 1024
 
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (
@@ -153,52 +157,6 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 """Append-only list of ``(version, statements)``; never edit a released entry."""
 
 
-def open_connection(target: str, synchronous: str, timeout: float) -> sqlite3.Connection:
-    """Connect to ``target`` (creating the file and its directory), configured and migrated.
-
-    Args:
-        target: A file path or :data:`MEMORY`.
-        synchronous: The ``PRAGMA synchronous`` level, ``"NORMAL"`` or ``"FULL"``.
-        timeout: Seconds to wait for another process's write lock.
-
-    Returns:
-        A connection in autocommit mode (``isolation_level=None``); the caller
-        owns it and must use it from one thread.
-
-    Raises:
-        UsageError: The database cannot use WAL mode, or has a newer schema
-            than this code knows.
-    """
-    path = target
-    if target != MEMORY:
-        file = Path(target).expanduser()
-        file.parent.mkdir(parents=True, exist_ok=True)
-        path = str(file)
-    conn = sqlite3.connect(
-        path,
-        timeout=timeout,
-        isolation_level=None,
-        cached_statements=256,
-    )
-    try:
-        # auto_vacuum only takes effect before the first table is created.
-        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if target != MEMORY and str(mode).lower() != "wal":
-            raise UsageError(
-                f"could not switch {target} to WAL mode (got {mode!r}); "
-                "put the database on a local file system"
-            )
-        conn.execute(f"PRAGMA synchronous = {synchronous}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
-        migrate(conn)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
 def _apply(conn: sqlite3.Connection, statement: str) -> None:
     try:
         conn.execute(statement)
@@ -212,25 +170,93 @@ def _apply(conn: sqlite3.Connection, statement: str) -> None:
         raise
 
 
-def migrate(conn: sqlite3.Connection) -> None:
-    """Bring the schema up to the newest version, in one transaction.
+def _not_a_store(store: str, what: str) -> StoreInvalid:
+    return StoreInvalid(
+        store,
+        f"{what}, not an agentrt store",
+        "point the store at an agentrt store, or at a path that does not exist yet "
+        "to create a new one there",
+    )
+
+
+def check_identity(conn: sqlite3.Connection, store: str) -> None:
+    """Refuse a SQLite database that is not an agentrt store.
 
     Raises:
-        UsageError: The database has a newer schema version than :data:`MIGRATIONS`.
+        StoreInvalid: It carries another application's id, or has no id and is not
+            a store made before stores were marked.
+    """
+    app = conn.execute("PRAGMA application_id").fetchone()[0]
+    if app == APPLICATION_ID:
+        return
+    if app != 0:
+        raise _not_a_store(store, f"is a SQLite database of another application (id {app:#x})")
+    tables = sorted(
+        name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    )
+    if _UNMARKED_STORE_TABLES.issubset(tables):
+        return  # made by an agentrt from before the marker; its next migration marks it
+    if not tables:
+        raise _not_a_store(store, "is an empty SQLite database without agentrt's marker")
+    shown = ", ".join(tables[:4]) + (", ..." if len(tables) > 4 else "")
+    raise _not_a_store(store, f"is a SQLite database of another application (tables: {shown})")
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if exists is None:
+        return 0
+    return int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0)
+
+
+def check_version(conn: sqlite3.Connection, store: str, *, writing: bool) -> int:
+    """The store's schema version, if this agentrt can use it.
+
+    Args:
+        conn: A connection to a store (see :func:`check_identity`).
+        store: The store's path, for messages.
+        writing: Whether the caller will migrate an older schema (reads never do).
+
+    Raises:
+        StoreInvalid: The schema is newer than :data:`MIGRATIONS`, or older and
+            ``writing`` is false.
+    """
+    current = _version(conn)
+    latest = MIGRATIONS[-1][0]
+    if current > latest:
+        raise StoreInvalid(
+            store,
+            f"has schema version {current}, newer than this agentrt knows ({latest})",
+            "upgrade agentrt to open it",
+        )
+    if current < latest and not writing:
+        raise StoreInvalid(
+            store,
+            f"has schema version {current}, older than this agentrt reads ({latest}), "
+            "and a command that only reads does not upgrade it",
+            "run a command that writes first (e.g. `agentrt apply -f FILE`), which upgrades "
+            "it, or use the agentrt that wrote it",
+        )
+    return current
+
+
+def migrate(conn: sqlite3.Connection, store: str = MEMORY) -> None:
+    """Mark the store and bring its schema up to the newest version, in one transaction.
+
+    Raises:
+        StoreInvalid: The database has a newer schema version than :data:`MIGRATIONS`.
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_version ("
             "version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
         )
-        current = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
-        latest = MIGRATIONS[-1][0]
-        if current > latest:
-            raise UsageError(
-                f"the database has schema version {current}, but this agentrt only knows "
-                f"versions up to {latest}; upgrade agentrt to open it"
-            )
+        current = check_version(conn, store, writing=True)
         for version, statements in MIGRATIONS:
             if version <= current:
                 continue

@@ -5,7 +5,9 @@ jobs on a queue and await a future. The thread takes every job queued at that
 moment and runs them all in one transaction (each write inside its own
 SAVEPOINT, so one failing job does not undo the others), commits once, then
 wakes the waiting coroutines with a single ``call_soon_threadsafe`` per event
-loop and batch.
+loop and batch. A SQLite error that is the store's problem (a full disk, a
+read-only file, a damaged page) reaches the caller as a
+:class:`~agentrt.errors.StoreError` naming the file.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from agentrt.errors import UsageError
-from agentrt.state._sqlite_schema import open_connection
+from agentrt.state._sqlite_errors import from_sqlite_error
+from agentrt.state._sqlite_open import open_connection
 
 __all__ = ["RAW", "READ", "STOP", "WRITE", "Job", "Writer"]
 
@@ -50,17 +53,21 @@ def _settle(outcomes: list[_Outcome]) -> None:
 class Writer:
     """The thread that owns the connection and runs queued jobs in group commits."""
 
-    def __init__(self, target: str, synchronous: str, timeout: float) -> None:
+    def __init__(
+        self, target: str, synchronous: str, timeout: float, *, read_only: bool = False
+    ) -> None:
         """Prepare the thread; nothing runs until ``thread.start()``.
 
         Args:
             target: The database file, or ``":memory:"``.
             synchronous: The ``PRAGMA synchronous`` level.
             timeout: Seconds to wait for another process's write lock.
+            read_only: Open the database read-only, without migrating it.
         """
         self.target = target
         self.synchronous = synchronous
         self.timeout = timeout
+        self.read_only = read_only
         self.queue: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.conn: sqlite3.Connection | None = None
         self.stopping = False
@@ -70,7 +77,9 @@ class Writer:
     # --- jobs that run on the thread -------------------------------------------
     def connect(self) -> sqlite3.Connection:
         """Open the connection this thread owns (run it as a ``RAW`` job)."""
-        conn = open_connection(self.target, self.synchronous, self.timeout)
+        conn = open_connection(
+            self.target, self.synchronous, self.timeout, read_only=self.read_only
+        )
         self.conn = conn
         return conn
 
@@ -81,7 +90,10 @@ class Writer:
             return
         self.conn = None
         try:
-            conn.execute("PRAGMA optimize")
+            if not self.read_only:
+                # Only an optimisation: a full disk or a lost lock must not fail the close.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA optimize")
         finally:
             conn.close()
 
@@ -199,9 +211,22 @@ class Writer:
             self.commits += 1
         return outcomes
 
+    def _store_error(self, exc: BaseException) -> BaseException:
+        """``exc`` as the StoreError it means, when it is a SQLite error of the store's."""
+        if not isinstance(exc, sqlite3.Error):
+            return exc
+        error = from_sqlite_error(exc, self.target, read_only=self.read_only)
+        if error is None:
+            return exc
+        error.__cause__ = exc
+        return error
+
     def _deliver(self, outcomes: list[_Outcome]) -> None:
         if not outcomes:
             return
+        for i, (fut, exc, value) in enumerate(outcomes):
+            if exc is not None:
+                outcomes[i] = (fut, self._store_error(exc), value)
         loop = outcomes[0][0].get_loop()
         groups: dict[asyncio.AbstractEventLoop, list[_Outcome]] | None = None
         for item in outcomes:

@@ -24,6 +24,11 @@ keeps only the 32-byte digest, so a large tool result recurring across events,
 runs and forks costs its size once. The database is created with
 ``auto_vacuum=INCREMENTAL`` so :meth:`SqliteStore.gc` gives space back to the
 file system.
+
+Problems of the store itself (a path that is not a store, read-only media, a
+full disk, a damaged file) raise a :class:`~agentrt.errors.StoreError` that
+names the file and the fix. ``read_only=True`` opens a store without writing
+anything, not even a migration, so it works on read-only media.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from urllib.parse import parse_qsl, unquote
 
 import platformdirs
 
-from agentrt.errors import UsageError
+from agentrt.errors import StoreUnavailable, UsageError
 from agentrt.state._sqlite_memory import MemoryOps
 from agentrt.state._sqlite_ops import Ops
 from agentrt.state._sqlite_schema import MEMORY, MIGRATIONS
@@ -152,6 +157,7 @@ class SqliteStore:
         durability: Durability = "normal",
         inline_limit: int = DEFAULT_INLINE_LIMIT,
         busy_timeout_s: float = 5.0,
+        read_only: bool = False,
     ) -> None:
         """Prepare a store; it is usable after :meth:`open` connects it.
 
@@ -164,7 +170,13 @@ class SqliteStore:
         self.path = path
         self.durability: Durability = durability
         self.inline_limit = inline_limit
-        self._writer = Writer(path, "FULL" if durability == "full" else "NORMAL", busy_timeout_s)
+        self.read_only = read_only
+        self._writer = Writer(
+            path,
+            "FULL" if durability == "full" else "NORMAL",
+            busy_timeout_s,
+            read_only=read_only,
+        )
         self._put = self._writer.queue.put
         self._db: Ops | None = None
         self._memory_db: MemoryOps | None = None
@@ -179,6 +191,7 @@ class SqliteStore:
         durability: Durability = "normal",
         inline_limit: int = DEFAULT_INLINE_LIMIT,
         busy_timeout_s: float = 5.0,
+        read_only: bool = False,
     ) -> SqliteStore:
         """Open (creating if needed) the database at ``path`` and migrate its schema.
 
@@ -190,25 +203,31 @@ class SqliteStore:
             inline_limit: Encoded event payloads larger than this many bytes are
                 stored once in the blob table.
             busy_timeout_s: How long to wait for another process's write lock.
+            read_only: Only read: nothing is created, migrated or written (writes
+                raise :class:`~agentrt.errors.StoreUnavailable`). A file that does
+                not exist reads as an empty store.
 
         Returns:
             The open store.
 
         Raises:
-            UsageError: The database has a newer schema than this code knows, or
-                cannot use WAL mode.
+            StoreError: The path cannot hold a store, the file is not an agentrt
+                store this version can use (another application's, damaged, a
+                newer schema, or an older one when ``read_only``), or it cannot be
+                written here (read-only media, permissions, a full disk).
         """
         store = cls(
             str(path),
             durability=durability,
             inline_limit=inline_limit,
             busy_timeout_s=busy_timeout_s,
+            read_only=read_only,
         )
         await store._start()
         return store
 
     @classmethod
-    def from_url(cls, url: str) -> _Opening:
+    def from_url(cls, url: str, *, read_only: bool = False) -> _Opening:
         """Open the store a ``sqlite:///`` URL names; await the result or ``async with`` it.
 
         ``sqlite:///abs/path.db`` is an absolute path and ``sqlite:///:memory:``
@@ -217,6 +236,7 @@ class SqliteStore:
 
         Args:
             url: The store URL.
+            read_only: As for :meth:`open`.
 
         Returns:
             An awaitable async context manager yielding the open store and
@@ -226,7 +246,7 @@ class SqliteStore:
             UsageError: The URL is not a valid SQLite URL.
         """
         path, kwargs = _parse_url(url)
-        return _Opening(path, kwargs)
+        return _Opening(path, {**kwargs, "read_only": read_only})
 
     async def _start(self) -> None:
         self._writer.thread.start()
@@ -242,6 +262,10 @@ class SqliteStore:
     def _submit(self, kind: int, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         if self._closed:
             raise UsageError("the store is closed")
+        if kind == WRITE and self.read_only:
+            raise StoreUnavailable(
+                self.path, "was opened read-only", "open it without read_only to change it"
+            )
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._put((fut, fn, args, kind))
         return fut

@@ -21,7 +21,7 @@ import pytest
 
 import agentrt.state as state_pkg
 from agentrt._json import dumps
-from agentrt.errors import UsageError
+from agentrt.errors import StoreInvalid, StoreUnavailable, UsageError
 from agentrt.state import (
     EventDraft,
     NewRun,
@@ -32,6 +32,7 @@ from agentrt.state import (
     default_store_path,
     open_store,
 )
+from agentrt.state._sqlite_schema import APPLICATION_ID
 from agentrt.state.sqlite import MIGRATIONS
 
 from .conformance import CHECKS, Harness, check_id
@@ -329,6 +330,86 @@ async def test_storage_growth_is_bounded_and_gc_shrinks(tmp_path: Path) -> None:
         await store.close()
     shrunk = path.stat().st_size - empty
     assert shrunk < (pages_before * page_size - empty) / 4, "the file itself shrank"
+
+
+# --- opening: marked stores, atomic creation, read-only -----------------------------
+
+
+async def test_a_new_store_is_marked_and_created_whole(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "s.db"
+    # Eight openers race to create it; one file results, and every opener uses it.
+    stores = await asyncio.gather(*(SqliteStore.open(path) for _ in range(8)))
+    try:
+        for i, store in enumerate(stores):
+            await store.create_run(run_draft(f"r{i}"))
+        assert len(await stores[0].list_runs()) == 8
+    finally:
+        for store in stores:
+            await store.close()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["s.db"], "no half-made file left"
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
+        assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)
+
+
+async def test_read_only_open_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with await SqliteStore.open(path) as store:
+        await store.create_run(run_draft("r"), [EventDraft("e", {"x": 1}, 1.0)])
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    async with await SqliteStore.open(path, read_only=True) as reader:
+        assert (await reader.get_run("r")) is not None
+        assert [e.data for e in await reader.read_events("r")] == [{"x": 1}]
+        with pytest.raises(StoreUnavailable, match="opened read-only"):
+            await reader.create_run(run_draft("r2"))
+        with pytest.raises(StoreUnavailable, match="read-only"):
+            await reader._query("INSERT INTO sessions VALUES ('s', 'default', 1, NULL, NULL, 0)")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]
+
+
+async def test_read_only_open_of_a_missing_store_is_empty_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "not" / "yet.db"
+    store = await open_store(str(path), read_only=True)
+    try:
+        assert await store.list_runs() == [] and await store.list_resources() == []
+    finally:
+        await store.close()
+    assert not path.parent.exists()
+
+
+async def test_an_unmarked_store_of_an_earlier_agentrt_is_kept_and_marked_on_write(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    async with await SqliteStore.open(path) as store:
+        await store.create_run(run_draft("r"))
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA application_id = 0")  # as stores were made before the marker
+        conn.commit()
+    async with await SqliteStore.open(path, read_only=True) as reader:
+        assert await reader.get_run("r") is not None
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone() == (0,), "a read marked it"
+    async with await SqliteStore.open(path) as store:
+        assert await store.get_run("r") is not None
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
+
+
+async def test_another_applications_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA application_id = 42")
+        conn.execute("CREATE TABLE runs (id TEXT)")
+        conn.commit()
+    before = path.read_bytes()
+    for read_only in (False, True):
+        with pytest.raises(StoreInvalid, match="another application"):
+            await SqliteStore.open(path, read_only=read_only)
+    assert path.read_bytes() == before
 
 
 # --- crash safety ------------------------------------------------------------------

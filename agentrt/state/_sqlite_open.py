@@ -1,0 +1,283 @@
+"""How the SQLite store gets its connection: checked, created atomically, or read-only.
+
+:func:`open_connection` is the only way the store gets a connection. Before
+SQLite sees a file it is checked: a directory, an empty file, a file that is
+not SQLite or is cut short is refused with a :class:`StoreError` and left as it
+is. A new store is built under a temporary name and linked into place complete,
+so agentrt never leaves a half-made store behind; a 0-byte file is therefore
+never one of ours, and is refused rather than silently taken as a new store.
+
+A read-only connection never migrates nor changes anything (SQLite's
+``query_only``, or ``mode=ro`` where the process may not write, down to reading
+the file as immutable when not even SQLite's ``-shm`` index can be created), so
+commands that only read work on read-only media.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import sqlite3
+import stat
+from pathlib import Path
+from typing import Final
+from urllib.parse import quote
+
+from agentrt.errors import StoreError, StoreInvalid, StoreUnavailable
+from agentrt.state._sqlite_errors import (
+    damaged,
+    from_os_error,
+    from_sqlite_error,
+    not_writable,
+    why_not_writable,
+)
+from agentrt.state._sqlite_schema import (
+    APPLICATION_ID,
+    MEMORY,
+    check_identity,
+    check_version,
+    migrate,
+)
+
+__all__ = ["open_connection"]
+
+_JOURNAL_SIZE_LIMIT: Final = 8 * 1024 * 1024
+_MAGIC: Final = b"SQLite format 3\x00"
+_HEADER: Final = 100
+
+
+def open_connection(
+    target: str, synchronous: str, timeout: float, *, read_only: bool = False
+) -> sqlite3.Connection:
+    """Connect to the store at ``target``: checked, configured and (unless read-only) migrated.
+
+    Args:
+        target: A file path or :data:`MEMORY`.
+        synchronous: The ``PRAGMA synchronous`` level, ``"NORMAL"`` or ``"FULL"``.
+        timeout: Seconds to wait for another process's write lock.
+        read_only: Open without writing anything. A file that does not exist
+            reads as an empty store (nothing is created).
+
+    Returns:
+        A connection in autocommit mode (``isolation_level=None``); the caller
+        owns it and must use it from one thread.
+
+    Raises:
+        StoreError: The path cannot hold a store, the file is not an agentrt
+            store this version can use, or it cannot be written (or read) here.
+    """
+    if target == MEMORY:
+        return _configured(_connect(MEMORY, timeout), MEMORY, synchronous, writing=True)
+    if not target:
+        raise StoreUnavailable(
+            target,
+            "is empty",
+            "give the store a file path (--store or AGENTRT_STORE), or unset it for the default",
+        )
+    file = Path(target).expanduser()
+    exists = _check_file(file, target)
+    if read_only:
+        if not exists:  # nothing stored yet; reading must not create the file
+            return _configured(_connect(MEMORY, timeout), MEMORY, synchronous, writing=True)
+        return _open_read_only(file, target, timeout)
+    reason = why_not_writable(file)
+    if reason is not None:
+        raise not_writable(target, reason)
+    if not exists:
+        _create(file, target, synchronous, timeout)
+    conn = _connect(str(file), timeout)
+    try:
+        check_identity(conn, target)
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, sqlite3.Error):
+            raise _store_error(exc, target, read_only=False) from exc
+        raise
+    try:
+        return _configured(conn, target, synchronous, writing=True)
+    except sqlite3.Error as exc:
+        raise _store_error(exc, target, read_only=False) from exc
+
+
+def _connect(path: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
+    return sqlite3.connect(
+        path, timeout=timeout, isolation_level=None, cached_statements=256, uri=uri
+    )
+
+
+def _store_error(exc: sqlite3.Error, store: str, *, read_only: bool) -> BaseException:
+    return from_sqlite_error(exc, store, read_only=read_only) or exc
+
+
+def _check_file(file: Path, store: str) -> bool:
+    """Whether a store file exists at ``file``; refuse what cannot be one.
+
+    Raises:
+        StoreError: The path is a directory or not a regular file, or the file is
+            empty, not SQLite, or shorter than its header says.
+    """
+    try:
+        info = file.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise from_os_error(exc, store) from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise StoreUnavailable(
+            store, "is a directory", f"name a file for the store, e.g. {file / 'agentrt.db'}"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreUnavailable(store, "is not a regular file", "name a regular file")
+    if info.st_size == 0:
+        raise StoreInvalid(
+            store,
+            "is an empty file (0 bytes), not an agentrt store (agentrt never leaves one)",
+            "delete it to create a new store there, or point the store at your store file",
+        )
+    try:
+        with file.open("rb") as f:
+            header = f.read(_HEADER)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise StoreUnavailable(
+                store,
+                "cannot be read by this user (permission denied)",
+                "run as a user who may read it, or fix its permissions",
+            ) from exc
+        raise from_os_error(exc, store) from exc
+    if not header.startswith(_MAGIC[: len(header)]) or len(header) < len(_MAGIC):
+        raise StoreInvalid(
+            store,
+            "is not an agentrt store (not a SQLite database)",
+            "point the store at an agentrt store, or at a path that does not exist yet "
+            "to create a new one there",
+        )
+    if len(header) < _HEADER:
+        raise damaged(store, f"truncated to {info.st_size} bytes, shorter than its header")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count is valid when the "version-valid-for" number matches the change counter.
+    if header[92:96] == header[24:28] and info.st_size < page_size * pages:
+        raise damaged(store, f"truncated to {info.st_size} bytes of the {page_size * pages} it had")
+    return True
+
+
+def _create(file: Path, store: str, synchronous: str, timeout: float) -> None:
+    """Build a new, migrated store beside ``file`` and link it into place whole."""
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise from_os_error(exc, store) from exc
+    temp = file.with_name(f".{file.name}.{secrets.token_hex(4)}.new")
+    try:
+        conn = _connect(str(temp), timeout)
+        try:
+            # auto_vacuum only takes effect before the first table is created.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            _configured(conn, store, synchronous, writing=True)
+        finally:
+            conn.close()  # the last connection folds the WAL into the file
+        _link_new(temp, file)
+    except sqlite3.Error as exc:
+        raise _store_error(exc, store, read_only=False) from exc
+    except OSError as exc:
+        raise from_os_error(exc, store) from exc
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                os.unlink(f"{temp}{suffix}")
+
+
+def _link_new(temp: Path, file: Path) -> None:
+    try:
+        os.link(temp, file)
+    except FileExistsError:
+        pass  # another process created the store first: use theirs
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        # No hard links on this file system: a rename, which could only replace a
+        # store created in the instant between the check and here.
+        if not file.exists():
+            os.replace(temp, file)
+
+
+def _configured(
+    conn: sqlite3.Connection, store: str, synchronous: str, *, writing: bool
+) -> sqlite3.Connection:
+    """Apply the PRAGMAs the store relies on and migrate (``writing``) or check the schema."""
+    try:
+        if writing:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if store != MEMORY and str(mode).lower() != "wal":
+                raise StoreUnavailable(
+                    store,
+                    f"cannot use WAL mode here (got {mode!r})",
+                    "put the store on a local file system",
+                )
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+            conn.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if writing:
+            migrate(conn, store)
+        else:
+            check_version(conn, store, writing=False)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _open_read_only(file: Path, store: str, timeout: float) -> sqlite3.Connection:
+    try:
+        if why_not_writable(file) is None:
+            # Where this process may write, a normal connection that SQLite keeps from
+            # changing anything (query_only): on close it removes FILE-wal and FILE-shm
+            # as usual, where a mode=ro one would leave them behind, owned by whoever
+            # read last.
+            return _reader(_connect(str(file), timeout), store, query_only=True)
+        uri = f"file:{quote(str(file.resolve()))}?mode=ro"
+        try:
+            return _reader(_connect(uri, timeout, uri=True), store)
+        except sqlite3.Error as exc:
+            if not _can_read_immutable(file, store, _store_error(exc, store, read_only=True)):
+                raise
+        # SQLite could not create FILE-shm (read-only media or directory, a full disk).
+        # With no FILE-wal either, every committed write is in the file itself and no
+        # process has it open for writing, so it can be read as an immutable file.
+        return _reader(_connect(uri + "&immutable=1", timeout, uri=True), store)
+    except sqlite3.Error as exc:
+        raise _store_error(exc, store, read_only=True) from exc
+
+
+def _reader(
+    conn: sqlite3.Connection, store: str, *, query_only: bool = False
+) -> sqlite3.Connection:
+    """``conn`` checked to be a store of this schema version; closed if it is not."""
+    try:
+        if query_only:
+            conn.execute("PRAGMA query_only = ON")
+        check_identity(conn, store)
+    except BaseException:
+        conn.close()
+        raise
+    return _configured(conn, store, "NORMAL", writing=False)
+
+
+def _can_read_immutable(file: Path, store: str, error: BaseException) -> bool:
+    """Whether a failed read-only open may retry with ``immutable=1``."""
+    if not isinstance(error, StoreError) or isinstance(error, StoreInvalid):
+        return False  # not SQLite's -shm trouble: a damaged file, or a bug
+    wal = Path(f"{file}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreUnavailable(
+            store,
+            f"cannot be read here: its write-ahead log {wal} holds writes that SQLite "
+            "needs a -shm file beside it to read, and it cannot create one",
+            "open it once where it is writable (any agentrt command there folds the log in)",
+        )
+    return True
