@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import re
 import sys
@@ -194,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # as `python -m` would (the console script's own directory is not useful).
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    _log_in_one_line()
     try:
         return asyncio.run(_dispatch(args))
     except KeyboardInterrupt:
@@ -208,6 +210,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AgentrtError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+class _OneLine(logging.Formatter):
+    """A runtime's log record as one line: a command prints no traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"agentrt: {record.getMessage()}"
+
+
+def _log_in_one_line() -> None:
+    """Show the runtime's warnings on stderr, one line each, unless logging is set up."""
+    logger = logging.getLogger("agentrt")
+    if logging.getLogger().handlers or logger.handlers:
+        return  # the embedding program (or a test) decides
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLine())
+    logger.addHandler(handler)
 
 
 def _store_exit(exc: StoreError) -> int:

@@ -21,6 +21,7 @@ import os
 import secrets
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 from urllib.parse import quote
@@ -233,25 +234,46 @@ def _configured(
 
 
 def _open_read_only(file: Path, store: str, timeout: float) -> sqlite3.Connection:
-    try:
-        if why_not_writable(file) is None:
-            # Where this process may write, a normal connection that SQLite keeps from
-            # changing anything (query_only): on close it removes FILE-wal and FILE-shm
-            # as usual, where a mode=ro one would leave them behind, owned by whoever
-            # read last.
-            return _reader(_connect(str(file), timeout), store, query_only=True)
-        uri = f"file:{quote(str(file.resolve()))}?mode=ro"
+    """A connection that changes nothing: the first of these ways that works here."""
+    uri = f"file:{quote(str(file.resolve()))}?mode=ro"
+    openers: list[Callable[[], sqlite3.Connection]] = [
+        lambda: _reader(_connect(uri, timeout, uri=True), store),
+        lambda: _immutable(file, uri, store, timeout),
+    ]
+    if why_not_writable(file) is None:
+        # Where this process may write, a normal connection that SQLite keeps from
+        # changing anything (query_only): on close it removes FILE-wal and FILE-shm
+        # as usual, where a mode=ro one would leave them behind, owned by whoever
+        # read last.
+        openers.insert(0, lambda: _reader(_connect(str(file), timeout), store, query_only=True))
+    for i, opener in enumerate(openers):
         try:
-            return _reader(_connect(uri, timeout, uri=True), store)
+            return opener()
         except sqlite3.Error as exc:
-            if not _can_read_immutable(file, store, _store_error(exc, store, read_only=True)):
-                raise
-        # SQLite could not create FILE-shm (read-only media or directory, a full disk).
-        # With no FILE-wal either, every committed write is in the file itself and no
-        # process has it open for writing, so it can be read as an immutable file.
-        return _reader(_connect(uri + "&immutable=1", timeout, uri=True), store)
-    except sqlite3.Error as exc:
-        raise _store_error(exc, store, read_only=True) from exc
+            error = _store_error(exc, store, read_only=True)
+            # Not SQLite's trouble with FILE-shm (a damaged file, a bug): no other way helps.
+            retry = isinstance(error, StoreError) and not isinstance(error, StoreInvalid)
+            if i == len(openers) - 1 or not retry:
+                raise error from exc
+    raise AssertionError("unreachable")
+
+
+def _immutable(file: Path, uri: str, store: str, timeout: float) -> sqlite3.Connection:
+    """Read ``file`` as immutable, where SQLite cannot create FILE-shm (read-only media or
+    directory, a full disk).
+
+    With no FILE-wal, every committed write is in the file itself and no process
+    has it open for writing, so nothing can change under the reader.
+    """
+    wal = Path(f"{file}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreUnavailable(
+            store,
+            f"cannot be read here: its write-ahead log {wal} holds writes that SQLite "
+            "needs a -shm file beside it to read, and it cannot create one",
+            "open it once where it is writable (any agentrt command there folds the log in)",
+        )
+    return _reader(_connect(uri + "&immutable=1", timeout, uri=True), store)
 
 
 def _reader(
@@ -266,18 +288,3 @@ def _reader(
         conn.close()
         raise
     return _configured(conn, store, "NORMAL", writing=False)
-
-
-def _can_read_immutable(file: Path, store: str, error: BaseException) -> bool:
-    """Whether a failed read-only open may retry with ``immutable=1``."""
-    if not isinstance(error, StoreError) or isinstance(error, StoreInvalid):
-        return False  # not SQLite's -shm trouble: a damaged file, or a bug
-    wal = Path(f"{file}-wal")
-    if wal.exists() and wal.stat().st_size > 0:
-        raise StoreUnavailable(
-            store,
-            f"cannot be read here: its write-ahead log {wal} holds writes that SQLite "
-            "needs a -shm file beside it to read, and it cannot create one",
-            "open it once where it is writable (any agentrt command there folds the log in)",
-        )
-    return True

@@ -414,13 +414,21 @@ def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path: Path, spec: Path) -
     assert [r["id"] for r in json.loads(ok(result("list")))] == [first]
     ok(result("apply_more"))
     assert "m2" in ok(result("get"))
-    # The run stopped with the one line, not `failed`; after space is freed it resumes
-    # from its log and ends as it would have.
+    # The run stopped (a note names it, one error line says why), not `failed`; after
+    # space is freed it resumes from its log and ends as it would have.
     ok(result("apply_filler"))
-    one_error(result("fill_run"), EXIT_STORE_FULL, "no space left", "agentrt resume")
     (interrupted,) = [
         r for r in json.loads((out / "runs.json").read_text()) if r["agent"] == "filler"
     ]
     assert interrupted["status"] == "running"
+    stopped = result("fill_run")
+    note, error = stopped.stderr.strip().splitlines()
+    assert note == f"agentrt: {interrupted['id']} stopped before its end; it stays resumable"
+    one_error(
+        subprocess.CompletedProcess([], stopped.returncode, "", error),
+        EXIT_STORE_FULL,
+        "no space left",
+        "agentrt resume",
+    )
     resumed = json.loads(ok(result("resume")))
     assert resumed["status"] == "succeeded" and resumed["output"] == "done: filled before"
