@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
+from agentrt._text import count
 from agentrt.errors import StoreError, StoreInvalid, StoreUnavailable
 from agentrt.state._sqlite_errors import (
     damaged,
@@ -156,13 +157,15 @@ def _check_file(file: Path, store: str) -> bool:
             "to create a new one there",
         )
     if len(header) < _HEADER:
-        raise damaged(store, f"truncated to {info.st_size} bytes, shorter than its header")
+        size = count(info.st_size, "byte")
+        raise damaged(store, f"truncated to {size}, shorter than its header")
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
     # The page count is valid when the "version-valid-for" number matches the change counter.
     if header[92:96] == header[24:28] and info.st_size < page_size * pages:
-        raise damaged(store, f"truncated to {info.st_size} bytes of the {page_size * pages} it had")
+        size, whole = count(info.st_size, "byte"), count(page_size * pages, "byte")
+        raise damaged(store, f"truncated to {size} of the {whole} it had")
     return True
 
 
