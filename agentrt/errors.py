@@ -26,6 +26,7 @@ __all__ = [
     "ModelError",
     "NondeterminismError",
     "NotFoundError",
+    "OutputTruncated",
     "RunError",
     "SpecError",
     "SpecIssue",
@@ -187,6 +188,12 @@ class BudgetExhausted(RunError):
     code = "budget_exhausted"
 
 
+class OutputTruncated(RunError):
+    """A model's reply was cut off by its output limit (``finish_reason: length``)."""
+
+    code = "output_truncated"
+
+
 class StartError(RunError):
     """A run could not start here: its tools, hooks or models could not be made ready
     (a callable that does not import, an API-key variable that is not set)."""
@@ -220,6 +227,7 @@ _ERRORS = _Registry(
             ToolError,
             StepTimeout,
             BudgetExhausted,
+            OutputTruncated,
             StartError,
             NondeterminismError,
             LeaseLost,

@@ -134,6 +134,7 @@ PUBLIC = {
         "ModelError",
         "NondeterminismError",
         "NotFoundError",
+        "OutputTruncated",
         "RunError",
         "SpecError",
         "SpecIssue",

@@ -58,7 +58,7 @@ from agentrt.errors import (
     UsageError,
     error_from_dict,
 )
-from agentrt.models.base import Message, ModelClient, ModelRequest
+from agentrt.models.base import Message, ModelClient, ModelRequest, check_usage
 from agentrt.models.factory import create_client
 from agentrt.spec.resources import ModelSpec, Team, ToolSpec
 from agentrt.spec.team import team_graph
@@ -394,7 +394,9 @@ class Executor:
                 ],
             )
             try:
-                response = await self.client(model, spec).complete(request)
+                response = check_usage(
+                    await self.client(model, spec).complete(request), model=model
+                )
             except ModelError as exc:
                 raise TeamFailed(f"routing model {model!r} failed: {exc.message}") from None
             cost = spec.pricing.cost(response.input_tokens, response.output_tokens)
@@ -713,7 +715,7 @@ class Executor:
         request = summary_request(spec.model or name, plan.base, plan.fold, policy.summary_words)
         try:
             async with asyncio.timeout(agent.loop.step_timeout_s):
-                response = await ctx.client_for(name).complete(request)
+                response = check_usage(await ctx.client_for(name).complete(request), model=name)
         except TimeoutError:
             raise StepTimeout(
                 f"summary model {name!r} did not answer within "

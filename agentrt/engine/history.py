@@ -10,7 +10,23 @@ from agentrt.engine import events as ev
 from agentrt.models.base import Message, ModelResponse
 from agentrt.state.base import Event
 
-__all__ = ["conversation_of", "history_digest"]
+__all__ = ["CONTINUE_PROMPT", "continuation", "conversation_of", "history_digest"]
+
+CONTINUE_PROMPT = (
+    "Your reply was cut off by the output limit. Continue it exactly where it stopped, "
+    "without repeating anything."
+)
+"""What the loop asks after a reply cut off by the output limit (``loop.on_truncated``)."""
+
+
+def continuation() -> Message:
+    """The user message that asks the model to go on with a reply that was cut off."""
+    return {"role": "user", "content": CONTINUE_PROMPT}
+
+
+def _was_cut(reply: ModelResponse) -> bool:
+    """A reply the loop continues when asked to: text cut off, no tool calls."""
+    return reply.finish_reason == "length" and not reply.tool_calls
 
 
 def conversation_of(events: Iterable[Event]) -> list[Message]:
@@ -20,6 +36,7 @@ def conversation_of(events: Iterable[Event]) -> list[Message]:
     # Parallel tool calls may finish in any order; the conversation lists their
     # results in call (step) order, as the live loop does.
     pending: dict[int, Message] = {}
+    cut = False  # the previous reply was cut off, so the one after it continues it
 
     def flush() -> None:
         messages.extend(pending[step] for step in sorted(pending))
@@ -30,7 +47,11 @@ def conversation_of(events: Iterable[Event]) -> list[Message]:
             messages.append({"role": "user", "content": event.data["input"]})
         elif event.type == ev.MODEL_RESULT:
             flush()
-            messages.append(ModelResponse.from_dict(event.data).assistant_message())
+            if cut:
+                messages.append(continuation())
+            reply = ModelResponse.from_dict(event.data)
+            messages.append(reply.assistant_message())
+            cut = _was_cut(reply)
         elif event.type == ev.TOOL_CALL and event.step is not None:
             call_ids[event.step] = event.data["id"]
         elif event.type == ev.TOOL_RESULT and event.step is not None:

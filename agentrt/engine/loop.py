@@ -18,12 +18,20 @@ from typing import Any, Literal
 
 from agentrt import _json
 from agentrt.engine import events as ev
+from agentrt.engine.history import continuation
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import ApprovalPending, Journal
 from agentrt.engine.offer import Offer, Route, offer_tools
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.snapshot import RunSpec
-from agentrt.errors import BudgetExhausted, ModelError, RunError, StepTimeout, ToolError
+from agentrt.errors import (
+    BudgetExhausted,
+    ModelError,
+    OutputTruncated,
+    RunError,
+    StepTimeout,
+    ToolError,
+)
 from agentrt.models.base import (
     RETRY_AFTER_CAP_S,
     Message,
@@ -31,6 +39,7 @@ from agentrt.models.base import (
     ModelRequest,
     ModelResponse,
     ToolCall,
+    check_usage,
 )
 from agentrt.spec.patterns import search
 from agentrt.spec.resources import Budgets, RetryPolicy, ToolSpec
@@ -132,6 +141,7 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
     stop_pattern = policy.stop.output_matches
     messages = initial_messages(ctx.spec, history, ctx.input)
     primary = ctx.spec.models[agent.model]
+    parts: list[str] = []  # replies cut off by the output limit, continued (on_truncated)
     for _ in range(policy.max_steps):
         _check_budgets(ctx)
         # plan
@@ -158,10 +168,18 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
         messages.append(response.assistant_message())
         await ctx.hooks.run("on_step", ctx, StepInfo(step, "plan", response=response))
         # evaluate
-        if stop_pattern and response.content and search(stop_pattern, response.content):
-            return LoopOutcome(response.content, ctx.step)
+        if response.finish_reason == "length" and policy.on_truncated != "accept":
+            if policy.on_truncated == "fail" or response.tool_calls:
+                raise OutputTruncated(_truncated(step, response, primary.max_output_tokens))
+            parts.append(response.content or "")
+            messages.append(continuation())
+            continue
+        text = "".join(parts) + (response.content or "")
+        parts = []
+        if stop_pattern and text and search(stop_pattern, text):
+            return LoopOutcome(text, ctx.step)
         if not response.tool_calls:
-            return LoopOutcome(response.content or "", ctx.step)
+            return LoopOutcome(text, ctx.step)
         _check_budgets(ctx)
         # act
         calls = response.tool_calls
@@ -194,6 +212,16 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
             if not named.isdisjoint(policy.stop.on_tools) and not result.is_error:
                 return LoopOutcome(result.output, ctx.step)
     raise BudgetExhausted(f"loop.max_steps={policy.max_steps} reached without a final answer")
+
+
+def _truncated(step: int, response: ModelResponse, limit: int | None) -> str:
+    """Why a run ends on a reply cut off by the output limit, and what to change."""
+    where = f"max_output_tokens={limit}" if limit is not None else "the server's output limit"
+    what = "in the middle of its tool calls" if response.tool_calls else "by the output limit"
+    fix = "raise the Model's max_output_tokens"
+    if not response.tool_calls:
+        fix += ", or set the Agent's loop.on_truncated: continue (or accept)"
+    return f"the model's reply at step {step} was cut off {what} ({where}); {fix}"
 
 
 async def _offer_tools(ctx: RunContext, step: int) -> Offer:
@@ -293,7 +321,7 @@ async def _call_model(
         for attempt in range(1, policy.retry.max_attempts + 1):
             try:
                 async with asyncio.timeout(policy.step_timeout_s):
-                    response = await client.complete(attempt_request)
+                    response = check_usage(await client.complete(attempt_request), model=name)
             except TimeoutError:
                 error = StepTimeout(
                     f"model {name!r} did not answer within loop.step_timeout_s="

@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from agentrt.errors import ModelError
+
 __all__ = [
+    "MAX_TOKENS_PER_CALL",
     "RETRY_AFTER_CAP_S",
     "Message",
     "ModelClient",
@@ -18,12 +21,16 @@ __all__ = [
     "ModelResponse",
     "ToolCall",
     "ToolDef",
+    "check_usage",
 ]
 
 Message = dict[str, Any]
 
 RETRY_AFTER_CAP_S = 60.0
 """Longest wait honoured for a provider's ``Retry-After``, by clients and by the loop."""
+
+MAX_TOKENS_PER_CALL = 100_000_000
+"""More prompt or output tokens than this in one call is a server's error, not usage."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +136,28 @@ class ModelClient(Protocol):
     async def close(self) -> None:
         """Release connections. Idempotent."""
         ...
+
+
+def check_usage(response: ModelResponse, *, model: str) -> ModelResponse:
+    """``response`` when its token usage is possible; else a non-retryable ``ModelError``.
+
+    Usage drives budgets and cost accounting: a negative or absurd count (a broken
+    proxy, an overflow) would make them meaningless, so whatever the provider such a
+    reply is refused like a malformed one (the loop then tries the next fallback).
+    """
+    wrong = [
+        f"{name}={value!r}"
+        for name, value in (
+            ("input_tokens", response.input_tokens),
+            ("output_tokens", response.output_tokens),
+        )
+        if isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 0 <= value <= MAX_TOKENS_PER_CALL
+    ]
+    if wrong:
+        raise ModelError(
+            f"model {model!r} reported impossible usage ({', '.join(wrong)}); a reply whose "
+            f"tokens cannot be counted is refused (each count must be 0..{MAX_TOKENS_PER_CALL:,})"
+        )
+    return response

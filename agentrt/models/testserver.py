@@ -3,7 +3,8 @@
 Real HTTP on the loopback interface, so a client under test goes through its
 whole network path. Replies come from
 :func:`~agentrt.models.scripted.scripted_reply`; failures and slow responses
-can be injected while it runs, and every request body is logged.
+can be injected while it runs, as can replies that a server should not send
+(cut off by the output limit, impossible usage), and every request body is logged.
 
 In a test::
 
@@ -66,6 +67,13 @@ class _Delay:
     remaining: int
 
 
+@dataclass(slots=True)
+class _Reply:
+    remaining: int
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+
+
 class ModelTestServer:
     """An OpenAI-compatible Chat Completions server driven by a script.
 
@@ -102,6 +110,7 @@ class ModelTestServer:
         self._log: list[dict[str, Any]] = []
         self._faults: deque[_Fault] = deque()
         self._delays: deque[_Delay] = deque()
+        self._replies: deque[_Reply] = deque()
         self._sequence = 0
         self._runner: web.AppRunner | None = None
         self._sleeping: set[asyncio.Task[Any]] = set()
@@ -253,11 +262,32 @@ class ModelTestServer:
             with self._lock:
                 self._delays.append(_Delay(seconds, count))
 
+    def inject_reply(
+        self,
+        *,
+        count: int = 1,
+        finish_reason: str | None = None,
+        usage: dict[str, Any] | None = None,
+    ) -> None:
+        """Change the next ``count`` scripted replies; their content still comes from the script.
+
+        Args:
+            count: How many replies to change.
+            finish_reason: Sent instead of the script's (``"length"``: a reply cut
+                off by the output limit).
+            usage: Sent as the ``usage`` object instead of the counted one (e.g.
+                ``{"prompt_tokens": -5}``: a server reporting impossible usage).
+        """
+        if count > 0:
+            with self._lock:
+                self._replies.append(_Reply(count, finish_reason, usage))
+
     def clear_injections(self) -> None:
-        """Drop all pending injected failures and delays."""
+        """Drop all pending injected failures, delays and changed replies."""
         with self._lock:
             self._faults.clear()
             self._delays.clear()
+            self._replies.clear()
 
     # --- observation -------------------------------------------------------------
 
@@ -302,6 +332,7 @@ class ModelTestServer:
             self._log.append(body)
             fault = _take(self._faults)
             delay = _take(self._delays)
+            changed = None if fault is not None else _take(self._replies)
             self._sequence += 1
             sequence = self._sequence
 
@@ -339,17 +370,22 @@ class ModelTestServer:
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
         if reply.tool_calls:
             message["tool_calls"] = [call.to_openai() for call in reply.tool_calls]
+        finish = reply.finish_reason
+        usage: dict[str, Any] = {
+            "prompt_tokens": reply.input_tokens,
+            "completion_tokens": reply.output_tokens,
+            "total_tokens": reply.input_tokens + reply.output_tokens,
+        }
+        if changed is not None:
+            finish = changed.finish_reason or finish
+            usage = changed.usage if changed.usage is not None else usage
         payload = {
             "id": f"chatcmpl-{sequence}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": reply.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
-            "usage": {
-                "prompt_tokens": reply.input_tokens,
-                "completion_tokens": reply.output_tokens,
-                "total_tokens": reply.input_tokens + reply.output_tokens,
-            },
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage,
         }
         body["_status"] = 200
         with self._lock:

@@ -366,6 +366,11 @@ class LoopPolicy(_Strict):
     parallel_tool_calls: bool = Field(
         default=True, description="run the tool calls of one model reply concurrently"
     )
+    on_truncated: Literal["fail", "continue", "accept"] = Field(
+        default="fail",
+        description="a reply cut off by the output limit (finish_reason length): fail the run, "
+        "ask the model to continue (the parts form one answer), or accept it as it is",
+    )
 
 
 class Budgets(_Strict):

@@ -189,3 +189,26 @@ async def test_stop_cuts_injected_delays_short() -> None:
             resp = await pending
             resp.release()
     await server.stop()
+
+
+async def test_injected_replies_change_finish_reason_and_usage() -> None:
+    rule = ScriptedRule.model_validate({"steps": [{"content": "rule: {input}"}] * 3})
+    async with ModelTestServer([rule]) as server, aiohttp.ClientSession() as session:
+
+        async def post() -> dict[str, object]:
+            body = {"messages": [{"role": "user", "content": "hi"}]}
+            async with session.post(server.url + "/chat/completions", json=body) as resp:
+                assert resp.status == 200
+                data = orjson.loads(await resp.read())
+                assert isinstance(data, dict)
+                return data
+
+        server.inject_reply(finish_reason="length")
+        server.inject_reply(usage={"prompt_tokens": -12_000_000})
+        cut, absurd, plain = await post(), await post(), await post()
+    assert cut["choices"][0]["finish_reason"] == "length"
+    assert cut["choices"][0]["message"]["content"] == "rule: hi"
+    assert absurd["usage"] == {"prompt_tokens": -12_000_000}
+    assert absurd["choices"][0]["finish_reason"] == "stop"
+    assert plain["choices"][0]["finish_reason"] == "stop"
+    assert plain["usage"]["prompt_tokens"] > 0
