@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import aiohttp
 
+from agentrt._proxy import proxy_for
 from agentrt.errors import UsageError
 from agentrt.models.base import ModelClient
 from agentrt.models.openai import OpenAIClient
@@ -31,8 +32,9 @@ def create_client(
             ``spec.model`` is not set.
         session: HTTP session to share (not closed by the client); an
             ``openai`` client makes its own when omitted.
-        environ: Where ``spec.api_key_env`` is looked up (default: the
-            process environment).
+        environ: Where ``spec.api_key_env`` and the proxy variables
+            (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) are looked up
+            (default: the process environment).
 
     Returns:
         An :class:`OpenAIClient` or a :class:`ScriptedClient`.
@@ -44,9 +46,10 @@ def create_client(
     if spec.provider == "scripted":
         return ScriptedClient(spec.script, model=model)
 
+    env = os.environ if environ is None else environ
     api_key: str | None = None
     if spec.api_key_env:
-        api_key = (os.environ if environ is None else environ).get(spec.api_key_env)
+        api_key = env.get(spec.api_key_env)
         if not api_key:
             raise UsageError(
                 f"Model {name!r} reads its API key from the environment variable "
@@ -62,4 +65,8 @@ def create_client(
         timeout_s=spec.timeout_s,
         max_retries=spec.max_retries,
         session=session,
+        api=spec.api,
+        api_version=spec.api_version,
+        max_tokens_param=spec.max_tokens_param,
+        proxy=proxy_for(spec.base_url, env),
     )

@@ -14,7 +14,8 @@ import random
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 import aiohttp
 
@@ -23,7 +24,13 @@ from agentrt._text import count
 from agentrt.errors import ModelError
 from agentrt.models.base import RETRY_AFTER_CAP_S, ModelRequest, ModelResponse, ToolCall
 
-__all__ = ["RETRYABLE_STATUSES", "RETRY_AFTER_CAP_S", "OpenAIClient", "parse_retry_after"]
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "RETRY_AFTER_CAP_S",
+    "OpenAIClient",
+    "chat_url",
+    "parse_retry_after",
+]
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 """HTTP statuses that are retried: rate limits, timeouts and transient server errors."""
@@ -45,15 +52,24 @@ class OpenAIClient:
 
     Args:
         base_url: Endpoint root, e.g. ``https://api.openai.com/v1``;
-            ``/chat/completions`` is appended.
-        model: The provider's model id.
-        api_key: Sent as a Bearer token when given.
+            ``/chat/completions`` is appended. With ``api="azure"``, the
+            resource's endpoint (``https://NAME.openai.azure.com``).
+        model: The provider's model id (with ``api="azure"``, the deployment).
+        api_key: Sent as a Bearer token when given (``api-key`` header with
+            ``api="azure"``).
         timeout_s: Limit for one HTTP attempt, connection included.
         max_retries: Retries after the first attempt (0 disables retrying).
         session: A session to use; it is not closed by :meth:`close`. When
             omitted the client creates one on first use and owns it.
         backoff_initial_s: Backoff before the first retry (before jitter).
         backoff_max_s: Upper bound of the backoff.
+        api: ``"openai"``, or ``"azure"`` for Azure OpenAI's deployment API:
+            ``{base_url}/openai/deployments/{model}/chat/completions``.
+        api_version: The ``api-version`` query parameter (``api="azure"``).
+        max_tokens_param: The request field that carries
+            ``ModelRequest.max_output_tokens``.
+        proxy: HTTP proxy URL every request goes through (see
+            ``agentrt._proxy.proxy_for``); ``None`` connects directly.
     """
 
     def __init__(
@@ -67,17 +83,23 @@ class OpenAIClient:
         session: aiohttp.ClientSession | None = None,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 8.0,
+        api: Literal["openai", "azure"] = "openai",
+        api_version: str | None = None,
+        max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
+        proxy: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.max_retries = max(0, max_retries)
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
-        self._url = f"{self.base_url}/chat/completions"
+        self._url = chat_url(self.base_url, model, api=api, api_version=api_version)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+            self._headers.update(_auth(api, api_key))
+        self._max_tokens_param = max_tokens_param
+        self._proxy = proxy
         self._session = session
         self._owns_session = session is None
 
@@ -114,7 +136,7 @@ class OpenAIClient:
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.max_output_tokens is not None:
-            body["max_tokens"] = request.max_output_tokens
+            body[self._max_tokens_param] = request.max_output_tokens
         data = dumps(body)
         session = self._get_session()
 
@@ -124,7 +146,11 @@ class OpenAIClient:
             retry_after: float | None = None
             try:
                 async with session.post(
-                    self._url, data=data, headers=self._headers, timeout=self._timeout
+                    self._url,
+                    data=data,
+                    headers=self._headers,
+                    timeout=self._timeout,
+                    proxy=self._proxy,
                 ) as resp:
                     raw = await resp.read()
                     status = resp.status
@@ -175,6 +201,28 @@ class OpenAIClient:
         # "Equal jitter": at least half the backoff, so retries do not bunch up
         # yet still back off.
         return ceiling / 2 + random.random() * ceiling / 2
+
+
+def chat_url(
+    base_url: str, model: str, *, api: str = "openai", api_version: str | None = None
+) -> str:
+    """The Chat Completions URL of an endpoint.
+
+    Args:
+        base_url: The endpoint root, without a trailing slash.
+        model: The model id; for Azure, the deployment (it is part of the path).
+        api: ``"openai"`` or ``"azure"``.
+        api_version: Azure's ``api-version`` query parameter.
+    """
+    if api != "azure":
+        return f"{base_url}/chat/completions"
+    url = f"{base_url}/openai/deployments/{quote(model, safe='')}/chat/completions"
+    return f"{url}?api-version={quote(api_version or '', safe='')}"
+
+
+def _auth(api: str, api_key: str) -> dict[str, str]:
+    """The header that carries the key: Azure OpenAI's ``api-key``, else a Bearer token."""
+    return {"api-key": api_key} if api == "azure" else {"Authorization": f"Bearer {api_key}"}
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -78,9 +78,12 @@ class ModelTestServer:
     """An OpenAI-compatible Chat Completions server driven by a script.
 
     Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models`` and
-    ``GET /healthz``. Like OpenAI, it refuses (400) a request offering a tool
-    whose name does not match ``^[a-zA-Z0-9_-]{1,64}$``. Every control below
-    may be used while the server runs, from any thread.
+    ``GET /healthz``; Azure OpenAI's deployment form too, ``POST
+    /openai/deployments/{deployment}/chat/completions?api-version=...``
+    (404 without ``api-version``, as Azure answers). Like OpenAI, it refuses
+    (400) a request offering a tool whose name does not match
+    ``^[a-zA-Z0-9_-]{1,64}$``. Every control below may be used while the
+    server runs, from any thread.
 
     Args:
         rules: The script (see :func:`~agentrt.models.scripted.scripted_reply`).
@@ -141,6 +144,7 @@ class ModelTestServer:
             return self.url
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._azure)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/healthz", self._health)
         # handler_cancellation: a client that gives up (a timeout test) ends
@@ -311,6 +315,13 @@ class ModelTestServer:
             self.completions_served = 0
 
     # --- handlers -----------------------------------------------------------------
+
+    async def _azure(self, request: web.Request) -> web.Response:
+        if not request.query.get("api-version"):
+            with self._lock:
+                self._log.append({"_path": request.path, "_query": {}, "_status": 404})
+            return _error(404, "Resource not found")
+        return await self._completions(request)
 
     async def _completions(self, request: web.Request) -> web.Response:
         raw = await request.read()

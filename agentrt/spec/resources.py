@@ -84,12 +84,30 @@ class ScriptedRule(_Strict):
 
 
 class ModelSpec(_Strict):
-    """A language model endpoint and what it costs."""
+    """A language model endpoint and what it costs.
+
+    Requests go through the proxy that ``HTTP_PROXY``/``HTTPS_PROXY`` name,
+    unless ``NO_PROXY`` lists the endpoint's host.
+    """
 
     provider: Literal["openai", "scripted"]
-    model: str | None = Field(default=None, description="provider's model id; default: the name")
+    model: str | None = Field(
+        default=None,
+        description="provider's model id (api azure: the deployment); default: the name",
+    )
     base_url: str | None = Field(
-        default=None, description="OpenAI-compatible endpoint, e.g. .../v1"
+        default=None,
+        description="OpenAI-compatible endpoint, e.g. .../v1 "
+        "(api azure: the resource, https://NAME.openai.azure.com)",
+    )
+    api: Literal["openai", "azure"] = Field(
+        default="openai",
+        description="openai: POST {base_url}/chat/completions, key as a Bearer token; azure: "
+        "POST {base_url}/openai/deployments/{model}/chat/completions?api-version=..., "
+        "key in an `api-key` header",
+    )
+    api_version: str | None = Field(
+        default=None, min_length=1, description="api azure: the api-version, e.g. 2024-10-21"
     )
     api_key_env: str | None = Field(default=None, description="environment variable with the key")
     pricing: Pricing = Field(default_factory=Pricing, description="for cost accounting")
@@ -99,6 +117,11 @@ class ModelSpec(_Strict):
     )
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_output_tokens: int | None = Field(default=None, gt=0)
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = Field(
+        default="max_tokens",
+        description="request field for max_output_tokens; OpenAI's reasoning models "
+        "(o1, o3, gpt-5) take only max_completion_tokens",
+    )
     context_window: int | None = Field(
         default=None, gt=0, description="tokens the model accepts per request (prompt + output)"
     )
@@ -118,6 +141,15 @@ class ModelSpec(_Strict):
             )
         if self.provider != "scripted" and self.script:
             raise ValueError("`script` is only for provider 'scripted'")
+        if self.api == "azure" and self.provider != "openai":
+            raise ValueError("api 'azure' is for provider 'openai'")
+        if self.api == "azure" and not self.api_version:
+            raise ValueError(
+                "api 'azure' needs `api_version` (e.g. 2024-10-21); for Azure's v1 API "
+                "(base_url https://NAME.openai.azure.com/openai/v1) use api 'openai'"
+            )
+        if self.api != "azure" and self.api_version:
+            raise ValueError("`api_version` is for api 'azure'; remove it or set `api: azure`")
         return self
 
 

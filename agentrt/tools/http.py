@@ -12,6 +12,8 @@ Redirects are not followed: the secret headers would go wherever a redirect
 points. Only idempotent tools are retried (429, 5xx, connection errors and
 timeouts), honouring ``Retry-After``; every attempt of a call carries the same
 ``Idempotency-Key`` header, the call's :attr:`ToolContext.idempotency_key`.
+Requests go through the proxy that ``HTTP_PROXY``/``HTTPS_PROXY`` name, unless
+``NO_PROXY`` lists the host.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from yarl import URL
 
 from agentrt import _json
 from agentrt._imports import import_callable
+from agentrt._proxy import proxy_for
 from agentrt._text import count, plural
 from agentrt.errors import ToolError, UsageError
 from agentrt.models.base import ToolDef
@@ -164,6 +167,9 @@ class HttpToolSet:
         backoff_s: Backoff before the first retry, doubled after each, when
             the server sends no ``Retry-After``.
         sleep: Waits between attempts (tests observe the delays through it).
+        environ: Where the proxy variables (``HTTP_PROXY``, ``HTTPS_PROXY``,
+            ``NO_PROXY``) are looked up; by default ``os.environ`` as it is
+            at each call.
     """
 
     dynamic = False
@@ -177,6 +183,7 @@ class HttpToolSet:
         max_attempts: int = 3,
         backoff_s: float = 0.5,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         if spec.http is None:
             raise UsageError(f"Tool {name}: kind 'http' needs an `http:` section")
@@ -200,6 +207,7 @@ class HttpToolSet:
         self._attempts = max(1, max_attempts) if spec.idempotent else 1
         self._backoff_s = backoff_s
         self._sleep = sleep
+        self._environ = environ
         self._timeout_s = spec.timeout_s or DEFAULT_TIMEOUT_S
         self._timeout = aiohttp.ClientTimeout(total=self._timeout_s)
         self._session: aiohttp.ClientSession | None = None
@@ -296,6 +304,7 @@ class HttpToolSet:
         shown = secrets.redact(str(url))
         started = time.perf_counter()
         session = self._get_session()
+        proxy = proxy_for(str(url), os.environ if self._environ is None else self._environ)
         for attempt in range(1, self._attempts + 1):
             retry_after: float | None = None
             try:
@@ -306,6 +315,7 @@ class HttpToolSet:
                     headers=headers,
                     timeout=self._timeout,
                     allow_redirects=False,
+                    proxy=proxy,
                 ) as resp:
                     if resp.status not in RETRYABLE_STATUSES or attempt == self._attempts:
                         text, size, truncated = await self._body(resp, secrets)

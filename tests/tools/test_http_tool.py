@@ -25,6 +25,7 @@ from agentrt.tools.base import ToolContext, ToolResult
 from agentrt.tools.factory import build_toolset
 from agentrt.tools.http import REDACTED, HttpToolSet, SecretResolver
 from tests.conftest import call, resources, rules
+from tests.tools.sandbox.test_egress import host_proxy
 
 CTX = ToolContext(run_id="run-1", step=3, call_id="call-7", namespace="default", session_id=None)
 
@@ -422,3 +423,21 @@ async def test_a_multi_line_secret_is_refused_without_showing_it(api: Api, tmp_p
         await call_tool(tool, {})
     assert info.value.message == "header 'X-Key': a secret it references spans several lines"
     assert api.requests == []
+
+
+async def test_requests_go_through_the_proxy_the_environment_names(api: Api) -> None:
+    port = int(api.url.rsplit(":", 1)[1])
+    proxy = await host_proxy(f"127.0.0.1:{port}")
+    try:
+        proxied = {"HTTP_PROXY": f"http://127.0.0.1:{proxy.port}"}
+        for environ in (proxied, {**proxied, "NO_PROXY": "127.0.0.1"}):
+            tool = HttpToolSet("ping", spec({"url": f"{api.url}/ping"}), environ=environ)
+            try:
+                result = await tool.call("ping", {}, CTX)
+            finally:
+                await tool.close()
+            assert not result.is_error and loads(result.output)["path"] == "/ping"
+    finally:
+        await proxy.close()
+    assert len(api.to("/ping")) == 2
+    assert [(a.host, a.port, a.method) for a in proxy.attempts] == [("127.0.0.1", port, "GET")]
