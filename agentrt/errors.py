@@ -21,6 +21,7 @@ from agentrt._text import count
 __all__ = [
     "AgentrtError",
     "BudgetExhausted",
+    "CancelRequested",
     "ConflictError",
     "LeaseLost",
     "ModelError",
@@ -213,6 +214,12 @@ class LeaseLost(RunError):
     code = "lease_lost"
 
 
+class CancelRequested(RunError):
+    """The run's cancellation was requested: the store takes no write but its cancelled end."""
+
+    code = "cancel_requested"
+
+
 @dataclass
 class _Registry:
     by_code: dict[str, type[RunError]] = field(default_factory=dict)
@@ -231,6 +238,7 @@ _ERRORS = _Registry(
             StartError,
             NondeterminismError,
             LeaseLost,
+            CancelRequested,
         )
     }
 )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,35 @@ def effects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.fixture
+def pg_schema(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh schema with an ``effects`` table; its name is in AGENTRT_TEST_PG_SCHEMA."""
+    try:
+        import psycopg
+
+        from tests.pg_effects import DSN
+
+        conn = psycopg.connect(DSN, autocommit=True)
+    except Exception as exc:  # no driver, no server: say so loudly (CI=true turns it red)
+        pytest.skip(
+            f"SKIPPED LOUDLY: these tests need PostgreSQL (database test at 127.0.0.1:5432, "
+            f"user postgres, trust auth) and psycopg: {exc}"
+        )
+    schema = f"agentrt_test_{secrets.token_hex(4)}"
+    with conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(
+            f'CREATE TABLE "{schema}".effects (seq BIGSERIAL PRIMARY KEY, key TEXT NOT NULL, '
+            "amount INTEGER NOT NULL, pid INTEGER NOT NULL, at TIMESTAMPTZ NOT NULL "
+            "DEFAULT clock_timestamp())"
+        )
+        monkeypatch.setenv("AGENTRT_TEST_PG_SCHEMA", schema)
+        try:
+            yield schema
+        finally:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 def rules(*steps: dict[str, Any], match: str = ".*") -> list[ScriptedRule]:
     """One scripted rule with the given steps."""
     return [ScriptedRule.model_validate({"match": match, "steps": list(steps)})]
@@ -79,6 +109,8 @@ TOOLS: dict[str, dict[str, Any]] = {
         "approval": {"required": True, "when": {"amount": "^[0-9]{3,}$"}},
     },
     "fail": {"callable": "tests.sample_tools:fail"},
+    # Its effect is a row in PostgreSQL (tests/pg_effects.py); not idempotent, no lookup.
+    "pg_charge": {"callable": "tests.pg_effects:pg_charge", "idempotent": False},
 }
 
 

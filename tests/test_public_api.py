@@ -129,6 +129,7 @@ PUBLIC = {
     "agentrt.errors": [
         "AgentrtError",
         "BudgetExhausted",
+        "CancelRequested",
         "ConflictError",
         "LeaseLost",
         "ModelError",

@@ -573,7 +573,8 @@ async def _cmd_replay(args: argparse.Namespace) -> int:
 
 async def _cmd_cancel(args: argparse.Namespace) -> int:
     async with _runtime(args, live=False) as rt:
-        run = await rt.cancel(args.run)
+        # The owner of a run executing elsewhere notices within a second.
+        run = await rt.cancel(args.run, wait_s=5.0)
     if args.json:
         _print_json(_run_to_dict(run))
     elif run.status == "cancelled":

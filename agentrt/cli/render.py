@@ -286,6 +286,11 @@ def render_run_tree(
             starts[e.step] = e
             for notice in e.data.get("notices") or ():
                 lines.append(f"├─ step {e.step}  {s.status('notice')}: {notice}")
+            if e.data.get("attempt"):  # the step performed again, claimed by its own intent
+                done.discard(e.step)
+                why = "as decided (rerun)" if e.data.get("decision") else "after a crash"
+                name, attempt = e.data.get("name"), e.data["attempt"]
+                lines.append(f"├─ step {e.step}  tool {name}  attempt {attempt} {why}")
         elif e.type == ev.MODEL_RESULT and e.step is not None:
             took = _took(starts.get(e.step), e)
             model = e.data.get("via") or (

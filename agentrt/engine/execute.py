@@ -47,6 +47,7 @@ from agentrt.engine.team_run import (
 from agentrt.errors import (
     AgentrtError,
     BudgetExhausted,
+    CancelRequested,
     ModelError,
     NondeterminismError,
     NotFoundError,
@@ -80,6 +81,7 @@ from agentrt.tools.memory import MemoryToolSet
 
 __all__ = ["Executor"]
 
+_CANCELLED = "cancelled on request"
 _HISTORY_CACHE_SIZE = 2048
 _PREPARED_CACHE_SIZE = 256
 
@@ -233,7 +235,11 @@ class Executor:
             run, events = known
         if not events or events[0].type != ev.RUN_CREATED:
             raise UsageError(f"run {run_id!r} has no {ev.RUN_CREATED} event; its log is damaged")
-        result = await self._execute_loaded(run, events, replay)
+        if run.cancel_requested and not replay and not run.finished:
+            # Cancelled before this execution took it up: it takes no step.
+            result = await self.finish_cancelled(run)
+        else:
+            result = await self._execute_loaded(run, events, replay)
         ended = result.status in TERMINAL_STATUSES
         if ended and not replay and run.parent_run is not None and self.child_ended is not None:
             await self.child_ended(run.parent_run, run_id)
@@ -311,9 +317,8 @@ class Executor:
         )  # fmt: skip
         data: dict[str, Any] = {"status": "failed", "output": None, "reason": error.message}
         data["error"] = error.to_dict()
-        update = RunUpdate(status="failed", reason=error.message)
-        await journal.append(ev.RUN_FINISHED, data, update=update)
-        return RunResult(run.id, "failed", None, error.message, run.usage)
+        data = await self._record_end(journal, run.id, data)
+        return RunResult(run.id, data["status"], None, data["reason"], run.usage)
 
     async def _execute_team(self, run: RunRecord, events: list[Event]) -> RunResult:
         """Run (or resume) a team run: its graph, each node a child run."""
@@ -340,6 +345,7 @@ class Executor:
         when = None if deadline is None else loop.time() + (created.ts + deadline - self.clock())
         status: RunStatus
         output: str | None = None
+        waiting: dict[str, Any] | None = None
         try:
             async with asyncio.timeout_at(when):
                 outcome = await run_team(
@@ -350,33 +356,72 @@ class Executor:
                 )  # fmt: skip
             status, output, reason = "succeeded", outcome.output, None
         except TeamWaiting as exc:
-            waits = {"reason": exc.reason, "waits_on": exc.children}
-            update = RunUpdate(status="waiting", reason=exc.reason)
-            await journal.append(ev.RUN_WAITING, waits, update=update)
-            return RunResult(run.id, "waiting", None, exc.reason, Usage())
+            status, reason = "waiting", exc.reason
+            waiting = {"reason": exc.reason, "waits_on": exc.children}
         except TeamFailed as exc:
             status, reason = "failed", exc.reason
         except TimeoutError:
             status, reason = "timed_out", f"budgets.deadline_s={deadline} exceeded"
+        except CancelRequested:
+            status, reason = "cancelled", _CANCELLED
         except asyncio.CancelledError:
             if run.id not in self.cancel_requested:
                 with contextlib.suppress(Exception):
                     await journal.flush()
                 raise
-            status, reason = "cancelled", "cancelled on request"
+            status, reason = "cancelled", _CANCELLED
         except StoreError:
             raise  # the store cannot record an end now: the run stays resumable
         except Exception as exc:  # a bug: record it, don't lose it
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        if waiting is not None:
+            if await self._record_waiting(journal, "waiting", waiting):
+                return RunResult(run.id, "waiting", None, reason, Usage())
+            status, reason = "cancelled", _CANCELLED
         if status != "succeeded" and self.stop_children is not None:
             # Nodes still running when the team failed, timed out or was cancelled.
             await self.stop_children(run.id)
         data: dict[str, Any] = {"status": status, "output": output, "reason": reason}
         if status == "succeeded":
             data["state"] = outcome.state  # what replay must arrive at again
-        await journal.append(ev.RUN_FINISHED, data, update=RunUpdate(status=status, reason=reason))
+        data = await self._record_end(journal, run.id, data)
+        status, output, reason = data["status"], data["output"], data["reason"]
         finished = await self.store.get_run(run.id)  # its usage: every node's, added up
         return RunResult(run.id, status, output, reason, finished.usage if finished else Usage())
+
+    async def _record_waiting(
+        self, journal: Journal, status: RunStatus, data: dict[str, Any]
+    ) -> bool:
+        """Record that the run waits; ``False`` when a cancel was requested meanwhile."""
+        try:
+            await journal.append(
+                ev.RUN_WAITING, data, update=RunUpdate(status=status, reason=data["reason"])
+            )
+        except CancelRequested:
+            return False
+        return True
+
+    async def _record_end(
+        self, journal: Journal, run_id: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Record the run's end (``data``: status, output, reason); returns what was recorded.
+
+        The store refuses any end but ``cancelled`` once a cancel was requested, so an
+        acknowledged cancel wins over the end the run arrived at meanwhile.
+        """
+        try:
+            update = RunUpdate(status=data["status"], reason=data["reason"])
+            await journal.append(ev.RUN_FINISHED, data, update=update)
+            return data
+        except CancelRequested:
+            if data["status"] == "cancelled":
+                raise
+        if self.stop_children is not None:
+            await self.stop_children(run_id)
+        data = {"status": "cancelled", "output": None, "reason": _CANCELLED}
+        update = RunUpdate(status="cancelled", reason=_CANCELLED)
+        await journal.append(ev.RUN_FINISHED, data, update=update)
+        return data
 
     def _chooser(self, created: dict[str, Any]) -> MemberChooser:
         """How a team's route nodes ask their model (frozen in ``run.created``) to choose."""
@@ -564,6 +609,7 @@ class Executor:
         status: RunStatus
         output: str | None = None
         error: dict[str, Any] | None = None
+        waiting: dict[str, Any] | None = None
         try:
             async with asyncio.timeout_at(when):
                 history = await self._session_memory(ctx, turns, recorded)
@@ -574,12 +620,7 @@ class Executor:
                 f"step {unknown.step} ({unknown.tool}) may or may not have happened; decide with "
                 f"`agentrt resolve {run_id} {unknown.step} --rerun | --output TEXT | --fail`"
             )
-            await journal.append(
-                ev.RUN_WAITING,
-                {"reason": reason},
-                update=RunUpdate(status="waiting", reason=reason),
-            )
-            return self._result(ctx, "waiting", None, reason)
+            status, waiting = "waiting", {"reason": reason}
         except ApprovalPending as pending:
             pairs = zip(pending.steps, pending.tools, strict=True)
             calls = ", ".join(f"step {s} ({t})" for s, t in pairs)
@@ -588,12 +629,9 @@ class Executor:
                 f"with `agentrt approve {run_id} STEP` or "
                 f"`agentrt deny {run_id} STEP --reason TEXT`"
             )
-            await journal.append(
-                ev.RUN_WAITING,
-                {"reason": reason, "approval": pending.steps},
-                update=RunUpdate(status="waiting_approval", reason=reason),
-            )
-            return self._result(ctx, "waiting_approval", None, reason)
+            status, waiting = "waiting_approval", {"reason": reason, "approval": pending.steps}
+        except CancelRequested:
+            status, reason = "cancelled", _CANCELLED
         except TimeoutError:
             status, reason = "timed_out", f"budgets.deadline_s={deadline} exceeded"
         except BudgetExhausted as exc:
@@ -609,32 +647,37 @@ class Executor:
                 with contextlib.suppress(Exception):
                     await journal.flush()
                 raise
-            status, reason = "cancelled", "cancelled on request"
+            status, reason = "cancelled", _CANCELLED
         except StoreError:
             raise  # the store cannot record an end now: the run stays resumable
         except Exception as exc:  # a bug in a hook or tool plumbing: record it, don't lose it
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        if waiting is not None:
+            if await self._record_waiting(journal, status, waiting):
+                return self._result(ctx, status, None, reason)
+            status, reason = "cancelled", _CANCELLED
         if status in ("cancelled", "timed_out") and self.stop_children is not None:
             await self.stop_children(run_id)  # agent tools' child runs still in flight
         data: dict[str, Any] = {"status": status, "output": output, "reason": reason}
         if error is not None:
             data["error"] = error
-        await journal.append(ev.RUN_FINISHED, data, update=RunUpdate(status=status, reason=reason))
+        data = await self._record_end(journal, run_id, data)
+        status, output, reason = data["status"], data["output"], data["reason"]
         result = self._result(ctx, status, output, reason)
         await ctx.hooks.run("on_finish", ctx, result)
         return result
 
     async def finish_cancelled(self, run: RunRecord) -> RunResult:
         """End a run that no worker is executing as cancelled (caller holds the lease)."""
-        data = {"status": "cancelled", "output": None, "reason": "cancelled on request"}
+        data = {"status": "cancelled", "output": None, "reason": _CANCELLED}
         await self.store.append_events(
             run.id,
             [EventDraft(ev.RUN_FINISHED, data, self.clock())],
             expected_seq=run.last_seq,
             owner=self.owner,
-            update=RunUpdate(status="cancelled", reason="cancelled on request"),
+            update=RunUpdate(status="cancelled", reason=_CANCELLED),
         )
-        return RunResult(run.id, "cancelled", None, "cancelled on request", run.usage)
+        return RunResult(run.id, "cancelled", None, _CANCELLED, run.usage)
 
     async def _replay(
         self, ctx: RunContext, events: list[Event], turns: list[Turn], recorded: Event | None

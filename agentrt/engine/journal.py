@@ -6,6 +6,12 @@ again: its recorded result is returned. A step that is new is recorded as an
 intent, performed, and its result recorded. A tool step whose intent was
 recorded but whose result was not (the process died during it) is reconciled by
 the tool's policy instead of being silently run twice.
+
+Performing a step again (an idempotent tool after a crash, or a person's
+``rerun`` decision) records a new intent first, ``tool.call`` with its
+``attempt``, durably and conditionally on the log not having moved: the attempt
+is claimed once, a decision is consumed once, and a crash during the attempt
+leaves the step ``unknown`` again instead of running it a third time.
 """
 
 from __future__ import annotations
@@ -13,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from agentrt.engine import events as ev
-from agentrt.errors import NondeterminismError
+from agentrt.errors import CancelRequested, NondeterminismError
 from agentrt.models.base import ModelResponse, ToolCall
 from agentrt.state.base import Event, EventDraft, RunUpdate, Store, Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
@@ -29,6 +35,8 @@ __all__ = [
     "LogAwareObserver",
     "StepRecord",
     "StepUnknown",
+    "index_steps",
+    "undecided_steps",
 ]
 
 EventObserver = Callable[[str, Event], None]
@@ -76,7 +84,11 @@ class ApprovalPending(Exception):
 
 @dataclass
 class StepRecord:
-    """The events recorded for one step."""
+    """The events recorded for one step (of each kind, the latest).
+
+    ``attempts`` counts the step's intents: a tool step performed again after a
+    crash or a ``rerun`` decision has one per attempt.
+    """
 
     intent: Event | None = None
     result: Event | None = None
@@ -85,6 +97,21 @@ class StepRecord:
     decision: Event | None = None
     approval_requested: Event | None = None
     approval: Event | None = None
+    attempts: int = 0
+
+    def open_decision(self) -> Event | None:
+        """The person's decision not yet acted on: recorded after the latest attempt."""
+        if self.decision is None or self.intent is None or self.decision.seq < self.intent.seq:
+            return None
+        return self.decision
+
+    def open_unknown(self) -> Event | None:
+        """The latest attempt's ``unknown`` mark, if that attempt was marked and not decided."""
+        if self.unknown is None or self.intent is None or self.unknown.seq < self.intent.seq:
+            return None
+        if self.decision is not None and self.decision.seq > self.unknown.seq:
+            return None
+        return self.unknown
 
 
 def index_steps(events: Sequence[Event]) -> dict[int, StepRecord]:
@@ -94,6 +121,15 @@ def index_steps(events: Sequence[Event]) -> dict[int, StepRecord]:
         if event.step is not None:
             _add(steps.setdefault(event.step, StepRecord()), event)
     return steps
+
+
+def undecided_steps(events: Sequence[Event]) -> list[int]:
+    """Tool steps whose outcome is unknown and waits for a person's decision."""
+    return sorted(
+        step
+        for step, rec in index_steps(events).items()
+        if rec.result is None and rec.open_unknown() is not None
+    )
 
 
 class Journal:
@@ -135,8 +171,7 @@ class Journal:
         self._trusted_until = trusted_until
         self._observers = tuple(observers)
         self._lock = asyncio.Lock()
-        self._pending: list[Event] = []
-        self._pending_update: RunUpdate | None = None
+        self._pending: list[tuple[Event, RunUpdate | None]] = []
         self._broken: BaseException | None = None
         if not replay:
             self._show_log(events)
@@ -183,13 +218,16 @@ class Journal:
             raise self._broken
         event = Event(self._next_seq, type, data, self.clock(), step)
         self._next_seq += 1
-        self._pending.append(event)
-        if update is not None:
-            self._pending_update = _merge(self._pending_update, update)
+        self._pending.append((event, update))
         if step is not None:
             _add(self._steps.setdefault(step, StepRecord()), event)
         if durable:
-            await self.flush(event.seq)
+            try:
+                await self.flush(event.seq)
+            except CancelRequested:
+                if type in _ANNOUNCEMENTS:
+                    self._withdraw(event)  # refused: the step or ending it announced won't be
+                raise
         return event
 
     async def flush(self, through: int | None = None) -> None:
@@ -200,8 +238,12 @@ class Journal:
                 return  # a concurrent flush already committed it
             if self._broken is not None:
                 raise self._broken
-            events, update = self._pending, self._pending_update
-            self._pending, self._pending_update = [], None
+            batch, self._pending = self._pending, []
+            events = [e for e, _ in batch]
+            update = None
+            for _, change in batch:
+                if change is not None:
+                    update = _merge(update, change)
             drafts = [EventDraft(e.type, e.data, e.ts, e.step) for e in events]
             try:
                 self.last_seq = await self.store.append_events(
@@ -211,6 +253,11 @@ class Journal:
                     owner=self.owner,
                     update=update,
                 )
+            except CancelRequested:
+                # Nothing was written, and the run may still record its cancelled end:
+                # what was buffered goes with that end (a tool's result is never lost).
+                self._pending = batch + self._pending
+                raise
             except BaseException as exc:
                 # What was buffered is lost with this process's view of the run:
                 # stop writing; a resume rebuilds the run from what is durable.
@@ -222,6 +269,18 @@ class Journal:
                     observer(self.run_id, event)
                 except Exception:  # a broken watcher (a closed stdout) must not fail the run
                     log.exception("event observer failed on %s of run %s", event.type, self.run_id)
+
+    def _withdraw(self, event: Event) -> None:
+        """Take a refused, unwritten event out of the buffer; later ones move up a seq."""
+        kept: list[tuple[Event, RunUpdate | None]] = []
+        shift = 0
+        for pending, update in self._pending:
+            if pending is event:
+                shift = 1
+            else:
+                kept.append((replace(pending, seq=pending.seq - 1) if shift else pending, update))
+        self._pending = kept
+        self._next_seq -= shift
 
     # --- model steps ----------------------------------------------------------
 
@@ -329,26 +388,50 @@ class Journal:
         perform: Callable[[], Awaitable[tuple[ToolResult, float]]],
     ) -> ToolResult:
         """A tool call started before a crash and has no result: decide, never guess."""
-        if rec.decision is not None:
-            action = rec.decision.data.get("action")
+        decision = rec.open_decision()
+        if decision is not None:
+            action = decision.data.get("action")
             if action == "rerun":
-                return await self._perform_tool(step, tool, perform)
-            result = ToolResult(str(rec.decision.data.get("output", "")), is_error=action == "fail")
+                return await self._perform_again(step, rec, tool, perform, decision="rerun")
+            result = ToolResult(str(decision.data.get("output", "")), is_error=action == "fail")
             return await self._record_tool_result(step, result, 0.0, reconciled="decision")
         policy = "rerun" if tool is None else tool.spec.unknown_policy()
         if policy == "rerun":
-            return await self._perform_tool(step, tool, perform)
+            return await self._perform_again(step, rec, tool, perform)
         if policy == "lookup" and tool is not None:
             found = await tool.lookup(call.name, ctx)
             if found is not None:
                 return await self._record_tool_result(step, found, 0.0, reconciled="lookup")
-        if rec.unknown is None:
+        if rec.open_unknown() is None:
+            what = "its re-run" if rec.attempts > 1 else "it"
             reason = (
-                f"tool {call.name!r} started before the process stopped and its result was "
-                "not recorded; it is not idempotent, so it was not run again"
+                f"tool {call.name!r} started before the process stopped and the result of "
+                f"{what} was not recorded; it is not idempotent, so it was not run again"
             )
             await self.append(ev.TOOL_UNKNOWN, {"reason": reason}, step=step)
         raise StepUnknown(step, call.name)
+
+    async def _perform_again(
+        self,
+        step: int,
+        rec: StepRecord,
+        tool: ToolSet | None,
+        perform: Callable[[], Awaitable[tuple[ToolResult, float]]],
+        *,
+        decision: str | None = None,
+    ) -> ToolResult:
+        """Claim a new attempt of a started step with its own durable intent, then perform it.
+
+        The intent is a conditional append (the log must not have moved since this
+        execution read it, and the lease must be this owner's), so two executions
+        never both claim an attempt, and a decision is consumed by one attempt.
+        """
+        assert rec.intent is not None
+        data = {**rec.intent.data, "attempt": rec.attempts + 1}
+        if decision is not None:
+            data["decision"] = decision
+        await self.append(ev.TOOL_CALL, data, step=step, update=RunUpdate(usage=_ONE_TOOL))
+        return await self._perform_tool(step, tool, perform)
 
     async def _perform_tool(
         self,
@@ -386,6 +469,10 @@ class Journal:
 
 
 _ONE_TOOL = Usage(tool_calls=1)
+# Events that announce what is about to happen (a step's attempt, the run's waiting or
+# end), as opposed to recording what happened: when the store refuses one because the
+# run is being cancelled, it is dropped instead of written with the cancelled end.
+_ANNOUNCEMENTS = frozenset({ev.TOOL_CALL, ev.RUN_WAITING, ev.RUN_FINISHED, ev.NODE_STARTED})
 
 
 def _merge(first: RunUpdate | None, then: RunUpdate) -> RunUpdate:
@@ -407,6 +494,7 @@ def _merge(first: RunUpdate | None, then: RunUpdate) -> RunUpdate:
 def _add(rec: StepRecord, event: Event) -> None:
     if event.type in (ev.MODEL_CALL, ev.TOOL_CALL):
         rec.intent = event
+        rec.attempts += 1
     elif event.type in (ev.MODEL_RESULT, ev.TOOL_RESULT):
         rec.result = event
     elif event.type == ev.MODEL_ERROR:

@@ -193,9 +193,7 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
         await _require_approvals(ctx, numbered)
         refused = await _quota_refusals(ctx, numbered)
         if policy.parallel_tool_calls and len(numbered) > 1:
-            results = await asyncio.gather(
-                *(_tool_step(ctx, s, c, refused.get(s)) for s, c in numbered)
-            )
+            results = await _all_tool_steps(ctx, numbered, refused)
         else:
             results = [await _tool_step(ctx, s, c, refused.get(s)) for s, c in numbered]
         ctx.usage = ctx.usage + Usage(tool_calls=len(calls))
@@ -222,6 +220,23 @@ def _truncated(step: int, response: ModelResponse, limit: int | None) -> str:
     if not response.tool_calls:
         fix += ", or set the Agent's loop.on_truncated: continue (or accept)"
     return f"the model's reply at step {step} was cut off {what} ({where}); {fix}"
+
+
+async def _all_tool_steps(
+    ctx: RunContext, numbered: list[tuple[int, ToolCall]], refused: dict[int, str]
+) -> list[ToolResult]:
+    """Run a turn's tool calls concurrently; each ends (and is recorded) before any
+    failure of one (an unknown step, a cancel) ends the turn: a call is never left
+    running while the run is already recorded as waiting or ended."""
+    outcomes = await asyncio.gather(
+        *(_tool_step(ctx, s, c, refused.get(s)) for s, c in numbered), return_exceptions=True
+    )
+    results: list[ToolResult] = []
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        results.append(outcome)
+    return results
 
 
 async def _offer_tools(ctx: RunContext, step: int) -> Offer:

@@ -25,12 +25,19 @@ from agentrt._text import with_article
 from agentrt.engine import events as ev
 from agentrt.engine.execute import Executor
 from agentrt.engine.hooks import HookPhase, HookSet
-from agentrt.engine.journal import EventObserver
+from agentrt.engine.journal import EventObserver, undecided_steps
 from agentrt.engine.owner import new_owner_id, owner_is_dead
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.snapshot import RunSpec
-from agentrt.errors import ConflictError, NotFoundError, UsageError
+from agentrt.errors import (
+    AgentrtError,
+    CancelRequested,
+    ConflictError,
+    LeaseLost,
+    NotFoundError,
+    UsageError,
+)
 from agentrt.spec.callables import check_callables
 from agentrt.spec.loader import Loaded, load_paths
 from agentrt.spec.refs import check_references, key_of
@@ -68,6 +75,30 @@ _STEP_EVENTS = frozenset(
         ev.TOOL_DECISION,
     }
 )
+
+
+# A decision checked against a log that moved before it was written is checked again
+# against the new log, this many times at most.
+_DECIDE_TRIES = 5
+
+
+def _dead_holder(run: RunRecord) -> str | None:
+    """The run's lease holder when it is a process known to be gone, else ``None``.
+
+    Passed as ``replacing`` to :meth:`Store.acquire_lease`: the takeover then
+    succeeds only if that same holder still has the lease.
+    """
+    holder = run.lease_owner
+    return holder if holder is not None and owner_is_dead(holder) else None
+
+
+def _orphaned(run: RunRecord, now: float) -> bool:
+    """Unfinished, not waiting for a person, and nobody alive executes it."""
+    if run.finished or run.status in WAITING_STATUSES:
+        return False
+    if run.lease_owner is None or run.lease_expires is None or run.lease_expires <= now:
+        return True
+    return _dead_holder(run) is not None
 
 
 def new_run_id() -> str:
@@ -138,6 +169,8 @@ class Runtime:
         observers: called with ``(run_id, event)`` for every event this runtime records;
             a :class:`LogAwareObserver` is first shown the log of each run taken up.
         environ: environment for API keys (defaults to ``os.environ`` at the model factory).
+        cancel_poll_s: how often the runs executing here are checked for a cancellation
+            requested from another process.
     """
 
     def __init__(
@@ -151,12 +184,14 @@ class Runtime:
         environ: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         scratch_root: Path | None = None,
+        cancel_poll_s: float = 0.5,
     ) -> None:
         self._store_arg = store
         self._scratch_root = scratch_root
         self._owns_store = not isinstance(store, Store)
         self._resume_interrupted = resume_interrupted
         self.lease_ttl_s = lease_ttl_s
+        self.cancel_poll_s = cancel_poll_s
         self.owner = new_owner_id()
         self._clock = clock
         self._hooks = hooks or HookSet()
@@ -172,6 +207,7 @@ class Runtime:
             weakref.WeakValueDictionary()
         )
         self._heartbeat: asyncio.Task[None] | None = None
+        self._cancel_watch: asyncio.Task[None] | None = None
         self._parsed_resources: dict[tuple[str, str, str, int, float], Any] = {}
         self._specs: dict[tuple[Any, ...], tuple[RunSpec, dict[str, Any]]] = {}
 
@@ -220,16 +256,18 @@ class Runtime:
         self._executor.child_ended = self._wake_parent
         self._executor.scratch = ScratchSpace(self._scratch_root or _default_scratch(self._store))
         self._heartbeat = asyncio.create_task(self._renew_leases(), name="agentrt-leases")
+        self._cancel_watch = asyncio.create_task(self._watch_cancels(), name="agentrt-cancels")
         if self._resume_interrupted:
             await self.resume_interrupted()
 
     async def close(self) -> None:
         """Stop runs in flight (they stay resumable), release leases, close everything."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        for watcher in (self._heartbeat, self._cancel_watch):
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+        self._heartbeat = self._cancel_watch = None
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -386,7 +424,8 @@ class Runtime:
         ``concurrency`` lowers a Team's limit of nodes running at once for this run.
 
         With an ``idempotency_key`` already used in the namespace, the existing
-        run is returned and nothing new is started.
+        run is returned and nothing new is created; if nobody executes it any more
+        (its process was killed), it is resumed here.
         """
         first_data = await self._created_data(
             agent, input, namespace, budgets, target_kind, concurrency
@@ -420,6 +459,8 @@ class Runtime:
             # Created leased to us, and its whole log is the event just written.
             known = (run, [Event(1, first.type, first.data, first.ts)])
             self._spawn(run.id, session_id=run.session_id, known=known)
+        elif start:
+            await self._adopt(run, queued=True)
         return run
 
     async def _where_else(self, target: str, namespace: str) -> str:
@@ -508,15 +549,34 @@ class Runtime:
         return await self.wait(run.id)
 
     async def wait(self, run_id: str, *, poll_s: float = 0.2) -> RunResult:
-        """Wait until the run is finished or waiting for a person."""
-        task = self._tasks.get(run_id)
-        if task is not None:
-            return await asyncio.shield(task)
+        """Wait until the run is finished or waiting for a person.
+
+        A run that another process executed and that nobody executes any more (the
+        process was killed, its lease expired) is resumed here rather than waited
+        on forever.
+        """
         while True:
+            task = self._tasks.get(run_id)
+            if task is not None:
+                return await asyncio.shield(task)
             run = await self._run(run_id)
             if run.status in TERMINAL_STATUSES or run.status in WAITING_STATUSES:
                 return await self.result_of(run)
+            if run.status == "running":
+                await self._adopt(run)
+                if run_id in self._tasks:
+                    continue
             await asyncio.sleep(poll_s)
+
+    async def _adopt(self, run: RunRecord, *, queued: bool = False) -> None:
+        """Start executing ``run`` here if nobody alive executes it (``queued``: also a
+        run no worker has started yet). Losing the race to another taker is fine."""
+        if run.id in self._tasks or not _orphaned(run, self._clock()):
+            return
+        if run.status == "queued" and not queued:
+            return
+        with contextlib.suppress(ConflictError):
+            await self._start(run, replacing=_dead_holder(run))
 
     async def result_of(self, run: RunRecord) -> RunResult:
         """The result recorded for a run (output from its ``run.finished`` event)."""
@@ -540,7 +600,7 @@ class Runtime:
             )
         if run_id in self._tasks:
             return await self.wait(run_id)
-        await self._start(run, force=owner_is_dead(run.lease_owner))
+        await self._start(run, replacing=_dead_holder(run))
         return await self.wait(run_id)
 
     async def resume_interrupted(self) -> list[str]:
@@ -549,11 +609,9 @@ class Runtime:
         for run in await self.store.list_runs(statuses=["running", "queued"], limit=1000):
             if run.id in self._tasks:
                 continue
-            dead = owner_is_dead(run.lease_owner)
-            expired = run.lease_expires is None or run.lease_expires <= self._clock()
-            if dead or expired:
+            if _orphaned(run, self._clock()):
                 with contextlib.suppress(ConflictError):
-                    await self._start(run, force=dead)
+                    await self._start(run, replacing=_dead_holder(run))
                     resumed.append(run.id)
         return resumed
 
@@ -688,7 +746,7 @@ class Runtime:
         if status is not None:
             leased = await self.store.acquire_lease(
                 run.id, self.owner, self.lease_ttl_s, now=self._clock()
-            )
+            )  # a new run: nobody else can hold it
             if leased is not None:
                 update = RunUpdate(status=status, usage=_usage_of(events))
                 await self.store.append_events(
@@ -697,11 +755,19 @@ class Runtime:
                 await self.store.release_lease(run.id, self.owner)
         return await self._run(run.id)
 
-    async def cancel(self, run_id: str) -> RunRecord:
-        """Cancel a run: here if this runtime executes it, else via its owner or directly."""
-        run = await self._run(run_id)
+    async def cancel(self, run_id: str, *, wait_s: float = 0.0) -> RunRecord:
+        """Cancel a run: here if this runtime executes it, else through its owner, or
+        directly when nobody executes it.
+
+        The request is recorded first; from then on the store refuses any other
+        step or end of the run, so a run whose cancel was acknowledged never ends
+        otherwise. An owner in another process notices within its
+        ``cancel_poll_s``; ``wait_s`` waits up to that long for it to end the run.
+        """
+        await self._run(run_id)  # a clear error for an unknown run
+        run = await self.store.request_cancel(run_id)
         if run.finished:
-            return run
+            return run  # it ended before the request: nothing was acknowledged
         task = self._tasks.get(run_id)
         if task is not None:
             self.executor.cancel_requested.add(run_id)
@@ -709,16 +775,23 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             return await self._run(run_id)
-        run = await self.store.request_cancel(run_id)
-        expired = run.lease_expires is None or run.lease_expires <= self._clock()
-        if expired or owner_is_dead(run.lease_owner):
+        if _orphaned(run, self._clock()) or run.status in WAITING_STATUSES:
             leased = await self.store.acquire_lease(
-                run_id, self.owner, self.lease_ttl_s, now=self._clock(), force=True
-            )
+                run_id, self.owner, self.lease_ttl_s, now=self._clock(),
+                replacing=_dead_holder(run),
+            )  # fmt: skip
             if leased is not None:
-                await self.executor.finish_cancelled(leased)
-                await self.store.release_lease(run_id, self.owner)
-        return await self._run(run_id)
+                try:
+                    await self.executor.finish_cancelled(leased)
+                finally:
+                    await self.store.release_lease(run_id, self.owner)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        run = await self._run(run_id)
+        while not run.finished and loop.time() < deadline:
+            await asyncio.sleep(min(0.05, self.cancel_poll_s))
+            run = await self._run(run_id)
+        return run
 
     async def resolve(
         self,
@@ -729,46 +802,91 @@ class Runtime:
         output: str = "",
         by: str | None = None,
     ) -> RunResult:
-        """Decide a tool step left ``unknown`` by a crash, then continue the run."""
-        run = await self._run(run_id)
-        if run.status != "waiting":
-            raise UsageError(f"run {run_id} is {run.status}, not waiting for a decision")
-        events = await self.store.read_events(run_id)
-        unknown = {e.step for e in events if e.type == ev.TOOL_UNKNOWN}
-        decided = {e.step for e in events if e.type == ev.TOOL_DECISION}
-        if step not in unknown - decided:
-            open_steps = sorted(s for s in unknown - decided if s is not None)
-            raise UsageError(
-                f"step {step} of run {run_id} is not undecided; undecided: {open_steps}"
-            )
+        """Decide a tool step left ``unknown`` by a crash, then continue the run.
+
+        The decision is recorded once, as a compare-and-set on the log it was
+        checked against, together with the run going back to ``running`` under
+        this runtime's lease; only then does anything run. ``rerun`` is consumed
+        by one attempt: if the process dies during it, the step is ``unknown``
+        again, never performed a third time unasked.
+        """
+
+        def check(run: RunRecord, events: list[Event]) -> RunUpdate | None:
+            if run.status != "waiting":
+                raise UsageError(_not_waiting(run, "for a decision on a step"))
+            undecided = undecided_steps(events)
+            if step not in undecided:
+                raise UsageError(
+                    f"step {step} of run {run_id} is not undecided; undecided: {undecided}"
+                )
+            return RunUpdate(status="running")
+
         data: dict[str, Any] = {"action": action}
         if action != "rerun":
             data["output"] = output
         if by:
             data["by"] = by
-        await self._record_decision(run, ev.TOOL_DECISION, data, step)
-        self._spawn(run_id)
+        run, _ = await self._decide(run_id, ev.TOOL_DECISION, data, step, check)
+        self._spawn(run_id, session_id=run.session_id)
         return await self.wait(run_id)
 
-    async def _record_decision(
-        self, run: RunRecord, type: str, data: dict[str, Any], step: int
-    ) -> None:
-        """Append a person's decision to a waiting run, holding its lease to do so."""
-        leased = await self.store.acquire_lease(
-            run.id,
-            self.owner,
-            self.lease_ttl_s,
-            now=self._clock(),
-            force=owner_is_dead(run.lease_owner),
-        )
-        if leased is None:
-            raise ConflictError(f"run {run.id} is owned by {run.lease_owner}")
-        await self.store.append_events(
-            run.id,
-            [EventDraft(type, data, self._clock(), step)],
-            expected_seq=leased.last_seq,
-            owner=self.owner,
-        )
+    async def _decide(
+        self,
+        run_id: str,
+        type: str,
+        data: dict[str, Any],
+        step: int,
+        check: Callable[[RunRecord, list[Event]], RunUpdate | None],
+    ) -> tuple[RunRecord, RunUpdate | None]:
+        """Record a person's decision on a run that waits, holding its lease.
+
+        ``check`` validates the decision against the run and its log (raising
+        ``UsageError``) and says how the run row changes with it. The append is
+        conditional on the log being the one checked: when another process wrote
+        meanwhile (a second decision, a resume), the decision is checked again on
+        what the log holds now, so two decisions never both take effect. Returns
+        the run as checked and the update; the lease stays held.
+        """
+        for _ in range(_DECIDE_TRIES):
+            run = await self._run(run_id)
+            events = await self.store.read_events(run_id)
+            check(run, events)  # clear errors before any lease is taken
+            leased = await self.store.acquire_lease(
+                run_id, self.owner, self.lease_ttl_s, now=self._clock(),
+                replacing=_dead_holder(run),
+            )  # fmt: skip
+            if leased is None:
+                holder = (await self._run(run_id)).lease_owner
+                raise ConflictError(
+                    f"run {run_id} is being executed by {holder}; decide when it waits again"
+                )
+            seq = events[-1].seq if events else 0
+            try:
+                if leased.last_seq == seq:
+                    update = check(leased, events)
+                    await self.store.append_events(
+                        run_id,
+                        [EventDraft(type, data, self._clock(), step)],
+                        expected_seq=seq,
+                        owner=self.owner,
+                        update=update,
+                    )
+                    return leased, update
+            except LeaseLost:
+                pass  # the log moved since it was read: check again
+            except CancelRequested:
+                # Holding the lease, end it as its canceller asked.
+                with contextlib.suppress(AgentrtError):
+                    await self.executor.finish_cancelled(leased)
+                await self.store.release_lease(run_id, self.owner)
+                raise ConflictError(
+                    f"run {run_id} was cancelled; the decision was not recorded"
+                ) from None
+            except BaseException:
+                await self.store.release_lease(run_id, self.owner)
+                raise
+            await self.store.release_lease(run_id, self.owner)
+        raise ConflictError(f"run {run_id} kept changing while deciding step {step}; try again")
 
     async def approve(
         self,
@@ -781,26 +899,31 @@ class Runtime:
     ) -> RunResult:
         """Approve (or deny) a tool call a run waits on; the run continues once all are decided.
 
-        A denial reaches the model as the tool's error, with ``reason``.
+        A denial reaches the model as the tool's error, with ``reason``. Like
+        :meth:`resolve`, the decision is a compare-and-set on the log; the last
+        one puts the run back to ``running`` in the same write.
         """
-        run = await self._run(run_id)
-        if run.status != "waiting_approval":
-            raise UsageError(f"run {run_id} is {run.status}, not waiting for approval")
-        events = await self.store.read_events(run_id)
-        requested = {e.step for e in events if e.type == ev.APPROVAL_REQUESTED}
-        decided = {e.step for e in events if e.type == ev.APPROVAL_DECIDED}
-        undecided = sorted(s for s in requested - decided if s is not None)
-        if step not in undecided:
-            raise UsageError(
-                f"step {step} of run {run_id} does not wait for approval; waiting: {undecided}"
-            )
+
+        def check(run: RunRecord, events: list[Event]) -> RunUpdate | None:
+            if run.status != "waiting_approval":
+                raise UsageError(_not_waiting(run, "for approval"))
+            requested = {e.step for e in events if e.type == ev.APPROVAL_REQUESTED}
+            decided = {e.step for e in events if e.type == ev.APPROVAL_DECIDED}
+            undecided = sorted(s for s in requested - decided if s is not None)
+            if step not in undecided:
+                raise UsageError(
+                    f"step {step} of run {run_id} does not wait for approval; waiting: {undecided}"
+                )
+            # Others still wait: the run stays where it is.
+            return RunUpdate(status="running") if len(undecided) == 1 else None
+
         data: dict[str, Any] = {"approved": approved}
         if reason:
             data["reason"] = reason
         if by:
             data["by"] = by
-        await self._record_decision(run, ev.APPROVAL_DECIDED, data, step)
-        if len(undecided) > 1:  # others still wait: the run stays where it is
+        run, update = await self._decide(run_id, ev.APPROVAL_DECIDED, data, step, check)
+        if update is None:
             await self.store.release_lease(run_id, self.owner)
             return await self.result_of(await self._run(run_id))
         self._spawn(run_id, session_id=run.session_id)
@@ -818,10 +941,7 @@ class Runtime:
             target_kind=request.kind,
         )
         self._children.setdefault(request.parent_run, set()).add(run.id)
-        if not run.finished and run.id not in self._tasks and run.status not in WAITING_STATUSES:
-            # Found again after the parent's crash: the child was interrupted too.
-            with contextlib.suppress(ConflictError):
-                await self._start(run, force=owner_is_dead(run.lease_owner))
+        # Found again after the parent's crash, an interrupted child was resumed by submit.
         result = await self.wait(run.id)
         return ChildOutcome(run.id, result.status, result.output, result.reason, result.usage)
 
@@ -856,9 +976,9 @@ class Runtime:
             raise NotFoundError(f"run {run_id!r} not found; list runs with `agentrt runs list`")
         return run
 
-    async def _start(self, run: RunRecord, *, force: bool = False) -> None:
+    async def _start(self, run: RunRecord, *, replacing: str | None = None) -> None:
         leased = await self.store.acquire_lease(
-            run.id, self.owner, self.lease_ttl_s, now=self._clock(), force=force
+            run.id, self.owner, self.lease_ttl_s, now=self._clock(), replacing=replacing
         )
         if leased is None:
             raise ConflictError(
@@ -896,6 +1016,12 @@ class Runtime:
                 async with lock:
                     result = await self.executor.execute(run_id)
             return result
+        except asyncio.CancelledError:
+            if run_id not in self.executor.cancel_requested:
+                raise
+            # Cancelled before its execution could record the end itself.
+            result = await self.executor.finish_cancelled(await self._run(run_id))
+            return result
         finally:
             self._tasks.pop(run_id, None)
             self._children.pop(run_id, None)
@@ -914,11 +1040,34 @@ class Runtime:
                     held = await self.store.renew_lease(
                         run_id, self.owner, self.lease_ttl_s, now=self._clock()
                     )
-                    run = await self.store.get_run(run_id)
                 except Exception:
                     continue  # a transient store error: try again next round
                 if not held:
                     task.cancel()  # another worker took the run over; stop writing
-                elif run is not None and run.cancel_requested:
+
+    async def _watch_cancels(self) -> None:
+        """Stop the runs executing here whose cancellation another process requested.
+
+        One cheap indexed read per round, and none while nothing runs here.
+        """
+        while True:
+            await asyncio.sleep(self.cancel_poll_s)
+            if not self._tasks:
+                continue
+            try:
+                wanted = await self.store.cancel_requests(list(self._tasks))
+            except Exception:
+                continue  # a transient store error: try again next round
+            for run_id in wanted - self.executor.cancel_requested:
+                task = self._tasks.get(run_id)
+                if task is not None:
                     self.executor.cancel_requested.add(run_id)
                     task.cancel()
+
+
+def _not_waiting(run: RunRecord, what: str) -> str:
+    """Why a decision does not apply to ``run`` now, and what to do instead."""
+    message = f"run {run.id} is {run.status}, not waiting {what}"
+    if run.status == "running" and _dead_holder(run) is not None:
+        message += f"; its last process stopped: continue it with `agentrt resume {run.id}`"
+    return message

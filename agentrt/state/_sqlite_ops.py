@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from agentrt._json import dumps, dumps_str, loads
-from agentrt.errors import ConflictError, LeaseLost, NotFoundError
+from agentrt.errors import CancelRequested, ConflictError, LeaseLost, NotFoundError
 from agentrt.state.base import (
     TERMINAL_STATUSES,
     Event,
@@ -45,15 +45,18 @@ _INSERT_RUN = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _APPEND_CHECK = (
-    "SELECT pk, last_seq, lease_owner, status, finished_at, namespace, session_id "
-    "FROM runs WHERE id = ?"
+    "SELECT pk, last_seq, lease_owner, status, finished_at, namespace, session_id, "
+    "cancel_requested FROM runs WHERE id = ?"
 )
 _BUMP_RUN = "UPDATE runs SET last_seq = ?, updated_at = ? WHERE pk = ?"
+# With a status, the reason is replaced (NULL clears it); without, NULL keeps it.
 _UPDATE_RUN = (
-    "UPDATE runs SET last_seq = ?, updated_at = ?, status = COALESCE(?, status), "
-    "reason = COALESCE(?, reason), finished_at = ?, input_tokens = input_tokens + ?, "
-    "output_tokens = output_tokens + ?, cost_usd = cost_usd + ?, "
-    "model_calls = model_calls + ?, tool_calls = tool_calls + ? WHERE pk = ?"
+    "UPDATE runs SET last_seq = :seq, updated_at = :now, status = COALESCE(:status, status), "
+    "reason = CASE WHEN :status IS NULL THEN COALESCE(:reason, reason) ELSE :reason END, "
+    "finished_at = :finished_at, input_tokens = input_tokens + :input_tokens, "
+    "output_tokens = output_tokens + :output_tokens, cost_usd = cost_usd + :cost_usd, "
+    "model_calls = model_calls + :model_calls, tool_calls = tool_calls + :tool_calls "
+    "WHERE pk = :pk"
 )
 # A finished run has no owner: ending it releases its lease in the same transaction.
 _END_LEASE = "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE pk = ?"
@@ -77,6 +80,9 @@ _LEASE_CHECK = "SELECT pk, status, lease_owner, lease_expires FROM runs WHERE id
 _TAKE_LEASE = (
     "UPDATE runs SET lease_owner = ?, lease_expires = ?, updated_at = ?, "
     "status = CASE status WHEN 'queued' THEN 'running' ELSE status END WHERE pk = ?"
+)
+_CANCEL_REQUESTS = (
+    "SELECT id FROM runs WHERE cancel_requested = 1 AND finished_at IS NULL AND id IN ({})"
 )
 _RENEW_LEASE = "UPDATE runs SET lease_expires = ? WHERE id = ? AND lease_owner = ?"
 _RELEASE_LEASE = (
@@ -378,14 +384,17 @@ class Ops:
         row = conn.execute(_APPEND_CHECK, (run_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"run {run_id!r} does not exist")
-        pk, last_seq, lease_owner, status, finished_at, namespace, session_id = row
+        pk, last_seq, lease_owner, status, finished_at, namespace, session_id, cancel = row
         if last_seq != expected_seq:
             raise LeaseLost(
                 f"run {run_id!r} is at seq {last_seq}, not {expected_seq}: "
                 "another writer appended to it"
             )
-        if owner is not None and lease_owner is not None and lease_owner != owner:
-            raise LeaseLost(f"run {run_id!r} is leased to {lease_owner!r}, not {owner!r}")
+        if owner is not None and lease_owner != owner:
+            holder = "nobody" if lease_owner is None else repr(lease_owner)
+            raise LeaseLost(f"run {run_id!r} is leased to {holder}, not {owner!r}")
+        if cancel and (update is None or update.status != "cancelled"):
+            raise CancelRequested(f"run {run_id!r} is being cancelled: only its end is recorded")
         if events:
             seq = self._insert_events(pk, last_seq, events)
             # Only appended events: create_run's are copies of calls made elsewhere.
@@ -410,19 +419,19 @@ class Ops:
         usage = update.usage or _NO_USAGE
         conn.execute(
             _UPDATE_RUN,
-            (
-                seq,
-                now,
-                new_status,
-                update.reason,
-                finished_at,
-                usage.input_tokens,
-                usage.output_tokens,
-                usage.cost_usd,
-                usage.model_calls,
-                usage.tool_calls,
-                pk,
-            ),
+            {
+                "seq": seq,
+                "now": now,
+                "status": new_status,
+                "reason": update.reason,
+                "finished_at": finished_at,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cost_usd": usage.cost_usd,
+                "model_calls": usage.model_calls,
+                "tool_calls": usage.tool_calls,
+                "pk": pk,
+            },
         )
         return seq
 
@@ -451,7 +460,7 @@ class Ops:
 
     # --- leases and cancellation -----------------------------------------------
     def acquire_lease(
-        self, run_id: str, owner: str, ttl_s: float, now: float, force: bool
+        self, run_id: str, owner: str, ttl_s: float, now: float, replacing: str | None
     ) -> RunRecord | None:
         row = self.conn.execute(_LEASE_CHECK, (run_id,)).fetchone()
         if row is None:
@@ -465,7 +474,7 @@ class Ops:
             and lease_expires is not None
             and lease_expires > now
         )
-        if held_by_other and not force:
+        if held_by_other and (replacing is None or lease_owner != replacing):
             return None
         self.conn.execute(_TAKE_LEASE, (owner, now + ttl_s, now, pk))
         return self._run_by_pk(pk)
@@ -483,6 +492,14 @@ class Ops:
         expires = now + ttl_s
         self.conn.executemany(_CLAIM, [(owner, expires, now, pk) for pk in pks])
         return [self._run_by_pk(pk) for pk in pks]
+
+    def cancel_requests(self, run_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(run_ids), 500):  # under SQLite's bound-parameter limit
+            chunk = list(run_ids[start : start + 500])
+            sql = _CANCEL_REQUESTS.format(", ".join("?" * len(chunk)))
+            found.update(row[0] for row in self.conn.execute(sql, chunk))
+        return found
 
     def request_cancel(self, run_id: str) -> RunRecord:
         row = self.conn.execute(

@@ -183,7 +183,10 @@ class RunUpdate:
     """A change to a run's row, applied in the same transaction as an append.
 
     ``usage`` is added to the run's counters, not assigned. ``finished_at`` is
-    set by the store when ``status`` is terminal.
+    set by the store when ``status`` is terminal. With ``status`` given,
+    ``reason`` replaces the stored reason (``None`` clears it: a run that goes on
+    after waiting no longer shows why it waited); without, a ``reason`` given is
+    set and ``None`` keeps the stored one.
     """
 
     status: RunStatus | None = None
@@ -284,13 +287,19 @@ class Store(Protocol):
     ) -> int:
         """Append events after ``expected_seq`` and apply ``update``, atomically.
 
-        A terminal ``update.status`` also releases the run's lease.
+        Both are conditional writes, checked in the same transaction: the append
+        is a compare-and-set on the run's last seq and, with ``owner``, on its
+        lease. A terminal ``update.status`` also releases the run's lease.
 
         Returns the new last sequence number. Raises ``LeaseLost`` when the run's
         last seq is not ``expected_seq`` or, when ``owner`` is given, when the
-        run's lease is held by someone else. Raises ``NotFoundError`` for an
-        unknown run. Payloads over the backend's inline limit go to the blob
-        table, keyed by their SHA-256, stored once however often they recur.
+        run's lease is not ``owner``'s (held by someone else, or by nobody).
+        Raises ``CancelRequested`` when the run's cancellation was requested and
+        ``update`` does not end it ``cancelled``: once a cancel is acknowledged
+        the run never takes another step and never ends otherwise. Raises
+        ``NotFoundError`` for an unknown run. Nothing is written when it raises.
+        Payloads over the backend's inline limit go to the blob table, keyed by
+        their SHA-256, stored once however often they recur.
         """
         ...
 
@@ -300,9 +309,21 @@ class Store(Protocol):
 
     # --- leases and cancellation -----------------------------------------------
     async def acquire_lease(
-        self, run_id: str, owner: str, ttl_s: float, *, now: float, force: bool = False
+        self,
+        run_id: str,
+        owner: str,
+        ttl_s: float,
+        *,
+        now: float,
+        replacing: str | None = None,
     ) -> RunRecord | None:
-        """Take the run's lease if free, expired, already ``owner``'s, or ``force``.
+        """Take the run's lease if free, expired, already ``owner``'s, or held by
+        ``replacing``.
+
+        ``replacing`` is the holder the caller read and knows to be dead (its
+        process is gone): the takeover is a compare-and-set on the holder, so a
+        decision made on a stale read never takes the lease from a live owner
+        that took it meanwhile. Owner ids are never reused, so they fence.
 
         Only non-terminal runs can be leased; a ``queued`` run becomes
         ``running``. Returns the updated run, or ``None`` if the lease is held by
@@ -329,7 +350,19 @@ class Store(Protocol):
         ...
 
     async def request_cancel(self, run_id: str) -> RunRecord:
-        """Mark the run for cancellation; the owning worker ends it. Returns the run."""
+        """Mark the run for cancellation; the owning worker ends it. Returns the run.
+
+        From then on :meth:`append_events` refuses every write to the run but its
+        ``cancelled`` end. A finished run is returned unchanged.
+        """
+        ...
+
+    async def cancel_requests(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of ``run_ids`` are unfinished and have their cancellation requested.
+
+        Owners poll it for the runs they execute, so it must be cheap: one
+        indexed lookup per id. Unknown ids are ignored.
+        """
         ...
 
     # --- quotas -----------------------------------------------------------------

@@ -421,7 +421,9 @@ class SqliteStore:
 
         Raises:
             LeaseLost: The run's last seq is not ``expected_seq``, or ``owner``
-                is given and another owner holds the lease.
+                is given and does not hold the lease.
+            CancelRequested: The run's cancellation was requested and ``update``
+                does not end it ``cancelled``.
             NotFoundError: The run does not exist.
         """
         return await self._submit(
@@ -458,16 +460,26 @@ class SqliteStore:
 
     # --- leases and cancellation -----------------------------------------------
     async def acquire_lease(
-        self, run_id: str, owner: str, ttl_s: float, *, now: float, force: bool = False
+        self,
+        run_id: str,
+        owner: str,
+        ttl_s: float,
+        *,
+        now: float,
+        replacing: str | None = None,
     ) -> RunRecord | None:
-        """Take the run's lease if free, expired, already ``owner``'s, or ``force``.
+        """Take the run's lease if free, expired, already ``owner``'s, or held by
+        ``replacing`` (a holder the caller knows is dead): a compare-and-set on the
+        holder, in one write transaction.
 
         A lease is live while ``now < lease_expires``. Only non-terminal runs
         can be leased; a ``queued`` run becomes ``running``. Returns the updated
         run, or ``None`` if another live owner holds it or the run is finished
         or unknown.
         """
-        return await self._submit(WRITE, self._ops.acquire_lease, run_id, owner, ttl_s, now, force)
+        return await self._submit(
+            WRITE, self._ops.acquire_lease, run_id, owner, ttl_s, now, replacing
+        )
 
     async def renew_lease(self, run_id: str, owner: str, ttl_s: float, *, now: float) -> bool:
         """Extend the lease to ``now + ttl_s``; ``False`` if ``owner`` no longer holds it."""
@@ -497,6 +509,12 @@ class SqliteStore:
             NotFoundError: The run does not exist.
         """
         return await self._submit(WRITE, self._ops.request_cancel, run_id)
+
+    async def cancel_requests(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of ``run_ids`` are unfinished and have their cancellation requested."""
+        if not run_ids:
+            return set()
+        return await self._submit(READ, self._ops.cancel_requests, list(run_ids))
 
     # --- maintenance ------------------------------------------------------------
     async def gc(self, *, finished_before: float) -> GcResult:

@@ -122,12 +122,19 @@ def _resume(run_id: str, env: dict[str, str]) -> str:
 
 
 def _ms(events: list[Event], step: int) -> int:
-    """What the trace shows for ``step`` re-performed after a resume: from the resume on."""
+    """What the trace shows for ``step`` re-performed after a resume: from the resume on
+    (from the new attempt's own intent, when performing it again recorded one)."""
     resumed = [e for e in events if e.type == ev.RUN_STARTED and e.data.get("resumed")][-1]
+    again = [
+        e
+        for e in events
+        if e.step == step and e.type in (ev.MODEL_CALL, ev.TOOL_CALL) and e.seq > resumed.seq
+    ]
+    start = again[-1].ts if again else resumed.ts
     result = next(
         e for e in events if e.step == step and e.type in (ev.MODEL_RESULT, ev.TOOL_RESULT)
     )
-    return round((result.ts - resumed.ts) * 1000)
+    return round((result.ts - start) * 1000)
 
 
 def test_a_model_step_interrupted_by_ctrl_c_is_named_and_timed_on_resume(

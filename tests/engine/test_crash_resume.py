@@ -252,3 +252,51 @@ def test_runtime_start_resumes_interrupted_runs(tmp_path: Path, server: ModelTes
     assert (status, output) == ("succeeded", f"finished after {STEPS - 1 + 100}")
     keys = Counter(line.split("\t")[0] for line in effects.read_text().splitlines())
     assert len(keys) == STEPS and set(keys.values()) == {1}
+
+
+def _key_run(db: Path, key: str) -> list[str]:
+    async def find() -> list[str]:
+        store = await SqliteStore.open(db)
+        try:
+            return [r.id for r in await store.list_runs(limit=100) if r.idempotency_key == key]
+        finally:
+            await store.close()
+
+    return asyncio.run(find())
+
+
+@pytest.mark.parametrize("how", ["run", "apply"])
+def test_submitting_its_key_again_after_sigkill_resumes_the_run(
+    tmp_path: Path, server: ModelTestServer, how: str
+) -> None:
+    """`agentrt run --idempotency-key K` (or re-applying a Query with key K) after the
+    process that ran K was killed: the existing run is resumed, not waited on forever."""
+    db, effects = tmp_path / "key.db", tmp_path / "effects.txt"
+    asyncio.run(_prepare(db, server.url, ["record", "add"]))
+    query = tmp_path / "query.yaml"
+    query.write_text(
+        "apiVersion: agentrt.dev/v1\nkind: Query\nmetadata: {name: q}\n"
+        "spec: {target: bot, input: go, idempotency_key: K}\n"
+    )
+    args = ["run", "bot", "go", "-q", "--idempotency-key", "K"] if how == "run" else []
+    args = args or ["apply", "-f", str(query)]
+    child = _spawn(db, *args, env=_env(effects))
+    run_id = _wait_for_events(db, 8, child)
+    child.send_signal(signal.SIGKILL)
+    child.communicate()
+
+    again = subprocess.run(
+        [sys.executable, "-m", "agentrt.cli.main", "--store", str(db), *args],
+        env=_env(effects),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,  # a safety net: before the fix this waited forever
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"finished after {STEPS - 1 + 100}" in again.stdout
+    assert _key_run(db, "K") == [run_id], "the same run, not a second one"
+    keys = Counter(line.split("\t")[0] for line in effects.read_text().splitlines())
+    assert len(keys) == STEPS and set(keys.values()) == {1}
+    _, events = asyncio.run(_events(db))
+    assert [e.data["resumed"] for e in events if e.type == ev.RUN_STARTED][-1] is True

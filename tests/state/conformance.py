@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import pytest
 
-from agentrt.errors import ConflictError, LeaseLost, NotFoundError
+from agentrt.errors import CancelRequested, ConflictError, LeaseLost, NotFoundError
 from agentrt.state.base import (
     TERMINAL_STATUSES,
     Event,
@@ -431,7 +431,7 @@ async def check_append_owner(h: Harness) -> None:
         await s.append_events("r", [ev()], expected_seq=1, owner="B")
     assert await s.append_events("r", [ev()], expected_seq=1) == 2, "no owner: no lease check"
 
-    assert await s.acquire_lease("r", "B", 30.0, now=101.0, force=True) is not None
+    assert await s.acquire_lease("r", "B", 30.0, now=101.0, replacing="A") is not None
     with pytest.raises(LeaseLost):
         await s.append_events("r", [ev()], expected_seq=2, owner="A")
     assert await s.append_events("r", [ev()], expected_seq=2, owner="B") == 3
@@ -440,13 +440,18 @@ async def check_append_owner(h: Harness) -> None:
 
 
 async def check_append_owner_free_lease(h: Harness) -> None:
-    """Interpretation: a lease nobody holds is not "held by someone else"."""
+    """With ``owner`` given, the lease must be that owner's: one nobody holds (released,
+    or never taken) is refused too, so a writer that gave its lease up cannot write."""
     s = h.store
     await s.create_run(new_run("r"))
-    assert await s.append_events("r", [ev()], expected_seq=0, owner="A") == 1
+    with pytest.raises(LeaseLost):
+        await s.append_events("r", [ev()], expected_seq=0, owner="A")
     await s.acquire_lease("r", "A", 30.0, now=100.0)
+    assert await s.append_events("r", [ev()], expected_seq=0, owner="A") == 1
     await s.release_lease("r", "A")
-    assert await s.append_events("r", [ev()], expected_seq=1, owner="A") == 2
+    with pytest.raises(LeaseLost):
+        await s.append_events("r", [ev()], expected_seq=1, owner="A")
+    assert len(await s.read_events("r")) == 1
 
 
 async def check_unknown_run(h: Harness) -> None:
@@ -507,6 +512,28 @@ async def check_append_update_status_and_usage(h: Harness) -> None:
     assert run.finished_at == 15.0, "finished_at is the ts of the terminal append's last event"
     assert run.usage == Usage(150, 25, 0.75, 2, 2)
     assert run.last_seq == 5
+
+
+async def check_status_change_replaces_reason(h: Harness) -> None:
+    """With a status, the reason is replaced (a run going on after waiting no longer says
+    why it waited); without one, a missing reason keeps the stored one."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    seq = await s.append_events(
+        "r", [ev()], expected_seq=0, update=RunUpdate(status="waiting", reason="decide")
+    )
+    seq = await s.append_events("r", [ev()], expected_seq=seq, update=RunUpdate(usage=Usage(1)))
+    run = await s.get_run("r")
+    assert run is not None and run.reason == "decide"
+    seq = await s.append_events("r", [ev()], expected_seq=seq, update=RunUpdate(reason="why"))
+    run = await s.get_run("r")
+    assert run is not None and run.status == "waiting" and run.reason == "why"
+    seq = await s.append_events("r", [ev()], expected_seq=seq, update=RunUpdate(status="running"))
+    run = await s.get_run("r")
+    assert run is not None and run.status == "running" and run.reason is None
+    await s.append_events("r", [ev()], expected_seq=seq, update=RunUpdate(status="succeeded"))
+    run = await s.get_run("r")
+    assert run is not None and run.status == "succeeded" and run.reason is None
 
 
 async def check_terminal_statuses_finish(h: Harness) -> None:
@@ -670,9 +697,63 @@ async def check_lease_acquire(h: Harness) -> None:
     again = await s.acquire_lease("r", "A", 30.0, now=120.0)
     assert again is not None and again.lease_owner == "A" and again.lease_expires == 150.0
 
-    forced = await s.acquire_lease("r", "B", 10.0, now=121.0, force=True)
-    assert forced is not None and forced.lease_owner == "B" and forced.lease_expires == 131.0
+    taken = await s.acquire_lease("r", "B", 10.0, now=121.0, replacing="A")
+    assert taken is not None and taken.lease_owner == "B" and taken.lease_expires == 131.0
     assert await s.acquire_lease("nope", "A", 30.0, now=100.0) is None
+
+
+async def check_lease_takeover_is_conditional(h: Harness) -> None:
+    """``replacing`` takes a live lease only from that holder: a takeover decided on a
+    stale read (the dead holder was replaced meanwhile) never steals from the new one."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    await s.acquire_lease("r", "dead", 30.0, now=100.0)
+    first = await s.acquire_lease("r", "B", 30.0, now=101.0, replacing="dead")
+    assert first is not None and first.lease_owner == "B"
+    # C read the run before B took it, and also judged "dead" dead.
+    assert await s.acquire_lease("r", "C", 30.0, now=102.0, replacing="dead") is None
+    run = await s.get_run("r")
+    assert run is not None and run.lease_owner == "B" and run.lease_expires == 131.0
+    assert await s.acquire_lease("r", "C", 30.0, now=102.0, replacing="someone") is None
+    # A free or expired lease needs no replacing, and a wrong one does not stop it.
+    await s.release_lease("r", "B")
+    free = await s.acquire_lease("r", "C", 30.0, now=103.0, replacing="dead")
+    assert free is not None and free.lease_owner == "C"
+    expired = await s.acquire_lease("r", "D", 30.0, now=134.0, replacing="nobody")
+    assert expired is not None and expired.lease_owner == "D"
+
+
+async def check_lease_takeover_race(h: Harness) -> None:
+    """Many workers, in one store and across two, take over one dead holder's lease at
+    once: exactly one wins, and only the winner can append."""
+    peer = await h.open_peer()
+    try:
+        for round_ in range(5):
+            run_id = f"r{round_}"
+            await h.store.create_run(new_run(run_id))
+            await h.store.acquire_lease(run_id, "dead", 30.0, now=100.0)
+            owners = [f"w{i}" for i in range(8)]
+            stores = [h.store if i % 2 else peer for i in range(8)]
+            taken = await asyncio.gather(
+                *(
+                    st.acquire_lease(run_id, o, 30.0, now=101.0, replacing="dead")
+                    for st, o in zip(stores, owners, strict=True)
+                )
+            )
+            winners = [o for o, t in zip(owners, taken, strict=True) if t is not None]
+            assert len(winners) == 1, winners
+            appended = await asyncio.gather(
+                *(
+                    st.append_events(run_id, [ev(o=o)], expected_seq=0, owner=o)
+                    for st, o in zip(stores, owners, strict=True)
+                ),
+                return_exceptions=True,
+            )
+            ok = [o for o, r in zip(owners, appended, strict=True) if r == 1]
+            assert ok == winners
+            assert all(isinstance(r, LeaseLost) for r in appended if r != 1)
+    finally:
+        await peer.close()
 
 
 async def check_lease_expiry(h: Harness) -> None:
@@ -724,13 +805,13 @@ async def check_lease_renew_release(h: Harness) -> None:
 
 
 async def check_lease_terminal_runs(h: Harness) -> None:
-    """Finished runs cannot be leased, not even with force, nor claimed."""
+    """Finished runs cannot be leased, not even replacing their last holder, nor claimed."""
     s = h.store
     await s.create_run(new_run("r"))
     await s.acquire_lease("r", "A", 10.0, now=100.0)
     await finish(s, "r", 101.0)
     assert await s.acquire_lease("r", "A", 10.0, now=102.0) is None
-    assert await s.acquire_lease("r", "B", 10.0, now=200.0, force=True) is None
+    assert await s.acquire_lease("r", "B", 10.0, now=200.0, replacing="A") is None
     await s.create_run(new_run("done", status="cancelled"))
     assert await s.acquire_lease("done", "A", 10.0, now=102.0) is None
     assert await s.claim_runs("C", 10.0, now=500.0) == []
@@ -814,6 +895,91 @@ async def check_request_cancel(h: Harness) -> None:
     await s.create_run(new_run("q"))
     queued = await s.request_cancel("q")
     assert queued.cancel_requested is True and queued.status == "queued"
+
+    await s.create_run(new_run("done"))
+    await finish(s, "done", 150.0)
+    done = await s.request_cancel("done")
+    assert done.cancel_requested is False and done.status == "succeeded"
+
+
+async def check_cancel_refuses_other_writes(h: Harness) -> None:
+    """Once a cancel is requested the run takes no write but its cancelled end: no new
+    step, no waiting, no other end. A refused append writes nothing."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    await s.acquire_lease("r", "A", 30.0, now=100.0)
+    seq = await s.append_events("r", [ev()], expected_seq=0, owner="A")
+    await s.request_cancel("r")
+    refused: list[RunUpdate | None] = [
+        None,
+        RunUpdate(usage=Usage(tool_calls=1)),
+        RunUpdate(status="running"),
+        RunUpdate(status="waiting", reason="ask"),
+        RunUpdate(status="succeeded"),
+        RunUpdate(status="failed", reason="boom"),
+    ]
+    for update in refused:
+        with pytest.raises(CancelRequested):
+            await s.append_events(
+                "r", [ev("tool.call", step=2)], expected_seq=seq, owner="A", update=update
+            )
+    run = await s.get_run("r")
+    assert run is not None and run.last_seq == seq and run.status == "running"
+    assert run.usage == Usage() and len(await s.read_events("r")) == 1
+    # A stale or foreign writer still gets LeaseLost, as before.
+    with pytest.raises(LeaseLost):
+        await s.append_events("r", [ev()], expected_seq=0, owner="A")
+    with pytest.raises(LeaseLost):
+        await s.append_events("r", [ev()], expected_seq=seq, owner="B")
+    end = RunUpdate(status="cancelled", reason="cancelled on request")
+    assert await s.append_events("r", [ev("x"), ev("end")], expected_seq=seq, update=end) == 3
+    run = await s.get_run("r")
+    assert run is not None and run.status == "cancelled" and run.finished
+
+
+async def check_cancel_races_the_end(h: Harness) -> None:
+    """A cancel request and a succeeded end racing: either the run ended first (and the
+    request acknowledges nothing) or the request did (and the end is refused)."""
+    peer = await h.open_peer()
+    try:
+        for i in range(20):
+            run_id = f"r{i}"
+            await h.store.create_run(new_run(run_id))
+            await h.store.acquire_lease(run_id, "A", 30.0, now=100.0)
+            done = RunUpdate(status="succeeded")
+            cancel, end = await asyncio.gather(
+                peer.request_cancel(run_id),
+                h.store.append_events(run_id, [ev()], expected_seq=0, owner="A", update=done),
+                return_exceptions=True,
+            )
+            run = await h.store.get_run(run_id)
+            assert run is not None
+            if isinstance(end, CancelRequested):
+                assert not isinstance(cancel, BaseException) and cancel.cancel_requested
+                assert run.status == "running" and run.last_seq == 0
+            else:
+                assert end == 1 and run.status == "succeeded"
+                assert not isinstance(cancel, BaseException)
+                assert cancel.cancel_requested is False, "a finished run acknowledges no cancel"
+    finally:
+        await peer.close()
+
+
+async def check_cancel_requests(h: Harness) -> None:
+    """cancel_requests names the given unfinished runs whose cancel was requested."""
+    s = h.store
+    for run_id in ("a", "b", "c", "d"):
+        await s.create_run(new_run(run_id))
+    await s.request_cancel("b")
+    await s.request_cancel("d")
+    await s.append_events("d", [ev()], expected_seq=0, update=RunUpdate(status="cancelled"))
+    assert await s.cancel_requests(["a", "b", "c", "d", "nope"]) == {"b"}
+    assert await s.cancel_requests([]) == set()
+    many = [f"m{i}" for i in range(1200)]  # more ids than one query may bind
+    for run_id in many[::100]:
+        await s.create_run(new_run(run_id))
+        await s.request_cancel(run_id)
+    assert await s.cancel_requests([*many, "b"]) == {*many[::100], "b"}
 
 
 # --- gc ------------------------------------------------------------------------
@@ -1025,6 +1191,7 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_append_owner_free_lease,
     check_unknown_run,
     check_append_update_status_and_usage,
+    check_status_change_replaces_reason,
     check_terminal_statuses_finish,
     check_terminal_status_releases_lease,
     check_create_run_leased,
@@ -1033,6 +1200,8 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_concurrent_appends_same_run,
     check_concurrent_appends_many_runs,
     check_lease_acquire,
+    check_lease_takeover_is_conditional,
+    check_lease_takeover_race,
     check_lease_expiry,
     check_lease_waiting_run,
     check_lease_renew_release,
@@ -1040,6 +1209,9 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_claim_runs,
     check_claim_runs_concurrent,
     check_request_cancel,
+    check_cancel_refuses_other_writes,
+    check_cancel_races_the_end,
+    check_cancel_requests,
     check_gc,
     check_count_tool_calls,
     check_count_tool_calls_atomic_with_append,
