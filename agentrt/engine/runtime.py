@@ -1019,8 +1019,7 @@ class Runtime:
         except asyncio.CancelledError:
             if run_id not in self.executor.cancel_requested:
                 raise
-            # Cancelled before its execution could record the end itself.
-            result = await self.executor.finish_cancelled(await self._run(run_id))
+            result = await self._end_cancelled(run_id)
             return result
         finally:
             self._tasks.pop(run_id, None)
@@ -1030,6 +1029,20 @@ class Runtime:
                 # A finished run's lease ended with its last append.
                 with contextlib.suppress(Exception):
                     await self.store.release_lease(run_id, self.owner)
+
+    async def _end_cancelled(self, run_id: str) -> RunResult:
+        """Record the cancelled end of a run stopped before its execution recorded one.
+
+        The execution's last write may still be landing: the end is a conditional
+        append, and whatever the log holds then is the answer.
+        """
+        for _ in range(3):
+            run = await self._run(run_id)
+            if run.finished:
+                break
+            with contextlib.suppress(LeaseLost):
+                return await self.executor.finish_cancelled(run)
+        return await self.result_of(await self._run(run_id))
 
     async def _renew_leases(self) -> None:
         interval = self.lease_ttl_s / 3

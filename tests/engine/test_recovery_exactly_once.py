@@ -271,10 +271,13 @@ async def test_sigkill_during_a_rerun_never_repeats_its_effect(
     half = len(jobs) // 2
     for wave in (jobs[:half], jobs[half:]):  # each point five times a wave, all at once
         await _kill_resolvers(store, pg_schema, wave, rng)
-    # The next resume of each run (a person's `agentrt resume`, here in-process).
-    async with Runtime(store, resume_interrupted=False) as rt:
-        runs = [await rt.store.get_run(run_id) for run_id in ids]
-        await asyncio.gather(*(rt.resume(r.id) for r in runs if r is not None and not r.finished))
+    # Killed anywhere after its decision, a run is left interrupted, never waiting with
+    # nothing to decide: a starting runtime (as `agentrt worker` does) takes each up.
+    for run_id in ids:
+        run = await store.get_run(run_id)
+        assert run is not None and (run.status == "running" or run.finished), run
+    async with Runtime(store) as rt:
+        await asyncio.gather(*(rt.wait(run_id) for run_id in ids))
     outcome = await _check(store, pg_schema, ids)
     by_point: dict[str, Counter[str]] = {p: Counter() for p in points}
     for i, run_id in enumerate(ids):
