@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "APPROVAL_DECIDED",
     "APPROVAL_REQUESTED",
+    "MEMORY_FAILED",
     "MEMORY_SUMMARY",
     "MODEL_CALL",
     "MODEL_ERROR",
@@ -30,6 +31,7 @@ RUN_STARTED = "run.started"  # {owner, resumed: bool, history: [runs, digest]}
 RUN_WAITING = "run.waiting"  # {reason}: the run needs a person (e.g. a step is unknown)
 # Session memory: earlier turns folded into a summary before the run's first step.
 MEMORY_SUMMARY = "memory.summary"  # {through: run id, turns, kept, text, model, usage}
+MEMORY_FAILED = "memory.failed"  # {model, error}: the summary model failed; so did the run
 RUN_FINISHED = "run.finished"  # {status, output, reason, [error]}
 # offered: {Tool: [its tools]} (discovered at run time); renamed: {model name: [Tool, tool]};
 # notices: tools left out or renamed on a clash, recorded once per run (engine/offer.py).

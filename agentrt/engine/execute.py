@@ -20,7 +20,7 @@ from agentrt import _json
 from agentrt.engine import events as ev
 from agentrt.engine.history import conversation_of, history_digest
 from agentrt.engine.hooks import HookSet
-from agentrt.engine.journal import ApprovalPending, EventObserver, Journal, StepUnknown
+from agentrt.engine.journal import ApprovalPending, EventObserver, Journal, LogEnds, StepUnknown
 from agentrt.engine.loop import RunContext, run_loop
 from agentrt.engine.memory import (
     HistoryPlan,
@@ -261,7 +261,9 @@ class Executor:
             return await self._end_unstartable(run, events, _start_error(exc))
         spec = prepared.spec
         turns = await self.session_turns(run.session_id, run.turn)
-        recorded = next((e for e in events if e.type == ev.MEMORY_SUMMARY), None)
+        recorded = next(
+            (e for e in events if e.type in (ev.MEMORY_SUMMARY, ev.MEMORY_FAILED)), None
+        )
         everything = flatten(turns)
         digest = [len(everything), history_digest(everything)]
         started = [e for e in events if e.type == ev.RUN_STARTED]
@@ -682,7 +684,6 @@ class Executor:
     async def _replay(
         self, ctx: RunContext, events: list[Event], turns: list[Turn], recorded: Event | None
     ) -> RunResult:
-        history = await self._session_memory(ctx, turns, recorded)
         finished = next((e for e in reversed(events) if e.type == ev.RUN_FINISHED), None)
         if finished is None:
             raise UsageError(f"run {ctx.run_id} has not finished; resume it instead of replaying")
@@ -691,11 +692,12 @@ class Executor:
             # Cancellation and deadlines come from outside the log's steps: replay
             # re-executes the recorded steps and reports the recorded ending.
             with contextlib.suppress(RunError, StepUnknown, ApprovalPending):
-                await run_loop(ctx, history)
+                await run_loop(ctx, await self._session_memory(ctx, turns, recorded))
             return self._result(
                 ctx, recorded_status, finished.data.get("output"), finished.data.get("reason")
             )
         try:
+            history = await self._session_memory(ctx, turns, recorded)
             outcome = await run_loop(ctx, history)
             status, output = "succeeded", outcome.output
         except BudgetExhausted:
@@ -704,10 +706,18 @@ class Executor:
             status, output = "waiting", None
         except ApprovalPending:
             status, output = "waiting_approval", None
+        except LogEnds:
+            if recorded_status != "failed":
+                raise
+            status, output = "failed", None  # stopped inside this step, as recorded
         except RunError as exc:
             if isinstance(exc, NondeterminismError):
                 raise
             status, output = ("timed_out" if isinstance(exc, StepTimeout) else "failed"), None
+        except Exception as exc:  # a hook's own error, raised again from the same log
+            if f"{type(exc).__name__}: {exc}" != finished.data.get("reason"):
+                raise
+            status, output = "failed", None
         if status != recorded_status or output != finished.data.get("output"):
             raise NondeterminismError(
                 f"replay of {ctx.run_id} ended {status!r} with output {output!r}; "
@@ -730,6 +740,8 @@ class Executor:
         if not plan.fold or budget is None:
             return plan.messages
         through = plan.fold[-1].run_id
+        if recorded is not None and recorded.type == ev.MEMORY_FAILED:
+            raise error_from_dict(recorded.data.get("error") or {})  # a replay: as it failed
         if recorded is not None:
             data = recorded.data
             if data.get("through") != through:
@@ -757,13 +769,19 @@ class Executor:
         spec = ctx.spec.models[name]
         request = summary_request(spec.model or name, plan.base, plan.fold, policy.summary_words)
         try:
-            async with asyncio.timeout(agent.loop.step_timeout_s):
-                response = check_usage(await ctx.client_for(name).complete(request), model=name)
-        except TimeoutError:
-            raise StepTimeout(
-                f"summary model {name!r} did not answer within "
-                f"loop.step_timeout_s={agent.loop.step_timeout_s}"
-            ) from None
+            try:
+                async with asyncio.timeout(agent.loop.step_timeout_s):
+                    response = check_usage(await ctx.client_for(name).complete(request), model=name)
+            except TimeoutError:
+                raise StepTimeout(
+                    f"summary model {name!r} did not answer within "
+                    f"loop.step_timeout_s={agent.loop.step_timeout_s}"
+                ) from None
+        except RunError as exc:
+            # Recorded, so that a replay of the failed run fails the same way.
+            failed = {"model": name, "error": exc.to_dict()}
+            await ctx.journal.append(ev.MEMORY_FAILED, failed, durable=False)
+            raise
         cost = spec.pricing.cost(response.input_tokens, response.output_tokens)
         usage = Usage(response.input_tokens, response.output_tokens, cost, 1, 0)
         data: dict[str, Any] = {

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from agentrt.engine import events as ev
-from agentrt.errors import CancelRequested, NondeterminismError
+from agentrt.errors import CancelRequested, NondeterminismError, error_from_dict
 from agentrt.models.base import ModelResponse, ToolCall
 from agentrt.state.base import Event, EventDraft, RunUpdate, Store, Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
@@ -32,6 +32,7 @@ __all__ = [
     "ApprovalPending",
     "EventObserver",
     "Journal",
+    "LogEnds",
     "LogAwareObserver",
     "StepRecord",
     "StepUnknown",
@@ -80,6 +81,14 @@ class ApprovalPending(Exception):
         super().__init__(f"steps {steps} wait for approval")
         self.steps = steps
         self.tools = tools
+
+
+class LogEnds(NondeterminismError):
+    """Replay reached a step the run started but never finished: its log ends there.
+
+    That is where a run stopped by an error outside the model's own failures (a
+    hook's exception, say) ended; a replay of it arrives at its recorded end.
+    """
 
 
 @dataclass
@@ -315,6 +324,11 @@ class Journal:
             if rec.result is not None:
                 return ModelResponse.from_dict(rec.result.data), rec.result.data
         if self.replay:
+            if rec is not None and rec.errors:
+                # The step failed after its retries and fallbacks: it fails again, as recorded.
+                raise error_from_dict(rec.errors[-1].data.get("error") or {})
+            if rec is not None and rec.intent is not None:
+                raise LogEnds(f"step {step}: the run stopped during this model step")
             raise NondeterminismError(f"step {step}: no recorded model result to replay")
         # A model call has no external effect: its intent and result are buffered
         # (a crash before they are flushed means the call is simply made again).
@@ -354,6 +368,8 @@ class Journal:
             if rec.result is not None:
                 return ToolResult.from_dict(rec.result.data)
         if self.replay:
+            if rec is not None and rec.intent is not None:
+                raise LogEnds(f"step {step}: the run stopped during this tool step")
             raise NondeterminismError(f"step {step}: no recorded tool result to replay")
         data = {"id": call.id, "name": call.name, "args": call.arguments}
         if tool is not None:

@@ -12,6 +12,7 @@ from agentrt.errors import NondeterminismError
 from agentrt.models.testserver import ModelTestServer
 from agentrt.state import SqliteStore
 from tests.conftest import call, resources, rules
+from tests.engine.test_memory import FILLER
 
 SCRIPT = rules(
     {"tool_calls": [call("record", text="one"), call("add", a=20, b=22)]},
@@ -118,3 +119,77 @@ async def test_fork_step_out_of_range(store: SqliteStore, model_server: ModelTes
         original = await rt.run("bot", "go")
         with pytest.raises(Exception, match="between 0 and 1"):
             await rt.fork(original.run_id, from_step=9)
+
+
+# --- every finished run replays to its recorded end ---------------------------------
+
+
+async def test_a_run_its_model_failed_replays_to_its_recorded_end(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(rules({"tool_calls": [call("add", a=1, b=2)]}, {"content": "never"}))
+    async with Runtime(store) as rt:
+        # The first model step answers; every attempt of the second fails.
+        rt.add_hook("before_tool", lambda ctx, tool_call: model_server.inject(500, count=10))
+        await rt.apply(resources(model_server.url, tools=["add"]))
+        failed = await rt.run("bot", "x")
+        model_server.reset_log()
+        replayed = await rt.replay(failed.run_id)
+    assert failed.status == "failed" and "HTTP 500" in (failed.reason or "")
+    assert replayed == failed
+    assert model_server.requests == []
+
+
+async def test_a_run_with_impossible_usage_replays_to_its_recorded_end(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(rules({"content": "fine"}))
+    async with Runtime(store) as rt:
+        await rt.apply(resources(model_server.url))
+        model_server.inject_reply(usage={"prompt_tokens": -1})
+        failed = await rt.run("bot", "x")
+        replayed = await rt.replay(failed.run_id)
+    assert failed.status == "failed" and replayed == failed
+
+
+async def test_a_run_whose_summary_model_failed_replays_to_its_recorded_end(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    # No rules: every reply is "You said: <input>", so each turn is about 110 tokens.
+    memory = {"policy": "summary", "max_tokens": 300, "summary_model": "summariser"}
+    async with ModelTestServer() as broken:
+        broken.inject(500, count=1000)
+        summariser = {"provider": "openai", "base_url": broken.url, "max_retries": 0}
+        docs = resources(
+            model_server.url,
+            model={"context_window": 1000},
+            agent={"memory": {"session": memory}},
+            extra_models={"summariser": summariser},
+        )
+        async with Runtime(store) as rt:
+            await rt.apply(docs)
+            results = [await rt.run("bot", f"turn {i} {FILLER}", session="s") for i in range(6)]
+            failed = [r for r in results if r.status == "failed"]
+            assert failed, "six turns of ~110 tokens outgrow a 300-token budget"
+            served = broken.completions_served + len(broken.requests)
+            replayed = await rt.replay(failed[0].run_id)
+            assert broken.completions_served + len(broken.requests) == served
+    assert "summariser" in (failed[0].reason or "") or "500" in (failed[0].reason or "")
+    assert replayed == failed[0]
+
+
+async def test_a_run_a_hook_failed_replays_to_its_recorded_end(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(rules({"content": "an answer"}))
+
+    def broken(ctx: object, response: object) -> None:
+        raise ValueError("the hook is broken")
+
+    async with Runtime(store) as rt:
+        rt.add_hook("after_model", broken)
+        await rt.apply(resources(model_server.url))
+        failed = await rt.run("bot", "x")
+        replayed = await rt.replay(failed.run_id)
+    assert (failed.status, failed.reason) == ("failed", "ValueError: the hook is broken")
+    assert replayed == failed
