@@ -661,6 +661,8 @@ class Executor:
         if status in ("cancelled", "timed_out") and self.stop_children is not None:
             await self.stop_children(run_id)  # agent tools' child runs still in flight
         data: dict[str, Any] = {"status": status, "output": output, "reason": reason}
+        if ctx.children:
+            data["child_runs"] = ctx.children  # what a parent waiting on this run counts
         if error is not None:
             data["error"] = error
         data = await self._record_end(journal, run_id, data)
@@ -797,7 +799,7 @@ class Executor:
 
     @staticmethod
     def _result(ctx: RunContext, status: str, output: str | None, reason: str | None) -> RunResult:
-        return RunResult(ctx.run_id, status, output, reason, ctx.usage, ctx.step)  # type: ignore[arg-type]
+        return RunResult(ctx.run_id, status, output, reason, ctx.usage, ctx.step, ctx.children)  # type: ignore[arg-type]
 
 
 def _start_error(exc: Exception) -> StartError:

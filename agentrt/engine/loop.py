@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from agentrt import _json
+from agentrt._text import count
 from agentrt.engine import events as ev
 from agentrt.engine.history import continuation
 from agentrt.engine.hooks import HookSet
@@ -78,6 +79,7 @@ class RunContext:
     # Timeouts of tool calls in flight: pausing the run's tools pushes them back.
     tool_timeouts: set[asyncio.Timeout] = field(default_factory=set)
     usage: Usage = field(default_factory=Usage)
+    children: int = 0  # child runs its agent tools started, their own children included
     step: int = 0
 
     def next_step(self) -> int:
@@ -189,16 +191,19 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
                 f"budgets.max_tool_calls={limit} would be exceeded "
                 f"({ctx.usage.tool_calls} made, {len(calls)} more requested)"
             )
+        starting = _check_children(ctx, calls)
+        left = _left(ctx, starting)
         numbered = [(ctx.next_step(), call) for call in calls]
         await _require_approvals(ctx, numbered)
         refused = await _quota_refusals(ctx, numbered)
         if policy.parallel_tool_calls and len(numbered) > 1:
-            results = await _all_tool_steps(ctx, numbered, refused)
+            results = await _all_tool_steps(ctx, numbered, left, refused)
         else:
-            results = [await _tool_step(ctx, s, c, refused.get(s)) for s, c in numbered]
+            results = [await _tool_step(ctx, s, c, left, refused.get(s)) for s, c in numbered]
         ctx.usage = ctx.usage + Usage(tool_calls=len(calls))
         for result in results:
             ctx.usage = ctx.usage + child_usage(result)  # agent tools spend the run's budget
+            ctx.children += child_runs(result)
         # observe
         for (step, call), result in zip(numbered, results, strict=True):
             messages.append({"role": "tool", "tool_call_id": call.id, "content": result.output})
@@ -223,13 +228,14 @@ def _truncated(step: int, response: ModelResponse, limit: int | None) -> str:
 
 
 async def _all_tool_steps(
-    ctx: RunContext, numbered: list[tuple[int, ToolCall]], refused: dict[int, str]
+    ctx: RunContext, numbered: list[tuple[int, ToolCall]], left: Budgets, refused: dict[int, str]
 ) -> list[ToolResult]:
     """Run a turn's tool calls concurrently; each ends (and is recorded) before any
     failure of one (an unknown step, a cancel) ends the turn: a call is never left
     running while the run is already recorded as waiting or ended."""
     outcomes = await asyncio.gather(
-        *(_tool_step(ctx, s, c, refused.get(s)) for s, c in numbered), return_exceptions=True
+        *(_tool_step(ctx, s, c, left, refused.get(s)) for s, c in numbered),
+        return_exceptions=True,
     )
     results: list[ToolResult] = []
     for outcome in outcomes:
@@ -391,9 +397,53 @@ def child_usage(result: ToolResult) -> Usage:
     return Usage(int(tokens_in), int(tokens_out), float(cost), int(model_calls), int(tool_calls))
 
 
-def _left(ctx: RunContext) -> Budgets:
-    """What the run may still consume under its budgets."""
+def child_runs(result: ToolResult) -> int:
+    """Child runs an agent tool's call started: its child and the child's own, as recorded."""
+    trace = result.trace
+    if not trace or not trace.get("child_run"):
+        return 0
+    return 1 + int(trace.get("child_runs", 0))
+
+
+def _check_children(ctx: RunContext, calls: list[ToolCall]) -> int:
+    """How many child runs this turn's agent tools start; refused beyond the budgets.
+
+    Without these bounds an agent that is its own agent tool (directly or through
+    others) starts child runs without end.
+    """
+    starting = sum(
+        1
+        for call in calls
+        if (route := ctx.routes.get(call.name)) is not None and route.toolset.spec.kind == "agent"
+    )
+    b = ctx.spec.budgets
+    if not starting:
+        return 0
+    if b.max_depth is not None and b.max_depth <= 0:
+        raise BudgetExhausted(
+            f"budgets.max_depth reached: this run is as deep as agent tools may nest child "
+            f"runs, so it cannot start {starting} more (raise budgets.max_depth of the run "
+            "that began the chain)"
+        )
+    if b.max_child_runs is not None and ctx.children + starting > b.max_child_runs:
+        raise BudgetExhausted(
+            f"budgets.max_child_runs={b.max_child_runs} would be exceeded "
+            f"({count(ctx.children, 'child run')} started, theirs included; "
+            f"{starting} more requested)"
+        )
+    return starting
+
+
+def _left(ctx: RunContext, children: int = 0) -> Budgets:
+    """What the run may still consume, as the child runs of this turn draw on it.
+
+    Each of the ``children`` this turn's agent tools start may nest one level less,
+    and may start an equal slice of the child runs left after them.
+    """
     b, u = ctx.spec.budgets, ctx.usage
+    runs_left = None
+    if b.max_child_runs is not None:
+        runs_left = max(0, b.max_child_runs - ctx.children - children) // max(1, children)
     return Budgets(
         max_tokens=None if b.max_tokens is None else max(1, b.max_tokens - u.total_tokens),
         max_tool_calls=None
@@ -401,6 +451,8 @@ def _left(ctx: RunContext) -> Budgets:
         else max(0, b.max_tool_calls - u.tool_calls),
         max_cost_usd=None if b.max_cost_usd is None else max(0.0, b.max_cost_usd - u.cost_usd),
         deadline_s=b.deadline_s,
+        max_child_runs=runs_left,
+        max_depth=None if b.max_depth is None else max(0, b.max_depth - 1),
     )
 
 
@@ -443,14 +495,12 @@ def _has_quota(spec: ToolSpec) -> bool:
 
 
 async def _tool_step(
-    ctx: RunContext, step: int, call: ToolCall, refused: str | None = None
+    ctx: RunContext, step: int, call: ToolCall, left: Budgets, refused: str | None = None
 ) -> ToolResult:
     route = ctx.routes.get(call.name)
     tool = route.toolset if route is not None else None
     scratch = ctx.scratch.dir_of(ctx.run_id) if ctx.scratch and _uses_scratch(tool) else None
-    tctx = ToolContext(
-        ctx.run_id, step, call.id, ctx.namespace, ctx.session_id, 1, scratch, _left(ctx)
-    )
+    tctx = ToolContext(ctx.run_id, step, call.id, ctx.namespace, ctx.session_id, 1, scratch, left)
     return await ctx.journal.tool_step(
         step, call, tool, tctx, lambda: _execute_tool(ctx, route, call, tctx), refused
     )

@@ -20,6 +20,7 @@ class RunResult:
     reason: str | None
     usage: Usage
     steps: int = 0
+    child_runs: int = 0  # started by its agent tools, their own children included
 
     @property
     def ok(self) -> bool:

@@ -583,8 +583,9 @@ class Runtime:
         events = await self.store.read_events(run.id, after_seq=max(run.last_seq - 1, 0))
         finished = next((e for e in events if e.type == ev.RUN_FINISHED), None)
         output = finished.data.get("output") if finished else None
+        children = int(finished.data.get("child_runs", 0)) if finished else 0
         steps = max((e.step or 0 for e in await self.store.read_events(run.id)), default=0)
-        return RunResult(run.id, run.status, output, run.reason, run.usage, steps)
+        return RunResult(run.id, run.status, output, run.reason, run.usage, steps, children)
 
     async def resume(self, run_id: str) -> RunResult:
         """Resume an interrupted run here and wait for it.
@@ -943,7 +944,9 @@ class Runtime:
         self._children.setdefault(request.parent_run, set()).add(run.id)
         # Found again after the parent's crash, an interrupted child was resumed by submit.
         result = await self.wait(run.id)
-        return ChildOutcome(run.id, result.status, result.output, result.reason, result.usage)
+        return ChildOutcome(
+            run.id, result.status, result.output, result.reason, result.usage, result.child_runs
+        )
 
     async def _wake_parent(self, parent_id: str, child_id: str) -> None:
         """Continue a team run that waits on ``child_id``, now that the child has ended."""

@@ -412,12 +412,23 @@ class Budgets(_Strict):
     max_tool_calls: int | None = Field(default=None, ge=0)
     max_cost_usd: float | None = Field(default=None, ge=0)
     deadline_s: float | None = Field(default=None, gt=0, description="wall time from start")
+    max_child_runs: int | None = Field(
+        default=100,
+        ge=0,
+        description="child runs its agent tools may start, their own children included "
+        "(each child gets a share of what is left); null: unlimited",
+    )
+    max_depth: int | None = Field(
+        default=5,
+        ge=0,
+        description="levels of child runs that agent tools may nest below it; null: unlimited",
+    )
 
     def merged(self, override: Budgets | None) -> Budgets:
-        """These budgets with every field set in ``override`` replacing ours."""
+        """These budgets with every field given (not null) in ``override`` replacing ours."""
         if override is None:
             return self
-        return self.model_copy(update=override.model_dump(exclude_none=True))
+        return self.model_copy(update=override.model_dump(exclude_none=True, exclude_unset=True))
 
 
 class Hooks(_Strict):

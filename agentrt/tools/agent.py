@@ -43,6 +43,7 @@ class ChildOutcome:
     output: str | None
     reason: str | None
     usage: Usage
+    child_runs: int = 0  # the child runs it started in turn, theirs included
 
 
 ChildRunner = Callable[[ChildRequest], Awaitable[ChildOutcome]]
@@ -65,6 +66,8 @@ def share_of(left: Budgets | None, share: float) -> Budgets | None:
         else max(0, int(left.max_tool_calls * share)),
         max_cost_usd=None if left.max_cost_usd is None else left.max_cost_usd * share,
         deadline_s=left.deadline_s,
+        max_child_runs=None if left.max_child_runs is None else int(left.max_child_runs * share),
+        max_depth=left.max_depth,
     )
 
 
@@ -104,11 +107,13 @@ class AgentToolSet:
             )
         )
         u = outcome.usage
-        trace = {
+        trace: dict[str, Any] = {
             "child_run": outcome.run_id,
             "status": outcome.status,
             "usage": [u.input_tokens, u.output_tokens, u.cost_usd, u.model_calls, u.tool_calls],
         }
+        if outcome.child_runs:
+            trace["child_runs"] = outcome.child_runs  # counted against the parent's budget
         if outcome.status != "succeeded":
             message = f"agent {self._target.agent!r} ended {outcome.status}: {outcome.reason}"
             return ToolResult(message, is_error=True, trace=trace)

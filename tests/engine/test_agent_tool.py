@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from agentrt import Runtime
 from agentrt.engine import events as ev
 from agentrt.models.testserver import ModelTestServer
-from agentrt.spec import ScriptedRule, parse_resource
-from agentrt.state import SqliteStore
-from tests.conftest import call, resources
+from agentrt.spec import Budgets, ScriptedRule, parse_resource
+from agentrt.state import TERMINAL_STATUSES, SqliteStore
+from tests.conftest import call, resources, rules
 
 RULES = [
     ScriptedRule.model_validate(
@@ -110,3 +111,83 @@ async def test_a_repeated_call_finds_the_same_child(
         # The same key (run:step:call) submits nothing new.
         again = await rt.submit("child", "find the sum", idempotency_key=child.idempotency_key)
     assert again.id == child.id
+
+
+# --- an agent that is its own agent tool ------------------------------------------
+
+# Each run calls itself twice on each of three steps: without bounds, without end.
+AGAIN = rules(*[{"tool_calls": [call("again", input="deeper"), call("again", input="deeper")]}] * 3)
+
+
+def _recursive(url: str, budgets: dict[str, Any] | None = None) -> list[Any]:
+    docs = [
+        {
+            "kind": "Agent",
+            "metadata": {"name": "looper"},
+            "spec": {"model": "m", "tools": ["again"], "budgets": budgets or {}},
+        },
+        {
+            "kind": "Tool",
+            "metadata": {"name": "again"},
+            "spec": {"kind": "agent", "agent": {"agent": "looper"}},
+        },
+    ]
+    return resources(url) + [parse_resource({"apiVersion": "agentrt.dev/v1", **d}) for d in docs]
+
+
+async def _runs(store: SqliteStore) -> list[Any]:
+    return await store.list_runs(limit=100_000)
+
+
+async def test_an_agent_that_calls_itself_is_bounded_by_default(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(AGAIN)
+    async with Runtime(store) as rt:
+        await rt.apply(_recursive(model_server.url))
+        root = await asyncio.wait_for(rt.run("looper", "go"), 120)
+    runs = await _runs(store)
+    assert root.status in TERMINAL_STATUSES
+    assert all(r.status in TERMINAL_STATUSES for r in runs)
+    # The root and at most budgets.max_child_runs (100) children, all levels together.
+    assert 1 < len(runs) <= 101
+    assert root.child_runs == len(runs) - 1
+    refused = [r for r in runs if "budgets.max_child_runs" in (r.reason or "")]
+    assert refused and all(r.status == "budget_exhausted" for r in refused)
+
+
+async def test_max_depth_bounds_how_deep_agent_tools_nest(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(AGAIN)
+    async with Runtime(store) as rt:
+        await rt.apply(_recursive(model_server.url, {"max_depth": 1, "max_child_runs": None}))
+        root = await asyncio.wait_for(rt.run("looper", "go"), 120)
+    children = [r for r in await _runs(store) if r.id != root.run_id]
+    # Three steps of two calls each; every child is one level down and may go no deeper.
+    assert root.status == "succeeded" and root.child_runs == 6
+    assert len(children) == 6
+    assert all(r.parent_run == root.run_id for r in children)
+    assert all(r.status == "budget_exhausted" for r in children)
+    assert all("budgets.max_depth reached" in (r.reason or "") for r in children)
+    assert "budget_exhausted: budgets.max_depth reached" in (root.output or "")
+
+
+async def test_max_child_runs_counts_every_level_and_a_query_may_lower_it(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(AGAIN)
+    async with Runtime(store) as rt:
+        await rt.apply(_recursive(model_server.url))
+        root = await asyncio.wait_for(
+            rt.run("looper", "go", budgets=Budgets(max_child_runs=2)), 120
+        )
+        replayed = await rt.replay(root.run_id)
+    # Two children (with nothing left to start theirs), then the third call is refused.
+    assert root.status == "budget_exhausted"
+    assert root.reason == (
+        "budgets.max_child_runs=2 would be exceeded (2 child runs started, theirs included; "
+        "2 more requested)"
+    )
+    assert len(await _runs(store)) == 3 and root.child_runs == 2
+    assert replayed == root
