@@ -113,7 +113,7 @@ _CHILD_FIELDS = (
     "status", "output", "child_run", "reason", "child_status", "items", "attempts", "usage",
     "trace",
 )  # fmt: skip
-_ROUTE_FIELDS = ("status", "output", "reply", "usage")
+_ROUTE_FIELDS = ("status", "output", "reply", "usage", "reason")
 
 
 def _listed(usage: Usage) -> list[Any]:
@@ -381,7 +381,10 @@ async def run_team(
             return
         if node.route is not None:
             inst = (node.name, round_, 0)
-            await record(inst, await route(node, inst, _fill(node.input, input, state, None)))
+            routed = await route(node, inst, _fill(node.input, input, state, None))
+            await record(inst, routed)
+            if routed["status"] == "failed":
+                raise TeamFailed(str(routed.get("reason")))
             return
         items: list[Any] = [None]
         if node.map is not None:
@@ -411,13 +414,20 @@ async def run_team(
             return {k: v for k, v in _recorded(replay, inst).items() if k in _ROUTE_FIELDS}
         if choose is None:
             raise TeamFailed(f"node {node.name!r}: no model client to route with")
-        reply, used = await choose(model, node.route.members, text)
+        # A failure is recorded as the node's end, so that a replay fails the same way.
+        try:
+            reply, used = await choose(model, node.route.members, text)
+        except TeamFailed as failed:
+            return {"status": "failed", "reason": failed.reason}
         member = pick_member(reply, node.route.members) or node.route.default
         if member is None:
-            raise TeamFailed(
-                f"node {node.name!r}: model {model!r} answered {reply[:80]!r}, which names none "
-                f"of {', '.join(node.route.members)}; add a `default` or rules"
-            )
+            return {
+                "status": "failed",
+                "reason": f"node {node.name!r}: model {model!r} answered {reply[:80]!r}, which "
+                f"names none of {', '.join(node.route.members)}; add a `default` or rules",
+                "reply": reply,
+                "usage": _listed(used),
+            }
         return {"status": "succeeded", "output": member, "reply": reply, "usage": _listed(used)}
 
     async def _perform(node: TeamNode, inst: Instance, text: str, items: int) -> dict[str, Any]:

@@ -315,6 +315,7 @@ async def test_a_router_asks_its_model_which_member_answers(
         login = await rt.run("desk", "I cannot log in")
         lost = await rt.run("desk", "what is the weather")
         replayed = await rt.replay(login.run_id)
+        lost_again = await rt.replay(lost.run_id)
     assert (invoice.output, login.output) == (
         "my invoice is wrong handled",
         "I cannot log in handled",
@@ -333,6 +334,7 @@ async def test_a_router_asks_its_model_which_member_answers(
     assert "model 'chooser' answered 'No idea.', which names none of billing, support" in (
         lost.reason or ""
     )
+    assert (lost_again.status, lost_again.reason) == ("failed", lost.reason)
 
 
 async def wait_for(store: SqliteStore, run_id: str, type_: str, count: int) -> None:
@@ -466,3 +468,33 @@ async def test_a_team_waits_while_a_node_waits_for_a_person(
     assert (done.status, done.output) == ("succeeded", "2")
     assert len(await child_runs(store, waiting.run_id)) == 1  # the same child, found again
     assert effects.read_text().count("\tcharge\t250") == 1
+
+
+async def test_a_team_run_its_routing_model_failed_replays_to_its_recorded_end(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    spec = {"strategy": {"kind": "router", "members": ["billing", "support"], "model": "chooser"}}
+    async with ModelTestServer() as broken:
+        broken.inject(500, count=100)
+        chooser = {"kind": "Model", "metadata": {"name": "chooser"},
+                   "spec": {"provider": "openai", "base_url": broken.url, "max_retries": 0}}  # fmt: skip
+        async with Runtime(store) as rt:
+            await rt.apply(
+                [
+                    *agents(model_server.url, "billing", "support"),
+                    parse_resource({"apiVersion": "agentrt.dev/v1", **chooser}),
+                    team("desk", spec),
+                ]
+            )
+            failed = await rt.run("desk", "my invoice is wrong")
+            asked = len(broken.requests)
+            replayed = await rt.replay(failed.run_id)
+    assert failed.status == "failed" and "routing model 'chooser' failed" in (failed.reason or "")
+    assert (replayed.status, replayed.reason) == ("failed", failed.reason)
+    assert len(broken.requests) == asked  # the replay asked no model
+    routed = next(
+        e.data for e in await store.read_events(failed.run_id)
+        if e.type == ev.NODE_FINISHED and e.data["node"] == "route"
+    )  # fmt: skip
+    assert routed["status"] == "failed" and "HTTP 500" in routed["reason"]
+    assert await child_runs(store, failed.run_id) == []
