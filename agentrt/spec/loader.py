@@ -1,4 +1,8 @@
-"""Load resources from YAML files and turn every problem into a precise SpecIssue."""
+"""Load resources from YAML files and turn every problem into a precise SpecIssue.
+
+The YAML itself is read by :mod:`agentrt.spec._yaml`: plain data only, in
+bounded time and memory, with duplicate keys refused.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from agentrt.errors import SpecError, SpecIssue
+from agentrt.spec._checks import JSON_SCHEMA, UNIQUE
+from agentrt.spec._yaml import parse_documents, read_file
 from agentrt.spec.resources import API_VERSION, KINDS, Resource
 
 __all__ = ["Loaded", "iter_resource_files", "load_paths", "load_text", "parse_resource"]
@@ -52,7 +58,7 @@ def load_paths(paths: Iterable[str | Path]) -> list[Loaded]:
     issues: list[SpecIssue] = []
     for path in iter_resource_files(paths):
         try:
-            resources.extend(load_text(path.read_text(encoding="utf-8"), str(path)))
+            resources.extend(load_text(read_file(path), str(path)))
         except SpecError as exc:
             issues.extend(exc.issues)
     if issues:
@@ -62,19 +68,12 @@ def load_paths(paths: Iterable[str | Path]) -> list[Loaded]:
 
 def load_text(text: str, file: str = "<string>") -> list[Loaded]:
     """Parse a (multi-document) YAML text into validated resources."""
-    try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        raise SpecError([_yaml_issue(exc, file)]) from None
     resources: list[Loaded] = []
     issues: list[SpecIssue] = []
-    for index, node in enumerate(nodes, start=1):
-        if node is None:
-            continue
-        data = yaml.safe_load(yaml.serialize(node))
+    for doc in parse_documents(text, file):
         try:
-            resource = parse_resource(data, file=file, document=index, node=node)
-            resources.append(Loaded(resource, file, _line(node, ()), node))
+            resource = parse_resource(doc.data, file=file, document=doc.number, node=doc.node)
+            resources.append(Loaded(resource, file, _line(doc.node, ()), doc.node))
         except SpecError as exc:
             issues.extend(exc.issues)
     if issues:
@@ -137,25 +136,16 @@ def parse_resource(
 # --- turning errors into issues -----------------------------------------------------
 
 
-def _yaml_issue(exc: yaml.YAMLError, file: str) -> SpecIssue:
-    mark = getattr(exc, "problem_mark", None)
-    line = mark.line + 1 if mark is not None else None
-    problem = getattr(exc, "problem", None) or str(exc)
-    context = getattr(exc, "context", None)
-    message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
-    fix = "check indentation and quoting near this line; a value with ': ' needs quotes"
-    if mark is not None:
-        message += f" at column {mark.column + 1}"
-    return SpecIssue(file, "file", "", message, fix, line)
-
-
 def _pydantic_issue(
     err: ErrorDetails, cls: type[BaseModel], file: str, label: str, node: yaml.Node | None
 ) -> SpecIssue:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind in (UNIQUE, JSON_SCHEMA):  # our checks say where inside the field, and the fix
+        loc += tuple(ctx["at"])
     # Discriminated/tagged unions add the tag to the location; drop it from the path.
     path = field_path(loc)
-    kind = err["type"]
     field = str(loc[-1]) if loc else ""
     if kind == "missing":
         message = f"missing required field `{field}`"
@@ -182,6 +172,9 @@ def _pydantic_issue(
         message = f"expected {_article(expected)} {expected}, got {_kind_of(err['input'])}"
         message += f" {err['input']!r}" if not isinstance(err["input"], dict | list) else ""
         fix = f"give `{field}` {_article(expected)} {expected} value"
+    elif kind in (UNIQUE, JSON_SCHEMA):
+        message = str(err["msg"])
+        fix = str(ctx["fix"])
     elif kind == "value_error":
         message = str(err["msg"]).removeprefix("Value error, ")
         fix = "change the value as the message says"

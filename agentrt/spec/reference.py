@@ -30,6 +30,24 @@ spec: ...                      # below, per kind
 ```
 
 Unknown fields are errors (a typo is reported with a suggestion, never ignored).
+
+A resource file is read as untrusted input, each rule an error with the file and
+the line:
+
+- UTF-8 text of at most 1 MiB per file;
+- plain data only: mappings, lists, strings, numbers, booleans, null and dates;
+  a tag that builds something else (`!!python/...`, `!!binary`, `!!set`, a
+  local `!tag`) is refused (`!!str` and the like are fine);
+- nesting at most 100 levels deep and at most 50,000 values per file, aliases
+  counted each time they are used (anchors and `<<:` merges work; "billion
+  laughs" are refused before anything expands);
+- a key given twice in one mapping (YAML would silently keep the last);
+- a name listed twice in a list of names: `tools`, `fallbacks`, `on_tools`,
+  `mcp.tools`, `env`, `read_paths`, `tags`, a route's `members`, a node's
+  `after`, a team's `entry`;
+- the same resource (kind, namespace, name) defined twice in one `apply`;
+- a Tool's `input_schema` that is not valid JSON Schema (checked against the
+  metaschema of its `$schema`, draft 2020-12 when absent) or not `type: object`.
 """
 
 

@@ -49,14 +49,39 @@ def _path(loc: tuple[str | int, ...]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
+def _defined_twice(items: list[Loaded]) -> list[SpecIssue]:
+    """An issue for each resource defined again in the same set of files."""
+    first: dict[ResourceKey, Loaded] = {}
+    issues: list[SpecIssue] = []
+    for item in items:
+        key = key_of(item.resource)
+        earlier = first.setdefault(key, item)
+        if earlier is item:
+            continue
+        where = earlier.file if earlier.line is None else f"{earlier.file}:{earlier.line}"
+        kind, namespace, name = key
+        issues.append(
+            SpecIssue(
+                item.file,
+                f"{kind}/{name}",
+                "metadata.name",
+                f"{kind} {name!r} of namespace {namespace!r} is defined twice (also at {where})",
+                "keep one definition, or give one of them another name",
+                item.line_of(("metadata", "name")),
+            )
+        )
+    return issues
+
+
 def check_references(loaded: Iterable[Loaded], known: Collection[ResourceKey] = ()) -> None:
-    """Raise a SpecError naming every reference to a resource that is not defined.
+    """Raise a SpecError naming every resource defined twice and every reference to one
+    that is not defined.
 
     ``known`` holds resources that exist already (in the store), besides ``loaded``.
     """
     items = list(loaded)
     defined = set(known) | {key_of(item.resource) for item in items}
-    issues: list[SpecIssue] = []
+    issues = _defined_twice(items)
     for item in items:
         res = item.resource
         if isinstance(res, Team):

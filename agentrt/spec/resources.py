@@ -6,9 +6,10 @@ field, not a setting that is silently ignored.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -16,12 +17,17 @@ from pydantic import (
     model_validator,
 )
 
+from agentrt.spec._checks import tool_input_schema, unique_names
 from agentrt.spec.network import parse_rule
 from agentrt.spec.patterns import Regex
 
 API_VERSION = "agentrt.dev/v1"
 _NAME = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 _CALLABLE = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+
+
+Names = Annotated[list[str], AfterValidator(unique_names)]
+"""A list of names in which each may appear once (a repeat is a mistake, never a meaning)."""
 
 
 class _Strict(BaseModel):
@@ -125,7 +131,7 @@ class ModelSpec(_Strict):
     context_window: int | None = Field(
         default=None, gt=0, description="tokens the model accepts per request (prompt + output)"
     )
-    fallbacks: list[str] = Field(
+    fallbacks: Names = Field(
         default_factory=list, description="Models tried in order when this one keeps failing"
     )
     script: list[ScriptedRule] = Field(
@@ -184,7 +190,7 @@ class McpToolSpec(_Strict):
     env: dict[str, str] = Field(
         default_factory=dict, description="for the stdio server; ${env:NAME} references allowed"
     )
-    tools: list[str] | None = Field(
+    tools: Names | None = Field(
         default=None, description="offer only these of the server's tools (default: all)"
     )
 
@@ -224,7 +230,7 @@ class MemoryToolSpec(_Strict):
 
     write: bool = Field(default=True, description="offer `remember` (false: search only)")
     max_results: int = Field(default=5, ge=1, le=50, description="facts `recall` returns at most")
-    tags: list[str] = Field(
+    tags: Names = Field(
         default_factory=list,
         description="search only facts with all these tags, and add them to what is remembered",
     )
@@ -237,8 +243,8 @@ class Permissions(_Strict):
         default="none",
         description='"none" or an allow-list of "host:port" (also "*.domain:port", "[v6]:port")',
     )
-    env: list[str] = Field(default_factory=list, description="environment variables passed in")
-    read_paths: list[str] = Field(
+    env: Names = Field(default_factory=list, description="environment variables passed in")
+    read_paths: Names = Field(
         default_factory=list, description="host paths the tool may read (read-only)"
     )
 
@@ -306,8 +312,10 @@ class ToolSpec(_Strict):
     description: str | None = Field(
         default=None, description="shown to the model; default: the docstring's first line"
     )
-    input_schema: dict[str, Any] | None = Field(
-        default=None, description="JSON Schema; derived from the signature when absent"
+    input_schema: Annotated[dict[str, Any] | None, AfterValidator(tool_input_schema)] = Field(
+        default=None,
+        description="JSON Schema of an object (`type: object`), checked at apply; "
+        "derived from the signature when absent",
     )
     idempotent: bool = Field(
         default=False, description="safe to run again with the same idempotency key"
@@ -375,7 +383,7 @@ class RetryPolicy(_Strict):
 class StopConditions(_Strict):
     """Extra reasons to end the loop besides a reply without tool calls."""
 
-    on_tools: list[str] = Field(
+    on_tools: Names = Field(
         default_factory=list,
         description="stop after one of these tools (by its own name or the model's); "
         "its output is the answer",
@@ -476,7 +484,7 @@ class AgentSpec(_Strict):
 
     model: str = Field(description="name of a Model resource")
     instructions: str = Field(default="", description="the system prompt")
-    tools: list[str] = Field(default_factory=list, description="names of Tool resources")
+    tools: Names = Field(default_factory=list, description="names of Tool resources")
     loop: LoopPolicy = Field(default_factory=LoopPolicy)
     budgets: Budgets = Field(default_factory=Budgets)
     hooks: Hooks = Field(default_factory=Hooks, description="module:function per loop phase")
@@ -545,7 +553,7 @@ class RouteRule(_Strict):
 class RouteSpec(_Strict):
     """A node that chooses one member, by rules or by asking a model; writes its name."""
 
-    members: list[str] = Field(min_length=1, description="names of nodes it may choose")
+    members: Names = Field(min_length=1, description="names of nodes it may choose")
     rules: list[RouteRule] = Field(default_factory=list, description="tried in order")
     model: str | None = Field(default=None, description="a Model that names the member")
     default: str | None = Field(default=None, description="when no rule matches")
@@ -572,7 +580,7 @@ class TeamNode(_Strict):
     output: str | None = Field(
         default=None, description="state key the result is written to (default: the node's name)"
     )
-    after: list[str] = Field(default_factory=list, description="nodes that must finish first")
+    after: Names = Field(default_factory=list, description="nodes that must finish first")
     when: Condition | None = Field(default=None, description="else the node is skipped")
     map: FanOut | None = None
     retry: RetryPolicy = Field(
@@ -656,7 +664,7 @@ class TeamSpec(_Strict):
 
     description: str = ""
     nodes: list[TeamNode] = Field(default_factory=list, description="an explicit graph")
-    entry: list[str] = Field(
+    entry: Names = Field(
         default_factory=list, description="nodes that start the graph (default: the first node)"
     )
     loops: list[TeamLoop] = Field(default_factory=list, description="bounded edges back")
