@@ -4,7 +4,8 @@ Exit codes: 0 success; 1 the run ended other than ``succeeded``; 2 a usage
 error (bad spec, flag, unknown run); 3 the run waits for a person; 4 the store
 cannot be opened or written here (its path, permissions, read-only media, a
 lock); 5 the file is not a store this agentrt can use (not one, damaged, another
-schema version); 6 no space left for the store; 130 interrupted.
+schema version); 6 no space left for the store; 130 interrupted; 141 the output's
+reader went away (``agentrt runs list | head``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +54,8 @@ __all__ = ["CommandParser", "build_parser", "main"]
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_WAITING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_STORE_UNAVAILABLE, EXIT_STORE_INVALID, EXIT_STORE_FULL = 4, 5, 6
+EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell shows for a command whose reader left
+_OUTPUT_CLOSED = "the output's reader is gone"
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -190,6 +193,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``agentrt`` console script."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Whoever read the output is gone (`agentrt runs list | head`): stop quietly,
+        # as a command the shell sees end by SIGPIPE does; a run stays resumable.
+        # Standard output goes to /dev/null so the interpreter's last flush cannot fail.
+        _discard_stdout()
+        return EXIT_OUTPUT_CLOSED
+
+
+def _discard_stdout() -> None:
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a file descriptor (a caller's in-memory stream)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     # `module:function` references in specs resolve from the working directory,
     # as `python -m` would (the console script's own directory is not useful).
@@ -198,6 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _log_in_one_line()
     try:
         return asyncio.run(_dispatch(args))
+    except asyncio.CancelledError as exc:
+        if _OUTPUT_CLOSED not in exc.args:
+            raise
+        raise BrokenPipeError from None  # the live trace's reader went away
     except KeyboardInterrupt:
         print("interrupted; the run stays resumable", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -267,8 +297,21 @@ def _finish(args: argparse.Namespace, result: RunResult, *, quiet: bool = False)
     return _exit_for(result)
 
 
+def _stop_command() -> Callable[[], None]:
+    """A function that ends the running command because its output's reader is gone."""
+    task = asyncio.current_task()
+
+    def stop() -> None:
+        if task is not None:
+            task.cancel(_OUTPUT_CLOSED)  # main() exits quietly; the run stays resumable
+
+    return stop
+
+
 def _runtime(args: argparse.Namespace, *, live: bool = True, resume: bool = False) -> Runtime:
-    observers = [LiveTrace(style=_style())] if live and not args.json else []
+    observers = (
+        [LiveTrace(style=_style(), on_closed=_stop_command())] if live and not args.json else []
+    )
     scratch = os.environ.get("AGENTRT_SCRATCH")
     return Runtime(
         args.store,

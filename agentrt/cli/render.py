@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -85,6 +85,9 @@ class LiveTrace:
 
     out: TextIO = field(default_factory=lambda: sys.stdout)
     style: Style = field(default_factory=Style)
+    # Called when ``out``'s reader is gone (`agentrt run ... | head`). The journal
+    # keeps an observer's errors from the run, so the CLI hears of it this way.
+    on_closed: Callable[[], None] | None = None
     _starts: dict[tuple[str, int], float] = field(default_factory=dict)  # intent ts
     _calls: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     _tokens: dict[str, int] = field(default_factory=dict)
@@ -179,7 +182,12 @@ class LiveTrace:
         return "" if start is None else f"{(end.ts - start) * 1000:.0f}ms"
 
     def _line(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        try:
+            print(text, file=self.out, flush=True)
+        except BrokenPipeError:
+            if self.on_closed is None:
+                raise
+            self.on_closed()
 
 
 def in_flight(events: Sequence[Event]) -> dict[int, Event]:
