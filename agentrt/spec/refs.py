@@ -50,13 +50,17 @@ def _path(loc: tuple[str | int, ...]) -> str:
 
 
 def _defined_twice(items: list[Loaded]) -> list[SpecIssue]:
-    """An issue for each resource defined again in the same set of files."""
+    """An issue for each resource defined again, differently, in the same set of files.
+
+    Applied in order, the later definition would silently replace the earlier one;
+    the same definition twice is one resource stated twice, and harmless.
+    """
     first: dict[ResourceKey, Loaded] = {}
     issues: list[SpecIssue] = []
     for item in items:
         key = key_of(item.resource)
         earlier = first.setdefault(key, item)
-        if earlier is item:
+        if earlier is item or earlier.resource == item.resource:
             continue
         where = earlier.file if earlier.line is None else f"{earlier.file}:{earlier.line}"
         kind, namespace, name = key
@@ -65,7 +69,8 @@ def _defined_twice(items: list[Loaded]) -> list[SpecIssue]:
                 item.file,
                 f"{kind}/{name}",
                 "metadata.name",
-                f"{kind} {name!r} of namespace {namespace!r} is defined twice (also at {where})",
+                f"{kind} {name!r} of namespace {namespace!r} is defined twice, differently "
+                f"(also at {where})",
                 "keep one definition, or give one of them another name",
                 item.line_of(("metadata", "name")),
             )
@@ -74,8 +79,8 @@ def _defined_twice(items: list[Loaded]) -> list[SpecIssue]:
 
 
 def check_references(loaded: Iterable[Loaded], known: Collection[ResourceKey] = ()) -> None:
-    """Raise a SpecError naming every resource defined twice and every reference to one
-    that is not defined.
+    """Raise a SpecError naming every resource defined twice (differently) and every
+    reference to one that is not defined.
 
     ``known`` holds resources that exist already (in the store), besides ``loaded``.
     """

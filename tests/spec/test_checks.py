@@ -135,10 +135,11 @@ def test_the_same_resource_twice_in_one_apply_is_an_error() -> None:
             8,
             "Model/m",
             "metadata.name",
-            "Model 'm' of namespace 'default' is defined twice (also at bad.yaml:1)",
+            "Model 'm' of namespace 'default' is defined twice, differently (also at bad.yaml:1)",
             "keep one definition, or give one of them another name",
         )
     ]
-    # The same name in another namespace, or of another kind, is another resource.
+    # The same name in another namespace is another resource; the same definition
+    # twice is one resource.
     other = MODEL.replace("{name: m}", "{name: m, namespace: other}")
-    check_references(load_text(MODEL + "---\n" + other))
+    check_references(load_text(MODEL + "---\n" + other + "---\n" + MODEL))
