@@ -134,7 +134,7 @@ def from_sqlite_error(exc: sqlite3.Error, store: str, *, read_only: bool) -> Sto
     if primary == _FULL:
         return full(store, detail)
     if primary == _CORRUPT:
-        return damaged(store, detail)
+        return damaged(store, f"truncated or corrupt: {detail}")
     if primary == _NOTADB:
         return StoreInvalid(
             store,

@@ -1,11 +1,12 @@
 """How the SQLite store gets its connection: checked, created atomically, or read-only.
 
 :func:`open_connection` is the only way the store gets a connection. Before
-SQLite sees a file it is checked: a directory, an empty file, a file that is
-not SQLite or is cut short is refused with a :class:`StoreError` and left as it
-is. A new store is built under a temporary name and linked into place complete,
-so agentrt never leaves a half-made store behind; a 0-byte file is therefore
-never one of ours, and is refused rather than silently taken as a new store.
+SQLite sees a file it is checked: a directory or an empty file is refused with
+a :class:`StoreError`; a file that is not SQLite, or is damaged or cut short, is
+refused on SQLite's word. Either way the file is left as it is. A new store is
+built under a temporary name and linked into place complete, so agentrt never
+leaves a half-made store behind; a 0-byte file is therefore never one of ours,
+and is refused rather than silently taken as a new store.
 
 A read-only connection never migrates nor changes anything (SQLite's
 ``query_only``, or ``mode=ro`` where the process may not write, down to reading
@@ -26,10 +27,8 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
-from agentrt._text import count
 from agentrt.errors import StoreError, StoreInvalid, StoreUnavailable
 from agentrt.state._sqlite_errors import (
-    damaged,
     from_os_error,
     from_sqlite_error,
     not_writable,
@@ -46,8 +45,6 @@ from agentrt.state._sqlite_schema import (
 __all__ = ["open_connection"]
 
 _JOURNAL_SIZE_LIMIT: Final = 8 * 1024 * 1024
-_MAGIC: Final = b"SQLite format 3\x00"
-_HEADER: Final = 100
 
 
 def open_connection(
@@ -116,9 +113,14 @@ def _store_error(exc: sqlite3.Error, store: str, *, read_only: bool) -> BaseExce
 def _check_file(file: Path, store: str) -> bool:
     """Whether a store file exists at ``file``; refuse what cannot be one.
 
+    Only ``stat``: opening and closing the file here would drop the POSIX locks
+    that this process's other SQLite connections to it hold (they are per
+    process), and let another process checkpoint under their feet. What the file
+    holds is SQLite's to judge (not a database, damaged, cut short).
+
     Raises:
         StoreError: The path is a directory or not a regular file, or the file is
-            empty, not SQLite, or shorter than its header says.
+            empty.
     """
     try:
         info = file.stat()
@@ -138,34 +140,12 @@ def _check_file(file: Path, store: str) -> bool:
             "is an empty file (0 bytes), not an agentrt store (agentrt never leaves one)",
             "delete it to create a new store there, or point the store at your store file",
         )
-    try:
-        with file.open("rb") as f:
-            header = f.read(_HEADER)
-    except OSError as exc:
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            raise StoreUnavailable(
-                store,
-                "cannot be read by this user (permission denied)",
-                "run as a user who may read it, or fix its permissions",
-            ) from exc
-        raise from_os_error(exc, store) from exc
-    if not header.startswith(_MAGIC[: len(header)]) or len(header) < len(_MAGIC):
-        raise StoreInvalid(
+    if not os.access(file, os.R_OK):
+        raise StoreUnavailable(
             store,
-            "is not an agentrt store (not a SQLite database)",
-            "point the store at an agentrt store, or at a path that does not exist yet "
-            "to create a new one there",
+            "cannot be read by this user (permission denied)",
+            "run as a user who may read it, or fix its permissions",
         )
-    if len(header) < _HEADER:
-        size = count(info.st_size, "byte")
-        raise damaged(store, f"truncated to {size}, shorter than its header")
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    # The page count is valid when the "version-valid-for" number matches the change counter.
-    if header[92:96] == header[24:28] and info.st_size < page_size * pages:
-        size, whole = count(info.st_size, "byte"), count(page_size * pages, "byte")
-        raise damaged(store, f"truncated to {size} of the {whole} it had")
     return True
 
 

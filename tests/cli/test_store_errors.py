@@ -228,7 +228,7 @@ def test_a_truncated_store_is_reported_damaged(
     data = store.read_bytes()
     store.write_bytes(data[: int(len(data) * cut) if isinstance(cut, float) else cut])
     for args in (["runs", "list"], ["apply", "-f", str(spec)]):
-        one_error(agentrt(str(store), *args), EXIT_STORE_INVALID, str(store), "truncated")
+        one_error(agentrt(str(store), *args), EXIT_STORE_INVALID, str(store), "damaged (truncated")
 
 
 def test_a_store_damaged_inside_is_reported_damaged(tmp_path: Path, spec: Path) -> None:

@@ -352,6 +352,48 @@ async def test_a_new_store_is_marked_and_created_whole(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)
 
 
+# SQLite's SHARED lock bytes on the database file (sqlite3.c: PENDING_BYTE + 2, 510 bytes).
+_LOCK_PROBE = r"""
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 510, 0x40000002, 0)
+except OSError:
+    print("held")
+else:
+    print("free")
+"""
+
+
+def _shared_lock(path: Path) -> str:
+    """Whether some process holds a SQLite SHARED lock on ``path`` (asked from another one)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LOCK_PROBE, str(path)], capture_output=True, text=True, timeout=30
+    )
+    return done.stdout.strip()
+
+
+async def test_opening_a_store_again_keeps_the_locks_of_those_open(tmp_path: Path) -> None:
+    # POSIX locks belong to the process: opening and closing the file outside SQLite
+    # would drop the locks of this process's open connections, and another process
+    # could then checkpoint and delete the WAL under them (a "malformed" image).
+    path = tmp_path / "s.db"
+    stores = [await SqliteStore.open(path)]
+    try:
+        await stores[0].create_run(run_draft("r"))
+        assert _shared_lock(path) == "held"
+        stores.append(await SqliteStore.open(path))
+        stores.append(await SqliteStore.open(path, read_only=True))
+        assert _shared_lock(path) == "held"
+        for store in stores[1:]:
+            await store.close()
+        assert _shared_lock(path) == "held"
+        assert await stores[0].get_run("r") is not None
+    finally:
+        await stores[0].close()
+    assert _shared_lock(path) == "free"
+
+
 async def test_read_only_open_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     async with await SqliteStore.open(path) as store:
