@@ -6,11 +6,25 @@ so that a fork from step N starts from the files as they were at step N.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tarfile
 from pathlib import Path
 
 __all__ = ["ScratchSpace"]
+
+log = logging.getLogger(__name__)
+
+
+def _safe_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """The ``data`` filter, but a member it refuses is left out instead of failing the
+    whole restore: snapshots taken before files were normalised may hold FIFOs or
+    links out of the directory, and a fork must still get every ordinary file."""
+    try:
+        return tarfile.data_filter(member, dest)
+    except tarfile.FilterError as exc:
+        log.warning("snapshot member %s left out: %s", member.name, exc)
+        return None
 
 
 class ScratchSpace:
@@ -53,7 +67,7 @@ class ScratchSpace:
         if not found:
             return False
         with tarfile.open(found[-1]) as tar:
-            tar.extractall(target, filter="data")
+            tar.extractall(target, filter=_safe_member)
         return True
 
     def remove_except(self, keep: set[str]) -> int:

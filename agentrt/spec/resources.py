@@ -266,6 +266,18 @@ class Limits(_Strict):
     output_bytes: int = Field(
         default=65536, gt=0, description="beyond this, output is truncated (kept as an artifact)"
     )
+    disk_mb: int = Field(
+        default=64, gt=0, le=65536, description="what one call may add to the run's scratch"
+    )
+    disk_files: int = Field(
+        default=2000, gt=0, le=1_000_000, description="files one call may add to the scratch"
+    )
+    run_disk_mb: int = Field(
+        default=256, gt=0, le=65536, description="what the run's scratch may hold in all"
+    )
+    run_disk_files: int = Field(
+        default=10000, gt=0, le=1_000_000, description="files the run's scratch may hold in all"
+    )
 
 
 class Quotas(_Strict):

@@ -3,13 +3,17 @@
 Each call writes the code to ``main.py`` (or ``main.sh``) in the run's scratch
 directory and runs it there, in a fresh sandbox taken from a warm pool, with
 the Tool's permissions and limits. Files written by one call stay for the next
-calls of the same run: the scratch directory is the run's workspace.
+calls of the same run: the scratch directory is the run's workspace, copied
+into the sandbox's own volume for the call and back, normalised, after it
+(:mod:`agentrt.tools.sandbox.pool`). A call that writes past its disk quota
+ends ``disk_exceeded`` and what it wrote is discarded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -30,8 +34,9 @@ from agentrt.tools.sandbox.base import (
     SandboxLimits,
     SandboxPolicy,
 )
-from agentrt.tools.sandbox.pool import Lease, SandboxPool
+from agentrt.tools.sandbox.pool import Collected, Lease, SandboxPool
 from agentrt.tools.sandbox.selection import choose_backend
+from agentrt.tools.sandbox.volume import DiskQuota
 
 __all__ = ["CodeTool", "default_workdir"]
 
@@ -39,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WALL_S = 30.0
 TRACE_STDERR_CHARS = 4096  # the event log keeps a bounded stderr; the model sees the capped one
+QUOTA_POLL_S = 0.25  # how often a measured (not kernel-enforced) disk quota is checked
 _PYTHON = ("python3", "-s", "-E")
 _PROGRAMS = {
     "python": ("main.py", [*_PYTHON, "main.py"]),
@@ -119,12 +125,20 @@ class CodeTool:
         self.code = spec.code or CodeToolSpec()
         self.workdir = workdir if workdir is not None else default_workdir()
         self.pool_size = self.code.pool_size if pool_size is None else pool_size
+        limits = spec.limits
         self.limits = SandboxLimits(
             wall_s=spec.timeout_s or DEFAULT_WALL_S,
-            cpu_s=spec.limits.cpu_s,
-            memory_mb=spec.limits.memory_mb,
-            pids=spec.limits.pids,
-            output_bytes=spec.limits.output_bytes,
+            cpu_s=limits.cpu_s,
+            memory_mb=limits.memory_mb,
+            pids=limits.pids,
+            output_bytes=limits.output_bytes,
+            disk_mb=limits.disk_mb,
+        )
+        self.quota = DiskQuota(
+            call_bytes=limits.disk_mb << 20,
+            call_entries=limits.disk_files,
+            run_bytes=limits.run_disk_mb << 20,
+            run_entries=limits.run_disk_files,
         )
         network = spec.permissions.network
         self._network: Literal["none"] | tuple[str, ...] = (
@@ -185,9 +199,10 @@ class CodeTool:
                     backend,
                     self._policy(),
                     self.limits,
-                    root=self.workdir / "scratch",
+                    workdir=self.workdir,
                     size=self.pool_size,
                     prestart=_PRESTART.get(self.code.language),
+                    user=backend.user,
                 )
             return self._pool
 
@@ -201,13 +216,13 @@ class CodeTool:
         active = self._active.setdefault(ctx.run_id, set())
         active.add(lease.sandbox)
         try:
-            result = await self._run(lease, ctx.scratch, filename, code, argv)
+            result, collected = await self._run(lease, ctx.scratch, filename, code, argv)
         finally:
             active.discard(lease.sandbox)
             if not active:
                 self._active.pop(ctx.run_id, None)
             await lease.release()
-        return self._result(result)
+        return self._result(result, collected)
 
     async def pause_run(self, run_id: str) -> int:
         """Freeze the sandboxes running calls of ``run_id``; returns how many."""
@@ -234,24 +249,50 @@ class CodeTool:
 
     async def _run(
         self, lease: Lease, scratch: Path | None, filename: str, code: str, argv: list[str]
-    ) -> ExecResult:
+    ) -> tuple[ExecResult, Collected]:
         if scratch is None:  # no run directory: the files live as long as the call
+            await lease.adopt(None, self.quota)
             await asyncio.to_thread(_write_program, lease.scratch / filename, code)
-            return await lease.sandbox.exec(argv)
+            result = await self._exec(lease, argv)
+            await lease.sandbox.terminate()
+            exceeded = await asyncio.to_thread(lease.volume.exceeded)
+            return self._over_quota(result, exceeded), Collected()
         key = str(scratch)
         lock = _scratch_locks.get(key)
         if lock is None:
             lock = _scratch_locks[key] = asyncio.Lock()
         async with lock:
             await asyncio.to_thread(_write_program, scratch / filename, code)
-            await lease.adopt(scratch)
-            try:
-                return await lease.sandbox.exec(argv)
-            finally:
-                await lease.give_back(scratch)
+            await lease.adopt(scratch, self.quota)
+            result = await self._exec(lease, argv)
+            await lease.sandbox.terminate()  # nothing may write while the files come back
+            collected = await lease.collect(scratch, self.quota)
+            return self._over_quota(result, collected.exceeded is not None), collected
+
+    async def _exec(self, lease: Lease, argv: list[str]) -> ExecResult:
+        """Run the command; a quota the kernel does not enforce is measured while it runs."""
+        if lease.volume.enforced:
+            return await lease.sandbox.exec(argv)
+        watch = asyncio.create_task(self._watch_quota(lease))
+        try:
+            return await lease.sandbox.exec(argv)
+        finally:
+            watch.cancel()
+
+    @staticmethod
+    async def _watch_quota(lease: Lease) -> None:
+        while not await asyncio.to_thread(lease.volume.exceeded):  # noqa: ASYNC110 (a poll)
+            await asyncio.sleep(QUOTA_POLL_S)
+        await lease.sandbox.terminate()
+
+    @staticmethod
+    def _over_quota(result: ExecResult, exceeded: bool) -> ExecResult:
+        if not exceeded:
+            return result
+        return dataclasses.replace(result, reason="disk_exceeded", exit_code=None)
 
     def _explain(self, result: ExecResult) -> str:
-        limits = self.limits
+        limits, quota = self.limits, self.quota
         return {
             "ok": f"exited with code {result.exit_code}",
             "timeout": f"killed: wall-clock limit of {limits.wall_s:g} s exceeded (timeout)",
@@ -261,15 +302,27 @@ class CodeTool:
             "pids_exceeded": f"killed: process limit of {limits.pids} exceeded (pids_exceeded)",
             "terminated": "killed: terminated by the runtime (terminated)",
             "sandbox_crashed": "failed: the sandbox itself failed (sandbox_crashed)",
+            "disk_exceeded": "stopped: it wrote past its disk quota "
+            f"({quota.call_bytes >> 20} MB and {quota.call_entries} files per call, "
+            f"{quota.run_bytes >> 20} MB and {quota.run_entries} files in all); the files "
+            "it wrote were discarded (disk_exceeded)",
         }[result.reason]
 
-    def _result(self, result: ExecResult) -> ToolResult:
+    def _result(self, result: ExecResult, collected: Collected) -> ToolResult:
         failed = result.reason != "ok" or result.exit_code != 0
         parts = [result.stdout.rstrip("\n")] if result.stdout else []
         if failed:
             if result.stderr:
                 parts.append("[stderr]\n" + result.stderr.rstrip("\n"))
             parts.append(f"[{self._explain(result)}]")
+        if collected.dropped:
+            shown = ", ".join(collected.dropped[:10])
+            more = len(collected.dropped) - 10
+            parts.append(
+                f"[not kept in the working directory: {shown}"
+                + (f", and {more} more" if more > 0 else "")
+                + "]"
+            )
         trace: dict[str, Any] = {
             "backend": result.backend,
             "sandbox_id": result.sandbox_id,
@@ -281,6 +334,11 @@ class CodeTool:
             "max_memory_bytes": result.max_memory_bytes,
             "truncated": result.truncated,
             "artifact": None if result.artifact is None else str(result.artifact),
+            "scratch": {
+                "bytes": collected.bytes,
+                "files": collected.entries,
+                "dropped": list(collected.dropped),
+            },
         }
         if result.egress:
             trace["network"] = list(result.egress)

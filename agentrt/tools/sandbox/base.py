@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
+from agentrt.tools.sandbox.identity import SandboxUser
+
 __all__ = [
     "END_REASONS",
     "EndReason",
@@ -26,6 +28,7 @@ __all__ = [
     "SandboxPolicy",
     "SandboxState",
     "SandboxUnavailable",
+    "largest_file",
 ]
 
 EndReason = Literal[
@@ -36,6 +39,7 @@ EndReason = Literal[
     "cpu_exceeded",  # killed at the CPU-time limit
     "sandbox_crashed",  # the sandbox itself failed
     "terminated",  # terminated on request
+    "disk_exceeded",  # wrote past its disk or file quota (its writes are discarded)
 ]
 END_REASONS: tuple[str, ...] = (
     "ok",
@@ -45,6 +49,7 @@ END_REASONS: tuple[str, ...] = (
     "cpu_exceeded",
     "sandbox_crashed",
     "terminated",
+    "disk_exceeded",
 )
 SandboxState = Literal["created", "running", "paused", "exited", "terminated"]
 
@@ -61,7 +66,15 @@ class SandboxLimits:
     cpu_s: float | None = 10.0
     memory_mb: int | None = 256
     pids: int | None = 64
-    output_bytes: int = 65536
+    output_bytes: int = 65536  # kept of each of stdout and stderr; the rest goes to an artifact
+    artifact_bytes: int = 64 * 1024 * 1024  # an artifact stops growing here (the pipe drains on)
+    disk_mb: int = 64  # the largest file a command may write, and the size of its /tmp
+
+
+def largest_file(limits: SandboxLimits) -> int:
+    """RLIMIT_FSIZE for a command: one byte past ``disk_mb``, so that a file the limit
+    stopped is visibly past the quota (and a sparse file cannot grow past it)."""
+    return (limits.disk_mb << 20) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +82,9 @@ class SandboxPolicy:
     """What the sandboxed command may see and reach.
 
     The root file system is read-only; ``scratch`` is the only writable
-    directory (mounted at ``/scratch`` and used as the working directory).
+    directory besides a private ``/tmp`` (mounted at ``/scratch`` and used as
+    the working directory). The backend makes it writable for the sandbox's
+    user; what the command leaves there is untrusted (see :mod:`.files`).
     ``network`` is ``"none"`` or an allow-list of ``host:port``. ``env`` is
     the whole environment of the command (already filtered by the caller).
     """
@@ -174,6 +189,7 @@ class SandboxBackend(Protocol):
 
     name: str
     strength: int
+    user: SandboxUser  # who its sandboxed code runs as (never the host's root)
 
     async def probe(self) -> ProbeResult:
         """A short self-test: can this backend isolate and limit a command here?"""

@@ -1,4 +1,4 @@
-"""A warm pool of ready, never-used sandboxes, and the scratch directories they use.
+"""A warm pool of ready, never-used sandboxes, and the scratch volumes they use.
 
 "Ready" is whatever a backend's ``create`` returns: for bubblewrap and process,
 a launcher that is already running inside its namespaces, cgroup and rlimits,
@@ -9,20 +9,20 @@ hand-out, and creates one on demand when it is empty.
 
 Scratch: a pooled sandbox is created before anyone knows which run will use
 it, so it cannot bind-mount the run's scratch directory. Instead each pooled
-sandbox gets its own empty directory (``<workdir>/scratch/agentrt-<pid>-<id>/root``,
-bind-mounted at ``/scratch``), and :class:`Lease` moves the run's files into it
-before the command and back after it. Moving is a ``rename`` per top-level
-entry (a copy only if the two directories are on different file systems).
-Next to ``root`` an ``origin`` file (outside the sandbox's view) names the
-run's directory, so that :func:`reap_scratch` can give the files back after a
-crash between the two moves.
+sandbox gets its own volume (:mod:`.volume`: ``<workdir>/scratch/agentrt-<pid>-<id>/root``,
+bound at ``/scratch``), and :class:`Lease` copies the run's files into it
+before the command (:meth:`Lease.adopt`, which also sets the call's disk
+quota) and, once every process of the sandbox is gone, copies what the command
+left back, normalised, in place of the run's directory (:meth:`Lease.collect`).
+A call past its quota leaves the run's directory as it was. The run's own
+directory is never written to while the call runs, so a crash at any moment
+leaves it whole.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import re
@@ -42,8 +42,11 @@ from agentrt.tools.sandbox.base import (
     SandboxLimits,
     SandboxPolicy,
 )
+from agentrt.tools.sandbox.files import MAX_DEPTH, copy_in, copy_out, measure, replace_dir
+from agentrt.tools.sandbox.identity import SandboxUser, sandbox_user
+from agentrt.tools.sandbox.volume import DiskQuota, ScratchVolume, unmount
 
-__all__ = ["Lease", "PoolKey", "SandboxPool", "move_entries", "reap_scratch", "scratch_dir"]
+__all__ = ["Collected", "Lease", "PoolKey", "SandboxPool", "reap_scratch", "scratch_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -74,81 +77,112 @@ class PoolKey:
         return cls(backend, policy.network, env, policy.read_paths, limits, prestart)
 
 
-async def _new_home(root: Path) -> Path:
-    home = root / f"agentrt-{os.getpid()}-{secrets.token_hex(6)}"
-    await asyncio.to_thread((home / "root").mkdir, mode=0o700, parents=True)
-    return home
+async def _new_home(workdir: Path, user: SandboxUser) -> tuple[Path, ScratchVolume]:
+    home = workdir / "scratch" / f"agentrt-{os.getpid()}-{secrets.token_hex(6)}"
+    await asyncio.to_thread(home.mkdir, mode=0o700, parents=True)
+    try:
+        volume = await asyncio.to_thread(ScratchVolume.create, home / "root", user)
+    except BaseException:
+        await asyncio.to_thread(shutil.rmtree, home, True)
+        raise
+    return home, volume
+
+
+async def _remove_home(home: Path, volume: ScratchVolume) -> None:
+    await asyncio.to_thread(volume.destroy)
+    await asyncio.to_thread(shutil.rmtree, home, True)
 
 
 @contextlib.asynccontextmanager
-async def scratch_dir(root: Path) -> AsyncIterator[Path]:
-    """A fresh, empty scratch directory under ``root``, removed afterwards.
+async def scratch_dir(workdir: Path, user: SandboxUser) -> AsyncIterator[ScratchVolume]:
+    """A fresh, empty scratch volume of a backend's ``workdir`` (with a small quota),
+    removed afterwards.
 
     Named like a pooled sandbox's, so :func:`reap_scratch` removes it if the
     runtime dies while it exists.
     """
-    home = await _new_home(root)
+    home, volume = await _new_home(workdir, user)
     try:
-        yield home / "root"
+        await asyncio.to_thread(volume.limit, 16 << 20, 256)
+        yield volume
     finally:
-        await asyncio.to_thread(shutil.rmtree, home, True)
+        await _remove_home(home, volume)
 
 
-def move_entries(src: Path, dst: Path) -> None:
-    """Move every top-level entry of ``src`` into ``dst``, replacing same-named ones."""
-    for entry in os.scandir(src):
-        target = dst / entry.name
-        if target.is_symlink() or target.is_file():
-            target.unlink()
-        elif target.exists():
-            shutil.rmtree(target)
-        try:
-            os.rename(entry.path, target)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            shutil.move(entry.path, target)  # another file system: copy (links as links)
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """What came back from a sandbox's scratch volume after a call."""
+
+    exceeded: str | None = None  # why the call's files were discarded, if they were
+    dropped: tuple[str, ...] = ()  # entries left out by normalisation, with the reason
+    bytes: int = 0
+    entries: int = 0
 
 
 @dataclass(slots=True)
 class Lease:
-    """A sandbox handed out by a pool, with its own scratch directory."""
+    """A sandbox handed out by a pool, with its own scratch volume."""
 
     sandbox: Sandbox
-    home: Path  # holds ``root`` (the sandbox's /scratch) and the ``origin`` note
+    home: Path  # holds ``root``, the volume the sandbox sees as ``/scratch``
+    volume: ScratchVolume
 
     @property
     def scratch(self) -> Path:
         """The directory the sandbox sees as ``/scratch``."""
-        return self.home / "root"
+        return self.volume.path
 
-    async def adopt(self, run_scratch: Path) -> None:
-        """Move the run's files in (and note where they came from)."""
+    async def adopt(self, run_scratch: Path | None, quota: DiskQuota) -> None:
+        """Copy the run's files in, and give the call its quota: what it may add, capped
+        by what the run may hold in all."""
 
-        def move_in() -> None:
-            if self.home.resolve().is_relative_to(run_scratch.resolve()):
-                raise ValueError(f"the run's scratch {run_scratch} contains the sandbox's")
-            run_scratch.mkdir(parents=True, exist_ok=True)
-            (self.home / "origin").write_text(str(run_scratch))
-            move_entries(run_scratch, self.scratch)
+        def copy() -> None:
+            volume = self.volume
+            run = quota.run_total()
+            volume.limit(run.bytes, run.entries)
+            if run_scratch is not None:
+                if self.home.resolve().is_relative_to(run_scratch.resolve()):
+                    raise ValueError(f"the run's scratch {run_scratch} contains the sandbox's")
+                owner = None if volume.owner.is_runtime else (volume.owner.uid, volume.owner.gid)
+                copy_in(run_scratch, volume.path, owner)
+            volume.grow_by(quota.call_bytes, quota.call_entries, cap=run)
 
-        await asyncio.to_thread(move_in)
+        await asyncio.to_thread(copy)
 
-    async def give_back(self, run_scratch: Path) -> None:
-        """Move every file (the run's and the new ones) back to the run's directory."""
+    async def collect(self, run_scratch: Path, quota: DiskQuota) -> Collected:
+        """Copy the volume's files back, normalised, in place of the run's directory.
 
-        def move_out() -> None:
-            move_entries(self.scratch, run_scratch)
-            (self.home / "origin").unlink(missing_ok=True)
+        Call it once no process of the sandbox is left (after ``terminate``). A
+        volume past the call's or the run's quota is not copied: the run's
+        directory stays as it was, and the reason says which quota.
+        """
 
-        await asyncio.to_thread(move_out)
+        def copy() -> Collected:
+            volume = self.volume
+            if volume.exceeded():
+                return Collected(exceeded=quota.describe_call())
+            run = quota.run_total()
+            tally = measure(volume.path, max_bytes=run.bytes, max_entries=run.entries)
+            if tally.too_deep:
+                return Collected(exceeded=f"directories nested deeper than {MAX_DEPTH} levels")
+            if tally.over(run.bytes, run.entries):
+                return Collected(exceeded=quota.describe_run())
+            staging = run_scratch.with_name(f".{run_scratch.name}.{secrets.token_hex(4)}")
+            try:
+                copied = copy_out(volume.path, staging)
+                replace_dir(run_scratch, staging)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            return Collected(None, tuple(copied.dropped), copied.bytes, copied.entries)
+
+        return await asyncio.to_thread(copy)
 
     async def release(self) -> None:
-        """Terminate the sandbox and delete its scratch directory."""
+        """Terminate the sandbox and delete its scratch volume."""
         try:
             await self.sandbox.terminate()
         finally:
-            await asyncio.to_thread(shutil.rmtree, self.home, True)
+            await _remove_home(self.home, self.volume)
 
 
 class SandboxPool:
@@ -162,8 +196,8 @@ class SandboxPool:
         size: how many ready sandboxes to keep (0 disables warming).
         prestart: the command the sandboxes will run, for backends that can start
             it ahead (see :class:`Prestart`).
-        root: where the scratch directories are made (``<workdir>/scratch``, so
-            that the backend's ``reap`` finds them).
+        workdir: the backend's directory; the scratch volumes are made in its
+            ``scratch`` directory, where the backend's ``reap`` finds them.
         on_event: receives every sandbox's events.
     """
 
@@ -173,16 +207,18 @@ class SandboxPool:
         policy: SandboxPolicy,
         limits: SandboxLimits,
         *,
-        root: Path,
+        workdir: Path,
         size: int = 2,
         on_event: Callable[[SandboxEvent], None] | None = None,
         prestart: Prestart | None = None,
+        user: SandboxUser | None = None,
     ) -> None:
         self.backend = backend
+        self.user = user or sandbox_user()
         self.policy = policy
         self.limits = limits
         self.size = size
-        self.root = root
+        self.workdir = workdir
         self.prestart = prestart
         self.key = PoolKey.of(backend.name, policy, limits, prestart)
         self.last_error: BaseException | None = None
@@ -197,16 +233,16 @@ class SandboxPool:
         return len(self._idle)
 
     async def _new(self) -> Lease:
-        home = await _new_home(self.root)
-        policy = replace(self.policy, scratch=home / "root")
+        home, volume = await _new_home(self.workdir, self.user)
+        policy = replace(self.policy, scratch=volume.path)
         try:
             sandbox = await self.backend.create(
                 policy, self.limits, on_event=self._on_event, prestart=self.prestart
             )
         except BaseException:
-            await asyncio.to_thread(shutil.rmtree, home, True)
+            await _remove_home(home, volume)
             raise
-        return Lease(sandbox, home)
+        return Lease(sandbox, home, volume)
 
     def warm(self) -> None:
         """Start filling the pool in the background (no-op if already filling)."""
@@ -257,16 +293,13 @@ class SandboxPool:
 
 
 def _reap_one(home: Path) -> None:
-    origin_note = home / "origin"
-    with contextlib.suppress(OSError):
-        origin = Path(origin_note.read_text())
-        if origin.is_dir():
-            move_entries(home / "root", origin)  # a crash between adopt and give_back
+    # The run's own files were never moved here: removing the volume loses nothing.
+    unmount(home / "root")
     shutil.rmtree(home, ignore_errors=True)
 
 
 async def reap_scratch(workdir: Path) -> int:
-    """Remove scratch directories of dead runtimes (files of a run go back to it).
+    """Remove the scratch volumes of dead runtimes (the runs' own files were never in them).
 
     Returns:
         How many directories were removed.

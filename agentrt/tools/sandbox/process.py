@@ -1,414 +1,40 @@
-"""The ``process`` backend (a plain subprocess with rlimits) and the launcher machinery.
+"""The ``process`` backend: a plain subprocess with rlimits, for trusted code only.
 
-Every backend here starts its process *before* it knows the command: a small
-``sh`` launcher prints one byte on stdout to say it is ready, then blocks
-reading its command from stdin, up to an end line chosen per sandbox. The
-launcher's ``read`` takes one byte at a time, so whatever follows the end line
-on stdin is left for the command as its own stdin. That makes a created
-sandbox "warm": namespaces, cgroups and rlimits are all in place before the
-first byte of user code runs, and :meth:`LauncherSandbox.exec` only sends a
-line. The command runs as ``env -i -- NAME=value ... argv`` so its environment
-is exactly the policy's.
-
-The process backend isolates nothing (network, files and, as root, process
-count are not limited); it exists for trusted code and machines without
-bubblewrap or gVisor, and ``choose_backend`` refuses it for model-written code
-unless ``allow_unsafe`` is set.
+It isolates nothing (network, files and the process count of its user are not
+limited); it exists for trusted code and machines without bubblewrap or
+gVisor, and ``choose_backend`` refuses it for model-written code unless
+``allow_unsafe`` is set. Even so, when the runtime is root the command runs
+as the unprivileged sandbox user (see :mod:`.identity`), never as root.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import os
-import resource
-import secrets
-import shlex
-import shutil
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
-from agentrt._text import count
 from agentrt.tools.sandbox.base import (
     EndReason,
-    ExecResult,
     Prestart,
     ProbeResult,
     Sandbox,
     SandboxEvent,
     SandboxLimits,
     SandboxPolicy,
-    SandboxState,
     SandboxUnavailable,
+    largest_file,
 )
+from agentrt.tools.sandbox.identity import SandboxUser, sandbox_user
+from agentrt.tools.sandbox.launcher import LauncherSandbox, with_rlimits
+from agentrt.tools.sandbox.staging import Stage, reap_stages
 
-__all__ = ["CappedOutput", "LauncherSandbox", "ProcessBackend", "ProcessSandbox"]
+__all__ = ["MAX_FILE_BYTES", "ProcessBackend", "ProcessSandbox"]
 
-log = logging.getLogger(__name__)
-
-POLL_S = 0.02  # how often limits are checked: the overshoot of a CPU limit is ~this
-READY_TIMEOUT_S = 10.0
-ARTIFACT_MAX_BYTES = 64 * 1024 * 1024  # a flood of output must not fill the disk
-MAX_FILE_BYTES = 1024 * 1024 * 1024  # RLIMIT_FSIZE: no single file larger than this
-
-
-def launcher(end: str) -> str:
-    """The ``sh -c`` program that signals readiness, then reads and runs its command."""
-    return (
-        f'printf r; s=; while IFS= read -r l; do [ "$l" = {end} ] && break; '
-        f's="$s$l\n"; done; eval "$s"'
-    )
-
-
-def command_script(argv: Sequence[str], env: Mapping[str, str], end: str) -> bytes:
-    """What the launcher reads: run ``argv`` with exactly ``env``, then the end line."""
-    if not argv or "=" in argv[0]:
-        raise ValueError(f"invalid command {list(argv)!r}: argv[0] must be a program name")
-    pairs = [f"{name}={value}" for name, value in env.items()]
-    return f"exec env -i -- {shlex.join([*pairs, *argv])}\n{end}\n".encode()
-
-
-class CappedOutput:
-    """One output stream, read incrementally: the first ``cap`` bytes are kept.
-
-    Once the stream passes ``cap``, everything (including the kept head) is
-    written to ``artifact``, so the full output survives; the artifact itself
-    stops growing at ``ARTIFACT_MAX_BYTES`` while the pipe keeps being drained.
-    """
-
-    def __init__(self, cap: int, artifact: Path) -> None:
-        self.cap = cap
-        self.artifact = artifact
-        self.total = 0
-        self._head = bytearray()
-        self._file: BinaryIO | None = None
-        self._written = 0
-
-    @property
-    def truncated(self) -> bool:
-        """True when the stream was longer than the cap."""
-        return self.total > self.cap
-
-    async def consume(self, reader: asyncio.StreamReader) -> None:
-        """Read ``reader`` to its end."""
-        try:
-            while chunk := await reader.read(65536):
-                self.total += len(chunk)
-                if self._file is None and self.total <= self.cap:
-                    self._head += chunk
-                    continue
-                if self._file is None:
-                    self._file = await asyncio.to_thread(self._open)
-                    self._head += chunk[: self.cap - len(self._head)]
-                if self._written < ARTIFACT_MAX_BYTES:
-                    part = chunk[: ARTIFACT_MAX_BYTES - self._written]
-                    await asyncio.to_thread(self._file.write, part)
-                    self._written += len(part)
-        finally:
-            if self._file is not None:
-                await asyncio.to_thread(self._file.close)
-
-    def _open(self) -> BinaryIO:
-        self.artifact.parent.mkdir(parents=True, exist_ok=True)
-        file = self.artifact.open("wb")
-        file.write(self._head)
-        self._written = len(self._head)
-        return file
-
-    def text(self) -> str:
-        """The kept head, with a marker naming the artifact when it was truncated."""
-        text = self._head.decode(errors="replace")
-        if self.truncated:
-            kept = (
-                ""
-                if self._written >= self.total
-                else f" (its first {count(self._written, 'byte')})"
-            )
-            text += (
-                f"\n[output truncated at {count(self.cap, 'byte')}; full output: artifact "
-                f"{self.artifact.name}{kept}]"
-            )
-        return text
-
-
-class LauncherSandbox:
-    """A sandbox whose launcher is already running; subclasses say how it is confined."""
-
-    backend = "launcher"
-
-    def __init__(
-        self,
-        policy: SandboxPolicy,
-        limits: SandboxLimits,
-        *,
-        workdir: Path,
-        on_event: Callable[[SandboxEvent], None] | None,
-    ) -> None:
-        self.id = secrets.token_hex(6)
-        self.policy = policy
-        self.limits = limits
-        self.workdir = workdir
-        self._on_event = on_event
-        self._end = f"AGENTRT_END_{secrets.token_hex(8)}"
-        self._state: SandboxState = "created"
-        self._proc: asyncio.subprocess.Process | None = None
-        self._reason: EndReason | None = None  # set when we stop it (first reason wins)
-        self._used = False
-        self._started = 0.0
-        self._paused_at: float | None = None
-        self._paused_total = 0.0
-        self._done = asyncio.Event()
-
-    # --- what a backend provides ---------------------------------------------
-
-    async def _spawn(self, launcher_program: str) -> asyncio.subprocess.Process:
-        raise NotImplementedError
-
-    async def _after_ready(self) -> None:
-        """Apply what needs the ready process (rlimits)."""
-
-    def _kill_all(self) -> None:
-        raise NotImplementedError
-
-    async def _freeze(self) -> None:
-        raise NotImplementedError
-
-    def _thaw(self) -> None:
-        raise NotImplementedError
-
-    def _limit_hit(self) -> EndReason | None:
-        """A limit the backend watches itself (polled), or None."""
-        return None
-
-    async def _settle(self) -> None:
-        """Wait for what the backend learns after the process exited."""
-
-    def _classify(self, returncode: int) -> tuple[EndReason, int | None]:
-        raise NotImplementedError
-
-    def _usage(self) -> tuple[float | None, int | None]:
-        return None, None
-
-    def _command_env(self) -> Mapping[str, str]:
-        """The command's whole environment: the policy's, plus what the backend adds."""
-        return self.policy.env
-
-    def _egress(self) -> tuple[dict[str, object], ...]:
-        """The connections the command asked for through an egress proxy, if any."""
-        return ()
-
-    async def _release(self) -> None:
-        """Free what the sandbox holds beyond its processes (cgroups)."""
-
-    # --- the contract ----------------------------------------------------------
-
-    @property
-    def state(self) -> SandboxState:
-        """The current state."""
-        return self._state
-
-    def _emit(self, state: SandboxState, reason: EndReason | None = None, detail: str = "") -> None:
-        self._state = state
-        if self._on_event is not None:
-            try:
-                self._on_event(SandboxEvent(self.id, self.backend, state, reason, detail))
-            except Exception:  # a broken listener must not break the sandbox
-                log.exception("sandbox event listener failed")
-
-    async def start(self) -> None:
-        """Start the launcher and wait until it is ready for a command.
-
-        Raises:
-            SandboxUnavailable: the launcher (or the sandbox around it) failed to start.
-        """
-        proc = self._proc = await self._spawn(launcher(self._end))
-        assert proc.stdout is not None
-        try:
-            async with asyncio.timeout(READY_TIMEOUT_S):
-                await proc.stdout.readexactly(1)
-            await self._after_ready()
-        except BaseException as exc:  # cancelled too: never leave a half-made sandbox
-            why = await asyncio.shield(self._abort_start())
-            if isinstance(exc, asyncio.IncompleteReadError | TimeoutError | OSError):
-                raise SandboxUnavailable(
-                    f"{self.backend} sandbox failed to start: {why or type(exc).__name__}"
-                ) from None
-            raise
-        self._emit("created")
-
-    async def _abort_start(self) -> str:
-        """Kill and release a sandbox that did not become ready; return its stderr."""
-        self._kill_all()
-        why = ""
-        proc = self._proc
-        if proc is not None and proc.stderr is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2):
-                    await proc.wait()
-                    why = (await proc.stderr.read()).decode(errors="replace").strip()
-        await self._release()
-        self._done.set()
-        return why
-
-    def _active_s(self) -> float:
-        now = asyncio.get_running_loop().time()
-        paused = self._paused_total + (now - self._paused_at if self._paused_at else 0.0)
-        return now - self._started - paused
-
-    def _stop(self, reason: EndReason) -> None:
-        if self._reason is None:
-            self._reason = reason
-        self._kill_all()
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(POLL_S)
-            if self._paused_at is not None:
-                continue  # frozen: neither wall time nor CPU time moves
-            if self._active_s() >= self.limits.wall_s:
-                self._stop("timeout")
-                return
-            hit = self._limit_hit()
-            if hit is not None:
-                self._stop(hit)
-                return
-
-    async def _feed(self, data: bytes) -> None:
-        proc = self._proc
-        assert proc is not None and proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            proc.stdin.write(data)
-            await proc.stdin.drain()
-            proc.stdin.close()
-
-    async def exec(self, argv: Sequence[str], *, stdin: bytes | None = None) -> ExecResult:
-        """Run ``argv`` to its end (or its limit) and report what happened.
-
-        A sandbox runs one command; a second call raises ``RuntimeError``.
-        """
-        if self._used or self._state != "created" or self._proc is None:
-            raise RuntimeError(f"sandbox {self.id} was already used; create a new one")
-        self._used = True
-        script = command_script(argv, self._command_env(), self._end)
-        proc = self._proc
-        assert proc.stdout is not None and proc.stderr is not None
-        artifacts = self.workdir / "artifacts"
-        out = CappedOutput(self.limits.output_bytes, artifacts / f"{self.id}.stdout.txt")
-        err = CappedOutput(self.limits.output_bytes, artifacts / f"{self.id}.stderr.txt")
-        crashed = proc.returncode is not None  # the launcher died while it waited
-        self._started = asyncio.get_running_loop().time()
-        self._emit("running")
-        readers = [
-            asyncio.create_task(out.consume(proc.stdout)),
-            asyncio.create_task(err.consume(proc.stderr)),
-        ]
-        feeder = asyncio.create_task(self._feed(script + (stdin or b"")))
-        watchdog = asyncio.create_task(self._watch())
-        try:
-            returncode = await proc.wait()
-            self._kill_all()  # whatever it left behind
-            # A process that escaped the group may still hold the pipes open.
-            _, pending = await asyncio.wait(readers, timeout=2.0)
-            for task in pending:
-                task.cancel()
-            await self._settle()
-        except BaseException:
-            self._stop("terminated")
-            await asyncio.shield(self._finish())
-            raise
-        finally:
-            feeder.cancel()
-            watchdog.cancel()
-        duration = self._active_s()
-        reason: EndReason
-        exit_code: int | None
-        if crashed:
-            reason, exit_code = "sandbox_crashed", None
-        elif self._reason is not None:
-            reason, exit_code = self._reason, None
-        else:
-            reason, exit_code = self._classify(returncode)
-        cpu_s, memory = self._usage()
-        await self._finish(reason)
-        artifact = out.artifact if out.truncated else err.artifact if err.truncated else None
-        return ExecResult(
-            backend=self.backend,
-            sandbox_id=self.id,
-            reason=reason,
-            exit_code=exit_code,
-            stdout=out.text(),
-            stderr=err.text(),
-            truncated=out.truncated or err.truncated,
-            artifact=artifact,
-            duration_s=duration,
-            cpu_s=cpu_s,
-            max_memory_bytes=memory,
-            egress=self._egress(),
-        )
-
-    async def _finish(self, reason: EndReason | None = None) -> None:
-        if self._done.is_set():
-            return
-        if self._proc is not None and self._proc.returncode is None:
-            self._kill_all()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
-                    await self._proc.wait()
-        await self._release()
-        self._done.set()
-        self._emit("exited", reason or self._reason)
-
-    async def pause(self) -> None:
-        """Freeze every process; the wall clock stops until :meth:`resume`."""
-        if self._state != "running":
-            return
-        await self._freeze()
-        self._paused_at = asyncio.get_running_loop().time()
-        self._emit("paused")
-
-    async def resume(self) -> None:
-        """Continue after :meth:`pause`."""
-        if self._state != "paused" or self._paused_at is None:
-            return
-        self._thaw()
-        self._paused_total += asyncio.get_running_loop().time() - self._paused_at
-        self._paused_at = None
-        self._emit("running")
-
-    async def snapshot(self, dest: Path) -> Path:
-        """Copy the scratch directory to ``dest`` (or ``dest/<id>`` if ``dest`` exists).
-
-        No process checkpoint is taken. A running sandbox is frozen during the
-        copy so that the copy is consistent.
-        """
-        target = dest / self.id if await asyncio.to_thread(dest.exists) else dest
-        was_running = self._state == "running"
-        if was_running:
-            await self.pause()
-        try:
-            await asyncio.to_thread(shutil.copytree, self.policy.scratch, target, symlinks=True)
-        finally:
-            if was_running:
-                await self.resume()
-        return target
-
-    async def terminate(self) -> None:
-        """Kill everything in the sandbox and release it. Idempotent."""
-        if self._state == "terminated":
-            return
-        if self._state in ("running", "paused"):
-            self._stop("terminated")
-            if self._state == "paused":
-                self._thaw()
-            await self._done.wait()
-        elif not self._done.is_set():
-            self._reason = self._reason or "terminated"
-            await self._finish()
-        self._emit("terminated", self._reason)
+MAX_FILE_BYTES = 1024 * 1024 * 1024  # RLIMIT_FSIZE: no single file larger than this, ever
 
 
 class ProcessSandbox(LauncherSandbox):
@@ -424,33 +50,53 @@ class ProcessSandbox(LauncherSandbox):
         workdir: Path,
         on_event: Callable[[SandboxEvent], None] | None,
         max_file_bytes: int,
+        user: SandboxUser,
     ) -> None:
         super().__init__(policy, limits, workdir=workdir, on_event=on_event)
-        self._max_file_bytes = max_file_bytes
+        self._max_file_bytes = min(max_file_bytes, largest_file(limits))
+        self._user = user
+        self._stage: Stage | None = None
 
     async def _spawn(self, launcher_program: str) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", launcher_program,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, cwd=self.policy.scratch, env={},
-            start_new_session=True,
-        )  # fmt: skip
+        # The working directory is entered before the uid changes: the sandbox user
+        # may not be able to reach it through the runtime's own directories.
+        user = self._user
+        drop = not user.is_runtime
+        name = f"agentrt-{os.getpid()}-{self.id}"
+        stage = self._stage = await asyncio.to_thread(
+            Stage.prepare, user, name, self.policy.scratch, ()
+        )
+        argv = with_rlimits(await self._rlimits(), ["/bin/sh", "-c", launcher_program])
+        try:
+            return await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, cwd=stage.scratch, env={},
+                start_new_session=True, user=user.uid if drop else None,
+                group=user.gid if drop else None, extra_groups=[] if drop else None,
+            )  # fmt: skip
+        except BaseException:
+            await self._release()
+            raise
 
-    async def _after_ready(self) -> None:
-        assert self._proc is not None
-        pid, limits = self._proc.pid, self.limits
+    async def _release(self) -> None:
+        if self._stage is not None:
+            await asyncio.to_thread(self._stage.remove)
+
+    async def _rlimits(self) -> dict[str, tuple[int, int]]:
+        limits = self.limits
+        rlimits = {"fsize": (self._max_file_bytes,) * 2}
         if limits.cpu_s is not None:
             # SIGXCPU at the limit (so the end is recognisable), SIGKILL a second later.
             soft = max(1, math.ceil(limits.cpu_s))
-            resource.prlimit(pid, resource.RLIMIT_CPU, (soft, soft + 1))
+            rlimits["cpu"] = (soft, soft + 1)
         if limits.memory_mb is not None:
-            size = limits.memory_mb * 1024 * 1024
-            resource.prlimit(pid, resource.RLIMIT_AS, (size, size))
-        if limits.pids is not None and os.geteuid() != 0:
+            rlimits["as"] = (limits.memory_mb << 20,) * 2
+        if limits.pids is not None:
             # RLIMIT_NPROC counts every task of the user, not just this group's.
-            tasks = await asyncio.to_thread(_user_tasks, os.getuid())
-            resource.prlimit(pid, resource.RLIMIT_NPROC, (tasks + limits.pids,) * 2)
-        resource.prlimit(pid, resource.RLIMIT_FSIZE, (self._max_file_bytes,) * 2)
+            tasks = await asyncio.to_thread(_user_tasks, self._user.uid)
+            rlimits["nproc"] = (tasks + limits.pids,) * 2
+        return rlimits
 
     def _signal(self, sig: int) -> None:
         if self._proc is not None:
@@ -468,7 +114,7 @@ class ProcessSandbox(LauncherSandbox):
             while _proc_state(self._proc.pid) not in ("T", "t", "Z", ""):  # noqa: ASYNC110
                 await asyncio.sleep(0.001)
 
-    def _thaw(self) -> None:
+    async def _thaw(self) -> None:
         self._signal(signal.SIGCONT)
 
     def _classify(self, returncode: int) -> tuple[EndReason, int | None]:
@@ -504,17 +150,24 @@ class ProcessBackend:
     strength = 1
     supports_network_allowlist = True  # nothing is enforced; see probe()
 
-    def __init__(self, *, workdir: Path, max_file_bytes: int = MAX_FILE_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        max_file_bytes: int = MAX_FILE_BYTES,
+        user: SandboxUser | None = None,
+    ) -> None:
         self.workdir = workdir
         self.max_file_bytes = max_file_bytes
+        self.user = user or sandbox_user()
 
     async def probe(self) -> ProbeResult:
         """Run ``sh -c`` to check subprocesses work; the detail says what is not isolated."""
         from agentrt.tools.sandbox.pool import scratch_dir
 
         try:
-            async with scratch_dir(self.workdir / "scratch") as scratch:
-                sandbox = await self.create(SandboxPolicy(scratch), SandboxLimits(wall_s=10))
+            async with scratch_dir(self.workdir, self.user) as volume:
+                sandbox = await self.create(SandboxPolicy(volume.path), SandboxLimits(wall_s=10))
                 result = await sandbox.exec(["sh", "-c", "echo ok"])
                 await sandbox.terminate()
         except (SandboxUnavailable, OSError) as exc:
@@ -524,8 +177,8 @@ class ProcessBackend:
         return ProbeResult(
             self.name,
             True,
-            "works, but isolates nothing: network, files and (as root) the process count "
-            "are not limited; only for trusted code (allow_unsafe)",
+            f"works, but isolates nothing: network and files are not limited; runs as uid "
+            f"{self.user.uid}; only for trusted code (allow_unsafe)",
         )
 
     async def create(
@@ -538,9 +191,10 @@ class ProcessBackend:
     ) -> Sandbox:
         """A started launcher in a new session, with rlimits applied (``prestart`` is ignored:
         a host process starts fast)."""
+        await asyncio.to_thread(self.user.give, policy.scratch)
         sandbox = ProcessSandbox(
             policy, limits, workdir=self.workdir, on_event=on_event,
-            max_file_bytes=self.max_file_bytes,
+            max_file_bytes=self.max_file_bytes, user=self.user,
         )  # fmt: skip
         await sandbox.start()
         return sandbox
@@ -553,4 +207,5 @@ class ProcessBackend:
         """
         from agentrt.tools.sandbox.pool import reap_scratch
 
+        await asyncio.to_thread(reap_stages)
         return await reap_scratch(self.workdir)

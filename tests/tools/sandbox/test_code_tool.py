@@ -170,14 +170,15 @@ async def test_a_symlink_left_by_the_sandbox_is_not_followed(
     victim.write_text("untouched")
     tool = make_tool()
     scratch = tmp_path / "run"
-    # The code replaces main.py with a symlink to a host path; the next call
-    # writes main.py again and must not write through the link.
-    await tool.call(
+    # The code replaces main.py with a symlink to a host path: it never reaches the
+    # run's directory, and the next call writes main.py again, not through a link.
+    first = await tool.call(
         "run_code",
         {"code": f"import os; os.remove('main.py'); os.symlink({str(victim)!r}, 'main.py')"},
         ctx(scratch),
     )
-    assert (scratch / "main.py").is_symlink()
+    assert not (scratch / "main.py").exists()
+    assert "main.py (a symlink out of the directory)" in first.output
     result = await tool.call("run_code", {"code": "print('second')"}, ctx(scratch, "c2"))
     assert result.output == "second"
     assert victim.read_text() == "untouched"

@@ -19,6 +19,7 @@ from agentrt.tools.sandbox.base import (
 from agentrt.tools.sandbox.cgroups import CgroupUnavailable, SandboxCgroup, detect_layout
 from agentrt.tools.sandbox.pool import SandboxPool
 from agentrt.tools.sandbox.registry import make_backend
+from agentrt.tools.sandbox.volume import ScratchVolume, mounted_volumes
 from tests.tools.sandbox import not_tested
 
 COUNTER = """
@@ -55,7 +56,7 @@ def size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-@pytest.fixture(params=["bubblewrap", "process"])
+@pytest.fixture(params=["gvisor", "bubblewrap", "process"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SandboxBackend]:
     """Each backend that runs here; nothing may be left behind."""
     workdir = tmp_path / "workdir"
@@ -184,10 +185,14 @@ async def test_reap_removes_cgroups_of_dead_runtimes(
     orphan = await asyncio.create_subprocess_exec("sh", "-c", f"{joins} && exec sleep 300")
     run_dir = tmp_path / "run-scratch"
     run_dir.mkdir()
-    home = bubblewrap.workdir / "scratch" / f"agentrt-{gone.pid}-0badc0ffee"  # type: ignore[attr-defined]
-    (home / "root").mkdir(parents=True)
-    (home / "root" / "made-by-crashed-call.txt").write_text("kept")
-    (home / "origin").write_text(str(run_dir))
+    (run_dir / "kept.txt").write_text("kept")
+    # A call was under way: its volume (a mounted tmpfs, where the runtime can mount)
+    # holds what it wrote; the run's own directory was never written during the call.
+    workdir: Path = bubblewrap.workdir  # type: ignore[attr-defined]
+    home = workdir / "scratch" / f"agentrt-{gone.pid}-0badc0ffee"
+    home.mkdir(parents=True)
+    volume = ScratchVolume.create(home / "root", bubblewrap.user)
+    (home / "root" / "half-written.txt").write_text("lost with the crash")
     live = await bubblewrap.create(SandboxPolicy(tmp_path), SandboxLimits())
     try:
         await until(lambda: len(leftover.pids()) == 1, "the orphan joined the cgroup")
@@ -197,7 +202,8 @@ async def test_reap_removes_cgroups_of_dead_runtimes(
         assert await orphan.wait() == -9
         assert all(not d.exists() for d in leftover.dirs.values())
         assert not home.exists()
-        assert (run_dir / "made-by-crashed-call.txt").read_text() == "kept"
+        assert mounted_volumes(workdir) == []
+        assert sorted(os.listdir(run_dir)) == ["kept.txt"]
         assert live.state == "created"  # a live runtime's sandbox is not touched
         assert (await live.exec(["echo", "alive"])).stdout == "alive\n"
     finally:
@@ -206,6 +212,8 @@ async def test_reap_removes_cgroups_of_dead_runtimes(
             orphan.kill()
             await orphan.wait()
         await leftover.remove()
+        if volume.enforced and home.exists():
+            volume.destroy()
 
 
 async def test_warm_pool_hands_out_distinct_unused_sandboxes_and_refills(
@@ -215,7 +223,7 @@ async def test_warm_pool_hands_out_distinct_unused_sandboxes_and_refills(
         bubblewrap,
         SandboxPolicy(tmp_path),
         SandboxLimits(),
-        root=bubblewrap.workdir / "scratch",  # type: ignore[attr-defined]
+        workdir=bubblewrap.workdir,  # type: ignore[attr-defined]
         size=2,
     )
     leases = []
@@ -250,7 +258,7 @@ async def test_empty_pool_creates_on_demand(bubblewrap: SandboxBackend, tmp_path
         bubblewrap,
         SandboxPolicy(tmp_path),
         SandboxLimits(),
-        root=tmp_path / "scratch",
+        workdir=tmp_path,
         size=0,
     )
     lease = await pool.acquire()
