@@ -1,7 +1,8 @@
 """Run the benchmarks and print a table: ``python bench/run.py [--quick] [--only NAME] [--json]``.
 
 Workloads: ``step`` (per-step overhead), ``throughput``, ``storage``, ``sandbox``
-(start latency) and ``team`` (the graph executor's cost per node).
+(start latency, and a code step through a whole run per backend) and ``team``
+(the graph executor's cost per node).
 Systems: ``bare``, ``bare-sqlite``, ``agentrt``, ``langgraph`` and the extra
 variants ``agentrt-async-tool``, ``agentrt-effectful``, ``langgraph-normal``
 and ``langgraph-messages`` (run with ``--all`` or when named). ``--only``
@@ -26,6 +27,8 @@ import tempfile  # noqa: E402
 from collections.abc import Awaitable, Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
+from bench.code_step_bench import code_steps  # noqa: E402
+from bench.code_step_bench import render as render_code_steps  # noqa: E402
 from bench.common import machine_info  # noqa: E402
 from bench.report import render, targets  # noqa: E402
 from bench.sandbox_bench import render as render_sandbox  # noqa: E402
@@ -40,7 +43,7 @@ Workload = Callable[[SystemDef, str, Path, Settings], Awaitable[dict[str, Any]]]
 
 # "step" measures all systems together (taking turns), the others one system at a time.
 WORKLOADS: dict[str, Workload | None] = {"step": None, "throughput": throughput, "storage": storage}
-SANDBOX = "sandbox"  # sandbox start latency, cold and from the warm pool (no model server)
+SANDBOX = "sandbox"  # sandbox start latency, and a code step through a whole run per backend
 TEAM = "team"  # the graph executor's cost per node (offline model, no server)
 _ALIASES = {"per-step": "step", "overhead": "step", "bytes": "storage", "qps": "throughput"}
 
@@ -169,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     results: dict[str, dict[str, dict[str, Any]]] = {}
     sandbox_rows: list[dict[str, Any]] | None = None
+    code_rows: list[dict[str, Any]] | None = None
     team_row: dict[str, float] | None = None
     if TEAM in workloads:
         workloads.remove(TEAM)
@@ -177,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         workloads.remove(SANDBOX)
         runs, cold = (10, 5) if args.quick else (50, 20)
         sandbox_rows = asyncio.run(sandbox_latency(runs, cold))
+        code_rows = code_steps(10 if args.quick else 20)
     with TestServer(args.server) as server:
         for workload in workloads:
             if workload == "step":
@@ -192,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "targets": targets(results, settings),
         "sandbox": sandbox_rows,
+        "code_steps": code_rows,
         "team": team_row,
     }
     if args.save:
@@ -203,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         if sandbox_rows is not None:
             print()
             print(render_sandbox(sandbox_rows))
+        if code_rows is not None:
+            print()
+            print(render_code_steps(code_rows))
         if team_row is not None:
             print()
             print(render_team(team_row))

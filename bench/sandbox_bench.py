@@ -72,7 +72,7 @@ async def _warm(
         backend,
         SandboxPolicy(workdir),
         SandboxLimits(),
-        root=workdir / "scratch",
+        workdir=workdir,
         size=POOL_SIZE,
         prestart=prestart,
     )

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages agentrt needs, when they are missing: the sandboxes
-# (bubblewrap, gVisor's runsc), sqlite3 for inspecting the store, python3-venv.
+# (bubblewrap, gVisor's runsc, libseccomp2 for bubblewrap's seccomp filter, and
+# util-linux's setpriv and prlimit), sqlite3 for inspecting the store, python3-venv.
 # Needs root (or passwordless sudo) only when something must be installed.
 set -euo pipefail
 
-packages=(python3-venv sqlite3 bubblewrap runsc)
+packages=(python3-venv sqlite3 bubblewrap runsc libseccomp2 util-linux)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -206,7 +206,7 @@ class CodeToolSpec(_Strict):
 
     language: Literal["python", "shell"] = "python"
     sandbox: Literal["auto", "gvisor", "bubblewrap", "process"] = Field(
-        default="auto", description="auto: the strongest backend that works here"
+        default="auto", description="auto: bubblewrap where it works, else gvisor"
     )
     allow_unsafe: bool = Field(
         default=False, description="permit the `process` backend (no isolation) for model code"

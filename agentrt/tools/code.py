@@ -55,6 +55,7 @@ _PROGRAMS = {
 # __main__ globals, and tracebacks without this wrapper's own frame.
 _PYTHON_READY = """\
 import os, sys
+os.write(1, b"r")  # loaded and ready: the sandbox is handed out from here on
 if os.read(3, 16) != b"go\\n":
     sys.exit(0)
 os.close(3)
@@ -302,10 +303,8 @@ class CodeTool:
             "pids_exceeded": f"killed: process limit of {limits.pids} exceeded (pids_exceeded)",
             "terminated": "killed: terminated by the runtime (terminated)",
             "sandbox_crashed": "failed: the sandbox itself failed (sandbox_crashed)",
-            "disk_exceeded": "stopped: it wrote past its disk quota "
-            f"({quota.call_bytes >> 20} MB and {quota.call_entries} files per call, "
-            f"{quota.run_bytes >> 20} MB and {quota.run_entries} files in all); the files "
-            "it wrote were discarded (disk_exceeded)",
+            "disk_exceeded": f"stopped: it wrote past its disk quota ({quota.describe()}); "
+            "the files it wrote were discarded (disk_exceeded)",
         }[result.reason]
 
     def _result(self, result: ExecResult, collected: Collected) -> ToolResult:

@@ -119,9 +119,10 @@ class Prestart:
     """A command a backend may start before it is asked for, to hide its start-up.
 
     ``ready_argv`` is started in the new sandbox with file descriptor 3 open for
-    reading. It must wait for the line ``go`` on fd 3 and then behave exactly as
-    ``argv`` would; on any other line, or end of file, it must exit at once
-    without doing anything. :meth:`Sandbox.exec` of ``argv`` (without stdin) then
+    reading. Once it has loaded, it writes one byte to stdout (the sandbox is
+    ready from then on), then waits for the line ``go`` on fd 3 and behaves
+    exactly as ``argv`` would; on any other line, or end of file, it must exit
+    at once without doing anything. :meth:`Sandbox.exec` of ``argv`` (without stdin) then
     only sends ``go``. A backend that does not pre-start commands ignores this,
     and ``exec(argv)`` runs ``argv`` as usual, so the two must be equivalent.
     """
@@ -185,7 +186,7 @@ class Sandbox(Protocol):
 
 @runtime_checkable
 class SandboxBackend(Protocol):
-    """A kind of sandbox. ``strength`` orders backends: the strongest that works is used."""
+    """A kind of sandbox. ``strength`` ranks its isolation (``auto`` follows AUTO_ORDER)."""
 
     name: str
     strength: int

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentrt._text import count
 from agentrt.tools.sandbox.base import (
     EndReason,
     ExecResult,
@@ -421,7 +422,7 @@ class BubblewrapBackend:
             self.name,
             True,
             f"works: runs as uid {self.user.uid} and gid {self.user.gid} (not root), seccomp "
-            f"filter denying {len(DENIED)} system calls and new namespaces, disk quota "
+            f"filter denying {count(len(DENIED), 'system call')} and new namespaces, disk quota "
             f"{quota}, cgroup v{layout.version} limits, no network (or an allow-list through "
             "the egress proxy)",
         )

@@ -67,11 +67,12 @@ def launcher(end: str) -> str:
 
 
 def prestart_launcher(prestart: Prestart, env: Mapping[str, str]) -> str:
-    """The ``sh -c`` program that signals readiness, then becomes the pre-started program.
+    """The ``sh -c`` program that becomes the pre-started program at once.
 
-    The program reads ``go`` on fd 3 (the launcher's stdin) when it is asked to run.
+    The program says it is ready itself, once loaded, and reads ``go`` on fd 3
+    (the launcher's stdin) when it is asked to run.
     """
-    return f"exec 3<&0; printf r; {_exec_line(prestart.ready_argv, env)}"
+    return f"exec 3<&0; {_exec_line(prestart.ready_argv, env)}"
 
 
 def _exec_line(argv: Sequence[str], env: Mapping[str, str]) -> str:

@@ -1,6 +1,7 @@
-"""Which sandbox backend runs model-written code here: the strongest that works.
+"""Which sandbox backend runs model-written code here: the first of ``AUTO_ORDER`` that works.
 
-Backends come from the registry (strongest first). Each is probed once per
+Backends come from the registry (see :data:`~.registry.AUTO_ORDER` for why
+bubblewrap comes first). Each is probed once per
 process (a real self-test, cached), because probing starts sandboxes. A backend
 whose module is not installed yet, or that cannot be constructed, counts as
 unavailable with the reason. ``process`` isolates nothing, so it is chosen for
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from agentrt.errors import UsageError
 from agentrt.tools.sandbox.base import ProbeResult, SandboxBackend
-from agentrt.tools.sandbox.registry import BACKENDS, make_backend
+from agentrt.tools.sandbox.registry import AUTO_ORDER, BACKENDS, make_backend
 
 __all__ = ["choose_backend", "clear_cache", "probe_all", "probe_backend"]
 
@@ -78,7 +79,7 @@ async def choose_backend(
     """The backend to run model-written code with.
 
     Args:
-        preference: ``auto`` (the strongest that works) or a backend name.
+        preference: ``auto`` (the first of ``AUTO_ORDER`` that works) or a backend name.
         allow_unsafe: permit the ``process`` backend, which isolates nothing.
         policy_needs_network_allowlist: the Tool's network is a host:port
             allow-list, so backends that support only "no network" are skipped.
@@ -92,7 +93,7 @@ async def choose_backend(
         raise UsageError(
             f"unknown sandbox {preference!r}; choose auto or one of {', '.join(BACKENDS)}"
         )
-    names = list(BACKENDS) if preference == "auto" else [preference]
+    names = list(AUTO_ORDER) if preference == "auto" else [preference]
     rejected: list[str] = []
     for name in names:
         if name == _UNSAFE and not allow_unsafe:

@@ -23,6 +23,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentrt._text import count
 from agentrt.tools.sandbox.files import Tally, measure
 from agentrt.tools.sandbox.identity import SandboxUser
 
@@ -83,13 +84,19 @@ class DiskQuota:
         """The run's limits as a tally to compare with."""
         return Tally(self.run_bytes, self.run_entries)
 
+    def describe(self) -> str:
+        """Both quotas, in words."""
+        call = f"{_mb(self.call_bytes)} and {count(self.call_entries, 'file')} per call"
+        run = f"{_mb(self.run_bytes)} and {count(self.run_entries, 'file')} in all"
+        return f"{call}, {run}"
+
     def describe_call(self) -> str:
         """The call quota, in words."""
-        return f"the call's disk quota ({_mb(self.call_bytes)}, {self.call_entries} files)"
+        return f"the call's disk quota ({_mb(self.call_bytes)}, {count(self.call_entries, 'file')})"
 
     def describe_run(self) -> str:
         """The run quota, in words."""
-        return f"the run's disk quota ({_mb(self.run_bytes)}, {self.run_entries} files)"
+        return f"the run's disk quota ({_mb(self.run_bytes)}, {count(self.run_entries, 'file')})"
 
 
 def _mb(size: int) -> str:

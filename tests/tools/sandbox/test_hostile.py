@@ -9,13 +9,23 @@ the attack targeted, not only what the code printed.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import secrets
+import subprocess
+import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from agentrt.tools.sandbox.base import SandboxLimits, SandboxPolicy
+from agentrt.tools.sandbox.identity import sandbox_user
+from agentrt.tools.sandbox.registry import make_backend
+from agentrt.tools.sandbox.seccomp import DENIED
+from agentrt.tools.sandbox.selection import choose_backend
+from tests.tools.sandbox import not_tested
 from tests.tools.sandbox.hostile import (
     ISOLATING,
     SYSCALLS,
@@ -285,3 +295,60 @@ async def test_the_exit_status_cannot_be_forged(sandboxed: Tools, tmp_path: Path
     assert result.trace["reason"] == "ok"
     assert result.trace["exit_code"] == 3, result.output
     assert result.trace["duration_s"] >= 2
+
+
+@pytest.mark.parametrize("backend", [*ISOLATING, "process"])
+async def test_every_backend_caps_output_alike(backend: str, tmp_path: Path) -> None:
+    """The same kept head, marker and artifact cap on stdout and stderr, on every backend."""
+    await tools_for(backend, tmp_path)  # a loud skip (a failure in CI) if it does not work
+    workdir = tmp_path / "workdir"
+    made = make_backend(backend, workdir=workdir)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    limits = SandboxLimits(wall_s=30, output_bytes=1000, artifact_bytes=100_000)
+    box = await made.create(SandboxPolicy(scratch), limits)
+    try:
+        result = await box.exec(
+            [
+                "python3",
+                "-c",
+                "import sys\nfor s in (sys.stdout, sys.stderr): s.write('x' * 300000)",
+            ]
+        )
+    finally:
+        await box.terminate()
+    assert (result.reason, result.exit_code, result.truncated) == ("ok", 0, True), result
+    for text in (result.stdout, result.stderr):
+        head, _, marker = text.partition("\n")
+        assert head == "x" * 1000
+        assert marker.startswith("[output truncated at 1000 bytes; full output: artifact ")
+        assert marker.endswith("(its first 100000 bytes)]")
+    artifacts = sorted((workdir / "artifacts").iterdir())
+    assert [a.stat().st_size for a in artifacts] == [100_000, 100_000]
+
+
+async def test_auto_picks_a_safe_and_fast_backend(tmp_path: Path) -> None:
+    """bubblewrap where it works (see docs/performance.md for why), never `process`."""
+    await tools_for("bubblewrap", tmp_path)
+    picked = await choose_backend(
+        "auto", allow_unsafe=True, policy_needs_network_allowlist=False, workdir=tmp_path / "w"
+    )
+    assert picked.name == "bubblewrap"
+
+
+def test_doctor_reports_the_uid_the_filter_and_the_quota(tmp_path: Path) -> None:
+    env = {**os.environ, "AGENTRT_SANDBOX_DIR": str(tmp_path / "sandboxes")}
+    done = subprocess.run(
+        [sys.executable, "-m", "agentrt.cli.main", "doctor", "--json"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    report = json.loads(done.stdout)
+    by_name = {row["backend"]: row for row in report["backends"]}
+    bubblewrap = by_name["bubblewrap"]
+    if not bubblewrap["ok"]:
+        not_tested(f"BUBBLEWRAP IS NOT TESTED: {bubblewrap['detail']}")
+    user = sandbox_user()
+    assert f"runs as uid {user.uid} and gid {user.gid} (not root)" in bubblewrap["detail"]
+    assert f"seccomp filter denying {len(DENIED)} system calls" in bubblewrap["detail"]
+    assert "disk quota enforced by a tmpfs per sandbox" in bubblewrap["detail"]
+    assert report["auto"] == "bubblewrap"

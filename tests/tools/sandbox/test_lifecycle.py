@@ -19,6 +19,7 @@ from agentrt.tools.sandbox.base import (
 from agentrt.tools.sandbox.cgroups import CgroupUnavailable, SandboxCgroup, detect_layout
 from agentrt.tools.sandbox.pool import SandboxPool
 from agentrt.tools.sandbox.registry import make_backend
+from agentrt.tools.sandbox.staging import Stage
 from agentrt.tools.sandbox.volume import ScratchVolume, mounted_volumes
 from tests.tools.sandbox import not_tested
 
@@ -193,6 +194,8 @@ async def test_reap_removes_cgroups_of_dead_runtimes(
     home.mkdir(parents=True)
     volume = ScratchVolume.create(home / "root", bubblewrap.user)
     (home / "root" / "half-written.txt").write_text("lost with the crash")
+    # And the paths it staged for its sandbox user, if it is not the runtime's.
+    stage = Stage.prepare(bubblewrap.user, f"agentrt-{gone.pid}-0badc0ffee", run_dir, ())
     live = await bubblewrap.create(SandboxPolicy(tmp_path), SandboxLimits())
     try:
         await until(lambda: len(leftover.pids()) == 1, "the orphan joined the cgroup")
@@ -204,6 +207,7 @@ async def test_reap_removes_cgroups_of_dead_runtimes(
         assert not home.exists()
         assert mounted_volumes(workdir) == []
         assert sorted(os.listdir(run_dir)) == ["kept.txt"]
+        assert stage.home is None or not stage.home.exists()
         assert live.state == "created"  # a live runtime's sandbox is not touched
         assert (await live.exec(["echo", "alive"])).stdout == "alive\n"
     finally:
