@@ -25,7 +25,6 @@ import contextlib
 import logging
 import secrets
 import shlex
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -41,6 +40,7 @@ from agentrt.tools.sandbox.base import (
     SandboxState,
     SandboxUnavailable,
 )
+from agentrt.tools.sandbox.files import copy_out
 
 __all__ = [
     "PRLIMIT",
@@ -431,14 +431,15 @@ class LauncherSandbox:
         """Copy the scratch directory to ``dest`` (or ``dest/<id>`` if ``dest`` exists).
 
         No process checkpoint is taken. A running sandbox is frozen during the
-        copy so that the copy is consistent.
+        copy so that the copy is consistent. The copy is normalised like every
+        file that comes back from a sandbox (:func:`~.files.copy_out`).
         """
         target = dest / self.id if await asyncio.to_thread(dest.exists) else dest
         was_running = self._state == "running"
         if was_running:
             await self.pause()
         try:
-            await asyncio.to_thread(shutil.copytree, self.policy.scratch, target, symlinks=True)
+            await asyncio.to_thread(copy_out, self.policy.scratch, target)
         finally:
             if was_running:
                 await self.resume()

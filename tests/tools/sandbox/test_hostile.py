@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from agentrt.tools.sandbox.base import SandboxLimits, SandboxPolicy
+from agentrt.tools.sandbox.cgroups import detect_layout
 from agentrt.tools.sandbox.identity import sandbox_user
 from agentrt.tools.sandbox.registry import make_backend
 from agentrt.tools.sandbox.seccomp import DENIED
@@ -125,7 +126,19 @@ async def test_kernel_knobs_are_read_only(sandboxed: Tools, tmp_path: Path) -> N
     assert _read_knobs() == before
 
 
+def _own_limits() -> dict[str, str]:
+    """The limits of the cgroups the runtime (this test) runs in: a sandbox must not reach them."""
+    layout = detect_layout()
+    found = {}
+    for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.max", "pids.max"):
+        for base in layout.base_dirs():
+            if (base / name).exists():
+                found[str(base / name)] = (base / name).read_text()
+    return found
+
+
 async def test_limits_cannot_be_raised_from_inside(sandboxed: Tools, tmp_path: Path) -> None:
+    before = _own_limits()
     result = await run_code(
         sandboxed.tool(limits={"memory_mb": 64, "pids": 16}),
         """
@@ -169,6 +182,7 @@ async def test_limits_cannot_be_raised_from_inside(sandboxed: Tools, tmp_path: P
     assert "RAISED" not in result.output and "MOUNTED" not in result.output, result.output
     assert "ALLOCATED" not in result.output
     assert result.trace["reason"] == "oom_killed", result.output
+    assert _own_limits() == before
 
 
 async def test_keyrings_are_out_of_reach(sandboxed: Tools, tmp_path: Path) -> None:

@@ -166,11 +166,16 @@ async def test_snapshot_copies_the_scratch(backend: SandboxBackend, tmp_path: Pa
     scratch.mkdir()
     sandbox = await backend.create(SandboxPolicy(scratch), SandboxLimits())
     try:
-        await sandbox.exec(["sh", "-c", "echo kept > result.txt"])
+        plant = "echo kept > result.txt; chmod 4755 result.txt; mkfifo fifo; ln -s /etc/shadow link"
+        await sandbox.exec(["sh", "-c", plant])
         copy = await sandbox.snapshot(tmp_path / "snap")
     finally:
         await sandbox.terminate()
+    # A snapshot is what came back from a sandbox: normalised like every other copy.
+    assert sorted(os.listdir(copy)) == ["result.txt"]
     assert (copy / "result.txt").read_text() == "kept\n"
+    assert (copy / "result.txt").stat().st_mode & 0o7777 == 0o755
+    assert (copy / "result.txt").stat().st_uid == os.getuid()
 
 
 async def test_reap_removes_cgroups_of_dead_runtimes(
