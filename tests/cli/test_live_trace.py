@@ -27,6 +27,13 @@ from tests.conftest import call, resources, rules
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENTRT = Path(sys.executable).with_name("agentrt")
+# Ctrl-C reaches a program only if it does not inherit SIGINT ignored, which is how
+# a shell without job control starts anything it runs in the background (a CI job
+# may be one): the interrupted command is started with SIGINT at its default.
+_WITH_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 @pytest.fixture
@@ -80,7 +87,7 @@ def _interrupt_when(
     """Start `agentrt run`, send ``sig`` once ``ready(events)`` holds, return the log."""
     db = tmp_path / "trace.db"
     child = subprocess.Popen(
-        [str(AGENTRT), "run", "bot", "go"],
+        [sys.executable, "-c", _WITH_SIGINT, str(AGENTRT), "run", "bot", "go"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
