@@ -12,6 +12,7 @@ A hook or a Python tool raises :class:`ToolError` to fail a call: the model
 sees the message as the tool's result, and the run goes on.
 """
 
+from agentrt._version import __version__
 from agentrt.engine import HookSet, RunResult, Runtime
 from agentrt.errors import (
     AgentrtError,
@@ -22,8 +23,6 @@ from agentrt.errors import (
     UsageError,
 )
 from agentrt.tools import ToolContext, ToolResult
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AgentrtError",

@@ -21,8 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from agentrt import __version__, _json
+from agentrt import _json
 from agentrt._text import count, plural
+from agentrt._version import __version__
 from agentrt.cli import doctor, memory
 from agentrt.cli.render import (
     LiveTrace,
@@ -32,9 +33,8 @@ from agentrt.cli.render import (
     render_run_list,
     render_run_tree,
 )
+from agentrt.engine import RunResult, Runtime
 from agentrt.engine import events as ev
-from agentrt.engine.result import RunResult
-from agentrt.engine.runtime import Runtime
 from agentrt.errors import (
     AgentrtError,
     SpecError,

@@ -10,9 +10,8 @@ from typing import Any, TextIO
 
 from agentrt import _json
 from agentrt._text import count
+from agentrt.engine import RunResult
 from agentrt.engine import events as ev
-from agentrt.engine.result import RunResult
-from agentrt.engine.team_run import instance_of
 from agentrt.state.base import ACTIVE_STATUSES, WAITING_STATUSES, Event, RunRecord
 
 __all__ = ["LiveTrace", "Style", "render_result", "render_run_list", "render_run_tree"]
@@ -351,9 +350,9 @@ def render_run_tree(
             why = f": {e.data['reason']}" if e.data.get("reason") else ""
             lines.append(f"├─ step {e.step}  {verdict}{by}{why}")
         elif e.type == ev.NODE_STARTED:
-            nodes_open[instance_of(e.data)] = e
+            nodes_open[ev.node_instance(e.data)] = e
         elif e.type == ev.NODE_FINISHED:
-            nodes_open.pop(instance_of(e.data), None)
+            nodes_open.pop(ev.node_instance(e.data), None)
             lines += _node_lines(e.data, s)
             child = (children or {}).get(str(e.data.get("child_run")))
             if child is not None:

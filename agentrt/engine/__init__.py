@@ -1,31 +1,27 @@
-"""The reasoning loop, durable steps, and the embedded runtime."""
+"""The embedded runtime: its public API.
 
-from agentrt.engine.execute import Executor
+Code outside the engine imports only these names (and the event names in
+:mod:`agentrt.engine.events`); the engine's other modules are internal and may
+move (``tests/test_layers.py`` holds every caller to that).
+"""
+
 from agentrt.engine.hooks import HOOK_PHASES, HookPhase, HookSet
-from agentrt.engine.journal import EventObserver, Journal, LogAwareObserver, StepUnknown
-from agentrt.engine.loop import LoopOutcome, RunContext, StepInfo, run_loop
+from agentrt.engine.journal import EventObserver, LogAwareObserver
+from agentrt.engine.loop import RunContext, StepInfo
 from agentrt.engine.result import RunResult
-from agentrt.engine.runtime import Runtime, new_run_id
-from agentrt.engine.snapshot import RunSpec
+from agentrt.engine.runtime import Runtime
 
 __all__ = [
-    # runtime
+    # the runtime and what a run returns
     "Runtime",
     "RunResult",
-    "new_run_id",
-    # loop and durable steps
-    "EventObserver",
-    "Executor",
-    "Journal",
-    "LogAwareObserver",
-    "LoopOutcome",
-    "RunContext",
-    "RunSpec",
-    "StepInfo",
-    "StepUnknown",
-    "run_loop",
-    # hooks
+    # hooks, and what they receive
     "HOOK_PHASES",
     "HookPhase",
     "HookSet",
+    "RunContext",
+    "StepInfo",
+    # observers of a run's events
+    "EventObserver",
+    "LogAwareObserver",
 ]

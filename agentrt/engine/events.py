@@ -6,6 +6,9 @@ only: the conversation is rebuilt from them, never stored again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 __all__ = [
     "APPROVAL_DECIDED",
     "APPROVAL_REQUESTED",
@@ -24,6 +27,7 @@ __all__ = [
     "TOOL_DECISION",
     "TOOL_RESULT",
     "TOOL_UNKNOWN",
+    "node_instance",
 ]
 
 RUN_CREATED = "run.created"  # {input, spec, [fork: {run, step}]}
@@ -47,3 +51,8 @@ APPROVAL_DECIDED = "approval.decided"  # step: {approved: bool, [reason], [by]}
 # Team runs: a node instance is (node, round, item).
 NODE_STARTED = "node.started"  # {node, round, item, attempt, key, kind, target}
 NODE_FINISHED = "node.finished"  # {node, round, item, status, output, items, [loops], ...}
+
+
+def node_instance(data: Mapping[str, Any]) -> tuple[str, int, int]:
+    """The (node, round, item) a ``node.started`` or ``node.finished`` event is about."""
+    return (data.get("node", ""), int(data.get("round", 1)), int(data.get("item", 0)))

@@ -21,12 +21,12 @@ from typing import Any, Literal
 
 import aiohttp
 
+from agentrt._owner import new_owner_id, owner_is_dead
 from agentrt._text import with_article
 from agentrt.engine import events as ev
 from agentrt.engine.execute import Executor
 from agentrt.engine.hooks import HookPhase, HookSet
 from agentrt.engine.journal import EventObserver, undecided_steps
-from agentrt.engine.owner import new_owner_id, owner_is_dead
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.snapshot import RunSpec

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from agentrt._retry import RETRY_AFTER_CAP_S  # the loop honours the same cap as the clients
 from agentrt.errors import ModelError
 
 __all__ = [
@@ -25,9 +26,6 @@ __all__ = [
 ]
 
 Message = dict[str, Any]
-
-RETRY_AFTER_CAP_S = 60.0
-"""Longest wait honoured for a provider's ``Retry-After``, by clients and by the loop."""
 
 MAX_TOKENS_PER_CALL = 100_000_000
 """More prompt or output tokens than this in one call is a server's error, not usage."""

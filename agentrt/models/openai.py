@@ -9,10 +9,6 @@ orjson encode, one POST and one orjson decode.
 from __future__ import annotations
 
 import asyncio
-import math
-import random
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import quote
@@ -20,20 +16,12 @@ from urllib.parse import quote
 import aiohttp
 
 from agentrt._json import dumps, dumps_str, loads
+from agentrt._retry import RETRY_AFTER_CAP_S, RETRYABLE_STATUSES, equal_jitter, parse_retry_after
 from agentrt._text import count
 from agentrt.errors import ModelError
-from agentrt.models.base import RETRY_AFTER_CAP_S, ModelRequest, ModelResponse, ToolCall
+from agentrt.models.base import ModelRequest, ModelResponse, ToolCall
 
-__all__ = [
-    "RETRYABLE_STATUSES",
-    "RETRY_AFTER_CAP_S",
-    "OpenAIClient",
-    "chat_url",
-    "parse_retry_after",
-]
-
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-"""HTTP statuses that are retried: rate limits, timeouts and transient server errors."""
+__all__ = ["OpenAIClient", "chat_url"]
 
 _ERROR_TEXT_LIMIT = 500
 
@@ -197,10 +185,7 @@ class OpenAIClient:
         return self._session
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2.0**attempt)
-        # "Equal jitter": at least half the backoff, so retries do not bunch up
-        # yet still back off.
-        return ceiling / 2 + random.random() * ceiling / 2
+        return equal_jitter(min(self.backoff_max_s, self.backoff_initial_s * 2.0**attempt))
 
 
 def chat_url(
@@ -223,35 +208,6 @@ def chat_url(
 def _auth(api: str, api_key: str) -> dict[str, str]:
     """The header that carries the key: Azure OpenAI's ``api-key``, else a Bearer token."""
     return {"api-key": api_key} if api == "azure" else {"Authorization": f"Bearer {api_key}"}
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait according to a ``Retry-After`` header.
-
-    Args:
-        value: The header: delay seconds (an integer, or a decimal as some
-            servers send) or an HTTP date.
-
-    Returns:
-        A non-negative number of seconds, or ``None`` when the header is
-        absent or unreadable.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 def _parse_completion(raw: bytes, status: int) -> ModelResponse:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,10 +34,10 @@ from yarl import URL
 from agentrt import _json
 from agentrt._imports import import_callable
 from agentrt._proxy import proxy_for
+from agentrt._retry import RETRY_AFTER_CAP_S, RETRYABLE_STATUSES, equal_jitter, parse_retry_after
 from agentrt._text import count, plural
 from agentrt.errors import ToolError, UsageError
 from agentrt.models.base import ToolDef
-from agentrt.models.openai import RETRY_AFTER_CAP_S, RETRYABLE_STATUSES, parse_retry_after
 from agentrt.spec.resources import ToolSpec
 from agentrt.tools.base import ToolContext, ToolResult
 
@@ -346,8 +345,7 @@ class HttpToolSet:
             if retry_after is not None:
                 delay = min(retry_after, RETRY_AFTER_CAP_S)
             else:
-                ceiling = self._backoff_s * 2.0 ** (attempt - 1)
-                delay = ceiling / 2 + random.random() * ceiling / 2
+                delay = equal_jitter(self._backoff_s * 2.0 ** (attempt - 1))
             await self._sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 

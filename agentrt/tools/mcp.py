@@ -18,8 +18,9 @@ from typing import Any, cast
 
 import anyio
 
-from agentrt import __version__, _json
+from agentrt import _json
 from agentrt._text import count
+from agentrt._version import __version__
 from agentrt.errors import ToolError, UsageError
 from agentrt.models.base import ToolDef
 from agentrt.spec.resources import ToolSpec

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 
 import aiohttp
 import orjson
@@ -21,7 +19,6 @@ from agentrt.models import (
     create_client,
 )
 from agentrt.models import openai as openai_module
-from agentrt.models.openai import parse_retry_after
 from agentrt.spec.resources import ModelSpec, ScriptedRule
 
 RULES = [
@@ -309,18 +306,3 @@ async def test_factory_builds_a_working_openai_client(server: ModelTestServer) -
     finally:
         await client.close()
     assert server.requests[0]["model"] == "gpt-small"
-
-
-def test_parse_retry_after() -> None:
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("") is None
-    assert parse_retry_after("7") == 7
-    assert parse_retry_after("0.5") == 0.5
-    assert parse_retry_after("-3") == 0
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after("nan") is None
-    past = format_datetime(datetime(2000, 1, 1, tzinfo=UTC), usegmt=True)
-    assert parse_retry_after(past) == 0
-    future = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
-    seconds = parse_retry_after(future)
-    assert seconds is not None and 3000 < seconds <= 3600

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from agentrt.engine.owner import owner_is_dead
+from agentrt._owner import owner_is_dead
 
 __all__ = ["CgroupLayout", "CgroupUnavailable", "SandboxCgroup", "detect_layout", "reap_cgroups"]
 

@@ -49,7 +49,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agentrt.engine.owner import new_owner_id, owner_is_dead
+from agentrt._owner import new_owner_id, owner_is_dead
 from agentrt.tools.sandbox.base import (
     EndReason,
     ExecResult,

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from agentrt.engine.owner import owner_is_dead
+from agentrt._owner import owner_is_dead
 from agentrt.tools.sandbox.base import (
     Prestart,
     Sandbox,

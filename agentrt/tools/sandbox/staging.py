@@ -23,7 +23,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentrt.engine.owner import owner_is_dead
+from agentrt._owner import owner_is_dead
 from agentrt.tools.sandbox.identity import SandboxUser
 
 __all__ = ["STAGE_ROOT", "Stage", "reap_stages"]

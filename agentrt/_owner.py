@@ -1,4 +1,9 @@
-"""Who owns a run's lease, and whether that owner is still alive."""
+"""Owner ids (``host:pid:nonce``), and whether the process an owner names is still alive.
+
+Below every layer: the engine names the owner of a run's lease with one, and the
+sandbox backends the owner of what they leave on disk, so both judge a dead
+owner the same way.
+"""
 
 from __future__ import annotations
 
