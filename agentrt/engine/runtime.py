@@ -689,9 +689,8 @@ class Runtime:
         sandbox output artifacts older than the cutoff."""
         removed = await self.store.gc(finished_before=finished_before)
         scratch = self.executor.scratch
-        if scratch is not None and removed.runs:
-            keep = {r.id for r in await self.store.list_runs(limit=1_000_000)}
-            await asyncio.to_thread(scratch.remove_except, keep)
+        if scratch is not None and removed.run_ids:
+            await asyncio.to_thread(scratch.remove, removed.run_ids)
         await asyncio.to_thread(_remove_old_artifacts, finished_before)
         return removed
 

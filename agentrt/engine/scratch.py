@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["ScratchSpace"]
@@ -70,14 +71,13 @@ class ScratchSpace:
             tar.extractall(target, filter=_safe_member)
         return True
 
-    def remove_except(self, keep: set[str]) -> int:
-        """Delete scratch directories and snapshots of runs not in ``keep``; return the count."""
-        if not self.root.exists():
-            return 0
+    def remove(self, run_ids: Iterable[str]) -> int:
+        """Delete the scratch directories and snapshots of ``run_ids`` (the runs gc
+        removed); return how many paths went. Blocking: run in a thread."""
         removed = 0
-        for path in self.root.iterdir():
-            run_id = path.name.removesuffix(".steps")
-            if run_id not in keep:
-                shutil.rmtree(path, ignore_errors=True)
-                removed += 1
+        for run_id in run_ids:
+            for path in (self.root / run_id, self._snapshots(run_id)):
+                if path.exists():
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed += 1
         return removed

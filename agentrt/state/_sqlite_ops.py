@@ -140,7 +140,7 @@ class Ops:
         """Wrap ``conn``; payloads over ``inline_limit`` encoded bytes become blobs."""
         self.conn = conn
         self.inline_limit = inline_limit
-        self._list_sql: dict[tuple[bool, bool, int], str] = {}
+        self._list_sql: dict[tuple[bool, bool, bool, int], str] = {}
 
     # --- helpers ---------------------------------------------------------------
     def _run_by_pk(self, pk: int) -> RunRecord:
@@ -342,11 +342,12 @@ class Ops:
         self,
         namespace: str | None,
         session_id: str | None,
+        parent: str | None,
         statuses: Sequence[str] | None,
         limit: int,
     ) -> list[RunRecord]:
         n_statuses = -1 if statuses is None else len(statuses)
-        key = (namespace is not None, session_id is not None, n_statuses)
+        key = (namespace is not None, session_id is not None, parent is not None, n_statuses)
         sql = self._list_sql.get(key)
         if sql is None:
             where = []
@@ -354,6 +355,8 @@ class Ops:
                 where.append("namespace = ?")
             if session_id is not None:
                 where.append("session_id = ?")
+            if parent is not None:
+                where.append("parent_run = ?")
             if statuses is not None:
                 where.append(f"status IN ({', '.join('?' * len(statuses))})")
             sql = f"SELECT {_RUN_COLS} FROM runs"
@@ -367,6 +370,8 @@ class Ops:
             params.append(namespace)
         if session_id is not None:
             params.append(session_id)
+        if parent is not None:
+            params.append(parent)
         if statuses is not None:
             params.extend(statuses)
         params.append(limit)
@@ -515,9 +520,10 @@ class Ops:
     # --- maintenance -----------------------------------------------------------
     def gc(self, finished_before: float) -> GcResult:
         conn = self.conn
-        pks = conn.execute(
-            "SELECT pk FROM runs WHERE finished_at < ?", (finished_before,)
+        found = conn.execute(
+            "SELECT pk, id FROM runs WHERE finished_at < ?", (finished_before,)
         ).fetchall()
+        pks = [(pk,) for pk, _ in found]
         events = 0
         if pks:
             events = conn.executemany("DELETE FROM events WHERE run_pk = ?", pks).rowcount
@@ -534,4 +540,9 @@ class Ops:
             "DELETE FROM blobs WHERE NOT EXISTS "
             "(SELECT 1 FROM events WHERE events.blob = blobs.hash)"
         ).rowcount
-        return GcResult(runs=len(pks), events=events, blobs=blobs, sessions=sessions)
+        return GcResult(
+            run_ids=tuple(run_id for _, run_id in found),
+            events=events,
+            blobs=blobs,
+            sessions=sessions,
+        )

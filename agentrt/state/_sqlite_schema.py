@@ -153,6 +153,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "VALUES ('delete', old.pk, old.text, old.tags); END",
         ],
     ),
+    (
+        4,
+        [
+            # list_runs(parent=...): a run's children and forks; most runs have no
+            # parent, so only the others are indexed.
+            "CREATE INDEX runs_parent ON runs (parent_run, created_at) "
+            "WHERE parent_run IS NOT NULL",
+        ],
+    ),
 ]
 """Append-only list of ``(version, statements)``; never edit a released entry."""
 

@@ -196,12 +196,21 @@ class RunUpdate:
 
 @dataclass(frozen=True, slots=True)
 class GcResult:
-    """What a garbage collection removed."""
+    """What a garbage collection removed.
 
-    runs: int
+    ``run_ids`` names every run removed, so a caller cleans up what it keeps
+    beside the store (scratch directories) without listing the runs left.
+    """
+
+    run_ids: tuple[str, ...]
     events: int
     blobs: int
     sessions: int
+
+    @property
+    def runs(self) -> int:
+        """How many runs were removed."""
+        return len(self.run_ids)
 
 
 @runtime_checkable
@@ -270,10 +279,16 @@ class Store(Protocol):
         *,
         namespace: str | None = None,
         session_id: str | None = None,
+        parent: str | None = None,
         statuses: Sequence[str] | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
-        """Runs, newest first; with ``session_id``, ordered by turn ascending instead."""
+        """Runs, newest first; with ``session_id``, ordered by turn ascending instead.
+
+        With ``parent``, only the runs whose ``parent_run`` it is: its child runs
+        and its forks (a fork has a ``fork_step``, a child none). Every filter is
+        served by an index, so listing one run's children never scans the others.
+        """
         ...
 
     async def append_events(
@@ -391,5 +406,9 @@ class Store(Protocol):
     # --- maintenance ------------------------------------------------------------
     async def gc(self, *, finished_before: float) -> GcResult:
         """Delete runs that finished before the given time, their events, sessions
-        left with no runs, and blobs no event references; reclaim the space."""
+        left with no runs, and blobs no event references; reclaim the space.
+
+        The result names the removed runs (``GcResult.run_ids``), found through
+        an index on the finish time: gc never reads the runs it keeps.
+        """
         ...

@@ -393,13 +393,19 @@ class SqliteStore:
         *,
         namespace: str | None = None,
         session_id: str | None = None,
+        parent: str | None = None,
         statuses: Sequence[str] | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
-        """Runs, newest first; with ``session_id``, ordered by turn ascending instead."""
+        """Runs, newest first; with ``session_id``, ordered by turn ascending instead.
+
+        With ``parent``, only its child runs and forks (index ``runs_parent``).
+        """
         if statuses is not None and not statuses:
             return []
-        return await self._submit(READ, self._ops.list_runs, namespace, session_id, statuses, limit)
+        return await self._submit(
+            READ, self._ops.list_runs, namespace, session_id, parent, statuses, limit
+        )
 
     async def append_events(
         self,

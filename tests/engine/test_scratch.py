@@ -25,10 +25,10 @@ def test_snapshots_restore_the_files_as_they_were_at_a_step(tmp_path: Path) -> N
     assert list(space.dir_of("fork_at_1").iterdir()) == []
 
 
-def test_remove_except_keeps_live_runs(tmp_path: Path) -> None:
+def test_remove_deletes_only_the_runs_gc_removed(tmp_path: Path) -> None:
     space = ScratchSpace(tmp_path / "scratch")
     for run in ("keep", "drop"):
         (space.dir_of(run) / "f").write_text(run)
         space.snapshot(run, 1)
-    assert space.remove_except({"keep"}) == 2  # the drop dir and its snapshots
+    assert space.remove(["drop", "never_had_scratch"]) == 2  # the drop dir and its snapshots
     assert sorted(p.name for p in space.root.iterdir()) == ["keep", "keep.steps"]

@@ -371,6 +371,32 @@ async def check_list_runs(h: Harness) -> None:
     assert await s.list_runs(namespace="nobody") == []
 
 
+async def check_list_runs_of_a_parent(h: Harness) -> None:
+    """list_runs(parent=...) gives a run's children and forks only, newest first, and
+    combines with the other filters."""
+    s = h.store
+    await s.create_session(SessionRecord(id="s", namespace="default", created_at=1.0))
+    await s.create_run(new_run("p", 10.0))
+    await s.create_run(new_run("other", 11.0))
+    await s.create_run(new_run("c1", 20.0, parent_run="p"))
+    await s.create_run(new_run("c2", 30.0, parent_run="p", namespace="team"))
+    await s.create_run(new_run("fork", 40.0, parent_run="p", fork_step=3, session_id="s"))
+    await s.create_run(new_run("grandchild", 50.0, parent_run="c1"))
+    await s.create_run(new_run("c_other", 60.0, parent_run="other"))
+    await finish(s, "c1", 70.0)
+
+    assert [r.id for r in await s.list_runs(parent="p")] == ["fork", "c2", "c1"]
+    assert [r.id for r in await s.list_runs(parent="c1")] == ["grandchild"]
+    assert await s.list_runs(parent="grandchild") == []
+    assert await s.list_runs(parent="nobody") == []
+    assert [r.id for r in await s.list_runs(parent="p", limit=1)] == ["fork"]
+    assert [r.id for r in await s.list_runs(parent="p", namespace="team")] == ["c2"]
+    assert [r.id for r in await s.list_runs(parent="p", statuses=["succeeded"])] == ["c1"]
+    assert [r.id for r in await s.list_runs(parent="p", session_id="s")] == ["fork"]
+    forks = [r for r in await s.list_runs(parent="p") if r.fork_step is not None]
+    assert [(r.id, r.parent_run, r.fork_step) for r in forks] == [("fork", "p", 3)]
+
+
 # --- events --------------------------------------------------------------------
 
 
@@ -1013,7 +1039,9 @@ async def check_gc(h: Harness) -> None:
     assert await h.count_blobs() == 3
 
     result = await s.gc(finished_before=cutoff)
-    assert result == GcResult(runs=3, events=7, blobs=1, sessions=2)
+    assert sorted(result.run_ids) == ["old1", "old2", "old3"]
+    assert result == GcResult(run_ids=result.run_ids, events=7, blobs=1, sessions=2)
+    assert result.runs == 3
 
     for gone in ("old1", "old2", "old3"):
         assert await s.get_run(gone) is None
@@ -1029,7 +1057,7 @@ async def check_gc(h: Harness) -> None:
     assert recent[0].data == big_payload("shared"), "a blob another run uses survives"
     assert (await s.read_events("waiting"))[0].data == big_payload("w")
 
-    assert await s.gc(finished_before=cutoff) == GcResult(runs=0, events=0, blobs=0, sessions=0)
+    assert await s.gc(finished_before=cutoff) == GcResult(run_ids=(), events=0, blobs=0, sessions=0)
 
     # The store keeps working after gc, including reusing a deleted payload.
     await s.create_run(new_run("after", 20.0), [EventDraft("big", big_payload("only-old"), 1.0)])
@@ -1039,7 +1067,8 @@ async def check_gc(h: Harness) -> None:
     result = await s.gc(finished_before=10_000.0)
     # recent + after, 2 events each; the shared blob goes with its last run; s_new is
     # now older than the cutoff and empty.
-    assert result == GcResult(runs=2, events=4, blobs=2, sessions=1)
+    assert sorted(result.run_ids) == ["after", "recent"]
+    assert (result.events, result.blobs, result.sessions) == (4, 2, 1)
     assert await h.count_blobs() == 1
     assert {r.id for r in await s.list_runs()} == {"active", "waiting", "queued"}
     assert await s.get_session("s_kept") is not None
@@ -1184,6 +1213,7 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_create_run_idempotent_concurrent,
     check_create_run_duplicate_id,
     check_list_runs,
+    check_list_runs_of_a_parent,
     check_append_and_read,
     check_append_updates_timestamps,
     check_append_wrong_seq,
