@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ import aiohttp
 
 from agentrt import _json
 from agentrt.engine import events as ev
+from agentrt.engine.children import ChildRunService
 from agentrt.engine.history import conversation_of, history_digest
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import ApprovalPending, EventObserver, Journal, LogEnds, StepUnknown
@@ -32,9 +33,10 @@ from agentrt.engine.memory import (
     summary_request,
     with_summary,
 )
+from agentrt.engine.plans import RunCreated, RunSpec
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
-from agentrt.engine.snapshot import RunSpec
+from agentrt.engine.shared import SharedByName
 from agentrt.engine.team_run import (
     MemberChooser,
     TeamFailed,
@@ -74,7 +76,7 @@ from agentrt.state.base import (
     Usage,
 )
 from agentrt.state.memory import MemoryStore
-from agentrt.tools.agent import AgentToolSet, ChildOutcome, ChildRequest, ChildRunner
+from agentrt.tools.agent import AgentToolSet, ChildOutcome, ChildRequest
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 from agentrt.tools.factory import build_toolset
 from agentrt.tools.memory import MemoryToolSet
@@ -108,58 +110,69 @@ class Executor:
     environ: dict[str, str] | None = None
     http: aiohttp.ClientSession | None = None
     cancel_requested: set[str] = field(default_factory=set)
-    child_runner: ChildRunner | None = None  # runs an agent tool's child run
-    stop_children: Callable[[str], Awaitable[int]] | None = None  # cancels a run's children
-    child_ended: Callable[[str, str], Awaitable[None]] | None = None  # (parent, child)
+    children: ChildRunService | None = None  # runs, stops and is woken by child runs
     scratch: ScratchSpace | None = None
     _running: dict[str, RunContext] = field(default_factory=dict)
     _paused: dict[str, dict[asyncio.Timeout, float]] = field(default_factory=dict)
-    _clients: dict[bytes, ModelClient] = field(default_factory=dict)
-    _tools: dict[bytes, ToolSet] = field(default_factory=dict)
+    _clients: SharedByName[ModelClient] = field(
+        default_factory=lambda: SharedByName(lambda client: client.close())
+    )
+    _tools: SharedByName[ToolSet] = field(
+        default_factory=lambda: SharedByName(lambda toolset: toolset.close())
+    )
     _turns: OrderedDict[str, Turn] = field(default_factory=OrderedDict)
     _prepared: OrderedDict[bytes, PreparedSpec] = field(default_factory=OrderedDict)
 
     async def close(self) -> None:
-        """Close model clients."""
-        for client in self._clients.values():
-            await client.close()
-        self._clients.clear()
-        for toolset in self._tools.values():
-            await toolset.close()
-        self._tools.clear()
+        """Close model clients and tool sets (stopping the processes tools started)."""
         self._prepared.clear()
+        await self._clients.close()
+        await self._tools.close()
 
     # --- building blocks --------------------------------------------------------
 
     def client(self, name: str, spec: ModelSpec) -> ModelClient:
         """A model client for a spec, reused across runs with the same spec."""
         key = _json.dumps([name, spec.model_dump(mode="json")])
-        client = self._clients.get(key)
-        if client is None:
-            client = create_client(spec, name=name, session=self.http, environ=self.environ)
-            self._clients[key] = client
+        client, replaced = self._clients.get(
+            name,
+            key,
+            lambda: create_client(spec, name=name, session=self.http, environ=self.environ),
+        )
+        if replaced:
+            self._prepared.clear()  # plans prepared with the old client make it again
         return client
 
-    def tool(self, name: str, spec: ToolSpec) -> ToolSet:
-        """A runtime tool for a spec, reused across runs with the same spec."""
+    def tool(self, name: str, spec: ToolSpec, *, namespace: str = "") -> ToolSet:
+        """A runtime tool for a spec, reused across runs with the same spec.
+
+        A Tool re-applied with another spec gets a new tool set; the old one is
+        closed once no execution uses it.
+        """
         key = _json.dumps([name, spec.model_dump(mode="json")])
-        tool = self._tools.get(key)
-        if tool is None:
-            if spec.kind == "agent":
-                if self.child_runner is None:
-                    raise UsageError(f"Tool {name}: agent tools need a Runtime to run children")
-                tool = AgentToolSet(name, spec, self.child_runner)
-            elif spec.kind == "memory":
-                if not isinstance(self.store, MemoryStore):
-                    raise UsageError(
-                        f"Tool {name}: this store ({type(self.store).__name__}) keeps no "
-                        "long-term memory; use the SQLite store"
-                    )
-                tool = MemoryToolSet(name, spec, self.store)
-            else:
-                tool = build_toolset(name, spec)
-            self._tools[key] = tool
+        tool, replaced = self._tools.get(
+            (namespace, name), key, lambda: self._make_tool(name, spec)
+        )
+        if replaced:
+            self._prepared.clear()
         return tool
+
+    def _make_client(self, name: str, spec: ModelSpec) -> ModelClient:
+        return create_client(spec, name=name, session=self.http, environ=self.environ)
+
+    def _make_tool(self, name: str, spec: ToolSpec) -> ToolSet:
+        if spec.kind == "agent":
+            if self.children is None:
+                raise UsageError(f"Tool {name}: agent tools need a Runtime to run children")
+            return AgentToolSet(name, spec, self.children.run)
+        if spec.kind == "memory":
+            if not isinstance(self.store, MemoryStore):
+                raise UsageError(
+                    f"Tool {name}: this store ({type(self.store).__name__}) keeps no "
+                    "long-term memory; use the SQLite store"
+                )
+            return MemoryToolSet(name, spec, self.store)
+        return build_toolset(name, spec)
 
     async def turn_of(self, run_id: str) -> Turn:
         """A finished run as a session turn (cached: finished runs never change)."""
@@ -197,21 +210,28 @@ class Executor:
 
     # --- execution --------------------------------------------------------------
 
-    def prepare(self, spec_data: dict[str, Any]) -> PreparedSpec:
-        """The parsed spec of a run with its tools and hooks, shared by runs of one spec."""
-        key = _json.dumps(spec_data)
-        prepared = self._prepared.get(key)
-        if prepared is None:
-            spec = RunSpec.from_data(spec_data)
-            prepared = PreparedSpec(
-                spec,
-                {name: self.tool(name, spec.tools[name]) for name in spec.agent_spec.tools},
-                HookSet.from_spec(spec.agent_spec.hooks),
-                {name: self.client(name, model) for name, model in spec.models.items()},
-            )
-            self._prepared[key] = prepared
-            if len(self._prepared) > _PREPARED_CACHE_SIZE:
-                self._prepared.popitem(last=False)
+    def prepare(self, created: RunCreated) -> PreparedSpec:
+        """The plan of an agent run with its tools, hooks and clients, shared by runs of
+        one plan."""
+        prepared = self._prepared.get(created.digest)
+        if prepared is not None:
+            self._prepared.move_to_end(created.digest)
+            return prepared
+        spec = created.plan
+        if not isinstance(spec, RunSpec):
+            raise UsageError("a team run has no agent spec to prepare")
+        prepared = PreparedSpec(
+            spec,
+            {
+                name: self.tool(name, spec.tools[name], namespace=spec.namespace)
+                for name in spec.agent_spec.tools
+            },
+            HookSet.from_spec(spec.agent_spec.hooks),
+            {name: self.client(name, model) for name, model in spec.models.items()},
+        )
+        self._prepared[created.digest] = prepared
+        if len(self._prepared) > _PREPARED_CACHE_SIZE:
+            self._prepared.popitem(last=False)
         return prepared
 
     async def execute(
@@ -220,11 +240,13 @@ class Executor:
         *,
         replay: bool = False,
         known: tuple[RunRecord, list[Event]] | None = None,
+        created: RunCreated | None = None,
     ) -> RunResult:
         """Run (or resume, or replay) a run to its end or until it needs a person.
 
         The caller holds the run's lease (except for replay, which writes nothing).
-        ``known`` is the run and its whole log when the caller has them already.
+        ``known`` is the run and its whole log when the caller has them already,
+        ``created`` its plan when the caller made it (else it is read from the log).
         """
         if known is None:
             found = await self.store.get_run(run_id)
@@ -239,13 +261,15 @@ class Executor:
             # Cancelled before this execution took it up: it takes no step.
             result = await self.finish_cancelled(run)
         else:
-            result = await self._execute_loaded(run, events, replay)
+            result = await self._execute_loaded(run, events, replay, created)
         ended = result.status in TERMINAL_STATUSES
-        if ended and not replay and run.parent_run is not None and self.child_ended is not None:
-            await self.child_ended(run.parent_run, run_id)
+        if ended and not replay and run.parent_run is not None and self.children is not None:
+            await self.children.ended(run.parent_run, run_id)
         return result
 
-    async def _execute_loaded(self, run: RunRecord, events: list[Event], replay: bool) -> RunResult:
+    async def _execute_loaded(
+        self, run: RunRecord, events: list[Event], replay: bool, plan: RunCreated | None
+    ) -> RunResult:
         run_id, created = run.id, events[0]
         if replay and (failed := _start_failure(events)) is not None:
             return RunResult(run_id, "failed", None, failed.message, run.usage)
@@ -254,7 +278,7 @@ class Executor:
                 return await self._replay_team(run, events)
             return await self._execute_team(run, events)
         try:
-            prepared = self.prepare(created.data["spec"])
+            prepared = self.prepare(plan or RunCreated.from_data(created.data))
         except Exception as exc:  # a tool or hook that does not import, a missing API key
             if replay:
                 raise
@@ -296,14 +320,21 @@ class Executor:
             hooks=prepared.hooks.merged(self.hooks) if self.hooks.hooks else prepared.hooks,
             scratch=self.scratch,
         )
-        if replay:
-            return await self._replay(ctx, events, turns, recorded)
-        self._running[run_id] = ctx
+        # Held while the run executes: a tool set retired meanwhile is closed after.
+        self._tools.acquire(prepared.tools.values())
+        self._clients.acquire(prepared.clients.values())
         try:
-            return await self._execute_live(ctx, run, created, started, digest, turns, recorded)
+            if replay:
+                return await self._replay(ctx, events, turns, recorded)
+            self._running[run_id] = ctx
+            try:
+                return await self._execute_live(ctx, run, created, started, digest, turns, recorded)
+            finally:
+                self._running.pop(run_id, None)
+                self._paused.pop(run_id, None)
         finally:
-            self._running.pop(run_id, None)
-            self._paused.pop(run_id, None)
+            await self._tools.release(prepared.tools.values())
+            await self._clients.release(prepared.clients.values())
 
     async def _end_unstartable(
         self, run: RunRecord, events: list[Event], error: RunError
@@ -327,7 +358,7 @@ class Executor:
         created = events[0]
         try:
             team = Team.model_validate(created.data["team"])
-            if self.child_runner is None:
+            if self.children is None:
                 raise UsageError(f"Team {team.name}: team runs need a Runtime to run their nodes")
         except Exception as exc:
             return await self._end_unstartable(run, events, _start_error(exc))
@@ -353,7 +384,7 @@ class Executor:
                 outcome = await run_team(
                     team_graph(team), run_id=run.id, namespace=run.namespace,
                     input=created.data["input"], events=events, journal=journal,
-                    run_child=self.child_runner, choose=self._chooser(created.data),
+                    run_child=self.children.run, choose=self._chooser(created.data),
                     run_tool=self._tool_node_runner(run, created.data),
                 )  # fmt: skip
             status, output, reason = "succeeded", outcome.output, None
@@ -380,9 +411,9 @@ class Executor:
             if await self._record_waiting(journal, "waiting", waiting):
                 return RunResult(run.id, "waiting", None, reason, Usage())
             status, reason = "cancelled", _CANCELLED
-        if status != "succeeded" and self.stop_children is not None:
+        if status != "succeeded" and self.children is not None:
             # Nodes still running when the team failed, timed out or was cancelled.
-            await self.stop_children(run.id)
+            await self.children.stop(run.id)
         data: dict[str, Any] = {"status": status, "output": output, "reason": reason}
         if status == "succeeded":
             data["state"] = outcome.state  # what replay must arrive at again
@@ -418,8 +449,8 @@ class Executor:
         except CancelRequested:
             if data["status"] == "cancelled":
                 raise
-        if self.stop_children is not None:
-            await self.stop_children(run_id)
+        if self.children is not None:
+            await self.children.stop(run_id)
         data = {"status": "cancelled", "output": None, "reason": _CANCELLED}
         update = RunUpdate(status="cancelled", reason=_CANCELLED)
         await journal.append(ev.RUN_FINISHED, data, update=update)
@@ -658,8 +689,8 @@ class Executor:
             if await self._record_waiting(journal, status, waiting):
                 return self._result(ctx, status, None, reason)
             status, reason = "cancelled", _CANCELLED
-        if status in ("cancelled", "timed_out") and self.stop_children is not None:
-            await self.stop_children(run_id)  # agent tools' child runs still in flight
+        if status in ("cancelled", "timed_out") and self.children is not None:
+            await self.children.stop(run_id)  # agent tools' child runs still in flight
         data: dict[str, Any] = {"status": status, "output": output, "reason": reason}
         if ctx.children:
             data["child_runs"] = ctx.children  # what a parent waiting on this run counts

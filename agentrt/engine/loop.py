@@ -23,8 +23,8 @@ from agentrt.engine.history import continuation
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import ApprovalPending, Journal
 from agentrt.engine.offer import Offer, Route, offer_tools
+from agentrt.engine.plans import RunSpec
 from agentrt.engine.scratch import ScratchSpace
-from agentrt.engine.snapshot import RunSpec
 from agentrt.errors import (
     BudgetExhausted,
     ModelError,

@@ -389,6 +389,25 @@ async def test_server_started_once_reused_and_stopped_on_close(
     assert await _reaped(pid)
 
 
+async def test_a_changed_tool_stops_its_old_server(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    """Re-applied with another spec, a Tool gets a new server; the old process is
+    stopped once no run uses it, not kept alive until the runtime closes."""
+    model_server.set_rules(rules({"tool_calls": [call("pid")]}, {"content": "{last_tool_result}"}))
+    async with Runtime(store) as rt:
+        await rt.apply(with_mcp(model_server.url, command=STDIO))
+        old = int((await rt.run("bot", "who")).output or "0")
+        assert alive(old)
+        await rt.apply(with_mcp(model_server.url, command=STDIO, env={"CHANGED": "1"}))
+        new = int((await rt.run("bot", "who now")).output or "0")
+        assert new != old and alive(new)
+        assert await _reaped(old), "the changed Tool's old server process still runs"
+        again = int((await rt.run("bot", "who again")).output or "0")
+        assert again == new  # the new spec's server is shared by the runs after it
+    assert await _reaped(new)
+
+
 async def test_replay_does_not_contact_the_server(
     store: SqliteStore, model_server: ModelTestServer
 ) -> None:

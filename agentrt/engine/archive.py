@@ -1,0 +1,204 @@
+"""The archive: runs exported and imported as logs, forked from a step, collected.
+
+A run's log is its whole state, so an exported run replays anywhere; a fork
+is a new run that shares a prefix of another's steps; gc deletes finished runs
+and what only they used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from agentrt._text import with_article
+from agentrt.engine import events as ev
+from agentrt.engine.catalog import Catalog
+from agentrt.engine.plans import ForkPoint, RunCreated, RunSpec
+from agentrt.engine.run_view import EXPORT_FORMAT, read_run
+from agentrt.engine.scratch import ScratchSpace
+from agentrt.engine.worker import Worker, new_run_id
+from agentrt.errors import UsageError
+from agentrt.spec.resources import Model
+from agentrt.state.base import (
+    EventDraft,
+    GcResult,
+    NewRun,
+    RunRecord,
+    RunUpdate,
+    SessionRecord,
+    Usage,
+)
+
+__all__ = ["Archive"]
+
+# What a fork copies of its origin: the steps, not the origin's start or end.
+_STEP_EVENTS = frozenset(
+    {
+        ev.MODEL_CALL,
+        ev.MODEL_ERROR,
+        ev.MODEL_RESULT,
+        ev.TOOL_CALL,
+        ev.TOOL_RESULT,
+        ev.TOOL_UNKNOWN,
+        ev.TOOL_DECISION,
+    }
+)
+
+
+class Archive:
+    """Export, import, fork and gc of the runs of ``worker``'s store."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        catalog: Catalog,
+        scratch: ScratchSpace | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self._worker = worker
+        self._store = worker.store
+        self._catalog = catalog
+        self._scratch = scratch
+        self._clock = clock
+
+    async def export_run(self, run_id: str) -> dict[str, Any]:
+        """A run's whole log as JSON-ready data, to archive, audit or replay elsewhere."""
+        return (await read_run(self._store, run_id)).export()
+
+    async def import_run(self, data: dict[str, Any]) -> RunRecord:
+        """Store a log made by :meth:`export_run` as a new run (a new id), to replay it."""
+        if data.get("format") != EXPORT_FORMAT:
+            raise UsageError(f"not an exported run: expected `format: {EXPORT_FORMAT}`")
+        meta, events = data["run"], data["events"]
+        if not events or events[0]["type"] != ev.RUN_CREATED:
+            raise UsageError(
+                f"an exported run starts with {with_article(ev.RUN_CREATED + ' event')}"
+            )
+        drafts = [EventDraft(e["type"], e["data"], e["ts"], e["step"]) for e in events]
+        worker = self._worker
+        run, _ = await self._store.create_run(
+            NewRun(new_run_id(), meta["namespace"], meta["agent"], self._clock()), drafts
+        )
+        status = next((e["data"]["status"] for e in events if e["type"] == ev.RUN_FINISHED), None)
+        if status is not None:
+            leased = await self._store.acquire_lease(
+                run.id, worker.owner, worker.lease_ttl_s, now=self._clock()
+            )  # a new run: nobody else can hold it
+            if leased is not None:
+                update = RunUpdate(status=status, usage=_usage_of(events))
+                await self._store.append_events(
+                    run.id, [], expected_seq=leased.last_seq, owner=worker.owner, update=update
+                )
+                await self._store.release_lease(run.id, worker.owner)
+        return await worker.get(run.id)
+
+    async def fork(
+        self,
+        run_id: str,
+        *,
+        from_step: int,
+        model: str | None = None,
+        instructions: str | None = None,
+        start: bool = True,
+    ) -> RunRecord:
+        """Start a new run that shares steps ``1..from_step`` of ``run_id`` and diverges after.
+
+        ``model`` and ``instructions`` change what the new run uses from then on.
+        """
+        origin = await read_run(self._store, run_id)
+        parent, events = origin.run, list(origin.events)
+        if not 0 <= from_step <= origin.steps:
+            raise UsageError(f"--from-step must be between 0 and {origin.steps} for run {run_id}")
+        created = RunCreated.from_data(events[0].data)
+        if not isinstance(created.plan, RunSpec):
+            raise UsageError(f"run {run_id} is a team run; fork one of its nodes' runs instead")
+        spec = await self._changed(created.plan, parent.namespace, model, instructions)
+        now = self._clock()
+        session_id = None
+        if parent.session_id is not None:
+            # The fork's session starts from the parent's history before the parent's turn.
+            session_id = f"{parent.session_id}~{secrets.token_hex(3)}"
+            await self._store.create_session(
+                SessionRecord(session_id, parent.namespace, now, parent.session_id, parent.turn)
+            )
+        forked = RunCreated(created.input, spec, ForkPoint(run_id, from_step))
+        copied = [EventDraft(ev.RUN_CREATED, forked.data, now)]
+        copied += [
+            EventDraft(e.type, e.data, e.ts, e.step)
+            for e in events
+            if e.step is not None and e.step <= from_step and e.type in _STEP_EVENTS
+        ]
+        run, _ = await self._store.create_run(
+            NewRun(
+                new_run_id(),
+                parent.namespace,
+                parent.agent,
+                now,
+                session_id,
+                parent_run=run_id,
+                fork_step=from_step,
+            ),
+            copied,
+        )
+        if self._scratch is not None:
+            await asyncio.to_thread(self._scratch.restore, run_id, from_step, run.id)
+        if start:
+            await self._worker.take_up(run)
+        return run
+
+    async def _changed(
+        self, spec: RunSpec, namespace: str, model: str | None, instructions: str | None
+    ) -> RunSpec:
+        """``spec`` with the fork's changes of model and instructions."""
+        changes: dict[str, Any] = {}
+        models = spec.models
+        if model is not None:
+            changes["model"] = model
+            models = {**models, model: (await self._catalog.get(Model, namespace, model)).spec}
+        if instructions is not None:
+            changes["instructions"] = instructions
+        if not changes:
+            return spec
+        agent_spec = spec.agent_spec.model_copy(update=changes)
+        # Validated again: a changed model must be one the spec's fields accept.
+        return RunSpec.model_validate(
+            spec.model_copy(update={"agent_spec": agent_spec, "models": models}).model_dump()
+        )
+
+    async def gc(self, *, finished_before: float) -> GcResult:
+        """Delete finished runs older than the cutoff, their scratch directories, and
+        sandbox output artifacts older than the cutoff."""
+        removed = await self._store.gc(finished_before=finished_before)
+        if self._scratch is not None and removed.run_ids:
+            await asyncio.to_thread(self._scratch.remove, removed.run_ids)
+        await asyncio.to_thread(_remove_old_artifacts, finished_before)
+        return removed
+
+
+def _usage_of(events: list[dict[str, Any]]) -> Usage:
+    """What the steps of an exported log consumed."""
+    usage = Usage()
+    for e in events:
+        if e["type"] == ev.MODEL_RESULT:
+            data = e["data"]
+            usage += Usage(data.get("in", 0), data.get("out", 0), data.get("cost", 0.0), 1, 0)
+        elif e["type"] == ev.TOOL_CALL:
+            usage += Usage(tool_calls=1)
+    return usage
+
+
+def _remove_old_artifacts(cutoff: float) -> int:
+    """Delete full-output artifacts of sandboxed calls written before ``cutoff``."""
+    from agentrt.tools.code import default_workdir
+
+    folder = default_workdir() / "artifacts"
+    removed = 0
+    for path in folder.glob("*") if folder.exists() else []:
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed

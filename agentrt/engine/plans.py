@@ -1,0 +1,130 @@
+"""What a run executes, frozen when the run is created: its plan and its input.
+
+A run keeps the specs it started with even if the resources are re-applied
+later, so resume and replay see exactly what the first attempt saw. The plan
+is typed from the moment the catalog resolves it; it becomes JSON once, for the
+``run.created`` event, and is parsed back once when a run is taken up from its
+log (a resume on another worker, a replay).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from agentrt import _json
+from agentrt.spec.resources import AgentSpec, Budgets, ModelSpec, Team, ToolSpec
+
+__all__ = ["ForkPoint", "RunCreated", "RunSpec", "TeamRunSpec"]
+
+
+class RunSpec(BaseModel):
+    """Agent, models (primary and fallbacks), tools and effective budgets of a run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agent: str
+    namespace: str
+    agent_spec: AgentSpec
+    models: dict[str, ModelSpec]
+    tools: dict[str, ToolSpec]
+    budgets: Budgets
+
+    def to_data(self) -> dict[str, Any]:
+        """Compact JSON form for the event log (defaults omitted)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> RunSpec:
+        """Inverse of :meth:`to_data`."""
+        return cls.model_validate(data)
+
+    def model_chain(self) -> list[str]:
+        """The agent's model followed by its fallbacks, without repeats."""
+        chain = [self.agent_spec.model]
+        for name in self.models[self.agent_spec.model].fallbacks:
+            if name not in chain:
+                chain.append(name)
+        return chain
+
+
+class TeamRunSpec(BaseModel):
+    """A Team as one run executes it: the team (with this run's limits) and the
+    Models its routes ask and the Tools its tool nodes call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    team: Team
+    models: dict[str, ModelSpec] = {}
+    tools: dict[str, ToolSpec] = {}
+
+
+@dataclass(frozen=True)
+class ForkPoint:
+    """The run and step a forked run shares its first steps with."""
+
+    run: str
+    step: int
+
+
+@dataclass(frozen=True)
+class RunCreated:
+    """The ``run.created`` event's content: the input and the frozen plan.
+
+    The log keeps the shape it always had: ``{input, spec}`` for an agent run,
+    ``{input, team, models?, tools?}`` for a team run, and ``fork`` when the
+    run was forked.
+    """
+
+    input: str
+    plan: RunSpec | TeamRunSpec
+    fork: ForkPoint | None = None
+
+    @cached_property
+    def data(self) -> dict[str, Any]:
+        """The JSON form written to the log (computed once)."""
+        data: dict[str, Any] = {"input": self.input}
+        if isinstance(self.plan, RunSpec):
+            data["spec"] = self.plan.to_data()
+        else:
+            data["team"] = self.plan.team.model_dump(mode="json", exclude_defaults=True)
+            for field in ("models", "tools"):
+                specs = getattr(self.plan, field)
+                if specs:
+                    data[field] = {
+                        name: spec.model_dump(mode="json", exclude_defaults=True)
+                        for name, spec in specs.items()
+                    }
+        if self.fork is not None:
+            data["fork"] = {"run": self.fork.run, "step": self.fork.step}
+        return data
+
+    @cached_property
+    def digest(self) -> bytes:
+        """The plan's identity: runs of one plan share prepared tools and clients."""
+        key = self.data.get("spec") or {k: self.data.get(k) for k in ("team", "models", "tools")}
+        return _json.dumps(key)
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> RunCreated:
+        """Parse a ``run.created`` event's data (raises on a damaged or foreign log)."""
+        plan: RunSpec | TeamRunSpec
+        if "team" in data:
+            plan = TeamRunSpec(
+                team=Team.model_validate(data["team"]),
+                models={n: ModelSpec.model_validate(m) for n, m in data.get("models", {}).items()},
+                tools={n: ToolSpec.model_validate(t) for n, t in data.get("tools", {}).items()},
+            )
+        else:
+            plan = RunSpec.from_data(data["spec"])
+        fork = data.get("fork")
+        point = ForkPoint(str(fork["run"]), int(fork["step"])) if fork else None
+        return cls(str(data["input"]), plan, point)
+
+    @property
+    def is_team(self) -> bool:
+        """Whether the run executes a Team (else an Agent)."""
+        return isinstance(self.plan, TeamRunSpec)

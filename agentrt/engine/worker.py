@@ -1,0 +1,441 @@
+"""The worker: takes runs up under a lease, executes them here, and lets them go.
+
+It creates runs already leased to itself, claims interrupted and queued ones
+with ``Store.claim_runs`` (and takes over the runs of a process on this host
+that is known to be gone), renews the leases of what it executes, stops an
+execution whose cancellation was requested, and tells whoever waits on a run
+when it ends or needs a person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+import weakref
+from collections.abc import Callable, Sequence
+
+import aiohttp
+
+from agentrt._owner import owner_is_dead
+from agentrt.engine import events as ev
+from agentrt.engine.catalog import Catalog
+from agentrt.engine.children import ChildRuns
+from agentrt.engine.execute import Executor
+from agentrt.engine.hooks import HookSet
+from agentrt.engine.journal import EventObserver
+from agentrt.engine.plans import RunCreated
+from agentrt.engine.result import RunResult
+from agentrt.engine.run_view import RunView
+from agentrt.engine.scratch import ScratchSpace
+from agentrt.errors import ConflictError, LeaseLost, NotFoundError
+from agentrt.state.base import (
+    TERMINAL_STATUSES,
+    WAITING_STATUSES,
+    Event,
+    EventDraft,
+    NewRun,
+    RunRecord,
+    SessionRecord,
+    Store,
+)
+
+__all__ = ["Worker", "dead_holder", "new_run_id", "orphaned"]
+
+log = logging.getLogger(__name__)
+
+# Runs claimed in one round of recovery; rounds repeat until none are left.
+_CLAIM_BATCH = 50
+
+
+def new_run_id() -> str:
+    """A run id that sorts by creation time: ``run_`` + ms timestamp + randomness."""
+    return f"run_{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
+
+
+def dead_holder(run: RunRecord) -> str | None:
+    """The run's lease holder when it is a process known to be gone, else ``None``.
+
+    Passed as ``replacing`` to :meth:`Store.acquire_lease`: the takeover then
+    succeeds only if that same holder still has the lease.
+    """
+    holder = run.lease_owner
+    return holder if holder is not None and owner_is_dead(holder) else None
+
+
+def orphaned(run: RunRecord, now: float) -> bool:
+    """Unfinished, not waiting for a person, and nobody alive executes it."""
+    if run.finished or run.status in WAITING_STATUSES:
+        return False
+    if run.lease_owner is None or run.lease_expires is None or run.lease_expires <= now:
+        return True
+    return dead_holder(run) is not None
+
+
+def _report_stopped(task: asyncio.Task[RunResult]) -> None:
+    """Log an execution that stopped on an error (a store failure, a lost lease).
+
+    Whoever waits on the run gets the error too; a worker has no one waiting, and
+    the error would otherwise surface only as "Task exception was never retrieved".
+    The run keeps what it recorded and is resumed later.
+    """
+    if task.cancelled() or task.exception() is None:
+        return
+    log.error(
+        "%s stopped before its end; it stays resumable",
+        task.get_name().removeprefix("agentrt-"),
+        exc_info=task.exception(),
+    )
+
+
+class Worker:
+    """Executes runs in this process under leases held by ``owner``.
+
+    The worker makes the executor and the child-run service its executions
+    use, so that a child run started by a tool is created, leased and waited
+    on here like any other run.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        *,
+        owner: str,
+        clock: Callable[[], float],
+        lease_ttl_s: float,
+        cancel_poll_s: float,
+        notice_cancels: bool,
+        hooks: HookSet,
+        observers: Sequence[EventObserver],
+        environ: dict[str, str] | None,
+        http: aiohttp.ClientSession | None,
+        scratch: ScratchSpace | None,
+    ) -> None:
+        self.store = store
+        self.owner = owner
+        self.lease_ttl_s = lease_ttl_s
+        self.cancel_poll_s = cancel_poll_s
+        self._clock = clock
+        self._notice_cancels = notice_cancels
+        self.cancel_requested: set[str] = set()
+        self.children = ChildRuns(store, catalog, self)
+        self.executor = Executor(
+            store=store,
+            owner=owner,
+            clock=clock,
+            hooks=hooks,
+            observers=observers,
+            environ=environ,
+            http=http,
+            children=self.children,
+            scratch=scratch,
+            cancel_requested=self.cancel_requested,
+        )
+        self._tasks: dict[str, asyncio.Task[RunResult]] = {}
+        # Weak: a session's lock lives only while a turn of it runs or waits.
+        self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._watchers: list[asyncio.Task[None]] = []
+
+    # --- lifecycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start renewing leases and noticing cancellations requested elsewhere."""
+        self._watchers.append(asyncio.create_task(self._renew_leases(), name="agentrt-leases"))
+        if self._notice_cancels:
+            watch = asyncio.create_task(self._watch_cancels(), name="agentrt-cancels")
+            self._watchers.append(watch)
+
+    async def close(self) -> None:
+        """Stop executions in flight (they stay resumable) and close the executor."""
+        for watcher in self._watchers:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        self._watchers.clear()
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.executor.close()
+
+    def executing(self, run_id: str) -> bool:
+        """Whether ``run_id`` executes in this process now."""
+        return run_id in self._tasks
+
+    # --- taking runs up ---------------------------------------------------------
+
+    async def get(self, run_id: str) -> RunRecord:
+        """The stored run; a clear error when there is none."""
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise NotFoundError(f"run {run_id!r} not found; list runs with `agentrt runs list`")
+        return run
+
+    async def submit(
+        self,
+        target: str,
+        created: RunCreated,
+        *,
+        namespace: str,
+        session: str | None = None,
+        idempotency_key: str | None = None,
+        parent_run: str | None = None,
+        fork_step: int | None = None,
+        start: bool = True,
+    ) -> RunRecord:
+        """Create a run of ``created`` and (by default) execute it here.
+
+        The run is created already leased to this worker, so no other can take
+        it between its creation and its first step. With an ``idempotency_key``
+        already used in the namespace, the existing run is returned; if nobody
+        executes it any more (its process was killed), it is resumed here.
+        """
+        now = self._clock()
+        if session is not None:
+            stored = await self.store.create_session(SessionRecord(session, namespace, now))
+            if stored.namespace != namespace:
+                raise ConflictError(
+                    f"session {session!r} belongs to namespace {stored.namespace!r}, "
+                    f"not {namespace!r}"
+                )
+        first = EventDraft(ev.RUN_CREATED, created.data, now)
+        run, fresh = await self.store.create_run(
+            NewRun(
+                new_run_id(),
+                namespace,
+                target,
+                now,
+                session,
+                idempotency_key,
+                parent_run=parent_run,
+                fork_step=fork_step,
+                lease_owner=self.owner if start else None,
+                lease_expires=now + self.lease_ttl_s if start else None,
+            ),
+            [first],
+        )
+        if fresh and start:
+            # Created leased to us, and its whole log is the event just written.
+            known = (run, [Event(1, first.type, first.data, first.ts)])
+            self.spawn(run.id, session_id=run.session_id, known=known, created=created)
+        elif start:
+            await self.adopt(run, queued=True)
+        return run
+
+    async def take_up(self, run: RunRecord, *, replacing: str | None = None) -> None:
+        """Lease ``run`` and execute it here; ``ConflictError`` if another holds it."""
+        leased = await self.store.acquire_lease(
+            run.id, self.owner, self.lease_ttl_s, now=self._clock(), replacing=replacing
+        )
+        if leased is None:
+            raise ConflictError(
+                f"run {run.id} is owned by {run.lease_owner} (lease until "
+                f"{run.lease_expires}); it resumes elsewhere or after the lease expires"
+            )
+        self.spawn(run.id, session_id=run.session_id)
+
+    async def adopt(self, run: RunRecord, *, queued: bool = False) -> None:
+        """Execute ``run`` here if nobody alive executes it (``queued``: also a run no
+        worker has started yet). Losing the race to another taker is fine."""
+        if run.id in self._tasks or not orphaned(run, self._clock()):
+            return
+        if run.status == "queued" and not queued:
+            return
+        with contextlib.suppress(ConflictError):
+            await self.take_up(run, replacing=dead_holder(run))
+
+    async def recover(self) -> list[str]:
+        """Execute here every run nobody alive executes: claimed from the queue (queued,
+        or with an expired lease), or taken over from a process on this host that is gone."""
+        taken: list[str] = []
+        while claimed := await self.store.claim_runs(
+            self.owner, self.lease_ttl_s, now=self._clock(), limit=_CLAIM_BATCH
+        ):
+            for run in claimed:
+                self.spawn(run.id, session_id=run.session_id)
+                taken.append(run.id)
+            if len(claimed) < _CLAIM_BATCH:
+                break
+        # A holder known dead still has a live lease: claim_runs leaves it alone.
+        for run in await self.store.list_runs(statuses=["running"], limit=1000):
+            holder = dead_holder(run)
+            if holder is None or run.id in self._tasks:
+                continue
+            with contextlib.suppress(ConflictError):
+                await self.take_up(run, replacing=holder)
+                taken.append(run.id)
+        return taken
+
+    async def resume(self, run_id: str) -> None:
+        """Take ``run_id`` up here unless it executes here already."""
+        if run_id not in self._tasks:
+            run = await self.get(run_id)
+            await self.take_up(run, replacing=dead_holder(run))
+
+    def spawn(
+        self,
+        run_id: str,
+        *,
+        session_id: str | None = None,
+        known: tuple[RunRecord, list[Event]] | None = None,
+        created: RunCreated | None = None,
+    ) -> None:
+        """Execute a run this worker holds the lease of, in a task of its own."""
+        task = asyncio.create_task(
+            self._execute(run_id, session_id, known, created), name=f"agentrt-{run_id}"
+        )
+        task.add_done_callback(_report_stopped)
+        self._tasks[run_id] = task
+
+    async def _execute(
+        self,
+        run_id: str,
+        session_id: str | None,
+        known: tuple[RunRecord, list[Event]] | None,
+        created: RunCreated | None,
+    ) -> RunResult:
+        result: RunResult | None = None
+        try:
+            if session_id is None:
+                result = await self.executor.execute(run_id, known=known, created=created)
+            else:
+                # Turns of one session run in order: each sees the one before it
+                # (and so its log must be read after the lock is taken).
+                lock = self._session_locks.get(session_id)
+                if lock is None:
+                    lock = self._session_locks[session_id] = asyncio.Lock()
+                async with lock:
+                    result = await self.executor.execute(run_id, created=created)
+            return result
+        except asyncio.CancelledError:
+            if run_id not in self.cancel_requested:
+                raise
+            result = await self._end_cancelled(run_id)
+            return result
+        finally:
+            self._tasks.pop(run_id, None)
+            self.cancel_requested.discard(run_id)
+            if result is None or result.status not in TERMINAL_STATUSES:
+                # A finished run's lease ended with its last append.
+                with contextlib.suppress(Exception):
+                    await self.store.release_lease(run_id, self.owner)
+
+    async def _end_cancelled(self, run_id: str) -> RunResult:
+        """Record the cancelled end of a run stopped before its execution recorded one.
+
+        The execution's last write may still be landing: the end is a conditional
+        append, and whatever the log holds then is the answer.
+        """
+        for _ in range(3):
+            run = await self.get(run_id)
+            if run.finished:
+                break
+            with contextlib.suppress(LeaseLost):
+                return await self.executor.finish_cancelled(run)
+        return await self.result_of(await self.get(run_id))
+
+    # --- waiting ----------------------------------------------------------------
+
+    async def wait(self, run_id: str, *, poll_s: float = 0.2) -> RunResult:
+        """Wait until the run is finished or waiting for a person.
+
+        A run executing here is awaited directly. A run that nobody executes any
+        more (its process was killed, its lease expired) is taken up here rather
+        than waited on forever.
+        """
+        while True:
+            task = self._tasks.get(run_id)
+            if task is not None:
+                return await asyncio.shield(task)
+            run = await self.get(run_id)
+            if run.status in TERMINAL_STATUSES or run.status in WAITING_STATUSES:
+                return await self.result_of(run)
+            if run.status == "running":
+                await self.adopt(run)
+                if run_id in self._tasks:
+                    continue
+            await asyncio.sleep(poll_s)
+
+    async def result_of(self, run: RunRecord) -> RunResult:
+        """The result recorded for a run (output from its ``run.finished`` event)."""
+        return RunView.of(run, await self.store.read_events(run.id)).result()
+
+    # --- cancelling -------------------------------------------------------------
+
+    async def cancel(self, run_id: str, *, wait_s: float = 0.0) -> RunRecord:
+        """Cancel a run: here if this worker executes it, else through its owner, or
+        directly when nobody executes it.
+
+        The request is recorded first; from then on the store refuses any other
+        step or end of the run, so a run whose cancel was acknowledged never ends
+        otherwise. An owner in another process is told through the store's
+        watch; ``wait_s`` waits up to that long for it to end the run.
+        """
+        await self.get(run_id)  # a clear error for an unknown run
+        run = await self.store.request_cancel(run_id)
+        if run.finished:
+            return run  # it ended before the request: nothing was acknowledged
+        task = self._tasks.get(run_id)
+        if task is not None:
+            self.cancel_requested.add(run_id)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return await self.get(run_id)
+        if orphaned(run, self._clock()) or run.status in WAITING_STATUSES:
+            leased = await self.store.acquire_lease(
+                run_id, self.owner, self.lease_ttl_s, now=self._clock(),
+                replacing=dead_holder(run),
+            )  # fmt: skip
+            if leased is not None:
+                try:
+                    await self.executor.finish_cancelled(leased)
+                finally:
+                    await self.store.release_lease(run_id, self.owner)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        run = await self.get(run_id)
+        while not run.finished and loop.time() < deadline:
+            await asyncio.sleep(min(0.05, self.cancel_poll_s))
+            run = await self.get(run_id)
+        return run
+
+    async def _renew_leases(self) -> None:
+        interval = self.lease_ttl_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            for run_id, task in list(self._tasks.items()):
+                try:
+                    held = await self.store.renew_lease(
+                        run_id, self.owner, self.lease_ttl_s, now=self._clock()
+                    )
+                except Exception:
+                    continue  # a transient store error: try again next round
+                if not held:
+                    task.cancel()  # another worker took the run over; stop writing
+
+    async def _watch_cancels(self) -> None:
+        """Stop the runs executing here whose cancellation another process requested.
+
+        One cheap indexed read per round, and none while nothing runs here.
+        """
+        while True:
+            await asyncio.sleep(self.cancel_poll_s)
+            if not self._tasks:
+                continue
+            try:
+                wanted = await self.store.cancel_requests(list(self._tasks))
+            except Exception:
+                continue  # a transient store error: try again next round
+            for run_id in wanted - self.cancel_requested:
+                task = self._tasks.get(run_id)
+                if task is not None:
+                    self.cancel_requested.add(run_id)
+                    task.cancel()
