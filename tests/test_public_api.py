@@ -82,6 +82,7 @@ PUBLIC = {
         "MemoryStore",
         "NewMemory",
         "NewRun",
+        "Opening",
         "RUN_STATUSES",
         "ResourceRecord",
         "RunRecord",

@@ -39,10 +39,9 @@ __all__ = ["Runtime"]
 
 
 def _default_scratch(store: Store) -> Path:
-    """Scratch directories live beside the SQLite file, else in the user data dir."""
-    path = getattr(store, "path", None)
-    if path is not None and str(path) != ":memory:":
-        return Path(str(path)).parent / "scratch"
+    """Scratch directories live beside the store's files, else in the user data dir."""
+    if store.local_dir is not None:
+        return store.local_dir / "scratch"
     import platformdirs
 
     return Path(platformdirs.user_data_dir("agentrt")) / "scratch"

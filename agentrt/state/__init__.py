@@ -1,10 +1,14 @@
 """Durable state of the runtime: the storage contract and its backends.
 
-Open a store with :func:`open_store`; every backend implements
-:class:`~agentrt.state.base.Store` and passes ``tests/state/conformance.py``.
+Open a store with ``Store.from_url(url)`` (or :func:`open_store`, which also
+knows the default store); ``await`` the result, or ``async with`` it. Every
+backend implements :class:`~agentrt.state.base.Store` and passes
+``tests/state/conformance.py``.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from agentrt.errors import UsageError
 from agentrt.state.base import (
@@ -16,6 +20,7 @@ from agentrt.state.base import (
     EventDraft,
     GcResult,
     NewRun,
+    Opening,
     ResourceRecord,
     RunRecord,
     RunStatus,
@@ -39,6 +44,7 @@ __all__ = [
     "MemoryRecord",
     "NewMemory",
     "NewRun",
+    "Opening",
     "ResourceRecord",
     "RunRecord",
     "RunUpdate",
@@ -57,8 +63,8 @@ __all__ = [
 ]
 
 
-async def open_store(url: str | None = None, *, read_only: bool = False) -> Store:
-    """Open the store a URL or path names.
+def open_store(url: str | None = None, *, read_only: bool = False) -> Opening[Store]:
+    """Open the store a URL or path names (what ``Store.from_url`` does), or the default.
 
     Args:
         url: ``None`` for the default SQLite database (see
@@ -68,7 +74,8 @@ async def open_store(url: str | None = None, *, read_only: bool = False) -> Stor
             that only read; they work on read-only media).
 
     Returns:
-        The open store; close it with ``await store.close()``.
+        ``await`` it for the open store (close it with ``await store.close()``),
+        or ``async with`` it to have it closed on exit.
 
     Raises:
         StoreError: The store cannot be opened or used (see
@@ -76,14 +83,18 @@ async def open_store(url: str | None = None, *, read_only: bool = False) -> Stor
         UsageError: The URL names an unsupported or unavailable backend.
     """
     if url is None:
-        return await SqliteStore.open(default_store_path(), read_only=read_only)
-    scheme, sep, _ = url.partition("://")
-    if not sep:
-        # str, not Path: Path("") would be the working directory.
-        return await SqliteStore.open(url, read_only=read_only)
-    scheme = scheme.lower()
+        path: str | Path = default_store_path()
+    else:
+        scheme, sep, _ = url.partition("://")
+        if sep:
+            return _open_url(scheme.lower(), url, read_only)
+        path = url  # str, not Path: Path("") would be the working directory.
+    return Opening(lambda: SqliteStore.open(path, read_only=read_only))
+
+
+def _open_url(scheme: str, url: str, read_only: bool) -> Opening[Store]:
     if scheme == "sqlite":
-        return await SqliteStore.from_url(url, read_only=read_only)
+        return SqliteStore.from_url(url, read_only=read_only)
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
         raise UsageError("the PostgreSQL backend is not available yet")
     raise UsageError(

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
-from agentrt.errors import StoreError, StoreInvalid, StoreUnavailable
+from agentrt.errors import StoreError, StoreInvalid, StoreUnavailable, UsageError
 from agentrt.state._sqlite_errors import (
     from_os_error,
     from_sqlite_error,
@@ -42,7 +42,7 @@ from agentrt.state._sqlite_schema import (
     migrate,
 )
 
-__all__ = ["open_connection"]
+__all__ = ["adopt_connection", "open_connection"]
 
 _JOURNAL_SIZE_LIMIT: Final = 8 * 1024 * 1024
 
@@ -98,6 +98,64 @@ def open_connection(
         return _configured(conn, target, synchronous, writing=True)
     except sqlite3.Error as exc:
         raise _store_error(exc, target, read_only=False) from exc
+
+
+def adopt_connection(
+    conn: sqlite3.Connection, synchronous: str, *, read_only: bool, close: bool
+) -> tuple[sqlite3.Connection, str]:
+    """Make a connection the caller gave the store's: checked, configured, migrated.
+
+    An empty database (no tables, no marker) is taken as a new store: the caller
+    chose it. Anything else must be an agentrt store, as for a path.
+
+    Args:
+        conn: The connection, to be used from this thread from now on.
+        synchronous: The ``PRAGMA synchronous`` level.
+        read_only: Check the schema instead of migrating it.
+        close: Whether the store owns ``conn`` (and closes it when it is refused).
+
+    Returns:
+        The connection (in autocommit mode) and the file its main database is,
+        or :data:`MEMORY` when it has none.
+
+    Raises:
+        UsageError: The connection cannot be used from the store's thread.
+        StoreError: Its database is not an agentrt store this version can use.
+    """
+    try:
+        conn.isolation_level = None  # the store begins and commits its own transactions
+        file = next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
+    except sqlite3.ProgrammingError as exc:
+        if close:
+            conn.close()
+        raise UsageError(
+            f"the store cannot use this SQLite connection from its own thread ({exc}); "
+            "make it with check_same_thread=False, or give the store a function that "
+            "makes the connection"
+        ) from exc
+    store = file or MEMORY
+    try:
+        new = (
+            conn.execute("PRAGMA application_id").fetchone()[0] == 0
+            and not conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+        )
+        if new and read_only:
+            raise StoreInvalid(
+                store, "is an empty database", "open it once without read_only to make a store"
+            )
+        if new:
+            # auto_vacuum only takes effect before the first table is created.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        else:
+            check_identity(conn, store)
+        return _configured(conn, store, synchronous, writing=not read_only, close=close), store
+    except BaseException as exc:
+        if close:
+            conn.close()
+        if isinstance(exc, sqlite3.Error):
+            raise _store_error(exc, store, read_only=read_only) from exc
+        raise
 
 
 def _connect(path: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
@@ -191,9 +249,12 @@ def _link_new(temp: Path, file: Path) -> None:
 
 
 def _configured(
-    conn: sqlite3.Connection, store: str, synchronous: str, *, writing: bool
+    conn: sqlite3.Connection, store: str, synchronous: str, *, writing: bool, close: bool = True
 ) -> sqlite3.Connection:
-    """Apply the PRAGMAs the store relies on and migrate (``writing``) or check the schema."""
+    """Apply the PRAGMAs the store relies on and migrate (``writing``) or check the schema.
+
+    On failure ``conn`` is closed, unless ``close`` is false (the caller's connection).
+    """
     try:
         if writing:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -211,7 +272,8 @@ def _configured(
         else:
             check_version(conn, store, writing=False)
     except BaseException:
-        conn.close()
+        if close:
+            conn.close()
         raise
     return conn
 

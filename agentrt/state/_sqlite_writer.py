@@ -18,11 +18,13 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 from agentrt.errors import UsageError
 from agentrt.state._sqlite_errors import from_sqlite_error
-from agentrt.state._sqlite_open import open_connection
+from agentrt.state._sqlite_open import adopt_connection, open_connection
+from agentrt.state._sqlite_schema import MEMORY
 
 __all__ = ["RAW", "READ", "STOP", "WRITE", "Job", "Writer"]
 
@@ -54,32 +56,52 @@ class Writer:
     """The thread that owns the connection and runs queued jobs in group commits."""
 
     def __init__(
-        self, target: str, synchronous: str, timeout: float, *, read_only: bool = False
+        self,
+        target: str,
+        synchronous: str,
+        timeout: float,
+        *,
+        read_only: bool = False,
+        connection: sqlite3.Connection | Callable[[], sqlite3.Connection] | None = None,
     ) -> None:
         """Prepare the thread; nothing runs until ``thread.start()``.
 
         Args:
-            target: The database file, or ``":memory:"``.
+            target: The database file, or ``":memory:"`` (unused with ``connection``).
             synchronous: The ``PRAGMA synchronous`` level.
             timeout: Seconds to wait for another process's write lock.
             read_only: Open the database read-only, without migrating it.
+            connection: A caller-made connection (left open on shutdown), or a
+                function that makes one on this thread (closed on shutdown).
         """
         self.target = target
         self.synchronous = synchronous
         self.timeout = timeout
         self.read_only = read_only
+        self.given = connection
+        self.owns_connection = not isinstance(connection, sqlite3.Connection)
         self.queue: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.conn: sqlite3.Connection | None = None
+        self.local_dir: Path | None = None  # the database file's directory, once connected
         self.stopping = False
         self.commits = 0  # write transactions committed; lets tests see batching happen
         self.thread = threading.Thread(target=self._main, name="agentrt-sqlite", daemon=True)
 
     # --- jobs that run on the thread -------------------------------------------
     def connect(self) -> sqlite3.Connection:
-        """Open the connection this thread owns (run it as a ``RAW`` job)."""
-        conn = open_connection(
-            self.target, self.synchronous, self.timeout, read_only=self.read_only
-        )
+        """Open the connection this thread uses (run it as a ``RAW`` job)."""
+        given = self.given
+        if given is None:
+            conn = open_connection(
+                self.target, self.synchronous, self.timeout, read_only=self.read_only
+            )
+        else:
+            made = given if isinstance(given, sqlite3.Connection) else given()
+            conn, self.target = adopt_connection(
+                made, self.synchronous, read_only=self.read_only, close=self.owns_connection
+            )
+        if self.target not in ("", MEMORY):
+            self.local_dir = Path(self.target).expanduser().absolute().parent
         self.conn = conn
         return conn
 
@@ -89,6 +111,8 @@ class Writer:
         if conn is None:
             return
         self.conn = None
+        if not self.owns_connection:
+            return  # the caller's connection: the caller closes it
         try:
             if not self.read_only:
                 # Only an optimisation: a full disk or a lost lock must not fail the close.

@@ -5,15 +5,24 @@ append-only event log per run, and garbage collection. Large event payloads are
 stored once in a content-addressed blob table by the backend itself; callers
 only ever see whole events.
 
+A store opens from a URL with :meth:`Store.from_url` (``await`` it, or
+``async with`` it to close it on exit). Backends also take what the caller
+already has: the SQLite store a ``sqlite3`` connection or a function that makes
+one (``SqliteStore.open(connection=...)``); the PostgreSQL store will take a
+``psycopg_pool.AsyncConnectionPool`` the same way, lending one of its
+connections to each operation and leaving the pool open on close.
+
 Every backend must pass ``tests/state/conformance.py`` unchanged.
 """
 
 from __future__ import annotations
 
 import typing
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -24,6 +33,7 @@ __all__ = [
     "EventDraft",
     "GcResult",
     "NewRun",
+    "Opening",
     "ResourceRecord",
     "RunRecord",
     "RunStatus",
@@ -213,9 +223,75 @@ class GcResult:
         return len(self.run_ids)
 
 
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+S_co = TypeVar("S_co", bound=_Closable, covariant=True)
+
+
+class Opening(Generic[S_co]):
+    """A store being opened: ``await`` it for the open store, or ``async with`` it to
+    have the store closed on exit."""
+
+    def __init__(self, open_: Callable[[], Awaitable[S_co]]) -> None:
+        """Wrap ``open_``, the coroutine function that opens the store (called once)."""
+        self._open = open_
+        self._store: _Closable | None = None
+
+    def __await__(self) -> Generator[Any, None, S_co]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> S_co:
+        store = await self._open()
+        self._store = store
+        return store
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._store is not None:
+            await self._store.close()
+
+
 @runtime_checkable
 class Store(Protocol):
     """Durable state of the runtime. All methods are coroutines; all writes are atomic."""
+
+    @classmethod
+    def from_url(cls, url: str, *, read_only: bool = False) -> Opening[Store]:
+        """Open the store a URL names, with the backend its scheme names.
+
+        On ``Store`` itself it picks the backend; on a backend's class it takes
+        that backend's URLs only (``SqliteStore.from_url("sqlite:///...")``).
+
+        Args:
+            url: ``sqlite:///abs/path.db`` or a plain file path for SQLite;
+                ``postgresql://...`` is reserved.
+            read_only: Only read: create, migrate and write nothing.
+
+        Returns:
+            ``await`` it for the open store, or ``async with`` it to close the
+            store on exit.
+
+        Raises:
+            UsageError: The URL names an unsupported or unavailable backend.
+        """
+        from agentrt.state import open_store  # the backends live above this contract
+
+        return open_store(url, read_only=read_only)
+
+    @property
+    def local_dir(self) -> Path | None:
+        """The directory on this host that holds the store's files, or ``None`` when it
+        has none here (in memory, on a database server).
+
+        Files that belong beside the store (run scratch directories) go there.
+        """
+        ...
 
     async def close(self) -> None:
         """Flush and release connections. Idempotent."""

@@ -34,10 +34,11 @@ anything, not even a migration, so it works on read-only media.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Generator, Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 import platformdirs
@@ -52,6 +53,7 @@ from agentrt.state.base import (
     EventDraft,
     GcResult,
     NewRun,
+    Opening,
     ResourceRecord,
     RunRecord,
     RunUpdate,
@@ -62,6 +64,7 @@ from agentrt.state.memory import MemoryHit, MemoryRecord, NewMemory
 __all__ = [
     "DEFAULT_INLINE_LIMIT",
     "MIGRATIONS",
+    "Connection",
     "Durability",
     "SqliteStore",
     "default_store_path",
@@ -70,6 +73,10 @@ __all__ = [
 T = TypeVar("T")
 
 Durability = Literal["normal", "full"]
+
+Connection: TypeAlias = sqlite3.Connection | Callable[[], sqlite3.Connection]
+"""What :meth:`SqliteStore.open` takes instead of a path: a connection the caller
+made (and closes), or a function the store calls to make one (and closes)."""
 
 DEFAULT_INLINE_LIMIT: Final = 1024
 """Encoded event payloads larger than this many bytes go to the blob table."""
@@ -83,31 +90,6 @@ def default_store_path() -> Path:
         ``platformdirs``).
     """
     return Path(platformdirs.user_data_dir("agentrt")) / "agentrt.db"
-
-
-class _Opening:
-    """What :meth:`SqliteStore.from_url` returns: await it, or ``async with`` it."""
-
-    def __init__(self, path: str, kwargs: dict[str, Any]) -> None:
-        self._path = path
-        self._kwargs = kwargs
-        self._store: SqliteStore | None = None
-
-    def __await__(self) -> Generator[Any, None, SqliteStore]:
-        return SqliteStore.open(self._path, **self._kwargs).__await__()
-
-    async def __aenter__(self) -> SqliteStore:
-        self._store = await SqliteStore.open(self._path, **self._kwargs)
-        return self._store
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._store is not None:
-            await self._store.close()
 
 
 def _parse_url(url: str) -> tuple[str, dict[str, Any]]:
@@ -158,6 +140,7 @@ class SqliteStore:
         inline_limit: int = DEFAULT_INLINE_LIMIT,
         busy_timeout_s: float = 5.0,
         read_only: bool = False,
+        connection: Connection | None = None,
     ) -> None:
         """Prepare a store; it is usable after :meth:`open` connects it.
 
@@ -176,28 +159,32 @@ class SqliteStore:
             "FULL" if durability == "full" else "NORMAL",
             busy_timeout_s,
             read_only=read_only,
+            connection=connection,
         )
         self._put = self._writer.queue.put
         self._db: Ops | None = None
         self._memory_db: MemoryOps | None = None
+        self._local_dir: Path | None = None
         self._closed = True
         self._closing: asyncio.Future[None] | None = None
 
     @classmethod
     async def open(
         cls,
-        path: str | Path,
+        path: str | Path | None = None,
         *,
         durability: Durability = "normal",
         inline_limit: int = DEFAULT_INLINE_LIMIT,
         busy_timeout_s: float = 5.0,
         read_only: bool = False,
+        connection: Connection | None = None,
     ) -> SqliteStore:
         """Open (creating if needed) the database at ``path`` and migrate its schema.
 
         Args:
             path: The database file; parent directories are created. ``":memory:"``
-                gives a private in-memory database (for tests).
+                gives a private in-memory database (for tests). Give either a
+                path or a ``connection``.
             durability: ``"normal"`` survives process crashes; ``"full"`` also
                 power loss, with an fsync per commit.
             inline_limit: Encoded event payloads larger than this many bytes are
@@ -206,6 +193,15 @@ class SqliteStore:
             read_only: Only read: nothing is created, migrated or written (writes
                 raise :class:`~agentrt.errors.StoreUnavailable`). A file that does
                 not exist reads as an empty store.
+            connection: Instead of a path, a connection the caller made, or a
+                function the store calls (on its own thread) to make one. The
+                store uses it from its thread (so a caller-made connection needs
+                ``check_same_thread=False`` and no other user while the store is
+                open), switches it to autocommit (``isolation_level=None``: the
+                store runs its own transactions) and to WAL mode, marks and
+                migrates its database like a new file's (an empty database is
+                taken as a new store), and on close leaves a caller-made
+                connection open and closes one it made.
 
         Returns:
             The open store.
@@ -216,18 +212,21 @@ class SqliteStore:
                 newer schema, or an older one when ``read_only``), or it cannot be
                 written here (read-only media, permissions, a full disk).
         """
+        if (path is None) == (connection is None):
+            raise UsageError("give the store a path or a connection (one of the two)")
         store = cls(
-            str(path),
+            "" if path is None else str(path),
             durability=durability,
             inline_limit=inline_limit,
             busy_timeout_s=busy_timeout_s,
             read_only=read_only,
+            connection=connection,
         )
         await store._start()
         return store
 
     @classmethod
-    def from_url(cls, url: str, *, read_only: bool = False) -> _Opening:
+    def from_url(cls, url: str, *, read_only: bool = False) -> Opening[SqliteStore]:
         """Open the store a ``sqlite:///`` URL names; await the result or ``async with`` it.
 
         ``sqlite:///abs/path.db`` is an absolute path and ``sqlite:///:memory:``
@@ -246,13 +245,21 @@ class SqliteStore:
             UsageError: The URL is not a valid SQLite URL.
         """
         path, kwargs = _parse_url(url)
-        return _Opening(path, {**kwargs, "read_only": read_only})
+        return Opening(lambda: cls.open(path, read_only=read_only, **kwargs))
+
+    @property
+    def local_dir(self) -> Path | None:
+        """The directory that holds the database file, or ``None`` in memory."""
+        return self._local_dir
 
     async def _start(self) -> None:
         self._writer.thread.start()
         self._closed = False
         try:
             conn = await self._submit(RAW, self._writer.connect)
+            # A given connection names its file only once connected.
+            self.path = self._writer.target
+            self._local_dir = self._writer.local_dir
             self._db = Ops(conn, self.inline_limit)
             self._memory_db = MemoryOps(conn)
         except BaseException:
