@@ -161,7 +161,7 @@ def test_the_import_reader_sees_every_kind_of_import() -> None:
     found = {(i.importer, i.target) for i in every_import()}
     assert ("agentrt.tools.factory", "agentrt.tools.python") in found  # "module:Name" string
     assert ("agentrt.models", "agentrt.models.testserver") in found  # inside __getattr__
-    assert ("agentrt.cli.main", "agentrt._json") in found  # `from agentrt import _json`
+    assert ("agentrt.cli._shared", "agentrt._json") in found  # `from agentrt import _json`
     assert layer_of("agentrt.errors", modules) == "base"
     assert layer_of("agentrt.tools.sandbox.pool", modules) == "tools"
 

@@ -15,7 +15,10 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: Any) -> None:
     """Add the ``doctor`` command to ``subparsers`` (from ``add_subparsers``)."""
-    subparsers.add_parser("doctor", help="check which sandboxes for model-written code work here")
+    parser = subparsers.add_parser(
+        "doctor", help="check which sandboxes for model-written code work here"
+    )
+    parser.set_defaults(handler=run)
 
 
 async def run(args: argparse.Namespace) -> int:

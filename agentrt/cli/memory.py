@@ -17,6 +17,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers: Any) -> None:
     """Add the ``memory`` command and its subcommands to ``subparsers``."""
     parser = subparsers.add_parser("memory", help="a tenant's long-term memory")
+    parser.set_defaults(handler=run)
     sub = parser.add_subparsers(dest="memory_command", required=True, metavar="SUBCOMMAND")
     add = sub.add_parser("add", help="remember a fact")
     add.add_argument("text")

@@ -34,7 +34,7 @@ from agentrt.tools.sandbox.base import (
     SandboxLimits,
     SandboxPolicy,
 )
-from agentrt.tools.sandbox.pool import Collected, Lease, SandboxPool
+from agentrt.tools.sandbox.pool import Collected, PooledSandbox, SandboxPool
 from agentrt.tools.sandbox.selection import choose_backend
 from agentrt.tools.sandbox.volume import DiskQuota
 
@@ -213,16 +213,16 @@ class CodeTool:
         if not isinstance(code, str) or set(arguments) - {"code"}:
             raise ToolError(f"{self.name} takes one argument: `code` (a string)")
         filename, argv = _PROGRAMS[self.code.language]
-        lease = await (await self._ready_pool()).acquire()
+        pooled = await (await self._ready_pool()).acquire()
         active = self._active.setdefault(ctx.run_id, set())
-        active.add(lease.sandbox)
+        active.add(pooled.sandbox)
         try:
-            result, collected = await self._run(lease, ctx.scratch, filename, code, argv)
+            result, collected = await self._run(pooled, ctx.scratch, filename, code, argv)
         finally:
-            active.discard(lease.sandbox)
+            active.discard(pooled.sandbox)
             if not active:
                 self._active.pop(ctx.run_id, None)
-            await lease.release()
+            await pooled.release()
         return self._result(result, collected)
 
     async def pause_run(self, run_id: str) -> int:
@@ -249,14 +249,14 @@ class CodeTool:
         return len(sandboxes)
 
     async def _run(
-        self, lease: Lease, scratch: Path | None, filename: str, code: str, argv: list[str]
+        self, pooled: PooledSandbox, scratch: Path | None, filename: str, code: str, argv: list[str]
     ) -> tuple[ExecResult, Collected]:
         if scratch is None:  # no run directory: the files live as long as the call
-            await lease.adopt(None, self.quota)
-            await asyncio.to_thread(_write_program, lease.scratch / filename, code)
-            result = await self._exec(lease, argv)
-            await lease.sandbox.terminate()
-            exceeded = await asyncio.to_thread(lease.volume.exceeded)
+            await pooled.adopt(None, self.quota)
+            await asyncio.to_thread(_write_program, pooled.scratch / filename, code)
+            result = await self._exec(pooled, argv)
+            await pooled.sandbox.terminate()
+            exceeded = await asyncio.to_thread(pooled.volume.exceeded)
             return self._over_quota(result, exceeded), Collected()
         key = str(scratch)
         lock = _scratch_locks.get(key)
@@ -264,27 +264,27 @@ class CodeTool:
             lock = _scratch_locks[key] = asyncio.Lock()
         async with lock:
             await asyncio.to_thread(_write_program, scratch / filename, code)
-            await lease.adopt(scratch, self.quota)
-            result = await self._exec(lease, argv)
-            await lease.sandbox.terminate()  # nothing may write while the files come back
-            collected = await lease.collect(scratch, self.quota)
+            await pooled.adopt(scratch, self.quota)
+            result = await self._exec(pooled, argv)
+            await pooled.sandbox.terminate()  # nothing may write while the files come back
+            collected = await pooled.collect(scratch, self.quota)
             return self._over_quota(result, collected.exceeded is not None), collected
 
-    async def _exec(self, lease: Lease, argv: list[str]) -> ExecResult:
+    async def _exec(self, pooled: PooledSandbox, argv: list[str]) -> ExecResult:
         """Run the command; a quota the kernel does not enforce is measured while it runs."""
-        if lease.volume.enforced:
-            return await lease.sandbox.exec(argv)
-        watch = asyncio.create_task(self._watch_quota(lease))
+        if pooled.volume.enforced:
+            return await pooled.sandbox.exec(argv)
+        watch = asyncio.create_task(self._watch_quota(pooled))
         try:
-            return await lease.sandbox.exec(argv)
+            return await pooled.sandbox.exec(argv)
         finally:
             watch.cancel()
 
     @staticmethod
-    async def _watch_quota(lease: Lease) -> None:
-        while not await asyncio.to_thread(lease.volume.exceeded):  # noqa: ASYNC110 (a poll)
+    async def _watch_quota(pooled: PooledSandbox) -> None:
+        while not await asyncio.to_thread(pooled.volume.exceeded):  # noqa: ASYNC110 (a poll)
             await asyncio.sleep(QUOTA_POLL_S)
-        await lease.sandbox.terminate()
+        await pooled.sandbox.terminate()
 
     @staticmethod
     def _over_quota(result: ExecResult, exceeded: bool) -> ExecResult:

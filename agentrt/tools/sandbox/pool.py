@@ -10,10 +10,10 @@ hand-out, and creates one on demand when it is empty.
 Scratch: a pooled sandbox is created before anyone knows which run will use
 it, so it cannot bind-mount the run's scratch directory. Instead each pooled
 sandbox gets its own volume (:mod:`.volume`: ``<workdir>/scratch/agentrt-<pid>-<id>/root``,
-bound at ``/scratch``), and :class:`Lease` copies the run's files into it
-before the command (:meth:`Lease.adopt`, which also sets the call's disk
+bound at ``/scratch``), and :class:`PooledSandbox` copies the run's files into it
+before the command (:meth:`PooledSandbox.adopt`, which also sets the call's disk
 quota) and, once every process of the sandbox is gone, copies what the command
-left back, normalised, in place of the run's directory (:meth:`Lease.collect`).
+left back, normalised, in place of the run's directory (:meth:`PooledSandbox.collect`).
 A call past its quota leaves the run's directory as it was. The run's own
 directory is never written to while the call runs, so a crash at any moment
 leaves it whole.
@@ -46,7 +46,7 @@ from agentrt.tools.sandbox.files import MAX_DEPTH, copy_in, copy_out, measure, r
 from agentrt.tools.sandbox.identity import SandboxUser, sandbox_user
 from agentrt.tools.sandbox.volume import DiskQuota, ScratchVolume, unmount
 
-__all__ = ["Collected", "Lease", "PoolKey", "SandboxPool", "reap_scratch", "scratch_dir"]
+__all__ = ["Collected", "PooledSandbox", "PoolKey", "SandboxPool", "reap_scratch", "scratch_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class Collected:
 
 
 @dataclass(slots=True)
-class Lease:
+class PooledSandbox:
     """A sandbox handed out by a pool, with its own scratch volume."""
 
     sandbox: Sandbox
@@ -223,7 +223,7 @@ class SandboxPool:
         self.key = PoolKey.of(backend.name, policy, limits, prestart)
         self.last_error: BaseException | None = None
         self._on_event = on_event
-        self._idle: list[Lease] = []
+        self._idle: list[PooledSandbox] = []
         self._refill: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -232,7 +232,7 @@ class SandboxPool:
         """How many sandboxes wait in the pool now."""
         return len(self._idle)
 
-    async def _new(self) -> Lease:
+    async def _new(self) -> PooledSandbox:
         home, volume = await _new_home(self.workdir, self.user)
         policy = replace(self.policy, scratch=volume.path)
         try:
@@ -242,7 +242,7 @@ class SandboxPool:
         except BaseException:
             await _remove_home(home, volume)
             raise
-        return Lease(sandbox, home, volume)
+        return PooledSandbox(sandbox, home, volume)
 
     def warm(self) -> None:
         """Start filling the pool in the background (no-op if already filling)."""
@@ -260,7 +260,7 @@ class SandboxPool:
     async def _fill(self) -> None:
         while not self._closed and len(self._idle) < self.size:
             try:
-                lease = await self._new()
+                pooled = await self._new()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep the error for acquire(), stop retrying
@@ -268,17 +268,17 @@ class SandboxPool:
                 log.warning("sandbox pool %s: cannot create a sandbox: %s", self.key.backend, exc)
                 return
             if self._closed:
-                await lease.release()
+                await pooled.release()
                 return
-            self._idle.append(lease)
+            self._idle.append(pooled)
 
-    async def acquire(self) -> Lease:
+    async def acquire(self) -> PooledSandbox:
         """A ready, never-used sandbox: from the pool, or created now if it is empty."""
         if self._closed:
             raise RuntimeError("the sandbox pool is closed")
-        lease = self._idle.pop(0) if self._idle else None
+        pooled = self._idle.pop(0) if self._idle else None
         self.warm()
-        return lease if lease is not None else await self._new()
+        return pooled if pooled is not None else await self._new()
 
     async def close(self) -> None:
         """Stop refilling and terminate every sandbox still waiting."""
@@ -288,8 +288,8 @@ class SandboxPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refill
         idle, self._idle = self._idle, []
-        for lease in idle:
-            await lease.release()
+        for pooled in idle:
+            await pooled.release()
 
 
 def _reap_one(home: Path) -> None:

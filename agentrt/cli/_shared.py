@@ -1,0 +1,139 @@
+"""What the commands share: exit codes, output, and the Runtime a command runs with."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agentrt import _json
+from agentrt.cli.render import LiveTrace, Style, render_result
+from agentrt.engine import RunResult, Runtime
+from agentrt.errors import UsageError
+from agentrt.state import open_store
+from agentrt.state.base import WAITING_STATUSES, RunRecord, Store
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_OUTPUT_CLOSED",
+    "EXIT_RUN_FAILED",
+    "EXIT_STORE_FULL",
+    "EXIT_STORE_INVALID",
+    "EXIT_STORE_UNAVAILABLE",
+    "EXIT_USAGE",
+    "EXIT_WAITING",
+    "OUTPUT_CLOSED",
+    "exit_for",
+    "finish",
+    "print_json",
+    "run_to_dict",
+    "runtime",
+    "style",
+    "with_store",
+]
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_WAITING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_STORE_UNAVAILABLE, EXIT_STORE_INVALID, EXIT_STORE_FULL = 4, 5, 6
+EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell shows for a command whose reader left
+OUTPUT_CLOSED = "the output's reader is gone"
+
+
+def style() -> Style:
+    """The styling of standard output (colour on a terminal, unless NO_COLOR)."""
+    return Style.for_stream(sys.stdout)
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as one line of JSON."""
+    print(_json.dumps_str(value))
+
+
+def exit_for(result: RunResult) -> int:
+    """The exit code of a command whose run ended as ``result``."""
+    if result.status == "succeeded":
+        return EXIT_OK
+    return EXIT_WAITING if result.status in WAITING_STATUSES else EXIT_RUN_FAILED
+
+
+def finish(args: argparse.Namespace, result: RunResult, *, quiet: bool = False) -> int:
+    """Print a run's result (JSON, its output alone, or a summary) and return its exit code."""
+    if args.json:
+        print_json(result.to_dict())
+    elif quiet:
+        print(result.output if result.output is not None else "")
+    else:
+        print(render_result(result, style()))
+    return exit_for(result)
+
+
+def stop_command() -> Callable[[], None]:
+    """A function that ends the running command because its output's reader is gone."""
+    task = asyncio.current_task()
+
+    def stop() -> None:
+        if task is not None:
+            task.cancel(OUTPUT_CLOSED)  # main() exits quietly; the run stays resumable
+
+    return stop
+
+
+def runtime(args: argparse.Namespace, *, live: bool = True, resume: bool = False) -> Runtime:
+    """The Runtime a command runs with; ``live`` shows each step as it happens."""
+    observers = (
+        [LiveTrace(style=style(), on_closed=stop_command())] if live and not args.json else []
+    )
+    scratch = os.environ.get("AGENTRT_SCRATCH")
+    return Runtime(
+        args.store,
+        resume_interrupted=resume,
+        observers=observers,
+        lease_ttl_s=_lease_ttl(),
+        scratch_root=Path(scratch) if scratch else None,
+    )
+
+
+def _lease_ttl() -> float:
+    raw = os.environ.get("AGENTRT_LEASE_TTL", "30")
+    try:
+        ttl = float(raw)
+    except ValueError:
+        raise UsageError(f"AGENTRT_LEASE_TTL={raw!r}: give a number of seconds") from None
+    if ttl <= 0:
+        raise UsageError(f"AGENTRT_LEASE_TTL={raw!r}: must be more than 0")
+    return ttl
+
+
+def run_to_dict(run: RunRecord) -> dict[str, Any]:
+    """A run record as JSON-ready data (``--json`` output)."""
+    return {
+        "id": run.id,
+        "namespace": run.namespace,
+        "agent": run.agent,
+        "status": run.status,
+        "reason": run.reason,
+        "session": run.session_id,
+        "turn": run.turn,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "parent_run": run.parent_run,
+        "fork_step": run.fork_step,
+        "usage": {
+            "input_tokens": run.usage.input_tokens,
+            "output_tokens": run.usage.output_tokens,
+            "cost_usd": run.usage.cost_usd,
+            "model_calls": run.usage.model_calls,
+            "tool_calls": run.usage.tool_calls,
+        },
+    }
+
+
+async def with_store(args: argparse.Namespace, *, read_only: bool = False) -> Store:
+    """Open the store named by ``--store`` (or the default one)."""
+    # Commands that only read open the store read-only: they work on read-only
+    # media and never migrate it.
+    return await open_store(args.store, read_only=read_only)

@@ -1,0 +1,330 @@
+"""Commands about runs: start one (``run``, ``demo``), steer it (``resume``, ``replay``,
+``cancel``, ``fork``), look at the store's runs (``runs list|show|export|import``),
+collect old ones (``gc``), and serve as a ``worker``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agentrt import _json
+from agentrt._text import count
+from agentrt.cli._shared import EXIT_OK, finish, print_json, run_to_dict, runtime, style, with_store
+from agentrt.cli.render import RunLog, render_run_list, render_run_tree
+from agentrt.engine import Runtime
+from agentrt.engine import events as ev
+from agentrt.errors import UsageError
+from agentrt.spec.resources import Budgets
+from agentrt.state.base import RUN_STATUSES, Event, Store
+
+__all__ = ["add_demo_parser", "add_parsers"]
+
+
+def add_demo_parser(sub: Any) -> None:
+    """Add ``demo`` to ``sub`` (from ``add_subparsers``)."""
+    d = sub.add_parser("demo", help="run a multi-step agent offline and show its trace")
+    d.add_argument("--input", help="the question to ask the demo agent")
+    d.set_defaults(handler=_cmd_demo)
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the commands that start, steer, list and collect runs to ``sub``."""
+    _add_run_parser(sub)
+    _add_runs_parser(sub)
+    for name, text, handler in (
+        ("resume", "continue an interrupted run; recorded steps are not redone", _cmd_resume),
+        (
+            "replay",
+            "re-execute a finished run from its log, with no model or tool calls",
+            _cmd_replay,
+        ),
+        ("cancel", "cancel a run", _cmd_cancel),
+    ):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("run")
+        sp.set_defaults(handler=handler)
+
+    f = sub.add_parser("fork", help="start a new run sharing steps 1..N of another")
+    f.add_argument("run")
+    f.add_argument("--from-step", type=int, required=True)
+    f.add_argument("--model", help="use this Model after the fork point")
+    f.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a field; supported: instructions",
+    )
+    f.set_defaults(handler=_cmd_fork)
+
+    gc = sub.add_parser("gc", help="delete finished runs older than the retention")
+    gc.add_argument(
+        "--older-than",
+        default=os.environ.get("AGENTRT_RETENTION", "30d"),
+        help="e.g. 90m, 12h, 30d (default: $AGENTRT_RETENTION or 30d)",
+    )
+    gc.set_defaults(handler=_cmd_gc)
+
+    w = sub.add_parser("worker", help="resume interrupted runs and execute queued ones")
+    w.add_argument("--poll", type=float, default=1.0, help="seconds between queue polls")
+    w.set_defaults(handler=_cmd_worker)
+
+
+def _add_run_parser(sub: Any) -> None:
+    r = sub.add_parser("run", help="run an agent and show its steps live")
+    r.add_argument("agent")
+    r.add_argument("input")
+    r.add_argument("-n", "--namespace", default="default")
+    r.add_argument("--session", help="continue (or start) a conversation")
+    r.add_argument("--idempotency-key", help="submit at most once per key")
+    r.add_argument("--max-tokens", type=int)
+    r.add_argument("--max-tool-calls", type=int)
+    r.add_argument("--max-cost", type=float, help="US dollars")
+    r.add_argument("--deadline", type=float, help="seconds")
+    r.add_argument("--concurrency", type=int, help="a Team: at most N nodes at once")
+    r.add_argument("-q", "--quiet", action="store_true", help="print only the output")
+    r.set_defaults(handler=_cmd_run)
+
+
+def _add_runs_parser(sub: Any) -> None:
+    runs = sub.add_parser("runs", help="list and inspect runs")
+    rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="SUBCOMMAND")
+    rl = rsub.add_parser("list", help="recent runs")
+    rl.add_argument("-n", "--namespace")
+    rl.add_argument(
+        "--status",
+        action="append",
+        choices=RUN_STATUSES,
+        metavar="STATUS",
+        help=f"only runs in this status (repeatable): {', '.join(RUN_STATUSES)}",
+    )
+    rl.add_argument("--session")
+    rl.add_argument("--limit", type=int, default=20)
+    rs = rsub.add_parser("show", help="a run's steps as a tree")
+    rs.add_argument("run")
+    rx = rsub.add_parser("export", help="write a run's whole log as JSON")
+    rx.add_argument("run")
+    rx.add_argument("-o", "--output", help="file (default: standard output)")
+    ri = rsub.add_parser("import", help="store an exported log as a new run (to replay it)")
+    ri.add_argument("file")
+    runs.set_defaults(handler=_cmd_runs)
+
+
+async def _cmd_demo(args: argparse.Namespace) -> int:
+    from agentrt.cli.demo import DEFAULT_QUESTION, demo_resources_path
+
+    look = style()
+    async with runtime(args) as rt:
+        await rt.apply(demo_resources_path())
+        question = args.input or DEFAULT_QUESTION
+        if not args.json:
+            print(
+                look.bold("agentrt demo")
+                + look.dim(f"  store: {getattr(rt.store, 'path', rt.store)}")
+            )
+            print(f"question: {question}\n")
+        run = await rt.submit("analyst", question, namespace="demo")
+        result = await rt.wait(run.id)
+        code = finish(args, result)
+        if not args.json:
+            print()
+            print(look.dim("see it again:   ") + f"agentrt runs show {run.id}")
+            print(look.dim("replay offline: ") + f"agentrt replay {run.id}")
+            print(look.dim("branch it:      ") + f"agentrt fork {run.id} --from-step 1")
+        return code
+
+
+async def _cmd_run(args: argparse.Namespace) -> int:
+    budgets = Budgets(
+        max_tokens=args.max_tokens,
+        max_tool_calls=args.max_tool_calls,
+        max_cost_usd=args.max_cost,
+        deadline_s=args.deadline,
+    )
+    async with runtime(args, live=not args.quiet) as rt:
+        run = await rt.submit(
+            args.agent,
+            args.input,
+            namespace=args.namespace,
+            session=args.session,
+            idempotency_key=args.idempotency_key,
+            budgets=budgets,
+            concurrency=args.concurrency,
+        )
+        result = await rt.wait(run.id)
+    return finish(args, result, quiet=args.quiet)
+
+
+async def _cmd_runs(args: argparse.Namespace) -> int:
+    if args.runs_command in ("export", "import"):
+        return await _cmd_runs_transfer(args)
+    store = await with_store(args, read_only=True)
+    try:
+        if args.runs_command == "list":
+            runs = await store.list_runs(
+                namespace=args.namespace,
+                session_id=args.session,
+                statuses=args.status,
+                limit=args.limit,
+            )
+            if args.json:
+                print_json([run_to_dict(r) for r in runs])
+            else:
+                print(render_run_list(runs, style()))
+            return EXIT_OK
+        run = await store.get_run(args.run)
+        if run is None:
+            raise UsageError(f"run {args.run!r} not found; list runs with `agentrt runs list`")
+        events = await store.read_events(run.id)
+        children = {} if args.json else await _child_logs(store, events)
+    finally:
+        await store.close()
+    if args.json:
+        print_json(
+            {
+                "run": run_to_dict(run),
+                "events": [
+                    {"seq": e.seq, "type": e.type, "step": e.step, "ts": e.ts, "data": e.data}
+                    for e in events
+                ],
+            }
+        )
+    else:
+        print(render_run_tree(run, events, style(), children))
+    return EXIT_OK
+
+
+async def _child_logs(store: Store, events: list[Event]) -> dict[str, RunLog]:
+    """The child runs of a team run's nodes (and theirs, for nested teams), by id."""
+    found: dict[str, RunLog] = {}
+    for event in events:
+        child_id = event.data.get("child_run") if event.type == ev.NODE_FINISHED else None
+        if not child_id or child_id in found:
+            continue
+        child = await store.get_run(child_id)
+        if child is None:  # collected by gc
+            continue
+        child_events = await store.read_events(child_id)
+        found[child_id] = (child, child_events)
+        found.update(await _child_logs(store, child_events))
+    return found
+
+
+async def _cmd_runs_transfer(args: argparse.Namespace) -> int:
+    if args.runs_command == "export":
+        store = await with_store(args, read_only=True)
+        try:
+            async with Runtime(store, resume_interrupted=False) as reader:
+                text = _json.dumps_str(await reader.export_run(args.run))
+        finally:
+            await store.close()
+        if args.output:
+            try:
+                await asyncio.to_thread(Path(args.output).write_text, text + "\n")
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot write {args.output}: {exc.strerror or exc}; choose another -o file"
+                ) from None
+        else:
+            print(text)
+        return EXIT_OK
+    async with runtime(args, live=False) as rt:
+        try:
+            data = _json.loads(await asyncio.to_thread(Path(args.file).read_bytes))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read {args.file}: {exc}") from None
+        run = await rt.import_run(data)
+    if args.json:
+        print_json(run_to_dict(run))
+    else:
+        print(f"imported as {run.id} ({run.status}); replay it with `agentrt replay {run.id}`")
+    return EXIT_OK
+
+
+async def _cmd_resume(args: argparse.Namespace) -> int:
+    async with runtime(args) as rt:
+        result = await rt.resume(args.run)
+    return finish(args, result)
+
+
+async def _cmd_replay(args: argparse.Namespace) -> int:
+    async with runtime(args, live=False) as rt:
+        result = await rt.replay(args.run)
+    return finish(args, result)
+
+
+async def _cmd_cancel(args: argparse.Namespace) -> int:
+    async with runtime(args, live=False) as rt:
+        # The owner of a run executing elsewhere notices within a second.
+        run = await rt.cancel(args.run, wait_s=5.0)
+    if args.json:
+        print_json(run_to_dict(run))
+    elif run.status == "cancelled":
+        print(f"{run.id} cancelled")
+    elif run.finished:
+        print(f"{run.id} already {run.status}")
+    else:
+        print(f"{run.id}: cancellation requested; its worker ({run.lease_owner}) will stop it")
+    return EXIT_OK
+
+
+async def _cmd_fork(args: argparse.Namespace) -> int:
+    overrides: dict[str, str] = {}
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        if not sep or field not in ("instructions",):
+            raise UsageError(f"--set {item!r}: supported is `--set instructions=TEXT`")
+        overrides[field] = value
+    async with runtime(args) as rt:
+        run = await rt.fork(
+            args.run,
+            from_step=args.from_step,
+            model=args.model,
+            instructions=overrides.get("instructions"),
+        )
+        if not args.json:
+            print(f"{run.id} forked from {args.run} at step {args.from_step}")
+        result = await rt.wait(run.id)
+    return finish(args, result)
+
+
+async def _cmd_gc(args: argparse.Namespace) -> int:
+    cutoff = time.time() - _duration(args.older_than)
+    async with runtime(args, live=False) as rt:
+        removed = await rt.gc(finished_before=cutoff)
+    if args.json:
+        print_json(
+            {
+                "runs": removed.runs,
+                "events": removed.events,
+                "blobs": removed.blobs,
+                "sessions": removed.sessions,
+            }
+        )
+    else:
+        print(
+            f"removed {count(removed.runs, 'run')}, {count(removed.events, 'event')}, "
+            f"{count(removed.blobs, 'blob')}, {count(removed.sessions, 'session')}"
+        )
+    return EXIT_OK
+
+
+def _duration(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if not match:
+        raise UsageError(f"--older-than {text!r}: write a number and a unit, e.g. 90m, 12h, 30d")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+async def _cmd_worker(args: argparse.Namespace) -> int:
+    async with runtime(args, resume=True) as rt:
+        print(f"worker {rt.owner} serving; Ctrl-C to stop", file=sys.stderr)
+        while True:
+            await asyncio.sleep(args.poll)
+            await rt.resume_interrupted()
