@@ -13,6 +13,8 @@ import time
 from typing import Final
 
 from agentrt.errors import StoreInvalid, UsageError
+from agentrt.state.migrate import load_migrations
+from agentrt.state.migrate import migrate as run_migrations
 
 __all__ = ["APPLICATION_ID", "MEMORY", "MIGRATIONS", "check_identity", "check_version", "migrate"]
 
@@ -25,145 +27,51 @@ _UNMARKED_STORE_TABLES: Final = frozenset({"schema_version", "resources", "runs"
 MEMORY: Final = ":memory:"
 """The path that names a private in-memory database."""
 
-MIGRATIONS: list[tuple[int, list[str]]] = [
-    (
-        1,
-        [
-            """CREATE TABLE resources (
-                kind TEXT NOT NULL,
-                namespace TEXT NOT NULL,
-                name TEXT NOT NULL,
-                generation INTEGER NOT NULL,
-                body TEXT NOT NULL,
-                created_at REAL NOT NULL,
-                updated_at REAL NOT NULL,
-                PRIMARY KEY (kind, namespace, name)
-            )""",
-            """CREATE TABLE sessions (
-                id TEXT PRIMARY KEY,
-                namespace TEXT NOT NULL,
-                created_at REAL NOT NULL,
-                parent_session TEXT,
-                parent_turn INTEGER,
-                next_turn INTEGER NOT NULL DEFAULT 0
-            ) WITHOUT ROWID""",
-            # parent_run is informational (no FK): gc may delete the parent of a fork.
-            """CREATE TABLE runs (
-                pk INTEGER PRIMARY KEY,
-                id TEXT NOT NULL UNIQUE,
-                namespace TEXT NOT NULL,
-                agent TEXT NOT NULL,
-                status TEXT NOT NULL,
-                created_at REAL NOT NULL,
-                updated_at REAL NOT NULL,
-                session_id TEXT REFERENCES sessions (id),
-                turn INTEGER,
-                reason TEXT,
-                finished_at REAL,
-                idempotency_key TEXT,
-                parent_run TEXT,
-                fork_step INTEGER,
-                lease_owner TEXT,
-                lease_expires REAL,
-                cancel_requested INTEGER NOT NULL DEFAULT 0,
-                last_seq INTEGER NOT NULL DEFAULT 0,
-                input_tokens INTEGER NOT NULL DEFAULT 0,
-                output_tokens INTEGER NOT NULL DEFAULT 0,
-                cost_usd REAL NOT NULL DEFAULT 0,
-                model_calls INTEGER NOT NULL DEFAULT 0,
-                tool_calls INTEGER NOT NULL DEFAULT 0,
-                UNIQUE (namespace, idempotency_key)
-            )""",
-            # list_runs(session_id=...) and the sessions FK lookups; NULLs never collide.
-            "CREATE UNIQUE INDEX runs_session_turn ON runs (session_id, turn)",
-            # list_runs: newest first.
-            "CREATE INDEX runs_created ON runs (created_at)",
-            # claim_runs: only active runs are indexed, so it stays small.
-            "CREATE INDEX runs_claimable ON runs (created_at) "
-            "WHERE status IN ('queued', 'running')",
-            # gc: only finished runs are indexed.
-            "CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL",
-            """CREATE TABLE events (
-                run_pk INTEGER NOT NULL REFERENCES runs (pk),
-                seq INTEGER NOT NULL,
-                type TEXT NOT NULL,
-                step INTEGER,
-                ts REAL NOT NULL,
-                data BLOB,
-                blob BLOB,
-                PRIMARY KEY (run_pk, seq)
-            ) WITHOUT ROWID""",
-            # gc: finding unreferenced blobs; only events with a blob are indexed.
-            "CREATE INDEX events_blob ON events (blob) WHERE blob IS NOT NULL",
-            """CREATE TABLE blobs (
-                hash BLOB PRIMARY KEY,
-                data BLOB NOT NULL
-            ) WITHOUT ROWID""",
-        ],
-    ),
-    (
-        2,
-        [
-            # Tool quotas: one row per recorded tool call, so counting a tenant's or a
-            # session's calls never decodes event payloads. Namespace and session are
-            # copied from the run so both counts are served by one index each. Nothing
-            # to backfill: tool.call events got their "toolset" key with this version.
-            """CREATE TABLE tool_calls (
-                run_pk INTEGER NOT NULL REFERENCES runs (pk),
-                seq INTEGER NOT NULL,
-                namespace TEXT NOT NULL,
-                session_id TEXT,
-                tool TEXT NOT NULL,
-                ts REAL NOT NULL,
-                PRIMARY KEY (run_pk, seq)
-            ) WITHOUT ROWID""",
-            # Quota per tenant per day.
-            "CREATE INDEX tool_calls_tenant ON tool_calls (namespace, tool, ts)",
-            # Quota per session; most runs have no session, so only the others are indexed.
-            "CREATE INDEX tool_calls_session ON tool_calls (session_id, tool, ts, namespace) "
-            "WHERE session_id IS NOT NULL",
-        ],
-    ),
-    (
-        3,
-        [
-            # Long-term memory per tenant. (namespace, key) makes a write happen once.
-            """CREATE TABLE memories (
-                pk INTEGER PRIMARY KEY,
-                id TEXT NOT NULL UNIQUE,
-                namespace TEXT NOT NULL,
-                text TEXT NOT NULL,
-                tags TEXT NOT NULL,
-                key TEXT,
-                run_id TEXT,
-                session_id TEXT,
-                created_at REAL NOT NULL,
-                UNIQUE (namespace, key)
-            )""",
-            "CREATE INDEX memories_listed ON memories (namespace, created_at)",
-            # External-content FTS5 index over text and tags, kept in step by triggers;
-            # porter folds "rotates" and "rotation" to one stem.
-            "CREATE VIRTUAL TABLE memories_fts USING fts5(text, tags, content='memories', "
-            "content_rowid='pk', tokenize='porter unicode61')",
-            "CREATE TRIGGER memories_indexed AFTER INSERT ON memories BEGIN "
-            "INSERT INTO memories_fts (rowid, text, tags) VALUES (new.pk, new.text, new.tags); "
-            "END",
-            "CREATE TRIGGER memories_unindexed AFTER DELETE ON memories BEGIN "
-            "INSERT INTO memories_fts (memories_fts, rowid, text, tags) "
-            "VALUES ('delete', old.pk, old.text, old.tags); END",
-        ],
-    ),
-    (
-        4,
-        [
-            # list_runs(parent=...): a run's children and forks; most runs have no
-            # parent, so only the others are indexed.
-            "CREATE INDEX runs_parent ON runs (parent_run, created_at) "
-            "WHERE parent_run IS NOT NULL",
-        ],
-    ),
-]
-"""Append-only list of ``(version, statements)``; never edit a released entry."""
+MIGRATIONS: Final = load_migrations("sqlite")
+"""The SQLite store's numbered migrations (``agentrt/state/migrations/sqlite/``)."""
+
+
+def split_statements(script: str) -> list[str]:
+    """The statements of a SQL script, each whole (a trigger's body keeps its ``;``)."""
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            statement = pending.strip()
+            if statement.rstrip(";").strip() and not _only_comments(statement):
+                statements.append(statement)
+            pending = ""
+    if pending.rstrip(";").strip() and not _only_comments(pending):
+        raise ValueError(f"unfinished SQL statement in a migration: {pending.strip()[:60]!r}")
+    return statements
+
+
+def _only_comments(text: str) -> bool:
+    lines = (line.strip() for line in text.rstrip(";").splitlines())
+    return all(not line or line.startswith("--") for line in lines)
+
+
+class _Target:
+    """The runner's view of a SQLite connection (see :mod:`agentrt.state.migrate`)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def applied(self) -> list[int]:
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            "version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+        )
+        return [v for (v,) in self.conn.execute("SELECT version FROM schema_version")]
+
+    def execute(self, script: str) -> None:
+        # One statement at a time: executescript() would commit the open transaction.
+        for statement in split_statements(script):
+            _apply(self.conn, statement)
+
+    def record(self, number: int) -> None:
+        self.conn.execute("INSERT INTO schema_version VALUES (?, ?)", (number, time.time()))
 
 
 def _apply(conn: sqlite3.Connection, statement: str) -> None:
@@ -233,7 +141,7 @@ def check_version(conn: sqlite3.Connection, store: str, *, writing: bool) -> int
             ``writing`` is false.
     """
     current = _version(conn)
-    latest = MIGRATIONS[-1][0]
+    latest = MIGRATIONS[-1].number
     if current > latest:
         raise StoreInvalid(
             store,
@@ -261,17 +169,7 @@ def migrate(conn: sqlite3.Connection, store: str = MEMORY) -> None:
     try:
         if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version ("
-            "version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
-        )
-        current = check_version(conn, store, writing=True)
-        for version, statements in MIGRATIONS:
-            if version <= current:
-                continue
-            for statement in statements:
-                _apply(conn, statement)
-            conn.execute("INSERT INTO schema_version VALUES (?, ?)", (version, time.time()))
+        run_migrations(_Target(conn), MIGRATIONS, store=store)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

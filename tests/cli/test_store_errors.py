@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from agentrt.state._sqlite_schema import split_statements
 from agentrt.state.sqlite import MIGRATIONS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -307,10 +308,10 @@ def _older_store(path: Path, version: int) -> None:
     with closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at REAL)")
-        for number, statements in MIGRATIONS[:version]:
-            for statement in statements:
+        for migration in MIGRATIONS[:version]:
+            for statement in split_statements(migration.script):
                 conn.execute(statement)
-            conn.execute("INSERT INTO schema_version VALUES (?, 0)", (number,))
+            conn.execute("INSERT INTO schema_version VALUES (?, 0)", (migration.number,))
         conn.commit()
 
 
@@ -320,7 +321,7 @@ def test_reads_never_migrate_and_say_which_command_will(tmp_path: Path, spec: Pa
     store = folder / "agentrt.db"
     _older_store(store, len(MIGRATIONS) - 1)
     before = digest(store)
-    latest = MIGRATIONS[-1][0]
+    latest = MIGRATIONS[-1].number
     for wrap in ([*READ_ONLY_FS, str(folder)], None):
         line = one_error(
             agentrt(str(store), "runs", "list", wrap=wrap),

@@ -83,9 +83,9 @@ async def test_conformance(check: Callable[[Harness], Awaitable[None]], harness:
 
 
 def test_migrations_are_numbered_in_order() -> None:
-    versions = [version for version, _ in MIGRATIONS]
+    versions = [m.number for m in MIGRATIONS]
     assert versions == list(range(1, len(MIGRATIONS) + 1))
-    assert all(statements for _, statements in MIGRATIONS)
+    assert all(m.script.strip() for m in MIGRATIONS)
 
 
 async def test_schema_version_recorded_once(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ async def test_schema_version_recorded_once(tmp_path: Path) -> None:
     for _ in range(2):
         async with await SqliteStore.open(path) as store:
             rows = await store._query("SELECT version FROM schema_version ORDER BY version")
-            assert [v for (v,) in rows] == [v for v, _ in MIGRATIONS]
+            assert [v for (v,) in rows] == [m.number for m in MIGRATIONS]
             tables = {
                 name
                 for (name,) in await store._query(
