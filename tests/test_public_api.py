@@ -112,6 +112,7 @@ PUBLIC = {
     ],
     "agentrt.tools": [
         "PythonTool",
+        "StepKey",
         "TOOL_KINDS",
         "ToolContext",
         "ToolResult",

@@ -133,9 +133,14 @@ class LiveTrace:
                 if calls
                 else "→ answer: " + clip(event.data.get("content"), 60)
             )
-            model = event.data.get("via") or self._calls.pop(key, {}).get("model", "")
+            intent = self._calls.pop(key, {})
+            model = event.data.get("via") or intent.get("model", "")
+            if intent.get("kind") == "summary":
+                summary = clip(event.data.get("content"), 60)
+                self._line(f"  {s.bold('memory')}  {_earlier_turns(intent)} summarised: {summary}")
+                return
             self._line(
-                f"  step {event.step:>3}  {s.bold('plan')}  {model} {what}  "
+                f"  step {event.step:>3}  {s.bold(intent.get('kind', 'plan'))}  {model} {what}  "
                 f"{s.dim(self._ms(key, event))}  {s.dim(f'tokens {tokens}  ${cost:.4f}')}"
             )
         elif event.type == ev.MODEL_ERROR:
@@ -300,9 +305,13 @@ def render_run_tree(
                 lines.append(f"├─ step {e.step}  tool {name}  attempt {attempt} {why}")
         elif e.type == ev.MODEL_RESULT and e.step is not None:
             took = _took(starts.get(e.step), e)
-            model = e.data.get("via") or (
-                starts[e.step].data.get("model") if e.step in starts else ""
-            )
+            intent = starts[e.step].data if e.step in starts else {}
+            model = e.data.get("via") or intent.get("model", "")
+            if intent.get("kind") == "summary":
+                lines += _summary_lines(_summary_data(intent, e.data))
+                continue
+            if intent.get("kind"):  # a team's route
+                model = f"{model} ({intent['kind']})"
             lines.append(
                 f"├─ step {e.step}  model {model}  {took}  "
                 f"tokens in {e.data.get('in', 0)} / out {e.data.get('out', 0)}  "
@@ -328,7 +337,8 @@ def render_run_tree(
             )
             if call:
                 lines.append(f"│    input:  {clip(call.data.get('args'), 96)}")
-                lines.append(f"│    key:    {run.id}:{e.step}:{call.data.get('id')}")
+                key = call.data.get("key") or f"{run.id}:{e.step}:{call.data.get('id')}"
+                lines.append(f"│    key:    {key}")
             lines.append(f"│    output: {clip(e.data.get('output'), 96)}")
             for line in _trace_lines(e.data.get("trace") or {}):
                 lines.append(f"│    {line}")
@@ -358,14 +368,8 @@ def render_run_tree(
             if child is not None:
                 nested = render_run_tree(child[0], child[1], s, children)
                 lines += [f"│    {line}" for line in nested.splitlines()]
-        elif e.type == ev.MEMORY_SUMMARY:
-            used = e.data.get("usage") or [0, 0, 0.0]
-            lines.append(
-                f"├─ session memory: {_earlier_turns(e.data)} summarised by model "
-                f"{e.data.get('model')} (through {e.data.get('through')}; "
-                f"{e.data.get('kept')} kept verbatim)  tokens in {used[0]} / out {used[1]}"
-            )
-            lines.append(f"│    summary: {clip(e.data.get('text'), 96)}")
+        elif e.type == ev.MEMORY_SUMMARY:  # as older versions recorded a summary
+            lines += _summary_lines(e.data)
         elif e.type == ev.RUN_WAITING:
             lines.append(f"├─ {s.status(waiting_status(e.data))}: {e.data.get('reason')}")
         elif e.type == ev.RUN_FINISHED:
@@ -434,6 +438,27 @@ def _trace_lines(trace: dict[str, Any]) -> list[str]:
     if "server" in trace:
         out.append(f"mcp: {trace['server']} ({trace.get('transport', '')})")
     return out
+
+
+def _summary_data(intent: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """A summary step's intent and result as the fields of a ``memory.summary`` event."""
+    return {
+        **intent,
+        "model": result.get("via") or intent.get("model"),
+        "text": (result.get("content") or "").strip(),
+        "usage": [result.get("in", 0), result.get("out", 0)],
+    }
+
+
+def _summary_lines(data: dict[str, Any]) -> list[str]:
+    """A session summary: what it folded, by which model, and its text."""
+    used = data.get("usage") or [0, 0, 0.0]
+    return [
+        f"├─ session memory: {_earlier_turns(data)} summarised by model "
+        f"{data.get('model')} (through {data.get('through')}; "
+        f"{data.get('kept')} kept verbatim)  tokens in {used[0]} / out {used[1]}",
+        f"│    summary: {clip(data.get('text'), 96)}",
+    ]
 
 
 def _earlier_turns(data: dict[str, Any]) -> str:

@@ -140,8 +140,12 @@ class Catalog:
         models: dict[str, ModelSpec] = {}
         tools: dict[str, ToolSpec] = {}
         for node in team_graph(resource).nodes:
-            if node.route is not None and node.route.model is not None:
-                models[node.route.model] = (await self.get(Model, namespace, node.route.model)).spec
+            todo = [node.route.model] if node.route is not None and node.route.model else []
+            while todo:  # a route's model, and its fallbacks
+                name = todo.pop()
+                if name not in models:
+                    models[name] = (await self.get(Model, namespace, name)).spec
+                    todo.extend(models[name].fallbacks)
             if node.tool is not None:
                 tools[node.tool] = (await self.get(Tool, namespace, node.tool)).spec
         return TeamRunSpec(team=resource, models=models, tools=tools)

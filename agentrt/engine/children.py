@@ -90,7 +90,7 @@ class ChildRuns:
             request.agent,
             created,
             namespace=request.namespace,
-            idempotency_key=request.idempotency_key,
+            idempotency_key=request.run_key,  # each attempt of a team node: its own child
             parent_run=request.parent_run,
         )
         # Found again after the parent's crash, an interrupted child was resumed by submit.

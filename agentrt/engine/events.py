@@ -12,6 +12,7 @@ from typing import Any
 __all__ = [
     "APPROVAL_DECIDED",
     "APPROVAL_REQUESTED",
+    "CONTEXT_VALUE",
     "MEMORY_FAILED",
     "MEMORY_SUMMARY",
     "MODEL_CALL",
@@ -33,23 +34,30 @@ __all__ = [
 RUN_CREATED = "run.created"  # {input, spec, [fork: {run, step}]}
 RUN_STARTED = "run.started"  # {owner, resumed: bool, history: [runs, digest]}
 RUN_WAITING = "run.waiting"  # {reason}: the run needs a person (e.g. a step is unknown)
-# Session memory: earlier turns folded into a summary before the run's first step.
+# Session memory, as recorded before summaries were model steps (logs of older versions
+# hold these; a summary is now a model step with kind "summary", see MODEL_CALL).
 MEMORY_SUMMARY = "memory.summary"  # {through: run id, turns, kept, text, model, usage}
 MEMORY_FAILED = "memory.failed"  # {model, error}: the summary model failed; so did the run
+# A value of the run's context (ctx.now(), ctx.new_id()), asked for at a step: replay
+# returns it again (engine/values.py).
+CONTEXT_VALUE = "context.value"  # {kind: now|id, value, step, n, check}
 RUN_FINISHED = "run.finished"  # {status, output, reason, [error]}
 # offered: {Tool: [its tools]} (discovered at run time); renamed: {model name: [Tool, tool]};
 # notices: tools left out or renamed on a clash, recorded once per run (engine/offer.py).
-MODEL_CALL = "model.call"  # step: {model, digest, [offered], [renamed], [notices]}
+# kind: a step that is not the loop's own: "summary" (session memory: through, turns,
+# kept) or "route" (a team's route node); key: the team node instance (tools/keys.py).
+MODEL_CALL = "model.call"  # step: {model, digest, [offered], [renamed], [notices], [kind], [key]}
 MODEL_ERROR = "model.error"  # step: {model, attempt, error}
 MODEL_RESULT = "model.result"  # step: ModelResponse.to_dict() + {cost, [via]}
-TOOL_CALL = "tool.call"  # step: {id, name, args}
+TOOL_CALL = "tool.call"  # step: {id, name, args, [toolset], [key], [attempt]}
 TOOL_RESULT = "tool.result"  # step: {output, [error], ms, [reconciled]}
 TOOL_UNKNOWN = "tool.unknown"  # step: {reason}: started, no result, not safe to re-run
 TOOL_DECISION = "tool.decision"  # step: {action: rerun|output|fail, [output], [by]}
 APPROVAL_REQUESTED = "approval.requested"  # step: {name, args}: the run waits for a person
 APPROVAL_DECIDED = "approval.decided"  # step: {approved: bool, [reason], [by]}
 # Team runs: a node instance is (node, round, item).
-NODE_STARTED = "node.started"  # {node, round, item, attempt, key, kind, target}
+# key: the node instance's (the same on every attempt); step: a tool node attempt's tool step.
+NODE_STARTED = "node.started"  # {node, round, item, attempt, key, kind, target, [step]}
 NODE_FINISHED = "node.finished"  # {node, round, item, status, output, items, [loops], ...}
 
 

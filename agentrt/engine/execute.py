@@ -23,45 +23,28 @@ from agentrt.engine.history import conversation_of, history_digest
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import ApprovalPending, EventObserver, Journal, LogEnds, StepUnknown
 from agentrt.engine.loop import RunContext, run_loop
-from agentrt.engine.memory import (
-    HistoryPlan,
-    Summary,
-    Turn,
-    flatten,
-    history_budget,
-    plan_history,
-    summary_request,
-    with_summary,
-)
+from agentrt.engine.memory import Turn, flatten
 from agentrt.engine.plans import RunCreated, RunSpec
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.shared import SharedByName
-from agentrt.engine.team_run import (
-    MemberChooser,
-    TeamFailed,
-    TeamReplay,
-    TeamWaiting,
-    ToolNodeRunner,
-    choose_prompt,
-    run_team,
-)
+from agentrt.engine.summaries import legacy_summary_event, session_memory, summary_of
+from agentrt.engine.team_run import TeamFailed, TeamReplay, TeamWaiting, run_team
+from agentrt.engine.team_steps import TeamSteps
 from agentrt.errors import (
     AgentrtError,
     BudgetExhausted,
     CancelRequested,
-    ModelError,
     NondeterminismError,
     NotFoundError,
     RunError,
     StartError,
     StepTimeout,
     StoreError,
-    ToolError,
     UsageError,
     error_from_dict,
 )
-from agentrt.models.base import Message, ModelClient, ModelRequest, check_usage
+from agentrt.models.base import ModelClient
 from agentrt.models.factory import create_client
 from agentrt.spec.resources import ModelSpec, Team, ToolSpec
 from agentrt.spec.team import team_graph
@@ -77,13 +60,16 @@ from agentrt.state.base import (
 )
 from agentrt.state.memory import MemoryStore
 from agentrt.tools.agent import AgentToolSet, ChildOutcome, ChildRequest
-from agentrt.tools.base import ToolContext, ToolResult, ToolSet
+from agentrt.tools.base import ToolSet
 from agentrt.tools.factory import build_toolset
 from agentrt.tools.memory import MemoryToolSet
 
 __all__ = ["Executor"]
 
 _CANCELLED = "cancelled on request"
+# How a team run ends with nodes that never ran: from outside, or before a step of its own
+# (which of its parallel nodes had ended then is not in the log).
+_STOPPED = ("cancelled", "timed_out", "budget_exhausted")
 _HISTORY_CACHE_SIZE = 2048
 _PREPARED_CACHE_SIZE = 256
 
@@ -181,7 +167,7 @@ class Executor:
             self._turns.move_to_end(run_id)
             return cached
         events = await self.store.read_events(run_id)
-        turn = Turn(run_id, conversation_of(events), _summary_in(events))
+        turn = Turn(run_id, conversation_of(events), summary_of(events))
         self._turns[run_id] = turn
         if len(self._turns) > _HISTORY_CACHE_SIZE:
             self._turns.popitem(last=False)
@@ -285,9 +271,7 @@ class Executor:
             return await self._end_unstartable(run, events, _start_error(exc))
         spec = prepared.spec
         turns = await self.session_turns(run.session_id, run.turn)
-        recorded = next(
-            (e for e in events if e.type in (ev.MEMORY_SUMMARY, ev.MEMORY_FAILED)), None
-        )
+        recorded = legacy_summary_event(events)
         everything = flatten(turns)
         digest = [len(everything), history_digest(everything)]
         started = [e for e in events if e.type == ev.RUN_STARTED]
@@ -373,6 +357,11 @@ class Executor:
             update=RunUpdate(status="running"),
             durable=False,
         )
+        steps = TeamSteps.of(
+            run, created.data, journal, team.spec.budgets, hooks=self.hooks, client=self.client,
+            tool=lambda name, spec: self.tool(name, spec, namespace=run.namespace),
+            scratch=self.scratch,
+        )  # fmt: skip
         deadline = team.spec.budgets.deadline_s
         loop = asyncio.get_running_loop()
         when = None if deadline is None else loop.time() + (created.ts + deadline - self.clock())
@@ -384,8 +373,7 @@ class Executor:
                 outcome = await run_team(
                     team_graph(team), run_id=run.id, namespace=run.namespace,
                     input=created.data["input"], events=events, journal=journal,
-                    run_child=self.children.run, choose=self._chooser(created.data),
-                    run_tool=self._tool_node_runner(run, created.data),
+                    run_child=self.children.run, choose=steps.choose, run_tool=steps.run_tool,
                 )  # fmt: skip
             status, output, reason = "succeeded", outcome.output, None
         except TeamWaiting as exc:
@@ -393,6 +381,8 @@ class Executor:
             waiting = {"reason": exc.reason, "waits_on": exc.children}
         except TeamFailed as exc:
             status, reason = "failed", exc.reason
+        except BudgetExhausted as exc:  # before one of the team's own steps
+            status, reason = "budget_exhausted", exc.message
         except TimeoutError:
             status, reason = "timed_out", f"budgets.deadline_s={deadline} exceeded"
         except CancelRequested:
@@ -456,84 +446,6 @@ class Executor:
         await journal.append(ev.RUN_FINISHED, data, update=update)
         return data
 
-    def _chooser(self, created: dict[str, Any]) -> MemberChooser:
-        """How a team's route nodes ask their model (frozen in ``run.created``) to choose."""
-        specs = {n: ModelSpec.model_validate(m) for n, m in created.get("models", {}).items()}
-
-        async def choose(model: str, members: Sequence[str], text: str) -> tuple[str, Usage]:
-            spec = specs.get(model)
-            if spec is None:
-                raise TeamFailed(f"model {model!r} is not frozen in the team run")
-            request = ModelRequest(
-                model=spec.model or model,
-                messages=[
-                    {"role": "system", "content": choose_prompt(members)},
-                    {"role": "user", "content": text},
-                ],
-            )
-            try:
-                response = check_usage(
-                    await self.client(model, spec).complete(request), model=model
-                )
-            except ModelError as exc:
-                raise TeamFailed(f"routing model {model!r} failed: {exc.message}") from None
-            cost = spec.pricing.cost(response.input_tokens, response.output_tokens)
-            usage = Usage(response.input_tokens, response.output_tokens, cost, 1, 0)
-            return response.content or "", usage
-
-        return choose
-
-    def _tool_node_runner(self, run: RunRecord, created: dict[str, Any]) -> ToolNodeRunner:
-        """How a team's tool nodes call their Tool (frozen in ``run.created``)."""
-        specs = {n: ToolSpec.model_validate(t) for n, t in created.get("tools", {}).items()}
-
-        async def run_tool(name: str, text: str, key: str, resumed: bool) -> dict[str, Any]:
-            spec = specs[name]
-            if spec.approval.required:
-                return _tool_node_failed(
-                    f"Tool {name} needs approval; a team's tool node cannot wait for a person "
-                    "yet: call it from an agent node instead"
-                )
-            toolset = self.tool(name, spec)
-            found = await toolset.definitions()
-            named = [d.name for d in found if d.name == name] or (
-                [found[0].name] if len(found) == 1 else []
-            )
-            if not named:
-                offered = ", ".join(d.name for d in found)
-                return _tool_node_failed(
-                    f"Tool {name} offers several tools ({offered}); a tool node calls a Tool "
-                    "that offers one (or one named like the Tool)"
-                )
-            scratch = self.scratch.dir_of(run.id) if self.scratch and spec.kind == "code" else None
-            ctx = ToolContext(
-                run.id, 0, key.removeprefix(f"{run.id}/"), run.namespace, None, 1, scratch
-            )
-            if resumed:
-                policy = spec.unknown_policy()
-                if policy == "lookup":
-                    looked = await toolset.lookup(named[0], ctx)
-                    if looked is not None:
-                        return _tool_node_result(looked)
-                elif policy == "mark_unknown":
-                    return _tool_node_failed(
-                        f"Tool {name} was started before a crash and may or may not have run; "
-                        "it is not idempotent and has no lookup, so the node is not run again",
-                        status="unknown",
-                    )
-            arguments = _tool_arguments(text)
-            try:
-                async with asyncio.timeout(spec.timeout_s or _TOOL_NODE_TIMEOUT_S):
-                    result = await toolset.call(named[0], arguments, ctx)
-            except TimeoutError:
-                limit = spec.timeout_s or _TOOL_NODE_TIMEOUT_S
-                return _tool_node_failed(f"Tool {name} timed out after {limit:g}s")
-            except ToolError as exc:
-                return _tool_node_failed(exc.message)
-            return _tool_node_result(result)
-
-        return run_tool
-
     async def _replay_team(self, run: RunRecord, events: list[Event]) -> RunResult:
         """Walk a finished team run's graph again from its log, replaying every child run.
 
@@ -576,10 +488,10 @@ class Executor:
         except TeamFailed:
             status = "failed"
         except NondeterminismError:
-            if recorded["status"] not in ("cancelled", "timed_out"):
+            if recorded["status"] not in _STOPPED:
                 raise
-            status = recorded["status"]  # stopped from outside: its nodes never all ended
-        if recorded["status"] in ("cancelled", "timed_out"):
+            status = recorded["status"]  # stopped before its nodes all ended
+        if recorded["status"] in _STOPPED:
             status, output = recorded["status"], recorded.get("output")
         if status != recorded["status"] or output != recorded.get("output"):
             raise NondeterminismError(
@@ -645,7 +557,7 @@ class Executor:
         waiting: dict[str, Any] | None = None
         try:
             async with asyncio.timeout_at(when):
-                history = await self._session_memory(ctx, turns, recorded)
+                history = await session_memory(ctx, turns, recorded)
                 outcome = await run_loop(ctx, history)
             status, output, reason = "succeeded", outcome.output, None
         except StepUnknown as unknown:
@@ -725,12 +637,12 @@ class Executor:
             # Cancellation and deadlines come from outside the log's steps: replay
             # re-executes the recorded steps and reports the recorded ending.
             with contextlib.suppress(RunError, StepUnknown, ApprovalPending):
-                await run_loop(ctx, await self._session_memory(ctx, turns, recorded))
+                await run_loop(ctx, await session_memory(ctx, turns, recorded))
             return self._result(
                 ctx, recorded_status, finished.data.get("output"), finished.data.get("reason")
             )
         try:
-            history = await self._session_memory(ctx, turns, recorded)
+            history = await session_memory(ctx, turns, recorded)
             outcome = await run_loop(ctx, history)
             status, output = "succeeded", outcome.output
         except BudgetExhausted:
@@ -758,76 +670,6 @@ class Executor:
             )
         return self._result(ctx, recorded_status, output, finished.data.get("reason"))
 
-    async def _session_memory(
-        self, ctx: RunContext, turns: list[Turn], recorded: Event | None
-    ) -> list[Message]:
-        """The earlier turns the model is given under the agent's session memory policy.
-
-        A summary this run needs is taken from its log when recorded there (a
-        resume, a replay), else made by the summary model and recorded.
-        """
-        agent = ctx.spec.agent_spec
-        policy = agent.memory.session
-        budget = history_budget(policy, ctx.spec.models[agent.model], agent.model)
-        plan = plan_history(policy, turns, budget)
-        if not plan.fold or budget is None:
-            return plan.messages
-        through = plan.fold[-1].run_id
-        if recorded is not None and recorded.type == ev.MEMORY_FAILED:
-            raise error_from_dict(recorded.data.get("error") or {})  # a replay: as it failed
-        if recorded is not None:
-            data = recorded.data
-            if data.get("through") != through:
-                raise NondeterminismError(
-                    f"run {ctx.run_id}: its recorded session summary covers turns through "
-                    f"{data.get('through')}, but the session now needs one through {through}"
-                )
-            usage = Usage(*data.get("usage", (0, 0, 0.0, 1, 0)))
-        elif ctx.journal.replay:
-            raise NondeterminismError(
-                f"replay of {ctx.run_id} needs a session summary that is not in its log"
-            )
-        else:
-            data, usage = await self._summarise(ctx, plan, through)
-        ctx.usage = ctx.usage + usage
-        return with_summary(Summary(str(data["text"]), through), plan.kept, budget)
-
-    async def _summarise(
-        self, ctx: RunContext, plan: HistoryPlan, through: str
-    ) -> tuple[dict[str, Any], Usage]:
-        """Ask the summary model to fold the plan's turns; record the summary in the run."""
-        agent = ctx.spec.agent_spec
-        policy = agent.memory.session
-        name = policy.summary_model or agent.model
-        spec = ctx.spec.models[name]
-        request = summary_request(spec.model or name, plan.base, plan.fold, policy.summary_words)
-        try:
-            try:
-                async with asyncio.timeout(agent.loop.step_timeout_s):
-                    response = check_usage(await ctx.client_for(name).complete(request), model=name)
-            except TimeoutError:
-                raise StepTimeout(
-                    f"summary model {name!r} did not answer within "
-                    f"loop.step_timeout_s={agent.loop.step_timeout_s}"
-                ) from None
-        except RunError as exc:
-            # Recorded, so that a replay of the failed run fails the same way.
-            failed = {"model": name, "error": exc.to_dict()}
-            await ctx.journal.append(ev.MEMORY_FAILED, failed, durable=False)
-            raise
-        cost = spec.pricing.cost(response.input_tokens, response.output_tokens)
-        usage = Usage(response.input_tokens, response.output_tokens, cost, 1, 0)
-        data: dict[str, Any] = {
-            "through": through,
-            "turns": len(plan.fold),
-            "kept": len(plan.kept),
-            "text": (response.content or "").strip(),
-            "model": name,
-            "usage": [usage.input_tokens, usage.output_tokens, cost, 1, 0],
-        }
-        await ctx.journal.append(ev.MEMORY_SUMMARY, data, update=RunUpdate(usage=usage))
-        return data, usage
-
     @staticmethod
     def _result(ctx: RunContext, status: str, output: str | None, reason: str | None) -> RunResult:
         return RunResult(ctx.run_id, status, output, reason, ctx.usage, ctx.step, ctx.children)  # type: ignore[arg-type]
@@ -846,33 +688,3 @@ def _start_failure(events: list[Event]) -> RunError | None:
     if isinstance(error, dict) and error.get("code") == StartError.code:
         return error_from_dict(error)
     return None
-
-
-def _summary_in(events: list[Event]) -> Summary | None:
-    """The session summary a run started from, if it made one."""
-    for event in events:
-        if event.type == ev.MEMORY_SUMMARY:
-            return Summary(str(event.data["text"]), str(event.data["through"]))
-    return None
-
-
-_TOOL_NODE_TIMEOUT_S = 300.0
-
-
-def _tool_arguments(text: str) -> dict[str, Any]:
-    """A tool node's arguments: its input when that is a JSON object, else ``{input: text}``."""
-    try:
-        parsed = _json.loads(text)
-    except ValueError:
-        parsed = None
-    return parsed if isinstance(parsed, dict) else {"input": text}
-
-
-def _tool_node_result(result: ToolResult) -> dict[str, Any]:
-    if result.is_error:
-        return {**_tool_node_failed(result.output), "trace": result.trace}
-    return {"child_status": "succeeded", "output": result.output, "trace": result.trace}
-
-
-def _tool_node_failed(reason: str, *, status: str = "failed") -> dict[str, Any]:
-    return {"child_status": status, "output": None, "reason": reason}

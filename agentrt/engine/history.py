@@ -37,6 +37,7 @@ def conversation_of(events: Iterable[Event]) -> list[Message]:
     # results in call (step) order, as the live loop does.
     pending: dict[int, Message] = {}
     cut = False  # the previous reply was cut off, so the one after it continues it
+    asides: set[int] = set()  # model steps that are not the loop's (a session summary)
 
     def flush() -> None:
         messages.extend(pending[step] for step in sorted(pending))
@@ -45,7 +46,9 @@ def conversation_of(events: Iterable[Event]) -> list[Message]:
     for event in events:
         if event.type == ev.RUN_CREATED:
             messages.append({"role": "user", "content": event.data["input"]})
-        elif event.type == ev.MODEL_RESULT:
+        elif event.type == ev.MODEL_CALL and "kind" in event.data and event.step is not None:
+            asides.add(event.step)
+        elif event.type == ev.MODEL_RESULT and event.step not in asides:
             flush()
             if cut:
                 messages.append(continuation())

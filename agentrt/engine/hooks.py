@@ -4,7 +4,14 @@ A hook is ``hook(ctx, value)``, sync or async. It may return a replacement
 for ``value`` (e.g. an edited ``ModelRequest``) or ``None`` to keep it. A
 ``before_tool`` hook may raise ``ToolError`` to deny a call; the model sees the
 message. Hooks run again on replay and resume, so they must be deterministic
-(like the rest of the loop): use ``ctx.now()``, not the clock.
+(like the rest of the loop): read the time with ``ctx.now()`` and make ids with
+``ctx.new_id()``, never with the clock or randomness. Those two are recorded in
+the run's log the first time and returned from it on resume and replay.
+
+Every model and tool call of a run passes these hooks: the loop's steps, a
+session summary (``before_model``/``after_model``), and a team run's own steps,
+its routes' model calls and its tool nodes (with the runtime's hooks; ``ctx``
+is then the team's context).
 """
 
 from __future__ import annotations
@@ -42,6 +49,10 @@ class HookSet:
         """Our hooks, then ``other``'s, per phase."""
         phases = set(self.hooks) | set(other.hooks)
         return HookSet({p: self.hooks.get(p, ()) + other.hooks.get(p, ()) for p in phases})
+
+    def has(self, phase: HookPhase) -> bool:
+        """Whether any hook is registered for ``phase``."""
+        return phase in self.hooks and bool(self.hooks[phase])
 
     @classmethod
     def from_spec(cls, spec: Hooks) -> HookSet:

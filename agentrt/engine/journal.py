@@ -12,6 +12,10 @@ Performing a step again (an idempotent tool after a crash, or a person's
 ``attempt``, durably and conditionally on the log not having moved: the attempt
 is claimed once, a decision is consumed once, and a crash during the attempt
 leaves the step ``unknown`` again instead of running it a third time.
+
+The journal is also the run context's source of time and new ids
+(:meth:`Journal.value`, see :mod:`agentrt.engine.values`): recorded once,
+returned from the log on resume and replay.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from agentrt.engine import events as ev
+from agentrt.engine.step_records import StepRecord, add_event, index_steps, undecided_steps
+from agentrt.engine.values import ContextValues, ValueKind
 from agentrt.errors import CancelRequested, NondeterminismError, error_from_dict
 from agentrt.models.base import ModelResponse, ToolCall
 from agentrt.state.base import Event, EventDraft, RunUpdate, Store, Usage
@@ -91,56 +97,6 @@ class LogEnds(NondeterminismError):
     """
 
 
-@dataclass
-class StepRecord:
-    """The events recorded for one step (of each kind, the latest).
-
-    ``attempts`` counts the step's intents: a tool step performed again after a
-    crash or a ``rerun`` decision has one per attempt.
-    """
-
-    intent: Event | None = None
-    result: Event | None = None
-    errors: list[Event] = field(default_factory=list)
-    unknown: Event | None = None
-    decision: Event | None = None
-    approval_requested: Event | None = None
-    approval: Event | None = None
-    attempts: int = 0
-
-    def open_decision(self) -> Event | None:
-        """The person's decision not yet acted on: recorded after the latest attempt."""
-        if self.decision is None or self.intent is None or self.decision.seq < self.intent.seq:
-            return None
-        return self.decision
-
-    def open_unknown(self) -> Event | None:
-        """The latest attempt's ``unknown`` mark, if that attempt was marked and not decided."""
-        if self.unknown is None or self.intent is None or self.unknown.seq < self.intent.seq:
-            return None
-        if self.decision is not None and self.decision.seq > self.unknown.seq:
-            return None
-        return self.unknown
-
-
-def index_steps(events: Sequence[Event]) -> dict[int, StepRecord]:
-    """Group a run's step events by step number."""
-    steps: dict[int, StepRecord] = {}
-    for event in events:
-        if event.step is not None:
-            _add(steps.setdefault(event.step, StepRecord()), event)
-    return steps
-
-
-def undecided_steps(events: Sequence[Event]) -> list[int]:
-    """Tool steps whose outcome is unknown and waits for a person's decision."""
-    return sorted(
-        step
-        for step, rec in index_steps(events).items()
-        if rec.result is None and rec.open_unknown() is not None
-    )
-
-
 class Journal:
     """A run's event log as seen by the engine while the run executes.
 
@@ -175,6 +131,16 @@ class Journal:
         self.last_seq = events[-1].seq if events else 0  # durable
         self._next_seq = self.last_seq + 1
         self._steps = index_steps(events)
+        self._top = _top_step(events)  # the highest step number recorded or claimed
+        # Team steps found again by their node instance's key (routes, tool nodes).
+        self._keyed = {
+            str(rec.intent.data["key"]): step
+            for step, rec in self._steps.items()
+            if rec.intent is not None and "key" in rec.intent.data
+        }
+        self._values = ContextValues(events)
+        self.spent = Usage()  # what the events this journal recorded added to the run's usage
+        self.ended = False  # the run's end is recorded: nothing more is
         # Steps copied from a parent run by a fork were produced from another
         # prompt; their request digests are not compared.
         self._trusted_until = trusted_until
@@ -196,6 +162,36 @@ class Journal:
     def recorded(self, step: int) -> StepRecord | None:
         """What the log holds for ``step``."""
         return self._steps.get(step)
+
+    def new_step(self) -> int:
+        """Claim a step number no step of the run has (a team's steps, which run in no
+        fixed order, are numbered as they start and found again by their key)."""
+        self._top += 1
+        return self._top
+
+    def keyed_step(self, key: str) -> int | None:
+        """The latest step recorded with ``key`` (a team node instance's), if any."""
+        return self._keyed.get(key)
+
+    def value(self, kind: ValueKind, step: int, produce: Callable[[], Any]) -> Any:
+        """A value of the run's context asked for at ``step``: the recorded one, else a new
+        one from ``produce``, recorded (with the next flush).
+
+        Raises:
+            NondeterminismError: the log has another kind of value there, or a
+                value that was changed; on replay, also when it has none.
+        """
+        n, recorded = self._values.next(kind, step)
+        if recorded is not None:
+            return recorded["value"]
+        if self.replay:
+            raise NondeterminismError(
+                f"step {step}: replay asked for a {kind!r} value that the log never recorded"
+            )
+        value = produce()
+        if not self.ended:  # after its end a run records nothing, and nothing replays it
+            self._enqueue(ev.CONTEXT_VALUE, self._values.record(kind, step, n, value), None, None)
+        return value
 
     def calls_of(self, toolset: str) -> int:
         """Calls of Tool resource ``toolset`` recorded in this run (for per-run quotas)."""
@@ -221,15 +217,7 @@ class Journal:
         With ``durable`` the call returns once the event and all events before
         it are committed; otherwise it is committed with the next durable one.
         """
-        if self.replay:
-            raise NondeterminismError(f"replay tried to record {type!r} at step {step}")
-        if self._broken is not None:
-            raise self._broken
-        event = Event(self._next_seq, type, data, self.clock(), step)
-        self._next_seq += 1
-        self._pending.append((event, update))
-        if step is not None:
-            _add(self._steps.setdefault(step, StepRecord()), event)
+        event = self._enqueue(type, data, step, update)
         if durable:
             try:
                 await self.flush(event.seq)
@@ -237,6 +225,27 @@ class Journal:
                 if type in _ANNOUNCEMENTS:
                     self._withdraw(event)  # refused: the step or ending it announced won't be
                 raise
+        return event
+
+    def _enqueue(
+        self, type: str, data: dict[str, Any], step: int | None, update: RunUpdate | None
+    ) -> Event:
+        """Buffer an event for the next flush; index it."""
+        if self.replay:
+            raise NondeterminismError(f"replay tried to record {type!r} at step {step}")
+        if self._broken is not None:
+            raise self._broken
+        event = Event(self._next_seq, type, data, self.clock(), step)
+        self._next_seq += 1
+        self._pending.append((event, update))
+        if update is not None and update.usage is not None:
+            self.spent = self.spent + update.usage
+        if step is not None:
+            add_event(self._steps.setdefault(step, StepRecord()), event)
+            if "key" in data and type in (ev.MODEL_CALL, ev.TOOL_CALL):
+                self._keyed[str(data["key"])] = step
+        elif type == ev.RUN_FINISHED:
+            self.ended = True
         return event
 
     async def flush(self, through: int | None = None) -> None:
@@ -300,15 +309,16 @@ class Journal:
         model: str,
         digest: str,
         perform: Callable[[], Awaitable[tuple[ModelResponse, dict[str, Any], Usage]]],
-        offer: Mapping[str, Any] | None = None,
+        record: Mapping[str, Any] | None = None,
     ) -> tuple[ModelResponse, dict[str, Any]]:
         """Return the recorded response of ``step`` or perform and record it.
 
         ``perform`` returns the response, extra data to record with it (cost,
-        the fallback model used) and the usage to add to the run. ``offer`` is
+        the fallback model used) and the usage to add to the run. ``record`` is
         recorded with the intent: tools discovered at run time, renamed tools
-        and notices (see :mod:`agentrt.engine.offer`). Returns the response and
-        the whole recorded data.
+        and notices (see :mod:`agentrt.engine.offer`), or what a step that is
+        not the loop's own is (``kind``, ``key``). Returns the response and the
+        whole recorded data.
         """
         rec = self._steps.get(step)
         if rec is not None and rec.intent is not None:
@@ -334,7 +344,7 @@ class Journal:
         # (a crash before they are flushed means the call is simply made again).
         if rec is None or rec.intent is None:
             # What was offered, for replay and resume: see agentrt.engine.offer.
-            data: dict[str, Any] = {"model": model, "digest": digest, **(offer or {})}
+            data: dict[str, Any] = {"model": model, "digest": digest, **(record or {})}
             await self.append(ev.MODEL_CALL, data, step=step, durable=False)
         response, extra, usage = await perform()
         data = {**response.to_dict(), **extra}
@@ -374,6 +384,8 @@ class Journal:
         data = {"id": call.id, "name": call.name, "args": call.arguments}
         if tool is not None:
             data["toolset"] = tool.name  # the Tool resource: quotas count by it
+        if ctx.key is not None:
+            data["key"] = str(ctx.key)  # a team node's: the same on every attempt
         if rec is not None and rec.approval is not None and not rec.approval.data.get("approved"):
             # Denied: recorded as a call that failed, and never performed.
             if rec.intent is None:
@@ -507,19 +519,12 @@ def _merge(first: RunUpdate | None, then: RunUpdate) -> RunUpdate:
     )
 
 
-def _add(rec: StepRecord, event: Event) -> None:
-    if event.type in (ev.MODEL_CALL, ev.TOOL_CALL):
-        rec.intent = event
-        rec.attempts += 1
-    elif event.type in (ev.MODEL_RESULT, ev.TOOL_RESULT):
-        rec.result = event
-    elif event.type == ev.MODEL_ERROR:
-        rec.errors.append(event)
-    elif event.type == ev.TOOL_UNKNOWN:
-        rec.unknown = event
-    elif event.type == ev.TOOL_DECISION:
-        rec.decision = event
-    elif event.type == ev.APPROVAL_REQUESTED:
-        rec.approval_requested = event
-    elif event.type == ev.APPROVAL_DECIDED:
-        rec.approval = event
+def _top_step(events: Sequence[Event]) -> int:
+    """The highest step number in ``events``, also those claimed by a team node's start."""
+    top = 0
+    for event in events:
+        if event.step is not None:
+            top = max(top, event.step)
+        elif event.type == ev.NODE_STARTED and isinstance(event.data.get("step"), int):
+            top = max(top, event.data["step"])
+    return top

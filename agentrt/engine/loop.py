@@ -2,16 +2,15 @@
 
 The loop is deterministic given the recorded results of its steps: that is what
 lets the journal resume and replay it. It reads no clock and no randomness of
-its own; every side effect goes through the journal.
+its own: the context's ``now()`` and ``new_id()`` are recorded in the log and
+replayed (see :mod:`agentrt.engine.values`). Every model and tool call goes
+through the gateway (:mod:`agentrt.engine.gateway`) and so through the journal.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -19,34 +18,30 @@ from typing import Any, Literal
 from agentrt import _json
 from agentrt._text import count
 from agentrt.engine import events as ev
+from agentrt.engine.gateway import (
+    ContextValues,
+    ModelChain,
+    ToolPolicy,
+    check_budgets,
+    check_tool_calls,
+    model_step,
+    quota_refusals,
+    request_digest,
+    retry_delay,
+    tool_step,
+)
 from agentrt.engine.history import continuation
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import ApprovalPending, Journal
 from agentrt.engine.offer import Offer, Route, offer_tools
 from agentrt.engine.plans import RunSpec
 from agentrt.engine.scratch import ScratchSpace
-from agentrt.errors import (
-    BudgetExhausted,
-    ModelError,
-    OutputTruncated,
-    RunError,
-    StepTimeout,
-    ToolError,
-)
-from agentrt.models.base import (
-    RETRY_AFTER_CAP_S,
-    Message,
-    ModelClient,
-    ModelRequest,
-    ModelResponse,
-    ToolCall,
-    check_usage,
-)
+from agentrt.errors import BudgetExhausted, OutputTruncated
+from agentrt.models.base import Message, ModelClient, ModelRequest, ModelResponse, ToolCall
 from agentrt.spec.patterns import search
-from agentrt.spec.resources import Budgets, RetryPolicy, ToolSpec
+from agentrt.spec.resources import Budgets, ToolSpec
 from agentrt.state.base import Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
-from agentrt.tools.quotas import quota_refusal
 
 __all__ = [
     "LoopOutcome",
@@ -61,8 +56,12 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class RunContext:
-    """Everything one execution of a run needs, passed explicitly (also to hooks)."""
+class RunContext(ContextValues):
+    """Everything one execution of a run needs, passed explicitly (also to hooks).
+
+    ``now()`` and ``new_id()`` are the run's time and ids: recorded at the step
+    the context is at, and returned from the log on resume and replay.
+    """
 
     run_id: str
     namespace: str
@@ -81,15 +80,25 @@ class RunContext:
     usage: Usage = field(default_factory=Usage)
     children: int = 0  # child runs its agent tools started, their own children included
     step: int = 0
+    model_steps: int = 0  # the run's model steps so far, a summary's too (loop.max_steps)
 
     def next_step(self) -> int:
         """Allocate the next step number (deterministic: loop order)."""
         self.step += 1
         return self.step
 
-    def now(self) -> float:
-        """The journal's clock (Unix seconds)."""
-        return self.journal.clock()
+    @property
+    def budgets(self) -> Budgets:
+        """The run's effective budgets."""
+        return self.spec.budgets
+
+    def charge(self, used: Usage) -> None:
+        """Count what a step consumed against the run."""
+        self.usage = self.usage + used
+
+    def at(self, step: int) -> RunContext:
+        """This context as hooks of ``step`` see it (concurrent tool steps each their own)."""
+        return self if step == self.step else replace(self, step=step)
 
 
 @dataclass(frozen=True)
@@ -109,15 +118,6 @@ class LoopOutcome:
 
     output: str
     steps: int
-
-
-def request_digest(request: ModelRequest) -> str:
-    """Fingerprint of what the model is asked, checked again on resume and replay."""
-    body = {
-        "m": request.messages,
-        "t": [t.name for t in request.tools],
-    }
-    return hashlib.blake2b(_json.dumps(body), digest_size=8).hexdigest()
 
 
 def initial_messages(spec: RunSpec, history: list[Message], user_input: str) -> list[Message]:
@@ -143,9 +143,18 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
     stop_pattern = policy.stop.output_matches
     messages = initial_messages(ctx.spec, history, ctx.input)
     primary = ctx.spec.models[agent.model]
+    via = ModelChain(
+        agent.model,
+        ctx.spec.model_chain(),
+        ctx.spec.models,
+        ctx.client_for,
+        policy.retry,
+        policy.step_timeout_s,
+    )
+    tools = ToolPolicy(policy.step_timeout_s, policy.retry)
     parts: list[str] = []  # replies cut off by the output limit, continued (on_truncated)
-    for _ in range(policy.max_steps):
-        _check_budgets(ctx)
+    while ctx.model_steps < policy.max_steps:  # a session summary counts too
+        check_budgets(ctx.budgets, ctx.usage)
         # plan
         step = ctx.next_step()
         offer = await _offer_tools(ctx, step)
@@ -156,17 +165,7 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
             temperature=primary.temperature,
             max_output_tokens=primary.max_output_tokens,
         )
-        request = await ctx.hooks.run("before_model", ctx, request)
-        response, data = await ctx.journal.model_step(
-            step,
-            model=agent.model,
-            digest=request_digest(request),
-            perform=functools.partial(_call_model, ctx, step, request),
-            offer=_offer_record(ctx, offer),
-        )
-        ctx.usage = ctx.usage + Usage(
-            response.input_tokens, response.output_tokens, float(data.get("cost", 0.0)), 1, 0
-        )
+        response, _ = await model_step(ctx, step, via, request, record=_offer_record(ctx, offer))
         messages.append(response.assistant_message())
         await ctx.hooks.run("on_step", ctx, StepInfo(step, "plan", response=response))
         # evaluate
@@ -182,24 +181,21 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
             return LoopOutcome(text, ctx.step)
         if not response.tool_calls:
             return LoopOutcome(text, ctx.step)
-        _check_budgets(ctx)
+        check_budgets(ctx.budgets, ctx.usage)
         # act
         calls = response.tool_calls
-        limit = ctx.spec.budgets.max_tool_calls
-        if limit is not None and ctx.usage.tool_calls + len(calls) > limit:
-            raise BudgetExhausted(
-                f"budgets.max_tool_calls={limit} would be exceeded "
-                f"({ctx.usage.tool_calls} made, {len(calls)} more requested)"
-            )
+        check_tool_calls(ctx.budgets, ctx.usage, len(calls))
         starting = _check_children(ctx, calls)
         left = _left(ctx, starting)
         numbered = [(ctx.next_step(), call) for call in calls]
         await _require_approvals(ctx, numbered)
-        refused = await _quota_refusals(ctx, numbered)
+        refused = await quota_refusals(ctx, [(s, _toolset(ctx, c)) for s, c in numbered])
         if policy.parallel_tool_calls and len(numbered) > 1:
-            results = await _all_tool_steps(ctx, numbered, left, refused)
+            results = await _all_tool_steps(ctx, numbered, left, tools, refused)
         else:
-            results = [await _tool_step(ctx, s, c, left, refused.get(s)) for s, c in numbered]
+            results = [
+                await _tool_step(ctx, s, c, left, tools, refused.get(s)) for s, c in numbered
+            ]
         ctx.usage = ctx.usage + Usage(tool_calls=len(calls))
         for result in results:
             ctx.usage = ctx.usage + child_usage(result)  # agent tools spend the run's budget
@@ -228,13 +224,17 @@ def _truncated(step: int, response: ModelResponse, limit: int | None) -> str:
 
 
 async def _all_tool_steps(
-    ctx: RunContext, numbered: list[tuple[int, ToolCall]], left: Budgets, refused: dict[int, str]
+    ctx: RunContext,
+    numbered: list[tuple[int, ToolCall]],
+    left: Budgets,
+    tools: ToolPolicy,
+    refused: dict[int, str],
 ) -> list[ToolResult]:
     """Run a turn's tool calls concurrently; each ends (and is recorded) before any
     failure of one (an unknown step, a cancel) ends the turn: a call is never left
     running while the run is already recorded as waiting or ended."""
     outcomes = await asyncio.gather(
-        *(_tool_step(ctx, s, c, left, refused.get(s)) for s, c in numbered),
+        *(_tool_step(ctx, s, c, left, tools, refused.get(s)) for s, c in numbered),
         return_exceptions=True,
     )
     results: list[ToolResult] = []
@@ -316,78 +316,6 @@ async def _require_approvals(ctx: RunContext, numbered: list[tuple[int, ToolCall
     raise ApprovalPending([s for s, _ in pending], [c.name for _, c in pending])
 
 
-def _check_budgets(ctx: RunContext) -> None:
-    budgets = ctx.spec.budgets
-    if budgets.max_tokens is not None and ctx.usage.total_tokens >= budgets.max_tokens:
-        raise BudgetExhausted(
-            f"budgets.max_tokens={budgets.max_tokens} reached ({ctx.usage.total_tokens} used)"
-        )
-    if budgets.max_cost_usd is not None and ctx.usage.cost_usd >= budgets.max_cost_usd:
-        raise BudgetExhausted(
-            f"budgets.max_cost_usd={budgets.max_cost_usd} reached (${ctx.usage.cost_usd:.6f} spent)"
-        )
-
-
-async def _call_model(
-    ctx: RunContext, step: int, request: ModelRequest
-) -> tuple[ModelResponse, dict[str, Any], Usage]:
-    """One model step: retries under the loop policy, then each fallback model in turn."""
-    policy = ctx.spec.agent_spec.loop
-    chain = ctx.spec.model_chain()
-    error: RunError = ModelError("no model to call")
-    for name in chain:
-        spec = ctx.spec.models[name]
-        attempt_request = replace(request, model=spec.model or name)
-        client = ctx.client_for(name)
-        for attempt in range(1, policy.retry.max_attempts + 1):
-            try:
-                async with asyncio.timeout(policy.step_timeout_s):
-                    response = check_usage(await client.complete(attempt_request), model=name)
-            except TimeoutError:
-                error = StepTimeout(
-                    f"model {name!r} did not answer within loop.step_timeout_s="
-                    f"{policy.step_timeout_s}"
-                )
-            except ModelError as exc:
-                error = exc
-            else:
-                response = await ctx.hooks.run("after_model", ctx, response)
-                cost = spec.pricing.cost(response.input_tokens, response.output_tokens)
-                extra: dict[str, Any] = {"cost": cost}
-                if name != chain[0]:
-                    extra["via"] = name
-                usage = Usage(response.input_tokens, response.output_tokens, cost, 1, 0)
-                return response, extra, usage
-            retrying = error.retryable and attempt < policy.retry.max_attempts
-            recorded: dict[str, Any] = {"model": name, "attempt": attempt, "error": error.to_dict()}
-            if retrying:
-                asked = error.retry_after if isinstance(error, ModelError) else None
-                delay = retry_delay(
-                    policy.retry, attempt, asked, step_timeout_s=policy.step_timeout_s
-                )
-                recorded["retry_in"] = delay
-            await ctx.journal.append(ev.MODEL_ERROR, recorded, step=step, durable=False)
-            if not retrying:
-                break
-            await asyncio.sleep(delay)
-    raise error
-
-
-def retry_delay(
-    policy: RetryPolicy, attempt: int, retry_after: float | None, *, step_timeout_s: float
-) -> float:
-    """The wait before retry ``attempt`` (1-based) of a failed step.
-
-    The policy's backoff, or the provider's ``Retry-After`` when longer (up to
-    :data:`RETRY_AFTER_CAP_S`); never longer than the step timeout, so no wait
-    outlasts what one attempt of the step may take.
-    """
-    delay = policy.backoff(attempt)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, RETRY_AFTER_CAP_S))
-    return min(delay, step_timeout_s)
-
-
 def child_usage(result: ToolResult) -> Usage:
     """What a child run (an agent tool's call) consumed, as recorded in its trace."""
     used = result.trace.get("usage") if result.trace else None
@@ -456,120 +384,21 @@ def _left(ctx: RunContext, children: int = 0) -> Budgets:
     )
 
 
-def _uses_scratch(tool: ToolSet | None) -> bool:
-    return tool is not None and tool.spec.kind == "code"
-
-
-async def _quota_refusals(ctx: RunContext, numbered: list[tuple[int, ToolCall]]) -> dict[int, str]:
-    """Which new calls of this turn their Tool's quotas refuse (checked in call order)."""
-    refused: dict[int, str] = {}
-    pending: dict[str, int] = {}
-    for step, call in numbered:
-        route = ctx.routes.get(call.name)
-        if route is None or not _has_quota(route.toolset.spec) or ctx.journal.replay:
-            continue
-        toolset = route.toolset
-        rec = ctx.journal.recorded(step)
-        if rec is not None and rec.intent is not None:
-            continue  # decided when it was first recorded
-        message = await quota_refusal(
-            ctx.journal.store,
-            spec=toolset.spec,
-            toolset=toolset.name,
-            namespace=ctx.namespace,
-            session_id=ctx.session_id,
-            calls_in_run=ctx.journal.calls_of(toolset.name),
-            now=ctx.now(),
-            pending=pending.get(toolset.name, 0),
-        )
-        if message is None:
-            pending[toolset.name] = pending.get(toolset.name, 0) + 1
-        else:
-            refused[step] = message
-    return refused
-
-
-def _has_quota(spec: ToolSpec) -> bool:
-    q = spec.quotas
-    return q.per_run is not None or q.per_session is not None or q.per_tenant_per_day is not None
+def _toolset(ctx: RunContext, call: ToolCall) -> ToolSet | None:
+    route = ctx.routes.get(call.name)
+    return route.toolset if route is not None else None
 
 
 async def _tool_step(
-    ctx: RunContext, step: int, call: ToolCall, left: Budgets, refused: str | None = None
+    ctx: RunContext,
+    step: int,
+    call: ToolCall,
+    left: Budgets,
+    tools: ToolPolicy,
+    refused: str | None = None,
 ) -> ToolResult:
     route = ctx.routes.get(call.name)
-    tool = route.toolset if route is not None else None
-    scratch = ctx.scratch.dir_of(ctx.run_id) if ctx.scratch and _uses_scratch(tool) else None
+    sandboxed = route is not None and route.toolset.spec.kind == "code"
+    scratch = ctx.scratch.dir_of(ctx.run_id) if ctx.scratch and sandboxed else None
     tctx = ToolContext(ctx.run_id, step, call.id, ctx.namespace, ctx.session_id, 1, scratch, left)
-    return await ctx.journal.tool_step(
-        step, call, tool, tctx, lambda: _execute_tool(ctx, route, call, tctx), refused
-    )
-
-
-async def _execute_tool(
-    ctx: RunContext, route: Route | None, call: ToolCall, tctx: ToolContext
-) -> tuple[ToolResult, float]:
-    """Perform a tool call; every failure becomes an error result the model sees."""
-    started = time.perf_counter()
-    policy = ctx.spec.agent_spec.loop
-    try:
-        if route is None:
-            available = ", ".join(sorted(ctx.routes)) or "none"
-            raise ToolError(f"unknown tool {call.name!r}; available tools: {available}")
-        try:
-            arguments = _json.loads(call.arguments or "{}")
-        except ValueError as exc:
-            raise ToolError(f"arguments of {call.name} are not valid JSON: {exc}") from None
-        if not isinstance(arguments, dict):
-            raise ToolError(f"arguments of {call.name} must be a JSON object")
-        call = await ctx.hooks.run("before_tool", ctx, call)
-        tool = route.toolset
-        timeout = min(tool.spec.timeout_s or policy.step_timeout_s, policy.step_timeout_s)
-        attempts = policy.retry.max_attempts if tool.spec.idempotent else 1
-        result = await _attempt_tool(
-            tool,
-            route.tool,  # the name the Tool knows it by (the model may see another)
-            arguments,
-            tctx,
-            timeout,
-            attempts,
-            functools.partial(retry_delay, policy.retry, retry_after=None, step_timeout_s=timeout),
-            ctx.tool_timeouts,
-        )
-    except ToolError as exc:
-        result = ToolResult(exc.message, is_error=True)
-    if ctx.scratch is not None and tctx.scratch is not None:
-        # The files as they are after this step: what a fork from here starts with.
-        await asyncio.to_thread(ctx.scratch.snapshot, ctx.run_id, tctx.step)
-    result = await ctx.hooks.run("after_tool", ctx, result)
-    return result, time.perf_counter() - started
-
-
-async def _attempt_tool(
-    tool: ToolSet,
-    name: str,
-    arguments: dict[str, Any],
-    tctx: ToolContext,
-    limit_s: float,
-    attempts: int,
-    backoff: Callable[[int], float],
-    timeouts: set[asyncio.Timeout],
-) -> ToolResult:
-    for attempt in range(1, attempts + 1):
-        try:
-            async with asyncio.timeout(limit_s) as deadline:
-                timeouts.add(deadline)
-                try:
-                    return await tool.call(name, arguments, replace(tctx, attempt=attempt))
-                finally:
-                    timeouts.discard(deadline)
-        except TimeoutError:
-            error = ToolError(f"tool {name!r} timed out after {limit_s:g}s", retryable=True)
-        except ToolError as exc:
-            error = exc
-        except Exception as exc:  # a tool's own exception is an observation for the model
-            error = ToolError(f"{type(exc).__name__}: {exc}")
-        if not error.retryable or attempt == attempts:
-            raise error
-        await asyncio.sleep(backoff(attempt))
-    raise ToolError(f"tool {name!r} was not attempted")
+    return await tool_step(ctx, step, call, route, tctx, tools, refused=refused, known=ctx.routes)

@@ -2,10 +2,16 @@
 
 The graph's progress is rebuilt from the run's log, so first start, resume and
 replay share this code. A node instance, that is (node, round, map item), is
-recorded as ``node.started`` before its child run is started, with the child's
-idempotency key. When it ends, ``node.finished`` is recorded with its output
-and any loop it fires. A resumed run therefore re-runs no finished node, and
-an interrupted one finds its child run again by the key.
+recorded as ``node.started`` before each attempt at it, with the instance's
+key (:class:`~agentrt.tools.keys.StepKey`, the same on every attempt); a tool
+node's attempt also claims the number of the tool step that performs it. When
+the instance ends, ``node.finished`` is recorded with its output and any loop
+it fires. A resumed run therefore re-runs no finished node, an interrupted
+agent or team node finds its child run again by the key, and an interrupted
+tool node's step is reconciled by the journal like any tool step.
+
+A team's own model and tool calls, its routes' and its tool nodes', are
+journal steps made through the gateway (see :mod:`agentrt.engine.team_steps`).
 
 Rounds: every node starts in round 1. When a loop fires, each node between
 its ``to`` and its ``after`` moves to the next round and runs again. A node is
@@ -18,22 +24,32 @@ starts, so its input does not depend on which branch ended first.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agentrt._text import count
 from agentrt.engine import events as ev
 from agentrt.engine.journal import Journal
-from agentrt.engine.team_state import StateWrite, fold_state
+from agentrt.engine.team_progress import (
+    Attempt,
+    Instance,
+    Progress,
+    fill,
+    holds,
+    instance_of,
+    map_items,
+    render,
+)
+from agentrt.engine.team_state import fold_state
 from agentrt.errors import NondeterminismError
 from agentrt.spec.patterns import search
-from agentrt.spec.resources import Condition, TeamLoop, TeamNode
+from agentrt.spec.resources import TeamNode
 from agentrt.spec.team import TeamGraph
 from agentrt.state.base import Event, RunUpdate, Usage
 from agentrt.tools.agent import ChildOutcome, ChildRequest
+from agentrt.tools.keys import StepKey
 
 __all__ = [
     "MemberChooser",
@@ -49,13 +65,11 @@ __all__ = [
 ]
 
 ChildRunner = Callable[[ChildRequest], Awaitable[ChildOutcome]]
-# (tool, input text, idempotency key, resumed) -> the call's outcome as node.finished data
-ToolNodeRunner = Callable[[str, str, str, bool], Awaitable[dict[str, Any]]]
-# (model, members, text) -> (the model's reply, what the call used)
-MemberChooser = Callable[[str, Sequence[str], str], Awaitable[tuple[str, Usage]]]
-Instance = tuple[str, int, int]  # node, round, item
-
-_TEMPLATE = re.compile(r"\{(input|item|state\.[A-Za-z0-9_.-]+)\}")
+# (node, input text, the instance's key, the attempt's step or None when an older version
+# started it) -> the call's outcome as node.finished data (child_status, output, ...)
+ToolNodeRunner = Callable[[TeamNode, str, StepKey, int | None], Awaitable[dict[str, Any]]]
+# (route node, text, the instance's key) -> (the model's reply, data for node.finished)
+MemberChooser = Callable[[TeamNode, str, StepKey], Awaitable[tuple[str, dict[str, Any]]]]
 
 
 class TeamWaiting(Exception):
@@ -111,168 +125,16 @@ class TeamReplay:
 _DECIDED: dict[str, Any] = {"status": None, "output": None, "loops": [], "exhausted": None}
 _CHILD_FIELDS = (
     "status", "output", "child_run", "reason", "child_status", "items", "attempts", "usage",
-    "trace",
+    "trace", "step",
 )  # fmt: skip
-_ROUTE_FIELDS = ("status", "output", "reply", "usage", "reason")
+_ROUTE_FIELDS = ("status", "output", "reply", "usage", "reason", "step")
+# A tool node's outcomes that another attempt would not change: no retry.
+_FINAL = frozenset({"unknown", "refused"})
 
 
 def _listed(usage: Usage) -> list[Any]:
     u = usage
     return [u.input_tokens, u.output_tokens, u.cost_usd, u.model_calls, u.tool_calls]
-
-
-def instance_of(data: dict[str, Any]) -> Instance:
-    """The (node, round, item) a ``node.started`` or ``node.finished`` event is about."""
-    return (data.get("node", ""), int(data.get("round", 1)), int(data.get("item", 0)))
-
-
-def render(value: Any) -> str:
-    """A state value as text for a prompt: lists as paragraphs, mappings as JSON."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return "\n\n".join(render(v) for v in value)
-    return json.dumps(value, sort_keys=True)
-
-
-def holds(condition: Condition, state: dict[str, Any]) -> bool:
-    """Whether ``condition`` holds on ``state`` (a missing key is empty text)."""
-    value = state.get(condition.key)
-    text = render(value)
-    if "equals" in condition.model_fields_set:
-        return value == condition.equals or text == str(condition.equals)
-    if "not_equals" in condition.model_fields_set:
-        return not (value == condition.not_equals or text == str(condition.not_equals))
-    if condition.matches is not None:
-        return search(condition.matches, text)
-    assert condition.not_matches is not None
-    return not search(condition.not_matches, text)
-
-
-@dataclass
-class _Progress:
-    """What the log says of the graph: rounds, finished instances, writes, loop counts."""
-
-    graph: TeamGraph
-    rounds: dict[str, int] = field(default_factory=dict)
-    finished: dict[Instance, dict[str, Any]] = field(default_factory=dict)
-    attempts: dict[Instance, int] = field(default_factory=dict)
-    writes: list[tuple[str, StateWrite]] = field(default_factory=list)  # (writer, write)
-    fired: dict[int, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.rounds = {n.name: 1 for n in self.graph.nodes}
-        nodes = {n.name: n for n in self.graph.nodes}
-        self.ancestors = {name: _ancestors(nodes, name) for name in nodes}
-
-    def apply(self, event: Event) -> None:
-        data = event.data
-        inst = instance_of(data)
-        if event.type == ev.NODE_STARTED:
-            self.attempts[inst] = max(self.attempts.get(inst, 0), int(data.get("attempt", 1)))
-        elif event.type == ev.NODE_FINISHED:
-            self.finished[inst] = data
-            write = self.write_of(inst, data)
-            if write is not None:
-                self.writes.append((inst[0], write))
-            for index in data.get("loops", []):
-                self.fire(index)
-
-    def write_of(self, inst: Instance, data: dict[str, Any]) -> StateWrite | None:
-        """The state write a node instance's end makes (none unless it succeeded)."""
-        if data.get("status") != "succeeded":
-            return None
-        node = self.graph.node(inst[0])
-        return StateWrite(node.writes, data.get("output"), inst[1], self.graph.order(inst[0]),
-                          inst[2])  # fmt: skip
-
-    def would_end(self, inst: Instance, data: dict[str, Any]) -> bool:
-        """Whether recording ``data`` for ``inst`` ends its node's round (all items)."""
-        node, round_ = inst[0], inst[1]
-        ended = sum(1 for (n, r, _) in self.finished if n == node and r == round_) + 1
-        return ended >= max(int(data.get("items", 1)), 1)
-
-    def fire(self, index: int) -> None:
-        loop = self.graph.loops[index]
-        self.fired[index] = self.fired.get(index, 0) + 1
-        for name in segment(self.graph, loop, self.ancestors):
-            self.rounds[name] += 1
-
-    def items_of(self, node: str, round_: int) -> int | None:
-        """How many map items the node has in ``round_``, once any of them ended."""
-        for (name, r, _), data in self.finished.items():
-            if name == node and r == round_:
-                return int(data.get("items", 1))
-        return None
-
-    def done(self, node: str) -> bool:
-        """Whether ``node`` has ended (every item of it) in its current round."""
-        round_ = self.rounds[node]
-        total = self.items_of(node, round_)
-        if total is None:
-            return False
-        ended = sum(1 for (n, r, _) in self.finished if n == node and r == round_)
-        return ended >= max(total, 1)
-
-    def view(self, node: str) -> dict[str, Any]:
-        """The state ``node`` reads: its ancestors' writes and all earlier rounds'."""
-        mine, before = self.ancestors[node], self.rounds[node]
-        visible = [w for writer, w in self.writes if writer in mine or w.round < before]
-        return fold_state(self.graph.state, visible)
-
-    def final_state(self) -> dict[str, Any]:
-        return fold_state(self.graph.state, [w for _, w in self.writes])
-
-
-def _ancestors(nodes: dict[str, TeamNode], name: str) -> set[str]:
-    seen: set[str] = set()
-    todo = list(nodes[name].after)
-    while todo:
-        dep = todo.pop()
-        if dep not in seen and dep in nodes:
-            seen.add(dep)
-            todo += nodes[dep].after
-    return seen
-
-
-def segment(graph: TeamGraph, loop: TeamLoop, ancestors: dict[str, set[str]]) -> list[str]:
-    """The nodes a loop runs again: ``to``, ``after``, and every node between them."""
-    return [
-        n.name
-        for n in graph.nodes
-        if n.name in (loop.to, loop.after)
-        or (loop.to in ancestors[n.name] and n.name in ancestors[loop.after])
-    ]
-
-
-def _fill(template: str, input_: str, state: dict[str, Any], item: Any) -> str:
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name == "input":
-            return input_
-        if name == "item":
-            return render(item)
-        return render(state.get(name.removeprefix("state.")))
-
-    return _TEMPLATE.sub(one, template)
-
-
-def _items(node: TeamNode, input_: str, state: dict[str, Any]) -> list[Any]:
-    assert node.map is not None
-    if node.map.over == "input":
-        try:
-            parsed = json.loads(input_)
-        except ValueError:
-            parsed = None
-        values = (
-            parsed if isinstance(parsed, list) else [s for s in input_.splitlines() if s.strip()]
-        )
-    else:
-        value = state.get(node.map.over)
-        values = value if isinstance(value, list) else ([] if value is None else [value])
-    return values[: node.map.max_items]
 
 
 def _by_rules(node: TeamNode, text: str) -> str | None:
@@ -336,12 +198,9 @@ async def run_team(
         NondeterminismError: on replay, the walk needs or decides something
             other than what the log holds.
     """
-    progress = _Progress(graph)
+    progress = Progress(graph)
     for event in events if replay is None else ():
         progress.apply(event)
-    # Node attempts whose start this process found in the log (not recorded by it).
-    found_started = set(progress.attempts.items())
-
     for data in progress.finished.values():
         if "exhausted" in data:  # recorded before a crash: the run ends the same way
             raise TeamFailed(_exhausted(graph, int(data["exhausted"])))
@@ -381,14 +240,14 @@ async def run_team(
             return
         if node.route is not None:
             inst = (node.name, round_, 0)
-            routed = await route(node, inst, _fill(node.input, input, state, None))
+            routed = await route(node, inst, fill(node.input, input, state, None))
             await record(inst, routed)
             if routed["status"] == "failed":
                 raise TeamFailed(str(routed.get("reason")))
             return
         items: list[Any] = [None]
         if node.map is not None:
-            items = _items(node, input, state)
+            items = map_items(node, input, state)
             if not items:
                 await record(
                     (node.name, round_, 0), {"status": "succeeded", "output": None, "items": 0}
@@ -398,7 +257,7 @@ async def run_team(
             inst = (node.name, round_, index)
             if inst in progress.finished or inst in running.values() or inst in waiting:
                 continue
-            text = _fill(node.input, input, state, item)
+            text = fill(node.input, input, state, item)
             task = asyncio.create_task(_perform(node, inst, text, len(items)))
             running[task] = inst
 
@@ -416,7 +275,7 @@ async def run_team(
             raise TeamFailed(f"node {node.name!r}: no model client to route with")
         # A failure is recorded as the node's end, so that a replay fails the same way.
         try:
-            reply, used = await choose(model, node.route.members, text)
+            reply, step = await choose(node, text, StepKey.node_instance(run_id, *inst))
         except TeamFailed as failed:
             return {"status": "failed", "reason": failed.reason}
         member = pick_member(reply, node.route.members) or node.route.default
@@ -426,9 +285,9 @@ async def run_team(
                 "reason": f"node {node.name!r}: model {model!r} answered {reply[:80]!r}, which "
                 f"names none of {', '.join(node.route.members)}; add a `default` or rules",
                 "reply": reply,
-                "usage": _listed(used),
+                **step,
             }
-        return {"status": "succeeded", "output": member, "reply": reply, "usage": _listed(used)}
+        return {"status": "succeeded", "output": member, "reply": reply, **step}
 
     async def _perform(node: TeamNode, inst: Instance, text: str, items: int) -> dict[str, Any]:
         kind, target = node.member
@@ -441,30 +300,32 @@ async def run_team(
         outcome: ChildOutcome | None = None
         used = Usage()
         called: dict[str, Any] = {}
+        key = StepKey.node_instance(run_id, *inst)  # the same on every attempt
         while True:
-            key = f"{run_id}/{inst[0]}/{inst[1]}/{inst[2]}/{attempt}"
             if progress.attempts.get(inst, 0) < attempt:
                 where = {"node": inst[0], "round": inst[1], "item": inst[2]}
-                started = {**where, "attempt": attempt, "key": key, "kind": kind, "target": target}
+                started = {**where, "attempt": attempt, "key": str(key), "kind": kind,
+                           "target": target}  # fmt: skip
+                if kind == "Tool":  # claimed before the start is durable: never reused
+                    started["step"] = journal.new_step()
                 await journal.append(ev.NODE_STARTED, started, durable=True)
-                progress.attempts[inst] = attempt
-            # A start recorded before this process: the call may have happened.
-            resumed = (inst, attempt) in found_started
+                progress.apply(Event(0, ev.NODE_STARTED, started, 0.0))
             async with limit:
                 if kind == "Tool":
                     if run_tool is None:
                         raise TeamFailed(f"node {node.name!r}: no tool runner")
-                    called = await run_tool(target, text, key, resumed)
+                    called = await run_tool(node, text, key, progress.steps.get((inst, attempt)))
                     outcome = ChildOutcome("", called["child_status"], called.get("output"),
                                            called.get("reason"), Usage())  # fmt: skip
                 else:
-                    outcome = await run_child(
-                        ChildRequest(target, text, namespace, run_id, key, None, kind=kind)
-                    )
+                    asked = _child_request(node, text, namespace, key, progress, (inst, attempt))
+                    outcome = await run_child(asked)
             used = used + outcome.usage
             if outcome.status in ("waiting", "waiting_approval"):
                 raise _NodeWaits(outcome.run_id, outcome.reason)
-            if outcome.status == "succeeded" or attempt >= node.retry.max_attempts:
+            if outcome.status == "succeeded" or outcome.status in _FINAL:
+                break
+            if attempt >= node.retry.max_attempts:
                 break
             await asyncio.sleep(node.retry.backoff(attempt))
             attempt += 1
@@ -478,6 +339,8 @@ async def run_team(
             data["usage"] = _listed(used)
         if called.get("trace"):
             data["trace"] = called["trace"]
+        if called.get("step") is not None:
+            data["step"] = called["step"]  # the last attempt's tool step
         return data
 
     def startable(node: TeamNode) -> bool:
@@ -531,6 +394,25 @@ async def run_team(
     return TeamOutcome(render(state.get(graph.output)), state)
 
 
+def _child_request(
+    node: TeamNode,
+    text: str,
+    namespace: str,
+    key: StepKey,
+    progress: Progress,
+    attempt: Attempt,
+) -> ChildRequest:
+    """What an agent or team node's attempt asks for: its child run, found again by the key.
+
+    A start recorded by an older version holds the key its child was created with.
+    """
+    kind, target = node.member
+    recorded = progress.keys.get(attempt, str(key))
+    if recorded and recorded != str(key):
+        return ChildRequest(target, text, namespace, key.run_id, recorded, None, kind=kind)
+    return ChildRequest(target, text, namespace, key.run_id, str(key), None, kind, attempt[1])
+
+
 def _recorded(replay: TeamReplay, inst: Instance) -> dict[str, Any]:
     recorded = replay.finished.get(inst)
     if recorded is None:
@@ -553,13 +435,13 @@ def _as_recorded(replay: TeamReplay, inst: Instance, data: dict[str, Any]) -> di
     return recorded
 
 
-def _ready(progress: _Progress, node: TeamNode) -> bool:
+def _ready(progress: Progress, node: TeamNode) -> bool:
     """Not ended in its round, and everything it waits for has."""
     return not progress.done(node.name) and all(progress.done(dep) for dep in node.after)
 
 
 def _loops_after(
-    graph: TeamGraph, progress: _Progress, node: str, state: dict[str, Any]
+    graph: TeamGraph, progress: Progress, node: str, state: dict[str, Any]
 ) -> tuple[list[int], int | None]:
     """The loop to fire after ``node`` ended (the first whose condition holds), or the
     loop whose condition holds but whose rounds are used up."""

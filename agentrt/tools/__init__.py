@@ -2,11 +2,13 @@
 
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet, Withholding
 from agentrt.tools.factory import TOOL_KINDS, build_toolset
+from agentrt.tools.keys import StepKey
 from agentrt.tools.python import PythonTool, schema_from_signature
 
 __all__ = [
     "TOOL_KINDS",
     "PythonTool",
+    "StepKey",
     "ToolContext",
     "ToolResult",
     "ToolSet",

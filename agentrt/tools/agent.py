@@ -23,7 +23,13 @@ __all__ = ["AgentToolSet", "ChildOutcome", "ChildRequest", "ChildRunner"]
 
 @dataclass(frozen=True, slots=True)
 class ChildRequest:
-    """What the engine needs to start (or find) a child run."""
+    """What the engine needs to start (or find) a child run.
+
+    ``idempotency_key`` is the key of the step that asks for the child (an
+    agent tool call's, a team node instance's): the same on every attempt.
+    A team node retried after its child failed asks for a new child run for
+    each ``attempt``; :attr:`run_key` tells them apart.
+    """
 
     agent: str
     input: str
@@ -32,6 +38,14 @@ class ChildRequest:
     idempotency_key: str
     budgets: Budgets | None
     kind: str = "Agent"  # or "Team": what ``agent`` names
+    attempt: int = 1
+
+    @property
+    def run_key(self) -> str:
+        """What the child run of this attempt is created with, and found again by."""
+        return (
+            self.idempotency_key if self.attempt == 1 else f"{self.idempotency_key}#{self.attempt}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from agentrt.models.base import ToolDef
 from agentrt.spec.resources import Budgets, ToolSpec
+from agentrt.tools.keys import StepKey
 
 __all__ = ["ToolContext", "ToolResult", "ToolSet", "Withholding"]
 
@@ -16,9 +17,11 @@ __all__ = ["ToolContext", "ToolResult", "ToolSet", "Withholding"]
 class ToolContext:
     """What a tool call knows about where it runs.
 
-    ``idempotency_key`` is stable across retries and resumes of the same call
-    (run id + step + tool call id): use it to make external effects happen once.
-    ``scratch`` is the run's scratch directory (files in and out of sandboxes).
+    ``idempotency_key`` is stable across retries and resumes of the same call:
+    use it to make external effects happen once. It is ``str(key)``: a loop
+    tool call's ``run:step:call`` unless ``key`` names another step (a team
+    node instance, see :class:`~agentrt.tools.keys.StepKey`). ``scratch`` is
+    the run's scratch directory (files in and out of sandboxes).
     """
 
     run_id: str
@@ -29,11 +32,17 @@ class ToolContext:
     attempt: int = 1
     scratch: Path | None = None
     budget_left: Budgets | None = None  # what the run may still consume (agent tools share it)
+    key: StepKey | None = None  # the step's key when it is not this loop call's own
+
+    @property
+    def step_key(self) -> StepKey:
+        """The key of the step this call belongs to."""
+        return self.key or StepKey.tool_call(self.run_id, self.step, self.call_id)
 
     @property
     def idempotency_key(self) -> str:
-        """``run:step:call`` — the same on every retry and resume of this call."""
-        return f"{self.run_id}:{self.step}:{self.call_id}"
+        """The step's key as text — the same on every retry and resume of this call."""
+        return str(self.step_key)
 
 
 @dataclass(frozen=True, slots=True)

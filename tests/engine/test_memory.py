@@ -10,15 +10,21 @@ import pytest
 from agentrt import Runtime
 from agentrt.engine import events as ev
 from agentrt.engine.memory import Summary, Turn, history_budget, plan_history, with_summary
+from agentrt.engine.summaries import summary_of
 from agentrt.errors import UsageError
 from agentrt.models.testserver import ModelTestServer
 from agentrt.models.tokens import estimate_tokens
 from agentrt.spec.loader import parse_resource
 from agentrt.spec.resources import ModelSpec, SessionMemory
-from agentrt.state import SqliteStore
+from agentrt.state import Event, SqliteStore
 from tests.conftest import call, resources, rules
 
 FILLER = "x" * 200  # each turn is about 110 estimated tokens, both ways
+
+
+def summary_steps(events: list[Event]) -> list[int]:
+    """The steps of a run that summarised its session's earlier turns."""
+    return [e.step for e in events if e.type == ev.MODEL_CALL and e.data.get("kind") == "summary"]
 
 
 def turn(i: int, size: int = 40) -> Turn:
@@ -86,8 +92,10 @@ def session_resources(url: str, memory: dict[str, Any]) -> list[Any]:
 async def prompt_sizes(store: SqliteStore, session: str) -> list[int]:
     sizes = []
     for run in await store.list_runs(session_id=session, limit=1000):
-        for event in await store.read_events(run.id):
-            if event.type == ev.MODEL_RESULT:
+        events = await store.read_events(run.id)
+        summarising = summary_steps(events)
+        for event in events:
+            if event.type == ev.MODEL_RESULT and event.step not in summarising:
                 sizes.append(event.data["in"])
     return sizes
 
@@ -111,16 +119,15 @@ async def test_a_200_turn_session_stays_within_the_context_window(
     last = model_server.requests[-1]["messages"]
     assert "turn 198" in last[-3]["content"], "the latest turns are kept word for word"
     summaries = [
-        e
+        summary
         for r in await store.list_runs(session_id="long", limit=1000)
-        for e in await store.read_events(r.id)
-        if e.type == ev.MEMORY_SUMMARY
+        if (summary := summary_of(await store.read_events(r.id))) is not None
     ]
     if policy == "summary":
         assert 0 < len(summaries) < 100
         assert last[1]["content"].endswith("The user is Ada and counts turns.")
         # The summariser's calls are the run's usage too.
-        run = await store.get_run(summaries[-1].data["through"])
+        run = await store.get_run(summaries[-1].through)
         assert run is not None
     else:
         assert summaries == []
@@ -136,18 +143,14 @@ async def test_a_summarising_turn_replays_from_its_log(
         )
         results = [await rt.run("bot", f"turn {i} {FILLER}", session="s") for i in range(6)]
         summarising = [
-            r
-            for r in results
-            if any(e.type == ev.MEMORY_SUMMARY for e in await store.read_events(r.run_id))
+            r for r in results if summary_of(await store.read_events(r.run_id)) is not None
         ]
         assert summarising, "six turns of ~110 tokens outgrow a 300-token budget"
         target = summarising[-1]
-        summary = next(
-            e for e in await store.read_events(target.run_id) if e.type == ev.MEMORY_SUMMARY
-        )
+        summary = summary_of(await store.read_events(target.run_id))
         run = await store.get_run(target.run_id)
         assert run is not None and run.usage.model_calls == 2  # the summary and the answer
-        assert summary.data["text"] == "Short summary."
+        assert summary is not None and summary.text == "Short summary."
         served = model_server.completions_served
         replayed = await rt.replay(target.run_id)
         assert (replayed.status, replayed.output) == ("succeeded", target.output)
@@ -251,11 +254,16 @@ async def test_a_resumed_turn_keeps_the_summary_it_recorded(
         # The next turn summarises, then its answer is slow: the runtime stops meanwhile.
         model_server.inject_delay(0.0, count=1)  # the summary request
         model_server.inject_delay(30.0, count=1)  # the turn's own model call
+        asked = len(model_server.requests)
         run = await rt.submit("bot", f"turn 3 {FILLER}", session="s")
-        for _ in range(500):
-            if any(e.type == ev.MEMORY_SUMMARY for e in await store.read_events(run.id)):
+        for _ in range(500):  # the summary answered and the turn's own call is in flight
+            if len(model_server.requests) >= asked + 2:
                 break
             await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the turn never asked for its answer")
+    # Stopping kept what the run had done: its summary step is in the log.
+    assert len(summary_steps(await store.read_events(run.id))) == 1
     interrupted = await store.get_run(run.id)
     assert interrupted is not None and interrupted.status == "running"
     model_server.clear_injections()
@@ -266,7 +274,7 @@ async def test_a_resumed_turn_keeps_the_summary_it_recorded(
         result = await rt.resume(run.id)
     assert result.status == "succeeded", result.reason
     events = await store.read_events(run.id)
-    assert sum(1 for e in events if e.type == ev.MEMORY_SUMMARY) == 1
+    assert len(summary_steps(events)) == 1
     asked_after = sum(
         1 for r in model_server.requests if "Summarise this" in str(r["messages"][-1]["content"])
     )
