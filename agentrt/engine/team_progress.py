@@ -27,7 +27,6 @@ __all__ = [
     "Progress",
     "fill",
     "holds",
-    "instance_of",
     "map_items",
     "render",
     "segment",
@@ -37,11 +36,6 @@ Instance = tuple[str, int, int]  # node, round, item
 Attempt = tuple[Instance, int]  # an instance and the attempt's number
 
 _TEMPLATE = re.compile(r"\{(input|item|state\.[A-Za-z0-9_.-]+)\}")
-
-
-def instance_of(data: dict[str, Any]) -> Instance:
-    """The (node, round, item) a ``node.started`` or ``node.finished`` event is about."""
-    return (data.get("node", ""), int(data.get("round", 1)), int(data.get("item", 0)))
 
 
 def render(value: Any) -> str:
@@ -90,7 +84,7 @@ class Progress:
     def apply(self, event: Event) -> None:
         """Take in a ``node.started`` or ``node.finished`` event."""
         data = event.data
-        inst = instance_of(data)
+        inst = ev.node_instance(data)
         if event.type == ev.NODE_STARTED:
             attempt = int(data.get("attempt", 1))
             self.attempts[inst] = max(self.attempts.get(inst, 0), attempt)

@@ -38,7 +38,6 @@ from agentrt.engine.team_progress import (
     Progress,
     fill,
     holds,
-    instance_of,
     map_items,
     render,
 )
@@ -59,7 +58,6 @@ __all__ = [
     "TeamWaiting",
     "ToolNodeRunner",
     "choose_prompt",
-    "instance_of",
     "pick_member",
     "run_team",
 ]
@@ -117,7 +115,7 @@ class TeamReplay:
         cls, events: Sequence[Event], check_child: Callable[[str, dict[str, Any]], Awaitable[None]]
     ) -> TeamReplay:
         """The recorded ends in ``events``."""
-        finished = {instance_of(e.data): e.data for e in events if e.type == ev.NODE_FINISHED}
+        finished = {ev.node_instance(e.data): e.data for e in events if e.type == ev.NODE_FINISHED}
         return cls(finished, check_child)
 
 
