@@ -186,7 +186,8 @@ class Journal:
             return recorded["value"]
         if self.replay:
             raise NondeterminismError(
-                f"step {step}: replay asked for the run's {kind!r} value, which the log never recorded"
+                f"step {step}: replay asked for the run's {kind!r} value, "
+                "which the log never recorded"
             )
         value = produce()
         if not self.ended:  # after its end a run records nothing, and nothing replays it
