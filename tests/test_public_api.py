@@ -115,6 +115,7 @@ PUBLIC = {
         "StepKey",
         "TOOL_KINDS",
         "ToolContext",
+        "ToolFactory",
         "ToolResult",
         "ToolSet",
         "Withholding",

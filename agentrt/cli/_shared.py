@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from agentrt import _json
 from agentrt.cli.render import LiveTrace, Style, render_result
 from agentrt.engine import RunResult, Runtime
-from agentrt.errors import UsageError
+from agentrt.settings import Settings
 from agentrt.state import open_store
 from agentrt.state.base import WAITING_STATUSES, RunRecord, Store
 
@@ -33,6 +31,7 @@ __all__ = [
     "print_json",
     "run_to_dict",
     "runtime",
+    "settings_of",
     "style",
     "with_store",
 ]
@@ -43,9 +42,15 @@ EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell shows for a command whos
 OUTPUT_CLOSED = "the output's reader is gone"
 
 
-def style() -> Style:
+def settings_of(args: argparse.Namespace) -> Settings:
+    """The settings the command line read from the environment when it started."""
+    settings: Settings = args.settings
+    return settings
+
+
+def style(args: argparse.Namespace) -> Style:
     """The styling of standard output (colour on a terminal, unless NO_COLOR)."""
-    return Style.for_stream(sys.stdout)
+    return Style.for_stream(sys.stdout, no_color=settings_of(args).no_color)
 
 
 def print_json(value: Any) -> None:
@@ -67,7 +72,7 @@ def finish(args: argparse.Namespace, result: RunResult, *, quiet: bool = False) 
     elif quiet:
         print(result.output if result.output is not None else "")
     else:
-        print(render_result(result, style()))
+        print(render_result(result, style(args)))
     return exit_for(result)
 
 
@@ -85,27 +90,17 @@ def stop_command() -> Callable[[], None]:
 def runtime(args: argparse.Namespace, *, live: bool = True, resume: bool = False) -> Runtime:
     """The Runtime a command runs with; ``live`` shows each step as it happens."""
     observers = (
-        [LiveTrace(style=style(), on_closed=stop_command())] if live and not args.json else []
+        [LiveTrace(style=style(args), on_closed=stop_command())] if live and not args.json else []
     )
-    scratch = os.environ.get("AGENTRT_SCRATCH")
+    settings = settings_of(args)
     return Runtime(
         args.store,
+        settings=settings,
         resume_interrupted=resume,
         observers=observers,
-        lease_ttl_s=_lease_ttl(),
-        scratch_root=Path(scratch) if scratch else None,
+        lease_ttl_s=settings.lease_ttl_s,
+        scratch_root=settings.scratch_dir,
     )
-
-
-def _lease_ttl() -> float:
-    raw = os.environ.get("AGENTRT_LEASE_TTL", "30")
-    try:
-        ttl = float(raw)
-    except ValueError:
-        raise UsageError(f"AGENTRT_LEASE_TTL={raw!r}: give a number of seconds") from None
-    if ttl <= 0:
-        raise UsageError(f"AGENTRT_LEASE_TTL={raw!r}: must be more than 0")
-    return ttl
 
 
 def run_to_dict(run: RunRecord) -> dict[str, Any]:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any, Literal
 
-from agentrt.cli._shared import finish, runtime
+from agentrt.cli._shared import finish, runtime, settings_of
 
 __all__ = ["add_parsers"]
 
@@ -40,7 +39,7 @@ async def _cmd_resolve(args: argparse.Namespace) -> int:
     output = args.output if args.output is not None else (args.fail or "")
     async with runtime(args) as rt:
         result = await rt.resolve(
-            args.run, args.step, action, output=output, by=os.environ.get("USER")
+            args.run, args.step, action, output=output, by=settings_of(args).user
         )
     return finish(args, result)
 
@@ -53,6 +52,6 @@ async def _cmd_approve(args: argparse.Namespace) -> int:
             args.step,
             approved=approved,
             reason=None if approved else args.reason,
-            by=os.environ.get("USER"),
+            by=settings_of(args).user,
         )
     return finish(args, result)

@@ -6,9 +6,10 @@ import argparse
 from typing import Any
 
 from agentrt import _json
+from agentrt.cli._shared import settings_of
 from agentrt.errors import UsageError
-from agentrt.tools.code import default_workdir
-from agentrt.tools.sandbox.selection import choose_backend, probe_all
+from agentrt.tools.sandbox.sandboxes import Sandboxes
+from agentrt.tools.sandbox.selection import choose_backend
 
 __all__ = ["add_parser", "run"]
 
@@ -23,16 +24,23 @@ def add_parser(subparsers: Any) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Probe every backend, print the results; exit 1 when no isolating backend works."""
-    workdir = default_workdir()
-    results = await probe_all(workdir)
+    sandboxes = Sandboxes(settings_of(args).sandbox_dir)
+    workdir = sandboxes.workdir
     try:
-        auto: str | None = (
-            await choose_backend(
-                "auto", allow_unsafe=False, policy_needs_network_allowlist=False, workdir=workdir
+        results = await sandboxes.probe_all()
+        try:
+            # Chosen from the probes, without reaping anything: doctor only looks.
+            chosen = await choose_backend(
+                "auto",
+                allow_unsafe=False,
+                policy_needs_network_allowlist=False,
+                probe=sandboxes.probe,
             )
-        ).name
-    except UsageError:
-        auto = None
+            auto: str | None = chosen.name
+        except UsageError:
+            auto = None
+    finally:
+        await sandboxes.close()
     if args.json:
         print(
             _json.dumps_str(

@@ -30,6 +30,7 @@ from agentrt.cli._shared import (
     OUTPUT_CLOSED,
 )
 from agentrt.errors import AgentrtError, SpecError, StoreError, StoreFull, StoreInvalid
+from agentrt.settings import Settings
 
 __all__ = ["CommandParser", "build_parser", "main"]
 
@@ -59,7 +60,9 @@ class CommandParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``agentrt`` command."""
     p = CommandParser(prog="agentrt", description="Run AI agents as durable, governable workloads.")
-    p.set_defaults(store=os.environ.get("AGENTRT_STORE"), json=False)
+    # The store's default comes from the settings, read once the command line parsed
+    # (so that --help and --version work whatever the environment holds).
+    p.set_defaults(store=None, json=False)
     p.add_argument("--version", action="version", version=f"agentrt {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # In the order `agentrt --help` lists them; each command's parser names its handler.
@@ -104,6 +107,7 @@ def _main(argv: Sequence[str] | None) -> int:
         sys.path.insert(0, os.getcwd())
     _log_in_one_line()
     try:
+        _read_settings(args)
         return asyncio.run(_dispatch(args))
     except asyncio.CancelledError as exc:
         if OUTPUT_CLOSED not in exc.args:
@@ -144,6 +148,14 @@ def _store_exit(exc: StoreError) -> int:
     if isinstance(exc, StoreFull):
         return EXIT_STORE_FULL
     return EXIT_STORE_INVALID if isinstance(exc, StoreInvalid) else EXIT_STORE_UNAVAILABLE
+
+
+def _read_settings(args: argparse.Namespace) -> None:
+    """Read the environment, the one time a command does: ``args.settings``."""
+    settings = Settings.from_env()
+    args.settings = settings
+    if args.store is None:
+        args.store = settings.store
 
 
 async def _dispatch(args: argparse.Namespace) -> int:

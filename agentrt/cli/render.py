@@ -24,11 +24,9 @@ class Style:
     enabled: bool = False
 
     @classmethod
-    def for_stream(cls, stream: TextIO) -> Style:
-        """Colour when ``stream`` is a terminal and NO_COLOR is unset."""
-        import os
-
-        return cls(stream.isatty() and "NO_COLOR" not in os.environ)
+    def for_stream(cls, stream: TextIO, *, no_color: bool = False) -> Style:
+        """Colour when ``stream`` is a terminal, unless ``no_color`` (``NO_COLOR`` is set)."""
+        return cls(stream.isatty() and not no_color)
 
     def _wrap(self, code: str, text: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.enabled else text

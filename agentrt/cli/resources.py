@@ -76,7 +76,7 @@ async def _cmd_apply(args: argparse.Namespace) -> int:
         )
     else:
         for result in results:
-            print(render_result(result, style()))
+            print(render_result(result, style(args)))
     return max((exit_for(result) for result in results), default=EXIT_OK)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import sys
 import time
@@ -15,7 +14,16 @@ from typing import Any
 
 from agentrt import _json
 from agentrt._text import count
-from agentrt.cli._shared import EXIT_OK, finish, print_json, run_to_dict, runtime, style, with_store
+from agentrt.cli._shared import (
+    EXIT_OK,
+    finish,
+    print_json,
+    run_to_dict,
+    runtime,
+    settings_of,
+    style,
+    with_store,
+)
 from agentrt.cli.render import RunLog, render_run_list, render_run_tree
 from agentrt.engine import Runtime
 from agentrt.engine import events as ev
@@ -66,7 +74,7 @@ def add_parsers(sub: Any) -> None:
     gc = sub.add_parser("gc", help="delete finished runs older than the retention")
     gc.add_argument(
         "--older-than",
-        default=os.environ.get("AGENTRT_RETENTION", "30d"),
+        default=None,
         help="e.g. 90m, 12h, 30d (default: $AGENTRT_RETENTION or 30d)",
     )
     gc.set_defaults(handler=_cmd_gc)
@@ -119,7 +127,7 @@ def _add_runs_parser(sub: Any) -> None:
 async def _cmd_demo(args: argparse.Namespace) -> int:
     from agentrt.cli.demo import DEFAULT_QUESTION, demo_resources_path
 
-    look = style()
+    look = style(args)
     async with runtime(args) as rt:
         await rt.apply(demo_resources_path())
         question = args.input or DEFAULT_QUESTION
@@ -176,7 +184,7 @@ async def _cmd_runs(args: argparse.Namespace) -> int:
             if args.json:
                 print_json([run_to_dict(r) for r in runs])
             else:
-                print(render_run_list(runs, style()))
+                print(render_run_list(runs, style(args)))
             return EXIT_OK
         run = await store.get_run(args.run)
         if run is None:
@@ -196,7 +204,7 @@ async def _cmd_runs(args: argparse.Namespace) -> int:
             }
         )
     else:
-        print(render_run_tree(run, events, style(), children))
+        print(render_run_tree(run, events, style(args), children))
     return EXIT_OK
 
 
@@ -295,7 +303,7 @@ async def _cmd_fork(args: argparse.Namespace) -> int:
 
 
 async def _cmd_gc(args: argparse.Namespace) -> int:
-    cutoff = time.time() - _duration(args.older_than)
+    cutoff = time.time() - _duration(args.older_than or settings_of(args).retention)
     async with runtime(args, live=False) as rt:
         removed = await rt.gc(finished_before=cutoff)
     if args.json:

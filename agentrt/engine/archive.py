@@ -8,7 +8,6 @@ and what only they used.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -174,7 +173,9 @@ class Archive:
         removed = await self._store.gc(finished_before=finished_before)
         if self._scratch is not None and removed.run_ids:
             await asyncio.to_thread(self._scratch.remove, removed.run_ids)
-        await asyncio.to_thread(_remove_old_artifacts, finished_before)
+        await asyncio.to_thread(
+            self._worker.executor.tool_factory.remove_old_artifacts, finished_before
+        )
         return removed
 
 
@@ -188,17 +189,3 @@ def _usage_of(events: list[dict[str, Any]]) -> Usage:
         elif e["type"] == ev.TOOL_CALL:
             usage += Usage(tool_calls=1)
     return usage
-
-
-def _remove_old_artifacts(cutoff: float) -> int:
-    """Delete full-output artifacts of sandboxed calls written before ``cutoff``."""
-    from agentrt.tools.code import default_workdir
-
-    folder = default_workdir() / "artifacts"
-    removed = 0
-    for path in folder.glob("*") if folder.exists() else []:
-        with contextlib.suppress(OSError):
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed += 1
-    return removed

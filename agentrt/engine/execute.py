@@ -61,7 +61,7 @@ from agentrt.state.base import (
 from agentrt.state.memory import MemoryStore
 from agentrt.tools.agent import AgentToolSet, ChildOutcome, ChildRequest
 from agentrt.tools.base import ToolSet
-from agentrt.tools.factory import build_toolset
+from agentrt.tools.factory import ToolFactory
 from agentrt.tools.memory import MemoryToolSet
 
 __all__ = ["Executor"]
@@ -98,6 +98,7 @@ class Executor:
     cancel_requested: set[str] = field(default_factory=set)
     children: ChildRunService | None = None  # runs, stops and is woken by child runs
     scratch: ScratchSpace | None = None
+    tool_factory: ToolFactory = field(default_factory=ToolFactory)  # closed with us
     _running: dict[str, RunContext] = field(default_factory=dict)
     _paused: dict[str, dict[asyncio.Timeout, float]] = field(default_factory=dict)
     _clients: SharedByName[ModelClient] = field(
@@ -114,6 +115,7 @@ class Executor:
         self._prepared.clear()
         await self._clients.close()
         await self._tools.close()
+        await self.tool_factory.close()
 
     # --- building blocks --------------------------------------------------------
 
@@ -158,7 +160,7 @@ class Executor:
                     "long-term memory; use the SQLite store"
                 )
             return MemoryToolSet(name, spec, self.store)
-        return build_toolset(name, spec)
+        return self.tool_factory.build(name, spec)
 
     async def turn_of(self, run_id: str) -> Turn:
         """A finished run as a session turn (cached: finished runs never change)."""

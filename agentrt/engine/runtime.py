@@ -30,6 +30,7 @@ from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.worker import Worker
 from agentrt.errors import UsageError
+from agentrt.settings import Settings
 from agentrt.spec.loader import Loaded
 from agentrt.spec.resources import Budgets, Query, Resource
 from agentrt.state import open_store
@@ -69,7 +70,9 @@ class Runtime:
         hooks: hooks applied to every run, in addition to those of its Agent spec.
         observers: called with ``(run_id, event)`` for every event this runtime records;
             a :class:`LogAwareObserver` is first shown the log of each run taken up.
-        environ: environment for API keys (defaults to ``os.environ`` at the model factory).
+        settings: what the runtime and its tools are configured with (API keys, secrets,
+            proxies, the sandbox directory); by default ``Settings.from_env(environ)``.
+        environ: the environment to read settings from (default: the process environment).
         cancel_poll_s: how often the runs executing here are checked for a cancellation
             requested from another process.
         notice_cancels: stop the runs executing here when another process requests
@@ -86,6 +89,7 @@ class Runtime:
         hooks: HookSet | None = None,
         observers: Sequence[EventObserver] = (),
         environ: dict[str, str] | None = None,
+        settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
         scratch_root: Path | None = None,
         cancel_poll_s: float = 0.5,
@@ -102,7 +106,7 @@ class Runtime:
         self._clock = clock
         self._hooks = hooks or HookSet()
         self._observers = list(observers)
-        self._environ = environ
+        self._settings = settings if settings is not None else Settings.from_env(environ)
         self._parts: _Parts | None = None
 
     # --- lifecycle --------------------------------------------------------------
@@ -149,7 +153,7 @@ class Runtime:
             notice_cancels=self._notice_cancels,
             hooks=self._hooks,
             observers=self._observers,
-            environ=self._environ,
+            settings=self._settings,
             http=http,
             scratch=ScratchSpace(self._scratch_root or _default_scratch(store)),
         )

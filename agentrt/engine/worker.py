@@ -31,6 +31,7 @@ from agentrt.engine.result import RunResult
 from agentrt.engine.run_view import RunView
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.errors import ConflictError, LeaseLost, NotFoundError
+from agentrt.settings import Settings
 from agentrt.state.base import (
     TERMINAL_STATUSES,
     WAITING_STATUSES,
@@ -41,6 +42,7 @@ from agentrt.state.base import (
     SessionRecord,
     Store,
 )
+from agentrt.tools.factory import ToolFactory
 
 __all__ = ["Worker", "dead_holder", "new_run_id", "orphaned"]
 
@@ -110,7 +112,7 @@ class Worker:
         notice_cancels: bool,
         hooks: HookSet,
         observers: Sequence[EventObserver],
-        environ: dict[str, str] | None,
+        settings: Settings,
         http: aiohttp.ClientSession | None,
         scratch: ScratchSpace | None,
     ) -> None:
@@ -128,7 +130,8 @@ class Worker:
             clock=clock,
             hooks=hooks,
             observers=observers,
-            environ=environ,
+            environ=dict(settings.environ),
+            tool_factory=ToolFactory(settings),
             http=http,
             children=self.children,
             scratch=scratch,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 import aiohttp
@@ -33,8 +32,9 @@ def create_client(
         session: HTTP session to share (not closed by the client); an
             ``openai`` client makes its own when omitted.
         environ: Where ``spec.api_key_env`` and the proxy variables
-            (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) are looked up
-            (default: the process environment).
+            (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) are looked up: the
+            settings' environment (a Runtime passes its own); by default none
+            is set.
 
     Returns:
         An :class:`OpenAIClient` or a :class:`ScriptedClient`.
@@ -46,7 +46,7 @@ def create_client(
     if spec.provider == "scripted":
         return ScriptedClient(spec.script, model=model)
 
-    env = os.environ if environ is None else environ
+    env: Mapping[str, str] = environ or {}
     api_key: str | None = None
     if spec.api_key_env:
         api_key = env.get(spec.api_key_env)

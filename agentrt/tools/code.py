@@ -17,14 +17,13 @@ import dataclasses
 import logging
 import os
 import shutil
-import weakref
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import platformdirs
-
 from agentrt.errors import ToolError
 from agentrt.models.base import ToolDef
+from agentrt.settings import default_sandbox_dir
 from agentrt.spec.resources import CodeToolSpec, ToolSpec
 from agentrt.tools.base import ToolContext, ToolResult
 from agentrt.tools.sandbox.base import (
@@ -35,10 +34,10 @@ from agentrt.tools.sandbox.base import (
     SandboxPolicy,
 )
 from agentrt.tools.sandbox.pool import Collected, PooledSandbox, SandboxPool
-from agentrt.tools.sandbox.selection import choose_backend
+from agentrt.tools.sandbox.sandboxes import Sandboxes
 from agentrt.tools.sandbox.volume import DiskQuota
 
-__all__ = ["CodeTool", "default_workdir"]
+__all__ = ["CodeTool"]
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +73,6 @@ exec(globals().pop("_code"), globals())
 """
 PYTHON_PRESTART = Prestart(tuple(_PROGRAMS["python"][1]), (*_PYTHON, "-c", _PYTHON_READY))
 _PRESTART = {"python": PYTHON_PRESTART}
-# Calls of one run share its scratch directory, whose files move into a
-# sandbox for the call: two calls at once would each see half of them.
-_scratch_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-_reaped: set[str] = set()
-
-
-def default_workdir() -> Path:
-    """Where sandbox backends keep their files: ``$AGENTRT_SANDBOX_DIR`` or the user cache."""
-    override = os.environ.get("AGENTRT_SANDBOX_DIR")
-    if override:
-        return Path(override)
-    return Path(platformdirs.user_cache_dir("agentrt")) / "sandboxes"
 
 
 def _write_program(path: Path, code: str) -> None:
@@ -107,7 +94,12 @@ class CodeTool:
     Args:
         name: the Tool resource's name (the tool's name).
         spec: the Tool's spec (``code``, ``permissions``, ``limits``, ``timeout_s``).
-        workdir: the sandbox backends' directory (default: :func:`default_workdir`).
+        sandboxes: the Runtime's sandboxes, shared by its code tools; by
+            default the tool has its own, over ``workdir``.
+        environ: where the names in ``permissions.env`` are looked up (the
+            settings' environment); by default none is passed in.
+        workdir: the sandbox backends' directory when the tool has its own
+            sandboxes (default: the user cache's ``agentrt/sandboxes``).
         pool_size: ready sandboxes kept warm for this tool (default: ``code.pool_size``).
     """
 
@@ -118,13 +110,20 @@ class CodeTool:
         name: str,
         spec: ToolSpec,
         *,
+        sandboxes: Sandboxes | None = None,
+        environ: Mapping[str, str] | None = None,
         workdir: Path | None = None,
         pool_size: int | None = None,
     ) -> None:
+        if sandboxes is not None and workdir is not None and workdir != sandboxes.workdir:
+            raise ValueError("give a CodeTool its sandboxes or a workdir, not both")
         self.name = name
         self.spec = spec
         self.code = spec.code or CodeToolSpec()
-        self.workdir = workdir if workdir is not None else default_workdir()
+        self._own_sandboxes = sandboxes is None
+        self.sandboxes = sandboxes or Sandboxes(workdir or default_sandbox_dir())
+        self.workdir = self.sandboxes.workdir
+        self._environ: Mapping[str, str] = environ or {}
         self.pool_size = self.code.pool_size if pool_size is None else pool_size
         limits = spec.limits
         self.limits = SandboxLimits(
@@ -176,7 +175,8 @@ class CodeTool:
             log.debug("tool %s: cannot warm sandboxes yet: %s", self.name, exc)
 
     def _policy(self) -> SandboxPolicy:
-        env = {name: os.environ[name] for name in self.spec.permissions.env if name in os.environ}
+        environ = self._environ
+        env = {name: environ[name] for name in self.spec.permissions.env if name in environ}
         return SandboxPolicy(
             scratch=self.workdir / "scratch",  # replaced by each pooled sandbox's own
             network=self._network,
@@ -187,15 +187,11 @@ class CodeTool:
     async def _ready_pool(self) -> SandboxPool:
         async with self._pool_lock:
             if self._pool is None:
-                backend = await choose_backend(
+                backend = await self.sandboxes.choose(
                     self.code.sandbox,
                     allow_unsafe=self.code.allow_unsafe,
                     policy_needs_network_allowlist=self._network != "none",
-                    workdir=self.workdir,
                 )
-                if backend.name not in _reaped:  # leftovers of a crashed runtime, once
-                    _reaped.add(backend.name)
-                    await backend.reap()
                 self._pool = SandboxPool(
                     backend,
                     self._policy(),
@@ -258,11 +254,7 @@ class CodeTool:
             await pooled.sandbox.terminate()
             exceeded = await asyncio.to_thread(pooled.volume.exceeded)
             return self._over_quota(result, exceeded), Collected()
-        key = str(scratch)
-        lock = _scratch_locks.get(key)
-        if lock is None:
-            lock = _scratch_locks[key] = asyncio.Lock()
-        async with lock:
+        async with self.sandboxes.scratch_lock(scratch):
             await asyncio.to_thread(_write_program, scratch / filename, code)
             await pooled.adopt(scratch, self.quota)
             result = await self._exec(pooled, argv)
@@ -355,3 +347,5 @@ class CodeTool:
                 await self._warming
         if self._pool is not None:
             await self._pool.close()
+        if self._own_sandboxes:
+            await self.sandboxes.close()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -60,13 +59,14 @@ class SecretResolver:
     """Reads the values of ``${env:NAME}`` and ``${file:/path}`` references.
 
     Args:
-        environ: Where ``env`` references are looked up; by default
-            ``os.environ`` as it is at each call (so a rotated secret is used
-            without a restart).
+        environ: Where ``env`` references are looked up (a Runtime passes its
+            settings' environment); by default none is set. A ``file``
+            reference is read at each call, so a secret rotated on disk is
+            used without a restart.
     """
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self._environ = environ
+        self._environ: Mapping[str, str] = environ or {}
 
     def resolve(self, kind: str, name: str) -> str:
         """The value of reference ``${kind:name}``.
@@ -80,7 +80,7 @@ class SecretResolver:
         """
         ref = f"${{{kind}:{name}}}"
         if kind == "env":
-            value = (os.environ if self._environ is None else self._environ).get(name)
+            value = self._environ.get(name)
             if value is None:
                 raise ToolError(f"secret {ref} is not available: {name} is not set")
             return value
@@ -160,15 +160,16 @@ class HttpToolSet:
     Args:
         name: The Tool resource's name.
         spec: Its spec (kind ``http``).
-        secrets: Resolves secret references; by default from ``os.environ``
-            and the file system.
+        secrets: Resolves secret references; by default from ``environ`` and
+            the file system.
         max_attempts: Attempts of an idempotent call (others get one).
         backoff_s: Backoff before the first retry, doubled after each, when
             the server sends no ``Retry-After``.
         sleep: Waits between attempts (tests observe the delays through it).
-        environ: Where the proxy variables (``HTTP_PROXY``, ``HTTPS_PROXY``,
-            ``NO_PROXY``) are looked up; by default ``os.environ`` as it is
-            at each call.
+        environ: The settings' environment: where the proxy variables
+            (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``) and, unless
+            ``secrets`` is given, ``${env:NAME}`` secrets are looked up; by
+            default none is set.
     """
 
     dynamic = False
@@ -202,11 +203,11 @@ class HttpToolSet:
         }
         description = spec.description or f"{self._http.method} {self._http.url}"
         self._definition = ToolDef(name, description, schema)
-        self._resolver = secrets or SecretResolver()
+        self._resolver = secrets or SecretResolver(environ)
         self._attempts = max(1, max_attempts) if spec.idempotent else 1
         self._backoff_s = backoff_s
         self._sleep = sleep
-        self._environ = environ
+        self._environ: Mapping[str, str] = environ or {}
         self._timeout_s = spec.timeout_s or DEFAULT_TIMEOUT_S
         self._timeout = aiohttp.ClientTimeout(total=self._timeout_s)
         self._session: aiohttp.ClientSession | None = None
@@ -303,7 +304,7 @@ class HttpToolSet:
         shown = secrets.redact(str(url))
         started = time.perf_counter()
         session = self._get_session()
-        proxy = proxy_for(str(url), os.environ if self._environ is None else self._environ)
+        proxy = proxy_for(str(url), self._environ)
         for attempt in range(1, self._attempts + 1):
             retry_after: float | None = None
             try:

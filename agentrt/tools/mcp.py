@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import shlex
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -99,17 +99,23 @@ class McpToolSet:
     tools, since a call is what usually changes the list and its announcement
     is not ordered with its result. Without the promise every model step lists
     the tools again.
+
+    ``environ`` is where ``${env:NAME}`` references in ``mcp.env`` are looked
+    up (a Runtime passes its settings' environment); by default none is set.
     """
 
     dynamic = True
     _mode = "auto"  # protocol negotiation; tests pin "legacy" to exercise the handshake era
 
-    def __init__(self, name: str, spec: ToolSpec) -> None:
+    def __init__(
+        self, name: str, spec: ToolSpec, *, environ: Mapping[str, str] | None = None
+    ) -> None:
         if spec.mcp is None:
             raise UsageError(f"Tool {name}: kind 'mcp' needs an `mcp:` section")
         self.name = name
         self.spec = spec
         self._mcp = spec.mcp
+        self._environ: Mapping[str, str] = environ or {}  # resolves ``${env:NAME}`` in mcp.env
         self.transport = "stdio" if self._mcp.command else "streamable-http"
         self.server = shlex.join(self._mcp.command) if self._mcp.command else _public(self._mcp.url)
         self._allowed = None if self._mcp.tools is None else set(self._mcp.tools)
@@ -370,13 +376,14 @@ class McpToolSet:
     def _env(self) -> dict[str, str]:
         """``mcp.env`` with ``${env:NAME}`` resolved now; values never reach a message."""
         env = self._mcp.env
-        missing = {n for value in env.values() for n in _ENV_REF.findall(value)} - set(os.environ)
+        environ = self._environ
+        missing = {n for value in env.values() for n in _ENV_REF.findall(value)} - set(environ)
         if missing:
             raise ToolError(
                 f"MCP server {self.name!r}: mcp.env refers to environment variables "
                 f"that are not set: {', '.join(sorted(missing))}"
             )
-        return {k: _ENV_REF.sub(lambda m: os.environ[m[1]], v) for k, v in env.items()}
+        return {k: _ENV_REF.sub(lambda m: environ[m[1]], v) for k, v in env.items()}
 
 
 def _render(result: mt.CallToolResult) -> str:

@@ -18,11 +18,12 @@ from agentrt import Runtime
 from agentrt._json import dumps, loads
 from agentrt.errors import ToolError, UsageError
 from agentrt.models.testserver import ModelTestServer
+from agentrt.settings import Settings
 from agentrt.spec import parse_resource
 from agentrt.spec.resources import ToolSpec
 from agentrt.state import SqliteStore
 from agentrt.tools.base import ToolContext, ToolResult
-from agentrt.tools.factory import build_toolset
+from agentrt.tools.factory import ToolFactory, build_toolset
 from agentrt.tools.http import REDACTED, HttpToolSet, SecretResolver
 from tests.conftest import call, resources, rules
 from tests.tools.sandbox.test_egress import host_proxy
@@ -441,3 +442,27 @@ async def test_requests_go_through_the_proxy_the_environment_names(api: Api) -> 
         await proxy.close()
     assert len(api.to("/ping")) == 2
     assert [(a.host, a.port, a.method) for a in proxy.attempts] == [("127.0.0.1", port, "GET")]
+
+
+async def test_secrets_come_from_the_settings_not_the_process(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tool factory hands the tool the Runtime's settings; the process's own
+    # environment, read nowhere but in Settings.from_env, does not leak in.
+    monkeypatch.setenv("AGENTRT_TEST_TOKEN", "from-the-process")
+    settings = Settings(
+        environ={"AGENTRT_TEST_TOKEN": "from-the-settings", "AGENTRT_TEST_QUERY_KEY": "q"}
+    )
+    factory = ToolFactory(settings)
+    tool = factory.build("t", spec(secret_spec(api.url, tmp_path / "key")))
+    (tmp_path / "key").write_text("k")
+    try:
+        await tool.call("t", {}, CTX)
+    finally:
+        await tool.close()
+        await factory.close()
+    (seen,) = api.requests
+    assert seen.headers["Authorization"] == "Bearer from-the-settings"
+    bare = build_toolset("t", spec(secret_spec(api.url, tmp_path / "key")))
+    with pytest.raises(ToolError, match="is not set"):
+        await call_tool(bare, {})  # type: ignore[arg-type]

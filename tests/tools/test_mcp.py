@@ -202,7 +202,7 @@ async def test_allow_list_and_env_references(
     spec = mcp_spec(
         command=STDIO, tools=["add", "pid"], env={"CALC_STARTS": "${env:CALC_STARTS_FILE}"}
     )
-    toolset = McpToolSet("calc", spec)
+    toolset = McpToolSet("calc", spec, environ=os.environ)
     try:
         assert [d.name for d in await toolset.definitions()] == ["add", "pid"]
         pid = (await toolset.call("pid", {}, CTX)).output
@@ -212,7 +212,9 @@ async def test_allow_list_and_env_references(
     finally:
         await toolset.close()
     missing = McpToolSet(
-        "calc", mcp_spec(command=STDIO, env={"TOKEN": "secret-${env:NO_SUCH_VAR_X}"})
+        "calc",
+        mcp_spec(command=STDIO, env={"TOKEN": "secret-${env:NO_SUCH_VAR_X}"}),
+        environ=os.environ,
     )
     with pytest.raises(ToolError, match="not set: NO_SUCH_VAR_X") as failed:
         await missing.definitions()
@@ -566,7 +568,7 @@ async def test_a_renamed_tool_resumes_by_its_recorded_name(
         waiting = await rt.run("bot", "read")
     assert waiting.status == "waiting_approval"
     monkeypatch.setenv("ODD_HIDE", "files_read")
-    hiding = McpToolSet("odd", odd.spec)  # type: ignore[arg-type]
+    hiding = McpToolSet("odd", odd.spec, environ=os.environ)  # type: ignore[arg-type]
     try:
         assert "files_read" not in [d.name for d in await hiding.definitions()]
     finally:

@@ -1,8 +1,9 @@
 """Which sandbox backend runs model-written code here: the first of ``AUTO_ORDER`` that works.
 
 Backends come from the registry (see :data:`~.registry.AUTO_ORDER` for why
-bubblewrap comes first). Each is probed once per
-process (a real self-test, cached), because probing starts sandboxes. A backend
+bubblewrap comes first). Probing is a real self-test that starts sandboxes, so
+a Runtime probes each backend once (:class:`~.sandboxes.Sandboxes` keeps the
+results) and passes its cached probe here. A backend
 whose module is not installed yet, or that cannot be constructed, counts as
 unavailable with the reason. ``process`` isolates nothing, so it is chosen for
 model-written code only when the Tool says ``allow_unsafe: true``.
@@ -11,20 +12,20 @@ model-written code only when the Tool says ``allow_unsafe: true``.
 from __future__ import annotations
 
 import asyncio
-import weakref
+import functools
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from agentrt.errors import UsageError
 from agentrt.tools.sandbox.base import ProbeResult, SandboxBackend
 from agentrt.tools.sandbox.registry import AUTO_ORDER, BACKENDS, make_backend
 
-__all__ = ["choose_backend", "clear_cache", "probe_all", "probe_backend"]
+__all__ = ["Probe", "choose_backend", "probe_all", "probe_backend"]
 
 _UNSAFE = "process"
-_probes: dict[tuple[str, Path], tuple[SandboxBackend | None, ProbeResult]] = {}
-# Locks are bound to the loop they first wait in, so there is one set per loop.
-_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, Path], asyncio.Lock]]
-_locks = weakref.WeakKeyDictionary()
+
+Probe = Callable[[str], Awaitable[tuple[SandboxBackend | None, ProbeResult]]]
+"""Constructs and probes the backend of a name: ``(backend or None if missing, result)``."""
 
 _ALLOW_UNSAFE_HINT = (
     "to run it without isolation anyway, set `code: {allow_unsafe: true}` in the Tool "
@@ -33,25 +34,8 @@ _ALLOW_UNSAFE_HINT = (
 )
 
 
-def clear_cache() -> None:
-    """Forget cached probe results (tests, or after installing a backend)."""
-    _probes.clear()
-    _locks.clear()
-
-
 async def probe_backend(name: str, workdir: Path) -> tuple[SandboxBackend | None, ProbeResult]:
-    """Construct and probe backend ``name`` once per process; the backend is None if missing."""
-    key = (name, workdir)
-    if key in _probes:
-        return _probes[key]
-    lock = _locks.setdefault(asyncio.get_running_loop(), {}).setdefault(key, asyncio.Lock())
-    async with lock:
-        if key not in _probes:
-            _probes[key] = await _probe(name, workdir)
-    return _probes[key]
-
-
-async def _probe(name: str, workdir: Path) -> tuple[SandboxBackend | None, ProbeResult]:
+    """Construct and probe backend ``name`` now; the backend is None if it is missing."""
     try:
         backend = make_backend(name, workdir=workdir)
     except Exception as exc:  # not written yet, or its import/constructor failed
@@ -64,9 +48,9 @@ async def _probe(name: str, workdir: Path) -> tuple[SandboxBackend | None, Probe
     return backend, result
 
 
-async def probe_all(workdir: Path) -> list[ProbeResult]:
+async def probe_all(probe: Probe) -> list[ProbeResult]:
     """Every registered backend's probe result, strongest first (for ``agentrt doctor``)."""
-    return [(await probe_backend(name, workdir))[1] for name in BACKENDS]
+    return [(await probe(name))[1] for name in BACKENDS]
 
 
 async def choose_backend(
@@ -74,7 +58,8 @@ async def choose_backend(
     *,
     allow_unsafe: bool,
     policy_needs_network_allowlist: bool,
-    workdir: Path,
+    workdir: Path | None = None,
+    probe: Probe | None = None,
 ) -> SandboxBackend:
     """The backend to run model-written code with.
 
@@ -83,7 +68,9 @@ async def choose_backend(
         allow_unsafe: permit the ``process`` backend, which isolates nothing.
         policy_needs_network_allowlist: the Tool's network is a host:port
             allow-list, so backends that support only "no network" are skipped.
-        workdir: the directory backends keep their files in.
+        workdir: the directory backends keep their files in (to probe them now).
+        probe: how a backend is probed instead, e.g. a Runtime's cached probes
+            (:meth:`~.sandboxes.Sandboxes.probe`); one of ``workdir`` or ``probe``.
 
     Raises:
         UsageError: no acceptable backend works here; the message lists why
@@ -93,15 +80,19 @@ async def choose_backend(
         raise UsageError(
             f"unknown sandbox {preference!r}; choose auto or one of {', '.join(BACKENDS)}"
         )
+    if probe is None:
+        if workdir is None:
+            raise TypeError("choose_backend needs a workdir or a probe")
+        probe = functools.partial(probe_backend, workdir=workdir)
     names = list(AUTO_ORDER) if preference == "auto" else [preference]
     rejected: list[str] = []
     for name in names:
         if name == _UNSAFE and not allow_unsafe:
             rejected.append(f"{name}: refused for model-written code (no isolation)")
             continue
-        backend, probe = await probe_backend(name, workdir)
-        if backend is None or not probe.ok:
-            rejected.append(f"{name}: {probe.detail}")
+        backend, result = await probe(name)
+        if backend is None or not result.ok:
+            rejected.append(f"{name}: {result.detail}")
             continue
         if policy_needs_network_allowlist and not getattr(
             backend, "supports_network_allowlist", True

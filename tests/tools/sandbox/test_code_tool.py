@@ -12,7 +12,7 @@ import pytest
 from agentrt.errors import ToolError, UsageError
 from agentrt.spec.resources import ToolSpec
 from agentrt.tools.base import ToolContext
-from agentrt.tools.code import CodeTool, default_workdir
+from agentrt.tools.code import CodeTool
 from agentrt.tools.sandbox.cgroups import CgroupUnavailable, detect_layout
 from agentrt.tools.sandbox.registry import make_backend
 from agentrt.tools.sandbox.selection import choose_backend
@@ -43,6 +43,7 @@ async def make_tool(tmp_path: Path) -> AsyncIterator[MakeTool]:
         tool = CodeTool(
             "run_code",
             ToolSpec.model_validate({"kind": "code", **spec}),
+            environ=os.environ,  # permissions.env picks from the process environment
             workdir=workdir,
             pool_size=1,
         )
@@ -197,10 +198,3 @@ async def test_unsafe_backend_needs_allow_unsafe(tmp_path: Path) -> None:
     finally:
         await allowed.close()
     assert (result.output, result.trace["backend"]) == ("2", "process")
-
-
-def test_default_workdir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("AGENTRT_SANDBOX_DIR", str(tmp_path))
-    assert default_workdir() == tmp_path
-    monkeypatch.delenv("AGENTRT_SANDBOX_DIR")
-    assert default_workdir().name == "sandboxes"

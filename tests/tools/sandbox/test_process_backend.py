@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,6 @@ from agentrt.errors import UsageError
 from agentrt.tools.sandbox import registry, selection
 from agentrt.tools.sandbox.base import ExecResult, SandboxLimits, SandboxPolicy
 from agentrt.tools.sandbox.process import ProcessBackend
-
-
-@pytest.fixture(autouse=True)
-def fresh_probes() -> Iterator[None]:
-    """Each test probes again (some change the registry)."""
-    selection.clear_cache()
-    yield
-    selection.clear_cache()
 
 
 async def run(backend: ProcessBackend, scratch: Path, code: str, **limits: float) -> ExecResult:
