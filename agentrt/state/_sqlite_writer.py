@@ -25,6 +25,7 @@ from agentrt.errors import UsageError
 from agentrt.state._sqlite_errors import from_sqlite_error
 from agentrt.state._sqlite_open import adopt_connection, open_connection
 from agentrt.state._sqlite_schema import MEMORY
+from agentrt.state._sqlite_watch import NotifyFile
 
 __all__ = ["RAW", "READ", "STOP", "WRITE", "Job", "Writer"]
 
@@ -83,8 +84,11 @@ class Writer:
         self.queue: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.conn: sqlite3.Connection | None = None
         self.local_dir: Path | None = None  # the database file's directory, once connected
+        self.notify: NotifyFile | None = None  # tells other processes of commits to runs
+        self.runs_written = False  # by the transaction running now
         self.stopping = False
         self.commits = 0  # write transactions committed; lets tests see batching happen
+        self.jobs = 0  # jobs run; lets tests see that nothing reads while nothing changes
         self.thread = threading.Thread(target=self._main, name="agentrt-sqlite", daemon=True)
 
     # --- jobs that run on the thread -------------------------------------------
@@ -101,9 +105,18 @@ class Writer:
                 made, self.synchronous, read_only=self.read_only, close=self.owns_connection
             )
         if self.target not in ("", MEMORY):
-            self.local_dir = Path(self.target).expanduser().absolute().parent
+            database = Path(self.target).expanduser().absolute()
+            self.local_dir = database.parent
+            if not self.read_only:
+                self.notify = NotifyFile(database)
+                self.notify.open()
         self.conn = conn
         return conn
+
+    def writing_runs(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` (a write to runs): other processes hear of it after the commit."""
+        self.runs_written = True
+        return fn(*args)
 
     def shutdown(self) -> None:
         """Optimize and close the connection, if open (runs on the thread)."""
@@ -111,6 +124,8 @@ class Writer:
         if conn is None:
             return
         self.conn = None
+        if self.notify is not None:
+            self.notify.close()
         if not self.owns_connection:
             return  # the caller's connection: the caller closes it
         try:
@@ -167,6 +182,7 @@ class Writer:
     def _run_batch(self, batch: list[Job]) -> None:
         if not batch:
             return
+        self.jobs += len(batch)
         raw = [j for j in batch if j[3] == RAW]
         outcomes: list[_Outcome]
         if raw:
@@ -227,12 +243,17 @@ class Writer:
             conn.execute("COMMIT")
         except Exception as exc:
             # Nothing in this transaction is durable: every job in it fails.
+            self.runs_written = False
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             return [(j[0], exc, None) for j in jobs]
         if write:
             self.commits += 1
+        if self.runs_written:
+            self.runs_written = False
+            if self.notify is not None:
+                self.notify.touch()
         return outcomes
 
     def _store_error(self, exc: BaseException) -> BaseException:

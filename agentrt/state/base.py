@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Awaitable, Callable, Generator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+
+from agentrt.state.watch import RunWatch
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -295,6 +298,19 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Flush and release connections. Idempotent."""
+
+    def watch(self) -> AbstractAsyncContextManager[RunWatch]:
+        """Open a watch on the store's runs: ``async with store.watch() as w``, then
+        ``await w.changed(run_ids, timeout)`` instead of reading on a timer.
+
+        Every write to a run wakes it: a run created, an append (and its update),
+        a lease taken, claimed or given up, a cancellation requested, a run
+        deleted by gc; renewing a lease does not. Writes by other processes too
+        (SQLite: a kernel notification on the database's log; PostgreSQL:
+        ``LISTEN``/``NOTIFY``). While nothing is written, a watch reads nothing.
+        See :mod:`agentrt.state.watch`.
+        """
+        ...
 
     # --- resources -------------------------------------------------------------
     async def put_resource(

@@ -34,19 +34,20 @@ anything, not even a migration, so it works on read-only media.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, TypeAlias, TypeVar
-from urllib.parse import parse_qsl, unquote
-
-import platformdirs
 
 from agentrt.errors import StoreUnavailable, UsageError
 from agentrt.state._sqlite_memory import MemoryOps
 from agentrt.state._sqlite_ops import Ops
-from agentrt.state._sqlite_schema import MEMORY, MIGRATIONS
+from agentrt.state._sqlite_schema import MIGRATIONS
+from agentrt.state._sqlite_url import default_store_path, parse_url
+from agentrt.state._sqlite_watch import NotifyWatcher
 from agentrt.state._sqlite_writer import RAW, READ, STOP, WRITE, Writer
 from agentrt.state.base import (
     Event,
@@ -60,6 +61,7 @@ from agentrt.state.base import (
     SessionRecord,
 )
 from agentrt.state.memory import MemoryHit, MemoryRecord, NewMemory
+from agentrt.state.watch import ChangeHub, RunWatch
 
 __all__ = [
     "DEFAULT_INLINE_LIMIT",
@@ -80,44 +82,6 @@ made (and closes), or a function the store calls to make one (and closes)."""
 
 DEFAULT_INLINE_LIMIT: Final = 1024
 """Encoded event payloads larger than this many bytes go to the blob table."""
-
-
-def default_store_path() -> Path:
-    """The database used when no store URL is configured.
-
-    Returns:
-        ``agentrt.db`` in the user's data directory for agentrt (per-OS, via
-        ``platformdirs``).
-    """
-    return Path(platformdirs.user_data_dir("agentrt")) / "agentrt.db"
-
-
-def _parse_url(url: str) -> tuple[str, dict[str, Any]]:
-    """Split ``sqlite:///abs/path.db?durability=full`` into a path and open() options."""
-    prefix = "sqlite://"
-    if not url.startswith(prefix):
-        raise UsageError(f"not a SQLite URL: {url!r}; expected sqlite:///absolute/path.db")
-    rest, _, query = url[len(prefix) :].partition("?")
-    if rest in ("", "/:memory:"):
-        path = MEMORY
-    elif rest.startswith("/"):
-        path = unquote(rest)
-        if len(path) > 2 and path[2] == ":" and path[1].isalpha():
-            path = path[1:]  # sqlite:///C:/dir/x.db on Windows
-    else:
-        raise UsageError(f"bad SQLite URL {url!r}: use sqlite:///absolute/path.db (three slashes)")
-    kwargs: dict[str, Any] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key == "durability":
-            kwargs["durability"] = value
-        elif key == "inline_limit" and value.isdigit():
-            kwargs["inline_limit"] = int(value)
-        else:
-            raise UsageError(
-                f"unknown option {key}={value!r} in store URL {url!r}; "
-                "known: durability=normal|full, inline_limit=<bytes>"
-            )
-    return path, kwargs
 
 
 class SqliteStore:
@@ -167,6 +131,8 @@ class SqliteStore:
         self._local_dir: Path | None = None
         self._closed = True
         self._closing: asyncio.Future[None] | None = None
+        self._hub = ChangeHub()
+        self._foreign: NotifyWatcher | None = None
 
     @classmethod
     async def open(
@@ -244,7 +210,7 @@ class SqliteStore:
         Raises:
             UsageError: The URL is not a valid SQLite URL.
         """
-        path, kwargs = _parse_url(url)
+        path, kwargs = parse_url(url)
         return Opening(lambda: cls.open(path, read_only=read_only, **kwargs))
 
     @property
@@ -265,6 +231,42 @@ class SqliteStore:
         except BaseException:
             await self.close()
             raise
+        if self._local_dir is not None:
+            # Other processes may write this file: their commits reach watches too.
+            notify = self._writer.notify
+            self._foreign = NotifyWatcher(
+                self._local_dir / Path(self.path).name, "" if notify is None else notify.name
+            )
+            self._hub = ChangeHub(self._foreign)
+
+    # --- watching ----------------------------------------------------------------
+    def watch(self) -> AbstractAsyncContextManager[RunWatch]:
+        """Open a watch on the store's runs (see :mod:`agentrt.state.watch`).
+
+        Writes through this store wake it at once. Other stores (in this or
+        another process) tell of theirs after each commit through a file in
+        ``<database>-notify/``, heard with inotify (looked at twice a second where
+        there is none); such a write reports every run the watch waits on (the
+        file does not say which it wrote).
+        """
+        if self._closed:
+            raise UsageError("the store is closed")
+        return self._hub.watch()
+
+    async def _write(
+        self, touched: Callable[[T], Iterable[str]], fn: Callable[..., T], *args: Any
+    ) -> T:
+        """Run a write to runs; once committed, wake the watches of the runs it touched.
+
+        Shielded: a caller cancelled meanwhile does not stop a commit from being told.
+        """
+        fut = self._submit(WRITE, functools.partial(self._writer.writing_runs, fn), *args)
+        fut.add_done_callback(functools.partial(self._committed, touched))
+        return await asyncio.shield(fut)
+
+    def _committed(self, touched: Callable[[Any], Iterable[str]], fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self._hub.publish(touched(fut.result()))
 
     def _submit(self, kind: int, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         if self._closed:
@@ -389,7 +391,7 @@ class SqliteStore:
         of the same namespace, nothing is written and ``(existing, False)`` is
         returned. A run id that exists already raises ``ConflictError``.
         """
-        return await self._submit(WRITE, self._ops.create_run, run, events)
+        return await self._write(_created, self._ops.create_run, run, events)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run, or ``None``."""
@@ -439,8 +441,8 @@ class SqliteStore:
                 does not end it ``cancelled``.
             NotFoundError: The run does not exist.
         """
-        return await self._submit(
-            WRITE, self._ops.append_events, run_id, events, expected_seq, owner, update
+        return await self._write(
+            _only(run_id), self._ops.append_events, run_id, events, expected_seq, owner, update
         )
 
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
@@ -490,8 +492,8 @@ class SqliteStore:
         run, or ``None`` if another live owner holds it or the run is finished
         or unknown.
         """
-        return await self._submit(
-            WRITE, self._ops.acquire_lease, run_id, owner, ttl_s, now, replacing
+        return await self._write(
+            _leased, self._ops.acquire_lease, run_id, owner, ttl_s, now, replacing
         )
 
     async def renew_lease(self, run_id: str, owner: str, ttl_s: float, *, now: float) -> bool:
@@ -500,7 +502,7 @@ class SqliteStore:
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         """Give the lease up (no-op unless ``owner`` holds it)."""
-        await self._submit(WRITE, self._ops.release_lease, run_id, owner)
+        await self._write(_only(run_id), self._ops.release_lease, run_id, owner)
 
     async def claim_runs(
         self, owner: str, ttl_s: float, *, now: float, limit: int = 10
@@ -511,7 +513,7 @@ class SqliteStore:
         Two concurrent callers never claim the same run: claims are serialised
         by SQLite's single writer.
         """
-        return await self._submit(WRITE, self._ops.claim_runs, owner, ttl_s, now, limit)
+        return await self._write(_claimed, self._ops.claim_runs, owner, ttl_s, now, limit)
 
     async def request_cancel(self, run_id: str) -> RunRecord:
         """Mark the run for cancellation; the owning worker ends it. Returns the run.
@@ -521,7 +523,7 @@ class SqliteStore:
         Raises:
             NotFoundError: The run does not exist.
         """
-        return await self._submit(WRITE, self._ops.request_cancel, run_id)
+        return await self._write(_only(run_id), self._ops.request_cancel, run_id)
 
     async def cancel_requests(self, run_ids: Sequence[str]) -> set[str]:
         """Which of ``run_ids`` are unfinished and have their cancellation requested."""
@@ -537,7 +539,7 @@ class SqliteStore:
         runs left, and blobs no event references; then returns the freed pages
         to the file system (incremental vacuum and a WAL checkpoint).
         """
-        result = await self._submit(WRITE, self._ops.gc, finished_before)
+        result = await self._write(_removed, self._ops.gc, finished_before)
         # Must run outside the deleting transaction: inside it frees nothing.
         # executescript because execute() steps incremental_vacuum only once.
         await self._submit(
@@ -546,3 +548,24 @@ class SqliteStore:
             "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);",
         )
         return result
+
+
+# What each write to runs touched, from its result (for the watches).
+def _only(run_id: str) -> Callable[[object], tuple[str]]:
+    return lambda _: (run_id,)
+
+
+def _created(result: tuple[RunRecord, bool]) -> tuple[str, ...]:
+    return (result[0].id,) if result[1] else ()
+
+
+def _leased(result: RunRecord | None) -> tuple[str, ...]:
+    return () if result is None else (result.id,)
+
+
+def _claimed(result: list[RunRecord]) -> list[str]:
+    return [run.id for run in result]
+
+
+def _removed(result: GcResult) -> tuple[str, ...]:
+    return result.run_ids

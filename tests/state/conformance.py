@@ -39,6 +39,7 @@ from agentrt.state.base import (
     Store,
     Usage,
 )
+from agentrt.state.watch import RunWatch
 
 __all__ = ["CHECKS", "Harness", "check_id"]
 
@@ -1074,6 +1075,89 @@ async def check_gc(h: Harness) -> None:
     assert await s.get_session("s_kept") is not None
 
 
+# --- watch --------------------------------------------------------------------------
+
+
+async def _wakes(watch: RunWatch, run_id: str, write: Awaitable[Any]) -> set[str]:
+    """What a watch waiting on ``run_id`` returns when ``write`` happens meanwhile."""
+    waiter = asyncio.create_task(watch.changed({run_id}, timeout=10.0))
+    await asyncio.sleep(0.02)
+    assert not waiter.done(), "the watch waits while nothing is written"
+    await write
+    return await asyncio.wait_for(waiter, 5.0)
+
+
+async def check_watch_wakes_on_every_write_to_a_run(h: Harness) -> None:
+    """A waiting watch wakes on each kind of write to a run it waits on, and returns
+    that run; renewing a lease is not a write it reports."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    async with s.watch() as w:
+        assert isinstance(w, RunWatch)
+        assert await w.changed({"r"}, timeout=0.05) == set(), "nothing written yet"
+        assert await _wakes(w, "r", s.append_events("r", [ev()], expected_seq=0)) == {"r"}
+        assert await _wakes(w, "r", s.acquire_lease("r", "A", 30.0, now=10.0)) == {"r"}
+        assert await w.changed({"r"}, timeout=0.2) == set()
+        renewed = asyncio.create_task(w.changed({"r"}, timeout=0.3))
+        assert await s.renew_lease("r", "A", 30.0, now=11.0)
+        assert await renewed == set(), "a renewal changes nothing a waiter acts on"
+        assert await _wakes(w, "r", s.release_lease("r", "A")) == {"r"}
+        assert await _wakes(w, "r", s.claim_runs("B", 30.0, now=12.0)) == {"r"}
+        assert await _wakes(w, "r", s.request_cancel("r")) == {"r"}
+        end = s.append_events(
+            "r", [ev("run.cancelled")], expected_seq=1, update=RunUpdate(status="cancelled")
+        )
+        assert await _wakes(w, "r", end) == {"r"}
+        assert await _wakes(w, "new", s.create_run(new_run("new"))) == {"new"}
+        await finish(s, "new", 50.0)
+        assert await w.changed({"new"}, timeout=0) == {"new"}
+        assert await _wakes(w, "new", s.gc(finished_before=100.0)) == {"new"}
+
+
+async def check_watch_reports_writes_since_the_last_call(h: Harness) -> None:
+    """Writes between two calls are reported by the next (for the first call: since
+    the watch opened); writes to runs not asked about are not; a failed write is none."""
+    s = h.store
+    for run_id in ("a", "b", "c"):
+        await s.create_run(new_run(run_id))
+    async with s.watch() as w:
+        await s.append_events("a", [ev()], expected_seq=0)
+        await s.append_events("b", [ev()], expected_seq=0)
+        assert await w.changed({"a", "c"}, timeout=0) == {"a"}
+        assert await w.changed({"a", "b", "c"}, timeout=0) == set(), "each call starts anew"
+        with pytest.raises(LeaseLost):
+            await s.append_events("c", [ev()], expected_seq=7)
+        assert await w.changed({"c"}, timeout=0.1) == set(), "nothing was written"
+        waiter = asyncio.create_task(w.changed({"a", "b"}, timeout=5.0))
+        await asyncio.sleep(0.02)
+        await s.append_events("c", [ev()], expected_seq=0)  # not asked about
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        await s.append_events("b", [ev()], expected_seq=1)
+        assert await waiter == {"b"}
+    # Two watches hear the same write.
+    async with s.watch() as w1, s.watch() as w2:
+        await s.append_events("a", [ev()], expected_seq=1)
+        assert await w1.changed({"a"}, timeout=0) == {"a"}
+        assert await w2.changed({"a"}, timeout=0) == {"a"}
+
+
+async def check_watch_hears_another_stores_writes(h: Harness) -> None:
+    """A write through another store on the same database (another worker) wakes a
+    watch; it may report the other runs it waits on too, never fewer."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    peer = await h.open_peer()
+    try:
+        async with s.watch() as w:
+            assert await w.changed({"r"}, timeout=0.05) == set()
+            woke = await _wakes(w, "r", peer.append_events("r", [ev()], expected_seq=0))
+            assert woke == {"r"}
+            assert "r" in await _wakes(w, "r", peer.request_cancel("r"))
+    finally:
+        await peer.close()
+
+
 # --- tool-call counts (quotas) ------------------------------------------------------
 
 
@@ -1243,6 +1327,9 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_cancel_races_the_end,
     check_cancel_requests,
     check_gc,
+    check_watch_wakes_on_every_write_to_a_run,
+    check_watch_reports_writes_since_the_last_call,
+    check_watch_hears_another_stores_writes,
     check_count_tool_calls,
     check_count_tool_calls_atomic_with_append,
     check_count_tool_calls_not_create_run,
