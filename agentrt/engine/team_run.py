@@ -56,6 +56,7 @@ __all__ = [
     "TeamOutcome",
     "TeamReplay",
     "TeamWaiting",
+    "TeamWalk",
     "ToolNodeRunner",
     "choose_prompt",
     "pick_member",
@@ -193,21 +194,101 @@ async def run_team(
     Raises:
         TeamFailed: a node failed after its retries, or a loop reached its bound
             with its condition still holding; the reason names the node's path.
+        TeamWaiting: a node's child run waits for a person (the others went on).
         NondeterminismError: on replay, the walk needs or decides something
             other than what the log holds.
     """
-    progress = Progress(graph)
-    for event in events if replay is None else ():
-        progress.apply(event)
-    for data in progress.finished.values():
-        if "exhausted" in data:  # recorded before a crash: the run ends the same way
-            raise TeamFailed(_exhausted(graph, int(data["exhausted"])))
-    limit = asyncio.Semaphore(graph.concurrency)
-    running: dict[asyncio.Task[dict[str, Any]], Instance] = {}
-    waiting: dict[Instance, _NodeWaits] = {}  # node instances whose child waits for a person
+    walk = TeamWalk(
+        graph, run_id=run_id, namespace=namespace, input=input, journal=journal,
+        run_child=run_child, choose=choose, run_tool=run_tool, replay=replay,
+    )  # fmt: skip
+    return await walk.run(() if replay is not None else events)
 
-    async def record(inst: Instance, data: dict[str, Any]) -> None:
-        node = graph.node(inst[0])
+
+class TeamWalk:
+    """One execution of a team's graph, its state explicit.
+
+    ``progress`` is what the log says of every node instance (rebuilt from it
+    on a resume); ``running`` the instances whose attempts are in flight;
+    ``waiting`` those whose child run waits for a person. Node instances start
+    as soon as what they wait for has ended, at most ``graph.concurrency`` at a
+    time.
+    """
+
+    def __init__(
+        self,
+        graph: TeamGraph,
+        *,
+        run_id: str,
+        namespace: str,
+        input: str,
+        journal: Journal,
+        run_child: ChildRunner,
+        choose: MemberChooser | None = None,
+        run_tool: ToolNodeRunner | None = None,
+        replay: TeamReplay | None = None,
+    ) -> None:
+        self.graph = graph
+        self.run_id = run_id
+        self.namespace = namespace
+        self.input = input
+        self.journal = journal
+        self.run_child = run_child
+        self.choose = choose
+        self.run_tool = run_tool
+        self.replay = replay
+        self.progress = Progress(graph)
+        self.running: dict[asyncio.Task[dict[str, Any]], Instance] = {}
+        self.waiting: dict[Instance, _NodeWaits] = {}
+        self._limit = asyncio.Semaphore(graph.concurrency)
+
+    async def run(self, events: Sequence[Event]) -> TeamOutcome:
+        """Walk the graph to its end, after what ``events`` record of it."""
+        for event in events:
+            self.progress.apply(event)
+        for data in self.progress.finished.values():
+            if "exhausted" in data:  # recorded before a crash: the run ends the same way
+                raise TeamFailed(_exhausted(self.graph, int(data["exhausted"])))
+        try:
+            await self._advance()
+        finally:
+            for task in self.running:
+                task.cancel()
+            await asyncio.gather(*self.running, return_exceptions=True)
+        if self.waiting:
+            raise self._waits()
+        state = self.progress.final_state()
+        return TeamOutcome(render(state.get(self.graph.output)), state)
+
+    async def _advance(self) -> None:
+        """Start what is ready and record what ends, until nothing more can start."""
+        graph = self.graph
+        while True:
+            for node in graph.nodes:
+                if self._startable(node):
+                    await self._start(node)
+            if not self.running:
+                if any(self._startable(n) for n in graph.nodes):
+                    continue  # a node ended without a task (skipped, routed): look again
+                return
+            finished, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(finished, key=lambda t: self.running[t]):
+                inst = self.running.pop(task)
+                try:
+                    data = task.result()
+                except _NodeWaits as waits:
+                    self.waiting[inst] = waits  # the others go on; the team waits at the end
+                    continue
+                await self._record(inst, data)
+                if data["status"] == "failed":
+                    raise self._failed(inst, data)
+
+    def _startable(self, node: TeamNode) -> bool:
+        return _ready(self.progress, node) and not any(i[0] == node.name for i in self.waiting)
+
+    async def _record(self, inst: Instance, data: dict[str, Any]) -> None:
+        """Record a node instance's end, with the loops it fires (decided now)."""
+        graph, progress = self.graph, self.progress
         data = {"node": inst[0], "round": inst[1], "item": inst[2], **data}
         if progress.items_of(inst[0], inst[1]) is None and "items" not in data:
             data["items"] = 1
@@ -216,50 +297,51 @@ async def run_team(
             write = progress.write_of(inst, data)
             writes = [w for _, w in progress.writes] + ([write] if write else [])
             state = fold_state(graph.state, writes)
-            fire, exhausted = _loops_after(graph, progress, node.name, state)
+            fire, exhausted = _loops_after(graph, progress, inst[0], state)
             data["loops"] = fire
             if exhausted is not None:
                 data["exhausted"] = exhausted
-        if replay is not None:
-            data = _as_recorded(replay, inst, data)
+        if self.replay is not None:
+            data = _as_recorded(self.replay, inst, data)
         else:
             used = data.get("usage")  # the child's (or route model's) use counts for the team
             update = RunUpdate(usage=Usage(*used)) if used else None
-            await journal.append(ev.NODE_FINISHED, data, update=update, durable=True)
+            await self.journal.append(ev.NODE_FINISHED, data, update=update, durable=True)
         progress.apply(Event(0, ev.NODE_FINISHED, data, 0.0))
         if "exhausted" in data:
             raise TeamFailed(_exhausted(graph, int(data["exhausted"])))
 
-    async def start(node: TeamNode) -> None:
+    async def _start(self, node: TeamNode) -> None:
+        """Start a ready node: skip it, route it, or start an attempt per map item."""
+        progress = self.progress
         round_ = progress.rounds[node.name]
         state = progress.view(node.name)
         if node.when is not None and not holds(node.when, state):
-            await record((node.name, round_, 0), {"status": "skipped", "items": 1})
+            await self._record((node.name, round_, 0), {"status": "skipped", "items": 1})
             return
         if node.route is not None:
             inst = (node.name, round_, 0)
-            routed = await route(node, inst, fill(node.input, input, state, None))
-            await record(inst, routed)
+            routed = await self._route(node, inst, fill(node.input, self.input, state, None))
+            await self._record(inst, routed)
             if routed["status"] == "failed":
                 raise TeamFailed(str(routed.get("reason")))
             return
         items: list[Any] = [None]
         if node.map is not None:
-            items = map_items(node, input, state)
+            items = map_items(node, self.input, state)
             if not items:
-                await record(
-                    (node.name, round_, 0), {"status": "succeeded", "output": None, "items": 0}
-                )
+                ended = {"status": "succeeded", "output": None, "items": 0}
+                await self._record((node.name, round_, 0), ended)
                 return
         for index, item in enumerate(items):
             inst = (node.name, round_, index)
-            if inst in progress.finished or inst in running.values() or inst in waiting:
+            if inst in progress.finished or inst in self.running.values() or inst in self.waiting:
                 continue
-            text = fill(node.input, input, state, item)
-            task = asyncio.create_task(_perform(node, inst, text, len(items)))
-            running[task] = inst
+            text = fill(node.input, self.input, state, item)
+            task = asyncio.create_task(self._perform(node, inst, text, len(items)))
+            self.running[task] = inst
 
-    async def route(node: TeamNode, inst: Instance, text: str) -> dict[str, Any]:
+    async def _route(self, node: TeamNode, inst: Instance, text: str) -> dict[str, Any]:
         """A route node's end: the member its rules, or its model, chose."""
         assert node.route is not None
         member = _by_rules(node, text)
@@ -267,13 +349,13 @@ async def run_team(
             return {"status": "succeeded", "output": member}
         model = node.route.model
         assert model is not None
-        if replay is not None:  # the model's choice is in the log
-            return {k: v for k, v in _recorded(replay, inst).items() if k in _ROUTE_FIELDS}
-        if choose is None:
+        if self.replay is not None:  # the model's choice is in the log
+            return {k: v for k, v in _recorded(self.replay, inst).items() if k in _ROUTE_FIELDS}
+        if self.choose is None:
             raise TeamFailed(f"node {node.name!r}: no model client to route with")
         # A failure is recorded as the node's end, so that a replay fails the same way.
         try:
-            reply, step = await choose(node, text, StepKey.node_instance(run_id, *inst))
+            reply, step = await self.choose(node, text, StepKey.node_instance(self.run_id, *inst))
         except TeamFailed as failed:
             return {"status": "failed", "reason": failed.reason}
         member = pick_member(reply, node.route.members) or node.route.default
@@ -287,37 +369,20 @@ async def run_team(
             }
         return {"status": "succeeded", "output": member, "reply": reply, **step}
 
-    async def _perform(node: TeamNode, inst: Instance, text: str, items: int) -> dict[str, Any]:
-        kind, target = node.member
-        if replay is not None:
-            recorded = _recorded(replay, inst)
+    async def _perform(
+        self, node: TeamNode, inst: Instance, text: str, items: int
+    ) -> dict[str, Any]:
+        """A node instance's attempts, retried as its policy says, to its end."""
+        if self.replay is not None:
+            recorded = _recorded(self.replay, inst)
             if recorded.get("child_run"):
-                await replay.check_child(str(recorded["child_run"]), recorded)
+                await self.replay.check_child(str(recorded["child_run"]), recorded)
             return {k: recorded[k] for k in _CHILD_FIELDS if k in recorded}
-        attempt = max(progress.attempts.get(inst, 1), 1)
-        outcome: ChildOutcome | None = None
+        attempt = max(self.progress.attempts.get(inst, 1), 1)
         used = Usage()
-        called: dict[str, Any] = {}
-        key = StepKey.node_instance(run_id, *inst)  # the same on every attempt
+        key = StepKey.node_instance(self.run_id, *inst)  # the same on every attempt
         while True:
-            if progress.attempts.get(inst, 0) < attempt:
-                where = {"node": inst[0], "round": inst[1], "item": inst[2]}
-                started = {**where, "attempt": attempt, "key": str(key), "kind": kind,
-                           "target": target}  # fmt: skip
-                if kind == "Tool":  # claimed before the start is durable: never reused
-                    started["step"] = journal.new_step()
-                await journal.append(ev.NODE_STARTED, started, durable=True)
-                progress.apply(Event(0, ev.NODE_STARTED, started, 0.0))
-            async with limit:
-                if kind == "Tool":
-                    if run_tool is None:
-                        raise TeamFailed(f"node {node.name!r}: no tool runner")
-                    called = await run_tool(node, text, key, progress.steps.get((inst, attempt)))
-                    outcome = ChildOutcome("", called["child_status"], called.get("output"),
-                                           called.get("reason"), Usage())  # fmt: skip
-                else:
-                    asked = _child_request(node, text, namespace, key, progress, (inst, attempt))
-                    outcome = await run_child(asked)
+            outcome, called = await self._attempt(node, inst, text, key, attempt)
             used = used + outcome.usage
             if outcome.status in ("waiting", "waiting_approval"):
                 raise _NodeWaits(outcome.run_id, outcome.reason)
@@ -341,55 +406,58 @@ async def run_team(
             data["step"] = called["step"]  # the last attempt's tool step
         return data
 
-    def startable(node: TeamNode) -> bool:
-        return _ready(progress, node) and not any(i[0] == node.name for i in waiting)
+    async def _attempt(
+        self, node: TeamNode, inst: Instance, text: str, key: StepKey, attempt: int
+    ) -> tuple[ChildOutcome, dict[str, Any]]:
+        """One attempt at a node instance, its start recorded first (unless a resume
+        finds it recorded): a child run, or a call of the node's Tool."""
+        kind, target = node.member
+        if self.progress.attempts.get(inst, 0) < attempt:
+            where = {"node": inst[0], "round": inst[1], "item": inst[2]}
+            started = {**where, "attempt": attempt, "key": str(key), "kind": kind,
+                       "target": target}  # fmt: skip
+            if kind == "Tool":  # claimed before the start is durable: never reused
+                started["step"] = self.journal.new_step()
+            await self.journal.append(ev.NODE_STARTED, started, durable=True)
+            self.progress.apply(Event(0, ev.NODE_STARTED, started, 0.0))
+        async with self._limit:
+            if kind == "Tool":
+                if self.run_tool is None:
+                    raise TeamFailed(f"node {node.name!r}: no tool runner")
+                step = self.progress.steps.get((inst, attempt))
+                called = await self.run_tool(node, text, key, step)
+                outcome = ChildOutcome("", called["child_status"], called.get("output"),
+                                       called.get("reason"), Usage())  # fmt: skip
+                return outcome, called
+            asked = _child_request(node, text, self.namespace, key, self.progress, (inst, attempt))
+            return await self.run_child(asked), {}
 
-    try:
-        while True:
-            for node in graph.nodes:
-                if startable(node):
-                    await start(node)
-            if not running:
-                if any(startable(n) for n in graph.nodes):
-                    continue  # a node ended without a task (skipped, routed): look again
-                break
-            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for task in sorted(finished, key=lambda t: running[t]):
-                inst = running.pop(task)
-                try:
-                    data = task.result()
-                except _NodeWaits as waits:
-                    waiting[inst] = waits  # the others go on; the team waits at the end
-                    continue
-                await record(inst, data)
-                if data["status"] == "failed":
-                    node = graph.node(inst[0])
-                    kind, target = node.member
-                    raise TeamFailed(
-                        f"node {inst[0]!r} ({kind} {target}, round {inst[1]}"
-                        + (f", item {inst[2]}" if node.map else "")
-                        + f") ended {data['child_status']} after "
-                        f"{count(data['attempts'], 'attempt')}: "
-                        f"{data.get('reason') or 'no reason given'}; path: {graph.name} → "
-                        f"{' → '.join(_path(graph, inst[0]))}"
-                        + (f" (child run {data['child_run']})" if data.get("child_run") else "")
-                    )
-    finally:
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
-    if waiting:
-        raise TeamWaiting(
+    def _failed(self, inst: Instance, data: dict[str, Any]) -> TeamFailed:
+        """Why the team fails with node instance ``inst``, and where in the graph it is."""
+        graph = self.graph
+        node = graph.node(inst[0])
+        kind, target = node.member
+        return TeamFailed(
+            f"node {inst[0]!r} ({kind} {target}, round {inst[1]}"
+            + (f", item {inst[2]}" if node.map else "")
+            + f") ended {data['child_status']} after "
+            f"{count(data['attempts'], 'attempt')}: "
+            f"{data.get('reason') or 'no reason given'}; path: {graph.name} → "
+            f"{' → '.join(_path(graph, inst[0]))}"
+            + (f" (child run {data['child_run']})" if data.get("child_run") else "")
+        )
+
+    def _waits(self) -> TeamWaiting:
+        """The team waits: which node instances' child runs wait for a person."""
+        return TeamWaiting(
             "; ".join(
                 f"node {inst[0]!r} (round {inst[1]}) waits for a person in child run "
                 f"{w.child}: {w.reason}"
-                for inst, w in sorted(waiting.items())
+                for inst, w in sorted(self.waiting.items())
             )
             + "; the team run goes on when they end",
-            sorted({w.child for w in waiting.values()}),
+            sorted({w.child for w in self.waiting.values()}),
         )
-    state = progress.final_state()
-    return TeamOutcome(render(state.get(graph.output)), state)
 
 
 def _child_request(
