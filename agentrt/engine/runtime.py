@@ -22,7 +22,7 @@ from agentrt._owner import new_owner_id
 from agentrt.engine.archive import Archive
 from agentrt.engine.catalog import Catalog
 from agentrt.engine.decisions import Decisions
-from agentrt.engine.execute import Executor
+from agentrt.engine.executor import Executor
 from agentrt.engine.hooks import HookPhase, HookSet
 from agentrt.engine.journal import EventObserver
 from agentrt.engine.plans import RunSpec

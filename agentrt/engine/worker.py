@@ -23,7 +23,7 @@ from agentrt._owner import owner_is_dead
 from agentrt.engine import events as ev
 from agentrt.engine.catalog import Catalog
 from agentrt.engine.children import ChildRuns
-from agentrt.engine.execute import Executor
+from agentrt.engine.executor import Executor
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import EventObserver
 from agentrt.engine.plans import RunCreated
