@@ -5,9 +5,9 @@ Code outside the engine imports only these names (and the event names in
 move (``tests/test_layers.py`` holds every caller to that).
 """
 
+from agentrt.engine.agent_loop import RunContext, StepInfo
 from agentrt.engine.hooks import HOOK_PHASES, HookPhase, HookSet
 from agentrt.engine.journal import EventObserver, LogAwareObserver
-from agentrt.engine.loop import RunContext, StepInfo
 from agentrt.engine.result import RunResult
 from agentrt.engine.runtime import Runtime
 

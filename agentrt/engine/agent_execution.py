@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agentrt.engine.agent_loop import RunContext, run_loop
 from agentrt.engine.ending import Ending
+from agentrt.engine.history_policy import Turn
 from agentrt.engine.journal import Journal
-from agentrt.engine.loop import RunContext, run_loop
-from agentrt.engine.memory import Turn
 from agentrt.engine.result import RunResult
 from agentrt.engine.summaries import session_memory
 from agentrt.state.base import Event, RunRecord

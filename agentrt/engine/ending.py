@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentrt.engine.journal import ApprovalPending, LogEnds, StepUnknown
-from agentrt.engine.team_run import TeamFailed, TeamWaiting
+from agentrt.engine.team_walk import TeamFailed, TeamWaiting
 from agentrt.errors import (
     BudgetExhausted,
     CancelRequested,

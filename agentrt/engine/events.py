@@ -39,7 +39,7 @@ RUN_WAITING = "run.waiting"  # {reason}: the run needs a person (e.g. a step is 
 MEMORY_SUMMARY = "memory.summary"  # {through: run id, turns, kept, text, model, usage}
 MEMORY_FAILED = "memory.failed"  # {model, error}: the summary model failed; so did the run
 # A value of the run's context (ctx.now(), ctx.new_id()), asked for at a step: replay
-# returns it again (engine/values.py).
+# returns it again (engine/context_values.py).
 CONTEXT_VALUE = "context.value"  # {kind: now|id, value, step, n, check}
 RUN_FINISHED = "run.finished"  # {status, output, reason, [error]}
 # offered: {Tool: [its tools]} (discovered at run time); renamed: {model name: [Tool, tool]};

@@ -21,13 +21,13 @@ import aiohttp
 from agentrt import _json
 from agentrt.engine import events as ev
 from agentrt.engine.agent_execution import AgentExecution
+from agentrt.engine.agent_loop import RunContext
 from agentrt.engine.children import ChildRunService
+from agentrt.engine.conversation import history_digest
 from agentrt.engine.ending import CANCELLED, Ending, live_ending, replayed_status
-from agentrt.engine.history import history_digest
+from agentrt.engine.history_policy import flatten
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import EventObserver, Journal
-from agentrt.engine.loop import RunContext
-from agentrt.engine.memory import flatten
 from agentrt.engine.plans import RunCreated, RunSpec, TeamRunSpec
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
@@ -35,8 +35,8 @@ from agentrt.engine.sessions import SessionTurns
 from agentrt.engine.shared import SharedByName
 from agentrt.engine.summaries import legacy_summary_event
 from agentrt.engine.team_execution import TeamExecution
-from agentrt.engine.team_run import TeamReplay
 from agentrt.engine.team_steps import TeamContext, TeamSteps
+from agentrt.engine.team_walk import TeamReplay
 from agentrt.errors import (
     AgentrtError,
     CancelRequested,

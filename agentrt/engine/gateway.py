@@ -30,11 +30,11 @@ from typing import Any, Protocol
 
 from agentrt import _json
 from agentrt.engine import events as ev
+from agentrt.engine.context_values import fresh_id
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import Journal
 from agentrt.engine.offer import Route
 from agentrt.engine.scratch import ScratchSpace
-from agentrt.engine.values import fresh_id
 from agentrt.errors import BudgetExhausted, ModelError, RunError, StepTimeout, ToolError
 from agentrt.models.base import (
     RETRY_AFTER_CAP_S,
@@ -67,7 +67,8 @@ __all__ = [
 
 class ContextValues:
     """``now()`` and ``new_id()`` of a run's context: recorded by the journal at the step the
-    context is at, so resume and replay return the same values (see :mod:`agentrt.engine.values`).
+    context is at, so resume and replay return the same values
+    (see :mod:`agentrt.engine.context_values`).
     """
 
     journal: Journal

@@ -14,7 +14,7 @@ is claimed once, a decision is consumed once, and a crash during the attempt
 leaves the step ``unknown`` again instead of running it a third time.
 
 The journal is also the run context's source of time and new ids
-(:meth:`Journal.value`, see :mod:`agentrt.engine.values`): recorded once,
+(:meth:`Journal.value`, see :mod:`agentrt.engine.context_values`): recorded once,
 returned from the log on resume and replay.
 """
 
@@ -27,8 +27,8 @@ from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from agentrt.engine import events as ev
+from agentrt.engine.context_values import ContextValues, ValueKind
 from agentrt.engine.step_records import StepRecord, add_event, index_steps, undecided_steps
-from agentrt.engine.values import ContextValues, ValueKind
 from agentrt.errors import CancelRequested, NondeterminismError, error_from_dict
 from agentrt.models.base import ModelResponse, ToolCall
 from agentrt.state.base import Event, EventDraft, RunUpdate, Store, Usage

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from agentrt.engine.history import conversation_of
-from agentrt.engine.memory import Turn
+from agentrt.engine.conversation import conversation_of
+from agentrt.engine.history_policy import Turn
 from agentrt.engine.summaries import summary_of
 from agentrt.state.base import Store
 

@@ -1,6 +1,6 @@
 """Session summaries as model steps: earlier turns folded by a model before the loop starts.
 
-When the session memory policy (see :mod:`agentrt.engine.memory`) needs a
+When the session memory policy (see :mod:`agentrt.engine.history_policy`) needs a
 summary, the run takes it as its first step: a model step of kind ``summary``
 through the gateway, so the run's hooks, budgets, retries and fallbacks wrap
 it as they wrap the loop's own steps, and it counts against
@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agentrt.engine import events as ev
+from agentrt.engine.agent_loop import RunContext
 from agentrt.engine.gateway import ModelChain, model_step
-from agentrt.engine.loop import RunContext
-from agentrt.engine.memory import (
+from agentrt.engine.history_policy import (
     HistoryPlan,
     Summary,
     Turn,

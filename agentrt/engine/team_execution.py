@@ -11,8 +11,8 @@ from agentrt.engine.ending import Ending
 from agentrt.engine.journal import Journal
 from agentrt.engine.plans import TeamRunSpec
 from agentrt.engine.result import RunResult
-from agentrt.engine.team_run import TeamReplay, TeamWalk
 from agentrt.engine.team_steps import TeamSteps
+from agentrt.engine.team_walk import TeamReplay, TeamWalk
 from agentrt.errors import NondeterminismError
 from agentrt.spec.team import team_graph
 from agentrt.state.base import Event, RunRecord, Store, Usage

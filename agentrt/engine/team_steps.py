@@ -33,7 +33,7 @@ from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import Journal, StepUnknown
 from agentrt.engine.offer import Route
 from agentrt.engine.scratch import ScratchSpace
-from agentrt.engine.team_run import TeamFailed, choose_prompt
+from agentrt.engine.team_walk import TeamFailed, choose_prompt
 from agentrt.errors import ModelError, StepTimeout
 from agentrt.models.base import ModelClient, ModelRequest, ToolCall
 from agentrt.spec.resources import Budgets, ModelSpec, RetryPolicy, TeamNode, ToolSpec
@@ -85,7 +85,7 @@ class TeamContext(ContextValues):
 
 
 class TeamSteps:
-    """The route and tool node callers :func:`~agentrt.engine.team_run.run_team` is given."""
+    """The route and tool node callers :func:`~agentrt.engine.team_walk.run_team` is given."""
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ from typing import Any
 
 from agentrt import Runtime
 from agentrt.engine import events as ev
-from agentrt.engine.loop import retry_delay
+from agentrt.engine.agent_loop import retry_delay
 from agentrt.errors import ToolError
 from agentrt.models.base import RETRY_AFTER_CAP_S, ModelRequest
 from agentrt.models.testserver import ModelTestServer

@@ -9,7 +9,7 @@ import pytest
 
 from agentrt import Runtime
 from agentrt.engine import events as ev
-from agentrt.engine.memory import Summary, Turn, history_budget, plan_history, with_summary
+from agentrt.engine.history_policy import Summary, Turn, history_budget, plan_history, with_summary
 from agentrt.engine.summaries import summary_of
 from agentrt.errors import UsageError
 from agentrt.models.testserver import ModelTestServer

@@ -3,7 +3,7 @@
 The loop is deterministic given the recorded results of its steps: that is what
 lets the journal resume and replay it. It reads no clock and no randomness of
 its own: the context's ``now()`` and ``new_id()`` are recorded in the log and
-replayed (see :mod:`agentrt.engine.values`). Every model and tool call goes
+replayed (see :mod:`agentrt.engine.context_values`). Every model and tool call goes
 through the gateway (:mod:`agentrt.engine.gateway`) and so through the journal.
 """
 
@@ -18,6 +18,7 @@ from typing import Any, Literal
 from agentrt import _json
 from agentrt._text import count
 from agentrt.engine import events as ev
+from agentrt.engine.conversation import continuation
 from agentrt.engine.gateway import (
     ContextValues,
     ModelChain,
@@ -30,7 +31,6 @@ from agentrt.engine.gateway import (
     retry_delay,
     tool_step,
 )
-from agentrt.engine.history import continuation
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import ApprovalPending, Journal
 from agentrt.engine.offer import Offer, Route, offer_tools
