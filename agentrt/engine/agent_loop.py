@@ -182,28 +182,10 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
         if not response.tool_calls:
             return LoopOutcome(text, ctx.step)
         check_budgets(ctx.budgets, ctx.usage)
-        # act
         calls = response.tool_calls
-        check_tool_calls(ctx.budgets, ctx.usage, len(calls))
-        starting = _check_children(ctx, calls)
-        left = _left(ctx, starting)
-        numbered = [(ctx.next_step(), call) for call in calls]
-        await _require_approvals(ctx, numbered)
-        refused = await quota_refusals(ctx, [(s, _toolset(ctx, c)) for s, c in numbered])
-        if policy.parallel_tool_calls and len(numbered) > 1:
-            results = await _all_tool_steps(ctx, numbered, left, tools, refused)
-        else:
-            results = [
-                await _tool_step(ctx, s, c, left, tools, refused.get(s)) for s, c in numbered
-            ]
-        ctx.usage = ctx.usage + Usage(tool_calls=len(calls))
-        for result in results:
-            ctx.usage = ctx.usage + child_usage(result)  # agent tools spend the run's budget
-            ctx.children += child_runs(result)
-        # observe
-        for (step, call), result in zip(numbered, results, strict=True):
+        results = await _act(ctx, calls, tools)
+        for call, result in zip(calls, results, strict=True):
             messages.append({"role": "tool", "tool_call_id": call.id, "content": result.output})
-            await ctx.hooks.run("on_step", ctx, StepInfo(step, "act", call=call, result=result))
         # evaluate
         for call, result in zip(calls, results, strict=True):
             route = ctx.routes.get(call.name)
@@ -211,6 +193,28 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
             if not named.isdisjoint(policy.stop.on_tools) and not result.is_error:
                 return LoopOutcome(result.output, ctx.step)
     raise BudgetExhausted(f"loop.max_steps={policy.max_steps} reached without a final answer")
+
+
+async def _act(ctx: RunContext, calls: list[ToolCall], tools: ToolPolicy) -> list[ToolResult]:
+    """Perform a model step's tool calls, each a tool step; then hooks observe them."""
+    policy = ctx.spec.agent_spec.loop
+    check_tool_calls(ctx.budgets, ctx.usage, len(calls))
+    starting = _check_children(ctx, calls)
+    left = _left(ctx, starting)
+    numbered = [(ctx.next_step(), call) for call in calls]
+    await _require_approvals(ctx, numbered)
+    refused = await quota_refusals(ctx, [(s, _toolset(ctx, c)) for s, c in numbered])
+    if policy.parallel_tool_calls and len(numbered) > 1:
+        results = await _all_tool_steps(ctx, numbered, left, tools, refused)
+    else:
+        results = [await _tool_step(ctx, s, c, left, tools, refused.get(s)) for s, c in numbered]
+    ctx.usage = ctx.usage + Usage(tool_calls=len(calls))
+    for result in results:
+        ctx.usage = ctx.usage + child_usage(result)  # agent tools spend the run's budget
+        ctx.children += child_runs(result)
+    for (step, call), result in zip(numbered, results, strict=True):
+        await ctx.hooks.run("on_step", ctx, StepInfo(step, "act", call=call, result=result))
+    return results
 
 
 def _truncated(step: int, response: ModelResponse, limit: int | None) -> str:
