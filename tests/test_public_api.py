@@ -85,6 +85,7 @@ PUBLIC = {
         "Opening",
         "RUN_STATUSES",
         "ResourceRecord",
+        "RunBlob",
         "RunRecord",
         "RunStatus",
         "RunUpdate",

@@ -143,7 +143,7 @@ class Archive:
             copied,
         )
         if self._scratch is not None:
-            await asyncio.to_thread(self._scratch.restore, run_id, from_step, run.id)
+            await self._scratch.restore(run_id, from_step, run.id)
         if start:
             await self._worker.take_up(run)
         return run

@@ -357,6 +357,8 @@ async def _execute_tool(
     if performing is not None:
         performing()
     started = time.perf_counter()
+    if host.scratch is not None and tctx.scratch is not None:
+        await host.scratch.prepare(host.run_id)  # the run's files, wherever it ran before
     try:
         if route is None:
             available = ", ".join(sorted(known)) or "none"
@@ -385,7 +387,7 @@ async def _execute_tool(
         result = ToolResult(exc.message, is_error=True)
     if host.scratch is not None and tctx.scratch is not None:
         # The files as they are after this step: what a fork from here starts with.
-        await asyncio.to_thread(host.scratch.snapshot, host.run_id, tctx.step)
+        await host.scratch.snapshot(host.run_id, tctx.step, owner=host.journal.owner)
     if host.hooks.has("after_tool"):
         result = await host.hooks.run("after_tool", host.at(tctx.step), result)
     return result, time.perf_counter() - started

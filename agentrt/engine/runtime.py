@@ -155,7 +155,7 @@ class Runtime:
             observers=self._observers,
             settings=self._settings,
             http=http,
-            scratch=ScratchSpace(self._scratch_root or _default_scratch(store)),
+            scratch=ScratchSpace(self._scratch_root or _default_scratch(store), store),
         )
         self._parts = _Parts(store, catalog, worker, http)
         worker.start()

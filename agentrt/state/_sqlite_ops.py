@@ -528,6 +528,7 @@ class Ops:
         if pks:
             events = conn.executemany("DELETE FROM events WHERE run_pk = ?", pks).rowcount
             conn.executemany("DELETE FROM tool_calls WHERE run_pk = ?", pks)
+            conn.executemany("DELETE FROM run_blobs WHERE run_pk = ?", pks)
             conn.executemany("DELETE FROM runs WHERE pk = ?", pks)
         # Only sessions older than the cutoff: a fresh session may be about to get its
         # first run.
@@ -538,7 +539,8 @@ class Ops:
         ).rowcount
         blobs = conn.execute(
             "DELETE FROM blobs WHERE NOT EXISTS "
-            "(SELECT 1 FROM events WHERE events.blob = blobs.hash)"
+            "(SELECT 1 FROM events WHERE events.blob = blobs.hash) AND NOT EXISTS "
+            "(SELECT 1 FROM run_blobs WHERE run_blobs.hash = blobs.hash)"
         ).rowcount
         return GcResult(
             run_ids=tuple(run_id for _, run_id in found),

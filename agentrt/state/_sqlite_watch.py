@@ -27,7 +27,19 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["POLL_INTERVAL_S", "NotifyFile", "NotifyWatcher", "notify_folder"]
+from agentrt.state.records import GcResult, RunRecord
+
+__all__ = [
+    "POLL_INTERVAL_S",
+    "NotifyFile",
+    "NotifyWatcher",
+    "notify_folder",
+    "touched_claimed",
+    "touched_created",
+    "touched_leased",
+    "touched_one",
+    "touched_removed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -221,3 +233,24 @@ class NotifyWatcher:
     def _fire(self) -> None:
         if self._on_write is not None:
             self._on_write(None)
+
+
+# What each write to runs touched, from its result: the runs its store's watches hear of.
+def touched_one(run_id: str) -> Callable[[object], tuple[str]]:
+    return lambda _: (run_id,)
+
+
+def touched_created(result: tuple[RunRecord, bool]) -> tuple[str, ...]:
+    return (result[0].id,) if result[1] else ()
+
+
+def touched_leased(result: RunRecord | None) -> tuple[str, ...]:
+    return () if result is None else (result.id,)
+
+
+def touched_claimed(result: list[RunRecord]) -> list[str]:
+    return [run.id for run in result]
+
+
+def touched_removed(result: GcResult) -> tuple[str, ...]:
+    return result.run_ids

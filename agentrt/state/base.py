@@ -1,9 +1,9 @@
-"""The storage contract every backend implements, and the records it deals in.
+"""The storage contract every backend implements (its records: :mod:`.records`).
 
 The contract is small on purpose: resources, sessions, runs with leases, an
-append-only event log per run, and garbage collection. Large event payloads are
-stored once in a content-addressed blob table by the backend itself; callers
-only ever see whole events.
+append-only event log per run, content-addressed blobs that runs refer to, a
+watch on runs, and garbage collection. Large event payloads are stored once in
+the blob table by the backend itself; callers only ever see whole events.
 
 A store opens from a URL with :meth:`Store.from_url` (``await`` it, or
 ``async with`` it to close it on exit). Backends also take what the caller
@@ -17,14 +17,29 @@ Every backend must pass ``tests/state/conformance.py`` unchanged.
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from agentrt.state.records import (
+    ACTIVE_STATUSES,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    WAITING_STATUSES,
+    Event,
+    EventDraft,
+    GcResult,
+    NewRun,
+    ResourceRecord,
+    RunBlob,
+    RunRecord,
+    RunStatus,
+    RunUpdate,
+    SessionRecord,
+    Usage,
+)
 from agentrt.state.watch import RunWatch
 
 __all__ = [
@@ -38,6 +53,7 @@ __all__ = [
     "NewRun",
     "Opening",
     "ResourceRecord",
+    "RunBlob",
     "RunRecord",
     "RunStatus",
     "RunUpdate",
@@ -45,185 +61,6 @@ __all__ = [
     "Store",
     "Usage",
 ]
-
-RunStatus = Literal[
-    "queued",  # created, not yet started by any worker
-    "running",  # owned by a worker (or interrupted: the lease tells which)
-    "waiting",  # needs a person: a step's outcome is unknown
-    "waiting_approval",  # needs a person: a tool call waits for approval
-    "succeeded",
-    "failed",
-    "cancelled",
-    "timed_out",
-    "budget_exhausted",
-]
-TERMINAL_STATUSES: frozenset[str] = frozenset(
-    {"succeeded", "failed", "cancelled", "timed_out", "budget_exhausted"}
-)
-ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "running"})
-WAITING_STATUSES: frozenset[str] = frozenset({"waiting", "waiting_approval"})
-# Every status, in the order a run meets them (for help texts, choices and docs).
-RUN_STATUSES: tuple[str, ...] = typing.get_args(RunStatus)
-
-
-@dataclass(frozen=True, slots=True)
-class EventDraft:
-    """An event to append: the store assigns its sequence number.
-
-    ``step`` is the durable step the event belongs to (``None`` for run-level
-    events). ``ts`` is the time the engine observed, in Unix seconds.
-    """
-
-    type: str
-    data: dict[str, Any]
-    ts: float
-    step: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """An event as recorded: ``(run, seq)`` is its key; ``seq`` starts at 1."""
-
-    seq: int
-    type: str
-    data: dict[str, Any]
-    ts: float
-    step: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """What a run consumed so far."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    model_calls: int = 0
-    tool_calls: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        """Input plus output tokens."""
-        return self.input_tokens + self.output_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.cost_usd + other.cost_usd,
-            self.model_calls + other.model_calls,
-            self.tool_calls + other.tool_calls,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ResourceRecord:
-    """A stored resource. ``generation`` starts at 1 and grows when the spec changes."""
-
-    kind: str
-    namespace: str
-    name: str
-    generation: int
-    body: dict[str, Any]  # the whole resource document (apiVersion, kind, metadata, spec)
-    created_at: float
-    updated_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRecord:
-    """A conversation that spans runs.
-
-    A forked session starts from ``parent_session``'s history before turn
-    ``parent_turn``; its own runs follow.
-    """
-
-    id: str
-    namespace: str
-    created_at: float
-    parent_session: str | None = None
-    parent_turn: int | None = None
-    next_turn: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class NewRun:
-    """What :meth:`Store.create_run` needs to create a run."""
-
-    id: str
-    namespace: str
-    agent: str
-    created_at: float
-    session_id: str | None = None
-    idempotency_key: str | None = None
-    parent_run: str | None = None
-    fork_step: int | None = None
-    status: RunStatus = "queued"
-    lease_owner: str | None = None  # create the run already leased (and running)
-    lease_expires: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """A run as stored. ``turn`` is its 0-based position in its session."""
-
-    id: str
-    namespace: str
-    agent: str
-    status: RunStatus
-    created_at: float
-    updated_at: float
-    session_id: str | None = None
-    turn: int | None = None
-    reason: str | None = None
-    finished_at: float | None = None
-    idempotency_key: str | None = None
-    parent_run: str | None = None
-    fork_step: int | None = None
-    lease_owner: str | None = None
-    lease_expires: float | None = None
-    cancel_requested: bool = False
-    last_seq: int = 0
-    usage: Usage = field(default_factory=Usage)
-
-    @property
-    def finished(self) -> bool:
-        """True once the run reached a terminal status."""
-        return self.status in TERMINAL_STATUSES
-
-
-@dataclass(frozen=True, slots=True)
-class RunUpdate:
-    """A change to a run's row, applied in the same transaction as an append.
-
-    ``usage`` is added to the run's counters, not assigned. ``finished_at`` is
-    set by the store when ``status`` is terminal. With ``status`` given,
-    ``reason`` replaces the stored reason (``None`` clears it: a run that goes on
-    after waiting no longer shows why it waited); without, a ``reason`` given is
-    set and ``None`` keeps the stored one.
-    """
-
-    status: RunStatus | None = None
-    reason: str | None = None
-    usage: Usage | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class GcResult:
-    """What a garbage collection removed.
-
-    ``run_ids`` names every run removed, so a caller cleans up what it keeps
-    beside the store (scratch directories) without listing the runs left.
-    """
-
-    run_ids: tuple[str, ...]
-    events: int
-    blobs: int
-    sessions: int
-
-    @property
-    def runs(self) -> int:
-        """How many runs were removed."""
-        return len(self.run_ids)
 
 
 class _Closable(Protocol):
@@ -495,10 +332,38 @@ class Store(Protocol):
         """
         ...
 
+    # --- blobs ------------------------------------------------------------------
+    async def put_blob(
+        self, data: bytes, *, run_id: str, name: str, step: int, owner: str | None = None
+    ) -> RunBlob:
+        """Store ``data`` under its SHA-256 and make ``run_id`` refer to it as its
+        ``name`` as of ``step``, in one write.
+
+        Equal bytes are stored once, however many runs refer to them. A run
+        refers to one blob per name and step: a second put replaces the
+        reference. With ``owner``, the write is fenced like an append: it raises
+        ``LeaseLost`` unless ``owner`` holds the run's lease. Raises
+        ``NotFoundError`` for an unknown run. :meth:`gc` deletes a blob once no
+        run and no event refers to it.
+        """
+        ...
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        """The bytes stored under ``digest`` (a hex SHA-256), or ``None``."""
+        ...
+
+    async def find_blob(
+        self, run_id: str, name: str, *, at_step: int | None = None
+    ) -> RunBlob | None:
+        """What ``run_id`` refers to as ``name`` at its latest step up to ``at_step``
+        (``None``: its latest of all), or ``None``."""
+        ...
+
     # --- maintenance ------------------------------------------------------------
     async def gc(self, *, finished_before: float) -> GcResult:
-        """Delete runs that finished before the given time, their events, sessions
-        left with no runs, and blobs no event references; reclaim the space.
+        """Delete runs that finished before the given time, their events and blob
+        references, sessions left with no runs, and blobs no event nor run refers
+        to; reclaim the space.
 
         The result names the removed runs (``GcResult.run_ids``), found through
         an index on the finish time: gc never reads the runs it keeps.

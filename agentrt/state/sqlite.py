@@ -43,11 +43,19 @@ from types import TracebackType
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from agentrt.errors import StoreUnavailable, UsageError
+from agentrt.state._sqlite_blobs import BlobOps
 from agentrt.state._sqlite_memory import MemoryOps
 from agentrt.state._sqlite_ops import Ops
 from agentrt.state._sqlite_schema import MIGRATIONS
 from agentrt.state._sqlite_url import default_store_path, parse_url
-from agentrt.state._sqlite_watch import NotifyWatcher
+from agentrt.state._sqlite_watch import (
+    NotifyWatcher,
+    touched_claimed,
+    touched_created,
+    touched_leased,
+    touched_one,
+    touched_removed,
+)
 from agentrt.state._sqlite_writer import RAW, READ, STOP, WRITE, Writer
 from agentrt.state.base import (
     Event,
@@ -56,6 +64,7 @@ from agentrt.state.base import (
     NewRun,
     Opening,
     ResourceRecord,
+    RunBlob,
     RunRecord,
     RunUpdate,
     SessionRecord,
@@ -128,6 +137,7 @@ class SqliteStore:
         self._put = self._writer.queue.put
         self._db: Ops | None = None
         self._memory_db: MemoryOps | None = None
+        self._blob_db: BlobOps | None = None
         self._local_dir: Path | None = None
         self._closed = True
         self._closing: asyncio.Future[None] | None = None
@@ -228,6 +238,7 @@ class SqliteStore:
             self._local_dir = self._writer.local_dir
             self._db = Ops(conn, self.inline_limit)
             self._memory_db = MemoryOps(conn)
+            self._blob_db = BlobOps(conn)
         except BaseException:
             await self.close()
             raise
@@ -282,6 +293,13 @@ class SqliteStore:
     @property
     def _ops(self) -> Ops:
         db = self._db
+        if db is None:
+            raise UsageError("the store is not open")
+        return db
+
+    @property
+    def _blobs(self) -> BlobOps:
+        db = self._blob_db
         if db is None:
             raise UsageError("the store is not open")
         return db
@@ -391,7 +409,7 @@ class SqliteStore:
         of the same namespace, nothing is written and ``(existing, False)`` is
         returned. A run id that exists already raises ``ConflictError``.
         """
-        return await self._write(_created, self._ops.create_run, run, events)
+        return await self._write(touched_created, self._ops.create_run, run, events)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run, or ``None``."""
@@ -442,7 +460,13 @@ class SqliteStore:
             NotFoundError: The run does not exist.
         """
         return await self._write(
-            _only(run_id), self._ops.append_events, run_id, events, expected_seq, owner, update
+            touched_one(run_id),
+            self._ops.append_events,
+            run_id,
+            events,
+            expected_seq,
+            owner,
+            update,
         )
 
     async def read_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
@@ -493,7 +517,7 @@ class SqliteStore:
         or unknown.
         """
         return await self._write(
-            _leased, self._ops.acquire_lease, run_id, owner, ttl_s, now, replacing
+            touched_leased, self._ops.acquire_lease, run_id, owner, ttl_s, now, replacing
         )
 
     async def renew_lease(self, run_id: str, owner: str, ttl_s: float, *, now: float) -> bool:
@@ -502,7 +526,7 @@ class SqliteStore:
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         """Give the lease up (no-op unless ``owner`` holds it)."""
-        await self._write(_only(run_id), self._ops.release_lease, run_id, owner)
+        await self._write(touched_one(run_id), self._ops.release_lease, run_id, owner)
 
     async def claim_runs(
         self, owner: str, ttl_s: float, *, now: float, limit: int = 10
@@ -513,7 +537,7 @@ class SqliteStore:
         Two concurrent callers never claim the same run: claims are serialised
         by SQLite's single writer.
         """
-        return await self._write(_claimed, self._ops.claim_runs, owner, ttl_s, now, limit)
+        return await self._write(touched_claimed, self._ops.claim_runs, owner, ttl_s, now, limit)
 
     async def request_cancel(self, run_id: str) -> RunRecord:
         """Mark the run for cancellation; the owning worker ends it. Returns the run.
@@ -523,13 +547,36 @@ class SqliteStore:
         Raises:
             NotFoundError: The run does not exist.
         """
-        return await self._write(_only(run_id), self._ops.request_cancel, run_id)
+        return await self._write(touched_one(run_id), self._ops.request_cancel, run_id)
 
     async def cancel_requests(self, run_ids: Sequence[str]) -> set[str]:
         """Which of ``run_ids`` are unfinished and have their cancellation requested."""
         if not run_ids:
             return set()
         return await self._submit(READ, self._ops.cancel_requests, list(run_ids))
+
+    # --- blobs ------------------------------------------------------------------
+    async def put_blob(
+        self, data: bytes, *, run_id: str, name: str, step: int, owner: str | None = None
+    ) -> RunBlob:
+        """Store ``data`` once under its SHA-256 (the ``blobs`` table event payloads
+        use too) and make ``run_id`` refer to it as ``name`` as of ``step``.
+
+        Raises:
+            LeaseLost: ``owner`` is given and does not hold the run's lease.
+            NotFoundError: The run does not exist.
+        """
+        return await self._submit(WRITE, self._blobs.put_blob, data, run_id, name, step, owner)
+
+    async def get_blob(self, digest: str) -> bytes | None:
+        """The bytes stored under ``digest`` (a hex SHA-256), or ``None``."""
+        return await self._submit(READ, self._blobs.get_blob, digest)
+
+    async def find_blob(
+        self, run_id: str, name: str, *, at_step: int | None = None
+    ) -> RunBlob | None:
+        """What ``run_id`` refers to as ``name`` at its latest step up to ``at_step``."""
+        return await self._submit(READ, self._blobs.find_blob, run_id, name, at_step)
 
     # --- maintenance ------------------------------------------------------------
     async def gc(self, *, finished_before: float) -> GcResult:
@@ -539,7 +586,7 @@ class SqliteStore:
         runs left, and blobs no event references; then returns the freed pages
         to the file system (incremental vacuum and a WAL checkpoint).
         """
-        result = await self._write(_removed, self._ops.gc, finished_before)
+        result = await self._write(touched_removed, self._ops.gc, finished_before)
         # Must run outside the deleting transaction: inside it frees nothing.
         # executescript because execute() steps incremental_vacuum only once.
         await self._submit(
@@ -548,24 +595,3 @@ class SqliteStore:
             "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);",
         )
         return result
-
-
-# What each write to runs touched, from its result (for the watches).
-def _only(run_id: str) -> Callable[[object], tuple[str]]:
-    return lambda _: (run_id,)
-
-
-def _created(result: tuple[RunRecord, bool]) -> tuple[str, ...]:
-    return (result[0].id,) if result[1] else ()
-
-
-def _leased(result: RunRecord | None) -> tuple[str, ...]:
-    return () if result is None else (result.id,)
-
-
-def _claimed(result: list[RunRecord]) -> list[str]:
-    return [run.id for run in result]
-
-
-def _removed(result: GcResult) -> tuple[str, ...]:
-    return result.run_ids

@@ -20,6 +20,7 @@ checks pin the answer every backend gives; each such place says
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -33,6 +34,7 @@ from agentrt.state.base import (
     EventDraft,
     GcResult,
     NewRun,
+    RunBlob,
     RunStatus,
     RunUpdate,
     SessionRecord,
@@ -1075,6 +1077,73 @@ async def check_gc(h: Harness) -> None:
     assert await s.get_session("s_kept") is not None
 
 
+# --- blobs --------------------------------------------------------------------------
+
+
+async def check_blobs_are_content_addressed_and_found_by_step(h: Harness) -> None:
+    """put_blob stores bytes once under their SHA-256; find_blob gives what a run refers
+    to as a name at its latest step up to a given one."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    await s.create_run(new_run("other"))
+    one, two = b"files after step 2" * 100, b"files after step 5" * 100
+    first = await s.put_blob(one, run_id="r", name="scratch", step=2)
+    assert first == RunBlob("r", "scratch", 2, hashlib.sha256(one).hexdigest(), len(one))
+    await s.put_blob(two, run_id="r", name="scratch", step=5)
+    assert await s.get_blob(first.digest) == one
+    assert await s.get_blob(hashlib.sha256(b"never stored").hexdigest()) is None
+    assert await s.get_blob("not hex") is None
+
+    latest = await s.find_blob("r", "scratch")
+    assert latest is not None and (latest.step, await s.get_blob(latest.digest)) == (5, two)
+    assert await s.find_blob("r", "scratch", at_step=4) == first
+    assert await s.find_blob("r", "scratch", at_step=1) is None, "nothing yet at step 1"
+    assert await s.find_blob("r", "other-name") is None
+    assert await s.find_blob("other", "scratch") is None
+    assert await s.find_blob("nobody", "scratch") is None
+
+    before = await h.count_blobs()
+    shared = await s.put_blob(one, run_id="other", name="scratch", step=9)
+    assert shared.digest == first.digest
+    assert await h.count_blobs() == before, "equal bytes are stored once"
+    # A second put for the same name and step replaces the reference.
+    await s.put_blob(two, run_id="other", name="scratch", step=9)
+    again = await s.find_blob("other", "scratch")
+    assert again is not None and again.digest == latest.digest
+
+
+async def check_put_blob_is_fenced_like_an_append(h: Harness) -> None:
+    """With ``owner`` a put needs the run's lease; an unknown run is an error."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    await s.acquire_lease("r", "A", 30.0, now=10.0)
+    await s.put_blob(b"a", run_id="r", name="scratch", step=1, owner="A")
+    with pytest.raises(LeaseLost):
+        await s.put_blob(b"b", run_id="r", name="scratch", step=1, owner="B")
+    found = await s.find_blob("r", "scratch")
+    assert found is not None and await s.get_blob(found.digest) == b"a", "nothing written"
+    with pytest.raises(NotFoundError):
+        await s.put_blob(b"c", run_id="nobody", name="scratch", step=1)
+
+
+async def check_gc_deletes_blobs_no_run_refers_to(h: Harness) -> None:
+    """gc drops a removed run's references, then the blobs nobody refers to any more."""
+    s = h.store
+    await s.create_run(new_run("old"))
+    await s.create_run(new_run("live"))
+    only_old = await s.put_blob(b"only the old run's" * 50, run_id="old", name="scratch", step=1)
+    shared = await s.put_blob(b"both runs'" * 50, run_id="old", name="scratch", step=2)
+    await s.put_blob(b"both runs'" * 50, run_id="live", name="scratch", step=4)
+    await finish(s, "old", 50.0)
+    before = await h.count_blobs()
+    result = await s.gc(finished_before=100.0)
+    assert result.run_ids == ("old",) and result.blobs == 1
+    assert await h.count_blobs() == before - 1
+    assert await s.get_blob(only_old.digest) is None
+    assert await s.get_blob(shared.digest) == b"both runs'" * 50, "the live run still refers"
+    assert await s.find_blob("old", "scratch") is None
+
+
 # --- watch --------------------------------------------------------------------------
 
 
@@ -1327,6 +1396,9 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_cancel_races_the_end,
     check_cancel_requests,
     check_gc,
+    check_blobs_are_content_addressed_and_found_by_step,
+    check_put_blob_is_fenced_like_an_append,
+    check_gc_deletes_blobs_no_run_refers_to,
     check_watch_wakes_on_every_write_to_a_run,
     check_watch_reports_writes_since_the_last_call,
     check_watch_hears_another_stores_writes,

@@ -9,6 +9,7 @@ bounded by the quota.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import tarfile
@@ -18,7 +19,21 @@ from pathlib import Path
 import pytest
 
 from agentrt.engine.scratch import ScratchSpace
+from agentrt.state import NewRun, SqliteStore
 from tests.tools.sandbox.hostile import ISOLATING, Tools, run_code, tools_for
+
+
+async def _space(root: Path, store: SqliteStore, *runs: str) -> ScratchSpace:
+    """Scratch directories under ``root``, snapshots in ``store``, for ``runs``."""
+    for run_id in runs:
+        await store.create_run(NewRun(run_id, "default", "helper", 1.0))
+    return ScratchSpace(root, store)
+
+
+async def _tar(store: SqliteStore, digest: str) -> tarfile.TarFile:
+    data = await store.get_blob(digest)
+    assert data is not None
+    return tarfile.open(fileobj=io.BytesIO(data))
 
 
 @pytest.fixture(params=[*ISOLATING, "process"])
@@ -63,8 +78,10 @@ print("planted")
 """
 
 
-async def test_files_coming_back_are_normalised(sandboxed: Tools, tmp_path: Path) -> None:
-    space = ScratchSpace(tmp_path / "scratch")
+async def test_files_coming_back_are_normalised(
+    sandboxed: Tools, tmp_path: Path, store: SqliteStore
+) -> None:
+    space = await _space(tmp_path / "scratch", store, "run-1", "fork-1")
     scratch = space.dir_of("run-1")
     tool = sandboxed.tool()
     first = await run_code(tool, PLANT, scratch)
@@ -93,22 +110,24 @@ async def test_files_coming_back_are_normalised(sandboxed: Tools, tmp_path: Path
     # The run goes on, and a fork from its snapshot restores the same files.
     second = await run_code(tool, "import os; print(sorted(os.listdir()))", scratch, "c2")
     assert "fifo" not in second.output and "plain.txt" in second.output
-    snapshot = space.snapshot("run-1", 1)
-    assert space.restore("run-1", 1, "fork-1")
+    snapshot = await space.snapshot("run-1", 1)
+    assert await space.restore("run-1", 1, "fork-1")
     assert _entries(space.dir_of("fork-1")).keys() == _entries(scratch).keys()
-    with tarfile.open(snapshot) as tar:
+    with await _tar(store, snapshot.digest) as tar:
         assert all(m.isfile() or m.isdir() or m.issym() for m in tar.getmembers())
 
 
-async def test_a_fork_survives_a_snapshot_with_special_files(tmp_path: Path) -> None:
+async def test_a_fork_survives_a_snapshot_with_special_files(
+    tmp_path: Path, store: SqliteStore
+) -> None:
     """Snapshots taken before normalisation existed may hold FIFOs or escaping links."""
-    space = ScratchSpace(tmp_path / "scratch")
+    space = await _space(tmp_path / "scratch", store, "old-run", "fork")
     scratch = space.dir_of("old-run")
     (scratch / "data.txt").write_text("data")
     os.mkfifo(scratch / "fifo")
     os.symlink("/etc/shadow", scratch / "abs-link")
-    space.snapshot("old-run", 3)
-    assert space.restore("old-run", 3, "fork")
+    await space.snapshot("old-run", 3)
+    assert await space.restore("old-run", 3, "fork")
     restored = space.dir_of("fork")
     assert sorted(os.listdir(restored)) == ["data.txt"]
 
@@ -169,24 +188,28 @@ async def test_a_call_past_its_file_quota_ends_disk_exceeded(
     assert sorted(os.listdir(scratch)) == ["main.py"]
 
 
-async def test_the_run_quota_bounds_every_snapshot(sandboxed: Tools, tmp_path: Path) -> None:
+async def test_the_run_quota_bounds_every_snapshot(
+    sandboxed: Tools, tmp_path: Path, store: SqliteStore
+) -> None:
     """Calls may each stay under their quota; together they stop at the run's."""
-    space = ScratchSpace(tmp_path / "scratch")
+    space = await _space(tmp_path / "scratch", store, "run-1")
     scratch = space.dir_of("run-1")
     tool = sandboxed.tool(limits={"disk_mb": 6, "run_disk_mb": 10, "memory_mb": 128})
     write = "import os, sys; open(sys.argv[0] + '{n}.bin', 'wb').write(os.urandom(4 << 20))"
-    reasons = []
+    reasons, snapshots = [], []
     for n in range(4):
         result = await run_code(tool, write.format(n=n), scratch, f"c{n}")
         reasons.append(result.trace["reason"])
-        space.snapshot("run-1", n + 1)
+        snapshots.append(await space.snapshot("run-1", n + 1))
     assert reasons == ["ok", "ok", "disk_exceeded", "disk_exceeded"]
-    for snapshot in (tmp_path / "scratch" / "run-1.steps").glob("*.tar"):
-        assert snapshot.stat().st_size < 10 * 2**20 + 64 * 1024
+    for snapshot in snapshots:
+        assert snapshot.size < 10 * 2**20 + 64 * 1024
 
 
-async def test_a_sparse_file_cannot_inflate_the_snapshot(sandboxed: Tools, tmp_path: Path) -> None:
-    space = ScratchSpace(tmp_path / "scratch")
+async def test_a_sparse_file_cannot_inflate_the_snapshot(
+    sandboxed: Tools, tmp_path: Path, store: SqliteStore
+) -> None:
+    space = await _space(tmp_path / "scratch", store, "run-1")
     scratch = space.dir_of("run-1")
     tool = sandboxed.tool(limits={"disk_mb": 8, "run_disk_mb": 16})
     result = await run_code(
@@ -202,6 +225,6 @@ async def test_a_sparse_file_cannot_inflate_the_snapshot(sandboxed: Tools, tmp_p
         scratch,
     )
     assert result.trace["reason"] in ("ok", "disk_exceeded"), result.output
-    snapshot = space.snapshot("run-1", 1)
-    assert snapshot.stat().st_size < 16 * 2**20
+    snapshot = await space.snapshot("run-1", 1)
+    assert snapshot.size < 16 * 2**20
     assert sum(p.stat().st_size for p in scratch.rglob("*")) < 16 * 2**20
