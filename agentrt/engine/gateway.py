@@ -206,7 +206,9 @@ async def model_step(
         BudgetExhausted: the run's tokens or cost are used up.
         RunError: the call failed after its retries and fallbacks.
     """
-    check_budgets(host.budgets, host.usage)
+    recorded = host.journal.recorded(step)
+    if recorded is None or recorded.result is None:  # a recorded step was allowed already
+        check_budgets(host.budgets, host.usage)
     if host.hooks.has("before_model"):
         request = await host.hooks.run("before_model", host.at(step), request)
     response, data = await host.journal.model_step(

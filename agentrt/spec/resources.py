@@ -408,7 +408,12 @@ class StopConditions(_Strict):
 class LoopPolicy(_Strict):
     """How the reasoning loop runs."""
 
-    max_steps: int = Field(default=20, ge=1, le=10_000, description="model calls per run")
+    max_steps: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="model calls per run (a session summary is one of them)",
+    )
     step_timeout_s: float = Field(default=120.0, gt=0, description="per model or tool step")
     retry: RetryPolicy = Field(
         default_factory=RetryPolicy,
@@ -596,7 +601,9 @@ class TeamNode(_Strict):
     when: Condition | None = Field(default=None, description="else the node is skipped")
     map: FanOut | None = None
     retry: RetryPolicy = Field(
-        default_factory=lambda: RetryPolicy(max_attempts=1), description="of a failed node"
+        default_factory=lambda: RetryPolicy(max_attempts=1),
+        description="of a failed node (each attempt sends the same idempotency key); "
+        "a route's model call is retried under it too",
     )
 
     @model_validator(mode="after")
