@@ -29,8 +29,11 @@ PUBLIC = {
         "LogAwareObserver",
         "RunContext",
         "RunResult",
+        "RunView",
         "Runtime",
         "StepInfo",
+        "read_run",
+        "run_summary",
     ],
     "agentrt.spec": [
         "API_VERSION",

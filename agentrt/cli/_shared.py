@@ -13,7 +13,7 @@ from agentrt.cli.render import LiveTrace, Style, render_result
 from agentrt.engine import RunResult, Runtime
 from agentrt.settings import Settings
 from agentrt.state import open_store
-from agentrt.state.base import WAITING_STATUSES, RunRecord, Store
+from agentrt.state.base import WAITING_STATUSES, Store
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -29,7 +29,6 @@ __all__ = [
     "exit_for",
     "finish",
     "print_json",
-    "run_to_dict",
     "runtime",
     "settings_of",
     "style",
@@ -101,30 +100,6 @@ def runtime(args: argparse.Namespace, *, live: bool = True, resume: bool = False
         lease_ttl_s=settings.lease_ttl_s,
         scratch_root=settings.scratch_dir,
     )
-
-
-def run_to_dict(run: RunRecord) -> dict[str, Any]:
-    """A run record as JSON-ready data (``--json`` output)."""
-    return {
-        "id": run.id,
-        "namespace": run.namespace,
-        "agent": run.agent,
-        "status": run.status,
-        "reason": run.reason,
-        "session": run.session_id,
-        "turn": run.turn,
-        "created_at": run.created_at,
-        "finished_at": run.finished_at,
-        "parent_run": run.parent_run,
-        "fork_step": run.fork_step,
-        "usage": {
-            "input_tokens": run.usage.input_tokens,
-            "output_tokens": run.usage.output_tokens,
-            "cost_usd": run.usage.cost_usd,
-            "model_calls": run.usage.model_calls,
-            "tool_calls": run.usage.tool_calls,
-        },
-    }
 
 
 async def with_store(args: argparse.Namespace, *, read_only: bool = False) -> Store:

@@ -18,18 +18,16 @@ from agentrt.cli._shared import (
     EXIT_OK,
     finish,
     print_json,
-    run_to_dict,
     runtime,
     settings_of,
     style,
     with_store,
 )
-from agentrt.cli.render import RunLog, render_run_list, render_run_tree
-from agentrt.engine import Runtime
-from agentrt.engine import events as ev
+from agentrt.cli.render import render_run_list, render_run_tree
+from agentrt.engine import Runtime, read_run, run_summary
 from agentrt.errors import UsageError
 from agentrt.spec.resources import Budgets
-from agentrt.state.base import RUN_STATUSES, Event, Store
+from agentrt.state.base import RUN_STATUSES
 
 __all__ = ["add_demo_parser", "add_parsers"]
 
@@ -182,46 +180,19 @@ async def _cmd_runs(args: argparse.Namespace) -> int:
                 limit=args.limit,
             )
             if args.json:
-                print_json([run_to_dict(r) for r in runs])
+                print_json([run_summary(r) for r in runs])
             else:
                 print(render_run_list(runs, style(args)))
             return EXIT_OK
-        run = await store.get_run(args.run)
-        if run is None:
-            raise UsageError(f"run {args.run!r} not found; list runs with `agentrt runs list`")
-        events = await store.read_events(run.id)
-        children = {} if args.json else await _child_logs(store, events)
+        view = await read_run(store, args.run, children=True)
     finally:
         await store.close()
     if args.json:
-        print_json(
-            {
-                "run": run_to_dict(run),
-                "events": [
-                    {"seq": e.seq, "type": e.type, "step": e.step, "ts": e.ts, "data": e.data}
-                    for e in events
-                ],
-            }
-        )
+        print_json(view.to_dict())
     else:
-        print(render_run_tree(run, events, style(args), children))
+        children = {i: (v.run, list(v.events)) for i, v in view.descendants().items()}
+        print(render_run_tree(view.run, list(view.events), style(args), children))
     return EXIT_OK
-
-
-async def _child_logs(store: Store, events: list[Event]) -> dict[str, RunLog]:
-    """The child runs of a team run's nodes (and theirs, for nested teams), by id."""
-    found: dict[str, RunLog] = {}
-    for event in events:
-        child_id = event.data.get("child_run") if event.type == ev.NODE_FINISHED else None
-        if not child_id or child_id in found:
-            continue
-        child = await store.get_run(child_id)
-        if child is None:  # collected by gc
-            continue
-        child_events = await store.read_events(child_id)
-        found[child_id] = (child, child_events)
-        found.update(await _child_logs(store, child_events))
-    return found
 
 
 async def _cmd_runs_transfer(args: argparse.Namespace) -> int:
@@ -249,7 +220,7 @@ async def _cmd_runs_transfer(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot read {args.file}: {exc}") from None
         run = await rt.import_run(data)
     if args.json:
-        print_json(run_to_dict(run))
+        print_json(run_summary(run))
     else:
         print(f"imported as {run.id} ({run.status}); replay it with `agentrt replay {run.id}`")
     return EXIT_OK
@@ -272,7 +243,7 @@ async def _cmd_cancel(args: argparse.Namespace) -> int:
         # The owner of a run executing elsewhere notices within a second.
         run = await rt.cancel(args.run, wait_s=5.0)
     if args.json:
-        print_json(run_to_dict(run))
+        print_json(run_summary(run))
     elif run.status == "cancelled":
         print(f"{run.id} cancelled")
     elif run.finished:

@@ -9,12 +9,17 @@ from agentrt.engine.agent_loop import RunContext, StepInfo
 from agentrt.engine.hooks import HOOK_PHASES, HookPhase, HookSet
 from agentrt.engine.journal import EventObserver, LogAwareObserver
 from agentrt.engine.result import RunResult
+from agentrt.engine.run_view import RunView, read_run, run_summary
 from agentrt.engine.runtime import Runtime
 
 __all__ = [
     # the runtime and what a run returns
     "Runtime",
     "RunResult",
+    # the read model of a run, as every reader shows it
+    "RunView",
+    "read_run",
+    "run_summary",
     # hooks, and what they receive
     "HOOK_PHASES",
     "HookPhase",

@@ -15,7 +15,7 @@ from agentrt.engine.result import RunResult
 from agentrt.errors import NotFoundError
 from agentrt.state.base import Event, RunRecord, Store, Usage
 
-__all__ = ["EXPORT_FORMAT", "RunView", "read_run", "usage_dict"]
+__all__ = ["EXPORT_FORMAT", "RunView", "event_dict", "read_run", "run_summary", "usage_dict"]
 
 EXPORT_FORMAT = "agentrt.run/v1"
 
@@ -28,6 +28,24 @@ def usage_dict(usage: Usage) -> dict[str, Any]:
         "cost_usd": usage.cost_usd,
         "model_calls": usage.model_calls,
         "tool_calls": usage.tool_calls,
+    }
+
+
+def run_summary(run: RunRecord) -> dict[str, Any]:
+    """A run's row as JSON-ready data (``runs list --json``, an imported run)."""
+    return {
+        "id": run.id,
+        "namespace": run.namespace,
+        "agent": run.agent,
+        "status": run.status,
+        "reason": run.reason,
+        "session": run.session_id,
+        "turn": run.turn,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "parent_run": run.parent_run,
+        "fork_step": run.fork_step,
+        "usage": usage_dict(run.usage),
     }
 
 
@@ -84,21 +102,7 @@ class RunView:
 
     def summary(self) -> dict[str, Any]:
         """The run's row as JSON-ready data (``runs list --json``)."""
-        run = self.run
-        return {
-            "id": run.id,
-            "namespace": run.namespace,
-            "agent": run.agent,
-            "status": run.status,
-            "reason": run.reason,
-            "session": run.session_id,
-            "turn": run.turn,
-            "created_at": run.created_at,
-            "finished_at": run.finished_at,
-            "parent_run": run.parent_run,
-            "fork_step": run.fork_step,
-            "usage": usage_dict(run.usage),
-        }
+        return run_summary(self.run)
 
     def to_dict(self) -> dict[str, Any]:
         """The whole view as JSON-ready data (``runs get --json``)."""
@@ -106,6 +110,14 @@ class RunView:
         run["steps"] = self.steps
         run["children"] = [child.run.id for child in self.children]
         return {"run": run, "events": [event_dict(e) for e in self.events]}
+
+    def descendants(self) -> dict[str, RunView]:
+        """Every child run's view, and theirs, by id."""
+        found: dict[str, RunView] = {}
+        for child in self.children:
+            found[child.run.id] = child
+            found.update(child.descendants())
+        return found
 
     def export(self) -> dict[str, Any]:
         """The run's whole log in the archive format, to audit or replay elsewhere."""
