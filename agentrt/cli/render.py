@@ -267,7 +267,14 @@ def render_run_tree(
     A team run's nodes are listed as they ended; a node whose child run is in
     ``children`` has that run's own tree nested under it.
     """
-    s = style
+    tree = _Tree(run, style, children or {})
+    for e in events:
+        tree.see(e)
+    return "\n".join([*_run_header(run, style), *tree.lines, *tree.in_flight()])
+
+
+def _run_header(run: RunRecord, s: Style) -> list[str]:
+    """The run's first lines: its id, status, time and usage; its session, fork or parent."""
     u = run.usage
     end = run.finished_at or run.updated_at
     lines = [
@@ -281,108 +288,172 @@ def render_run_tree(
         lines.append(f"│ forked from {run.parent_run} at step {run.fork_step}")
     elif run.parent_run:
         lines.append(f"│ child run of {run.parent_run} (an agent tool call or a team node)")
-    starts: dict[int, Event] = {}
-    done: set[int] = set()
-    nodes_open: dict[tuple[str, int, int], Event] = {}
-    for e in events:
-        if e.step is not None and e.type in (ev.MODEL_RESULT, ev.TOOL_RESULT, ev.TOOL_UNKNOWN):
-            done.add(e.step)
-        if e.type == ev.RUN_CREATED:
-            lines.append(f"├─ input: {clip(e.data.get('input'), 100)}")
-        elif e.type == ev.RUN_STARTED:
-            verb = "resumed" if e.data.get("resumed") else "started"
-            lines.append(s.dim(f"├─ {verb} by {e.data.get('owner')}"))
-        elif e.type in (ev.MODEL_CALL, ev.TOOL_CALL) and e.step is not None:
-            starts[e.step] = e
-            for notice in e.data.get("notices") or ():
-                lines.append(f"├─ step {e.step}  {s.status('notice')}: {notice}")
-            if e.data.get("attempt"):  # the step performed again, claimed by its own intent
-                done.discard(e.step)
-                why = "as decided (rerun)" if e.data.get("decision") else "after a crash"
-                name, attempt = e.data.get("name"), e.data["attempt"]
-                lines.append(f"├─ step {e.step}  tool {name}  attempt {attempt} {why}")
-        elif e.type == ev.MODEL_RESULT and e.step is not None:
-            took = _took(starts.get(e.step), e)
-            intent = starts[e.step].data if e.step in starts else {}
-            model = e.data.get("via") or intent.get("model", "")
-            if intent.get("kind") == "summary":
-                lines += _summary_lines(_summary_data(intent, e.data))
-                continue
-            if intent.get("kind"):  # a team's route
-                model = f"{model} ({intent['kind']})"
+    return lines
+
+
+# The method of _Tree that draws each event type.
+_DRAW: dict[str, str] = {
+    ev.RUN_CREATED: "_created",
+    ev.RUN_STARTED: "_started",
+    ev.MODEL_CALL: "_intent",
+    ev.TOOL_CALL: "_intent",
+    ev.MODEL_RESULT: "_model_result",
+    ev.MODEL_ERROR: "_model_error",
+    ev.TOOL_RESULT: "_tool_result",
+    ev.TOOL_UNKNOWN: "_tool_unknown",
+    ev.TOOL_DECISION: "_decision",
+    ev.APPROVAL_REQUESTED: "_approval_requested",
+    ev.APPROVAL_DECIDED: "_approval_decided",
+    ev.NODE_STARTED: "_node_started",
+    ev.NODE_FINISHED: "_node_finished",
+    ev.MEMORY_SUMMARY: "_memory_summary",
+    ev.RUN_WAITING: "_waiting",
+    ev.RUN_FINISHED: "_finished",
+}
+_RESULTS = (ev.MODEL_RESULT, ev.TOOL_RESULT, ev.TOOL_UNKNOWN)
+
+
+@dataclass
+class _Tree:
+    """The step tree of one run, drawn event by event."""
+
+    run: RunRecord
+    s: Style
+    children: Mapping[str, RunLog]
+    lines: list[str] = field(default_factory=list)
+    starts: dict[int, Event] = field(default_factory=dict)  # step -> its intent
+    done: set[int] = field(default_factory=set)  # steps with a recorded result
+    nodes_open: dict[tuple[str, int, int], Event] = field(default_factory=dict)
+
+    def see(self, e: Event) -> None:
+        """Draw one event of the log."""
+        if e.step is not None and e.type in _RESULTS:
+            self.done.add(e.step)
+        method = _DRAW.get(e.type)
+        if method is not None:
+            getattr(self, method)(e)
+
+    def in_flight(self) -> list[str]:
+        """Steps and team nodes that started and have no end recorded."""
+        s = self.s
+        lines = [
+            f"├─ step {step}  {self.starts[step].type}  {s.status('in flight')} "
+            "(no result recorded)"
+            for step in sorted(set(self.starts) - self.done)
+        ]
+        for (node, round_, _), e in self.nodes_open.items():
             lines.append(
-                f"├─ step {e.step}  model {model}  {took}  "
-                f"tokens in {e.data.get('in', 0)} / out {e.data.get('out', 0)}  "
-                f"${e.data.get('cost', 0.0):.5f}"
+                f"├─ node {node}  round {round_}  {s.status('in flight')}  "
+                f"{e.data.get('kind', '').lower()} {e.data.get('target', '')}"
             )
-            if e.data.get("content"):
-                lines.append(f"│    reply: {clip(e.data['content'], 96)}")
-            for call_id, name, arguments in e.data.get("calls") or []:
-                lines.append(f"│    calls: {name}({_args(arguments, 80)})  [{call_id}]")
-        elif e.type == ev.MODEL_ERROR:
-            err = e.data.get("error", {})
-            lines.append(
-                f"├─ step {e.step}  {s.status('error')} model {e.data.get('model')} attempt "
-                f"{e.data.get('attempt')}: {clip(err.get('message'), 80)}"
-            )
-        elif e.type == ev.TOOL_RESULT and e.step is not None:
-            call = starts.get(e.step)
-            name = call.data.get("name") if call else "?"
-            status = s.status("error") if e.data.get("error") else "ok"
-            extra = f"  reconciled by {e.data['reconciled']}" if e.data.get("reconciled") else ""
-            lines.append(
-                f"├─ step {e.step}  tool {name}  {status}  {e.data.get('ms', 0):.1f}ms{extra}"
-            )
-            if call:
-                lines.append(f"│    input:  {clip(call.data.get('args'), 96)}")
-                key = call.data.get("key") or f"{run.id}:{e.step}:{call.data.get('id')}"
-                lines.append(f"│    key:    {key}")
-            lines.append(f"│    output: {clip(e.data.get('output'), 96)}")
-            for line in _trace_lines(e.data.get("trace") or {}):
-                lines.append(f"│    {line}")
-        elif e.type == ev.TOOL_UNKNOWN:
-            call = starts.get(e.step or 0)
-            name = call.data.get("name") if call else "?"
-            lines.append(f"├─ step {e.step}  tool {name}  {s.status('unknown')}")
-            lines.append(f"│    {clip(e.data.get('reason'), 100)}")
-        elif e.type == ev.TOOL_DECISION:
-            action, output = e.data.get("action"), clip(e.data.get("output"), 60)
-            lines.append(f"├─ step {e.step}  decision: {action} {output}")
-        elif e.type == ev.APPROVAL_REQUESTED:
-            args = _args(e.data.get("args", ""), 60)
-            waits = s.status("waiting")
-            lines.append(f"├─ step {e.step}  {waits} for approval: {e.data.get('name')}({args})")
-        elif e.type == ev.APPROVAL_DECIDED:
-            verdict = "approved" if e.data.get("approved") else "denied"
-            by = f" by {e.data['by']}" if e.data.get("by") else ""
-            why = f": {e.data['reason']}" if e.data.get("reason") else ""
-            lines.append(f"├─ step {e.step}  {verdict}{by}{why}")
-        elif e.type == ev.NODE_STARTED:
-            nodes_open[ev.node_instance(e.data)] = e
-        elif e.type == ev.NODE_FINISHED:
-            nodes_open.pop(ev.node_instance(e.data), None)
-            lines += _node_lines(e.data, s)
-            child = (children or {}).get(str(e.data.get("child_run")))
-            if child is not None:
-                nested = render_run_tree(child[0], child[1], s, children)
-                lines += [f"│    {line}" for line in nested.splitlines()]
-        elif e.type == ev.MEMORY_SUMMARY:  # as older versions recorded a summary
-            lines += _summary_lines(e.data)
-        elif e.type == ev.RUN_WAITING:
-            lines.append(f"├─ {s.status(waiting_status(e.data))}: {e.data.get('reason')}")
-        elif e.type == ev.RUN_FINISHED:
-            summary = clip(e.data.get("output") or e.data.get("reason"), 100)
-            lines.append(f"└─ {s.status(e.data.get('status', '?'))}: {summary}")
-    for step in sorted(set(starts) - done):
-        lines.append(
-            f"├─ step {step}  {starts[step].type}  {s.status('in flight')} (no result recorded)"
+        return lines
+
+    def _created(self, e: Event) -> None:
+        self.lines.append(f"├─ input: {clip(e.data.get('input'), 100)}")
+
+    def _started(self, e: Event) -> None:
+        verb = "resumed" if e.data.get("resumed") else "started"
+        self.lines.append(self.s.dim(f"├─ {verb} by {e.data.get('owner')}"))
+
+    def _intent(self, e: Event) -> None:
+        if e.step is None:
+            return
+        self.starts[e.step] = e
+        for notice in e.data.get("notices") or ():
+            self.lines.append(f"├─ step {e.step}  {self.s.status('notice')}: {notice}")
+        if e.data.get("attempt"):  # the step performed again, claimed by its own intent
+            self.done.discard(e.step)
+            why = "as decided (rerun)" if e.data.get("decision") else "after a crash"
+            name, attempt = e.data.get("name"), e.data["attempt"]
+            self.lines.append(f"├─ step {e.step}  tool {name}  attempt {attempt} {why}")
+
+    def _model_result(self, e: Event) -> None:
+        if e.step is None:
+            return
+        took = _took(self.starts.get(e.step), e)
+        intent = self.starts[e.step].data if e.step in self.starts else {}
+        model = e.data.get("via") or intent.get("model", "")
+        if intent.get("kind") == "summary":
+            self.lines += _summary_lines(_summary_data(intent, e.data))
+            return
+        if intent.get("kind"):  # a team's route
+            model = f"{model} ({intent['kind']})"
+        self.lines.append(
+            f"├─ step {e.step}  model {model}  {took}  "
+            f"tokens in {e.data.get('in', 0)} / out {e.data.get('out', 0)}  "
+            f"${e.data.get('cost', 0.0):.5f}"
         )
-    for (node, round_, _), e in nodes_open.items():
-        lines.append(
-            f"├─ node {node}  round {round_}  {s.status('in flight')}  "
-            f"{e.data.get('kind', '').lower()} {e.data.get('target', '')}"
+        if e.data.get("content"):
+            self.lines.append(f"│    reply: {clip(e.data['content'], 96)}")
+        for call_id, name, arguments in e.data.get("calls") or []:
+            self.lines.append(f"│    calls: {name}({_args(arguments, 80)})  [{call_id}]")
+
+    def _model_error(self, e: Event) -> None:
+        err = e.data.get("error", {})
+        self.lines.append(
+            f"├─ step {e.step}  {self.s.status('error')} model {e.data.get('model')} attempt "
+            f"{e.data.get('attempt')}: {clip(err.get('message'), 80)}"
         )
-    return "\n".join(lines)
+
+    def _tool_result(self, e: Event) -> None:
+        if e.step is None:
+            return
+        call = self.starts.get(e.step)
+        name = call.data.get("name") if call else "?"
+        status = self.s.status("error") if e.data.get("error") else "ok"
+        extra = f"  reconciled by {e.data['reconciled']}" if e.data.get("reconciled") else ""
+        self.lines.append(
+            f"├─ step {e.step}  tool {name}  {status}  {e.data.get('ms', 0):.1f}ms{extra}"
+        )
+        if call:
+            self.lines.append(f"│    input:  {clip(call.data.get('args'), 96)}")
+            key = call.data.get("key") or f"{self.run.id}:{e.step}:{call.data.get('id')}"
+            self.lines.append(f"│    key:    {key}")
+        self.lines.append(f"│    output: {clip(e.data.get('output'), 96)}")
+        for line in _trace_lines(e.data.get("trace") or {}):
+            self.lines.append(f"│    {line}")
+
+    def _tool_unknown(self, e: Event) -> None:
+        call = self.starts.get(e.step or 0)
+        name = call.data.get("name") if call else "?"
+        self.lines.append(f"├─ step {e.step}  tool {name}  {self.s.status('unknown')}")
+        self.lines.append(f"│    {clip(e.data.get('reason'), 100)}")
+
+    def _decision(self, e: Event) -> None:
+        action, output = e.data.get("action"), clip(e.data.get("output"), 60)
+        self.lines.append(f"├─ step {e.step}  decision: {action} {output}")
+
+    def _approval_requested(self, e: Event) -> None:
+        args = _args(e.data.get("args", ""), 60)
+        waits = self.s.status("waiting")
+        self.lines.append(f"├─ step {e.step}  {waits} for approval: {e.data.get('name')}({args})")
+
+    def _approval_decided(self, e: Event) -> None:
+        verdict = "approved" if e.data.get("approved") else "denied"
+        by = f" by {e.data['by']}" if e.data.get("by") else ""
+        why = f": {e.data['reason']}" if e.data.get("reason") else ""
+        self.lines.append(f"├─ step {e.step}  {verdict}{by}{why}")
+
+    def _node_started(self, e: Event) -> None:
+        self.nodes_open[ev.node_instance(e.data)] = e
+
+    def _node_finished(self, e: Event) -> None:
+        self.nodes_open.pop(ev.node_instance(e.data), None)
+        self.lines += _node_lines(e.data, self.s)
+        child = self.children.get(str(e.data.get("child_run")))
+        if child is not None:
+            nested = render_run_tree(child[0], child[1], self.s, self.children)
+            self.lines += [f"│    {line}" for line in nested.splitlines()]
+
+    def _memory_summary(self, e: Event) -> None:  # as older versions recorded a summary
+        self.lines += _summary_lines(e.data)
+
+    def _waiting(self, e: Event) -> None:
+        self.lines.append(f"├─ {self.s.status(waiting_status(e.data))}: {e.data.get('reason')}")
+
+    def _finished(self, e: Event) -> None:
+        summary = clip(e.data.get("output") or e.data.get("reason"), 100)
+        self.lines.append(f"└─ {self.s.status(e.data.get('status', '?'))}: {summary}")
 
 
 def _node_lines(data: dict[str, Any], s: Style) -> list[str]:

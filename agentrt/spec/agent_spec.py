@@ -1,0 +1,153 @@
+"""The spec of an ``Agent`` resource: model, tools, loop policy, budgets, hooks, memory."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    Field,
+)
+
+from agentrt.spec._base import CALLABLE, Names, Strict
+from agentrt.spec.patterns import Regex
+
+__all__ = [
+    "AgentSpec",
+    "Budgets",
+    "Hooks",
+    "LoopPolicy",
+    "Memory",
+    "RetryPolicy",
+    "SessionMemory",
+    "StopConditions",
+]
+
+
+class RetryPolicy(Strict):
+    """Retries of a failed step with exponential backoff."""
+
+    max_attempts: int = Field(default=3, ge=1, le=50)
+    initial_backoff_s: float = Field(default=0.5, ge=0)
+    max_backoff_s: float = Field(default=10.0, ge=0)
+    multiplier: float = Field(default=2.0, ge=1)
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before retry number ``attempt`` (1-based)."""
+        delay = self.initial_backoff_s * self.multiplier ** (attempt - 1)
+        return float(min(delay, self.max_backoff_s))
+
+
+class StopConditions(Strict):
+    """Extra reasons to end the loop besides a reply without tool calls."""
+
+    on_tools: Names = Field(
+        default_factory=list,
+        description="stop after one of these tools (by its own name or the model's); "
+        "its output is the answer",
+    )
+    output_matches: Regex | None = Field(
+        default=None, description="stop when an assistant reply matches this regex"
+    )
+
+
+class LoopPolicy(Strict):
+    """How the reasoning loop runs."""
+
+    max_steps: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="model calls per run (a session summary is one of them)",
+    )
+    step_timeout_s: float = Field(default=120.0, gt=0, description="per model or tool step")
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy,
+        description="failed model steps; tool steps only when the tool is idempotent",
+    )
+    stop: StopConditions = Field(default_factory=StopConditions)
+    parallel_tool_calls: bool = Field(
+        default=True, description="run the tool calls of one model reply concurrently"
+    )
+    on_truncated: Literal["fail", "continue", "accept"] = Field(
+        default="fail",
+        description="a reply cut off by the output limit (finish_reason length): fail the run, "
+        "ask the model to continue (the parts form one answer), or accept it as it is",
+    )
+
+
+class Budgets(Strict):
+    """Limits on what one run may consume. ``None`` means unlimited."""
+
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_tool_calls: int | None = Field(default=None, ge=0)
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    deadline_s: float | None = Field(default=None, gt=0, description="wall time from start")
+    max_child_runs: int | None = Field(
+        default=100,
+        ge=0,
+        description="child runs its agent tools may start, their own children included "
+        "(each child gets a share of what is left); null: unlimited",
+    )
+    max_depth: int | None = Field(
+        default=5,
+        ge=0,
+        description="levels of child runs that agent tools may nest below it; null: unlimited",
+    )
+
+    def merged(self, override: Budgets | None) -> Budgets:
+        """These budgets with every field given (not null) in ``override`` replacing ours."""
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_none=True, exclude_unset=True))
+
+
+class Hooks(Strict):
+    """User hooks, each a ``module:function``, called at one phase of the loop."""
+
+    before_model: str | None = Field(default=None, pattern=CALLABLE)
+    after_model: str | None = Field(default=None, pattern=CALLABLE)
+    before_tool: str | None = Field(default=None, pattern=CALLABLE)
+    after_tool: str | None = Field(default=None, pattern=CALLABLE)
+    on_step: str | None = Field(default=None, pattern=CALLABLE)
+    on_finish: str | None = Field(default=None, pattern=CALLABLE)
+
+
+class SessionMemory(Strict):
+    """How a session's earlier turns are given to the model when they outgrow a budget."""
+
+    policy: Literal["full", "window", "summary"] = Field(
+        default="full",
+        description="full: every earlier turn; window: the latest turns that fit `max_tokens`; "
+        "summary: older turns folded into a summary made by a model, the latest kept verbatim",
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description="budget for the earlier turns (estimated at 4 characters a token); "
+        "default: half the model's `context_window`",
+    )
+    keep_turns: int = Field(
+        default=2, ge=0, description="summary: the latest turns always kept word for word"
+    )
+    summary_model: str | None = Field(
+        default=None, description="summary: the Model that writes summaries; default: the agent's"
+    )
+    summary_words: int = Field(default=150, gt=0, description="summary: length asked for")
+
+
+class Memory(Strict):
+    """What an agent remembers beyond one run."""
+
+    session: SessionMemory = Field(default_factory=SessionMemory)
+
+
+class AgentSpec(Strict):
+    """An agent as a workload: model, instructions, tools, loop policy and budgets."""
+
+    model: str = Field(description="name of a Model resource")
+    instructions: str = Field(default="", description="the system prompt")
+    tools: Names = Field(default_factory=list, description="names of Tool resources")
+    loop: LoopPolicy = Field(default_factory=LoopPolicy)
+    budgets: Budgets = Field(default_factory=Budgets)
+    hooks: Hooks = Field(default_factory=Hooks, description="module:function per loop phase")
+    memory: Memory = Field(default_factory=Memory)

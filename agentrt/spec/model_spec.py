@@ -1,0 +1,135 @@
+"""The spec of a ``Model`` resource: provider, endpoint, pricing, the scripted provider's rules."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    Field,
+    model_validator,
+)
+
+from agentrt.spec._base import Names, Strict
+from agentrt.spec.patterns import Regex
+
+__all__ = [
+    "ModelSpec",
+    "Pricing",
+    "ScriptedRule",
+    "ScriptedStep",
+    "ScriptedToolCall",
+]
+
+
+class Pricing(Strict):
+    """Price in US dollars per million tokens."""
+
+    input_per_mtok: float = Field(default=0.0, ge=0)
+    output_per_mtok: float = Field(default=0.0, ge=0)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """Cost in dollars of a call with the given token counts."""
+        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+
+
+class ScriptedToolCall(Strict):
+    """A tool call the scripted model makes."""
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScriptedStep(Strict):
+    """One scripted model reply: text, tool calls, or both.
+
+    ``content`` may use ``{input}`` (the user message) and ``{last_tool_result}``
+    (the most recent tool output) as placeholders; tool-call string arguments may too.
+    """
+
+    content: str | None = None
+    tool_calls: list[ScriptedToolCall] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ScriptedStep:
+        if self.content is None and not self.tool_calls:
+            raise ValueError("a scripted step needs `content` or `tool_calls`")
+        return self
+
+
+class ScriptedRule(Strict):
+    """Replies used when the latest user message matches ``match`` (a regex)."""
+
+    match: Regex = Field(default=".*", description="regex searched in the latest user message")
+    steps: list[ScriptedStep] = Field(
+        min_length=1, description="reply i answers the i-th model call after that message"
+    )
+
+
+class ModelSpec(Strict):
+    """A language model endpoint and what it costs.
+
+    Requests go through the proxy that ``HTTP_PROXY``/``HTTPS_PROXY`` name,
+    unless ``NO_PROXY`` lists the endpoint's host.
+    """
+
+    provider: Literal["openai", "scripted"]
+    model: str | None = Field(
+        default=None,
+        description="provider's model id (api azure: the deployment); default: the name",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible endpoint, e.g. .../v1 "
+        "(api azure: the resource, https://NAME.openai.azure.com)",
+    )
+    api: Literal["openai", "azure"] = Field(
+        default="openai",
+        description="openai: POST {base_url}/chat/completions, key as a Bearer token; azure: "
+        "POST {base_url}/openai/deployments/{model}/chat/completions?api-version=..., "
+        "key in an `api-key` header",
+    )
+    api_version: str | None = Field(
+        default=None, min_length=1, description="api azure: the api-version, e.g. 2024-10-21"
+    )
+    api_key_env: str | None = Field(default=None, description="environment variable with the key")
+    pricing: Pricing = Field(default_factory=Pricing, description="for cost accounting")
+    timeout_s: float = Field(default=60.0, gt=0, description="per HTTP request")
+    max_retries: int = Field(
+        default=3, ge=0, le=20, description="client retries on 429/5xx, honouring Retry-After"
+    )
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = Field(
+        default="max_tokens",
+        description="request field for max_output_tokens; OpenAI's reasoning models "
+        "(o1, o3, gpt-5) take only max_completion_tokens",
+    )
+    context_window: int | None = Field(
+        default=None, gt=0, description="tokens the model accepts per request (prompt + output)"
+    )
+    fallbacks: Names = Field(
+        default_factory=list, description="Models tried in order when this one keeps failing"
+    )
+    script: list[ScriptedRule] = Field(
+        default_factory=list, description="replies of the `scripted` provider"
+    )
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> ModelSpec:
+        if self.provider == "openai" and not self.base_url:
+            raise ValueError(
+                "provider 'openai' needs `base_url` (e.g. https://api.openai.com/v1 "
+                "or http://127.0.0.1:8000/v1 for vLLM/Ollama)"
+            )
+        if self.provider != "scripted" and self.script:
+            raise ValueError("`script` is only for provider 'scripted'")
+        if self.api == "azure" and self.provider != "openai":
+            raise ValueError("api 'azure' is for provider 'openai'")
+        if self.api == "azure" and not self.api_version:
+            raise ValueError(
+                "api 'azure' needs `api_version` (e.g. 2024-10-21); for Azure's v1 API "
+                "(base_url https://NAME.openai.azure.com/openai/v1) use api 'openai'"
+            )
+        if self.api != "azure" and self.api_version:
+            raise ValueError("`api_version` is for api 'azure'; remove it or set `api: azure`")
+        return self
