@@ -22,6 +22,7 @@ from agentrt.engine.worker import Worker, new_run_id
 from agentrt.errors import UsageError
 from agentrt.spec.resources import Model
 from agentrt.state.base import (
+    Event,
     EventDraft,
     GcResult,
     NewRun,
@@ -125,11 +126,7 @@ class Archive:
             )
         forked = RunCreated(created.input, spec, ForkPoint(run_id, from_step))
         copied = [EventDraft(ev.RUN_CREATED, forked.data, now)]
-        copied += [
-            EventDraft(e.type, e.data, e.ts, e.step)
-            for e in events
-            if e.step is not None and e.step <= from_step and e.type in _STEP_EVENTS
-        ]
+        copied += [EventDraft(e.type, e.data, e.ts, e.step) for e in _shared(events, from_step)]
         run, _ = await self._store.create_run(
             NewRun(
                 new_run_id(),
@@ -177,6 +174,17 @@ class Archive:
             self._worker.executor.tool_factory.remove_old_artifacts, finished_before
         )
         return removed
+
+
+def _shared(events: list[Event], from_step: int) -> list[Event]:
+    """What a fork from ``from_step`` copies of its origin's log: the steps through it,
+    and the time and ids its context gave at them (so the fork's hooks see them again)."""
+    return [
+        e
+        for e in events
+        if (e.type in _STEP_EVENTS and e.step is not None and e.step <= from_step)
+        or (e.type == ev.CONTEXT_VALUE and int(e.data.get("step", 0)) <= from_step)
+    ]
 
 
 def _usage_of(events: list[dict[str, Any]]) -> Usage:

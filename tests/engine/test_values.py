@@ -95,3 +95,19 @@ async def test_asking_for_another_kind_of_value_makes_replay_nondeterministic(
         monkeypatch.setenv("AGENTRT_TEST_STAMP_ORDER", "id-first")  # the hook changed
         with pytest.raises(NondeterminismError, match="is 'id'; the log recorded 'now'"):
             await rt.replay(run_id)
+
+
+async def test_a_fork_sees_the_time_and_ids_of_the_steps_it_shares(
+    store: SqliteStore, model_server: ModelTestServer, stamps: Path
+) -> None:
+    model_server.set_rules(rules({"tool_calls": [call("add", a=1, b=2)]}, {"content": "3"}))
+    async with Runtime(store) as rt:
+        run_id = await stamped_run(rt, model_server.url)
+        live = seen(stamps)
+        forked = await rt.fork(run_id, from_step=2)
+        result = await rt.wait(forked.id)
+        in_fork = seen(stamps)
+    assert result.status == "succeeded", result.reason
+    # Step 1 is shared: its hook sees what it saw in the origin. Step 3 is the fork's own.
+    assert in_fork[0] == live[0]
+    assert in_fork[1].split("\t")[0] == "3" and in_fork[1] != live[1]
