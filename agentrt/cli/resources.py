@@ -17,8 +17,8 @@ from agentrt.cli._shared import (
 )
 from agentrt.cli.render import render_result
 from agentrt.errors import UsageError
+from agentrt.spec.crossrefs import check_references
 from agentrt.spec.loader import load_paths
-from agentrt.spec.refs import check_references
 from agentrt.spec.resources import KINDS, Query, Team
 from agentrt.spec.team import team_graph, to_dot, to_mermaid
 

@@ -14,8 +14,8 @@ from typing import Any, TypeVar, cast
 from agentrt.engine.plans import RunCreated, RunSpec, TeamRunSpec
 from agentrt.errors import NotFoundError, UsageError
 from agentrt.spec.callables import check_callables
+from agentrt.spec.crossrefs import check_references, key_of
 from agentrt.spec.loader import Loaded, load_paths
-from agentrt.spec.refs import check_references, key_of
 from agentrt.spec.resources import (
     Agent,
     Budgets,

@@ -59,11 +59,11 @@ from agentrt.state.base import (
     RunUpdate,
     Store,
 )
-from agentrt.state.memory import MemoryStore
+from agentrt.state.long_term_memory import MemoryStore
 from agentrt.tools.agent import AgentToolSet, ChildOutcome, ChildRequest
 from agentrt.tools.base import ToolSet
 from agentrt.tools.factory import ToolFactory
-from agentrt.tools.memory import MemoryToolSet
+from agentrt.tools.long_term_memory import MemoryToolSet
 
 __all__ = ["Execution", "Executor"]
 

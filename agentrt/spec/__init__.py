@@ -1,8 +1,8 @@
-"""Resource types, YAML loading and validation. Imports nothing else of agentrt but errors."""
+"""Resource types, YAML loading and validation. Imports only the base layer of agentrt."""
 
 from agentrt.spec.callables import check_callables
+from agentrt.spec.crossrefs import ResourceKey, check_references, key_of
 from agentrt.spec.loader import Loaded, iter_resource_files, load_paths, load_text, parse_resource
-from agentrt.spec.refs import ResourceKey, check_references, key_of
 from agentrt.spec.resources import (
     API_VERSION,
     KINDS,

@@ -30,7 +30,7 @@ from agentrt.state.base import (
     Store,
     Usage,
 )
-from agentrt.state.memory import MemoryHit, MemoryRecord, MemoryStore, NewMemory
+from agentrt.state.long_term_memory import MemoryHit, MemoryRecord, MemoryStore, NewMemory
 from agentrt.state.sqlite import SqliteStore, default_store_path
 
 __all__ = [

@@ -44,7 +44,7 @@ from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from agentrt.errors import StoreUnavailable, UsageError
 from agentrt.state._sqlite_blobs import BlobOps
-from agentrt.state._sqlite_memory import MemoryOps
+from agentrt.state._sqlite_long_term_memory import MemoryOps
 from agentrt.state._sqlite_ops import Ops
 from agentrt.state._sqlite_schema import MIGRATIONS
 from agentrt.state._sqlite_url import default_store_path, parse_url
@@ -69,7 +69,7 @@ from agentrt.state.base import (
     RunUpdate,
     SessionRecord,
 )
-from agentrt.state.memory import MemoryHit, MemoryRecord, NewMemory
+from agentrt.state.long_term_memory import MemoryHit, MemoryRecord, NewMemory
 from agentrt.state.watch import ChangeHub, RunWatch
 
 __all__ = [

@@ -9,8 +9,8 @@ import pytest
 
 from agentrt.cli.main import main
 from agentrt.errors import SpecError
+from agentrt.spec.crossrefs import check_references
 from agentrt.spec.loader import load_text
-from agentrt.spec.refs import check_references
 from agentrt.spec.resources import Team
 from agentrt.spec.team import team_graph, to_dot, to_mermaid
 

@@ -16,7 +16,7 @@ __all__ = ["render_reference"]
 _INTRO = """\
 # Resource reference
 
-Generated from the resource models by `python -m agentrt.spec.reference`; a test
+Generated from the resource models by `python -m agentrt.spec.markdown`; a test
 keeps it current. Every resource has the same envelope:
 
 ```yaml

@@ -14,7 +14,7 @@ from typing import Any
 from agentrt.errors import ToolError
 from agentrt.models.base import ToolDef
 from agentrt.spec.resources import MemoryToolSpec, ToolSpec
-from agentrt.state.memory import MemoryHit, MemoryStore, NewMemory
+from agentrt.state.long_term_memory import MemoryHit, MemoryStore, NewMemory
 from agentrt.tools.base import ToolContext, ToolResult
 
 __all__ = ["MemoryToolSet", "render_hits"]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentrt.spec.reference import render_reference
+from agentrt.spec.markdown import render_reference
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "resources.md"
 
 
 def test_resource_reference_is_current() -> None:
     assert DOC.read_text() == render_reference(), (
-        "docs/resources.md is stale: run `python -m agentrt.spec.reference > docs/resources.md`"
+        "docs/resources.md is stale: run `python -m agentrt.spec.markdown > docs/resources.md`"
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentrt._json import dumps_str, loads
-from agentrt.state.memory import MemoryHit, MemoryRecord, NewMemory, search_terms
+from agentrt.state.long_term_memory import MemoryHit, MemoryRecord, NewMemory, search_terms
 
 __all__ = ["MemoryOps", "new_memory_id"]
 
