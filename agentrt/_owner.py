@@ -11,12 +11,22 @@ import os
 import secrets
 import socket
 
-__all__ = ["new_owner_id", "owner_is_dead"]
+__all__ = ["is_local_owner", "new_owner_id", "owner_is_dead"]
 
 
 def new_owner_id() -> str:
     """``host:pid:nonce`` for this process; unique per Runtime instance."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def is_local_owner(owner: str | None) -> bool:
+    """True if ``owner`` names another process on this host (whose death
+    :func:`owner_is_dead` can tell without waiting for its lease to expire)."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    return host == socket.gethostname() and pid_text.isdigit() and int(pid_text) != os.getpid()
 
 
 def owner_is_dead(owner: str | None) -> bool:

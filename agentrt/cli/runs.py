@@ -304,6 +304,5 @@ def _duration(text: str) -> float:
 async def _cmd_worker(args: argparse.Namespace) -> int:
     async with runtime(args, resume=True) as rt:
         print(f"worker {rt.owner} serving; Ctrl-C to stop", file=sys.stderr)
-        while True:
-            await asyncio.sleep(args.poll)
-            await rt.resume_interrupted()
+        await rt.serve(poll_s=args.poll)
+    return EXIT_OK

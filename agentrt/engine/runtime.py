@@ -279,6 +279,11 @@ class Runtime:
         await worker.resume(run_id)
         return await worker.wait(run_id)
 
+    async def serve(self, *, poll_s: float = 1.0) -> None:
+        """Work as a worker until cancelled: execute every run nobody alive executes
+        (queued, lease expired, owner dead), looking for them every ``poll_s``."""
+        await self._started.worker.serve(poll_s)
+
     async def resume_interrupted(self) -> list[str]:
         """Start every run nobody alive executes: queued, lease expired, or owner dead."""
         return await self._started.worker.recover()

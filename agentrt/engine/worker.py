@@ -16,10 +16,11 @@ import secrets
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import aiohttp
 
-from agentrt._owner import owner_is_dead
+from agentrt._owner import is_local_owner, owner_is_dead
 from agentrt.engine import events as ev
 from agentrt.engine.catalog import Catalog
 from agentrt.engine.children import ChildRuns
@@ -42,6 +43,7 @@ from agentrt.state.base import (
     SessionRecord,
     Store,
 )
+from agentrt.state.watch import RunWatch
 from agentrt.tools.factory import ToolFactory
 
 __all__ = ["Worker", "dead_holder", "new_run_id", "orphaned"]
@@ -50,6 +52,11 @@ log = logging.getLogger(__name__)
 
 # Runs claimed in one round of recovery; rounds repeat until none are left.
 _CLAIM_BATCH = 50
+
+# How often a waiter looks whether a lease holder on this host is still alive: a
+# signal to its pid costs no store read, and a killed holder is taken over at once
+# instead of after its lease expires.
+_LIVENESS_S = 1.0
 
 
 def new_run_id() -> str:
@@ -143,6 +150,8 @@ class Worker:
             weakref.WeakValueDictionary()
         )
         self._watchers: list[asyncio.Task[None]] = []
+        # Set when a run starts executing here: the cancel watch then asks about it too.
+        self._spawned = asyncio.Event()
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -154,19 +163,29 @@ class Worker:
             self._watchers.append(watch)
 
     async def close(self) -> None:
-        """Stop executions in flight (they stay resumable) and close the executor."""
-        for watcher in self._watchers:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        """Stop executions in flight (they stay resumable) and close the executor.
+
+        Executions and watchers are stopped together: an execution's last writes
+        may still wake a watch, which must not outlive the store it watches.
+        """
+        stopping = [*self._watchers, *self._tasks.values()]
         self._watchers.clear()
-        tasks = list(self._tasks.values())
-        for task in tasks:
+        for task in stopping:
             task.cancel()
-        for task in tasks:
+        for task in stopping:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.executor.close()
+
+    async def serve(self, poll_s: float) -> None:
+        """Execute here every run nobody alive executes, looking every ``poll_s`` seconds
+        (until cancelled). Runs submitted through this worker start at once anyway."""
+        while True:
+            try:
+                await self.recover()
+            except Exception:
+                log.exception("looking for runs to take up failed; trying again")
+            await asyncio.sleep(poll_s)
 
     def executing(self, run_id: str) -> bool:
         """Whether ``run_id`` executes in this process now."""
@@ -296,6 +315,7 @@ class Worker:
         )
         task.add_done_callback(_report_stopped)
         self._tasks[run_id] = task
+        self._spawned.set()
 
     async def _execute(
         self,
@@ -346,25 +366,50 @@ class Worker:
 
     # --- waiting ----------------------------------------------------------------
 
-    async def wait(self, run_id: str, *, poll_s: float = 0.2) -> RunResult:
+    async def wait(self, run_id: str) -> RunResult:
         """Wait until the run is finished or waiting for a person.
 
-        A run executing here is awaited directly. A run that nobody executes any
-        more (its process was killed, its lease expired) is taken up here rather
-        than waited on forever.
+        A run executing here is awaited directly. One executing elsewhere is
+        watched through the store: it is read again only when it was written, or
+        when its lease runs out. A run that nobody executes any more (its process
+        was killed, its lease expired) is taken up here rather than waited on
+        forever.
         """
+        task = self._tasks.get(run_id)
+        if task is not None:
+            return await asyncio.shield(task)
+        async with self.store.watch() as watch:
+            while True:
+                task = self._tasks.get(run_id)
+                if task is not None:
+                    return await asyncio.shield(task)
+                run = await self.get(run_id)  # read after the watch opened: no write unheard
+                if run.finished or run.status in WAITING_STATUSES:
+                    return await self.result_of(run)
+                if run.status == "running":
+                    await self.adopt(run)
+                    if run_id in self._tasks:
+                        continue
+                await self._until_written(watch, run)
+
+    async def _until_written(self, watch: RunWatch, run: RunRecord) -> None:
+        """Return when ``run`` was written, when its lease runs out, or when its holder
+        on this host died, whichever comes first."""
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        if run.lease_expires is not None:
+            lease_left = min(max(run.lease_expires - self._clock(), 0.0), self.lease_ttl_s)
+            deadline = loop.time() + lease_left + 0.05
+        holder = run.lease_owner if is_local_owner(run.lease_owner) else None
         while True:
-            task = self._tasks.get(run_id)
-            if task is not None:
-                return await asyncio.shield(task)
-            run = await self.get(run_id)
-            if run.status in TERMINAL_STATUSES or run.status in WAITING_STATUSES:
-                return await self.result_of(run)
-            if run.status == "running":
-                await self.adopt(run)
-                if run_id in self._tasks:
-                    continue
-            await asyncio.sleep(poll_s)
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return
+            step = left if holder is None else min(_LIVENESS_S, left or _LIVENESS_S)
+            if await watch.changed({run.id}, step):
+                return
+            if holder is not None and owner_is_dead(holder):
+                return
 
     async def result_of(self, run: RunRecord) -> RunResult:
         """The result recorded for a run (output from its ``run.finished`` event)."""
@@ -402,13 +447,16 @@ class Worker:
                     await self.executor.finish_cancelled(leased)
                 finally:
                     await self.store.release_lease(run_id, self.owner)
+        if wait_s <= 0:
+            return await self.get(run_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
-        run = await self.get(run_id)
-        while not run.finished and loop.time() < deadline:
-            await asyncio.sleep(min(0.05, self.cancel_poll_s))
+        async with self.store.watch() as watch:
             run = await self.get(run_id)
-        return run
+            while not run.finished and (left := deadline - loop.time()) > 0:
+                if await watch.changed({run_id}, left):
+                    run = await self.get(run_id)
+            return run
 
     async def _renew_leases(self) -> None:
         interval = self.lease_ttl_s / 3
@@ -427,18 +475,47 @@ class Worker:
     async def _watch_cancels(self) -> None:
         """Stop the runs executing here whose cancellation another process requested.
 
-        One cheap indexed read per round, and none while nothing runs here.
+        Woken by the store's watch when a run executing here is written (a cancel
+        request is such a write), it reads the requests at most once per
+        ``cancel_poll_s``; while nothing is written it reads nothing.
         """
+        loop = asyncio.get_running_loop()
+        looked = -self.cancel_poll_s
+        async with self.store.watch() as watch:
+            while True:
+                await self._written_executing(watch)
+                pause = looked + self.cancel_poll_s - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                looked = loop.time()
+                if not self._tasks:
+                    continue
+                try:
+                    wanted = await self.store.cancel_requests(list(self._tasks))
+                except Exception:
+                    continue  # a transient store error: the next write asks again
+                for run_id in wanted - self.cancel_requested:
+                    task = self._tasks.get(run_id)
+                    if task is not None:
+                        self.cancel_requested.add(run_id)
+                        task.cancel()
+
+    async def _written_executing(self, watch: RunWatch) -> None:
+        """Return once a run executing here was written; a run that starts executing
+        meanwhile joins those waited on."""
         while True:
-            await asyncio.sleep(self.cancel_poll_s)
-            if not self._tasks:
-                continue
+            self._spawned.clear()
+            executing = list(self._tasks)
+            waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._spawned.wait())}
+            changed: asyncio.Future[set[str]] | None = None
+            if executing:
+                changed = asyncio.ensure_future(watch.changed(executing))
+                waits.add(changed)
             try:
-                wanted = await self.store.cancel_requests(list(self._tasks))
-            except Exception:
-                continue  # a transient store error: try again next round
-            for run_id in wanted - self.cancel_requested:
-                task = self._tasks.get(run_id)
-                if task is not None:
-                    self.cancel_requested.add(run_id)
-                    task.cancel()
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+                await asyncio.wait(waits)
+            if changed is not None and not changed.cancelled() and changed.result():
+                return

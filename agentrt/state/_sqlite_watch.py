@@ -182,7 +182,9 @@ class NotifyWatcher:
         """Call ``on_write(None)`` on this event loop after each write another store
         tells of (which runs it wrote is not said)."""
         self._on_write = on_write
-        inotify = await asyncio.to_thread(_open_inotify, self.folder)
+        # On the loop, not in a thread: it is two quick system calls, and an open
+        # finished by a thread after its caller was cancelled would leak the instance.
+        inotify = _open_inotify(self.folder)
         if inotify is not None:
             self._inotify = inotify
             asyncio.get_running_loop().add_reader(inotify.fileno(), self._readable)

@@ -189,7 +189,11 @@ class ChangeHub:
         try:
             yield watch
         finally:
-            async with self._lock:
-                self._watches.discard(watch)
-                if not self._watches and self._foreign is not None:
-                    await self._foreign.stop()
+            # Shielded: a watch closed by a cancellation still gives back what it took.
+            await asyncio.shield(self._close(watch))
+
+    async def _close(self, watch: Watch) -> None:
+        async with self._lock:
+            self._watches.discard(watch)
+            if not self._watches and self._foreign is not None:
+                await self._foreign.stop()

@@ -68,7 +68,7 @@ async def test_an_acknowledged_cancel_wins_over_the_end_the_run_reaches(
     owner_store, other_store = stores
     # The owner never polls for cancels here: only the store's conditional end decides.
     async with (
-        Runtime(owner_store, cancel_poll_s=3600) as owner,
+        Runtime(owner_store, notice_cancels=False) as owner,
         Runtime(other_store, resume_interrupted=False) as other,
     ):
         await owner.apply(resources(model_server.url))
@@ -96,7 +96,7 @@ async def test_after_an_acknowledged_cancel_no_tool_call_starts(
     model_server.inject_delay(1.0)  # the model asks for the charge a second after the cancel
     owner_store, other_store = stores
     async with (
-        Runtime(owner_store, cancel_poll_s=3600) as owner,
+        Runtime(owner_store, notice_cancels=False) as owner,
         Runtime(other_store, resume_interrupted=False) as other,
     ):
         await owner.apply(resources(model_server.url, tools=["charge"]))
