@@ -31,6 +31,8 @@ PUBLIC = {
         "RunResult",
         "RunView",
         "Runtime",
+        "Serving",
+        "ServingState",
         "StepInfo",
         "read_run",
         "run_summary",

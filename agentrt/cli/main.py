@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from agentrt._version import __version__
-from agentrt.cli import decisions, doctor, long_term_memory, resources, runs
+from agentrt.cli import decisions, doctor, long_term_memory, resources, runs, worker
 from agentrt.cli._shared import (
     EXIT_INTERRUPTED,
     EXIT_OUTPUT_CLOSED,
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_demo_parser(sub)
     resources.add_parsers(sub)
     runs.add_parsers(sub)
+    worker.add_parser(sub)
     decisions.add_parsers(sub)
     doctor.add_parser(sub)
     long_term_memory.add_parser(sub)

@@ -1,13 +1,12 @@
 """Commands about runs: start one (``run``, ``demo``), steer it (``resume``, ``replay``,
 ``cancel``, ``fork``), look at the store's runs (``runs list|show|export|import``),
-collect old ones (``gc``), and serve as a ``worker``."""
+collect old ones (``gc``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -77,10 +76,6 @@ def add_parsers(sub: Any) -> None:
     )
     gc.set_defaults(handler=_cmd_gc)
 
-    w = sub.add_parser("worker", help="resume interrupted runs and execute queued ones")
-    w.add_argument("--poll", type=float, default=1.0, help="seconds between queue polls")
-    w.set_defaults(handler=_cmd_worker)
-
 
 def _add_run_parser(sub: Any) -> None:
     r = sub.add_parser("run", help="run an agent and show its steps live")
@@ -95,6 +90,11 @@ def _add_run_parser(sub: Any) -> None:
     r.add_argument("--deadline", type=float, help="seconds")
     r.add_argument("--concurrency", type=int, help="a Team: at most N nodes at once")
     r.add_argument("-q", "--quiet", action="store_true", help="print only the output")
+    r.add_argument(
+        "--queue",
+        action="store_true",
+        help="only queue it for a worker (`agentrt worker`): print the run's id and return",
+    )
     r.set_defaults(handler=_cmd_run)
 
 
@@ -153,7 +153,7 @@ async def _cmd_run(args: argparse.Namespace) -> int:
         max_cost_usd=args.max_cost,
         deadline_s=args.deadline,
     )
-    async with runtime(args, live=not args.quiet) as rt:
+    async with runtime(args, live=not (args.quiet or args.queue)) as rt:
         run = await rt.submit(
             args.agent,
             args.input,
@@ -162,7 +162,14 @@ async def _cmd_run(args: argparse.Namespace) -> int:
             idempotency_key=args.idempotency_key,
             budgets=budgets,
             concurrency=args.concurrency,
+            start=not args.queue,
         )
+        if args.queue:
+            if args.json:
+                print_json(run_summary(run))
+            else:
+                print(run.id)
+            return EXIT_OK
         result = await rt.wait(run.id)
     return finish(args, result, quiet=args.quiet)
 
@@ -299,10 +306,3 @@ def _duration(text: str) -> float:
     if not match:
         raise UsageError(f"--older-than {text!r}: write a number and a unit, e.g. 90m, 12h, 30d")
     return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-
-
-async def _cmd_worker(args: argparse.Namespace) -> int:
-    async with runtime(args, resume=True) as rt:
-        print(f"worker {rt.owner} serving; Ctrl-C to stop", file=sys.stderr)
-        await rt.serve(poll_s=args.poll)
-    return EXIT_OK

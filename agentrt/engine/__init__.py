@@ -11,11 +11,15 @@ from agentrt.engine.journal import EventObserver, LogAwareObserver
 from agentrt.engine.result import RunResult
 from agentrt.engine.run_view import RunView, read_run, run_summary
 from agentrt.engine.runtime import Runtime
+from agentrt.engine.serving import Serving, ServingState
 
 __all__ = [
     # the runtime and what a run returns
     "Runtime",
     "RunResult",
+    # a runtime as a worker of the queue
+    "Serving",
+    "ServingState",
     # the read model of a run, as every reader shows it
     "RunView",
     "read_run",

@@ -45,6 +45,9 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
         "finished_at": run.finished_at,
         "parent_run": run.parent_run,
         "fork_step": run.fork_step,
+        # Who executes it now (``None``: nobody; a worker takes it up), and until when.
+        "lease_owner": run.lease_owner,
+        "lease_expires": run.lease_expires,
         "usage": usage_dict(run.usage),
     }
 

@@ -28,6 +28,7 @@ from agentrt.engine.journal import EventObserver
 from agentrt.engine.plans import RunSpec
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
+from agentrt.engine.serving import Serving
 from agentrt.engine.worker import Worker
 from agentrt.errors import UsageError
 from agentrt.settings import Settings
@@ -279,10 +280,16 @@ class Runtime:
         await worker.resume(run_id)
         return await worker.wait(run_id)
 
-    async def serve(self, *, poll_s: float = 1.0) -> None:
-        """Work as a worker until cancelled: execute every run nobody alive executes
-        (queued, lease expired, owner dead), looking for them every ``poll_s``."""
-        await self._started.worker.serve(poll_s)
+    def serving(self, *, concurrency: int = 100, poll_s: float = 1.0) -> Serving:
+        """This runtime as a worker of the queue (what ``agentrt worker`` runs): claims
+        runs nobody alive executes, up to ``concurrency`` at once, woken by the
+        store and polling every ``poll_s``. ``await serving.run(grace_s=...)``;
+        ``serving.drain()`` stops it."""
+        return Serving(self._started.worker, concurrency=concurrency, poll_s=poll_s)
+
+    async def serve(self, *, concurrency: int = 100, poll_s: float = 1.0) -> None:
+        """Work as a worker of the queue until cancelled (see :meth:`serving`)."""
+        await self.serving(concurrency=concurrency, poll_s=poll_s).run(grace_s=0.0)
 
     async def resume_interrupted(self) -> list[str]:
         """Start every run nobody alive executes: queued, lease expired, or owner dead."""

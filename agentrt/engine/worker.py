@@ -14,9 +14,7 @@ import contextlib
 import logging
 import secrets
 import time
-import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import aiohttp
 
@@ -27,11 +25,12 @@ from agentrt.engine.children import ChildRuns
 from agentrt.engine.executor import Executor
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import EventObserver
+from agentrt.engine.lease_keeper import LeaseKeeper
 from agentrt.engine.plans import RunCreated
 from agentrt.engine.result import RunResult
 from agentrt.engine.run_view import RunView
 from agentrt.engine.scratch import ScratchSpace
-from agentrt.errors import ConflictError, LeaseLost, NotFoundError
+from agentrt.errors import ConflictError, LeaseLost, NotFoundError, StoreError
 from agentrt.settings import Settings
 from agentrt.state.base import (
     TERMINAL_STATUSES,
@@ -145,21 +144,27 @@ class Worker:
             cancel_requested=self.cancel_requested,
         )
         self._tasks: dict[str, asyncio.Task[RunResult]] = {}
-        # Weak: a session's lock lives only while a turn of it runs or waits.
-        self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
         self._watchers: list[asyncio.Task[None]] = []
-        # Set when a run starts executing here: the cancel watch then asks about it too.
-        self._spawned = asyncio.Event()
+        self.leases = LeaseKeeper(
+            store,
+            owner,
+            self._tasks,
+            self.cancel_requested,
+            clock=clock,
+            lease_ttl_s=lease_ttl_s,
+            cancel_poll_s=cancel_poll_s,
+        )
+        # Runs whose execution stopped on a store error while this worker held their
+        # lease: taken up again here once the store answers (see retake_stranded).
+        self.stranded: set[str] = set()
 
     # --- lifecycle --------------------------------------------------------------
 
     def start(self) -> None:
         """Start renewing leases and noticing cancellations requested elsewhere."""
-        self._watchers.append(asyncio.create_task(self._renew_leases(), name="agentrt-leases"))
+        self._watchers.append(asyncio.create_task(self.leases.renew(), name="agentrt-leases"))
         if self._notice_cancels:
-            watch = asyncio.create_task(self._watch_cancels(), name="agentrt-cancels")
+            watch = asyncio.create_task(self.leases.notice_cancels(), name="agentrt-cancels")
             self._watchers.append(watch)
 
     async def close(self) -> None:
@@ -177,19 +182,14 @@ class Worker:
                 await task
         await self.executor.close()
 
-    async def serve(self, poll_s: float) -> None:
-        """Execute here every run nobody alive executes, looking every ``poll_s`` seconds
-        (until cancelled). Runs submitted through this worker start at once anyway."""
-        while True:
-            try:
-                await self.recover()
-            except Exception:
-                log.exception("looking for runs to take up failed; trying again")
-            await asyncio.sleep(poll_s)
-
     def executing(self, run_id: str) -> bool:
         """Whether ``run_id`` executes in this process now."""
         return run_id in self._tasks
+
+    @property
+    def executions(self) -> dict[str, asyncio.Task[RunResult]]:
+        """The runs executing here now and their tasks (a copy)."""
+        return dict(self._tasks)
 
     # --- taking runs up ---------------------------------------------------------
 
@@ -273,18 +273,23 @@ class Worker:
         with contextlib.suppress(ConflictError):
             await self.take_up(run, replacing=dead_holder(run))
 
-    async def recover(self) -> list[str]:
-        """Execute here every run nobody alive executes: claimed from the queue (queued,
-        or with an expired lease), or taken over from a process on this host that is gone."""
+    async def recover(self, *, limit: int | None = None) -> list[str]:
+        """Execute here every run nobody alive executes (at most ``limit`` of them):
+        claimed from the queue (queued, or with an expired lease), or taken over
+        from a process on this host that is gone."""
         taken: list[str] = []
-        while claimed := await self.store.claim_runs(
-            self.owner, self.lease_ttl_s, now=self._clock(), limit=_CLAIM_BATCH
-        ):
+        while limit is None or len(taken) < limit:
+            batch = _CLAIM_BATCH if limit is None else min(_CLAIM_BATCH, limit - len(taken))
+            claimed = await self.store.claim_runs(
+                self.owner, self.lease_ttl_s, now=self._clock(), limit=batch
+            )
             for run in claimed:
                 self.spawn(run.id, session_id=run.session_id)
                 taken.append(run.id)
-            if len(claimed) < _CLAIM_BATCH:
+            if len(claimed) < batch:
                 break
+        if limit is not None and len(taken) >= limit:
+            return taken
         # A holder known dead still has a live lease: claim_runs leaves it alone.
         for run in await self.store.list_runs(statuses=["running"], limit=1000):
             holder = dead_holder(run)
@@ -293,6 +298,22 @@ class Worker:
             with contextlib.suppress(ConflictError):
                 await self.take_up(run, replacing=holder)
                 taken.append(run.id)
+        return taken
+
+    async def retake_stranded(self) -> list[str]:
+        """Take up again the runs whose execution here stopped on a store error, if
+        this worker still holds (or can take) their lease; forget the others."""
+        taken = []
+        for run_id in list(self.stranded):
+            self.stranded.discard(run_id)
+            if run_id in self._tasks:
+                continue
+            leased = await self.store.acquire_lease(
+                run_id, self.owner, self.lease_ttl_s, now=self._clock()
+            )
+            if leased is not None and not leased.finished:
+                self.spawn(run_id, session_id=leased.session_id)
+                taken.append(run_id)
         return taken
 
     async def resume(self, run_id: str) -> None:
@@ -315,7 +336,8 @@ class Worker:
         )
         task.add_done_callback(_report_stopped)
         self._tasks[run_id] = task
-        self._spawned.set()
+        self.stranded.discard(run_id)
+        self.leases.started(run_id)
 
     async def _execute(
         self,
@@ -326,29 +348,53 @@ class Worker:
     ) -> RunResult:
         result: RunResult | None = None
         try:
-            if session_id is None:
-                result = await self.executor.execute(run_id, known=known, created=created)
-            else:
-                # Turns of one session run in order: each sees the one before it
-                # (and so its log must be read after the lock is taken).
-                lock = self._session_locks.get(session_id)
-                if lock is None:
-                    lock = self._session_locks[session_id] = asyncio.Lock()
-                async with lock:
-                    result = await self.executor.execute(run_id, created=created)
+            if session_id is not None:
+                # Turns of one session run in order, here or on other workers: each
+                # sees the one before it.
+                await self._after_earlier_turns(run_id, session_id, known)
+                known = None  # the session's history is read after the earlier turns
+            result = await self.executor.execute(run_id, known=known, created=created)
             return result
         except asyncio.CancelledError:
             if run_id not in self.cancel_requested:
                 raise
             result = await self._end_cancelled(run_id)
             return result
+        except StoreError:
+            self.stranded.add(run_id)  # the store failed: take it up again once it answers
+            raise
         finally:
             self._tasks.pop(run_id, None)
+            self.leases.stopped(run_id)
             self.cancel_requested.discard(run_id)
             if result is None or result.status not in TERMINAL_STATUSES:
                 # A finished run's lease ended with its last append.
                 with contextlib.suppress(Exception):
                     await self.store.release_lease(run_id, self.owner)
+
+    async def _after_earlier_turns(
+        self, run_id: str, session_id: str, known: tuple[RunRecord, list[Event]] | None
+    ) -> None:
+        """Wait until the earlier turns of the session that execute (here or in another
+        worker) have stopped: ended, or waiting for a person.
+
+        The order is the turns' numbers, given by the store when each was created,
+        so it holds whichever worker takes which turn up first.
+        """
+        run = known[0] if known is not None else await self.get(run_id)
+        if not run.turn:
+            return  # the session's first turn (turns count from 0)
+        running = await self.store.list_runs(
+            session_id=session_id, statuses=["running"], limit=run.turn
+        )
+        for earlier in running:
+            if earlier.turn is None or earlier.turn >= run.turn:
+                continue
+            task = self._tasks.get(earlier.id)
+            if task is not None:
+                await asyncio.wait({task})  # however it ends, it has stopped
+            else:
+                await self.wait(earlier.id)
 
     async def _end_cancelled(self, run_id: str) -> RunResult:
         """Record the cancelled end of a run stopped before its execution recorded one.
@@ -457,65 +503,3 @@ class Worker:
                 if await watch.changed({run_id}, left):
                     run = await self.get(run_id)
             return run
-
-    async def _renew_leases(self) -> None:
-        interval = self.lease_ttl_s / 3
-        while True:
-            await asyncio.sleep(interval)
-            for run_id, task in list(self._tasks.items()):
-                try:
-                    held = await self.store.renew_lease(
-                        run_id, self.owner, self.lease_ttl_s, now=self._clock()
-                    )
-                except Exception:
-                    continue  # a transient store error: try again next round
-                if not held:
-                    task.cancel()  # another worker took the run over; stop writing
-
-    async def _watch_cancels(self) -> None:
-        """Stop the runs executing here whose cancellation another process requested.
-
-        Woken by the store's watch when a run executing here is written (a cancel
-        request is such a write), it reads the requests at most once per
-        ``cancel_poll_s``; while nothing is written it reads nothing.
-        """
-        loop = asyncio.get_running_loop()
-        looked = -self.cancel_poll_s
-        async with self.store.watch() as watch:
-            while True:
-                await self._written_executing(watch)
-                pause = looked + self.cancel_poll_s - loop.time()
-                if pause > 0:
-                    await asyncio.sleep(pause)
-                looked = loop.time()
-                if not self._tasks:
-                    continue
-                try:
-                    wanted = await self.store.cancel_requests(list(self._tasks))
-                except Exception:
-                    continue  # a transient store error: the next write asks again
-                for run_id in wanted - self.cancel_requested:
-                    task = self._tasks.get(run_id)
-                    if task is not None:
-                        self.cancel_requested.add(run_id)
-                        task.cancel()
-
-    async def _written_executing(self, watch: RunWatch) -> None:
-        """Return once a run executing here was written; a run that starts executing
-        meanwhile joins those waited on."""
-        while True:
-            self._spawned.clear()
-            executing = list(self._tasks)
-            waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._spawned.wait())}
-            changed: asyncio.Future[set[str]] | None = None
-            if executing:
-                changed = asyncio.ensure_future(watch.changed(executing))
-                waits.add(changed)
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiting in waits:
-                    waiting.cancel()
-                await asyncio.wait(waits)
-            if changed is not None and not changed.cancelled() and changed.result():
-                return

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from agentrt.state.records import GcResult, RunRecord
+from agentrt.state.watch import QUEUE
 
 __all__ = [
     "POLL_INTERVAL_S",
@@ -38,6 +39,7 @@ __all__ = [
     "touched_created",
     "touched_leased",
     "touched_one",
+    "touched_released",
     "touched_removed",
 ]
 
@@ -243,7 +245,16 @@ def touched_one(run_id: str) -> Callable[[object], tuple[str]]:
 
 
 def touched_created(result: tuple[RunRecord, bool]) -> tuple[str, ...]:
-    return (result[0].id,) if result[1] else ()
+    run, fresh = result
+    if not fresh:
+        return ()
+    return (run.id,) if run.lease_owner is not None else (run.id, QUEUE)
+
+
+def touched_released(run_id: str) -> Callable[[object], tuple[str, str]]:
+    """A lease given up, or a run set going again by a person's decision: the queue
+    may have work."""
+    return lambda _: (run_id, QUEUE)
 
 
 def touched_leased(result: RunRecord | None) -> tuple[str, ...]:

@@ -54,6 +54,7 @@ from agentrt.state._sqlite_watch import (
     touched_created,
     touched_leased,
     touched_one,
+    touched_released,
     touched_removed,
 )
 from agentrt.state._sqlite_writer import RAW, READ, STOP, WRITE, Writer
@@ -459,8 +460,10 @@ class SqliteStore:
                 does not end it ``cancelled``.
             NotFoundError: The run does not exist.
         """
+        # A run set going again without a lease (a person's decision) is queue work.
+        requeued = owner is None and update is not None and update.status == "running"
         return await self._write(
-            touched_one(run_id),
+            touched_released(run_id) if requeued else touched_one(run_id),
             self._ops.append_events,
             run_id,
             events,
@@ -526,7 +529,7 @@ class SqliteStore:
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         """Give the lease up (no-op unless ``owner`` holds it)."""
-        await self._write(touched_one(run_id), self._ops.release_lease, run_id, owner)
+        await self._write(touched_released(run_id), self._ops.release_lease, run_id, owner)
 
     async def claim_runs(
         self, owner: str, ttl_s: float, *, now: float, limit: int = 10

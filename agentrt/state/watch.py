@@ -30,7 +30,12 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from typing import Final, Protocol, runtime_checkable
 
-__all__ = ["ChangeHub", "ForeignWrites", "RunWatch", "Watch"]
+__all__ = ["QUEUE", "ChangeHub", "ForeignWrites", "RunWatch", "Watch"]
+
+QUEUE: Final = "*queue*"
+"""Not a run: the id a store writes to when a run may have become claimable (created
+without a lease, or its lease given up). ``watch.changed({QUEUE}, poll)`` is how a
+worker waits for work; leases that expire unrenewed write nothing, hence the poll."""
 
 # Ids remembered between two calls of changed(); past it, every id asked for counts
 # as changed (a spurious wake-up costs one read; a missed one would hang a waiter).

@@ -1,0 +1,121 @@
+"""The ``agentrt worker`` command: serve the store's queue until told to stop.
+
+SIGTERM (or Ctrl-C) drains: the worker takes nothing new, lets the runs it
+executes end within ``--grace`` seconds, gives the leases of the others back for
+other workers to take up, and exits 0. A second signal gives them back at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from agentrt.cli._shared import EXIT_OK, runtime
+from agentrt.engine import Serving
+from agentrt.errors import UsageError
+from agentrt.server.health import health_server
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``agentrt worker`` to the command line's subcommands."""
+    w = sub.add_parser("worker", help="serve the queue: execute queued and interrupted runs")
+    w.add_argument("--concurrency", type=int, default=100, help="runs claimed at once (100)")
+    w.add_argument("--name", help="how `agentrt workers` shows this worker (default: its id)")
+    w.add_argument(
+        "--poll",
+        type=float,
+        default=1.0,
+        help="seconds between looks at the queue when no write wakes the worker (1.0)",
+    )
+    w.add_argument(
+        "--grace",
+        type=float,
+        default=25.0,
+        help="seconds a drain lets runs end before giving them back (25)",
+    )
+    w.add_argument("--health-port", type=int, help="serve /healthz and /readyz on this port")
+    w.add_argument("--health-host", default="0.0.0.0", help="address of the checks (0.0.0.0)")
+    w.set_defaults(handler=_cmd_worker)
+
+
+async def _cmd_worker(args: argparse.Namespace) -> int:
+    if args.concurrency < 1:
+        raise UsageError(f"--concurrency {args.concurrency}: give at least 1")
+    if args.poll <= 0 or args.grace < 0:
+        raise UsageError("--poll must be more than 0 and --grace at least 0 (seconds)")
+    async with runtime(args, live=False) as rt:
+        serving = rt.serving(concurrency=args.concurrency, poll_s=args.poll)
+        name = args.name or rt.owner
+        main = asyncio.current_task()
+        with _signals(serving, main, name):
+            async with _health(args, serving) as port:
+                if port is not None:
+                    print(f"worker {name}: health checks on port {port}", file=sys.stderr)
+                print(f"worker {name} serving; SIGTERM or Ctrl-C drains", file=sys.stderr)
+                try:
+                    left = await serving.run(grace_s=args.grace)
+                except asyncio.CancelledError:
+                    left = sorted(serving.worker.executions)
+                    _uncancel(main)
+        if left:
+            print(f"worker {name}: giving back {len(left)} unfinished run(s)", file=sys.stderr)
+    print(f"worker {name} stopped", file=sys.stderr)
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _signals(serving: Serving, main: asyncio.Task[Any] | None, name: str) -> Any:
+    """The first SIGTERM or SIGINT drains; the next one stops at once."""
+    loop = asyncio.get_running_loop()
+    told = 0
+
+    def on_signal() -> None:
+        nonlocal told
+        told += 1
+        if told == 1:
+            print(f"worker {name} draining", file=sys.stderr)
+            serving.drain()
+        elif main is not None:
+            main.cancel()
+
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, on_signal)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+@contextlib.asynccontextmanager
+async def _health(args: argparse.Namespace, serving: Serving) -> AsyncIterator[int | None]:
+    if args.health_port is None:
+        yield None
+        return
+    try:
+        server = health_server(lambda: serving.state, port=args.health_port, host=args.health_host)
+        port = await server.__aenter__()
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise UsageError(f"--health-port {args.health_port}: cannot listen ({reason})") from None
+    try:
+        yield port
+    finally:
+        await server.__aexit__(None, None, None)
+
+
+def _uncancel(task: asyncio.Task[Any] | None) -> None:
+    # The second signal cancelled the command itself: what is left is an orderly close.
+    if task is not None:
+        while task.uncancel():
+            pass

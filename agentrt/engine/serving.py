@@ -1,0 +1,142 @@
+"""A worker serving the queue: it claims runs up to its concurrency when the store
+says there may be work, rides out a store that stops answering, and drains.
+
+What ``agentrt worker`` runs. Waking up is the store's watch (a run created
+unleased, a lease given up, a person's decision); a poll every ``poll_s``
+catches what writes nothing: a lease on another host running out unrenewed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from agentrt.engine.worker import Worker
+from agentrt.errors import StoreError
+from agentrt.state.watch import QUEUE, RunWatch
+
+__all__ = ["Serving", "ServingState"]
+
+log = logging.getLogger(__name__)
+
+# Backoff while the store does not answer: from the first to the last, doubling.
+_BACKOFF_FIRST_S = 0.5
+_BACKOFF_LAST_S = 15.0
+
+ServingPhase = Literal["starting", "serving", "draining", "stopped"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServingState:
+    """What a health check reports of a serving worker.
+
+    Attributes:
+        phase: ``starting``, ``serving``, ``draining`` (taking nothing new) or
+            ``stopped``.
+        store_ok: The store answered the last claim.
+        executing: How many runs execute here now.
+        concurrency: How many runs it executes at most (of those it claims).
+    """
+
+    phase: ServingPhase
+    store_ok: bool
+    executing: int
+    concurrency: int
+
+    @property
+    def ready(self) -> bool:
+        """Takes work: serving, and the store answers."""
+        return self.phase == "serving" and self.store_ok
+
+
+class Serving:
+    """Claims runs for ``worker`` until :meth:`drain`; see the module's docstring.
+
+    Runs a worker's own executions start (child runs) execute whatever the
+    concurrency: holding them back could stop their parent for good.
+    """
+
+    def __init__(self, worker: Worker, *, concurrency: int, poll_s: float) -> None:
+        """Serve with at most ``concurrency`` claimed runs at once, polling every ``poll_s``."""
+        self.worker = worker
+        self.concurrency = concurrency
+        self.poll_s = poll_s
+        self._phase: ServingPhase = "starting"
+        self._store_ok = False
+        self._draining = asyncio.Event()
+
+    @property
+    def state(self) -> ServingState:
+        """The state a health check reports."""
+        return ServingState(
+            self._phase, self._store_ok, len(self.worker.executions), self.concurrency
+        )
+
+    def drain(self) -> None:
+        """Stop claiming; :meth:`run` then lets what executes here finish."""
+        if self._phase != "stopped":
+            self._phase = "draining"
+        self._draining.set()
+
+    async def run(self, *, grace_s: float) -> list[str]:
+        """Serve until :meth:`drain`, then wait up to ``grace_s`` for the runs executing
+        here to end. Returns the runs still executing then: whoever closes the
+        worker gives their leases back, and other workers take them up."""
+        backoff = _BACKOFF_FIRST_S
+        async with self.worker.store.watch() as watch:
+            if not self._draining.is_set():
+                self._phase = "serving"
+            while not self._draining.is_set():
+                try:
+                    await self._claim()
+                except StoreError as exc:
+                    self._store_ok = False
+                    log.warning("the store does not answer (%s); again in %.1fs", exc, backoff)
+                    await self._until_drained(backoff)
+                    backoff = min(backoff * 2, _BACKOFF_LAST_S)
+                    continue
+                self._store_ok = True
+                backoff = _BACKOFF_FIRST_S
+                await self._until_work(watch)
+        left = await self._finish(grace_s)
+        self._phase = "stopped"
+        return left
+
+    async def _claim(self) -> None:
+        await self.worker.retake_stranded()
+        free = self.concurrency - len(self.worker.executions)
+        if free > 0:
+            await self.worker.recover(limit=free)
+
+    async def _until_work(self, watch: RunWatch) -> None:
+        """Until the queue may have work for a free slot, a poll is due, or a drain."""
+        waits: set[asyncio.Future[object]] = {asyncio.ensure_future(self._draining.wait())}
+        executions = self.worker.executions.values()
+        if len(executions) >= self.concurrency:
+            # Full: a claim can wait for a slot (the poll still comes for the stranded).
+            waits.add(
+                asyncio.ensure_future(asyncio.wait(executions, return_when=asyncio.FIRST_COMPLETED))
+            )
+        else:
+            waits.add(asyncio.ensure_future(watch.changed({QUEUE})))
+        try:
+            await asyncio.wait(waits, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.wait(waits)
+
+    async def _until_drained(self, timeout: float) -> None:  # noqa: ASYNC109
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._draining.wait()
+
+    async def _finish(self, grace_s: float) -> list[str]:
+        executions = self.worker.executions
+        if executions:
+            log.info("draining: %d run(s) executing, %.0fs to end", len(executions), grace_s)
+            await asyncio.wait(executions.values(), timeout=grace_s)
+        return sorted(self.worker.executions)
