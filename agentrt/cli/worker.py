@@ -15,6 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+from agentrt._text import count
 from agentrt.cli._shared import EXIT_OK, runtime
 from agentrt.engine import Serving
 from agentrt.errors import UsageError
@@ -65,7 +66,8 @@ async def _cmd_worker(args: argparse.Namespace) -> int:
                     left = sorted(serving.worker.executions)
                     _uncancel(main)
         if left:
-            print(f"worker {name}: giving back {len(left)} unfinished run(s)", file=sys.stderr)
+            unfinished = count(len(left), "unfinished run")
+            print(f"worker {name}: giving back {unfinished}", file=sys.stderr)
     print(f"worker {name} stopped", file=sys.stderr)
     return EXIT_OK
 
