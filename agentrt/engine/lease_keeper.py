@@ -88,8 +88,11 @@ class LeaseKeeper:
                 continue
             if held:
                 self._held_until[run_id] = now + self.lease_ttl_s
-            else:
-                task.cancel()  # another worker took the run over; stop writing
+            elif not task.done():
+                # Another worker took the run over (this one was paused past its lease,
+                # or cut off): stop; the store refuses its writes to the run anyway.
+                log.warning("%s: lost its lease to another worker; stopped it here", run_id)
+                task.cancel()
 
     async def notice_cancels(self) -> None:
         """Stop the runs executing here whose cancellation another process requested.
