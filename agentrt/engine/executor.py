@@ -139,10 +139,13 @@ class Executor:
     environ: dict[str, str] | None = None
     http: aiohttp.ClientSession | None = None
     cancel_requested: set[str] = field(default_factory=set)
+    # Runs their worker gives back: each stops before its next step (see Journal.append).
+    handing_back: set[str] = field(default_factory=set)
     children: ChildRunService | None = None  # runs, stops and is woken by child runs
     scratch: ScratchSpace | None = None
     tool_factory: ToolFactory = field(default_factory=ToolFactory)  # closed with us
     _running: dict[str, RunContext] = field(default_factory=dict)
+    _journals: dict[str, Journal] = field(default_factory=dict)
     _paused: dict[str, dict[asyncio.Timeout, float]] = field(default_factory=dict)
     _clients: SharedByName[ModelClient] = field(
         default_factory=lambda: SharedByName(lambda client: client.close())
@@ -306,6 +309,7 @@ class Executor:
             replay=replay,
             trusted_until=run.fork_step or 0,
             observers=() if replay else self.observers,
+            handing_back=self.handing_back,
         )
 
     async def _agent_execution(
@@ -385,11 +389,18 @@ class Executor:
         ctx = x.run_context
         if ctx is not None:
             self._running[x.run.id] = ctx  # its sandboxed calls can be paused from outside
+        self._journals[x.run.id] = x.journal
         try:
             return await self._drive_live(x, events[0].ts)
         finally:
             self._running.pop(x.run.id, None)
             self._paused.pop(x.run.id, None)
+            self._journals.pop(x.run.id, None)
+
+    def in_tool_call(self, run_id: str) -> bool:
+        """Whether the run executing here is between a tool call's intent and its result."""
+        journal = self._journals.get(run_id)
+        return journal is not None and journal.in_tool_call
 
     async def _drive_live(self, x: Execution, created_ts: float) -> RunResult:
         """Execute to an end or a wait, and record it."""

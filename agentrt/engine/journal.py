@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -122,8 +122,12 @@ class Journal:
         replay: bool = False,
         trusted_until: int = 0,
         observers: Sequence[EventObserver] = (),
+        handing_back: Container[str] = (),
     ) -> None:
         self.store = store
+        # Runs whose worker gives them back: no new step starts (see append).
+        self._handing_back = handing_back
+        self.in_tool_call = False  # between a tool call's durable intent and its result
         self.run_id = run_id
         self.owner = owner
         self.replay = replay
@@ -218,6 +222,10 @@ class Journal:
         With ``durable`` the call returns once the event and all events before
         it are committed; otherwise it is committed with the next durable one.
         """
+        if type in _STEP_STARTS and self.run_id in self._handing_back:
+            # The worker gives the run back at this boundary: nothing of the step
+            # was done, and whoever takes the run up starts it.
+            raise asyncio.CancelledError(f"{self.run_id} handed back")
         event = self._enqueue(type, data, step, update)
         if durable:
             try:
@@ -401,11 +409,17 @@ class Journal:
             await self.append(ev.TOOL_CALL, data, step=step, durable=False)
             result = ToolResult(refused, is_error=True)
             return await self._record_tool_result(step, result, 0.0, reconciled="quota")
-        if rec is None or rec.intent is None:
-            # The intent is durable before the tool can have any effect.
-            await self.append(ev.TOOL_CALL, data, step=step, update=RunUpdate(usage=_ONE_TOOL))
-            return await self._perform_tool(step, tool, perform)
-        return await self._reconcile(step, rec, call, tool, ctx, perform)
+        # From its intent to its result, a call is let finish by a worker giving the
+        # run back: stopped halfway, it would be left unknown.
+        self.in_tool_call = True
+        try:
+            if rec is None or rec.intent is None:
+                # The intent is durable before the tool can have any effect.
+                await self.append(ev.TOOL_CALL, data, step=step, update=RunUpdate(usage=_ONE_TOOL))
+                return await self._perform_tool(step, tool, perform)
+            return await self._reconcile(step, rec, call, tool, ctx, perform)
+        finally:
+            self.in_tool_call = False
 
     async def _reconcile(
         self,
@@ -498,6 +512,8 @@ class Journal:
 
 
 _ONE_TOOL = Usage(tool_calls=1)
+# The first event of a step: where a run being given back stops.
+_STEP_STARTS = frozenset({ev.MODEL_CALL, ev.TOOL_CALL, ev.NODE_STARTED})
 # Events that announce what is about to happen (a step's attempt, the run's waiting or
 # end), as opposed to recording what happened: when the store refuses one because the
 # run is being cancelled, it is dropped instead of written with the cancelled end.

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 _BACKOFF_FIRST_S = 0.5
 _BACKOFF_LAST_S = 15.0
 
+# The last part of a drain's grace, when runs stop at their next step boundary.
+_HAND_BACK_BOUND_S = 10.0
+
 ServingPhase = Literal["starting", "serving", "draining", "stopped"]
 
 
@@ -135,8 +138,14 @@ class Serving:
                 await self._draining.wait()
 
     async def _finish(self, grace_s: float) -> list[str]:
+        """Let the runs executing here end within ``grace_s``: first they go on; in the
+        last part of it (half, at most ten seconds) each stops at its next step
+        boundary and is given back."""
         executions = self.worker.executions
-        if executions:
-            log.info("draining: %d run(s) executing, %.0fs to end", len(executions), grace_s)
-            await asyncio.wait(executions.values(), timeout=grace_s)
-        return sorted(self.worker.executions)
+        if not executions:
+            return []
+        bound = min(_HAND_BACK_BOUND_S, grace_s / 2)
+        await asyncio.wait(executions.values(), timeout=grace_s - bound)
+        if not self.worker.executions:
+            return []
+        return await self.worker.hand_back(bound_s=bound)

@@ -182,6 +182,29 @@ class Worker:
                 await task
         await self.executor.close()
 
+    async def hand_back(self, *, bound_s: float) -> list[str]:
+        """Stop every execution here at its next step boundary and give its lease back.
+
+        Nothing is lost or left unknown: a model call in flight is dropped (the next
+        owner makes it again), a tool call in flight is let finish and its result
+        recorded, for up to ``bound_s`` seconds, before it is stopped too. Returns
+        the runs given back.
+        """
+        tasks = dict(self._tasks)
+        self.executor.handing_back.update(tasks)
+        for run_id, task in tasks.items():
+            if not self.executor.in_tool_call(run_id):
+                task.cancel()
+        if tasks:
+            await asyncio.wait(tasks.values(), timeout=bound_s)
+        for task in tasks.values():
+            task.cancel()
+        for task in tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.executor.handing_back.difference_update(tasks)
+        return sorted(tasks)
+
     def executing(self, run_id: str) -> bool:
         """Whether ``run_id`` executes in this process now."""
         return run_id in self._tasks
