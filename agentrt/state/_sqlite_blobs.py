@@ -11,7 +11,8 @@ import hashlib
 import sqlite3
 from typing import Final
 
-from agentrt.errors import LeaseLost, NotFoundError
+from agentrt.errors import NotFoundError
+from agentrt.state._fence import check_fence
 from agentrt.state.records import RunBlob
 
 __all__ = ["BlobOps"]
@@ -35,17 +36,15 @@ class BlobOps:
         self.conn = conn
 
     def put_blob(
-        self, data: bytes, run_id: str, name: str, step: int, owner: str | None
+        self, data: bytes, run_id: str, name: str, step: int, owner: str | None, token: int | None
     ) -> RunBlob:
         row = self.conn.execute(
-            "SELECT pk, lease_owner FROM runs WHERE id = ?", (run_id,)
+            "SELECT pk, lease_owner, lease_token FROM runs WHERE id = ?", (run_id,)
         ).fetchone()
         if row is None:
             raise NotFoundError(f"run {run_id!r} does not exist")
-        pk, lease_owner = row
-        if owner is not None and lease_owner != owner:
-            holder = "nobody" if lease_owner is None else repr(lease_owner)
-            raise LeaseLost(f"run {run_id!r} is leased to {holder}, not {owner!r}")
+        pk, holder, holder_token = row
+        check_fence(run_id, holder, holder_token, owner, token)
         digest = hashlib.sha256(data).digest()
         self.conn.execute(_INSERT_BLOB, (digest, data))
         self.conn.execute(_REFER, (pk, name, step, digest))

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from agentrt._json import dumps, dumps_str, loads
 from agentrt.errors import CancelRequested, ConflictError, LeaseLost, NotFoundError
+from agentrt.state._fence import check_fence, granted_token
 from agentrt.state.base import (
     TERMINAL_STATUSES,
     Event,
@@ -34,19 +35,20 @@ __all__ = ["Ops"]
 _RUN_COLS = (
     "id, namespace, agent, status, created_at, updated_at, session_id, turn, reason, "
     "finished_at, idempotency_key, parent_run, fork_step, lease_owner, lease_expires, "
-    "cancel_requested, last_seq, input_tokens, output_tokens, cost_usd, model_calls, tool_calls"
+    "lease_token, cancel_requested, last_seq, input_tokens, output_tokens, cost_usd, "
+    "model_calls, tool_calls"
 )
 _SELECT_RUN_BY_ID = f"SELECT {_RUN_COLS} FROM runs WHERE id = ?"
 _SELECT_RUN_BY_PK = f"SELECT {_RUN_COLS} FROM runs WHERE pk = ?"
 _SELECT_RUN_BY_KEY = f"SELECT {_RUN_COLS} FROM runs WHERE namespace = ? AND idempotency_key = ?"
 _INSERT_RUN = (
     "INSERT INTO runs (id, namespace, agent, status, created_at, updated_at, session_id, turn, "
-    "finished_at, idempotency_key, parent_run, fork_step, last_seq, lease_owner, lease_expires) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "finished_at, idempotency_key, parent_run, fork_step, last_seq, lease_owner, lease_expires, "
+    "lease_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _APPEND_CHECK = (
-    "SELECT pk, last_seq, lease_owner, status, finished_at, namespace, session_id, "
-    "cancel_requested FROM runs WHERE id = ?"
+    "SELECT pk, last_seq, lease_owner, lease_token, status, finished_at, namespace, "
+    "session_id, cancel_requested FROM runs WHERE id = ?"
 )
 _BUMP_RUN = "UPDATE runs SET last_seq = ?, updated_at = ? WHERE pk = ?"
 # With a status, the reason is replaced (NULL clears it); without, NULL keeps it.
@@ -76,25 +78,30 @@ _INSERT_TOOL_CALL = (
 # The engine's intent event (agentrt.engine.events.TOOL_CALL); the store layer does
 # not import the engine.
 _TOOL_CALL: Final = "tool.call"
-_LEASE_CHECK = "SELECT pk, status, lease_owner, lease_expires FROM runs WHERE id = ?"
+_LEASE_CHECK = "SELECT pk, status, lease_owner, lease_expires, lease_token FROM runs WHERE id = ?"
 _TAKE_LEASE = (
-    "UPDATE runs SET lease_owner = ?, lease_expires = ?, updated_at = ?, "
+    "UPDATE runs SET lease_owner = ?, lease_expires = ?, lease_token = ?, updated_at = ?, "
     "status = CASE status WHEN 'queued' THEN 'running' ELSE status END WHERE pk = ?"
 )
 _CANCEL_REQUESTS = (
     "SELECT id FROM runs WHERE cancel_requested = 1 AND finished_at IS NULL AND id IN ({})"
 )
-_RENEW_LEASE = "UPDATE runs SET lease_expires = ? WHERE id = ? AND lease_owner = ?"
+# A NULL token matches any grant: the token is checked only when the caller gives one.
+_RENEW_LEASE = (
+    "UPDATE runs SET lease_expires = ? WHERE id = ? AND lease_owner = ? "
+    "AND (? IS NULL OR lease_token = ?)"
+)
 _RELEASE_LEASE = (
-    "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE id = ? AND lease_owner = ?"
+    "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE id = ? AND lease_owner = ? "
+    "AND (? IS NULL OR lease_token = ?)"
 )
 _CLAIMABLE = (
     "SELECT pk FROM runs WHERE status IN ('queued', 'running') "
     "AND (lease_expires IS NULL OR lease_expires <= ?) ORDER BY created_at, pk LIMIT ?"
 )
 _CLAIM = (
-    "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires = ?, updated_at = ? "
-    "WHERE pk = ?"
+    "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires = ?, updated_at = ?, "
+    "lease_token = lease_token + 1 WHERE pk = ?"
 )
 _SESSION_COLS = "id, namespace, created_at, parent_session, parent_turn, next_turn"
 _RESOURCE_COLS = "kind, namespace, name, generation, body, created_at, updated_at"
@@ -119,9 +126,10 @@ def _run_record(row: Sequence[Any]) -> RunRecord:
         row[12],
         row[13],
         row[14],
-        bool(row[15]),
-        row[16],
-        Usage(row[17], row[18], row[19], row[20], row[21]),
+        row[15],
+        bool(row[16]),
+        row[17],
+        Usage(row[18], row[19], row[20], row[21], row[22]),
     )
 
 
@@ -288,6 +296,7 @@ class Ops:
         finished_at = run.created_at if run.status in TERMINAL_STATUSES else None
         last_seq = len(events)
         status = "running" if run.lease_owner is not None else run.status
+        token = 0 if run.lease_owner is None else 1
         try:
             cur = conn.execute(
                 _INSERT_RUN,
@@ -307,6 +316,7 @@ class Ops:
                     last_seq,
                     run.lease_owner,
                     run.lease_expires,
+                    token,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -330,6 +340,7 @@ class Ops:
             fork_step=run.fork_step,
             lease_owner=run.lease_owner,
             lease_expires=run.lease_expires,
+            lease_token=token,
             last_seq=last_seq,
         )
         return record, True
@@ -383,21 +394,20 @@ class Ops:
         events: Sequence[EventDraft],
         expected_seq: int,
         owner: str | None,
+        token: int | None,
         update: RunUpdate | None,
     ) -> int:
         conn = self.conn
         row = conn.execute(_APPEND_CHECK, (run_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"run {run_id!r} does not exist")
-        pk, last_seq, lease_owner, status, finished_at, namespace, session_id, cancel = row
+        pk, last_seq, holder, holder_token, status, finished_at, namespace, session_id, cancel = row
         if last_seq != expected_seq:
             raise LeaseLost(
                 f"run {run_id!r} is at seq {last_seq}, not {expected_seq}: "
                 "another writer appended to it"
             )
-        if owner is not None and lease_owner != owner:
-            holder = "nobody" if lease_owner is None else repr(lease_owner)
-            raise LeaseLost(f"run {run_id!r} is leased to {holder}, not {owner!r}")
+        check_fence(run_id, holder, holder_token, owner, token)
         if cancel and (update is None or update.status != "cancelled"):
             raise CancelRequested(f"run {run_id!r} is being cancelled: only its end is recorded")
         if events:
@@ -470,7 +480,7 @@ class Ops:
         row = self.conn.execute(_LEASE_CHECK, (run_id,)).fetchone()
         if row is None:
             return None
-        pk, status, lease_owner, lease_expires = row
+        pk, status, lease_owner, lease_expires, lease_token = row
         if status in TERMINAL_STATUSES:
             return None
         held_by_other = (
@@ -481,14 +491,18 @@ class Ops:
         )
         if held_by_other and (replacing is None or lease_owner != replacing):
             return None
-        self.conn.execute(_TAKE_LEASE, (owner, now + ttl_s, now, pk))
+        token = granted_token(lease_owner, lease_expires, lease_token, owner, now)
+        self.conn.execute(_TAKE_LEASE, (owner, now + ttl_s, token, now, pk))
         return self._run_by_pk(pk)
 
-    def renew_lease(self, run_id: str, owner: str, ttl_s: float, now: float) -> bool:
-        return self.conn.execute(_RENEW_LEASE, (now + ttl_s, run_id, owner)).rowcount > 0
+    def renew_lease(
+        self, run_id: str, owner: str, ttl_s: float, now: float, token: int | None
+    ) -> bool:
+        params = (now + ttl_s, run_id, owner, token, token)
+        return self.conn.execute(_RENEW_LEASE, params).rowcount > 0
 
-    def release_lease(self, run_id: str, owner: str) -> None:
-        self.conn.execute(_RELEASE_LEASE, (run_id, owner))
+    def release_lease(self, run_id: str, owner: str, token: int | None) -> None:
+        self.conn.execute(_RELEASE_LEASE, (run_id, owner, token, token))
 
     def claim_runs(self, owner: str, ttl_s: float, now: float, limit: int) -> list[RunRecord]:
         pks = [r[0] for r in self.conn.execute(_CLAIMABLE, (now, limit))]

@@ -8,9 +8,23 @@ the blob table by the backend itself; callers only ever see whole events.
 A store opens from a URL with :meth:`Store.from_url` (``await`` it, or
 ``async with`` it to close it on exit). Backends also take what the caller
 already has: the SQLite store a ``sqlite3`` connection or a function that makes
-one (``SqliteStore.open(connection=...)``); the PostgreSQL store will take a
-``psycopg_pool.AsyncConnectionPool`` the same way, lending one of its
-connections to each operation and leaving the pool open on close.
+one (``SqliteStore.open(connection=...)``); the PostgreSQL store a
+``psycopg_pool.AsyncConnectionPool`` (``PostgresStore.open(pool=...)``), lending
+one of its connections to each operation and leaving the pool open on close.
+
+Leases and fencing: a worker executes a run while it holds the run's lease (an
+owner id and an expiry). Every grant of the lease to an owner that does not
+hold it live at that moment (:meth:`Store.acquire_lease`,
+:meth:`Store.claim_runs`, :meth:`Store.create_run` with a ``lease_owner``)
+increments the run's fencing token, ``RunRecord.lease_token``; renewing the
+lease, or acquiring again a live lease one holds, keeps it. A write made with
+``owner=`` is refused (``LeaseLost``) unless ``owner`` holds the lease; made
+with ``token=`` too, it is refused unless the lease still carries that token.
+So a worker paused past its lease (a GC pause, SIGSTOP, a network stall) that
+wakes up writes nothing to a run granted since to anyone, even to an owner of
+the same id. The fenced writes are :meth:`Store.append_events`,
+:meth:`Store.put_blob`, :meth:`Store.renew_lease` and
+:meth:`Store.release_lease`; ``token`` is optional and needs ``owner``.
 
 Every backend must pass ``tests/state/conformance.py`` unchanged.
 """
@@ -21,7 +35,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 from agentrt.state.records import (
     ACTIVE_STATUSES,
@@ -44,6 +58,7 @@ from agentrt.state.watch import RunWatch
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "ClosesOnExit",
     "TERMINAL_STATUSES",
     "WAITING_STATUSES",
     "RUN_STATUSES",
@@ -97,6 +112,26 @@ class Opening(Generic[S_co]):
             await self._store.close()
 
 
+class ClosesOnExit:
+    """What a backend's class inherits so that ``async with await X.open(...)`` closes
+    the store on exit."""
+
+    async def close(self) -> None:
+        """Release what the store holds (each backend says what)."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
 @runtime_checkable
 class Store(Protocol):
     """Durable state of the runtime. All methods are coroutines; all writes are atomic."""
@@ -110,7 +145,8 @@ class Store(Protocol):
 
         Args:
             url: ``sqlite:///abs/path.db`` or a plain file path for SQLite;
-                ``postgresql://...`` is reserved.
+                ``postgresql://user@host:5432/db?schema=NAME`` for PostgreSQL
+                (needs ``pip install 'agentrt[postgres]'``).
             read_only: Only read: create, migrate and write nothing.
 
         Returns:
@@ -192,7 +228,8 @@ class Store(Protocol):
         When ``run.session_id`` is set, the session must exist; the run takes the
         session's next turn number and the session's ``next_turn`` is incremented.
         With ``run.lease_owner`` the run is created ``running`` and leased to that
-        owner until ``run.lease_expires``, saving a separate ``acquire_lease``.
+        owner until ``run.lease_expires`` with ``lease_token`` 1, saving a separate
+        ``acquire_lease``.
         When ``run.idempotency_key`` is set and a run of the same namespace has
         that key, nothing is written and ``(existing_run, False)`` is returned;
         otherwise ``(new_run, True)``.
@@ -227,17 +264,22 @@ class Store(Protocol):
         *,
         expected_seq: int,
         owner: str | None = None,
+        token: int | None = None,
         update: RunUpdate | None = None,
     ) -> int:
         """Append events after ``expected_seq`` and apply ``update``, atomically.
 
         Both are conditional writes, checked in the same transaction: the append
         is a compare-and-set on the run's last seq and, with ``owner``, on its
-        lease. A terminal ``update.status`` also releases the run's lease.
+        lease (with ``token`` too, on the lease's fencing token). A terminal
+        ``update.status`` also releases the run's lease.
 
         Returns the new last sequence number. Raises ``LeaseLost`` when the run's
         last seq is not ``expected_seq`` or, when ``owner`` is given, when the
-        run's lease is not ``owner``'s (held by someone else, or by nobody).
+        run's lease is not ``owner``'s (held by someone else, or by nobody), or
+        when ``token`` is given and the lease was granted again since (its
+        ``lease_token`` is not ``token``). Raises ``UsageError`` for a ``token``
+        without an ``owner``.
         Raises ``CancelRequested`` when the run's cancellation was requested and
         ``update`` does not end it ``cancelled``: once a cancel is acknowledged
         the run never takes another step and never ends otherwise. Raises
@@ -270,17 +312,26 @@ class Store(Protocol):
         that took it meanwhile. Owner ids are never reused, so they fence.
 
         Only non-terminal runs can be leased; a ``queued`` run becomes
-        ``running``. Returns the updated run, or ``None`` if the lease is held by
-        another live owner (or the run is finished or unknown).
+        ``running``. Taking a lease that ``owner`` does not hold live increments
+        the run's ``lease_token``; acquiring again its own live lease keeps it.
+        Returns the updated run (with the token the caller now writes with), or
+        ``None`` if the lease is held by another live owner (or the run is
+        finished or unknown).
         """
         ...
 
-    async def renew_lease(self, run_id: str, owner: str, ttl_s: float, *, now: float) -> bool:
-        """Extend the lease; ``False`` if ``owner`` no longer holds it."""
+    async def renew_lease(
+        self, run_id: str, owner: str, ttl_s: float, *, now: float, token: int | None = None
+    ) -> bool:
+        """Extend the lease to ``now + ttl_s``; ``False`` if ``owner`` no longer holds
+        it (or, with ``token``, holds it under another grant). The token stays."""
         ...
 
-    async def release_lease(self, run_id: str, owner: str) -> None:
-        """Give the lease up (no-op unless ``owner`` holds it)."""
+    async def release_lease(self, run_id: str, owner: str, *, token: int | None = None) -> None:
+        """Give the lease up (no-op unless ``owner`` holds it, with ``token`` if given).
+
+        The run keeps its ``lease_token``: the next grant increments it.
+        """
         ...
 
     async def claim_runs(
@@ -288,8 +339,9 @@ class Store(Protocol):
     ) -> list[RunRecord]:
         """Lease up to ``limit`` runs that are queued or running with no live lease.
 
-        Oldest first. Each claimed run is ``running`` and leased to ``owner``.
-        Two concurrent callers never claim the same run.
+        Oldest first. Each claimed run is ``running`` and leased to ``owner``,
+        its ``lease_token`` incremented. Two concurrent callers never claim the
+        same run.
         """
         ...
 
@@ -334,15 +386,23 @@ class Store(Protocol):
 
     # --- blobs ------------------------------------------------------------------
     async def put_blob(
-        self, data: bytes, *, run_id: str, name: str, step: int, owner: str | None = None
+        self,
+        data: bytes,
+        *,
+        run_id: str,
+        name: str,
+        step: int,
+        owner: str | None = None,
+        token: int | None = None,
     ) -> RunBlob:
         """Store ``data`` under its SHA-256 and make ``run_id`` refer to it as its
         ``name`` as of ``step``, in one write.
 
         Equal bytes are stored once, however many runs refer to them. A run
         refers to one blob per name and step: a second put replaces the
-        reference. With ``owner``, the write is fenced like an append: it raises
-        ``LeaseLost`` unless ``owner`` holds the run's lease. Raises
+        reference. With ``owner`` (and ``token``), the write is fenced like an
+        append: it raises ``LeaseLost`` unless ``owner`` holds the run's lease
+        (under that token). Raises
         ``NotFoundError`` for an unknown run. :meth:`gc` deletes a blob once no
         run and no event refers to it.
         """

@@ -146,7 +146,14 @@ class NewRun:
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
-    """A run as stored. ``turn`` is its 0-based position in its session."""
+    """A run as stored. ``turn`` is its 0-based position in its session.
+
+    ``lease_token`` is the run's fencing token: how many times its lease was
+    granted to an owner that did not hold it live (0: never leased). It stays
+    when the lease is renewed or released, so a writer that passes the token it
+    was granted (``append_events(..., token=)``) is refused once anyone, even an
+    owner of the same id, was granted the lease after it.
+    """
 
     id: str
     namespace: str
@@ -163,6 +170,7 @@ class RunRecord:
     fork_step: int | None = None
     lease_owner: str | None = None
     lease_expires: float | None = None
+    lease_token: int = 0
     cancel_requested: bool = False
     last_seq: int = 0
     usage: Usage = field(default_factory=Usage)

@@ -7,16 +7,10 @@ power before the OS flushes its buffers; for that, open the store with
 ``durability="full"`` (``synchronous=FULL``), at the cost of one fsync per
 commit.
 
-Concurrency: the stdlib ``sqlite3`` connection lives on one dedicated thread.
-Coroutines put work on a queue and await a future. The thread takes every
-operation queued at that moment and runs them all in one transaction (each
-write inside its own SAVEPOINT, so one failing operation does not undo the
-others), commits once, then wakes the waiting coroutines with a single
-``call_soon_threadsafe`` per batch. Under load this turns many small appends
-into one commit (group commit). Reads run on the same thread: they are short
-and the runtime's hot path is writes. A second read connection on its own
-thread was measured no faster (append + get_run + read_events from 50 tasks):
-the GIL serialises the Python half of both threads anyway.
+Concurrency: one connection, on a thread of its own, runs every operation
+queued at a moment in one transaction and commits once, so under load many
+small appends cost one commit (group commit; see
+:mod:`agentrt.state._sqlite_writer`).
 
 Storage: event payloads are orjson-encoded. A payload larger than the inline
 limit is stored once in the ``blobs`` table under its SHA-256 and the event row
@@ -39,10 +33,10 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from agentrt.errors import StoreUnavailable, UsageError
+from agentrt.state._fence import check_token_has_owner
 from agentrt.state._sqlite_blobs import BlobOps
 from agentrt.state._sqlite_long_term_memory import MemoryOps
 from agentrt.state._sqlite_ops import Ops
@@ -59,6 +53,7 @@ from agentrt.state._sqlite_watch import (
 )
 from agentrt.state._sqlite_writer import RAW, READ, STOP, WRITE, Writer
 from agentrt.state.base import (
+    ClosesOnExit,
     Event,
     EventDraft,
     GcResult,
@@ -94,7 +89,7 @@ DEFAULT_INLINE_LIMIT: Final = 1024
 """Encoded event payloads larger than this many bytes go to the blob table."""
 
 
-class SqliteStore:
+class SqliteStore(ClosesOnExit):
     """The embedded :class:`~agentrt.state.base.Store`: one SQLite file in WAL mode.
 
     Open it with :meth:`open` or :meth:`from_url`; close it with :meth:`close`
@@ -293,35 +288,15 @@ class SqliteStore:
 
     @property
     def _ops(self) -> Ops:
-        db = self._db
-        if db is None:
-            raise UsageError("the store is not open")
-        return db
+        return _opened(self._db)
 
     @property
     def _blobs(self) -> BlobOps:
-        db = self._blob_db
-        if db is None:
-            raise UsageError("the store is not open")
-        return db
+        return _opened(self._blob_db)
 
     @property
     def _memory(self) -> MemoryOps:
-        db = self._memory_db
-        if db is None:
-            raise UsageError("the store is not open")
-        return db
-
-    async def __aenter__(self) -> SqliteStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+        return _opened(self._memory_db)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -442,6 +417,7 @@ class SqliteStore:
         *,
         expected_seq: int,
         owner: str | None = None,
+        token: int | None = None,
         update: RunUpdate | None = None,
     ) -> int:
         """Append events after ``expected_seq`` and apply ``update``, atomically.
@@ -455,11 +431,13 @@ class SqliteStore:
 
         Raises:
             LeaseLost: The run's last seq is not ``expected_seq``, or ``owner``
-                is given and does not hold the lease.
+                is given and does not hold the lease (under ``token``, if given).
             CancelRequested: The run's cancellation was requested and ``update``
                 does not end it ``cancelled``.
             NotFoundError: The run does not exist.
+            UsageError: ``token`` is given without ``owner``.
         """
+        check_token_has_owner(owner, token)
         # A run set going again without a lease (a person's decision) is queue work.
         requeued = owner is None and update is not None and update.status == "running"
         return await self._write(
@@ -469,6 +447,7 @@ class SqliteStore:
             events,
             expected_seq,
             owner,
+            token,
             update,
         )
 
@@ -515,7 +494,8 @@ class SqliteStore:
         holder, in one write transaction.
 
         A lease is live while ``now < lease_expires``. Only non-terminal runs
-        can be leased; a ``queued`` run becomes ``running``. Returns the updated
+        can be leased; a ``queued`` run becomes ``running``. A lease ``owner``
+        did not hold live gets the next ``lease_token``. Returns the updated
         run, or ``None`` if another live owner holds it or the run is finished
         or unknown.
         """
@@ -523,13 +503,16 @@ class SqliteStore:
             touched_leased, self._ops.acquire_lease, run_id, owner, ttl_s, now, replacing
         )
 
-    async def renew_lease(self, run_id: str, owner: str, ttl_s: float, *, now: float) -> bool:
-        """Extend the lease to ``now + ttl_s``; ``False`` if ``owner`` no longer holds it."""
-        return await self._submit(WRITE, self._ops.renew_lease, run_id, owner, ttl_s, now)
+    async def renew_lease(
+        self, run_id: str, owner: str, ttl_s: float, *, now: float, token: int | None = None
+    ) -> bool:
+        """Extend the lease to ``now + ttl_s``; ``False`` if ``owner`` no longer holds
+        it (under ``token``, if given)."""
+        return await self._submit(WRITE, self._ops.renew_lease, run_id, owner, ttl_s, now, token)
 
-    async def release_lease(self, run_id: str, owner: str) -> None:
-        """Give the lease up (no-op unless ``owner`` holds it)."""
-        await self._write(touched_released(run_id), self._ops.release_lease, run_id, owner)
+    async def release_lease(self, run_id: str, owner: str, *, token: int | None = None) -> None:
+        """Give the lease up (no-op unless ``owner`` holds it, under ``token`` if given)."""
+        await self._write(touched_released(run_id), self._ops.release_lease, run_id, owner, token)
 
     async def claim_runs(
         self, owner: str, ttl_s: float, *, now: float, limit: int = 10
@@ -560,16 +543,26 @@ class SqliteStore:
 
     # --- blobs ------------------------------------------------------------------
     async def put_blob(
-        self, data: bytes, *, run_id: str, name: str, step: int, owner: str | None = None
+        self,
+        data: bytes,
+        *,
+        run_id: str,
+        name: str,
+        step: int,
+        owner: str | None = None,
+        token: int | None = None,
     ) -> RunBlob:
         """Store ``data`` once under its SHA-256 (the ``blobs`` table event payloads
         use too) and make ``run_id`` refer to it as ``name`` as of ``step``.
 
         Raises:
-            LeaseLost: ``owner`` is given and does not hold the run's lease.
+            LeaseLost: ``owner`` is given and does not hold the run's lease (under
+                ``token``, if given).
             NotFoundError: The run does not exist.
         """
-        return await self._submit(WRITE, self._blobs.put_blob, data, run_id, name, step, owner)
+        check_token_has_owner(owner, token)
+        put = self._blobs.put_blob
+        return await self._submit(WRITE, put, data, run_id, name, step, owner, token)
 
     async def get_blob(self, digest: str) -> bytes | None:
         """The bytes stored under ``digest`` (a hex SHA-256), or ``None``."""
@@ -598,3 +591,10 @@ class SqliteStore:
             "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);",
         )
         return result
+
+
+def _opened(part: T | None) -> T:
+    """A part the store makes when it connects; before that, a usage error."""
+    if part is None:
+        raise UsageError("the store is not open")
+    return part

@@ -27,7 +27,7 @@ from typing import Any, cast
 
 import pytest
 
-from agentrt.errors import CancelRequested, ConflictError, LeaseLost, NotFoundError
+from agentrt.errors import CancelRequested, ConflictError, LeaseLost, NotFoundError, UsageError
 from agentrt.state.base import (
     TERMINAL_STATUSES,
     Event,
@@ -1144,6 +1144,112 @@ async def check_gc_deletes_blobs_no_run_refers_to(h: Harness) -> None:
     assert await s.find_blob("old", "scratch") is None
 
 
+# --- fencing tokens -----------------------------------------------------------------
+
+
+async def check_lease_token_grows_with_every_new_owner(h: Harness) -> None:
+    """Every grant of a lease to an owner that does not hold it live increments the
+    run's fencing token (acquire, takeover, expiry, claim, a leased create), even for
+    the same owner id again; acquiring again or renewing a live lease keeps it."""
+    s = h.store
+    run, _ = await s.create_run(new_run("r"))
+    assert run.lease_token == 0, "never leased"
+    granted = [await s.acquire_lease("r", "A", 30.0, now=100.0)]
+    granted.append(await s.acquire_lease("r", "A", 30.0, now=110.0))  # A holds it live
+    assert await s.renew_lease("r", "A", 30.0, now=120.0)
+    granted.append(await s.acquire_lease("r", "B", 30.0, now=121.0, replacing="A"))
+    granted.append(await s.acquire_lease("r", "C", 30.0, now=200.0))  # B's expired at 151
+    await s.release_lease("r", "C")
+    released = await s.get_run("r")
+    assert released is not None and released.lease_owner is None
+    assert released.lease_token == 3, "releasing keeps the token"
+    granted.append(await s.acquire_lease("r", "C", 30.0, now=201.0))
+    granted.append(await s.acquire_lease("r", "C", 30.0, now=300.0))  # its own, expired
+    tokens = [(g.lease_owner, g.lease_token) for g in granted if g is not None]
+    assert tokens == [("A", 1), ("A", 1), ("B", 2), ("C", 3), ("C", 4), ("C", 5)]
+    claimed = await s.claim_runs("D", 30.0, now=400.0)
+    assert [(r.id, r.lease_owner, r.lease_token) for r in claimed] == [("r", "D", 6)]
+    stored = await s.get_run("r")
+    assert stored is not None and stored.lease_token == 6
+    leased, _ = await s.create_run(new_run("l", lease_owner="W", lease_expires=500.0))
+    assert leased.lease_token == 1 and await s.get_run("l") == leased
+    await s.create_run(new_run("q"))
+    assert [(r.id, r.lease_token) for r in await s.claim_runs("E", 30.0, now=401.0)] == [("q", 1)]
+
+
+async def check_fenced_writes_refuse_a_stale_token(h: Harness) -> None:
+    """A writer paused past its lease, whose owner id was granted the run again since,
+    writes nothing with its old token: no append, no blob, no renewal, no release. The
+    current grant writes; without a token the owner check alone applies."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    first = await s.acquire_lease("r", "A", 10.0, now=100.0)
+    assert first is not None
+    old = first.lease_token
+    assert await s.append_events("r", [ev()], expected_seq=0, owner="A", token=old) == 1
+    # A stalls; B takes the run over and gives it up; A's id is granted it again.
+    assert await s.acquire_lease("r", "B", 10.0, now=111.0) is not None
+    assert await s.append_events("r", [ev()], expected_seq=1, owner="B") == 2
+    await s.release_lease("r", "B")
+    second = await s.acquire_lease("r", "A", 10.0, now=112.0)
+    assert second is not None and second.lease_token == old + 2
+    new = second.lease_token
+    with pytest.raises(LeaseLost):
+        await s.append_events("r", [ev(stale=True)], expected_seq=2, owner="A", token=old)
+    with pytest.raises(LeaseLost):
+        await s.put_blob(b"stale", run_id="r", name="scratch", step=2, owner="A", token=old)
+    assert await s.renew_lease("r", "A", 10.0, now=113.0, token=old) is False
+    await s.release_lease("r", "A", token=old)  # not its grant: a no-op
+    run = await s.get_run("r")
+    assert run is not None and run.last_seq == 2
+    assert (run.lease_owner, run.lease_expires, run.lease_token) == ("A", 122.0, new)
+    assert await s.find_blob("r", "scratch") is None, "nothing written"
+    assert await s.renew_lease("r", "A", 10.0, now=113.0, token=new) is True
+    assert await s.append_events("r", [ev()], expected_seq=2, owner="A", token=new) == 3
+    blob = await s.put_blob(b"fresh", run_id="r", name="scratch", step=3, owner="A", token=new)
+    assert await s.find_blob("r", "scratch") == blob
+    assert await s.append_events("r", [ev()], expected_seq=3, owner="A") == 4, "no token"
+    with pytest.raises(UsageError):
+        await s.append_events("r", [ev()], expected_seq=4, token=new)
+    with pytest.raises(UsageError):
+        await s.put_blob(b"x", run_id="r", name="scratch", step=4, token=new)
+    await s.release_lease("r", "A", token=new)
+    run = await s.get_run("r")
+    assert run is not None and run.lease_owner is None and run.last_seq == 4
+
+
+async def check_lease_token_takeover_race(h: Harness) -> None:
+    """Many workers, in one store and across two, race for an expired lease: one wins
+    the next token, and only it can write under that token."""
+    peer = await h.open_peer()
+    try:
+        await h.store.create_run(new_run("r"))
+        first = await h.store.acquire_lease("r", "stalled", 10.0, now=100.0)
+        assert first is not None
+        owners = [f"w{i}" for i in range(8)]
+        stores = [h.store if i % 2 else peer for i in range(8)]
+        taken = await asyncio.gather(
+            *(
+                st.acquire_lease("r", o, 10.0, now=200.0)
+                for st, o in zip(stores, owners, strict=True)
+            )
+        )
+        won = [t for t in taken if t is not None]
+        assert len(won) == 1 and won[0].lease_token == first.lease_token + 1
+        token = won[0].lease_token
+        appended = await asyncio.gather(
+            *(
+                st.append_events("r", [ev(o=o)], expected_seq=0, owner=o, token=token)
+                for st, o in [*zip(stores, owners, strict=True), (peer, "stalled")]
+            ),
+            return_exceptions=True,
+        )
+        assert sorted(type(a).__name__ for a in appended) == ["LeaseLost"] * 8 + ["int"]
+        assert [e.data["o"] for e in await h.store.read_events("r")] == [won[0].lease_owner]
+    finally:
+        await peer.close()
+
+
 # --- watch --------------------------------------------------------------------------
 
 
@@ -1399,6 +1505,9 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_blobs_are_content_addressed_and_found_by_step,
     check_put_blob_is_fenced_like_an_append,
     check_gc_deletes_blobs_no_run_refers_to,
+    check_lease_token_grows_with_every_new_owner,
+    check_fenced_writes_refuse_a_stale_token,
+    check_lease_token_takeover_race,
     check_watch_wakes_on_every_write_to_a_run,
     check_watch_reports_writes_since_the_last_call,
     check_watch_hears_another_stores_writes,

@@ -20,8 +20,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # Files made by earlier versions' own code (resources, a session, a finished run
 # with a blob-sized event and a tool call, a child run, a fact in memory):
 # store-v3 before list_runs(parent=) had its index, store-v4 before migrations
-# moved to numbered files.
-OLD_STORES = {"store-v3.db.gz": 3, "store-v4.db.gz": 4}
+# moved to numbered files, store-v5 before leases had fencing tokens (its child run
+# is leased).
+OLD_STORES = {"store-v3.db.gz": 3, "store-v4.db.gz": 4, "store-v5.db.gz": 5}
 
 
 def _unpack(name: str, into: Path) -> Path:
@@ -121,3 +122,14 @@ async def test_processes_opening_an_old_store_together_upgrade_it_once(tmp_path:
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_a_lease_taken_before_fencing_tokens_has_token_0_and_its_next_grant_1(
+    tmp_path: Path,
+) -> None:
+    path = _unpack("store-v5.db.gz", tmp_path)
+    async with await SqliteStore.open(path) as store:
+        child = await store.get_run("run_child")
+        assert child is not None and (child.lease_owner, child.lease_token) == ("host:1:abc", 0)
+        taken = await store.acquire_lease("run_child", "w", 30.0, now=100.0)
+        assert taken is not None and taken.lease_token == 1
