@@ -88,6 +88,7 @@ PUBLIC = {
         "NewMemory",
         "NewRun",
         "Opening",
+        "PostgresStore",
         "RUN_STATUSES",
         "ResourceRecord",
         "RunBlob",

@@ -3,14 +3,18 @@
 Open a store with ``Store.from_url(url)`` (or :func:`open_store`, which also
 knows the default store); ``await`` the result, or ``async with`` it. Every
 backend implements :class:`~agentrt.state.base.Store` and passes
-``tests/state/conformance.py``.
+``tests/state/conformance.py``: :class:`SqliteStore` (embedded, the default) and
+:class:`PostgresStore` (shared by many workers; imported on first use, it needs
+``pip install 'agentrt[postgres]'``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from agentrt.errors import UsageError
+from agentrt.state._pg_url import SCHEMES as _PG_SCHEMES
 from agentrt.state.base import (
     ACTIVE_STATUSES,
     RUN_STATUSES,
@@ -32,6 +36,9 @@ from agentrt.state.base import (
 )
 from agentrt.state.long_term_memory import MemoryHit, MemoryRecord, MemoryStore, NewMemory
 from agentrt.state.sqlite import SqliteStore, default_store_path
+
+if TYPE_CHECKING:
+    from agentrt.state.postgres import PostgresStore
 
 __all__ = [
     # the contracts
@@ -59,6 +66,7 @@ __all__ = [
     "WAITING_STATUSES",
     "RunStatus",
     # backends
+    "PostgresStore",
     "SqliteStore",
     "default_store_path",
     "open_store",
@@ -71,7 +79,8 @@ def open_store(url: str | None = None, *, read_only: bool = False) -> Opening[St
     Args:
         url: ``None`` for the default SQLite database (see
             :func:`default_store_path`); ``sqlite:///abs/path.db`` or a plain
-            file path for SQLite; ``postgresql://...`` is reserved.
+            file path for SQLite; ``postgresql://user@host:5432/db?schema=NAME``
+            for PostgreSQL (see :meth:`PostgresStore.from_url`).
         read_only: Only read: create, migrate and write nothing (for commands
             that only read; they work on read-only media).
 
@@ -81,8 +90,9 @@ def open_store(url: str | None = None, *, read_only: bool = False) -> Opening[St
 
     Raises:
         StoreError: The store cannot be opened or used (see
-            :meth:`SqliteStore.open`).
-        UsageError: The URL names an unsupported or unavailable backend.
+            :meth:`SqliteStore.open`, :meth:`PostgresStore.open`).
+        UsageError: The URL names an unsupported backend, or PostgreSQL without
+            its driver installed.
     """
     if url is None:
         path: str | Path = default_store_path()
@@ -97,8 +107,25 @@ def open_store(url: str | None = None, *, read_only: bool = False) -> Opening[St
 def _open_url(scheme: str, url: str, read_only: bool) -> Opening[Store]:
     if scheme == "sqlite":
         return SqliteStore.from_url(url, read_only=read_only)
-    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        raise UsageError("the PostgreSQL backend is not available yet")
+    if scheme in _PG_SCHEMES:
+        from agentrt.state.postgres import PostgresStore  # UsageError without psycopg
+
+        return PostgresStore.from_url(url, read_only=read_only)
+    if scheme.startswith(("postgresql+", "postgres+")):
+        raise UsageError(
+            f"unsupported store URL scheme {scheme!r}: the PostgreSQL store speaks "
+            "psycopg 3; use postgresql://user@host:5432/database"
+        )
     raise UsageError(
-        f"unsupported store URL scheme {scheme!r}: use sqlite:///absolute/path.db or a file path"
+        f"unsupported store URL scheme {scheme!r}: use sqlite:///absolute/path.db, "
+        "postgresql://user@host:5432/database or a file path"
     )
+
+
+def __getattr__(name: str) -> Any:
+    """:class:`PostgresStore` on first use: importing the store does not need psycopg."""
+    if name == "PostgresStore":
+        from agentrt.state.postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

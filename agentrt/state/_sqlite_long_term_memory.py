@@ -6,16 +6,20 @@ transaction it opens for their batch.
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from agentrt._json import dumps_str, loads
-from agentrt.state.long_term_memory import MemoryHit, MemoryRecord, NewMemory, search_terms
+from agentrt.state.long_term_memory import (
+    MemoryHit,
+    MemoryRecord,
+    NewMemory,
+    new_memory_id,
+    search_terms,
+)
 
-__all__ = ["MemoryOps", "new_memory_id"]
+__all__ = ["MemoryOps"]
 
 _COLS = "m.id, m.namespace, m.text, m.tags, m.created_at, m.run_id, m.session_id"
 # A fact carries every wanted tag when no wanted tag is missing from its list.
@@ -23,11 +27,6 @@ _HAS_TAGS = (
     " AND NOT EXISTS (SELECT 1 FROM json_each(?) AS w "
     "WHERE w.value NOT IN (SELECT value FROM json_each(m.tags)))"
 )
-
-
-def new_memory_id() -> str:
-    """A fact id that sorts by creation time: ``mem_`` + ms timestamp + randomness."""
-    return f"mem_{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
 
 
 def _record(row: Sequence[Any]) -> MemoryRecord:

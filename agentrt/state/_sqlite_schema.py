@@ -13,6 +13,7 @@ import time
 from typing import Final
 
 from agentrt.errors import StoreInvalid, UsageError
+from agentrt.state.migrate import check_version as check_schema_version
 from agentrt.state.migrate import load_migrations
 from agentrt.state.migrate import migrate as run_migrations
 
@@ -141,21 +142,7 @@ def check_version(conn: sqlite3.Connection, store: str, *, writing: bool) -> int
             ``writing`` is false.
     """
     current = _version(conn)
-    latest = MIGRATIONS[-1].number
-    if current > latest:
-        raise StoreInvalid(
-            store,
-            f"has schema version {current}, newer than this agentrt knows ({latest})",
-            "upgrade agentrt to open it",
-        )
-    if current < latest and not writing:
-        raise StoreInvalid(
-            store,
-            f"has schema version {current}, older than this agentrt reads ({latest}), "
-            "and a command that only reads does not upgrade it",
-            "run a command that writes first (e.g. `agentrt apply -f FILE`), which upgrades "
-            "it, or use the agentrt that wrote it",
-        )
+    check_schema_version(current, MIGRATIONS, store=store, writing=writing)
     return current
 
 

@@ -178,7 +178,10 @@ class Store(Protocol):
 
         Every write to a run wakes it: a run created, an append (and its update),
         a lease taken, claimed or given up, a cancellation requested, a run
-        deleted by gc; renewing a lease does not. Writes by other processes too
+        deleted by gc; renewing a lease does not. The pseudo-run
+        :data:`~agentrt.state.watch.QUEUE` is written when a run may have become
+        claimable: created without a lease, its lease given up, or set
+        ``running`` by an append without an owner. Writes by other processes too
         (SQLite: a kernel notification on the database's log; PostgreSQL:
         ``LISTEN``/``NOTIFY``). While nothing is written, a watch reads nothing.
         See :mod:`agentrt.state.watch`.

@@ -2,18 +2,28 @@
 
 The interface is what a memory tool needs: write a fact once (by key), search
 by text, list and forget. The SQLite store answers searches with FTS5 (BM25
-ranking, Porter stemming); a store that ranks by embeddings implements the same
-protocol, and the tool does not change.
+ranking, Porter stemming), the PostgreSQL store with its full-text search (an
+English ``tsvector``, ranked by ``ts_rank``); a store that ranks by embeddings
+implements the same protocol, and the tool does not change.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["MemoryHit", "MemoryRecord", "MemoryStore", "NewMemory", "search_terms"]
+__all__ = [
+    "MemoryHit",
+    "MemoryRecord",
+    "MemoryStore",
+    "NewMemory",
+    "new_memory_id",
+    "search_terms",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +104,8 @@ def search_terms(query: str) -> list[str]:
     for word in _WORD.findall(query.lower()):
         seen.setdefault(word, None)
     return list(seen)
+
+
+def new_memory_id() -> str:
+    """A fact id that sorts by creation time: ``mem_`` + ms timestamp + randomness."""
+    return f"mem_{int(time.time() * 1000):011x}{secrets.token_hex(4)}"

@@ -6,13 +6,14 @@ own SQL dialect. The list is append-only: a released script is never edited;
 a change is a new number. A database records the numbers applied to it in its
 ``schema_version`` table (``version``, ``applied_at``).
 
-The runner knows nothing of a database. A backend hands it a
-:class:`MigrationTarget`, which reads the applied numbers, executes a script
-and records a number, inside one transaction the backend opens and commits
-(SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction holding an advisory
-lock, so two workers starting together migrate once). :func:`pending` is the
-whole decision, so a backend whose driver is async runs the same plan with
-``await``.
+The runner knows nothing of a database. A backend hands it a target, which
+reads the applied numbers, executes a script and records a number, inside one
+transaction the backend opens and commits (SQLite: ``BEGIN IMMEDIATE``, a
+:class:`MigrationTarget` run by :func:`migrate`; PostgreSQL: a transaction
+holding an advisory lock, so two workers starting together migrate once, an
+:class:`AsyncMigrationTarget` run by :func:`migrate_async`). :func:`pending` is
+the whole decision, and :func:`check_version` the check of a store opened
+without migrating, the same for every backend.
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ from typing import Final, Protocol
 
 from agentrt.errors import StoreInvalid
 
-__all__ = ["Migration", "MigrationTarget", "load_migrations", "migrate", "pending"]
+__all__ = [
+    "AsyncMigrationTarget",
+    "Migration",
+    "MigrationTarget",
+    "check_version",
+    "load_migrations",
+    "migrate",
+    "migrate_async",
+    "pending",
+]
 
 _FILE: Final = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -55,8 +65,24 @@ class MigrationTarget(Protocol):
         ...
 
 
+class AsyncMigrationTarget(Protocol):
+    """:class:`MigrationTarget` for a backend whose driver is async."""
+
+    async def applied(self) -> Collection[int]:
+        """The numbers recorded as applied (none for a new database)."""
+        ...
+
+    async def execute(self, script: str) -> None:
+        """Run one migration's script (all its statements)."""
+        ...
+
+    async def record(self, number: int) -> None:
+        """Record that migration ``number`` is applied."""
+        ...
+
+
 def load_migrations(backend: str) -> tuple[Migration, ...]:
-    """The numbered scripts of ``backend`` (``"sqlite"``), in order.
+    """The numbered scripts of ``backend`` (``"sqlite"``, ``"postgresql"``), in order.
 
     Raises:
         ValueError: A file is misnamed, or the numbers do not run 1, 2, 3, ...
@@ -112,3 +138,47 @@ def migrate(target: MigrationTarget, migrations: Sequence[Migration], *, store: 
         target.record(migration.number)
         done.append(migration.number)
     return done
+
+
+async def migrate_async(
+    target: AsyncMigrationTarget, migrations: Sequence[Migration], *, store: str
+) -> list[int]:
+    """:func:`migrate` for an :class:`AsyncMigrationTarget`: the same plan, awaited."""
+    done: list[int] = []
+    for migration in pending(migrations, await target.applied(), store=store):
+        await target.execute(migration.script)
+        await target.record(migration.number)
+        done.append(migration.number)
+    return done
+
+
+def check_version(
+    current: int, migrations: Sequence[Migration], *, store: str, writing: bool
+) -> None:
+    """Refuse a store whose schema version ``current`` this agentrt cannot use.
+
+    Args:
+        current: The newest migration the store records (0: none).
+        migrations: The backend's migrations.
+        store: The store, for messages.
+        writing: Whether the caller will migrate an older schema (reads never do).
+
+    Raises:
+        StoreInvalid: The schema is newer than ``migrations``, or older and
+            ``writing`` is false.
+    """
+    latest = migrations[-1].number if migrations else 0
+    if current > latest:
+        raise StoreInvalid(
+            store,
+            f"has schema version {current}, newer than this agentrt knows ({latest})",
+            "upgrade agentrt to open it",
+        )
+    if current < latest and not writing:
+        raise StoreInvalid(
+            store,
+            f"has schema version {current}, older than this agentrt reads ({latest}), "
+            "and a command that only reads does not upgrade it",
+            "run a command that writes first (e.g. `agentrt apply -f FILE`), which upgrades "
+            "it, or use the agentrt that wrote it",
+        )

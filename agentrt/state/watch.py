@@ -179,6 +179,14 @@ class ChangeHub:
         for watch in list(self._watches):
             watch.notify_foreign()
 
+    async def close(self) -> None:
+        """Stop hearing other processes' writes although watches are open (their store
+        closes); they hear nothing more."""
+        async with self._lock:
+            if self._watches and self._foreign is not None:
+                await self._foreign.stop()
+            self._watches.clear()
+
     @contextlib.asynccontextmanager
     async def watch(self) -> AsyncIterator[Watch]:
         """Open a watch (and, with the first, the foreign-write source); close it on exit.

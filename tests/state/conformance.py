@@ -41,7 +41,7 @@ from agentrt.state.base import (
     Store,
     Usage,
 )
-from agentrt.state.watch import RunWatch
+from agentrt.state.watch import QUEUE, RunWatch
 
 __all__ = ["CHECKS", "Harness", "check_id"]
 
@@ -1333,6 +1333,30 @@ async def check_watch_hears_another_stores_writes(h: Harness) -> None:
         await peer.close()
 
 
+async def check_watch_tells_the_queue_of_claimable_runs(h: Harness) -> None:
+    """The pseudo-run QUEUE is written when a run may have become claimable (created
+    without a lease, its lease given up, set running without an owner), by this store
+    and by another; not by a run created leased."""
+    s = h.store
+    peer = await h.open_peer()
+    try:
+        async with s.watch() as w:
+            assert await w.changed({QUEUE}, timeout=0.05) == set()
+            assert await _wakes(w, QUEUE, s.create_run(new_run("q"))) == {QUEUE}
+            leased = new_run("l", lease_owner="A", lease_expires=500.0)
+            await s.create_run(leased)
+            assert await w.changed({QUEUE}, timeout=0.2) == set(), "leased: not queue work"
+            assert QUEUE in await _wakes(w, QUEUE, peer.release_lease("l", "A"))
+            await s.acquire_lease("q", "B", 30.0, now=10.0)
+            await s.append_events("q", [], expected_seq=0, update=RunUpdate(status="waiting"))
+            await s.release_lease("q", "B")
+            assert await w.changed({QUEUE}, timeout=0) == {QUEUE}
+            going = s.append_events("q", [ev()], expected_seq=0, update=RunUpdate(status="running"))
+            assert await _wakes(w, QUEUE, going) == {QUEUE}
+    finally:
+        await peer.close()
+
+
 # --- tool-call counts (quotas) ------------------------------------------------------
 
 
@@ -1511,6 +1535,7 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_watch_wakes_on_every_write_to_a_run,
     check_watch_reports_writes_since_the_last_call,
     check_watch_hears_another_stores_writes,
+    check_watch_tells_the_queue_of_claimable_runs,
     check_count_tool_calls,
     check_count_tool_calls_atomic_with_append,
     check_count_tool_calls_not_create_run,

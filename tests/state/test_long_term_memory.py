@@ -1,10 +1,38 @@
-"""Long-term memory in the SQLite store: FTS5 search, tenants apart, writes once by key."""
+"""Long-term memory on every backend, the same tests: SQLite (FTS5) and PostgreSQL
+(full-text search); both stem, take a query as words only, and keep tenants apart."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-from agentrt.state import MemoryStore, NewMemory, SqliteStore
+import pytest
+
+from agentrt.state import MemoryStore, NewMemory, Store
+from tests.pg import empty, url_of
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh, empty store of each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'm.db'}"
+    schema = request.getfixturevalue("pg_module_schema")
+    async with Store.from_url(url_of(schema)):
+        pass  # made and migrated before emptying it
+    await empty(schema)
+    return url_of(schema)
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Any]:
+    """An open store of each backend (both implement MemoryStore)."""
+    async with Store.from_url(store_url) as opened:
+        yield opened
+
 
 FACTS = [
     "The staging database is rebuilt every Sunday at 02:00 UTC.",
@@ -14,16 +42,16 @@ FACTS = [
 ]
 
 
-async def remember_all(store: SqliteStore, namespace: str = "acme") -> None:
+async def remember_all(store: Any, namespace: str = "acme") -> None:
     for i, text in enumerate(FACTS):
         await store.remember(NewMemory(namespace, text), now=100.0 + i)
 
 
-async def test_the_sqlite_store_is_a_memory_store(store: SqliteStore) -> None:
+async def test_the_store_is_a_memory_store(store: Any) -> None:
     assert isinstance(store, MemoryStore)
 
 
-async def test_search_finds_the_fact_with_the_words_asked_for(store: SqliteStore) -> None:
+async def test_search_finds_the_fact_with_the_words_asked_for(store: Any) -> None:
     await remember_all(store)
     hits = await store.search_memory("acme", "when are deploys frozen?")
     assert hits[0].record.text == FACTS[2]
@@ -33,7 +61,7 @@ async def test_search_finds_the_fact_with_the_words_asked_for(store: SqliteStore
     assert hits == sorted(hits, key=lambda h: -h.score)
 
 
-async def test_search_syntax_in_a_query_is_only_words(store: SqliteStore) -> None:
+async def test_search_syntax_in_a_query_is_only_words(store: Any) -> None:
     await remember_all(store)
     # FTS5 operators and quotes from a model's query do not raise or change the meaning.
     hits = await store.search_memory("acme", 'staging" OR NEAR(x) AND -"database*')
@@ -42,7 +70,7 @@ async def test_search_syntax_in_a_query_is_only_words(store: SqliteStore) -> Non
     assert await store.search_memory("acme", "kubernetes") == []
 
 
-async def test_tenants_never_see_each_others_facts(store: SqliteStore) -> None:
+async def test_tenants_never_see_each_others_facts(store: Any) -> None:
     await remember_all(store, "acme")
     await store.remember(NewMemory("globex", "Globex deploys on Fridays."), now=1.0)
     assert [h.record.namespace for h in await store.search_memory("acme", "deploys")] == ["acme"]
@@ -51,7 +79,7 @@ async def test_tenants_never_see_each_others_facts(store: SqliteStore) -> None:
     assert not await store.forget("globex", (await store.list_memory("acme"))[0].id)
 
 
-async def test_a_key_makes_a_write_happen_once(store: SqliteStore) -> None:
+async def test_a_key_makes_a_write_happen_once(store: Any) -> None:
     first, created = await store.remember(NewMemory("acme", "fact one", key="run:3:c1"), now=1.0)
     again, created_again = await store.remember(
         NewMemory("acme", "fact one", key="run:3:c1"), now=2.0
@@ -64,7 +92,7 @@ async def test_a_key_makes_a_write_happen_once(store: SqliteStore) -> None:
     assert other
 
 
-async def test_tags_filter_and_are_searchable(store: SqliteStore) -> None:
+async def test_tags_filter_and_are_searchable(store: Any) -> None:
     await store.remember(NewMemory("acme", "Invoices are due in 30 days.", ("billing",)), now=1.0)
     await store.remember(NewMemory("acme", "Invoices of staff are due at once.", ("hr",)), now=2.0)
     billing = await store.search_memory("acme", "invoices due", tags=["billing"])
@@ -74,7 +102,7 @@ async def test_tags_filter_and_are_searchable(store: SqliteStore) -> None:
     ]
 
 
-async def test_list_forget_and_index_stay_in_step(store: SqliteStore) -> None:
+async def test_list_forget_and_index_stay_in_step(store: Any) -> None:
     await remember_all(store)
     listed = await store.list_memory("acme")
     assert [r.text for r in listed] == FACTS[::-1]  # newest first
@@ -83,10 +111,9 @@ async def test_list_forget_and_index_stay_in_step(store: SqliteStore) -> None:
     assert not await store.forget("acme", listed[-1].id)
 
 
-async def test_facts_survive_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "m.db"
-    async with SqliteStore.from_url(f"sqlite:///{path}") as first:
+async def test_facts_survive_reopening(store_url: str) -> None:
+    async with Store.from_url(store_url) as first:
         await remember_all(first)
-    async with SqliteStore.from_url(f"sqlite:///{path}") as second:
+    async with Store.from_url(store_url) as second:
         hits = await second.search_memory("acme", "bullet lists")
         assert [h.record.text for h in hits] == [FACTS[1]]

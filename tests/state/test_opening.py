@@ -35,8 +35,10 @@ async def test_store_from_url_picks_the_backend_and_opens_both_ways(tmp_path: Pa
     # open_store is the same, and still awaitable as it always was.
     async with open_store(str(path), read_only=True) as reader:
         assert await reader.get_run("r") is not None
-    with pytest.raises(UsageError, match="PostgreSQL backend is not available yet"):
-        Store.from_url("postgresql://user@localhost/agentrt")
+    # A PostgreSQL URL picks that backend; nothing connects before the opening is awaited.
+    assert isinstance(Store.from_url("postgresql://user@localhost/agentrt"), Opening)
+    with pytest.raises(UsageError, match="psycopg 3; use postgresql://"):
+        Store.from_url("postgresql+asyncpg://user@localhost/agentrt")
     with pytest.raises(UsageError, match="unsupported"):
         Store.from_url("redis://localhost")
 

@@ -1,5 +1,5 @@
-"""The SQLite store: the conformance suite, plus what only SQLite has (schema,
-pragmas, URLs, crash safety under SIGKILL, storage growth)."""
+"""What only the SQLite store has (schema, pragmas, URLs, crash safety under SIGKILL,
+storage growth); the conformance suite runs on it in tests/state/test_conformance.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -28,20 +27,11 @@ from agentrt.state import (
     RunUpdate,
     SessionRecord,
     SqliteStore,
-    Store,
     default_store_path,
     open_store,
 )
 from agentrt.state._sqlite_schema import APPLICATION_ID
 from agentrt.state.sqlite import MIGRATIONS
-
-from .conformance import CHECKS, Harness, check_id
-
-CONFIGS: dict[str, dict[str, Any]] = {
-    "default": {},
-    # Small enough that ordinary payloads of a few hundred bytes go to the blob table.
-    "full-small-inline": {"durability": "full", "inline_limit": 256},
-}
 
 
 async def _one(store: SqliteStore, sql: str) -> Any:
@@ -51,32 +41,6 @@ async def _one(store: SqliteStore, sql: str) -> Any:
 
 def run_draft(run_id: str, created_at: float = 100.0, **kw: Any) -> NewRun:
     return NewRun(id=run_id, namespace="default", agent="helper", created_at=created_at, **kw)
-
-
-# --- conformance ---------------------------------------------------------------
-
-
-@pytest.fixture(params=list(CONFIGS))
-async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
-    path = tmp_path / "conformance.db"
-    options = CONFIGS[request.param]
-    store = await SqliteStore.open(path, **options)
-
-    async def count_blobs() -> int:
-        return int(await _one(store, "SELECT COUNT(*) FROM blobs"))
-
-    async def open_peer() -> Store:
-        return await SqliteStore.open(path, **options)
-
-    try:
-        yield Harness(store=store, count_blobs=count_blobs, open_peer=open_peer)
-    finally:
-        await store.close()
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=check_id)
-async def test_conformance(check: Callable[[Harness], Awaitable[None]], harness: Harness) -> None:
-    await check(harness)
 
 
 # --- schema and configuration ---------------------------------------------------
@@ -224,8 +188,6 @@ async def test_open_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
             await store.close()
     assert default.exists()
     assert (tmp_path / "a.db").exists() and (tmp_path / "b.db").exists()
-    with pytest.raises(UsageError, match="PostgreSQL backend is not available yet"):
-        await open_store("postgresql://user@localhost/agentrt")
     with pytest.raises(UsageError, match="unsupported"):
         await open_store("redis://localhost")
 
