@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages agentrt needs, when they are missing: the sandboxes
 # (bubblewrap, gVisor's runsc, libseccomp2 for bubblewrap's seccomp filter, and
-# util-linux's setpriv and prlimit), sqlite3 for inspecting the store, python3-venv.
+# util-linux's setpriv and prlimit), sqlite3 for inspecting the store, python3-venv,
+# and PostgreSQL's server programs (initdb, pg_ctl: the fleet tests start a cluster of their own).
 # Needs root (or passwordless sudo) only when something must be installed.
 set -euo pipefail
 
-packages=(python3-venv sqlite3 bubblewrap runsc libseccomp2 util-linux)
+packages=(python3-venv sqlite3 bubblewrap runsc libseccomp2 util-linux postgresql)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

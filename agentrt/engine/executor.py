@@ -310,6 +310,7 @@ class Executor:
             trusted_until=run.fork_step or 0,
             observers=() if replay else self.observers,
             handing_back=self.handing_back,
+            token=None if replay else run.lease_token,
         )
 
     async def _agent_execution(

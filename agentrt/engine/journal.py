@@ -123,8 +123,12 @@ class Journal:
         trusted_until: int = 0,
         observers: Sequence[EventObserver] = (),
         handing_back: Container[str] = (),
+        token: int | None = None,
     ) -> None:
         self.store = store
+        # The lease's fencing token: a write of an execution whose lease was granted
+        # again since (even to this same owner) is refused by the store.
+        self.token = token if owner is not None else None
         # Runs whose worker gives them back: no new step starts (see append).
         self._handing_back = handing_back
         self.in_tool_call = False  # between a tool call's durable intent and its result
@@ -278,6 +282,7 @@ class Journal:
                     drafts,
                     expected_seq=self.last_seq,
                     owner=self.owner,
+                    token=self.token,
                     update=update,
                 )
             except CancelRequested:

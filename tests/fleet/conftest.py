@@ -1,15 +1,24 @@
-"""The store every fleet test runs its workers on: each test runs once per backend."""
+"""The store every fleet test runs its workers on: each test runs once per backend,
+SQLite on one host and PostgreSQL (a fresh schema per test on the test server)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-BACKENDS = ["sqlite"]
+from tests.pg import admin, fresh_schema, url_of
+
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
-def fleet_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def fleet_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty store's URL."""
-    return f"sqlite:///{tmp_path / 'fleet.db'}"
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fleet.db'}"
+        return
+    admin().close()  # a loud skip without a server
+    with fresh_schema() as schema:
+        yield url_of(schema)
