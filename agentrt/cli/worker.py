@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from agentrt._text import count
-from agentrt.cli._shared import EXIT_OK, runtime
-from agentrt.engine import Serving
+from agentrt.cli._shared import EXIT_OK, print_json, runtime, settings_of, with_store
+from agentrt.engine import Serving, live_workers
 from agentrt.errors import UsageError
 from agentrt.server.health import health_server
 
@@ -44,6 +45,8 @@ def add_parser(sub: Any) -> None:
     w.add_argument("--health-port", type=int, help="serve /healthz and /readyz on this port")
     w.add_argument("--health-host", default="0.0.0.0", help="address of the checks (0.0.0.0)")
     w.set_defaults(handler=_cmd_worker)
+    ws = sub.add_parser("workers", help="the live workers of the store, with the runs they hold")
+    ws.set_defaults(handler=_cmd_workers)
 
 
 async def _cmd_worker(args: argparse.Namespace) -> int:
@@ -52,7 +55,7 @@ async def _cmd_worker(args: argparse.Namespace) -> int:
     if args.poll <= 0 or args.grace < 0:
         raise UsageError("--poll must be more than 0 and --grace at least 0 (seconds)")
     async with runtime(args, live=False) as rt:
-        serving = rt.serving(concurrency=args.concurrency, poll_s=args.poll)
+        serving = rt.serving(concurrency=args.concurrency, poll_s=args.poll, name=args.name)
         name = args.name or rt.owner
         main = asyncio.current_task()
         with _signals(serving, main, name):
@@ -114,6 +117,30 @@ async def _health(args: argparse.Namespace, serving: Serving) -> AsyncIterator[i
         yield port
     finally:
         await server.__aexit__(None, None, None)
+
+
+async def _cmd_workers(args: argparse.Namespace) -> int:
+    store = await with_store(args, read_only=True)
+    try:
+        ttl = settings_of(args).lease_ttl_s
+        workers = await live_workers(store, now=time.time(), ttl_s=ttl)
+    finally:
+        await store.close()
+    if args.json:
+        print_json([w.to_dict() for w in workers])
+        return EXIT_OK
+    if not workers:
+        print("no live workers (start one with `agentrt worker`)")
+        return EXIT_OK
+    now = time.time()
+    print(f"{'NAME':<20} {'PHASE':<9} {'RUNS':>9} {'BEAT':>6}  ID")
+    for w in workers:
+        runs = f"{len(w.runs)}/{w.concurrency}"
+        beat = f"{max(0.0, now - w.heartbeat_at):.0f}s"
+        print(f"{w.name[:20]:<20} {w.phase:<9} {runs:>9} {beat:>6}  {w.id}")
+        for run_id in w.runs:
+            print(f"  {run_id}")
+    return EXIT_OK
 
 
 def _uncancel(task: asyncio.Task[Any] | None) -> None:

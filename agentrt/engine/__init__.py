@@ -9,6 +9,7 @@ from agentrt.engine.agent_loop import RunContext, StepInfo
 from agentrt.engine.hooks import HOOK_PHASES, HookPhase, HookSet
 from agentrt.engine.journal import EventObserver, LogAwareObserver
 from agentrt.engine.result import RunResult
+from agentrt.engine.roster import LiveWorker, live_workers
 from agentrt.engine.run_view import RunView, read_run, run_summary
 from agentrt.engine.runtime import Runtime
 from agentrt.engine.serving import Serving, ServingState
@@ -20,6 +21,9 @@ __all__ = [
     # a runtime as a worker of the queue
     "Serving",
     "ServingState",
+    # the workers serving a store
+    "LiveWorker",
+    "live_workers",
     # the read model of a run, as every reader shows it
     "RunView",
     "read_run",

@@ -280,12 +280,14 @@ class Runtime:
         await worker.resume(run_id)
         return await worker.wait(run_id)
 
-    def serving(self, *, concurrency: int = 100, poll_s: float = 1.0) -> Serving:
+    def serving(
+        self, *, concurrency: int = 100, poll_s: float = 1.0, name: str | None = None
+    ) -> Serving:
         """This runtime as a worker of the queue (what ``agentrt worker`` runs): claims
         runs nobody alive executes, up to ``concurrency`` at once, woken by the
         store and polling every ``poll_s``. ``await serving.run(grace_s=...)``;
-        ``serving.drain()`` stops it."""
-        return Serving(self._started.worker, concurrency=concurrency, poll_s=poll_s)
+        ``serving.drain()`` stops it. ``name`` is how ``agentrt workers`` shows it."""
+        return Serving(self._started.worker, concurrency=concurrency, poll_s=poll_s, name=name)
 
     async def serve(self, *, concurrency: int = 100, poll_s: float = 1.0) -> None:
         """Work as a worker of the queue until cancelled (see :meth:`serving`)."""

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
+from agentrt.engine.roster import ROSTER_KIND, ROSTER_NAMESPACE, heartbeat
 from agentrt.engine.worker import Worker
 from agentrt.errors import StoreError
 from agentrt.state.watch import QUEUE, RunWatch
@@ -62,9 +63,13 @@ class Serving:
     concurrency: holding them back could stop their parent for good.
     """
 
-    def __init__(self, worker: Worker, *, concurrency: int, poll_s: float) -> None:
-        """Serve with at most ``concurrency`` claimed runs at once, polling every ``poll_s``."""
+    def __init__(
+        self, worker: Worker, *, concurrency: int, poll_s: float, name: str | None = None
+    ) -> None:
+        """Serve with at most ``concurrency`` claimed runs at once, polling every ``poll_s``;
+        ``name`` is how the roster shows it (default: its owner id)."""
         self.worker = worker
+        self.name = name or worker.owner
         self.concurrency = concurrency
         self.poll_s = poll_s
         self._phase: ServingPhase = "starting"
@@ -89,6 +94,19 @@ class Serving:
         here to end. Returns the runs still executing then: whoever closes the
         worker gives their leases back, and other workers take them up."""
         backoff = _BACKOFF_FIRST_S
+        beating = asyncio.create_task(self._beat(), name="agentrt-heartbeat")
+        try:
+            return await self._serve(watch_backoff=backoff, grace_s=grace_s)
+        finally:
+            beating.cancel()
+            await asyncio.wait({beating})
+            with contextlib.suppress(Exception):  # gone from the roster; else it ages out
+                await self.worker.store.delete_resource(
+                    ROSTER_KIND, ROSTER_NAMESPACE, self.worker.owner
+                )
+
+    async def _serve(self, *, watch_backoff: float, grace_s: float) -> list[str]:
+        backoff = watch_backoff
         async with self.worker.store.watch() as watch:
             if not self._draining.is_set():
                 self._phase = "serving"
@@ -107,6 +125,23 @@ class Serving:
         left = await self._finish(grace_s)
         self._phase = "stopped"
         return left
+
+    async def _beat(self) -> None:
+        """Write this worker's heartbeat to the roster every third of the lease TTL."""
+        worker = self.worker
+        started = worker.clock()
+        while True:
+            body = heartbeat(
+                owner=worker.owner, name=self.name, phase=self._phase,
+                concurrency=self.concurrency, started_at=started, now=worker.clock(),
+            )  # fmt: skip
+            try:
+                await worker.store.put_resource(
+                    ROSTER_KIND, ROSTER_NAMESPACE, worker.owner, body, now=body["heartbeat_at"]
+                )
+            except Exception as exc:  # the store is away: the claim loop says so
+                log.debug("heartbeat not written: %s", exc)
+            await asyncio.sleep(worker.lease_ttl_s / 3)
 
     async def _claim(self) -> None:
         await self.worker.retake_stranded()

@@ -210,6 +210,11 @@ class Worker:
         return run_id in self._tasks
 
     @property
+    def clock(self) -> Callable[[], float]:
+        """The clock leases are reckoned by."""
+        return self._clock
+
+    @property
     def executions(self) -> dict[str, asyncio.Task[RunResult]]:
         """The runs executing here now and their tasks (a copy)."""
         return dict(self._tasks)

@@ -79,7 +79,18 @@ def test_worker_serves_the_queue_answers_checks_and_drains_on_sigterm(
     log = tmp_path / "worker.err"
     with log.open("w") as err:
         worker = subprocess.Popen(
-            [*CMD, "worker", "--health-port", "0", "--concurrency", "2", "--grace", "1"],
+            [
+                *CMD,
+                "worker",
+                "--name",
+                "w1",
+                "--health-port",
+                "0",
+                "--concurrency",
+                "2",
+                "--grace",
+                "1",
+            ],
             env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -104,6 +115,13 @@ def test_worker_serves_the_queue_answers_checks_and_drains_on_sigterm(
         server.inject_delay(60)
         slow = _agentrt(env, "run", "bot", "slow", "--queue").stdout.strip()
         _until(lambda: len(server.requests) >= 4)
+        # The roster shows the worker, live, with the run it holds.
+        listed = json.loads(_agentrt(env, "workers", "--json").stdout)
+        assert [(w["name"], w["phase"], w["runs"], w["pid"]) for w in listed] == [
+            ("w1", "serving", [slow], worker.pid)
+        ], listed
+        table = _agentrt(env, "workers").stdout
+        assert "w1" in table and "1/2" in table and slow in table, table
         worker.send_signal(signal.SIGTERM)
         started = time.monotonic()
         assert worker.wait(timeout=20) == 0, log.read_text()
@@ -116,6 +134,9 @@ def test_worker_serves_the_queue_answers_checks_and_drains_on_sigterm(
     assert "draining" in said and "giving back 1 unfinished run" in said, said
     assert "Traceback" not in said, said
     assert took < 10, f"exited {took:.1f}s after SIGTERM with a grace of 1s"
+    # A worker that stopped leaves the roster.
+    assert json.loads(_agentrt(env, "workers", "--json").stdout) == []
+    assert "no live workers" in _agentrt(env, "workers").stdout
     shown = json.loads(_agentrt(env, "runs", "show", slow, "--json").stdout)
     assert shown["run"]["status"] == "running" and shown["run"]["lease_owner"] is None, shown
 
