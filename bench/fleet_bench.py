@@ -84,7 +84,7 @@ async def claim_latency(url: str, queued: int) -> dict[str, float]:
     return {"median_ms": statistics.median(times), "p95_ms": times[int(len(times) * 0.95)]}
 
 
-async def workers_throughput(url: str, workers: int, runs: int, tmp: Path) -> float:
+async def workers_throughput(url: str, workers: int, runs: int) -> float:
     """Runs per second that ``workers`` worker processes drain from one queue."""
     rules = [ScriptedRule.model_validate({"match": ".*", "steps": [{"content": "ok"}]})]
     async with ModelTestServer(rules, latency_s=0.02) as server:

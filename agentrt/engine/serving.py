@@ -93,10 +93,9 @@ class Serving:
         """Serve until :meth:`drain`, then wait up to ``grace_s`` for the runs executing
         here to end. Returns the runs still executing then: whoever closes the
         worker gives their leases back, and other workers take them up."""
-        backoff = _BACKOFF_FIRST_S
         beating = asyncio.create_task(self._beat(), name="agentrt-heartbeat")
         try:
-            return await self._serve(watch_backoff=backoff, grace_s=grace_s)
+            return await self._serve(grace_s=grace_s)
         finally:
             beating.cancel()
             await asyncio.wait({beating})
@@ -105,8 +104,8 @@ class Serving:
                     ROSTER_KIND, ROSTER_NAMESPACE, self.worker.owner
                 )
 
-    async def _serve(self, *, watch_backoff: float, grace_s: float) -> list[str]:
-        backoff = watch_backoff
+    async def _serve(self, *, grace_s: float) -> list[str]:
+        backoff = _BACKOFF_FIRST_S
         async with self.worker.store.watch() as watch:
             if not self._draining.is_set():
                 self._phase = "serving"

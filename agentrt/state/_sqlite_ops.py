@@ -17,6 +17,14 @@ from typing import Any, Final
 from agentrt._json import dumps, dumps_str, loads
 from agentrt.errors import CancelRequested, ConflictError, LeaseLost, NotFoundError
 from agentrt.state._fence import check_fence, granted_token
+from agentrt.state._rows import (
+    RESOURCE_COLS,
+    RUN_COLS,
+    SESSION_COLS,
+    resource_record,
+    run_record,
+    session_record,
+)
 from agentrt.state.base import (
     TERMINAL_STATUSES,
     Event,
@@ -32,15 +40,9 @@ from agentrt.state.base import (
 
 __all__ = ["Ops"]
 
-_RUN_COLS = (
-    "id, namespace, agent, status, created_at, updated_at, session_id, turn, reason, "
-    "finished_at, idempotency_key, parent_run, fork_step, lease_owner, lease_expires, "
-    "lease_token, cancel_requested, last_seq, input_tokens, output_tokens, cost_usd, "
-    "model_calls, tool_calls"
-)
-_SELECT_RUN_BY_ID = f"SELECT {_RUN_COLS} FROM runs WHERE id = ?"
-_SELECT_RUN_BY_PK = f"SELECT {_RUN_COLS} FROM runs WHERE pk = ?"
-_SELECT_RUN_BY_KEY = f"SELECT {_RUN_COLS} FROM runs WHERE namespace = ? AND idempotency_key = ?"
+_SELECT_RUN_BY_ID = f"SELECT {RUN_COLS} FROM runs WHERE id = ?"
+_SELECT_RUN_BY_PK = f"SELECT {RUN_COLS} FROM runs WHERE pk = ?"
+_SELECT_RUN_BY_KEY = f"SELECT {RUN_COLS} FROM runs WHERE namespace = ? AND idempotency_key = ?"
 _INSERT_RUN = (
     "INSERT INTO runs (id, namespace, agent, status, created_at, updated_at, session_id, turn, "
     "finished_at, idempotency_key, parent_run, fork_step, last_seq, lease_owner, lease_expires, "
@@ -103,38 +105,8 @@ _CLAIM = (
     "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires = ?, updated_at = ?, "
     "lease_token = lease_token + 1 WHERE pk = ?"
 )
-_SESSION_COLS = "id, namespace, created_at, parent_session, parent_turn, next_turn"
-_RESOURCE_COLS = "kind, namespace, name, generation, body, created_at, updated_at"
 
 _NO_USAGE: Final = Usage()
-
-
-def _run_record(row: Sequence[Any]) -> RunRecord:
-    return RunRecord(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        row[13],
-        row[14],
-        row[15],
-        bool(row[16]),
-        row[17],
-        Usage(row[18], row[19], row[20], row[21], row[22]),
-    )
-
-
-def _resource_record(row: Sequence[Any]) -> ResourceRecord:
-    return ResourceRecord(row[0], row[1], row[2], row[3], loads(row[4]), row[5], row[6])
 
 
 class Ops:
@@ -152,7 +124,7 @@ class Ops:
 
     # --- helpers ---------------------------------------------------------------
     def _run_by_pk(self, pk: int) -> RunRecord:
-        return _run_record(self.conn.execute(_SELECT_RUN_BY_PK, (pk,)).fetchone())
+        return run_record(self.conn.execute(_SELECT_RUN_BY_PK, (pk,)).fetchone())
 
     def _insert_events(self, pk: int, seq: int, events: Sequence[EventDraft]) -> int:
         limit = self.inline_limit
@@ -211,7 +183,7 @@ class Ops:
         encoded = dumps_str(body)
         if row is None:
             conn.execute(
-                f"INSERT INTO resources ({_RESOURCE_COLS}) VALUES (?, ?, ?, 1, ?, ?, ?)",
+                f"INSERT INTO resources ({RESOURCE_COLS}) VALUES (?, ?, ?, 1, ?, ?, ?)",
                 (*key, encoded, now, now),
             )
             return ResourceRecord(kind, namespace, name, 1, loads(encoded), now, now)
@@ -232,10 +204,10 @@ class Ops:
 
     def get_resource(self, kind: str, namespace: str, name: str) -> ResourceRecord | None:
         row = self.conn.execute(
-            f"SELECT {_RESOURCE_COLS} FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
+            f"SELECT {RESOURCE_COLS} FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
             (kind, namespace, name),
         ).fetchone()
-        return None if row is None else _resource_record(row)
+        return None if row is None else resource_record(row)
 
     def list_resources(self, kind: str | None, namespace: str | None) -> list[ResourceRecord]:
         where = []
@@ -246,11 +218,11 @@ class Ops:
         if namespace is not None:
             where.append("namespace = ?")
             params.append(namespace)
-        sql = f"SELECT {_RESOURCE_COLS} FROM resources"
+        sql = f"SELECT {RESOURCE_COLS} FROM resources"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY kind, namespace, name"
-        return [_resource_record(r) for r in self.conn.execute(sql, params)]
+        return [resource_record(r) for r in self.conn.execute(sql, params)]
 
     def delete_resource(self, kind: str, namespace: str, name: str) -> bool:
         cur = self.conn.execute(
@@ -262,7 +234,7 @@ class Ops:
     # --- sessions --------------------------------------------------------------
     def create_session(self, s: SessionRecord) -> SessionRecord:
         self.conn.execute(
-            f"INSERT OR IGNORE INTO sessions ({_SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
+            f"INSERT OR IGNORE INTO sessions ({SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
             (s.id, s.namespace, s.created_at, s.parent_session, s.parent_turn, s.next_turn),
         )
         stored = self.get_session(s.id)
@@ -271,9 +243,9 @@ class Ops:
 
     def get_session(self, session_id: str) -> SessionRecord | None:
         row = self.conn.execute(
-            f"SELECT {_SESSION_COLS} FROM sessions WHERE id = ?", (session_id,)
+            f"SELECT {SESSION_COLS} FROM sessions WHERE id = ?", (session_id,)
         ).fetchone()
-        return None if row is None else SessionRecord(*row)
+        return None if row is None else session_record(row)
 
     # --- runs ------------------------------------------------------------------
     def create_run(self, run: NewRun, events: Sequence[EventDraft]) -> tuple[RunRecord, bool]:
@@ -281,7 +253,7 @@ class Ops:
         if run.idempotency_key is not None:
             row = conn.execute(_SELECT_RUN_BY_KEY, (run.namespace, run.idempotency_key)).fetchone()
             if row is not None:
-                return _run_record(row), False
+                return run_record(row), False
         turn = None
         if run.session_id is not None:
             srow = conn.execute(
@@ -347,7 +319,7 @@ class Ops:
 
     def get_run(self, run_id: str) -> RunRecord | None:
         row = self.conn.execute(_SELECT_RUN_BY_ID, (run_id,)).fetchone()
-        return None if row is None else _run_record(row)
+        return None if row is None else run_record(row)
 
     def list_runs(
         self,
@@ -370,7 +342,7 @@ class Ops:
                 where.append("parent_run = ?")
             if statuses is not None:
                 where.append(f"status IN ({', '.join('?' * len(statuses))})")
-            sql = f"SELECT {_RUN_COLS} FROM runs"
+            sql = f"SELECT {RUN_COLS} FROM runs"
             if where:
                 sql += " WHERE " + " AND ".join(where)
             order = "turn" if session_id is not None else "created_at DESC, pk DESC"
@@ -386,7 +358,7 @@ class Ops:
         if statuses is not None:
             params.extend(statuses)
         params.append(limit)
-        return [_run_record(r) for r in self.conn.execute(sql, params)]
+        return [run_record(r) for r in self.conn.execute(sql, params)]
 
     def append_events(
         self,

@@ -8,28 +8,13 @@ CLI test in tests/cli/test_cli.py does it with real ones).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from agentrt import Runtime
 from agentrt.engine import events as ev
 from agentrt.models.testserver import ModelTestServer
 from agentrt.state import SqliteStore
 from tests.conftest import call, resources, rules
-
-
-@pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, SqliteStore]]:
-    """Two connections to one database: the owner's, and the canceller's."""
-    owner = await SqliteStore.open(tmp_path / "agentrt.db")
-    other = await SqliteStore.open(tmp_path / "agentrt.db")
-    try:
-        yield owner, other
-    finally:
-        await other.close()
-        await owner.close()
 
 
 async def _in_model_call(server: ModelTestServer, calls: int) -> None:

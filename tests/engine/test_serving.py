@@ -9,27 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from agentrt import Runtime
 from agentrt.models.testserver import ModelTestServer
 from agentrt.state import SqliteStore
 from tests.conftest import resources, rules
-
-
-@pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, SqliteStore]]:
-    """Two connections to one database: two workers."""
-    first = await SqliteStore.open(tmp_path / "agentrt.db")
-    second = await SqliteStore.open(tmp_path / "agentrt.db")
-    try:
-        yield first, second
-    finally:
-        await second.close()
-        await first.close()
 
 
 async def _until(check: object, timeout: float = 20.0) -> None:  # noqa: ASYNC109

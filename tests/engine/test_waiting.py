@@ -12,8 +12,6 @@ import inspect
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,15 +49,9 @@ class StoreCalls:
 
 
 @pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[tuple[StoreCalls, StoreCalls]]:
-    """Two counted connections to one database: the owner's and the waiter's."""
-    owner = await SqliteStore.open(tmp_path / "agentrt.db")
-    waiter = await SqliteStore.open(tmp_path / "agentrt.db")
-    try:
-        yield StoreCalls(owner), StoreCalls(waiter)
-    finally:
-        await waiter.close()
-        await owner.close()
+def counted(stores: tuple[SqliteStore, SqliteStore]) -> tuple[StoreCalls, StoreCalls]:
+    """The two connections, each counting its calls: the owner's and the waiter's."""
+    return StoreCalls(stores[0]), StoreCalls(stores[1])
 
 
 async def _in_model_call(server: ModelTestServer) -> None:
@@ -68,11 +60,11 @@ async def _in_model_call(server: ModelTestServer) -> None:
 
 
 async def test_a_waiter_elsewhere_reads_nothing_while_the_run_is_quiet(
-    model_server: ModelTestServer, stores: tuple[StoreCalls, StoreCalls]
+    model_server: ModelTestServer, counted: tuple[StoreCalls, StoreCalls]
 ) -> None:
     model_server.set_rules(rules({"content": "slow answer"}))
     model_server.inject_delay(_QUIET_S)
-    owner_calls, waiter_calls = stores
+    owner_calls, waiter_calls = counted
     async with (
         Runtime(owner_calls, resume_interrupted=False) as owner,  # type: ignore[arg-type]
         Runtime(waiter_calls, resume_interrupted=False) as waiter,  # type: ignore[arg-type]
@@ -98,11 +90,11 @@ async def test_a_waiter_elsewhere_reads_nothing_while_the_run_is_quiet(
 
 
 async def test_a_cancel_from_elsewhere_reaches_a_quiet_owner_through_the_watch(
-    model_server: ModelTestServer, stores: tuple[StoreCalls, StoreCalls]
+    model_server: ModelTestServer, counted: tuple[StoreCalls, StoreCalls]
 ) -> None:
     model_server.set_rules(rules({"content": "never"}))
     model_server.inject_delay(60)
-    owner_calls, other_calls = stores
+    owner_calls, other_calls = counted
     async with (
         Runtime(owner_calls, cancel_poll_s=0.1) as owner,  # type: ignore[arg-type]
         Runtime(other_calls, resume_interrupted=False) as other,  # type: ignore[arg-type]
@@ -123,10 +115,10 @@ async def test_a_cancel_from_elsewhere_reaches_a_quiet_owner_through_the_watch(
 
 
 async def test_a_waiter_takes_over_soon_after_the_holder_on_this_host_dies(
-    model_server: ModelTestServer, stores: tuple[StoreCalls, StoreCalls]
+    model_server: ModelTestServer, counted: tuple[StoreCalls, StoreCalls]
 ) -> None:
     model_server.set_rules(rules({"content": "taken over"}))
-    owner_calls, waiter_calls = stores
+    owner_calls, waiter_calls = counted
     holder = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "import time; time.sleep(60)"
     )
