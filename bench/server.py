@@ -102,6 +102,9 @@ class TestServer:
             except (OSError, subprocess.TimeoutExpired):
                 proc.kill()
                 proc.wait()
+            finally:
+                if proc.stdout is not None:
+                    proc.stdout.close()
 
     def __enter__(self) -> TestServer:
         return self

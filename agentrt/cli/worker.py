@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 import time
@@ -55,6 +56,7 @@ async def _cmd_worker(args: argparse.Namespace) -> int:
     if args.poll <= 0 or args.grace < 0:
         raise UsageError("--poll must be more than 0 and --grace at least 0 (seconds)")
     async with runtime(args, live=False) as rt:
+        _collect_less()
         serving = rt.serving(concurrency=args.concurrency, poll_s=args.poll, name=args.name)
         name = args.name or rt.owner
         main = asyncio.current_task()
@@ -73,6 +75,22 @@ async def _cmd_worker(args: argparse.Namespace) -> int:
             print(f"worker {name}: giving back {unfinished}", file=sys.stderr)
     print(f"worker {name} stopped", file=sys.stderr)
     return EXIT_OK
+
+
+def _collect_less() -> None:
+    """Tune the cycle collector for a process that holds many runs at once.
+
+    A worker keeps every run it executes (its conversation, its tasks and
+    futures) alive for seconds; with the default thresholds the collector
+    traverses them over and over, and with 1,000 runs in flight it spent about
+    a third of the worker's CPU doing so. Objects made while starting (modules,
+    schemas, resources) are frozen out of collection altogether, and the young
+    generation is collected after 20,000 allocations instead of 700. Memory is
+    still freed by reference counting as before; only cycles wait longer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
 
 
 @contextlib.contextmanager

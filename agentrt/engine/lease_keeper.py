@@ -73,26 +73,55 @@ class LeaseKeeper:
             await self.renew_once()
 
     async def renew_once(self) -> None:
-        """One round of renewals."""
-        for run_id, task in list(self._tasks.items()):
-            now = self._clock()
-            try:
-                held = await self.store.renew_lease(run_id, self.owner, self.lease_ttl_s, now=now)
-            except Exception as exc:
-                # The store is unreachable: the lease may run out unrenewed, and the
-                # run be taken over; stop it before then.
-                until = self._held_until.get(run_id, now + self.lease_ttl_s)
-                if self._clock() >= until - _MARGIN_S:
-                    log.warning("%s: its lease could not be renewed (%s); stopping it", run_id, exc)
-                    task.cancel()
-                continue
-            if held:
-                self._held_until[run_id] = now + self.lease_ttl_s
-            elif not task.done():
-                # Another worker took the run over (this one was paused past its lease,
-                # or cut off): stop; the store refuses its writes to the run anyway.
-                log.warning("%s: lost its lease to another worker; stopped it here", run_id)
+        """One round of renewals: one store write for every run executing here."""
+        executing = dict(self._tasks)
+        if not executing:
+            return
+        now = self._clock()
+        try:
+            held = await self.store.renew_leases(
+                list(executing), self.owner, self.lease_ttl_s, now=now
+            )
+        except Exception as exc:
+            self._stop_unrenewable(executing, now, exc)
+            return
+        for run_id in held:
+            self._held_until[run_id] = now + self.lease_ttl_s
+        for run_id in executing.keys() - held:
+            await self._not_renewed(run_id, executing[run_id])
+
+    def _stop_unrenewable(
+        self, executing: Mapping[str, asyncio.Task[RunResult]], now: float, exc: Exception
+    ) -> None:
+        """The store is unreachable: a lease may run out unrenewed and its run be
+        taken over; stop each execution before its lease would."""
+        for run_id, task in executing.items():
+            until = self._held_until.get(run_id, now + self.lease_ttl_s)
+            if self._clock() >= until - _MARGIN_S and not task.done():
+                log.warning("%s: its lease could not be renewed (%s); stopping it", run_id, exc)
                 task.cancel()
+
+    async def _not_renewed(self, run_id: str, task: asyncio.Task[RunResult]) -> None:
+        """Stop an execution whose lease this worker no longer holds, unless its own
+        last write ended the lease (the run finished, or waits for a person) and it
+        is only finishing up."""
+        if task.done():
+            return
+        try:
+            run = await self.store.get_run(run_id)
+        except Exception:
+            return  # unknown for now: the next round asks again
+        if (
+            run is not None
+            and run.lease_owner is None
+            and (run.finished or run.status == "waiting")
+        ):
+            return
+        if not task.done():
+            # Another worker took the run over (this one was paused past its lease,
+            # or cut off): stop; the store refuses its writes to the run anyway.
+            log.warning("%s: lost its lease to another worker; stopped it here", run_id)
+            task.cancel()
 
     async def notice_cancels(self) -> None:
         """Stop the runs executing here whose cancellation another process requested.

@@ -14,6 +14,7 @@ the names its model saw.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter, defaultdict
@@ -78,6 +79,15 @@ def model_names(tools: Sequence[tuple[str, str]]) -> tuple[list[str | None], lis
     The names depend on the names offered together, never on their order
     (except for rule 5's pick, which keeps the first).
     """
+    names, notices = _model_names(tuple(tools))
+    return list(names), list(notices)
+
+
+@functools.lru_cache(maxsize=1024)
+def _model_names(
+    tools: tuple[tuple[str, str], ...],
+) -> tuple[tuple[str | None, ...], tuple[str, ...]]:
+    """:func:`model_names`, remembered: an Agent offers the same tools at every step."""
     names = [_valid(own) for _, own in tools]
     notices: list[str] = []
     offered_by: dict[str, dict[str, None]] = defaultdict(dict)  # Tools in the Agent's order
@@ -111,7 +121,7 @@ def model_names(tools: Sequence[tuple[str, str]]) -> tuple[list[str | None], lis
             continue
         taken[name] = i
         result.append(name)
-    return result, notices
+    return tuple(result), tuple(notices)
 
 
 async def offer_tools(toolsets: Mapping[str, ToolSet], recorded: Mapping[str, Any] | None) -> Offer:
@@ -130,7 +140,8 @@ async def offer_tools(toolsets: Mapping[str, ToolSet], recorded: Mapping[str, An
             found = [ToolDef(n, "", {}) for n in own]
         else:
             found = await toolset.definitions()
-            if isinstance(toolset, Withholding):
+            # Only dynamic Tools withhold; the Protocol check is slow enough to skip.
+            if toolset.dynamic and isinstance(toolset, Withholding):
                 offer.notices += [
                     f"Tool {toolset.name}: tool {tool!r} is left out: {why}"
                     for tool, why in toolset.withheld().items()

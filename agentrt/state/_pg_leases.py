@@ -32,6 +32,9 @@ _RENEW_LEASE: Final = (
     "UPDATE runs SET lease_expires = %s WHERE id = %s AND lease_owner = %s "
     "AND (%s::bigint IS NULL OR lease_token = %s)"
 )
+_RENEW_LEASES: Final = (
+    "UPDATE runs SET lease_expires = %s WHERE lease_owner = %s AND id = ANY(%s) RETURNING id"
+)
 _RELEASE_LEASE: Final = (
     "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE id = %s "
     "AND lease_owner = %s AND (%s::bigint IS NULL OR lease_token = %s)"
@@ -82,6 +85,12 @@ class LeaseOps:
     ) -> bool:
         params = (now + ttl_s, run_id, owner, token, token)
         return await execute(conn, _RENEW_LEASE, params) > 0
+
+    async def renew_leases(
+        self, conn: Conn, run_ids: list[str], owner: str, ttl_s: float, now: float
+    ) -> set[str]:
+        rows = await fetch_all(conn, _RENEW_LEASES, (now + ttl_s, owner, run_ids))
+        return {row[0] for row in rows}
 
     async def release_lease(self, conn: Conn, run_id: str, owner: str, token: int | None) -> bool:
         """Whether a lease was given up (a write the run's watchers hear of)."""

@@ -93,6 +93,11 @@ _RENEW_LEASE = (
     "UPDATE runs SET lease_expires = ? WHERE id = ? AND lease_owner = ? "
     "AND (? IS NULL OR lease_token = ?)"
 )
+# The ids come as one JSON array: one statement however many leases there are.
+_RENEW_LEASES = (
+    "UPDATE runs SET lease_expires = ? WHERE lease_owner = ? "
+    "AND id IN (SELECT value FROM json_each(?)) RETURNING id"
+)
 _RELEASE_LEASE = (
     "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE id = ? AND lease_owner = ? "
     "AND (? IS NULL OR lease_token = ?)"
@@ -472,6 +477,10 @@ class Ops:
     ) -> bool:
         params = (now + ttl_s, run_id, owner, token, token)
         return self.conn.execute(_RENEW_LEASE, params).rowcount > 0
+
+    def renew_leases(self, run_ids: list[str], owner: str, ttl_s: float, now: float) -> set[str]:
+        rows = self.conn.execute(_RENEW_LEASES, (now + ttl_s, owner, dumps_str(run_ids)))
+        return {row[0] for row in rows}
 
     def release_lease(self, run_id: str, owner: str, token: int | None) -> None:
         self.conn.execute(_RELEASE_LEASE, (run_id, owner, token, token))

@@ -330,6 +330,14 @@ class Store(Protocol):
         it (or, with ``token``, holds it under another grant). The token stays."""
         ...
 
+    async def renew_leases(
+        self, run_ids: Sequence[str], owner: str, ttl_s: float, *, now: float
+    ) -> set[str]:
+        """Extend to ``now + ttl_s`` every lease of ``run_ids`` that ``owner`` holds, in
+        one transaction; returns the ids it held. A worker renews all its runs at once
+        this way: one write however many runs it executes."""
+        ...
+
     async def release_lease(self, run_id: str, owner: str, *, token: int | None = None) -> None:
         """Give the lease up (no-op unless ``owner`` holds it, with ``token`` if given).
 

@@ -398,6 +398,15 @@ class PostgresStore(ClosesOnExit):
         renew = self._leases.renew_lease
         return await self._run.write(_none, renew, run_id, owner, ttl_s, now, token)
 
+    async def renew_leases(
+        self, run_ids: Sequence[str], owner: str, ttl_s: float, *, now: float
+    ) -> set[str]:
+        """Extend every lease of ``run_ids`` that ``owner`` holds, in one statement."""
+        if not run_ids:
+            return set()
+        renew = self._leases.renew_leases
+        return await self._run.write(_none, renew, list(run_ids), owner, ttl_s, now)
+
     async def release_lease(self, run_id: str, owner: str, *, token: int | None = None) -> None:
         """Give the lease up (no-op unless ``owner`` holds it, under ``token`` if given)."""
         await self._run.write(_released(run_id), self._leases.release_lease, run_id, owner, token)

@@ -490,15 +490,8 @@ class SqliteStore(ClosesOnExit):
         replacing: str | None = None,
     ) -> RunRecord | None:
         """Take the run's lease if free, expired, already ``owner``'s, or held by
-        ``replacing`` (a holder the caller knows is dead): a compare-and-set on the
-        holder, in one write transaction.
-
-        A lease is live while ``now < lease_expires``. Only non-terminal runs
-        can be leased; a ``queued`` run becomes ``running``. A lease ``owner``
-        did not hold live gets the next ``lease_token``. Returns the updated
-        run, or ``None`` if another live owner holds it or the run is finished
-        or unknown.
-        """
+        ``replacing``: a compare-and-set on the holder, in one write transaction
+        (see :meth:`Store.acquire_lease <agentrt.state.base.Store.acquire_lease>`)."""
         return await self._write(
             touched_leased, self._ops.acquire_lease, run_id, owner, ttl_s, now, replacing
         )
@@ -509,6 +502,14 @@ class SqliteStore(ClosesOnExit):
         """Extend the lease to ``now + ttl_s``; ``False`` if ``owner`` no longer holds
         it (under ``token``, if given)."""
         return await self._submit(WRITE, self._ops.renew_lease, run_id, owner, ttl_s, now, token)
+
+    async def renew_leases(
+        self, run_ids: Sequence[str], owner: str, ttl_s: float, *, now: float
+    ) -> set[str]:
+        """Extend every lease of ``run_ids`` that ``owner`` holds, in one transaction."""
+        if not run_ids:
+            return set()
+        return await self._submit(WRITE, self._ops.renew_leases, list(run_ids), owner, ttl_s, now)
 
     async def release_lease(self, run_id: str, owner: str, *, token: int | None = None) -> None:
         """Give the lease up (no-op unless ``owner`` holds it, under ``token`` if given)."""
@@ -585,11 +586,8 @@ class SqliteStore(ClosesOnExit):
         result = await self._write(touched_removed, self._ops.gc, finished_before)
         # Must run outside the deleting transaction: inside it frees nothing.
         # executescript because execute() steps incremental_vacuum only once.
-        await self._submit(
-            RAW,
-            self._ops.script,
-            "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);",
-        )
+        vacuum = "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);"
+        await self._submit(RAW, self._ops.script, vacuum)
         return result
 
 

@@ -61,7 +61,10 @@ async def test_a_database_restart_strands_nothing_and_loses_nothing(
     for run_id, old in before.items():
         new = after[run_id][: len(old)]
         assert [(e.seq, e.type, e.step) for e in new] == [(e.seq, e.type, e.step) for e in old]
-    assert alive == [True, True] and codes == [0, 0], [w.said() for w in workers]
+    if alive != [True, True] or codes != [0, 0]:
+        for worker in workers:  # shown in full with the failure
+            print(f"--- {worker.name}: exit {worker.proc.poll()}\n{worker.said()}")
+    assert alive == [True, True] and codes == [0, 0], (alive, codes)
     for worker in workers:
         assert "Traceback" not in worker.said(), worker.said()
 

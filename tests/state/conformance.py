@@ -796,6 +796,27 @@ async def check_lease_expiry(h: Harness) -> None:
     assert await s.renew_lease("r", "A", 10.0, now=112.0) is False
 
 
+async def check_renew_leases(h: Harness) -> None:
+    """renew_leases extends, in one call, exactly the leases the owner holds."""
+    s = h.store
+    for name in ("a", "b", "c", "d"):
+        await s.create_run(new_run(name))
+    await s.acquire_lease("a", "A", 10.0, now=100.0)
+    await s.acquire_lease("b", "A", 10.0, now=100.0)
+    await s.acquire_lease("c", "B", 10.0, now=100.0)
+    # "a" expired unrenewed but nobody took it: still A's to renew.
+    held = await s.renew_leases(["a", "b", "c", "d", "nope"], "A", 30.0, now=111.0)
+    assert held == {"a", "b"}
+    for name, owner, expires in (("a", "A", 141.0), ("b", "A", 141.0), ("c", "B", 110.0)):
+        run = await s.get_run(name)
+        assert run is not None and (run.lease_owner, run.lease_expires) == (owner, expires)
+    run = await s.get_run("d")
+    assert run is not None and run.lease_owner is None and run.lease_expires is None
+    assert await s.renew_leases([], "A", 30.0, now=112.0) == set()
+    await s.append_events("b", [ev()], expected_seq=0, update=RunUpdate(status="succeeded"))
+    assert await s.renew_leases(["a", "b"], "A", 30.0, now=113.0) == {"a"}
+
+
 async def check_lease_waiting_run(h: Harness) -> None:
     """A waiting run can be leased and stays waiting."""
     s = h.store
@@ -1518,6 +1539,7 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_lease_expiry,
     check_lease_waiting_run,
     check_lease_renew_release,
+    check_renew_leases,
     check_lease_terminal_runs,
     check_claim_runs,
     check_claim_runs_concurrent,
