@@ -19,11 +19,13 @@ from typing import Any
 
 from agentrt._text import count
 from agentrt.cli._shared import EXIT_OK, print_json, runtime, settings_of, with_store
-from agentrt.engine import Serving, live_workers
-from agentrt.errors import UsageError
+from agentrt.engine import Runtime, Serving, live_workers
+from agentrt.errors import StoreUnavailable, UsageError
 from agentrt.server.health import health_server
 
 __all__ = ["add_parser"]
+
+_SERVER_STORES = ("postgresql://", "postgres://")
 
 
 def add_parser(sub: Any) -> None:
@@ -55,7 +57,10 @@ async def _cmd_worker(args: argparse.Namespace) -> int:
         raise UsageError(f"--concurrency {args.concurrency}: give at least 1")
     if args.poll <= 0 or args.grace < 0:
         raise UsageError("--poll must be more than 0 and --grace at least 0 (seconds)")
-    async with runtime(args, live=False) as rt:
+    rt = await _started(args)
+    if rt is None:
+        return EXIT_OK  # told to stop before the store answered
+    async with rt:
         _collect_less()
         serving = rt.serving(concurrency=args.concurrency, poll_s=args.poll, name=args.name)
         name = args.name or rt.owner
@@ -75,6 +80,47 @@ async def _cmd_worker(args: argparse.Namespace) -> int:
             print(f"worker {name}: giving back {unfinished}", file=sys.stderr)
     print(f"worker {name} stopped", file=sys.stderr)
     return EXIT_OK
+
+
+async def _started(args: argparse.Namespace) -> Runtime | None:
+    """The worker's runtime, started. A database server that does not answer yet (it
+    starts with the workers, or restarts) is tried again with backoff until it does,
+    or until SIGTERM or Ctrl-C stops the worker (``None``); a local store that
+    cannot be opened is an error at once."""
+    stop = asyncio.Event()
+    backoff = 0.5
+    with _signals_to(stop):
+        while True:
+            rt = runtime(args, live=False)
+            try:
+                await rt.start()
+                return rt
+            except StoreUnavailable as exc:
+                await rt.close()
+                if not str(args.store or "").startswith(_SERVER_STORES):
+                    raise
+                print(f"worker: {exc}; trying again in {backoff:g}s", file=sys.stderr, flush=True)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff):
+                    await stop.wait()
+            if stop.is_set():
+                return None
+            backoff = min(backoff * 2, 15.0)
+
+
+@contextlib.contextmanager
+def _signals_to(stop: asyncio.Event) -> Any:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 def _collect_less() -> None:

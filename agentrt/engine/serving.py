@@ -115,8 +115,10 @@ class Serving:
                 except StoreError as exc:
                     self._store_ok = False
                     log.warning("the store does not answer (%s); again in %.1fs", exc, backoff)
-                    await self._until_drained(backoff)
-                    backoff = min(backoff * 2, _BACKOFF_LAST_S)
+                    await self._until_back(watch, backoff)
+                    # At most half a lease apart: runs whose leases ran out while the
+                    # store was away are taken up within a lease of its return.
+                    backoff = min(backoff * 2, _BACKOFF_LAST_S, self.worker.lease_ttl_s / 2)
                     continue
                 self._store_ok = True
                 backoff = _BACKOFF_FIRST_S
@@ -166,10 +168,19 @@ class Serving:
                 waiting.cancel()
             await asyncio.wait(waits)
 
-    async def _until_drained(self, timeout: float) -> None:  # noqa: ASYNC109
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._draining.wait()
+    async def _until_back(self, watch: RunWatch, timeout: float) -> None:  # noqa: ASYNC109
+        """Until the backoff passes, a drain, or the store's watch says it is back (a
+        database's notifications reconnected: every run may have changed)."""
+        waits: set[asyncio.Future[object]] = {
+            asyncio.ensure_future(self._draining.wait()),
+            asyncio.ensure_future(watch.changed({QUEUE})),
+        }
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.wait(waits)
 
     async def _finish(self, grace_s: float) -> list[str]:
         """Let the runs executing here end within ``grace_s``: first they go on; in the

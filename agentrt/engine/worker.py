@@ -82,6 +82,9 @@ def orphaned(run: RunRecord, now: float) -> bool:
     return dead_holder(run) is not None
 
 
+_RETAKE_FIRST_S = 0.5  # the first wait before a stranded run is taken up again
+
+
 def _report_stopped(task: asyncio.Task[RunResult]) -> None:
     """Log an execution that stopped on an error (a store failure, a lost lease).
 
@@ -91,10 +94,13 @@ def _report_stopped(task: asyncio.Task[RunResult]) -> None:
     """
     if task.cancelled() or task.exception() is None:
         return
+    exc = task.exception()
     log.error(
-        "%s stopped before its end; it stays resumable",
+        "%s stopped before its end (%s: %s); it stays resumable",
         task.get_name().removeprefix("agentrt-"),
-        exc_info=task.exception(),
+        type(exc).__name__,
+        exc,
+        exc_info=exc,
     )
 
 
@@ -156,7 +162,11 @@ class Worker:
         )
         # Runs whose execution stopped on a store error while this worker held their
         # lease: taken up again here once the store answers (see retake_stranded).
-        self.stranded: set[str] = set()
+        # Each stranded run: when it may be taken up again. A run stranded again at
+        # once (a store error only it meets) waits twice as long each time, so it
+        # cannot spin; the count resets when an execution of it ends.
+        self.stranded: dict[str, float] = {}
+        self._strandings: dict[str, int] = {}
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -332,8 +342,11 @@ class Worker:
         """Take up again the runs whose execution here stopped on a store error, if
         this worker still holds (or can take) their lease; forget the others."""
         taken = []
-        for run_id in list(self.stranded):
-            self.stranded.discard(run_id)
+        now = self._clock()
+        for run_id, not_before in list(self.stranded.items()):
+            if not_before > now:
+                continue
+            del self.stranded[run_id]
             if run_id in self._tasks:
                 continue
             leased = await self.store.acquire_lease(
@@ -364,7 +377,7 @@ class Worker:
         )
         task.add_done_callback(_report_stopped)
         self._tasks[run_id] = task
-        self.stranded.discard(run_id)
+        self.stranded.pop(run_id, None)
         self.leases.started(run_id)
 
     async def _execute(
@@ -389,14 +402,21 @@ class Worker:
             result = await self._end_cancelled(run_id)
             return result
         except StoreError:
-            self.stranded.add(run_id)  # the store failed: take it up again once it answers
+            # The store failed: take it up again once it answers.
+            times = self._strandings.get(run_id, 0) + 1
+            self._strandings[run_id] = times
+            self.stranded[run_id] = self._clock() + min(_RETAKE_FIRST_S * 2 ** (times - 1), 30.0)
             raise
         finally:
+            if result is not None:
+                self._strandings.pop(run_id, None)
             self._tasks.pop(run_id, None)
             self.leases.stopped(run_id)
             self.cancel_requested.discard(run_id)
-            if result is None or result.status not in TERMINAL_STATUSES:
-                # A finished run's lease ended with its last append.
+            # A finished run's lease ended with its last append. A stranded one keeps
+            # its lease until retaken (or until it runs out: then anyone may take it).
+            keep = run_id in self.stranded
+            if not keep and (result is None or result.status not in TERMINAL_STATUSES):
                 with contextlib.suppress(Exception):
                     await self.store.release_lease(run_id, self.owner)
 

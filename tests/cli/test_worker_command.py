@@ -146,3 +146,38 @@ def test_worker_rejects_a_bad_concurrency_with_one_line(tmp_path: Path) -> None:
     done = _agentrt(env, "worker", "--concurrency", "0")
     assert done.returncode == 2
     assert done.stderr.strip() == "error: --concurrency 0: give at least 1"
+
+
+def test_a_worker_waits_for_a_database_server_that_does_not_answer_yet(
+    tmp_path: Path,
+) -> None:
+    # A port nothing listens on: the database is not up yet (it starts with the fleet).
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql://postgres@127.0.0.1:{port}/test?connect_timeout=1"
+    env = {**os.environ, "AGENTRT_STORE": url, "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "worker.err"
+    with log.open("wb") as err:
+        proc = subprocess.Popen([*CMD, "worker"], env=env, stderr=err, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while log.read_text().count("trying again") < 2:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    said = log.read_text()
+    assert "cannot be reached" in said and "Traceback" not in said
+
+
+def test_a_worker_on_a_local_store_it_cannot_open_fails_at_once(tmp_path: Path) -> None:
+    env = {**os.environ, "AGENTRT_STORE": str(tmp_path), "PYTHONPATH": str(ROOT)}  # a directory
+    done = subprocess.run([*CMD, "worker"], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode not in (0, None) and "trying again" not in done.stderr, done.stderr

@@ -51,6 +51,14 @@ class WorkerProcess:
     def said(self) -> str:
         return self.log.read_text(errors="replace")
 
+    async def serving(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        """Wait until the worker says it serves (its store opened, its loop running)."""
+        deadline = time.monotonic() + timeout
+        while " serving;" not in self.said():
+            assert self.proc.poll() is None, f"{self.name} exited: {self.said()}"
+            assert time.monotonic() < deadline, f"{self.name} did not start: {self.said()}"
+            await asyncio.sleep(0.05)
+
     def signal(self, sig: signal.Signals) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

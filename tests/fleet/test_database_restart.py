@@ -37,6 +37,8 @@ async def test_a_database_restart_strands_nothing_and_loses_nothing(
             fleet = Fleet.on(url, tmp_path, lease_ttl_s=LEASE_TTL_S)
             workers = [fleet.start(f"w{i}", concurrency=15) for i in range(2)]
             try:
+                for worker in workers:  # both running when the database goes
+                    await worker.serving()
                 async with Store.from_url(url) as store:
                     await holding_runs(store, workers[0])
                     before = {i: await store.read_events(i) for i in ids}
