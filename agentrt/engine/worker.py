@@ -95,11 +95,11 @@ def _report_stopped(task: asyncio.Task[RunResult]) -> None:
     if task.cancelled() or task.exception() is None:
         return
     exc = task.exception()
+    # The error's kind only: whoever waits on the run (the CLI) prints its message.
     log.error(
-        "%s stopped before its end (%s: %s); it stays resumable",
+        "%s stopped before its end (%s); it stays resumable",
         task.get_name().removeprefix("agentrt-"),
         type(exc).__name__,
-        exc,
         exc_info=exc,
     )
 

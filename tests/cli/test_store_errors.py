@@ -424,7 +424,9 @@ def test_a_full_disk_is_one_line_and_loses_nothing(tmp_path: Path, spec: Path) -
     assert interrupted["status"] == "running"
     stopped = result("fill_run")
     note, error = stopped.stderr.strip().splitlines()
-    assert note == f"agentrt: {interrupted['id']} stopped before its end; it stays resumable"
+    assert note == (
+        f"agentrt: {interrupted['id']} stopped before its end (StoreFull); it stays resumable"
+    )
     one_error(
         subprocess.CompletedProcess([], stopped.returncode, "", error),
         EXIT_STORE_FULL,
