@@ -24,7 +24,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -120,10 +120,17 @@ class Writer:
         self.conn = conn
         return conn
 
-    def writing_runs(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn`` (a write to runs): other processes hear of it after the commit."""
-        self.runs_written = True
-        return fn(*args)
+    def writing_runs(
+        self, touched: Callable[[Any], Iterable[str]], fn: Callable[..., Any], *args: Any
+    ) -> Any:
+        """Run ``fn`` (a write to runs): other processes hear of it after the commit, if
+        it touched any (``touched`` of its result). A write that changed nothing (a
+        claim that found nothing) tells nobody: idle workers on one file would
+        otherwise wake each other for ever."""
+        value = fn(*args)
+        if touched(value):
+            self.runs_written = True
+        return value
 
     def shutdown(self) -> None:
         """Optimize and close the connection, if open (runs on the thread)."""

@@ -267,7 +267,7 @@ class SqliteStore(ClosesOnExit):
 
         Shielded: a caller cancelled meanwhile does not stop a commit from being told.
         """
-        fut = self._submit(WRITE, functools.partial(self._writer.writing_runs, fn), *args)
+        fut = self._submit(WRITE, functools.partial(self._writer.writing_runs, touched, fn), *args)
         fut.add_done_callback(functools.partial(self._committed, touched))
         return await asyncio.shield(fut)
 

@@ -181,3 +181,35 @@ def test_a_worker_on_a_local_store_it_cannot_open_fails_at_once(tmp_path: Path) 
     env = {**os.environ, "AGENTRT_STORE": str(tmp_path), "PYTHONPATH": str(ROOT)}  # a directory
     done = subprocess.run([*CMD, "worker"], env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode not in (0, None) and "trying again" not in done.stderr, done.stderr
+
+
+def test_idle_workers_on_one_sqlite_file_do_not_wake_each_other(tmp_path: Path) -> None:
+    from inotify_simple import INotify, flags
+
+    db = tmp_path / "s.db"
+    env = {**os.environ, "AGENTRT_STORE": f"sqlite:///{db}", "PYTHONPATH": str(ROOT)}
+    logs = [tmp_path / f"w{i}.err" for i in range(2)]
+    procs = []
+    for log in logs:
+        with log.open("wb") as err:
+            procs.append(subprocess.Popen([*CMD, "worker"], env=env, stderr=err, cwd=ROOT))
+    try:
+        deadline = time.monotonic() + 30
+        while not all("serving" in log.read_text() for log in logs):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+            time.sleep(0.1)
+        # Each store tells the others of its writes to runs through this folder; with
+        # nothing queued, nothing should be told (a claim that finds nothing wrote none).
+        watch = INotify()
+        watch.add_watch(str(db.with_name(db.name + "-notify")), flags.MODIFY)
+        told = 0
+        end = time.monotonic() + 3.0
+        while (left := end - time.monotonic()) > 0:
+            told += len(watch.read(timeout=int(left * 1000) + 1))
+        watch.close()
+        assert told <= 2, f"idle workers told each other of {told} writes in 3 s"
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            assert proc.wait(timeout=20) == 0
