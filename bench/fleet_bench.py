@@ -36,6 +36,7 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from agentrt import Runtime  # noqa: E402
+from agentrt._text import count  # noqa: E402
 from agentrt.models.testserver import ModelTestServer, ScriptedRule  # noqa: E402
 from agentrt.spec.loader import load_text  # noqa: E402
 from agentrt.state import NewRun, Store  # noqa: E402
@@ -133,9 +134,7 @@ async def main(queued: int, runs: int) -> dict[str, Any]:
             for n in (1, 2, 3):
                 url = _stores(Path(tmp))[name]
                 try:
-                    results[f"workers {n} {name}"] = await workers_throughput(
-                        url, n, runs, Path(tmp)
-                    )
+                    results[f"workers {n} {name}"] = await workers_throughput(url, n, runs)
                 finally:
                     await _drop(url)
     return results
@@ -151,7 +150,7 @@ def render(results: dict[str, Any], queued: int, runs: int) -> str:
     )
     for n in (1, 2, 3):
         s, p = results[f"workers {n} sqlite"], results[f"workers {n} postgresql"]
-        lines.append(f"| {n} worker(s), {runs} runs | {s:.0f} runs/s | {p:.0f} runs/s |")
+        lines.append(f"| {count(n, 'worker')}, {runs} runs | {s:.0f} runs/s | {p:.0f} runs/s |")
     return "\n".join(lines)
 
 
