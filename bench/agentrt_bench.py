@@ -1,18 +1,42 @@
-"""agentrt under test: an embedded ``Runtime`` over its durable SQLite store."""
+"""agentrt under test: an embedded ``Runtime`` over its durable store, SQLite or PostgreSQL.
+
+:class:`AgentrtSystem` keeps its store in a SQLite file;
+:class:`AgentrtPostgresSystem` is the same runtime with its store in a fresh
+schema of a PostgreSQL database (``AGENTRT_BENCH_POSTGRES``, default the local
+test server), made on entry and dropped on exit.
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from agentrt.engine.runtime import Runtime
+from agentrt.errors import UsageError
 from agentrt.spec import Resource, parse_resource
+from agentrt.state._pg_url import connection_kwargs, parse_url, shown
 from bench.common import INSTRUCTIONS, MODEL_NAME
 
-__all__ = ["AgentrtSystem", "resources"]
+__all__ = [
+    "POSTGRES_DEFAULT",
+    "POSTGRES_ENV",
+    "AgentrtPostgresSystem",
+    "AgentrtSystem",
+    "postgres_base",
+    "postgres_unavailable",
+    "resources",
+]
 
 AGENT = "calc"
+
+POSTGRES_ENV = "AGENTRT_BENCH_POSTGRES"
+"""The environment variable naming the PostgreSQL database, as a URL without a schema."""
+
+POSTGRES_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test?connect_timeout=5"
+"""The database used without :data:`POSTGRES_ENV`: the local test server."""
 
 
 def resources(
@@ -45,11 +69,11 @@ def resources(
 
 
 class AgentrtSystem:
-    """``Runtime`` with its SQLite store at ``db_path``; :meth:`run` is ``rt.run``.
+    """``Runtime`` over the store at ``store``; :meth:`run` is ``rt.run``.
 
     Args:
         url: The model server's base URL.
-        db_path: The store's database file.
+        store: The store: a SQLite database file, or any store URL.
         tool: ``module:function`` of the tool (a sync ``add`` by default).
         idempotent: Declare the tool idempotent (agentrt then need not commit its
             result before going on); ``False`` treats it as having external effects.
@@ -58,19 +82,19 @@ class AgentrtSystem:
     def __init__(
         self,
         url: str,
-        db_path: Path,
+        store: Path | str,
         *,
         tool: str = "bench.common:add",
         idempotent: bool = True,
     ) -> None:
-        self.db_path = db_path
+        self.store = store
         self._url = url
         self._tool = tool
         self._idempotent = idempotent
         self._rt: Runtime | None = None
 
     async def __aenter__(self) -> AgentrtSystem:
-        rt = Runtime(str(self.db_path), resume_interrupted=False)
+        rt = Runtime(str(self.store), resume_interrupted=False)
         await rt.start()
         try:
             await rt.apply(resources(self._url, tool=self._tool, idempotent=self._idempotent))
@@ -99,3 +123,85 @@ class AgentrtSystem:
                 f"agentrt run {result.run_id} ended {result.status}: {result.reason}"
             )
         return result.output or ""
+
+
+def postgres_base() -> str:
+    """The PostgreSQL database the bench uses: :data:`POSTGRES_ENV`, else the default."""
+    return os.environ.get(POSTGRES_ENV) or POSTGRES_DEFAULT
+
+
+def postgres_unavailable(base: str | None = None) -> str | None:
+    """Why :class:`AgentrtPostgresSystem` cannot run here (no driver, no server), or
+    ``None`` when a connection to ``base`` (default :func:`postgres_base`) succeeds."""
+    base = base or postgres_base()
+    what = "agentrt-postgres"
+    try:
+        import psycopg
+    except ImportError:
+        return f"{what}: psycopg not installed: pip install -e '.[postgres]'"
+    try:
+        conninfo = parse_url(base)[0]
+        with psycopg.connect(conninfo, **connection_kwargs(conninfo, None)) as conn:
+            conn.execute("SELECT 1")
+    except (psycopg.Error, UsageError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = f"{shown(base)} ({POSTGRES_ENV} names another)"
+        return f"{what}: PostgreSQL unreachable at {where}: {reason}"
+    return None
+
+
+class AgentrtPostgresSystem(AgentrtSystem):
+    """:class:`AgentrtSystem` with its store in a fresh schema on PostgreSQL.
+
+    The store makes the schema when the runtime starts; :meth:`__aexit__` drops
+    it with everything in it, so every opening starts empty.
+
+    Args:
+        url: The model server's base URL.
+        base: The database, a ``postgresql://`` URL without a schema (default
+            :func:`postgres_base`).
+        tool: As for :class:`AgentrtSystem`.
+        idempotent: As for :class:`AgentrtSystem`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        base: str | None = None,
+        *,
+        tool: str = "bench.common:add",
+        idempotent: bool = True,
+    ) -> None:
+        self.base = base or postgres_base()
+        self.schema = f"agentrt_bench_{secrets.token_hex(4)}"
+        store = f"{self.base}{'&' if '?' in self.base else '?'}schema={self.schema}"
+        super().__init__(url, store, tool=tool, idempotent=idempotent)
+
+    async def __aenter__(self) -> AgentrtPostgresSystem:
+        try:
+            await super().__aenter__()
+        except BaseException:
+            await self._drop()  # the store may have made the schema before it failed
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        finally:
+            await self._drop()
+
+    async def _drop(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        conninfo = parse_url(self.base)[0]
+        kwargs = connection_kwargs(conninfo, None)  # autocommit and a connect timeout
+        async with await psycopg.AsyncConnection.connect(conninfo, **kwargs) as conn:
+            drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema))
+            await conn.execute(drop)

@@ -65,6 +65,7 @@ def _step_row(bare: float | None, log: float | None) -> Callable[[SystemDef, Cel
             f"{cell['run_ms']['median']:.1f}",
             f"{cell['run_ms']['p90']:.1f}",
             "" if bare is None or sd.name == "bare" else f"{ms - bare:+.3f}",
+            "" if bare is None or sd.name == "bare" else f"{ms / bare:.2f}x",
             "" if log is None or sd.name.startswith("bare") else f"{ms - log:+.3f}",
         ]
 
@@ -147,7 +148,7 @@ def render(
             f"   ms/step = median run time / {LONG_TOOL_CALLS}; {s.step_runs} runs per system "
             f"after {s.step_warmup} warm-up, one at a time, systems taking turns",
         ]
-        header = ["system", "ms/step", "run ms", "p90 ms", "vs bare", "vs bare+log"]
+        header = ["system", "ms/step", "run ms", "p90 ms", "vs bare", "x bare", "vs bare+log"]
         bare = cells.get("bare", {}).get("ms_per_step")
         log = cells.get("bare-sqlite", {}).get("ms_per_step")
         lines += _table(header, *_rows(cells, systems, _step_row(bare, log)))

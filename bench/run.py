@@ -3,11 +3,14 @@
 Workloads: ``step`` (per-step overhead), ``throughput``, ``storage``, ``sandbox``
 (start latency, and a code step through a whole run per backend) and ``team``
 (the graph executor's cost per node).
-Systems: ``bare``, ``bare-sqlite``, ``agentrt``, ``langgraph`` and the extra
-variants ``agentrt-async-tool``, ``agentrt-effectful``, ``langgraph-normal``
-and ``langgraph-messages`` (run with ``--all`` or when named). ``--only``
-takes workload and system names, comma-separated or repeated.
-See docs/performance.md.
+Systems: ``bare``, ``bare-sqlite``, ``agentrt`` (its store on SQLite),
+``agentrt-postgres`` (the same on PostgreSQL, in a fresh schema dropped after;
+``AGENTRT_BENCH_POSTGRES`` names the database, default the local test server;
+skipped when it cannot be reached, and in ``storage``, which measures a SQLite
+file), ``langgraph`` and the extra variants ``agentrt-async-tool``,
+``agentrt-effectful``, ``langgraph-normal`` and ``langgraph-messages`` (run with
+``--all`` or when named). ``--only`` takes workload and system names,
+comma-separated or repeated. See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -111,6 +114,10 @@ def _skip(workload: str, sd: SystemDef) -> dict[str, Any] | None:
         return {"skipped": LANGGRAPH_MISSING}
     if workload == "storage" and not sd.durable:
         return {"skipped": f"{sd.label}: stores nothing"}
+    if workload == "storage" and sd.no_storage is not None:
+        return {"skipped": f"{sd.label}: not measured: {sd.no_storage}"}
+    if sd.unavailable is not None and (reason := sd.unavailable()) is not None:
+        return {"skipped": reason}
     return None
 
 

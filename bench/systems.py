@@ -43,6 +43,10 @@ class SystemDef:
         payload_sql: One SQL query giving the total bytes of stored payloads.
         langgraph: Needs the ``bench-langgraph`` extra.
         extra: A variant run only when named with ``--only`` or with ``--all``.
+        unavailable: Says why the system cannot run on this machine (a driver or a
+            server missing), or ``None`` when it can; its cells are then skipped.
+        no_storage: Why the storage workload, which measures a SQLite file, does
+            not apply to it (``None``: it applies when ``durable``).
     """
 
     name: str
@@ -52,6 +56,8 @@ class SystemDef:
     payload_sql: str | None = None
     langgraph: bool = False
     extra: bool = False
+    unavailable: Callable[[], str | None] | None = None
+    no_storage: str | None = None
 
 
 def langgraph_available() -> bool:
@@ -96,6 +102,18 @@ def _agentrt_effectful(url: str, db_path: Path) -> System:
     return AgentrtSystem(url, db_path, idempotent=False)
 
 
+def _agentrt_postgres(url: str, db_path: Path) -> System:
+    from bench.agentrt_bench import AgentrtPostgresSystem
+
+    return AgentrtPostgresSystem(url)  # its store is a fresh PostgreSQL schema, not db_path
+
+
+def _postgres_unavailable() -> str | None:
+    from bench.agentrt_bench import postgres_unavailable
+
+    return postgres_unavailable()
+
+
 def _langgraph(url: str, db_path: Path) -> System:
     from bench.langgraph_bench import LangGraphSystem
 
@@ -133,6 +151,15 @@ SYSTEMS: list[SystemDef] = [
         payload_sql="SELECT COALESCE(SUM(LENGTH(body)), 0) FROM messages",
     ),
     SystemDef("agentrt", "agentrt Runtime (durable)", _agentrt, True, _AGENTRT_PAYLOAD),
+    SystemDef(
+        "agentrt-postgres",
+        "agentrt Runtime (PostgreSQL)",
+        _agentrt_postgres,
+        True,
+        unavailable=_postgres_unavailable,
+        no_storage="its store is a PostgreSQL schema, not a file; it stores the same "
+        "encoded events and blobs as on SQLite",
+    ),
     SystemDef(
         "agentrt-async-tool",
         "agentrt, async tool",

@@ -1,0 +1,83 @@
+"""The benchmark's PostgreSQL system: one query end to end in a schema of its own, a
+stated skip without a server, and ``bench/run.py`` measuring it in quick mode.
+
+They need the PostgreSQL of tests/pg.py; without it they skip loudly (under
+``CI=true`` a skip fails the run).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agentrt.models.testserver import ModelTestServer
+from bench import run as bench_run
+from bench.agentrt_bench import POSTGRES_ENV, AgentrtPostgresSystem, postgres_unavailable
+from bench.common import FINAL_ANSWER, LONG_TOOL_CALLS, query_text, script
+from bench.systems import SYSTEMS
+from tests import pg
+
+CLOSED_PORT = "postgresql://postgres@127.0.0.1:1/test?connect_timeout=2"
+"""A URL nothing listens on."""
+
+
+def _schema_exists(schema: str) -> bool:
+    with pg.admin() as conn:
+        row = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))
+        return bool(row.fetchone()[0])
+
+
+def _bench_schemas() -> set[str]:
+    with pg.admin() as conn:
+        rows = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'agentrt\\_bench\\_%'"
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+async def test_postgres_system_runs_a_query_in_a_schema_it_drops() -> None:
+    pg.admin().close()  # skips loudly without a server
+    async with ModelTestServer(script()) as server:
+        system = AgentrtPostgresSystem(server.url, base=pg.URL)
+        async with system:
+            assert await system.run(query_text("long", 0)) == FINAL_ANSWER
+            assert _schema_exists(system.schema)
+            with pg.admin() as conn:
+                tools = conn.execute(
+                    f'SELECT count(*) FROM "{system.schema}".events WHERE type = %s',
+                    ("tool.result",),
+                ).fetchone()
+            assert tools is not None and tools[0] == LONG_TOOL_CALLS
+        assert len(server.requests) == LONG_TOOL_CALLS + 1
+    assert not _schema_exists(system.schema)
+
+
+def test_unreachable_postgres_is_a_stated_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    reason = postgres_unavailable(CLOSED_PORT)
+    assert reason is not None
+    assert "PostgreSQL unreachable at postgresql://postgres@127.0.0.1:1/test" in reason
+    assert POSTGRES_ENV in reason
+    sd = next(s for s in SYSTEMS if s.name == "agentrt-postgres")
+    assert not sd.extra  # measured by default
+    monkeypatch.setenv(POSTGRES_ENV, CLOSED_PORT)
+    for workload in ("step", "throughput"):
+        assert bench_run._skip(workload, sd) == {"skipped": reason}
+    storage = bench_run._skip("storage", sd)
+    assert storage is not None and "not measured" in storage["skipped"]
+
+
+def test_run_measures_step_and_throughput_on_postgres(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _bench_schemas()
+    monkeypatch.setenv(POSTGRES_ENV, pg.URL)
+    argv = ["--quick", "--runs", "2", "--server", "thread", "--json"]
+    argv += ["--only", "step,throughput", "--only", "bare,agentrt-postgres"]
+    assert bench_run.main(argv) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    step, tp = results["step"]["agentrt-postgres"], results["throughput"]["agentrt-postgres"]
+    assert step["run_ms"]["n"] == 2 and step["ms_per_step"] > 0
+    assert tp["queries_per_s"] > 0 and tp["vs_ideal"] >= 1.0
+    assert "ms_per_step" in results["step"]["bare"]
+    assert _bench_schemas() <= before  # each system dropped the schema it made
