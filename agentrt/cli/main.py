@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from agentrt._version import __version__
-from agentrt.cli import decisions, doctor, long_term_memory, resources, runs, worker
+from agentrt.cli import decisions, doctor, keys, long_term_memory, resources, runs, serve, worker
 from agentrt.cli._shared import (
     EXIT_INTERRUPTED,
     EXIT_OUTPUT_CLOSED,
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     resources.add_parsers(sub)
     runs.add_parsers(sub)
     worker.add_parser(sub)
+    serve.add_parser(sub)
+    keys.add_parser(sub)
     decisions.add_parsers(sub)
     doctor.add_parser(sub)
     long_term_memory.add_parser(sub)

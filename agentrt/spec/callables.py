@@ -14,10 +14,12 @@ from agentrt.errors import SpecError, SpecIssue
 from agentrt.spec.loader import Loaded, field_path
 from agentrt.spec.resources import Agent, Hooks, Resource, Tool
 
-__all__ = ["check_callables"]
+__all__ = ["callable_references", "check_callables"]
 
 
-def _callables(resource: Resource) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
+def callable_references(
+    resource: Resource,
+) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
     """(field location, reference, what it is) for each callable the resource names."""
     if isinstance(resource, Tool):
         if resource.spec.callable:
@@ -39,7 +41,7 @@ def check_callables(loaded: Iterable[Loaded]) -> None:
     issues: list[SpecIssue] = []
     for item in loaded:
         res = item.resource
-        for loc, reference, what in _callables(res):
+        for loc, reference, what in callable_references(res):
             try:
                 import_callable(reference, what=what)
             except CallableNotFound as exc:

@@ -1,0 +1,111 @@
+"""The control plane's ASGI application: every route under ``/v1``, the health
+checks, the OpenAPI document, the body size limit and the error shape.
+
+:func:`create_app` takes a started :class:`~agentrt.engine.Runtime` and leaves
+its life to the caller (``agentrt serve`` or a test), so one runtime can serve
+the API and execute runs in the same process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agentrt._text import count
+from agentrt._version import __version__
+from agentrt.engine import Runtime
+from agentrt.server import resource_routes, run_routes
+from agentrt.server.context import HostTrust, RateLimiter, ServerContext, ServerLimits
+from agentrt.server.problems import install_handlers, problem
+
+__all__ = ["create_app"]
+
+
+class BodyLimit:
+    """Refuse a request body over ``limit`` bytes (413) before a handler reads it all."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(413, f"the request body is over {count(self.limit, 'byte')}")
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    limits: ServerLimits | None = None,
+    trust: HostTrust | None = None,
+) -> FastAPI:
+    """The API over ``runtime`` (started; the caller closes it)."""
+    limits = limits or ServerLimits()
+    app = FastAPI(
+        title="agentrt",
+        version=__version__,
+        summary="The agentrt control plane: resources, queries, runs and their live events.",
+        openapi_url="/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.agentrt = ServerContext(
+        runtime=runtime,
+        limits=limits,
+        trust=trust or HostTrust(),
+        limiter=RateLimiter(limits.rate_per_s, limits.burst),
+    )
+    install_handlers(app)
+    app.include_router(resource_routes.router)
+    app.include_router(run_routes.router)
+    _health(app)
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    return app
+
+
+def _health(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["health"], summary="Liveness")
+    async def healthz() -> dict[str, Any]:
+        """200 while the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness", response_model=None)
+    async def readyz(request: Request) -> JSONResponse | dict[str, Any]:
+        """200 while the store answers; 503 otherwise."""
+        ctx: ServerContext = request.app.state.agentrt
+        try:
+            await ctx.runtime.store.get_run("readiness-probe")
+        except Exception as exc:
+            return problem(503, f"the store does not answer: {exc}")
+        return {"status": "ready"}

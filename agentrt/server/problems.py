@@ -1,0 +1,145 @@
+"""How the API says what went wrong: one JSON shape for every error, and the
+mapping from the runtime's errors to HTTP statuses.
+
+Every error body is ``{"error": {"code", "message", ["issues"]}}``; an issue
+names the field (``body.input``, or a resource's ``spec.tools[1]``) and, where
+there is one, the fix. Nothing a client sends produces a 5xx: a request the
+runtime refuses is a 4xx saying why; a 503 means the store does not answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from agentrt._text import count
+from agentrt.errors import (
+    ConflictError,
+    NotFoundError,
+    SpecError,
+    SpecIssue,
+    StoreError,
+    UsageError,
+)
+
+__all__ = ["ApiError", "install_handlers", "problem"]
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """A refusal with its status, code and message (and headers, e.g. ``Retry-After``)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        issues: Sequence[dict[str, Any]] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or _CODES.get(status, "error")
+        self.message = message
+        self.issues = list(issues)
+        self.headers = headers
+
+
+def problem(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    issues: Sequence[dict[str, Any]] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The response of an error."""
+    error: dict[str, Any] = {"code": code or _CODES.get(status, "error"), "message": message}
+    if issues:
+        error["issues"] = list(issues)
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+def spec_issue(issue: SpecIssue) -> dict[str, Any]:
+    """A resource's validation issue as JSON: no file (the request is the document)."""
+    return {
+        "document": issue.file,
+        "resource": issue.resource,
+        "field": issue.field_path,
+        "message": issue.message,
+        "fix": issue.fix,
+    }
+
+
+def _validation_issue(error: Any) -> dict[str, Any]:
+    loc = ".".join(str(part) for part in error.get("loc", ()))
+    return {"field": loc, "message": error.get("msg", "invalid"), "type": error.get("type")}
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Make every error the app raises answer in the one shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+        return problem(
+            exc.status, exc.message, code=exc.code, issues=exc.issues, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        issues = [_validation_issue(e) for e in exc.errors()]
+        first = issues[0] if issues else {"field": "", "message": "invalid request"}
+        message = f"{first['field'] or 'request'}: {first['message']}"
+        return problem(422, message, issues=issues)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers) if exc.headers else None
+        return problem(exc.status_code, str(exc.detail), headers=headers)
+
+    @app.exception_handler(SpecError)
+    async def _spec(_: Request, exc: SpecError) -> JSONResponse:
+        issues = [spec_issue(i) for i in exc.issues]
+        return problem(422, f"{count(len(issues), 'problem')} in the resources", issues=issues)
+
+    @app.exception_handler(StoreError)
+    async def _store(_: Request, exc: StoreError) -> JSONResponse:
+        log.warning("the store refused a request: %s", exc)
+        return problem(
+            503, "the store does not answer now; try again", headers={"Retry-After": "1"}
+        )
+
+    @app.exception_handler(NotFoundError)
+    async def _missing(_: Request, exc: NotFoundError) -> JSONResponse:
+        return problem(404, str(exc))
+
+    @app.exception_handler(ConflictError)
+    async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        return problem(409, str(exc))
+
+    @app.exception_handler(UsageError)
+    async def _usage(_: Request, exc: UsageError) -> JSONResponse:
+        return problem(400, str(exc))

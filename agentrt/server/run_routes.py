@@ -1,0 +1,113 @@
+"""``/v1/queries`` and ``/v1/runs``: submit a query, list and read the tenant's runs.
+
+A query is submitted in the background (202, the run as created) or, with
+``wait``, answered when its run ends or waits for a person (200), or when the
+server's longest wait has passed (202, the run as it is then). The same
+``idempotency_key`` in a tenant always gives the same run, whichever replica
+receives it: the store makes the key unique. A run of another tenant is
+answered as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentrt.engine import RunView, run_summary
+from agentrt.server.auth import Caller, require, server_context
+from agentrt.server.keys import Principal
+from agentrt.server.problems import ApiError
+from agentrt.state.records import RunRecord, RunStatus
+
+__all__ = ["QueryRequest", "router"]
+
+router = APIRouter(prefix="/v1", tags=["runs"])
+
+
+class QueryRequest(BaseModel):
+    """A query: the Agent or Team to run, its input, and how to submit it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str = Field(min_length=1, max_length=253, description="an Agent or Team name")
+    input: str = Field(max_length=1 << 20, description="the user's message")
+    session: str | None = Field(default=None, max_length=253, description="a session to continue")
+    idempotency_key: str | None = Field(
+        default=None, max_length=255, description="the same key never starts two runs"
+    )
+    wait: bool = Field(default=False, description="answer when the run ends")
+    wait_s: float | None = Field(
+        default=None, gt=0, description="wait at most this long (the server caps it)"
+    )
+
+
+async def run_of(request: Request, principal: Principal, run_id: str) -> RunRecord:
+    """The caller's tenant's run ``run_id``; 404 for any other."""
+    run = await server_context(request).runtime.store.get_run(run_id)
+    if run is None or run.namespace != principal.tenant:
+        raise ApiError(404, "no run with this id in the key's tenant")
+    return run
+
+
+@router.post("/queries", status_code=202, summary="Submit a query")
+async def submit(
+    request: Request,
+    response: Response,
+    body: QueryRequest,
+    principal: Annotated[Principal, Depends(require("user"))],
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> dict[str, Any]:
+    """Start a run of ``target`` in the caller's tenant."""
+    ctx = server_context(request)
+    run = await ctx.runtime.submit(
+        body.target,
+        body.input,
+        namespace=principal.tenant,
+        session=body.session,
+        idempotency_key=body.idempotency_key or idempotency_key,
+    )
+    response.headers["Location"] = f"/v1/runs/{run.id}"
+    if not body.wait:
+        return {"run": run_summary(run)}
+    limit = min(body.wait_s or ctx.limits.max_wait_s, ctx.limits.max_wait_s)
+    try:
+        async with asyncio.timeout(limit):
+            result = await ctx.runtime.wait(run.id)
+    except TimeoutError:
+        current = await run_of(request, principal, run.id)
+        return {"run": run_summary(current)}
+    response.status_code = 200
+    current = await run_of(request, principal, run.id)
+    return {"run": run_summary(current), "result": result.to_dict()}
+
+
+@router.get("/runs", summary="List runs")
+async def list_runs(
+    request: Request,
+    principal: Caller,
+    status: Annotated[list[RunStatus] | None, Query()] = None,
+    session: str | None = None,
+    parent: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """The tenant's runs, newest first (in turn order for one session)."""
+    store = server_context(request).runtime.store
+    runs = await store.list_runs(
+        namespace=principal.tenant, session_id=session, parent=parent, statuses=status,
+        limit=limit,
+    )  # fmt: skip
+    return {"items": [run_summary(r) for r in runs]}
+
+
+@router.get("/runs/{run_id}", summary="Get a run")
+async def get_run(request: Request, principal: Caller, run_id: str) -> dict[str, Any]:
+    """The run's read model: its row, steps, children and whole event log."""
+    run = await run_of(request, principal, run_id)
+    store = server_context(request).runtime.store
+    events = await store.read_events(run.id)
+    children = await store.list_runs(parent=run.id, limit=1000)
+    view = RunView.of(run, events, tuple(RunView.of(c, []) for c in children))
+    return view.to_dict()
