@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import socket
 import sys
 from typing import Any
 
 from agentrt.cli._shared import EXIT_OK, runtime
+from agentrt.engine import Runtime
 from agentrt.errors import UsageError
 
 __all__ = ["add_parser"]
@@ -43,6 +45,9 @@ def add_parser(sub: Any) -> None:
         ("file", "host path (prefix) API resources may read"),
     ):
         s.add_argument(f"--allow-{kind}", action="append", default=[], metavar="VALUE", help=what)
+    s.add_argument(
+        "--openapi", action="store_true", help="print the API's OpenAPI document and exit"
+    )
     s.set_defaults(handler=_cmd_serve)
 
 
@@ -56,6 +61,10 @@ async def _cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(
             "agentrt serve needs the server extra: pip install 'agentrt[server]'"
         ) from None
+    if args.openapi:
+        document = create_app(Runtime(args.store)).openapi()
+        print(json.dumps(document, indent=2, sort_keys=True))
+        return EXIT_OK
     if args.port < 0 or args.concurrency < 1 or args.max_body < 1 or args.rate <= 0:
         raise UsageError("--port, --concurrency, --max-body and --rate take positive numbers")
     limits = ServerLimits(max_body_bytes=args.max_body, max_wait_s=args.max_wait,

@@ -8,20 +8,27 @@ the API and execute runs in the same process.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentrt._text import count
 from agentrt._version import __version__
 from agentrt.engine import Runtime
 from agentrt.server import resource_routes, run_routes
+from agentrt.server.auth import role_of
 from agentrt.server.context import HostTrust, RateLimiter, ServerContext, ServerLimits
 from agentrt.server.problems import install_handlers, problem
 
-__all__ = ["create_app"]
+__all__ = ["ROUTERS", "create_app"]
+
+ROUTERS: tuple[APIRouter, ...] = (resource_routes.router, run_routes.router)
+"""Every part of the API, in the order the app includes them."""
 
 
 class BodyLimit:
@@ -87,11 +94,37 @@ def create_app(
         limiter=RateLimiter(limits.rate_per_s, limits.burst),
     )
     install_handlers(app)
-    app.include_router(resource_routes.router)
-    app.include_router(run_routes.router)
+    for router in ROUTERS:
+        app.include_router(router)
     _health(app)
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.openapi = lambda: _openapi(app, ROUTERS)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI, routers: Sequence[APIRouter]) -> dict[str, Any]:
+    """The OpenAPI document, each operation with the role it needs (``x-agentrt-role``)
+    and its Bearer security, so clients and tests know who may call what."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
+    document.setdefault("components", {})["securitySchemes"] = {
+        "apiKey": {"type": "http", "scheme": "bearer", "description": "an agentrt API key"}
+    }
+    routes = [r for router in routers for r in router.routes]
+    for route in routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        role = role_of(route.dependant)
+        for method in route.methods or ():
+            operation = document["paths"][route.path_format][method.lower()]
+            if role is not None:
+                operation["x-agentrt-role"] = role
+                operation["security"] = [{"apiKey": []}]
+    app.openapi_schema = document
+    return document
 
 
 def _health(app: FastAPI) -> None:

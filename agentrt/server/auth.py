@@ -11,7 +11,7 @@ what other tenants have.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -19,7 +19,7 @@ from agentrt.server.context import ServerContext
 from agentrt.server.keys import Principal, Role, verify_key
 from agentrt.server.problems import ApiError
 
-__all__ = ["Caller", "require", "server_context"]
+__all__ = ["Caller", "require", "role_of", "server_context"]
 
 
 def server_context(request: Request) -> ServerContext:
@@ -64,7 +64,18 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
             )
         return principal
 
+    dependency.role = role  # type: ignore[attr-defined]  # read by role_of (the OpenAPI document)
     return dependency
+
+
+def role_of(dependant: Any) -> str | None:
+    """The least role an endpoint requires (its ``require`` dependency), or ``None``
+    for an endpoint that takes no key."""
+    for dep in dependant.dependencies:
+        role = getattr(dep.call, "role", None) or role_of(dep)
+        if role:
+            return str(role)
+    return None
 
 
 Caller = Annotated[Principal, Depends(require("viewer"))]

@@ -157,7 +157,7 @@ async def _get(request: Request, principal: Principal, kind: str, name: str) -> 
     store = server_context(request).runtime.store
     record = await store.get_resource(_kind(kind), principal.tenant, name)
     if record is None:
-        raise ApiError(404, f"no {kind} {name!r} in this tenant")
+        raise ApiError(404, f"no {kind} of that name in the key's tenant")
     return record
 
 

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentrt.engine import RunView, run_summary
+from agentrt.errors import NotFoundError
 from agentrt.server.auth import Caller, require, server_context
 from agentrt.server.keys import Principal
 from agentrt.server.problems import ApiError
@@ -62,13 +63,19 @@ async def submit(
 ) -> dict[str, Any]:
     """Start a run of ``target`` in the caller's tenant."""
     ctx = server_context(request)
-    run = await ctx.runtime.submit(
-        body.target,
-        body.input,
-        namespace=principal.tenant,
-        session=body.session,
-        idempotency_key=body.idempotency_key or idempotency_key,
-    )
+    try:
+        run = await ctx.runtime.submit(
+            body.target,
+            body.input,
+            namespace=principal.tenant,
+            session=body.session,
+            idempotency_key=body.idempotency_key or idempotency_key,
+        )
+    except NotFoundError:
+        # The engine's message may say which other namespaces have the target.
+        raise ApiError(
+            404, "no Agent or Team of that name in the key's tenant (apply it first)"
+        ) from None
     response.headers["Location"] = f"/v1/runs/{run.id}"
     if not body.wait:
         return {"run": run_summary(run)}

@@ -156,6 +156,8 @@ async def test_another_tenants_runs_and_resources_do_not_exist_for_a_key(
     # Nor can it start a run of the other tenant's agent.
     started = await other.call("POST", "/v1/queries", json={"target": "bot", "input": "x"})
     assert started.status == 404, started
+    tenant = mine.body["run"]["namespace"]
+    assert tenant not in started.text, started  # not even where the agent is
 
 
 async def test_each_role_does_what_it_may_and_no_more(
