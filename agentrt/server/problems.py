@@ -1,9 +1,11 @@
 """How the API says what went wrong: one JSON shape for every error, and the
 mapping from the runtime's errors to HTTP statuses.
 
-Every error body is ``{"error": {"code", "message", ["issues"]}}``; an issue
-names the field (``body.input``, or a resource's ``spec.tools[1]``) and, where
-there is one, the fix. Nothing a client sends produces a 5xx: a request the
+Every error body is ``{"error": {"code", "message", "type", ["param"],
+["issues"]}}``: OpenAI's error shape (its clients read ``message``, ``type``,
+``code`` and ``param``), with an issue per field where there are several. An
+issue names the field (``body.input``, or a resource's ``spec.tools[1]``) and,
+where there is one, the fix. Nothing a client sends produces a 5xx: a request the
 runtime refuses is a 4xx saying why; a 503 means the store does not answer.
 """
 
@@ -28,7 +30,7 @@ from agentrt.errors import (
     UsageError,
 )
 
-__all__ = ["ApiError", "install_handlers", "problem"]
+__all__ = ["ApiError", "error_body", "install_handlers", "problem"]
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +48,17 @@ _CODES = {
     429: "rate_limited",
     503: "unavailable",
 }
+# OpenAI's error types, by status class (its clients branch on the status, not on these).
+_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+def _type(status: int) -> str:
+    return _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
 class ApiError(Exception):
-    """A refusal with its status, code and message (and headers, e.g. ``Retry-After``)."""
+    """A refusal with its status, code and message (and headers, e.g. ``Retry-After``,
+    and ``param``: the one request field it is about)."""
 
     def __init__(
         self,
@@ -59,6 +68,7 @@ class ApiError(Exception):
         code: str | None = None,
         issues: Sequence[dict[str, Any]] = (),
         headers: dict[str, str] | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -66,6 +76,7 @@ class ApiError(Exception):
         self.message = message
         self.issues = list(issues)
         self.headers = headers
+        self.param = param
 
 
 def problem(
@@ -75,12 +86,32 @@ def problem(
     code: str | None = None,
     issues: Sequence[dict[str, Any]] = (),
     headers: dict[str, str] | None = None,
+    param: str | None = None,
 ) -> JSONResponse:
     """The response of an error."""
-    error: dict[str, Any] = {"code": code or _CODES.get(status, "error"), "message": message}
+    body = error_body(status, message, code=code, issues=issues, param=param)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_body(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    issues: Sequence[dict[str, Any]] = (),
+    param: str | None = None,
+) -> dict[str, Any]:
+    """The body of an error (also sent inside a stream that fails after it began)."""
+    error: dict[str, Any] = {
+        "code": code or _CODES.get(status, "error"),
+        "message": message,
+        "type": _type(status),
+    }
+    if param is not None:
+        error["param"] = param
     if issues:
         error["issues"] = list(issues)
-    return JSONResponse({"error": error}, status_code=status, headers=headers)
+    return {"error": error}
 
 
 def spec_issue(issue: SpecIssue) -> dict[str, Any]:
@@ -105,15 +136,17 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
         return problem(
-            exc.status, exc.message, code=exc.code, issues=exc.issues, headers=exc.headers
-        )
+            exc.status, exc.message, code=exc.code, issues=exc.issues, headers=exc.headers,
+            param=exc.param,
+        )  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         issues = [_validation_issue(e) for e in exc.errors()]
         first = issues[0] if issues else {"field": "", "message": "invalid request"}
         message = f"{first['field'] or 'request'}: {first['message']}"
-        return problem(422, message, issues=issues)
+        param = str(first["field"]).removeprefix("body.") or None
+        return problem(422, message, issues=issues, param=param)
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
