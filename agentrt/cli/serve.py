@@ -38,6 +38,9 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--max-body", type=int, default=1 << 20, help="largest body in bytes (1 MiB)")
     s.add_argument("--rate", type=float, default=50.0, help="requests per second per key (50)")
     s.add_argument("--max-wait", type=float, default=300.0, help="longest wait for a run (300 s)")
+    s.add_argument(
+        "--heartbeat", type=float, default=15.0, help="keep-alive interval of event streams (15 s)"
+    )
     for kind, what in (
         ("module", "Python module (prefix) API resources may import"),
         ("command", "program an API resource's stdio MCP server may start"),
@@ -67,8 +70,11 @@ async def _cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.port < 0 or args.concurrency < 1 or args.max_body < 1 or args.rate <= 0:
         raise UsageError("--port, --concurrency, --max-body and --rate take positive numbers")
+    if args.heartbeat <= 0:
+        raise UsageError("--heartbeat takes a positive number of seconds")
     limits = ServerLimits(max_body_bytes=args.max_body, max_wait_s=args.max_wait,
-                          rate_per_s=args.rate, burst=max(1, int(args.rate * 2)))  # fmt: skip
+                          rate_per_s=args.rate, burst=max(1, int(args.rate * 2)),
+                          heartbeat_s=args.heartbeat)  # fmt: skip
     trust = HostTrust(
         modules=tuple(args.allow_module), commands=tuple(args.allow_command),
         env=tuple(args.allow_env), paths=tuple(args.allow_file),
@@ -79,7 +85,7 @@ async def _cmd_serve(args: argparse.Namespace) -> int:
             app, host=args.host, port=args.port, log_level="warning", access_log=False,
             lifespan="off", timeout_graceful_shutdown=10,
         )  # fmt: skip
-        server = uvicorn.Server(config)
+        server = _server(uvicorn, config)
         serving = None if args.no_worker else rt.serving(concurrency=args.concurrency)
         queue = asyncio.create_task(serving.run(grace_s=10)) if serving else None
         try:
@@ -91,6 +97,19 @@ async def _cmd_serve(args: argparse.Namespace) -> int:
                     await queue
     print("agentrt serve stopped", file=sys.stderr)
     return EXIT_OK
+
+
+def _server(uvicorn: Any, config: Any) -> Any:
+    """uvicorn's server, but one that stops on SIGTERM or SIGINT without raising the
+    signal again once it stopped (uvicorn does, which would kill the process before the
+    runtime gives back its runs and closes)."""
+
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    return Server(config)
 
 
 async def _serve(server: Any, args: argparse.Namespace) -> None:

@@ -8,9 +8,10 @@ move (``tests/test_layers.py`` holds every caller to that).
 from agentrt.engine.agent_loop import RunContext, StepInfo
 from agentrt.engine.hooks import HOOK_PHASES, HookPhase, HookSet
 from agentrt.engine.journal import EventObserver, LogAwareObserver
+from agentrt.engine.live import Delta, LiveFeed, LiveStreams
 from agentrt.engine.result import RunResult
 from agentrt.engine.roster import LiveWorker, live_workers
-from agentrt.engine.run_view import RunView, read_run, run_summary
+from agentrt.engine.run_view import RunView, event_dict, read_run, run_summary
 from agentrt.engine.runtime import Runtime
 from agentrt.engine.serving import Serving, ServingState
 
@@ -26,6 +27,7 @@ __all__ = [
     "live_workers",
     # the read model of a run, as every reader shows it
     "RunView",
+    "event_dict",
     "read_run",
     "run_summary",
     # hooks, and what they receive
@@ -37,4 +39,8 @@ __all__ = [
     # observers of a run's events
     "EventObserver",
     "LogAwareObserver",
+    # listeners to a run's model replies as they are written (never recorded)
+    "Delta",
+    "LiveFeed",
+    "LiveStreams",
 ]

@@ -33,6 +33,7 @@ from agentrt.engine.gateway import (
 )
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import ApprovalPending, Journal
+from agentrt.engine.live import LiveStreams
 from agentrt.engine.offer import Offer, Route, offer_tools
 from agentrt.engine.plans import RunSpec
 from agentrt.engine.scratch import ScratchSpace
@@ -81,6 +82,7 @@ class RunContext(ContextValues):
     children: int = 0  # child runs its agent tools started, their own children included
     step: int = 0
     model_steps: int = 0  # the run's model steps so far, a summary's too (loop.max_steps)
+    live: LiveStreams | None = None  # listeners to the run's steps as they happen
 
     def next_step(self) -> int:
         """Allocate the next step number (deterministic: loop order)."""

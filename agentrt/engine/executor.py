@@ -28,6 +28,7 @@ from agentrt.engine.ending import CANCELLED, Ending, live_ending, replayed_statu
 from agentrt.engine.history_policy import flatten
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import EventObserver, Journal
+from agentrt.engine.live import LiveStreams
 from agentrt.engine.plans import RunCreated, RunSpec, TeamRunSpec
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
@@ -136,6 +137,7 @@ class Executor:
     clock: Callable[[], float]
     hooks: HookSet = field(default_factory=HookSet)
     observers: Sequence[EventObserver] = ()
+    live: LiveStreams = field(default_factory=LiveStreams)  # listeners to runs executed here
     environ: dict[str, str] | None = None
     http: aiohttp.ClientSession | None = None
     cancel_requested: set[str] = field(default_factory=set)
@@ -343,6 +345,7 @@ class Executor:
             tools=prepared.tools,
             hooks=hooks,
             scratch=self.scratch,
+            live=None if replay else self.live,
         )
         return AgentExecution(run, ctx, turns, digest, bool(started), legacy_summary_event(events))
 
@@ -361,7 +364,7 @@ class Executor:
         budgets = plan.team.spec.budgets
         context = TeamContext(
             run.id, run.namespace, journal, self.hooks, budgets, run.usage, self.scratch,
-            run.session_id,
+            run.session_id, live=self.live,
         )  # fmt: skip
         steps = TeamSteps(
             context, plan.models, plan.tools, self.client,

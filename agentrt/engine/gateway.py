@@ -9,7 +9,10 @@ the same things, in the same order:
   hooks edit the request, the journal returns the recorded response or
   performs the call: retries under the step's retry policy, then each
   fallback model, every answer through ``after_model`` hooks. The step counts
-  against the run's model calls and its usage.
+  against the run's model calls and its usage. While someone listens to the
+  run live (:mod:`agentrt.engine.live`), a call the journal performs first
+  writes what the run buffered (the listeners see the step begin), then
+  streams its reply to them as it comes; it is recorded whole, as any other.
 - tool steps: quotas are asked first (:func:`quota_refusals`), the journal
   returns the recorded result or performs the call: ``before_tool`` hooks,
   the Tool under its timeout (retried when idempotent), ``after_tool`` hooks.
@@ -24,7 +27,7 @@ import asyncio
 import functools
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -33,6 +36,7 @@ from agentrt.engine import events as ev
 from agentrt.engine.context_values import fresh_id
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import Journal
+from agentrt.engine.live import LiveStreams, StepSink
 from agentrt.engine.offer import Route
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.errors import BudgetExhausted, ModelError, RunError, StepTimeout, ToolError
@@ -41,6 +45,7 @@ from agentrt.models.base import (
     ModelClient,
     ModelRequest,
     ModelResponse,
+    StreamingModelClient,
     ToolCall,
     check_usage,
 )
@@ -94,6 +99,7 @@ class StepHost(Protocol):
     scratch: ScratchSpace | None
     tool_timeouts: set[asyncio.Timeout]
     model_steps: int  # model steps taken (recorded ones included)
+    live: LiveStreams | None  # who listens to the run's steps as they happen
 
     @property
     def usage(self) -> Usage:
@@ -229,6 +235,10 @@ async def _call_model(
 ) -> tuple[ModelResponse, dict[str, Any], Usage]:
     """One model step: retries under the step's policy, then each fallback model in turn."""
     error: RunError = ModelError("no model to call")
+    sink = None
+    if host.live is not None and host.live.listening(host.run_id):
+        sink = host.live.sink(host.run_id, step, lambda: host.journal.last_seq)
+        await host.journal.flush()  # the listeners see what came before the step first
     for name in via.chain:
         spec = via.models[name]
         attempt_request = replace(request, model=spec.model or name)
@@ -236,7 +246,8 @@ async def _call_model(
         for attempt in range(1, via.retry.max_attempts + 1):
             try:
                 async with asyncio.timeout(via.step_timeout_s):
-                    response = check_usage(await client.complete(attempt_request), model=name)
+                    replied = await _ask(client, attempt_request, sink, name, attempt)
+                    response = check_usage(replied, model=name)
             except TimeoutError:
                 error = StepTimeout(
                     f"model {name!r} did not answer within {via.timeout_field}={via.step_timeout_s}"
@@ -263,6 +274,16 @@ async def _call_model(
                 break
             await asyncio.sleep(delay)
     raise error
+
+
+def _ask(
+    client: ModelClient, request: ModelRequest, sink: StepSink | None, name: str, attempt: int
+) -> Awaitable[ModelResponse]:
+    """The model's reply: streamed to the run's listeners when there are any (and the
+    client can), else whole, the usual way with nobody listening."""
+    if sink is not None and isinstance(client, StreamingModelClient):
+        return client.stream(request, sink.receiver(name, attempt))
+    return client.complete(request)
 
 
 def retry_delay(

@@ -25,6 +25,7 @@ from agentrt.engine.decisions import Decisions
 from agentrt.engine.executor import Executor
 from agentrt.engine.hooks import HookPhase, HookSet
 from agentrt.engine.journal import EventObserver
+from agentrt.engine.live import LiveStreams
 from agentrt.engine.plans import RunSpec
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
@@ -129,6 +130,14 @@ class Runtime:
     def store(self) -> Store:
         """The store (available after :meth:`start`)."""
         return self._started.store
+
+    @property
+    def live(self) -> LiveStreams:
+        """Who listens to the runs executed here as they happen: open a feed of a run
+        with ``rt.live.listen(run_id)`` and its model steps stream their replies into
+        it, piece by piece (available after :meth:`start`; see
+        :mod:`agentrt.engine.live`)."""
+        return self._started.worker.executor.live
 
     @property
     def executor(self) -> Executor:

@@ -31,6 +31,7 @@ from agentrt.engine.gateway import (
 )
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import Journal, StepUnknown
+from agentrt.engine.live import LiveStreams
 from agentrt.engine.offer import Route
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.team_walk import TeamFailed, choose_prompt
@@ -70,6 +71,7 @@ class TeamContext(ContextValues):
     tool_timeouts: set[asyncio.Timeout] = field(default_factory=set)
     step: int = 0
     model_steps: int = 0
+    live: LiveStreams | None = None  # listeners to the team's own steps (its routes)
 
     @property
     def usage(self) -> Usage:

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 from agentrt.models.base import (
     Message,
     ModelClient,
+    ModelDelta,
     ModelRequest,
     ModelResponse,
+    StreamingModelClient,
     ToolCall,
     ToolDef,
 )
@@ -29,8 +31,10 @@ __all__ = [
     # types and protocol
     "Message",
     "ModelClient",
+    "ModelDelta",
     "ModelRequest",
     "ModelResponse",
+    "StreamingModelClient",
     "ToolCall",
     "ToolDef",
     # clients

@@ -7,6 +7,7 @@ it; other providers translate at their edge.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -18,8 +19,10 @@ __all__ = [
     "RETRY_AFTER_CAP_S",
     "Message",
     "ModelClient",
+    "ModelDelta",
     "ModelRequest",
     "ModelResponse",
+    "StreamingModelClient",
     "ToolCall",
     "ToolDef",
     "check_usage",
@@ -123,6 +126,22 @@ class ModelResponse:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ModelDelta:
+    """A piece of a reply as a streaming client receives it, before the reply is whole.
+
+    ``tool_calls`` holds fragments in the shape of the Chat Completions stream
+    (``{"index", "id"?, "name"?, "arguments"?}``): a call's ``id`` and ``name``
+    come with its first fragment, its ``arguments`` text in pieces. ``attempt``
+    is the client's HTTP attempt (1-based): when it changes, the text of the
+    attempt before was cut off and is not part of the reply.
+    """
+
+    text: str = ""
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    attempt: int = 1
+
+
 @runtime_checkable
 class ModelClient(Protocol):
     """Something that completes chat requests. Raises ``ModelError`` on failure."""
@@ -133,6 +152,18 @@ class ModelClient(Protocol):
 
     async def close(self) -> None:
         """Release connections. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class StreamingModelClient(ModelClient, Protocol):
+    """A client that can also stream a reply, telling each piece as it arrives."""
+
+    async def stream(
+        self, request: ModelRequest, on_delta: Callable[[ModelDelta], None]
+    ) -> ModelResponse:
+        """Run one completion as :meth:`complete` does, calling ``on_delta`` with each
+        piece of the reply as it arrives; the whole reply is returned at its end."""
         ...
 
 

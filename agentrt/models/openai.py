@@ -9,6 +9,7 @@ orjson encode, one POST and one orjson decode.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import quote
@@ -19,7 +20,8 @@ from agentrt._json import dumps, dumps_str, loads
 from agentrt._retry import RETRY_AFTER_CAP_S, RETRYABLE_STATUSES, equal_jitter, parse_retry_after
 from agentrt._text import count
 from agentrt.errors import ModelError
-from agentrt.models.base import ModelRequest, ModelResponse, ToolCall
+from agentrt.models._chunks import ChunkReader, sse_data
+from agentrt.models.base import ModelDelta, ModelRequest, ModelResponse, ToolCall
 
 __all__ = ["OpenAIClient", "chat_url"]
 
@@ -118,6 +120,45 @@ class OpenAIClient:
                 retries; ``retryable=False`` for other error statuses and for
                 a response that is not a valid completion.
         """
+        return await self._post(dumps(self._body(request)), _read_completion)
+
+    async def stream(
+        self, request: ModelRequest, on_delta: Callable[[ModelDelta], None]
+    ) -> ModelResponse:
+        """Run one chat completion streamed (``stream: true``, usage included), calling
+        ``on_delta`` with each piece of the reply as it arrives.
+
+        Retries as :meth:`complete` does, a stream cut off midway too; the pieces
+        of the next attempt carry its number (:attr:`ModelDelta.attempt`). A
+        server that answers with a whole completion instead is read as one.
+
+        Returns:
+            The whole reply, as :meth:`complete` would return it.
+
+        Raises:
+            ModelError: as :meth:`complete`.
+        """
+        body = self._body(request)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+
+        async def read(resp: aiohttp.ClientResponse, attempt: int) -> ModelResponse:
+            if resp.content_type == "application/json":  # the server does not stream
+                return await _read_completion(resp, attempt)
+            reader = ChunkReader(attempt)
+            async for data in sse_data(resp.content.iter_any()):
+                delta = reader.add(data)
+                if delta is not None:
+                    on_delta(delta)
+                if reader.done:
+                    break
+            if not reader.done:  # the connection closed midway: another attempt may finish
+                raise _StreamCut("the stream ended before data: [DONE]")
+            return reader.response(request.messages)
+
+        return await self._post(dumps(body), read, accept="text/event-stream")
+
+    def _body(self, request: ModelRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": request.messages}
         if request.tools:
             body["tools"] = [tool.to_openai() for tool in request.tools]
@@ -125,9 +166,19 @@ class OpenAIClient:
             body["temperature"] = request.temperature
         if request.max_output_tokens is not None:
             body[self._max_tokens_param] = request.max_output_tokens
-        data = dumps(body)
-        session = self._get_session()
+        return body
 
+    async def _post(
+        self,
+        data: bytes,
+        read: Callable[[aiohttp.ClientResponse, int], Awaitable[ModelResponse]],
+        *,
+        accept: str | None = None,
+    ) -> ModelResponse:
+        """POST ``data`` until an attempt answers 2xx (``read`` makes its reply) or the
+        retries run out."""
+        session = self._get_session()
+        headers = self._headers if accept is None else {**self._headers, "Accept": accept}
         attempt = 0
         while True:
             status: int | None = None
@@ -136,18 +187,18 @@ class OpenAIClient:
                 async with session.post(
                     self._url,
                     data=data,
-                    headers=self._headers,
+                    headers=headers,
                     timeout=self._timeout,
                     proxy=self._proxy,
                 ) as resp:
-                    raw = await resp.read()
                     status = resp.status
                     if 200 <= status < 300:
-                        return _parse_completion(raw, status)
+                        return await read(resp, attempt + 1)
+                    raw = await resp.read()
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             except aiohttp.InvalidURL as exc:
                 raise ModelError(f"invalid model endpoint URL {self._url!r}: {exc}") from exc
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (aiohttp.ClientError, TimeoutError, _StreamCut) as exc:
                 problem = f"request to {self._url} failed: {_describe(exc)}"
             else:
                 problem = f"model endpoint returned HTTP {status}: {_error_detail(raw)}"
@@ -208,6 +259,14 @@ def chat_url(
 def _auth(api: str, api_key: str) -> dict[str, str]:
     """The header that carries the key: Azure OpenAI's ``api-key``, else a Bearer token."""
     return {"api-key": api_key} if api == "azure" else {"Authorization": f"Bearer {api_key}"}
+
+
+class _StreamCut(Exception):
+    """A streamed answer that ended before its end: a transient failure, retried."""
+
+
+async def _read_completion(resp: aiohttp.ClientResponse, attempt: int) -> ModelResponse:
+    return _parse_completion(await resp.read(), resp.status)
 
 
 def _parse_completion(raw: bytes, status: int) -> ModelResponse:
@@ -272,5 +331,7 @@ def _error_detail(raw: bytes) -> str:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, _StreamCut):
+        return str(exc)
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -5,6 +5,8 @@ whole network path. Replies come from
 :func:`~agentrt.models.scripted.scripted_reply`; failures and slow responses
 can be injected while it runs, as can replies that a server should not send
 (cut off by the output limit, impossible usage), and every request body is logged.
+A request with ``stream: true`` is answered as a stream of chunks, a word at a
+time, with the usage in a last chunk when ``stream_options.include_usage`` asks.
 
 In a test::
 
@@ -43,6 +45,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from agentrt._json import dumps, loads
+from agentrt.models._chunks import stream_events
 from agentrt.models.scripted import scripted_reply
 from agentrt.spec.resources import ScriptedRule
 
@@ -72,6 +75,7 @@ class _Reply:
     remaining: int
     finish_reason: str | None
     usage: dict[str, Any] | None
+    cut_after: int | None = None
 
 
 class ModelTestServer:
@@ -88,11 +92,13 @@ class ModelTestServer:
     Args:
         rules: The script (see :func:`~agentrt.models.scripted.scripted_reply`).
         latency_s: Added before every completion response.
+        chunk_delay_s: Added between the chunks of a streamed response.
         host: Interface to bind.
         port: Port to bind; 0 picks a free one.
 
     Attributes:
         latency_s: Delay before every completion response; may be changed.
+        chunk_delay_s: Delay between a streamed response's chunks; may be changed.
         completions_served: Number of successful completions sent.
     """
 
@@ -101,10 +107,12 @@ class ModelTestServer:
         rules: Sequence[ScriptedRule] = (),
         *,
         latency_s: float = 0.0,
+        chunk_delay_s: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.latency_s = latency_s
+        self.chunk_delay_s = chunk_delay_s
         self.host = host
         self.port = port
         self.completions_served = 0
@@ -272,6 +280,7 @@ class ModelTestServer:
         count: int = 1,
         finish_reason: str | None = None,
         usage: dict[str, Any] | None = None,
+        cut_after: int | None = None,
     ) -> None:
         """Change the next ``count`` scripted replies; their content still comes from the script.
 
@@ -281,10 +290,12 @@ class ModelTestServer:
                 off by the output limit).
             usage: Sent as the ``usage`` object instead of the counted one (e.g.
                 ``{"prompt_tokens": -5}``: a server reporting impossible usage).
+            cut_after: A streamed reply's connection is closed after this many
+                chunks (a stream lost midway); a reply not streamed is not changed.
         """
         if count > 0:
             with self._lock:
-                self._replies.append(_Reply(count, finish_reason, usage))
+                self._replies.append(_Reply(count, finish_reason, usage, cut_after))
 
     def clear_injections(self) -> None:
         """Drop all pending injected failures, delays and changed replies."""
@@ -316,14 +327,14 @@ class ModelTestServer:
 
     # --- handlers -----------------------------------------------------------------
 
-    async def _azure(self, request: web.Request) -> web.Response:
+    async def _azure(self, request: web.Request) -> web.StreamResponse:
         if not request.query.get("api-version"):
             with self._lock:
                 self._log.append({"_path": request.path, "_query": {}, "_status": 404})
             return _error(404, "Resource not found")
         return await self._completions(request)
 
-    async def _completions(self, request: web.Request) -> web.Response:
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
             body = loads(raw)
@@ -363,9 +374,6 @@ class ModelTestServer:
                 )
             return _error(fault.status, f"injected HTTP {fault.status}", headers)
 
-        if body.get("stream"):
-            body["_status"] = 400
-            return _error(400, "streaming is not supported by the agentrt test server")
         if (problem := _invalid_tool(body.get("tools"))) is not None:
             body["_status"] = 400
             return _error(400, problem)
@@ -398,10 +406,40 @@ class ModelTestServer:
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": usage,
         }
+        if body.get("stream"):
+            cut = changed.cut_after if changed is not None else None
+            return await self._stream(request, body, payload, cut)
         body["_status"] = 200
         with self._lock:
             self.completions_served += 1
         return web.Response(body=dumps(payload), content_type=_JSON)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        payload: dict[str, Any],
+        cut_after: int | None,
+    ) -> web.StreamResponse:
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        body["_status"] = 200
+        for sent, event in enumerate(stream_events(payload, include_usage=include_usage)):
+            if cut_after is not None and sent >= cut_after:
+                if request.transport is not None:  # lost midway: the body never ends
+                    request.transport.close()
+                return response
+            if sent and self.chunk_delay_s > 0:
+                await self._pause(self.chunk_delay_s)
+            await response.write(event)
+        await response.write_eof()
+        with self._lock:
+            self.completions_served += 1
+        return response
 
     async def _models(self, request: web.Request) -> web.Response:
         payload = {

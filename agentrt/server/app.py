@@ -20,14 +20,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agentrt._text import count
 from agentrt._version import __version__
 from agentrt.engine import Runtime
-from agentrt.server import openai_routes, resource_routes, run_routes
+from agentrt.server import event_routes, openai_routes, resource_routes, run_routes
 from agentrt.server.auth import role_of
 from agentrt.server.context import HostTrust, RateLimiter, ServerContext, ServerLimits
 from agentrt.server.problems import install_handlers, problem
 
 __all__ = ["ROUTERS", "create_app"]
 
-ROUTERS: tuple[APIRouter, ...] = (resource_routes.router, run_routes.router, openai_routes.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    resource_routes.router,
+    run_routes.router,
+    event_routes.router,
+    openai_routes.router,
+)
 """Every part of the API, in the order the app includes them."""
 
 

@@ -23,12 +23,15 @@ class ServerLimits:
             the run as it is, 202).
         rate_per_s: Requests per second each key may make on average (429 above).
         burst: Requests a key may make at once after a quiet spell.
+        heartbeat_s: Seconds between the keep-alive comments of an event stream
+            (so that proxies keep a quiet one open).
     """
 
     max_body_bytes: int = 1 << 20
     max_wait_s: float = 300.0
     rate_per_s: float = 50.0
     burst: int = 100
+    heartbeat_s: float = 15.0
 
 
 @dataclass(frozen=True)

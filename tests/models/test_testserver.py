@@ -212,3 +212,67 @@ async def test_injected_replies_change_finish_reason_and_usage() -> None:
     assert absurd["choices"][0]["finish_reason"] == "stop"
     assert plain["choices"][0]["finish_reason"] == "stop"
     assert plain["usage"]["prompt_tokens"] > 0
+
+
+async def _stream_post(
+    session: aiohttp.ClientSession, url: str, body: dict[str, object]
+) -> tuple[str, list[bytes]]:
+    """The content type and the raw ``data`` of each event of a streamed answer."""
+    async with session.post(url + "/chat/completions", json=body) as resp:
+        assert resp.status == 200
+        text = (await resp.read()).decode()
+        kind = resp.headers["Content-Type"]
+    assert text.endswith("\n\n")
+    blocks = [block for block in text.split("\n\n") if block]
+    assert all(block.startswith("data: ") and "\n" not in block for block in blocks)
+    return kind, [block.removeprefix("data: ").encode() for block in blocks]
+
+
+async def test_a_stream_is_chunks_with_the_usage_last_when_asked() -> None:
+    rule = ScriptedRule.model_validate(
+        {"steps": [{"content": "one two  three", "tool_calls": [
+            {"name": "get_weather", "arguments": {"city": "Oslo, Norway"}}]}]}
+    )  # fmt: skip
+    async with ModelTestServer([rule]) as server, aiohttp.ClientSession() as session:
+        whole_body = {"model": "x", "messages": [{"role": "user", "content": "hi"}]}
+        async with session.post(server.url + "/chat/completions", json=whole_body) as resp:
+            whole = orjson.loads(await resp.read())
+        body = {**whole_body, "stream": True, "stream_options": {"include_usage": True}}
+        kind, data = await _stream_post(session, server.url, body)
+        assert kind.startswith("text/event-stream")
+        assert data[-1] == b"[DONE]"
+        chunks = [orjson.loads(d) for d in data[:-1]]
+        assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+        assert {c["id"] for c in chunks} == {whole["id"].replace("-1", "-2")}
+        *parts, last = chunks
+        assert last["choices"] == [] and last["usage"] == whole["usage"]
+        assert all(c["usage"] is None for c in parts)
+        deltas = [c["choices"][0]["delta"] for c in parts]
+        assert deltas[0] == {"role": "assistant", "content": ""}
+        assert [d["content"] for d in deltas if d.get("content")] == ["one ", "two  ", "three"]
+        calls = [t for d in deltas for t in d.get("tool_calls", ())]
+        message = whole["choices"][0]["message"]
+        [expected] = message["tool_calls"]
+        assert calls[0]["id"] == expected["id"]
+        assert calls[0]["function"]["name"] == expected["function"]["name"]
+        arguments = "".join(t["function"]["arguments"] for t in calls)
+        assert arguments == expected["function"]["arguments"] and len(calls) > 2
+        finish = [c["choices"][0]["finish_reason"] for c in parts]
+        assert finish == [None] * (len(parts) - 1) + ["tool_calls"]
+        # Without include_usage, no usage at all.
+        _, data = await _stream_post(session, server.url, {**whole_body, "stream": True})
+        chunks = [orjson.loads(d) for d in data[:-1]]
+        assert all("usage" not in c and c["choices"] for c in chunks)
+        assert server.completions_served == 3
+        assert [r.get("stream") for r in server.requests] == [None, True, True]
+
+
+async def test_a_stream_can_be_cut_off_midway() -> None:
+    async with ModelTestServer() as server, aiohttp.ClientSession() as session:
+        server.inject_reply(cut_after=2)
+        body = {"messages": [{"role": "user", "content": "a b c d"}], "stream": True}
+        async with session.post(server.url + "/chat/completions", json=body) as resp:
+            assert resp.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await resp.read()
+        assert server.completions_served == 0
