@@ -261,9 +261,10 @@ class Worker:
         if session is not None:
             stored = await self.store.create_session(SessionRecord(session, namespace, now))
             if stored.namespace != namespace:
+                # Not which one: the caller may be a tenant that must not learn of it.
                 raise ConflictError(
-                    f"session {session!r} belongs to namespace {stored.namespace!r}, "
-                    f"not {namespace!r}"
+                    f"session {session!r} belongs to another namespace than {namespace!r}; "
+                    "give the turn another session id"
                 )
         first = EventDraft(ev.RUN_CREATED, created.data, now)
         run, fresh = await self.store.create_run(

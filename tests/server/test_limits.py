@@ -47,3 +47,21 @@ async def test_a_key_over_its_rate_is_told_when_to_come_back(
     # After the wait it asked for, the key is served again.
     await asyncio.sleep(int(limited[-1].headers["Retry-After"]))
     assert (await busy.call("GET", "/v1/runs")).status == 200
+
+
+async def test_a_session_of_another_tenant_is_refused_without_naming_it(
+    slow_served: Served, http: aiohttp.ClientSession
+) -> None:
+    from tests.conftest import rules
+    from tests.server.conftest import agent_yaml
+
+    slow_served.model.set_rules(rules({"content": "ok"}))
+    owner = Api(slow_served, await slow_served.key("owner-tenant", "admin"), http)
+    other = Api(slow_served, await slow_served.key("other-tenant", "admin"), http)
+    for api in (owner, other):
+        assert (await api.apply(agent_yaml(slow_served.model.url))).status == 200
+    query = {"target": "bot", "input": "hi", "session": "shared-name", "wait": True}
+    assert (await owner.call("POST", "/v1/queries", json=query)).status == 200
+    refused = await other.call("POST", "/v1/queries", json=query)
+    assert refused.status == 409, refused
+    assert "owner-tenant" not in refused.text
