@@ -61,10 +61,11 @@ def _minimal_args(parser: argparse.ArgumentParser) -> list[str]:
     for action in parser._actions:
         if action in grouped:
             continue
+        value = str(next(iter(action.choices))) if action.choices else "1"
         if not action.option_strings:
-            out.append("1")
+            out.append(value)
         elif action.required:
-            out += [action.option_strings[0], "1"]
+            out += [action.option_strings[0], value]
     return out
 
 
