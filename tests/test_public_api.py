@@ -44,6 +44,7 @@ PUBLIC = {
         "run_summary",
     ],
     "agentrt.spec": [
+        "A2aToolSpec",
         "API_VERSION",
         "Agent",
         "AgentSpec",

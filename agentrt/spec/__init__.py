@@ -6,6 +6,7 @@ from agentrt.spec.loader import Loaded, iter_resource_files, load_paths, load_te
 from agentrt.spec.resources import (
     API_VERSION,
     KINDS,
+    A2aToolSpec,
     Agent,
     AgentSpec,
     AgentToolSpec,
@@ -41,6 +42,7 @@ __all__ = [
     "KINDS",
     "Agent",
     "AgentSpec",
+    "A2aToolSpec",
     "AgentToolSpec",
     "Approval",
     "CodeToolSpec",

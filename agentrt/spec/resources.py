@@ -44,6 +44,7 @@ from agentrt.spec.team_spec import (
     TeamSpec,
 )
 from agentrt.spec.tool_spec import (
+    A2aToolSpec,
     AgentToolSpec,
     Approval,
     CodeToolSpec,
@@ -60,6 +61,7 @@ __all__ = [
     "API_VERSION",
     "Agent",
     "AgentSpec",
+    "A2aToolSpec",
     "AgentToolSpec",
     "Approval",
     "Budgets",

@@ -18,6 +18,7 @@ from agentrt.spec.network import parse_rule
 from agentrt.spec.patterns import Regex
 
 __all__ = [
+    "A2aToolSpec",
     "AgentToolSpec",
     "Approval",
     "CodeToolSpec",
@@ -68,6 +69,33 @@ class McpToolSpec(Strict):
         if (self.command is None) == (self.url is None):
             raise ValueError("give exactly one of `command` (stdio) or `url` (streamable HTTP)")
         return self
+
+
+class A2aToolSpec(Strict):
+    """A remote agent over the Agent2Agent protocol (A2A): each call is one task.
+
+    The call sends the model's message as a task (A2A 1.0, or 0.3 where the card
+    offers only that) and returns the task's answer. The message's ``messageId`` is
+    the call's idempotency key, so a resumed run sends the same message again, not a
+    second one: a server that recognises a message by its id (agentrt does) answers
+    with the task it already started.
+    """
+
+    url: str = Field(
+        pattern=r"^https?://",
+        description="the agent's URL (its card is at URL/.well-known/agent-card.json) or "
+        "the card's own URL (ending in .json)",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="sent with every request (the card's too); values may hold secrets by "
+        "reference: ${env:NAME} or ${file:/path}",
+    )
+    stream: bool = Field(
+        default=True,
+        description="follow the task as a stream when the card offers one (false: wait "
+        "for the answer of SendMessage, then poll)",
+    )
 
 
 class CodeToolSpec(Strict):
@@ -169,6 +197,7 @@ class Approval(Strict):
 
 _KIND_SECTIONS = {
     "http": "http",
+    "a2a": "a2a",
     "mcp": "mcp",
     "code": "code",
     "agent": "agent",
@@ -179,7 +208,7 @@ _KIND_SECTIONS = {
 class ToolSpec(Strict):
     """A tool the model may call."""
 
-    kind: Literal["python", "http", "mcp", "code", "agent", "memory"] = Field(
+    kind: Literal["python", "http", "mcp", "a2a", "code", "agent", "memory"] = Field(
         description="how the tool runs"
     )
     callable: str | None = Field(
@@ -187,6 +216,7 @@ class ToolSpec(Strict):
     )
     http: HttpToolSpec | None = None
     mcp: McpToolSpec | None = None
+    a2a: A2aToolSpec | None = None
     code: CodeToolSpec | None = None
     agent: AgentToolSpec | None = None
     memory: MemoryToolSpec | None = None

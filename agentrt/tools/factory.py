@@ -18,6 +18,7 @@ TOOL_KINDS: dict[str, str] = {
     "python": "agentrt.tools.python:PythonTool",
     "http": "agentrt.tools.http:HttpToolSet",
     "mcp": "agentrt.tools.mcp:McpToolSet",
+    "a2a": "agentrt.tools.a2a:A2aToolSet",
     "code": "agentrt.tools.code:CodeTool",
 }
 
@@ -25,7 +26,7 @@ TOOL_KINDS: dict[str, str] = {
 class ToolFactory:
     """Builds the tool sets of one Runtime, handing each kind what it needs.
 
-    HTTP and MCP tools get the settings' environment (secrets, proxies,
+    HTTP, MCP and A2A tools get the settings' environment (secrets, proxies,
     ``${env:NAME}`` references); code tools get it too (``permissions.env``)
     and the Runtime's :class:`~agentrt.tools.sandbox.sandboxes.Sandboxes`,
     which they share. Close it with the Runtime, after the tool sets.
@@ -78,7 +79,7 @@ def build_toolset(
 def _parts_for(kind: str, settings: Settings | None, sandboxes: Sandboxes | None) -> dict[str, Any]:
     """The keyword arguments a kind's constructor takes of the Runtime's parts."""
     environ = settings.environ if settings is not None else None
-    if kind in ("http", "mcp"):
+    if kind in ("http", "mcp", "a2a"):
         return {"environ": environ}
     if kind == "code":
         return {"environ": environ, "sandboxes": sandboxes}

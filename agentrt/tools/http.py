@@ -40,7 +40,14 @@ from agentrt.models.base import ToolDef
 from agentrt.spec.resources import ToolSpec
 from agentrt.tools.base import ToolContext, ToolResult
 
-__all__ = ["DEFAULT_TIMEOUT_S", "REDACTED", "HttpToolSet", "SecretResolver"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "REDACTED",
+    "CallSecrets",
+    "HttpToolSet",
+    "SecretResolver",
+    "check_refs",
+]
 
 DEFAULT_TIMEOUT_S: Final = 30.0
 """Limit of one HTTP attempt when the Tool sets no ``timeout_s``."""
@@ -96,7 +103,7 @@ class SecretResolver:
         return text
 
 
-class _CallSecrets:
+class CallSecrets:
     """The secrets one call resolved, to put them in the request and nowhere else."""
 
     def __init__(self, resolver: SecretResolver) -> None:
@@ -105,6 +112,7 @@ class _CallSecrets:
         self.longest = 0  # bytes of the longest value, as it may appear in a response
 
     def resolve(self, kind: str, name: str) -> str:
+        """The value of ``${kind:name}``, remembered so that :meth:`redact` hides it."""
         value = self._resolver.resolve(kind, name)
         if value:
             self._values.append(value)
@@ -117,6 +125,7 @@ class _CallSecrets:
         return value
 
     def header(self, name: str, template: str) -> str:
+        """Header ``name``'s value: ``template`` with its secret references resolved."""
         value = _REF.sub(lambda m: self.resolve(m[1], m[2]), template)
         if "\n" in value or "\r" in value:
             # Refused here with a clear message: aiohttp would refuse it with one
@@ -125,6 +134,7 @@ class _CallSecrets:
         return value
 
     def redact(self, text: str) -> str:
+        """``text`` with every secret this call resolved replaced by ``[redacted]``."""
         for value in self._values:
             text = text.replace(value, REDACTED)
         return text
@@ -141,7 +151,8 @@ def _text(value: Any) -> str:
     return _json.dumps_str(value)
 
 
-def _check_refs(name: str, where: str, value: str) -> None:
+def check_refs(name: str, where: str, value: str) -> None:
+    """Refuse (``UsageError``) a ``${...}`` in ``value`` that is no secret reference."""
     for ref in _ANY_REF.findall(value):
         if not _REF.fullmatch(ref):
             raise UsageError(
@@ -190,9 +201,9 @@ class HttpToolSet:
         self.name = name
         self.spec = spec
         self._http = spec.http
-        _check_refs(name, "http.url", self._http.url)
+        check_refs(name, "http.url", self._http.url)
         for header, value in self._http.headers.items():
-            _check_refs(name, f"header {header!r}", value)
+            check_refs(name, f"header {header!r}", value)
         self._placeholders = list(
             dict.fromkeys(m[3] for m in _URL_TOKEN.finditer(self._http.url) if m[3])
         )
@@ -234,7 +245,7 @@ class HttpToolSet:
         """
         if tool != self.name:
             raise ToolError(f"Tool {self.name!r} offers no tool {tool!r}")
-        secrets = _CallSecrets(self._resolver)
+        secrets = CallSecrets(self._resolver)
         url, rest = self._fill_url(arguments, secrets)
         headers = {
             key: secrets.header(key, value)
@@ -276,7 +287,7 @@ class HttpToolSet:
             await session.close()
 
     def _fill_url(
-        self, arguments: dict[str, Any], secrets: _CallSecrets
+        self, arguments: dict[str, Any], secrets: CallSecrets
     ) -> tuple[str, dict[str, Any]]:
         """The URL with placeholders and secrets filled, and the arguments left over."""
         missing = [p for p in self._placeholders if arguments.get(p) is None]
@@ -298,7 +309,7 @@ class HttpToolSet:
         return self._session
 
     async def _send(
-        self, url: URL, headers: dict[str, str], data: bytes | None, secrets: _CallSecrets
+        self, url: URL, headers: dict[str, str], data: bytes | None, secrets: CallSecrets
     ) -> ToolResult:
         method = self._http.method
         shown = secrets.redact(str(url))
@@ -351,7 +362,7 @@ class HttpToolSet:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _body(
-        self, resp: aiohttp.ClientResponse, secrets: _CallSecrets
+        self, resp: aiohttp.ClientResponse, secrets: CallSecrets
     ) -> tuple[str, int, bool]:
         """The body as text, redacted and capped; its size; whether it was cut."""
         limit = self.spec.limits.output_bytes
@@ -384,7 +395,7 @@ class HttpToolSet:
 
 
 def _result(
-    resp: aiohttp.ClientResponse, text: str, trace: dict[str, Any], secrets: _CallSecrets
+    resp: aiohttp.ClientResponse, text: str, trace: dict[str, Any], secrets: CallSecrets
 ) -> ToolResult:
     """The result the model sees for a response; ``text`` is already redacted."""
     status = resp.status

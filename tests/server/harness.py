@@ -61,10 +61,17 @@ class Served:
         return text
 
 
-def start_serve(store_url: str, tmp: Path, model: ModelTestServer, *extra: str) -> Served:
-    """Start ``agentrt serve --port 0`` and wait until it listens."""
+def start_serve(
+    store_url: str,
+    tmp: Path,
+    model: ModelTestServer,
+    *extra: str,
+    env: dict[str, str] | None = None,
+) -> Served:
+    """Start ``agentrt serve --port 0`` (with ``env`` added to the environment) and wait
+    until it listens."""
     log = tmp / f"serve-{secrets.token_hex(3)}.log"
-    env = {**os.environ, "AGENTRT_STORE": store_url, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **(env or {}), "AGENTRT_STORE": store_url, "PYTHONPATH": str(ROOT)}
     with log.open("wb") as err:
         proc = subprocess.Popen(
             [*CMD, "serve", "--port", "0", "--allow-module", "tests", *extra],

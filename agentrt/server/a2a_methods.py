@@ -1,0 +1,259 @@
+"""What each A2A method does with one Agent of the caller's tenant: a message starts
+a run (or continues a session), and the tasks are its runs.
+
+``SendMessage`` (``message/send``) starts a run of the Agent with the message's
+text. The message's id makes the run's idempotency key
+(:func:`~agentrt.server.a2a_tasks.message_key`), so a message sent again gives
+its task again. Its ``contextId`` is the session the run is a turn of: one the
+tenant has, or a new one of that id; without one, the run gets a context of its
+own, named from the message's id (so a repeat makes no second one). It waits
+until the task ends or needs input (at most the server's longest wait), unless
+``returnImmediately`` (0.3: ``blocking: false``). ``CancelTask`` is a hard
+cancel of the run. ``GetTask``, ``ListTasks`` and ``SubscribeToTask`` read the
+store, so any replica answers for any run. A task of another agent or tenant
+does not exist here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from fastapi.responses import StreamingResponse
+
+from agentrt import _json
+from agentrt.errors import ConflictError
+from agentrt.server.a2a_stream import task_stream
+from agentrt.server.a2a_tasks import (
+    STATES,
+    TaskView,
+    message_key,
+    row_view,
+    statuses_of,
+    task_of,
+)
+from agentrt.server.a2a_wire import (
+    CONTENT_TYPE_NOT_SUPPORTED,
+    INVALID_PARAMS,
+    LEGACY,
+    TASK_NOT_CANCELABLE,
+    UNSUPPORTED,
+    V1,
+    Dialect,
+    Incoming,
+    RpcError,
+    parse_list,
+    parse_send,
+    parse_task_ref,
+    task_not_found,
+)
+from agentrt.server.context import ServerContext
+from agentrt.server.keys import Principal, Role
+from agentrt.server.problems import ApiError
+from agentrt.state.records import RunRecord
+
+__all__ = ["HANDLERS", "Call", "Handler"]
+
+CANCEL_WAIT_S: Final = 5.0  # how long CancelTask waits for the run to end cancelled
+LIST_SCAN: Final = 1000  # ListTasks looks among the tenant's newest runs
+_SSE_HEADERS: Final = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+_TAKEN: Final = "this contextId is taken; leave it out for a new context, or choose another"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One JSON-RPC call to the endpoint of ``agent``."""
+
+    ctx: ServerContext
+    principal: Principal
+    agent: str
+    rpc_id: Any
+    params: Any
+    dialect: Dialect
+
+    def need(self, role: Role) -> None:
+        """Refuse (403) a key whose role is below ``role``."""
+        if not self.principal.may(role):
+            raise ApiError(
+                403, f"this needs the {role} role; the key {self.principal.name!r} is "
+                f"{self.principal.role}",
+            )  # fmt: skip
+
+
+Handler = Callable[[Call], Awaitable[dict[str, Any] | StreamingResponse]]
+
+
+async def _run_of(call: Call, task_id: str) -> RunRecord:
+    """The task's run: the agent's, in the caller's tenant; not found otherwise."""
+    run = await call.ctx.runtime.store.get_run(task_id)
+    if run is None or run.namespace != call.principal.tenant or run.agent != call.agent:
+        raise task_not_found()
+    return run
+
+
+async def _view(call: Call, run: RunRecord) -> TaskView:
+    return task_of(run, await call.ctx.runtime.store.read_events(run.id))
+
+
+def _accepts_text(modes: tuple[str, ...]) -> bool:
+    return not modes or any(m in ("text/plain", "text/*", "*/*", "text") for m in modes)
+
+
+async def _context(call: Call, incoming: Incoming) -> str:
+    """The session the message's run is a turn of."""
+    tenant = call.principal.tenant
+    if incoming.context_id is None:
+        # Named from the message, so a message sent again makes no second context.
+        name = f"agentrt:a2a:{tenant}/{call.agent}/{incoming.message_id}"
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+    stored = await call.ctx.runtime.store.get_session(incoming.context_id)
+    if stored is not None and stored.namespace != tenant:
+        # Session ids are one space for all tenants: say it is taken, never whose.
+        raise RpcError(INVALID_PARAMS, _TAKEN)
+    return incoming.context_id
+
+
+async def _start(call: Call) -> tuple[RunRecord, Incoming]:
+    """The run a sent message starts (or started, when it was sent before)."""
+    call.need("user")
+    incoming = parse_send(call.params, call.dialect)
+    if not _accepts_text(incoming.accepted_output_modes):
+        raise RpcError(CONTENT_TYPE_NOT_SUPPORTED, "this agent answers in text/plain only")
+    if incoming.task_id is not None:
+        run = await _run_of(call, incoming.task_id)
+        state = STATES[run.status]
+        raise RpcError(
+            UNSUPPORTED,
+            f"the task is {state}; a task takes one message: send the next one with the "
+            "task's contextId and no taskId, as the next turn of the conversation",
+        )
+    context = await _context(call, incoming)
+    try:
+        run = await call.ctx.runtime.submit(
+            call.agent, incoming.text, namespace=call.principal.tenant, session=context,
+            idempotency_key=message_key(call.agent, incoming.message_id), target_kind="Agent",
+        )  # fmt: skip
+    except ConflictError:  # another tenant made the session since it was looked at
+        raise RpcError(INVALID_PARAMS, _TAKEN) from None
+    return run, incoming
+
+
+async def send_message(call: Call) -> dict[str, Any]:
+    """``SendMessage``: start the run; answer with its task when it ends or waits."""
+    run, incoming = await _start(call)
+    if not incoming.return_immediately:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(call.ctx.limits.max_wait_s):
+                await call.ctx.runtime.wait(run.id)
+    task = call.dialect.task(await _view(call, run), history=incoming.history_length)
+    return call.dialect.sent(task)
+
+
+def _stream(call: Call, run: RunRecord, *, end_if_waiting: bool) -> StreamingResponse:
+    frames = task_stream(
+        call.ctx.runtime.store, run, call.dialect, call.rpc_id, end_if_waiting=end_if_waiting
+    )
+    return StreamingResponse(frames, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+async def send_streaming_message(call: Call) -> StreamingResponse:
+    """``SendStreamingMessage``: start the run; stream its task from the event log."""
+    run, _ = await _start(call)
+    return _stream(call, run, end_if_waiting=True)
+
+
+async def subscribe_to_task(call: Call) -> StreamingResponse:
+    """``SubscribeToTask``: stream a task that has not ended."""
+    task_id, _ = parse_task_ref(call.params)
+    run = await _run_of(call, task_id)
+    if run.finished:
+        raise RpcError(
+            UNSUPPORTED, f"the task is {STATES[run.status]}: read it with GetTask instead"
+        )
+    return _stream(call, run, end_if_waiting=False)
+
+
+async def get_task(call: Call) -> dict[str, Any]:
+    """``GetTask``: the task as its run's log has it."""
+    task_id, history = parse_task_ref(call.params)
+    run = await _run_of(call, task_id)
+    return call.dialect.task(await _view(call, run), history=history)
+
+
+async def cancel_task(call: Call) -> dict[str, Any]:
+    """``CancelTask``: cancel the run (hard: its tool sandboxes stop too)."""
+    call.need("user")
+    task_id, _ = parse_task_ref(call.params)
+    run = await _run_of(call, task_id)
+    if not run.finished:
+        run = await call.ctx.runtime.cancel(run.id, wait_s=CANCEL_WAIT_S)
+    if run.finished and run.status != "cancelled":
+        raise RpcError(TASK_NOT_CANCELABLE, f"the task is already {STATES[run.status]}")
+    return call.dialect.task(await _view(call, run))
+
+
+def _token(run: RunRecord) -> str:
+    raw = _json.dumps_str([run.updated_at, run.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _after_token(token: str) -> tuple[float, str]:
+    try:
+        at, run_id = _json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return float(at), str(run_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise RpcError(INVALID_PARAMS, "params.pageToken: give a nextPageToken as given") from None
+
+
+async def list_tasks(call: Call) -> dict[str, Any]:
+    """``ListTasks``: the agent's tasks in the tenant, the last updated first."""
+    query = parse_list(call.params)
+    statuses = None if query.state is None else statuses_of(query.state)
+    runs: list[RunRecord] = []
+    if statuses != []:  # a state no agentrt task is in matches nothing
+        runs = await call.ctx.runtime.store.list_runs(
+            namespace=call.principal.tenant, session_id=query.context_id, statuses=statuses,
+            limit=LIST_SCAN,
+        )  # fmt: skip
+    after = query.updated_after
+    runs = [r for r in runs if r.agent == call.agent and (after is None or r.updated_at > after)]
+    runs.sort(key=lambda r: (r.updated_at, r.id), reverse=True)
+    total = len(runs)
+    if query.page_token:
+        last = _after_token(query.page_token)
+        runs = [r for r in runs if (r.updated_at, r.id) < last]
+    page = runs[: query.page_size]
+    with_log = query.include_artifacts or bool(query.history_length)
+    tasks = [
+        V1.task(
+            await _view(call, r) if with_log else row_view(r),
+            history=query.history_length or 0, artifacts=query.include_artifacts,
+        )
+        for r in page
+    ]  # fmt: skip
+    more = len(runs) > len(page)
+    return {"tasks": tasks, "nextPageToken": _token(page[-1]) if more else "",
+            "pageSize": query.page_size, "totalSize": total}  # fmt: skip
+
+
+HANDLERS: Final[dict[str, tuple[Dialect, Handler]]] = {
+    "SendMessage": (V1, send_message),
+    "SendStreamingMessage": (V1, send_streaming_message),
+    "GetTask": (V1, get_task),
+    "ListTasks": (V1, list_tasks),
+    "CancelTask": (V1, cancel_task),
+    "SubscribeToTask": (V1, subscribe_to_task),
+    # The same methods by their 0.3 names, answered in 0.3's JSON (0.3 could not list).
+    "message/send": (LEGACY, send_message),
+    "message/stream": (LEGACY, send_streaming_message),
+    "tasks/get": (LEGACY, get_task),
+    "tasks/cancel": (LEGACY, cancel_task),
+    "tasks/resubscribe": (LEGACY, subscribe_to_task),
+}
+"""The methods by name: the dialect each answers in, and what does it."""
