@@ -29,6 +29,7 @@ __all__ = [
     "NotFoundError",
     "OutputTruncated",
     "RunError",
+    "SessionBusy",
     "SpecError",
     "SpecIssue",
     "StartError",
@@ -57,6 +58,19 @@ class NotFoundError(UsageError):
 
 class ConflictError(UsageError):
     """The request conflicts with the current state (e.g. the run is owned elsewhere)."""
+
+
+class SessionBusy(ConflictError):
+    """A session has an unfinished turn, and what was asked needs it idle (a query
+    under the ``reject`` double-texting policy, deleting the session).
+
+    Attributes:
+        session_id: The session, as the store knows it.
+    """
+
+    def __init__(self, message: str, *, session_id: str) -> None:
+        super().__init__(message)
+        self.session_id = session_id
 
 
 class StoreError(UsageError):

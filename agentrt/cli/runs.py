@@ -25,7 +25,7 @@ from agentrt.cli._shared import (
 from agentrt.cli.render import render_run_list, render_run_tree
 from agentrt.engine import Runtime, read_run, run_summary
 from agentrt.errors import UsageError
-from agentrt.spec.resources import Budgets
+from agentrt.spec.resources import DOUBLE_TEXTING, Budgets
 from agentrt.state.base import RUN_STATUSES
 
 __all__ = ["add_demo_parser", "add_parsers"]
@@ -83,6 +83,13 @@ def _add_run_parser(sub: Any) -> None:
     r.add_argument("input")
     r.add_argument("-n", "--namespace", default="default")
     r.add_argument("--session", help="continue (or start) a conversation")
+    r.add_argument(
+        "--double-texting",
+        choices=DOUBLE_TEXTING,
+        help="when the session has an unfinished turn: reject, enqueue (run after it), "
+        "interrupt (cancel it, keep its record), rollback (cancel it, drop it); "
+        "default: the agent's session.double_texting",
+    )
     r.add_argument("--idempotency-key", help="submit at most once per key")
     r.add_argument("--max-tokens", type=int)
     r.add_argument("--max-tool-calls", type=int)
@@ -163,6 +170,7 @@ async def _cmd_run(args: argparse.Namespace) -> int:
             budgets=budgets,
             concurrency=args.concurrency,
             start=not args.queue,
+            double_texting=args.double_texting,
         )
         if args.queue:
             if args.json:

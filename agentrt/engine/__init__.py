@@ -14,6 +14,7 @@ from agentrt.engine.roster import LiveWorker, live_workers
 from agentrt.engine.run_view import RunView, event_dict, read_run, run_summary
 from agentrt.engine.runtime import Runtime
 from agentrt.engine.serving import Serving, ServingState
+from agentrt.engine.session_view import SessionState, SessionView, TurnView
 
 __all__ = [
     # the runtime and what a run returns
@@ -30,6 +31,10 @@ __all__ = [
     "event_dict",
     "read_run",
     "run_summary",
+    # the read model of a session
+    "SessionState",
+    "SessionView",
+    "TurnView",
     # hooks, and what they receive
     "HOOK_PHASES",
     "HookPhase",

@@ -19,7 +19,7 @@ from agentrt.engine.plans import ForkPoint, RunCreated, RunSpec
 from agentrt.engine.run_view import EXPORT_FORMAT, read_run
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.worker import Worker, new_run_id
-from agentrt.errors import UsageError
+from agentrt.errors import NotFoundError, UsageError
 from agentrt.spec.resources import Model
 from agentrt.state.base import (
     Event,
@@ -173,6 +173,16 @@ class Archive:
         await asyncio.to_thread(
             self._worker.executor.tool_factory.remove_old_artifacts, finished_before
         )
+        return removed
+
+    async def delete_session(self, session_id: str) -> tuple[str, ...]:
+        """Delete a session with its turns and their child runs, and their scratch
+        directories; returns the runs deleted. ``SessionBusy`` while one is unfinished."""
+        removed = await self._store.delete_session(session_id)
+        if removed is None:
+            raise NotFoundError(f"session {session_id!r} not found")
+        if self._scratch is not None and removed:
+            await asyncio.to_thread(self._scratch.remove, removed)
         return removed
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from agentrt import _json
-from agentrt.spec.resources import AgentSpec, Budgets, ModelSpec, Team, ToolSpec
+from agentrt.spec.resources import AgentSpec, Budgets, DoubleTexting, ModelSpec, Team, ToolSpec
 
 __all__ = ["ForkPoint", "RunCreated", "RunSpec", "TeamRunSpec"]
 
@@ -75,13 +75,15 @@ class RunCreated:
     """The ``run.created`` event's content: the input and the frozen plan.
 
     The log keeps the shape it always had: ``{input, spec}`` for an agent run,
-    ``{input, team, models?, tools?}`` for a team run, and ``fork`` when the
-    run was forked.
+    ``{input, team, models?, tools?}`` for a team run, ``fork`` when the run was
+    forked, and ``double_texting`` for a turn of a session: the policy it came
+    with, which its execution applies to the session's unfinished turns.
     """
 
     input: str
     plan: RunSpec | TeamRunSpec
     fork: ForkPoint | None = None
+    double_texting: DoubleTexting | None = None
 
     @cached_property
     def data(self) -> dict[str, Any]:
@@ -100,6 +102,8 @@ class RunCreated:
                     }
         if self.fork is not None:
             data["fork"] = {"run": self.fork.run, "step": self.fork.step}
+        if self.double_texting is not None:
+            data["double_texting"] = self.double_texting
         return data
 
     @cached_property
@@ -122,7 +126,15 @@ class RunCreated:
             plan = RunSpec.from_data(data["spec"])
         fork = data.get("fork")
         point = ForkPoint(str(fork["run"]), int(fork["step"])) if fork else None
-        return cls(str(data["input"]), plan, point)
+        return cls(str(data["input"]), plan, point, data.get("double_texting"))
+
+    @property
+    def session_policy(self) -> DoubleTexting:
+        """The double-texting policy its target sets (the query's own is in
+        ``double_texting``)."""
+        if isinstance(self.plan, RunSpec):
+            return self.plan.agent_spec.session.double_texting
+        return self.plan.team.spec.session.double_texting
 
     @property
     def is_team(self) -> bool:

@@ -39,6 +39,8 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
         "agent": run.agent,
         "status": run.status,
         "reason": run.reason,
+        # Why its cancel was asked for, when the asker said (a newer turn: interrupt, rollback).
+        "cancel_cause": run.cancel_cause,
         "session": run.session_id,
         "turn": run.turn,
         "created_at": run.created_at,

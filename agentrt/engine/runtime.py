@@ -30,11 +30,12 @@ from agentrt.engine.plans import RunSpec
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.serving import Serving
+from agentrt.engine.session_view import SessionView, list_sessions, read_session
 from agentrt.engine.worker import Worker
 from agentrt.errors import UsageError
 from agentrt.settings import Settings
 from agentrt.spec.loader import Loaded
-from agentrt.spec.resources import Budgets, Query, Resource
+from agentrt.spec.resources import Budgets, DoubleTexting, Query, Resource
 from agentrt.state import open_store
 from agentrt.state.base import GcResult, ResourceRecord, RunRecord, Store
 
@@ -223,6 +224,7 @@ class Runtime:
         parent_run: str | None = None,
         target_kind: str | None = None,
         concurrency: int | None = None,
+        double_texting: DoubleTexting | None = None,
     ) -> RunRecord:
         """Create a run of ``agent`` (an Agent, or else a Team of that name) and (by
         default) start executing it here. ``target_kind`` ("Agent" or "Team") says which.
@@ -231,6 +233,13 @@ class Runtime:
         With an ``idempotency_key`` already used in the namespace, the existing
         run is returned and nothing new is created; if nobody executes it any more
         (its process was killed), it is resumed here.
+
+        In a ``session`` with an unfinished turn, ``double_texting`` (else the
+        target's ``session.double_texting``, ``enqueue`` by default) decides:
+        ``reject`` raises ``SessionBusy`` and creates nothing, ``enqueue`` runs the
+        turn after the others, ``interrupt`` cancels them and keeps what they
+        recorded in the session's history, ``rollback`` cancels them and drops
+        them from it (see :mod:`agentrt.engine.turn_order`).
         """
         parts = self._started
         created = await parts.catalog.plan(
@@ -240,6 +249,7 @@ class Runtime:
         return await parts.worker.submit(
             agent, created, namespace=namespace, session=session,
             idempotency_key=idempotency_key, parent_run=parent_run, start=start,
+            double_texting=double_texting,
         )  # fmt: skip
 
     async def submit_query(self, query: Query, *, start: bool = True) -> RunRecord:
@@ -253,6 +263,7 @@ class Runtime:
             budgets=query.spec.budgets,
             start=start,
             concurrency=query.spec.concurrency,
+            double_texting=query.spec.double_texting,
         )
 
     async def run(self, agent: str, input: str, **kwargs: Any) -> RunResult:
@@ -319,6 +330,29 @@ class Runtime:
         otherwise.
         """
         return await self._started.worker.cancel(run_id, wait_s=wait_s)
+
+    # --- sessions ---------------------------------------------------------------
+
+    async def sessions(
+        self,
+        *,
+        namespace: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 100,
+    ) -> list[SessionView]:
+        """Sessions (of ``namespace``) with their state, newest first; ``before`` is the
+        ``(created_at, id)`` of the last session of the page before."""
+        return await list_sessions(self.store, namespace=namespace, before=before, limit=limit)
+
+    async def session(self, session_id: str, *, limit: int = 1000) -> SessionView:
+        """A session with its state and its first ``limit`` turns, in turn order."""
+        return await read_session(self.store, session_id, limit=limit)
+
+    async def delete_session(self, session_id: str) -> tuple[str, ...]:
+        """Delete a session with its turns and their child runs (with their logs and
+        scratch directories); returns the runs deleted. Refused (``SessionBusy``)
+        while a turn is unfinished. Forks of its turns keep their own sessions."""
+        return await self._archive().delete_session(session_id)
 
     # --- people's decisions -----------------------------------------------------
 

@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import aiohttp
 
@@ -30,8 +31,10 @@ from agentrt.engine.plans import RunCreated
 from agentrt.engine.result import RunResult
 from agentrt.engine.run_view import RunView
 from agentrt.engine.scratch import ScratchSpace
+from agentrt.engine.turn_order import after_earlier_turns
 from agentrt.errors import ConflictError, LeaseLost, NotFoundError, StoreError
 from agentrt.settings import Settings
+from agentrt.spec.resources import DoubleTexting
 from agentrt.state.base import (
     TERMINAL_STATUSES,
     WAITING_STATUSES,
@@ -249,6 +252,7 @@ class Worker:
         parent_run: str | None = None,
         fork_step: int | None = None,
         start: bool = True,
+        double_texting: DoubleTexting | None = None,
     ) -> RunRecord:
         """Create a run of ``created`` and (by default) execute it here.
 
@@ -256,32 +260,32 @@ class Worker:
         it between its creation and its first step. With an ``idempotency_key``
         already used in the namespace, the existing run is returned; if nobody
         executes it any more (its process was killed), it is resumed here.
+
+        A turn of a ``session`` records its double-texting policy (the query's
+        ``double_texting``, else its target's): under ``reject`` it is created
+        only while the session has no unfinished turn (else ``SessionBusy``,
+        nothing created), in the same write that gives it its turn.
         """
         now = self._clock()
+        policy = None
         if session is not None:
-            stored = await self.store.create_session(SessionRecord(session, namespace, now))
-            if stored.namespace != namespace:
-                # Not which one: the caller may be a tenant that must not learn of it.
-                raise ConflictError(
-                    f"session {session!r} belongs to another namespace than {namespace!r}; "
-                    "give the turn another session id"
-                )
+            policy = double_texting or created.session_policy
+            created = replace(created, double_texting=policy)
         first = EventDraft(ev.RUN_CREATED, created.data, now)
-        run, fresh = await self.store.create_run(
-            NewRun(
-                new_run_id(),
-                namespace,
-                target,
-                now,
-                session,
-                idempotency_key,
-                parent_run=parent_run,
-                fork_step=fork_step,
-                lease_owner=self.owner if start else None,
-                lease_expires=now + self.lease_ttl_s if start else None,
-            ),
-            [first],
+        new = NewRun(
+            new_run_id(),
+            namespace,
+            target,
+            now,
+            session,
+            idempotency_key,
+            parent_run=parent_run,
+            fork_step=fork_step,
+            lease_owner=self.owner if start else None,
+            lease_expires=now + self.lease_ttl_s if start else None,
+            if_session_idle=policy == "reject",
         )
+        run, fresh = await self._create(new, first)
         if fresh and start:
             # Created leased to us, and its whole log is the event just written.
             known = (run, [Event(1, first.type, first.data, first.ts)])
@@ -289,6 +293,26 @@ class Worker:
         elif start:
             await self.adopt(run, queued=True)
         return run
+
+    async def _create(self, new: NewRun, first: EventDraft) -> tuple[RunRecord, bool]:
+        """Create ``new`` (and its session, the first time): once more if its session was
+        deleted between the two writes."""
+        for attempt in (1, 2):
+            if new.session_id is not None:
+                session = SessionRecord(new.session_id, new.namespace, new.created_at)
+                stored = await self.store.create_session(session)
+                if stored.namespace != new.namespace:
+                    # Not which one: the caller may be a tenant that must not learn of it.
+                    raise ConflictError(
+                        f"session {new.session_id!r} belongs to another namespace than "
+                        f"{new.namespace!r}; give the turn another session id"
+                    )
+            try:
+                return await self.store.create_run(new, [first])
+            except NotFoundError:
+                if new.session_id is None or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def take_up(self, run: RunRecord, *, replacing: str | None = None) -> None:
         """Lease ``run`` and execute it here; ``ConflictError`` if another holds it."""
@@ -393,7 +417,7 @@ class Worker:
             if session_id is not None:
                 # Turns of one session run in order, here or on other workers: each
                 # sees the one before it.
-                await self._after_earlier_turns(run_id, session_id, known)
+                await after_earlier_turns(self, run_id, session_id, known, created)
                 known = None  # the session's history is read after the earlier turns
             result = await self.executor.execute(run_id, known=known, created=created)
             return result
@@ -420,30 +444,6 @@ class Worker:
             if not keep and (result is None or result.status not in TERMINAL_STATUSES):
                 with contextlib.suppress(Exception):
                     await self.store.release_lease(run_id, self.owner)
-
-    async def _after_earlier_turns(
-        self, run_id: str, session_id: str, known: tuple[RunRecord, list[Event]] | None
-    ) -> None:
-        """Wait until the earlier turns of the session that execute (here or in another
-        worker) have stopped: ended, or waiting for a person.
-
-        The order is the turns' numbers, given by the store when each was created,
-        so it holds whichever worker takes which turn up first.
-        """
-        run = known[0] if known is not None else await self.get(run_id)
-        if not run.turn:
-            return  # the session's first turn (turns count from 0)
-        running = await self.store.list_runs(
-            session_id=session_id, statuses=["running"], limit=run.turn
-        )
-        for earlier in running:
-            if earlier.turn is None or earlier.turn >= run.turn:
-                continue
-            task = self._tasks.get(earlier.id)
-            if task is not None:
-                await asyncio.wait({task})  # however it ends, it has stopped
-            else:
-                await self.wait(earlier.id)
 
     async def _end_cancelled(self, run_id: str) -> RunResult:
         """Record the cancelled end of a run stopped before its execution recorded one.
@@ -485,9 +485,9 @@ class Worker:
                     await self.adopt(run)
                     if run_id in self._tasks:
                         continue
-                await self._until_written(watch, run)
+                await self.until_written(watch, run)
 
-    async def _until_written(self, watch: RunWatch, run: RunRecord) -> None:
+    async def until_written(self, watch: RunWatch, run: RunRecord) -> None:
         """Return when ``run`` was written, when its lease runs out, or when its holder
         on this host died, whichever comes first."""
         loop = asyncio.get_running_loop()
@@ -512,17 +512,20 @@ class Worker:
 
     # --- cancelling -------------------------------------------------------------
 
-    async def cancel(self, run_id: str, *, wait_s: float = 0.0) -> RunRecord:
+    async def cancel(
+        self, run_id: str, *, wait_s: float = 0.0, cause: str | None = None
+    ) -> RunRecord:
         """Cancel a run: here if this worker executes it, else through its owner, or
         directly when nobody executes it.
 
         The request is recorded first; from then on the store refuses any other
         step or end of the run, so a run whose cancel was acknowledged never ends
         otherwise. An owner in another process is told through the store's
-        watch; ``wait_s`` waits up to that long for it to end the run.
+        watch; ``wait_s`` waits up to that long for it to end the run. ``cause``
+        is recorded with the request (see ``RunRecord.cancel_cause``).
         """
         await self.get(run_id)  # a clear error for an unknown run
-        run = await self.store.request_cancel(run_id)
+        run = await self.store.request_cancel(run_id, cause=cause)
         if run.finished:
             return run  # it ended before the request: nothing was acknowledged
         task = self._tasks.get(run_id)

@@ -56,6 +56,7 @@ from agentrt.server.a2a_wire import (
 from agentrt.server.context import ServerContext
 from agentrt.server.keys import Principal, Role
 from agentrt.server.problems import ApiError
+from agentrt.server.session_names import stored
 from agentrt.state.records import RunRecord
 
 __all__ = ["HANDLERS", "Call", "Handler"]
@@ -108,15 +109,17 @@ def _accepts_text(modes: tuple[str, ...]) -> bool:
 async def _context(call: Call, incoming: Incoming) -> str:
     """The session the message's run is a turn of."""
     tenant = call.principal.tenant
-    if incoming.context_id is None:
+    context = incoming.context_id
+    if context is None:
         # Named from the message, so a message sent again makes no second context.
         name = f"agentrt:a2a:{tenant}/{call.agent}/{incoming.message_id}"
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
-    stored = await call.ctx.runtime.store.get_session(incoming.context_id)
-    if stored is not None and stored.namespace != tenant:
-        # Session ids are one space for all tenants: say it is taken, never whose.
-        raise RpcError(INVALID_PARAMS, _TAKEN)
-    return incoming.context_id
+        context = str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+    # The store keeps a tenant's sessions under ids of the tenant's own (session_names).
+    kept = stored(tenant, context)
+    record = await call.ctx.runtime.store.get_session(kept)
+    if record is not None and record.namespace != tenant:
+        raise RpcError(INVALID_PARAMS, _TAKEN)  # never whose
+    return kept
 
 
 async def _start(call: Call) -> tuple[RunRecord, Incoming]:
@@ -217,8 +220,12 @@ async def list_tasks(call: Call) -> dict[str, Any]:
     statuses = None if query.state is None else statuses_of(query.state)
     runs: list[RunRecord] = []
     if statuses != []:  # a state no agentrt task is in matches nothing
+        tenant = call.principal.tenant
+        context = stored(tenant, query.context_id) if query.context_id else None
         runs = await call.ctx.runtime.store.list_runs(
-            namespace=call.principal.tenant, session_id=query.context_id, statuses=statuses,
+            namespace=tenant,
+            session_id=context,
+            statuses=statuses,
             limit=LIST_SCAN,
         )  # fmt: skip
     after = query.updated_after

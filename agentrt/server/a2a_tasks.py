@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from agentrt.engine import events as ev
+from agentrt.server.session_names import shown
 from agentrt.state.records import Event, RunRecord, RunStatus
 
 __all__ = [
@@ -110,7 +111,8 @@ def _question_id(run: RunRecord) -> str:
 def row_view(run: RunRecord) -> TaskView:
     """The task as its run's row says, without reading the log (no messages)."""
     return TaskView(
-        run.id, run.session_id or run.id, STATES[run.status], run.updated_at, run.reason,
+        run.id, shown(run.namespace, run.session_id) or run.id, STATES[run.status],
+        run.updated_at, run.reason,
         _question_id(run), None, None, run.last_seq,
     )  # fmt: skip
 
@@ -167,7 +169,8 @@ class TaskFold:
         run = self.run
         answer = self._answer if self._status == "succeeded" else None
         return TaskView(
-            run.id, run.session_id or run.id, STATES[self._status], self._updated, self._note,
+            run.id, shown(run.namespace, run.session_id) or run.id, STATES[self._status],
+            self._updated, self._note,
             _question_id(run), self._question, answer, self.seq,
         )  # fmt: skip
 

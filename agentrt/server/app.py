@@ -20,7 +20,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agentrt._text import count
 from agentrt._version import __version__
 from agentrt.engine import Runtime
-from agentrt.server import a2a_routes, event_routes, openai_routes, resource_routes, run_routes
+from agentrt.server import (
+    a2a_routes,
+    event_routes,
+    openai_routes,
+    resource_routes,
+    run_routes,
+    session_routes,
+)
 from agentrt.server.auth import role_of
 from agentrt.server.context import HostTrust, RateLimiter, ServerContext, ServerLimits
 from agentrt.server.problems import install_handlers, problem
@@ -30,6 +37,7 @@ __all__ = ["ROUTERS", "create_app"]
 ROUTERS: tuple[APIRouter, ...] = (
     resource_routes.router,
     run_routes.router,
+    session_routes.router,
     event_routes.router,
     openai_routes.router,
     a2a_routes.router,

@@ -31,6 +31,7 @@ from agentrt.server.auth import Caller, require, server_context
 from agentrt.server.keys import Principal
 from agentrt.server.openai_chat import ChatRequest, chunk, completion, model_object, run_input
 from agentrt.server.problems import ApiError, error_body
+from agentrt.server.session_names import stored
 from agentrt.state.base import Store
 from agentrt.state.records import WAITING_STATUSES, ResourceRecord
 
@@ -75,13 +76,13 @@ def _user_session(tenant: str, model: str, user: str) -> str:
 
 async def _holds_history(store: Store, tenant: str, session: str) -> bool:
     """Whether ``session`` has turns already (so it remembers the conversation)."""
-    stored = await store.get_session(session)
-    if stored is None:
+    record = await store.get_session(session)
+    if record is None:
         return False
-    if stored.namespace != tenant:
-        # Session ids are one space for all tenants: say it is taken, never whose.
+    if record.namespace != tenant:
+        # Only a session made outside the API can clash: say it is taken, never whose.
         raise ApiError(409, "this session id is taken; choose another", param="session")
-    return stored.next_turn > 0
+    return record.next_turn > 0
 
 
 def _outcome_error(ended: Ended, limit_s: float, headers: dict[str, str]) -> ApiError:
@@ -127,11 +128,13 @@ async def chat_completions(
     session = x_agentrt_session
     if session is None and body.user:
         session = _user_session(principal.tenant, model, body.user)
-    fresh = session is None or not await _holds_history(store, principal.tenant, session)
+    # The store keeps a tenant's sessions under ids of the tenant's own (session_names).
+    kept = stored(principal.tenant, session) if session is not None else None
+    fresh = kept is None or not await _holds_history(store, principal.tenant, kept)
     text = run_input(body.messages, context=fresh)
     try:
         run = await ctx.runtime.submit(
-            target.name, text, namespace=principal.tenant, session=session,
+            target.name, text, namespace=principal.tenant, session=kept,
             idempotency_key=idempotency_key, target_kind=target.kind,
         )  # fmt: skip
     except NotFoundError:

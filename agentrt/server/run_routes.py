@@ -17,10 +17,12 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentrt.engine import RunView, run_summary
-from agentrt.errors import NotFoundError
+from agentrt.errors import NotFoundError, SessionBusy
 from agentrt.server.auth import Caller, require, server_context
 from agentrt.server.keys import Principal
 from agentrt.server.problems import ApiError
+from agentrt.server.session_names import stored, with_shown_session
+from agentrt.spec.resources import DoubleTexting
 from agentrt.state.records import RunRecord, RunStatus
 
 __all__ = ["QueryRequest", "router"]
@@ -35,13 +37,24 @@ class QueryRequest(BaseModel):
 
     target: str = Field(min_length=1, max_length=253, description="an Agent or Team name")
     input: str = Field(max_length=1 << 20, description="the user's message")
-    session: str | None = Field(default=None, max_length=253, description="a session to continue")
+    session: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=r"^[^/]+$",
+        description="a session to continue (the tenant's own id, no '/')",
+    )
     idempotency_key: str | None = Field(
         default=None, max_length=255, description="the same key never starts two runs"
     )
     wait: bool = Field(default=False, description="answer when the run ends")
     wait_s: float | None = Field(
         default=None, gt=0, description="wait at most this long (the server caps it)"
+    )
+    double_texting: DoubleTexting | None = Field(
+        default=None,
+        description="when the session has an unfinished turn: reject (409), enqueue, "
+        "interrupt or rollback; default: the target's session.double_texting",
     )
 
 
@@ -63,14 +76,24 @@ async def submit(
 ) -> dict[str, Any]:
     """Start a run of ``target`` in the caller's tenant."""
     ctx = server_context(request)
+    tenant = principal.tenant
     try:
         run = await ctx.runtime.submit(
             body.target,
             body.input,
-            namespace=principal.tenant,
-            session=body.session,
+            namespace=tenant,
+            session=stored(tenant, body.session) if body.session else None,
             idempotency_key=body.idempotency_key or idempotency_key,
+            double_texting=body.double_texting,
         )
+    except SessionBusy:
+        raise ApiError(
+            409,
+            f"session {body.session!r} has an unfinished turn and the query's double_texting "
+            "is reject: nothing was created; send it again when the turn ends (GET "
+            "/v1/sessions/ID), or with double_texting enqueue, interrupt or rollback",
+            code="session_busy",
+        ) from None
     except NotFoundError:
         # The engine's message may say which other namespaces have the target.
         raise ApiError(
@@ -78,17 +101,17 @@ async def submit(
         ) from None
     response.headers["Location"] = f"/v1/runs/{run.id}"
     if not body.wait:
-        return {"run": run_summary(run)}
+        return {"run": _summary(run, tenant)}
     limit = min(body.wait_s or ctx.limits.max_wait_s, ctx.limits.max_wait_s)
     try:
         async with asyncio.timeout(limit):
             result = await ctx.runtime.wait(run.id)
     except TimeoutError:
         current = await run_of(request, principal, run.id)
-        return {"run": run_summary(current)}
+        return {"run": _summary(current, tenant)}
     response.status_code = 200
     current = await run_of(request, principal, run.id)
-    return {"run": run_summary(current), "result": result.to_dict()}
+    return {"run": _summary(current, tenant), "result": result.to_dict()}
 
 
 @router.get("/runs", summary="List runs")
@@ -102,11 +125,12 @@ async def list_runs(
 ) -> dict[str, Any]:
     """The tenant's runs, newest first (in turn order for one session)."""
     store = server_context(request).runtime.store
+    session_id = stored(principal.tenant, session) if session else None
     runs = await store.list_runs(
-        namespace=principal.tenant, session_id=session, parent=parent, statuses=status,
+        namespace=principal.tenant, session_id=session_id, parent=parent, statuses=status,
         limit=limit,
     )  # fmt: skip
-    return {"items": [run_summary(r) for r in runs]}
+    return {"items": [_summary(r, principal.tenant) for r in runs]}
 
 
 @router.get("/runs/{run_id}", summary="Get a run")
@@ -117,4 +141,11 @@ async def get_run(request: Request, principal: Caller, run_id: str) -> dict[str,
     events = await store.read_events(run.id)
     children = await store.list_runs(parent=run.id, limit=1000)
     view = RunView.of(run, events, tuple(RunView.of(c, []) for c in children))
-    return view.to_dict()
+    data = view.to_dict()
+    with_shown_session(data["run"], principal.tenant)
+    return data
+
+
+def _summary(run: RunRecord, tenant: str) -> dict[str, Any]:
+    """A run's row as the tenant sees it."""
+    return with_shown_session(run_summary(run), tenant)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Literal
 
 from pydantic import (
@@ -12,15 +13,22 @@ from agentrt.spec._base import CALLABLE, Names, Strict
 from agentrt.spec.patterns import Regex
 
 __all__ = [
+    "DOUBLE_TEXTING",
     "AgentSpec",
     "Budgets",
+    "DoubleTexting",
     "Hooks",
     "LoopPolicy",
     "Memory",
     "RetryPolicy",
     "SessionMemory",
+    "SessionPolicy",
     "StopConditions",
 ]
+
+DoubleTexting = Literal["reject", "enqueue", "interrupt", "rollback"]
+"""What a query for a session that has an unfinished turn does (see :class:`SessionPolicy`)."""
+DOUBLE_TEXTING: tuple[str, ...] = typing.get_args(DoubleTexting)
 
 
 class RetryPolicy(Strict):
@@ -141,6 +149,24 @@ class Memory(Strict):
     session: SessionMemory = Field(default_factory=SessionMemory)
 
 
+class SessionPolicy(Strict):
+    """What a query does when its session has an unfinished turn (queued, running, waiting).
+
+    A session waiting for a person counts as busy: ``reject`` refuses, ``enqueue``
+    waits for the person's decision and the turn's end, ``interrupt`` and
+    ``rollback`` cancel the waiting turn.
+    """
+
+    double_texting: DoubleTexting = Field(
+        default="enqueue",
+        description="reject: refuse the query (409 over the API), nothing is created; "
+        "enqueue: the new turn runs after the unfinished ones, in order; interrupt: cancel "
+        "them, keep what they recorded in the session's history, then run the new turn; "
+        "rollback: cancel them and drop them from the history, then run the new turn. "
+        "A query's own `double_texting` wins",
+    )
+
+
 class AgentSpec(Strict):
     """An agent as a workload: model, instructions, tools, loop policy and budgets."""
 
@@ -151,3 +177,6 @@ class AgentSpec(Strict):
     budgets: Budgets = Field(default_factory=Budgets)
     hooks: Hooks = Field(default_factory=Hooks, description="module:function per loop phase")
     memory: Memory = Field(default_factory=Memory)
+    session: SessionPolicy = Field(
+        default_factory=SessionPolicy, description="how a session's turns meet"
+    )

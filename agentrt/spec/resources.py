@@ -16,13 +16,16 @@ from pydantic import Field
 
 from agentrt.spec._base import NAME, Strict
 from agentrt.spec.agent_spec import (
+    DOUBLE_TEXTING,
     AgentSpec,
     Budgets,
+    DoubleTexting,
     Hooks,
     LoopPolicy,
     Memory,
     RetryPolicy,
     SessionMemory,
+    SessionPolicy,
     StopConditions,
 )
 from agentrt.spec.model_spec import (
@@ -59,6 +62,7 @@ from agentrt.spec.tool_spec import (
 
 __all__ = [
     "API_VERSION",
+    "DOUBLE_TEXTING",
     "Agent",
     "AgentSpec",
     "A2aToolSpec",
@@ -67,6 +71,7 @@ __all__ = [
     "Budgets",
     "CodeToolSpec",
     "Condition",
+    "DoubleTexting",
     "FanOut",
     "Hooks",
     "HttpToolSpec",
@@ -92,6 +97,7 @@ __all__ = [
     "ScriptedStep",
     "ScriptedToolCall",
     "SessionMemory",
+    "SessionPolicy",
     "StateKey",
     "StopConditions",
     "Strategy",
@@ -126,6 +132,11 @@ class QuerySpec(Strict):
     budgets: Budgets | None = Field(default=None, description="override the Agent's budgets")
     concurrency: int | None = Field(
         default=None, ge=1, description="a Team's run: at most this many nodes at once"
+    )
+    double_texting: DoubleTexting | None = Field(
+        default=None,
+        description="when the session has an unfinished turn: reject, enqueue, interrupt or "
+        "rollback (see the Agent's `session.double_texting`, which it overrides)",
     )
 
 

@@ -10,7 +10,7 @@ from pydantic import (
 )
 
 from agentrt.spec._base import NAME, Names, Strict
-from agentrt.spec.agent_spec import Budgets, RetryPolicy
+from agentrt.spec.agent_spec import Budgets, RetryPolicy, SessionPolicy
 from agentrt.spec.patterns import Regex
 
 __all__ = [
@@ -212,6 +212,9 @@ class TeamSpec(Strict):
     )
     concurrency: int = Field(default=4, ge=1, le=1024, description="nodes running at once")
     budgets: Budgets = Field(default_factory=Budgets)
+    session: SessionPolicy = Field(
+        default_factory=SessionPolicy, description="how a session's turns meet"
+    )
 
     @model_validator(mode="after")
     def _graph_or_strategy(self) -> TeamSpec:

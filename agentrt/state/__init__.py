@@ -30,6 +30,7 @@ from agentrt.state.base import (
     RunRecord,
     RunStatus,
     RunUpdate,
+    SessionActivity,
     SessionRecord,
     Store,
     Usage,
@@ -57,6 +58,7 @@ __all__ = [
     "RunBlob",
     "RunRecord",
     "RunUpdate",
+    "SessionActivity",
     "SessionRecord",
     "Usage",
     # run statuses

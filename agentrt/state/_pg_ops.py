@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from agentrt._json import dumps, dumps_str, loads
-from agentrt.errors import CancelRequested, ConflictError, LeaseLost, NotFoundError
+from agentrt.errors import CancelRequested, ConflictError, LeaseLost, NotFoundError, SessionBusy
 from agentrt.state._fence import check_fence
 from agentrt.state._pg_rows import (
     RUN_COLS,
@@ -30,6 +30,7 @@ from agentrt.state._pg_rows import (
     run_record,
     session_record,
 )
+from agentrt.state._session_sql import UNFINISHED_TURN, pg
 from agentrt.state.records import (
     TERMINAL_STATUSES,
     Event,
@@ -63,6 +64,7 @@ _APPEND_CHECK: Final = (
     "SELECT pk, last_seq, lease_owner, lease_token, status, finished_at, namespace, "
     "session_id, cancel_requested FROM runs WHERE id = %s FOR NO KEY UPDATE"
 )
+_UNFINISHED_TURN: Final = pg(UNFINISHED_TURN)
 _BUMP_RUN: Final = "UPDATE runs SET last_seq = %s, updated_at = %s WHERE pk = %s"
 # With a status, the reason is replaced (NULL clears it); without, NULL keeps it. A
 # terminal status ends the lease in the same statement: a finished run has no owner.
@@ -265,6 +267,14 @@ class Ops:
             taken = await fetch_one(conn, _TAKE_TURN, (run.session_id,))
             if taken is None:
                 raise NotFoundError(f"session {run.session_id!r} does not exist")
+            if run.if_session_idle:
+                # Under the session's row lock: every run created before is visible.
+                busy = await fetch_one(conn, _UNFINISHED_TURN, (run.session_id,))
+                if busy is not None:
+                    raise SessionBusy(
+                        f"session {run.session_id!r} has an unfinished run: {busy[0]} ({busy[1]})",
+                        session_id=run.session_id,
+                    )
             turn = taken[0]
         finished_at = run.created_at if run.status in TERMINAL_STATUSES else None
         status = "running" if run.lease_owner is not None else run.status

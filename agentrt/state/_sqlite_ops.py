@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from agentrt._json import dumps, dumps_str, loads
-from agentrt.errors import CancelRequested, ConflictError, LeaseLost, NotFoundError
+from agentrt.errors import CancelRequested, ConflictError, LeaseLost, NotFoundError, SessionBusy
 from agentrt.state._fence import check_fence, granted_token
 from agentrt.state._rows import (
     RESOURCE_COLS,
@@ -73,6 +73,10 @@ _SELECT_EVENTS = (
     "LEFT JOIN blobs AS b ON b.hash = e.blob WHERE e.run_pk = ? AND e.seq > ? ORDER BY e.seq"
 )
 _SELECT_PK = "SELECT pk FROM runs WHERE id = ?"
+# The session's first unfinished run, if any (index runs_session_turn).
+_UNFINISHED_TURN = (
+    "SELECT id, status FROM runs WHERE session_id = ? AND finished_at IS NULL ORDER BY turn LIMIT 1"
+)
 _INSERT_TOOL_CALL = (
     "INSERT INTO tool_calls (run_pk, seq, namespace, session_id, tool, ts) "
     "VALUES (?, ?, ?, ?, ?, ?)"
@@ -266,6 +270,13 @@ class Ops:
             ).fetchone()
             if srow is None:
                 raise NotFoundError(f"session {run.session_id!r} does not exist")
+            if run.if_session_idle:
+                busy = conn.execute(_UNFINISHED_TURN, (run.session_id,)).fetchone()
+                if busy is not None:
+                    raise SessionBusy(
+                        f"session {run.session_id!r} has an unfinished run: {busy[0]} ({busy[1]})",
+                        session_id=run.session_id,
+                    )
             turn = srow[0]
             conn.execute(
                 "UPDATE sessions SET next_turn = next_turn + 1 WHERE id = ?", (run.session_id,)
@@ -501,7 +512,7 @@ class Ops:
             found.update(row[0] for row in self.conn.execute(sql, chunk))
         return found
 
-    def request_cancel(self, run_id: str) -> RunRecord:
+    def request_cancel(self, run_id: str, cause: str | None) -> RunRecord:
         row = self.conn.execute(
             "SELECT pk, status, cancel_requested FROM runs WHERE id = ?", (run_id,)
         ).fetchone()
@@ -509,7 +520,9 @@ class Ops:
             raise NotFoundError(f"run {run_id!r} does not exist")
         pk, status, requested = row
         if not requested and status not in TERMINAL_STATUSES:
-            self.conn.execute("UPDATE runs SET cancel_requested = 1 WHERE pk = ?", (pk,))
+            self.conn.execute(
+                "UPDATE runs SET cancel_requested = 1, cancel_cause = ? WHERE pk = ?", (cause, pk)
+            )
         return self._run_by_pk(pk)
 
     # --- maintenance -----------------------------------------------------------

@@ -51,6 +51,7 @@ from agentrt.state.records import (
     RunRecord,
     RunStatus,
     RunUpdate,
+    SessionActivity,
     SessionRecord,
     Usage,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "RunUpdate",
+    "SessionActivity",
     "SessionRecord",
     "Store",
     "Usage",
@@ -222,6 +224,32 @@ class Store(Protocol):
         """The session, or ``None``."""
         ...
 
+    async def list_sessions(
+        self,
+        *,
+        namespace: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 100,
+    ) -> list[SessionActivity]:
+        """Sessions (of ``namespace``), newest first by ``(created_at, id)``, each with
+        how many of its runs are active and how many wait for a person.
+
+        ``before`` is a cursor: the ``(created_at, id)`` of the last session of the
+        page before, so only older sessions come.
+        """
+        ...
+
+    async def delete_session(self, session_id: str) -> tuple[str, ...] | None:
+        """Delete a session with its runs and their child runs (not their forks, which
+        live in sessions of their own), with their events and blob references, in one
+        transaction; returns the ids of the runs deleted, or ``None`` when there is no
+        such session.
+
+        Raises ``SessionBusy`` (nothing deleted) while any of those runs is
+        unfinished. Blobs only they referred to go at the next :meth:`gc`.
+        """
+        ...
+
     # --- runs ------------------------------------------------------------------
     async def create_run(
         self, run: NewRun, events: Sequence[EventDraft] = ()
@@ -235,7 +263,11 @@ class Store(Protocol):
         ``acquire_lease``.
         When ``run.idempotency_key`` is set and a run of the same namespace has
         that key, nothing is written and ``(existing_run, False)`` is returned;
-        otherwise ``(new_run, True)``.
+        otherwise ``(new_run, True)``. With ``run.if_session_idle``, a run of a
+        session some of whose runs are unfinished raises ``SessionBusy`` and
+        nothing is written; the check and the turn are one conditional write, so
+        of two such runs racing on an idle session one is created (after the
+        idempotency check: a retry of a created run gets it back).
         """
         ...
 
@@ -356,11 +388,13 @@ class Store(Protocol):
         """
         ...
 
-    async def request_cancel(self, run_id: str) -> RunRecord:
+    async def request_cancel(self, run_id: str, *, cause: str | None = None) -> RunRecord:
         """Mark the run for cancellation; the owning worker ends it. Returns the run.
 
         From then on :meth:`append_events` refuses every write to the run but its
-        ``cancelled`` end. A finished run is returned unchanged.
+        ``cancelled`` end. A finished run is returned unchanged, and so is one
+        whose cancellation was requested already: the first request's ``cause``
+        (``RunRecord.cancel_cause``) stays.
         """
         ...
 

@@ -47,6 +47,7 @@ from agentrt.state._pg_ops import Ops, RunTaken
 from agentrt.state._pg_rows import Conn
 from agentrt.state._pg_runner import Runner
 from agentrt.state._pg_schema import MIGRATIONS, lock_key, prepare
+from agentrt.state._pg_sessions import SessionOps
 from agentrt.state._pg_url import connection_kwargs, parse_url, shown
 from agentrt.state.base import (
     ClosesOnExit,
@@ -59,6 +60,7 @@ from agentrt.state.base import (
     RunBlob,
     RunRecord,
     RunUpdate,
+    SessionActivity,
     SessionRecord,
 )
 from agentrt.state.long_term_memory import MemoryHit, MemoryRecord, NewMemory
@@ -105,6 +107,7 @@ class PostgresStore(ClosesOnExit):
         self._leases = LeaseOps()
         self._blobs = BlobOps(0)
         self._memory = MemoryOps()
+        self._sessions = SessionOps()
 
     @classmethod
     async def open(
@@ -304,6 +307,21 @@ class PostgresStore(ClosesOnExit):
         """The session, or ``None``."""
         return await self._run.read(self._ops.get_session, session_id)
 
+    async def list_sessions(
+        self,
+        *,
+        namespace: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 100,
+    ) -> list[SessionActivity]:
+        """Sessions (of ``namespace``), newest first, with their active and waiting runs."""
+        return await self._run.read(self._sessions.list_sessions, namespace, before, limit)
+
+    async def delete_session(self, session_id: str) -> tuple[str, ...] | None:
+        """Delete a session with its runs and their children; ``SessionBusy`` while one
+        is unfinished. Returns the runs deleted (``None``: no such session)."""
+        return await self._run.write(_deleted, self._sessions.delete_session, session_id)
+
     # --- runs ------------------------------------------------------------------
     async def create_run(
         self, run: NewRun, events: Sequence[EventDraft] = ()
@@ -419,9 +437,10 @@ class PostgresStore(ClosesOnExit):
         claim = self._leases.claim_runs
         return await self._run.write(_claimed, claim, owner, ttl_s, now, limit)
 
-    async def request_cancel(self, run_id: str) -> RunRecord:
-        """Mark the run for cancellation; the owning worker ends it. Returns the run."""
-        return await self._run.write(_one(run_id), self._leases.request_cancel, run_id)
+    async def request_cancel(self, run_id: str, *, cause: str | None = None) -> RunRecord:
+        """Mark the run for cancellation; the owning worker ends it. Returns the run
+        (the first request's ``cause`` stays)."""
+        return await self._run.write(_one(run_id), self._leases.request_cancel, run_id, cause)
 
     async def cancel_requests(self, run_ids: Sequence[str]) -> set[str]:
         """Which of ``run_ids`` are unfinished and have their cancellation requested."""
@@ -499,3 +518,7 @@ def _claimed(result: list[RunRecord]) -> list[str]:
 
 def _removed(result: GcResult) -> tuple[str, ...]:
     return result.run_ids
+
+
+def _deleted(run_ids: tuple[str, ...] | None) -> tuple[str, ...]:
+    return run_ids or ()

@@ -24,6 +24,7 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "RunUpdate",
+    "SessionActivity",
     "SessionRecord",
     "Usage",
 ]
@@ -128,6 +129,21 @@ class SessionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionActivity:
+    """A session with what its runs are doing, as :meth:`Store.list_sessions` lists it.
+
+    ``active`` counts its runs that are queued or running, ``waiting`` those that
+    wait for a person; ``updated_at`` is the latest write to any of its runs (its
+    creation while it has none).
+    """
+
+    session: SessionRecord
+    active: int = 0
+    waiting: int = 0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class NewRun:
     """What :meth:`Store.create_run` needs to create a run."""
 
@@ -142,6 +158,8 @@ class NewRun:
     status: RunStatus = "queued"
     lease_owner: str | None = None  # create the run already leased (and running)
     lease_expires: float | None = None
+    # Create it only while none of its session's runs is unfinished (else SessionBusy).
+    if_session_idle: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +171,10 @@ class RunRecord:
     when the lease is renewed or released, so a writer that passes the token it
     was granted (``append_events(..., token=)``) is refused once anyone, even an
     owner of the same id, was granted the lease after it.
+
+    ``cancel_cause`` is why its cancellation was asked for, as the first asker
+    said (:meth:`Store.request_cancel`); the engine says ``interrupt`` or
+    ``rollback`` when a newer turn of the run's session superseded it.
     """
 
     id: str
@@ -174,6 +196,7 @@ class RunRecord:
     cancel_requested: bool = False
     last_seq: int = 0
     usage: Usage = field(default_factory=Usage)
+    cancel_cause: str | None = None
 
     @property
     def finished(self) -> bool:

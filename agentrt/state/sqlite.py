@@ -41,6 +41,7 @@ from agentrt.state._sqlite_blobs import BlobOps
 from agentrt.state._sqlite_long_term_memory import MemoryOps
 from agentrt.state._sqlite_ops import Ops
 from agentrt.state._sqlite_schema import MIGRATIONS
+from agentrt.state._sqlite_sessions import SessionMethods, SessionOps
 from agentrt.state._sqlite_url import default_store_path, parse_url
 from agentrt.state._sqlite_watch import (
     NotifyWatcher,
@@ -63,7 +64,6 @@ from agentrt.state.base import (
     RunBlob,
     RunRecord,
     RunUpdate,
-    SessionRecord,
 )
 from agentrt.state.long_term_memory import MemoryHit, MemoryRecord, NewMemory
 from agentrt.state.watch import ChangeHub, RunWatch
@@ -89,7 +89,7 @@ DEFAULT_INLINE_LIMIT: Final = 1024
 """Encoded event payloads larger than this many bytes go to the blob table."""
 
 
-class SqliteStore(ClosesOnExit):
+class SqliteStore(SessionMethods, ClosesOnExit):
     """The embedded :class:`~agentrt.state.base.Store`: one SQLite file in WAL mode.
 
     Open it with :meth:`open` or :meth:`from_url`; close it with :meth:`close`
@@ -134,6 +134,7 @@ class SqliteStore(ClosesOnExit):
         self._db: Ops | None = None
         self._memory_db: MemoryOps | None = None
         self._blob_db: BlobOps | None = None
+        self._session_db: SessionOps | None = None
         self._local_dir: Path | None = None
         self._closed = True
         self._closing: asyncio.Future[None] | None = None
@@ -235,6 +236,7 @@ class SqliteStore(ClosesOnExit):
             self._db = Ops(conn, self.inline_limit)
             self._memory_db = MemoryOps(conn)
             self._blob_db = BlobOps(conn)
+            self._session_db = SessionOps(conn)
         except BaseException:
             await self.close()
             raise
@@ -297,6 +299,10 @@ class SqliteStore(ClosesOnExit):
     @property
     def _memory(self) -> MemoryOps:
         return _opened(self._memory_db)
+
+    @property
+    def _sessions(self) -> SessionOps:
+        return _opened(self._session_db)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -365,14 +371,7 @@ class SqliteStore(ClosesOnExit):
         """Delete a fact; ``True`` if it existed."""
         return await self._submit(WRITE, self._memory.forget, namespace, memory_id)
 
-    # --- sessions --------------------------------------------------------------
-    async def create_session(self, session: SessionRecord) -> SessionRecord:
-        """Create a session; if the id exists already, return the stored one unchanged."""
-        return await self._submit(WRITE, self._ops.create_session, session)
-
-    async def get_session(self, session_id: str) -> SessionRecord | None:
-        """The session, or ``None``."""
-        return await self._submit(READ, self._ops.get_session, session_id)
+    # --- sessions: SessionMethods -----------------------------------------------
 
     # --- runs ------------------------------------------------------------------
     async def create_run(
@@ -526,15 +525,16 @@ class SqliteStore(ClosesOnExit):
         """
         return await self._write(touched_claimed, self._ops.claim_runs, owner, ttl_s, now, limit)
 
-    async def request_cancel(self, run_id: str) -> RunRecord:
+    async def request_cancel(self, run_id: str, *, cause: str | None = None) -> RunRecord:
         """Mark the run for cancellation; the owning worker ends it. Returns the run.
 
-        A finished run is returned unchanged.
+        A finished run is returned unchanged, and so is the ``cause`` of a run whose
+        cancellation was requested already.
 
         Raises:
             NotFoundError: The run does not exist.
         """
-        return await self._write(touched_one(run_id), self._ops.request_cancel, run_id)
+        return await self._write(touched_one(run_id), self._ops.request_cancel, run_id, cause)
 
     async def cancel_requests(self, run_ids: Sequence[str]) -> set[str]:
         """Which of ``run_ids`` are unfinished and have their cancellation requested."""

@@ -42,6 +42,7 @@ from agentrt.state.base import (
     Usage,
 )
 from agentrt.state.watch import QUEUE, RunWatch
+from tests.state.session_conformance import SESSION_CHECKS
 
 __all__ = ["CHECKS", "Harness", "check_id"]
 
@@ -1562,5 +1563,6 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_count_tool_calls_atomic_with_append,
     check_count_tool_calls_not_create_run,
     check_count_tool_calls_gc,
+    *SESSION_CHECKS,
 ]
 """Every check, in a stable order."""
