@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from agentrt.errors import SessionBusy
 from agentrt.models.testserver import ModelTestServer
 from agentrt.state import SqliteStore, Store
 from tests.conftest import call, resources
+from tests.pg import fresh_schema, url_of
 
 INTERRUPTED = "not run: the turn was interrupted by a newer message"
 # "slow ...": adds, then sleeps in a tool for 30 s; "brief ...": the same, for a second;
@@ -45,6 +47,30 @@ RULES = [
     },
 ]
 TOOLS = ["add", "sleep", "charge_approved"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def two(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Store, Store]]:
+    """Two stores on one database, for two runtimes standing for two processes."""
+    if request.param == "sqlite":
+        first = await SqliteStore.open(tmp_path / "agentrt.db")
+        second = await SqliteStore.open(tmp_path / "agentrt.db")
+        try:
+            yield first, second
+        finally:
+            await second.close()
+            await first.close()
+        return
+    from agentrt.state import PostgresStore
+
+    with fresh_schema() as schema:
+        first = await PostgresStore.from_url(url_of(schema))
+        second = await PostgresStore.from_url(url_of(schema))
+        try:
+            yield first, second
+        finally:
+            await second.close()
+            await first.close()
 
 
 def _script(server: ModelTestServer) -> None:
@@ -105,11 +131,14 @@ async def test_reject_refuses_a_busy_session_and_creates_nothing(
 
 
 async def test_two_rejecting_queries_racing_on_an_idle_session_start_one_turn(
-    model_server: ModelTestServer, stores: tuple[SqliteStore, SqliteStore]
+    model_server: ModelTestServer, two: tuple[Store, Store], tmp_path: Path
 ) -> None:
     _script(model_server)
-    one, two = stores
-    async with Runtime(one) as a, Runtime(two) as b:
+    one, other = two
+    async with (
+        Runtime(one, scratch_root=tmp_path / "a") as a,
+        Runtime(other, scratch_root=tmp_path / "b") as b,
+    ):
         await a.apply(resources(model_server.url, tools=TOOLS))
         tries = [
             rt.submit("bot", f"brief {i}", session="s", double_texting="reject")
@@ -205,11 +234,14 @@ async def test_a_superseding_turn_cancels_a_turn_waiting_for_approval(
 
 
 async def test_a_turn_on_another_worker_is_interrupted_through_the_store(
-    model_server: ModelTestServer, stores: tuple[SqliteStore, SqliteStore]
+    model_server: ModelTestServer, two: tuple[Store, Store], tmp_path: Path
 ) -> None:
     _script(model_server)
-    one, two = stores
-    async with Runtime(one) as a, Runtime(two) as b:
+    one, other = two
+    async with (
+        Runtime(one, scratch_root=tmp_path / "a") as a,
+        Runtime(other, scratch_root=tmp_path / "b") as b,
+    ):
         await a.apply(resources(model_server.url, tools=TOOLS))
         first = await a.submit("bot", "slow on a", session="s")
         await _in_tool(one, first.id, "sleep")
@@ -223,11 +255,14 @@ async def test_a_turn_on_another_worker_is_interrupted_through_the_store(
 
 
 async def test_racing_interrupts_lose_no_message_and_never_run_two_turns_at_once(
-    model_server: ModelTestServer, stores: tuple[SqliteStore, SqliteStore]
+    model_server: ModelTestServer, two: tuple[Store, Store], tmp_path: Path
 ) -> None:
     _script(model_server)
-    one, two = stores
-    async with Runtime(one) as a, Runtime(two) as b:
+    one, other = two
+    async with (
+        Runtime(one, scratch_root=tmp_path / "a") as a,
+        Runtime(other, scratch_root=tmp_path / "b") as b,
+    ):
         await a.apply(resources(model_server.url, tools=TOOLS))
         first = await a.submit("bot", "slow start", session="s")
         await _in_tool(one, first.id, "sleep")
