@@ -437,8 +437,14 @@ async def test_another_tenants_agents_and_tasks_do_not_exist(
         "messageId": "z", "role": "ROLE_USER", "parts": [{"text": "y"}],
         "contextId": task.context_id,
     }})  # fmt: skip
-    assert taken["error"]["code"] == -32602 and "taken" in taken["error"]["message"]
-    assert admin.key is not None and "t-" not in taken["error"]["message"]
+    # A context id is the tenant's own: the other tenant's is a new context of its own,
+    # which knows nothing of the victim's conversation.
+    started = taken["result"]["task"]
+    assert started["contextId"] == task.context_id and started["id"] != task.id
+    theirs = await admin.call("GET", f"/v1/runs/{task.id}")
+    assert theirs.body["run"]["session"] == task.context_id and theirs.body["run"]["turn"] == 0
+    mine = await other.call("GET", f"/v1/runs/{started['id']}")
+    assert mine.body["run"]["turn"] == 0, "a first turn: the victim's turn is not its history"
     assert (await admin.call("GET", f"/v1/runs/{task.id}")).body["run"]["status"] == "succeeded"
 
 

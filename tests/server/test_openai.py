@@ -209,7 +209,9 @@ async def test_a_session_remembers_the_conversation(
     assert ids[0] == ids[1] != ids[2]
     runs = {r.id: r for r in await stored_runs(served, tenant)}
     turns = [runs[r.parse().id] for r in (first, second)]
-    assert [(r.session_id, r.turn) for r in turns] == [(ids[0], 0), (ids[0], 1)]
+    # The store keeps the tenant's session under the tenant's prefix (session_names).
+    kept = f"{tenant}/{ids[0]}"
+    assert [(r.session_id, r.turn) for r in turns] == [(kept, 0), (kept, 1)]
 
 
 async def test_another_tenants_agent_is_no_model_of_a_key(
