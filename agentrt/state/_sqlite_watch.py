@@ -70,11 +70,13 @@ def _alive(pid: int) -> bool:
 
 def _sweep(folder: Path, now: float) -> None:
     """Remove files of processes that died long ago (a crash leaves its file)."""
-    for entry in os.scandir(folder):
-        pid, _, _ = entry.name.partition("-")
-        with contextlib.suppress(OSError, ValueError):
-            if now - entry.stat().st_mtime > _STALE_S and not _alive(int(pid)):
-                os.unlink(entry.path)
+    # Closed however it ends: another store may remove the folder meanwhile.
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            pid, _, _ = entry.name.partition("-")
+            with contextlib.suppress(OSError, ValueError):
+                if now - entry.stat().st_mtime > _STALE_S and not _alive(int(pid)):
+                    os.unlink(entry.path)
 
 
 class NotifyFile:
@@ -155,7 +157,8 @@ def _open_inotify(folder: Path) -> Any | None:
 
 def _signatures(folder: Path, own: str) -> frozenset[tuple[str, int, int]]:
     try:
-        entries = list(os.scandir(folder))
+        with os.scandir(folder) as listing:
+            entries = list(listing)
     except OSError:
         return frozenset()
     found = set()

@@ -135,11 +135,12 @@ def _proc_state(pid: int) -> str:
 def _user_tasks(uid: int) -> int:
     """Tasks (threads) of ``uid`` now: what RLIMIT_NPROC is compared with."""
     count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if entry.stat().st_uid == uid:
-                    count += len(os.listdir(f"/proc/{entry.name}/task"))
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_uid == uid:
+                        count += len(os.listdir(f"/proc/{entry.name}/task"))
     return count
 
 
