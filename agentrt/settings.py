@@ -46,6 +46,9 @@ class Settings:
         sandbox_dir: Where sandbox backends keep their files
             (``AGENTRT_SANDBOX_DIR``).
         store: The store URL or SQLite file of the command line (``AGENTRT_STORE``).
+        server: The agentrt server the command line talks to instead of a
+            store (``AGENTRT_SERVER``, an ``http(s)://`` URL).
+        api_key: The API key it sends that server (``AGENTRT_API_KEY``).
         scratch_dir: Where runs' scratch directories live, if not beside the
             store (``AGENTRT_SCRATCH``).
         lease_ttl_s: How long a run's lease lasts unrenewed (``AGENTRT_LEASE_TTL``).
@@ -58,6 +61,8 @@ class Settings:
     environ: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     sandbox_dir: Path = field(default_factory=default_sandbox_dir)
     store: str | None = None
+    server: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     scratch_dir: Path | None = None
     lease_ttl_s: float = 30.0
     retention: str = "30d"
@@ -84,6 +89,8 @@ class Settings:
             environ=env,
             sandbox_dir=Path(sandbox) if sandbox else default_sandbox_dir(),
             store=env.get("AGENTRT_STORE") or None,
+            server=_server(env.get("AGENTRT_SERVER") or None),
+            api_key=env.get("AGENTRT_API_KEY") or None,
             scratch_dir=Path(scratch) if scratch else None,
             lease_ttl_s=_lease_ttl(env.get("AGENTRT_LEASE_TTL", "30")),
             retention=env.get("AGENTRT_RETENTION") or "30d",
@@ -100,3 +107,11 @@ def _lease_ttl(raw: str) -> float:
     if not ttl > 0:  # also refuses nan
         raise UsageError(f"AGENTRT_LEASE_TTL={raw!r}: must be more than 0")
     return ttl
+
+
+def _server(raw: str | None) -> str | None:
+    if raw is not None and not raw.startswith(("http://", "https://")):
+        raise UsageError(
+            f"AGENTRT_SERVER={raw!r}: give the server's URL, e.g. http://127.0.0.1:8080"
+        )
+    return raw

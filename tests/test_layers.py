@@ -2,7 +2,8 @@
 
 The layers, lowest first (docs/architecture.md draws them)::
 
-    base    agentrt.errors, agentrt.settings, agentrt._*.py, agentrt.observe
+    base    agentrt.errors, agentrt.settings, agentrt._*.py, agentrt.observe,
+            agentrt.client (HTTP only: it needs no engine, store or spec)
     spec    agentrt.spec
     state   agentrt.state
     models  agentrt.models

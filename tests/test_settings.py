@@ -56,6 +56,8 @@ def test_from_env_reads_every_variable() -> None:
             "AGENTRT_SCRATCH": "/srv/scratch",
             "AGENTRT_LEASE_TTL": "12.5",
             "AGENTRT_RETENTION": "7d",
+            "AGENTRT_SERVER": "https://agentrt.internal:8080",
+            "AGENTRT_API_KEY": "agrt_k_s",
             "USER": "ada",
             "NO_COLOR": "",
             "OPENAI_API_KEY": "sk-1",
@@ -66,6 +68,7 @@ def test_from_env_reads_every_variable() -> None:
     assert settings.scratch_dir == Path("/srv/scratch")
     assert settings.lease_ttl_s == 12.5
     assert settings.retention == "7d"
+    assert (settings.server, settings.api_key) == ("https://agentrt.internal:8080", "agrt_k_s")
     assert settings.user == "ada"
     assert settings.no_color  # set, even empty, as no-color.org says
     assert settings.environ["OPENAI_API_KEY"] == "sk-1"
@@ -86,6 +89,11 @@ def test_defaults_when_nothing_is_set() -> None:
 def test_a_bad_lease_ttl_names_the_variable_and_the_fix(raw: str, says: str) -> None:
     with pytest.raises(UsageError, match=f"AGENTRT_LEASE_TTL='{raw}': .*{says}"):
         Settings.from_env({"AGENTRT_LEASE_TTL": raw})
+
+
+def test_a_server_that_is_not_a_url_names_the_variable_and_the_fix() -> None:
+    with pytest.raises(UsageError, match="AGENTRT_SERVER='localhost:8080': give the server's URL"):
+        Settings.from_env({"AGENTRT_SERVER": "localhost:8080"})
 
 
 def test_settings_are_frozen_and_keep_their_own_copy_of_the_environment() -> None:

@@ -3,9 +3,10 @@
 Exit codes: 0 success; 1 the run ended other than ``succeeded``; 2 a usage
 error (bad spec, flag, unknown run); 3 the run waits for a person; 4 the store
 cannot be opened or written here (its path, permissions, read-only media, a
-lock); 5 the file is not a store this agentrt can use (not one, damaged, another
-schema version); 6 no space left for the store; 130 interrupted; 141 the output's
-reader went away (``agentrt runs list | head``).
+lock), or the server of ``--server`` does not answer; 5 the file is not a store
+this agentrt can use (not one, damaged, another schema version); 6 no space
+left for the store; 130 interrupted; 141 the output's reader went away
+(``agentrt runs list | head``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from agentrt._version import __version__
-from agentrt.cli import decisions, doctor, keys, long_term_memory, resources, runs, serve, worker
+from agentrt.cli import (
+    decisions,
+    doctor,
+    keys,
+    long_term_memory,
+    remote,
+    resources,
+    runs,
+    serve,
+    worker,
+)
 from agentrt.cli._shared import (
     EXIT_INTERRUPTED,
     EXIT_OUTPUT_CLOSED,
@@ -29,7 +40,14 @@ from agentrt.cli._shared import (
     EXIT_USAGE,
     OUTPUT_CLOSED,
 )
-from agentrt.errors import AgentrtError, SpecError, StoreError, StoreFull, StoreInvalid
+from agentrt.errors import (
+    AgentrtError,
+    SpecError,
+    StoreError,
+    StoreFull,
+    StoreInvalid,
+    UsageError,
+)
 from agentrt.settings import Settings
 
 __all__ = ["CommandParser", "build_parser", "main"]
@@ -53,6 +71,13 @@ class CommandParser(argparse.ArgumentParser):
             help="store URL or SQLite file (default: $AGENTRT_STORE or the user data dir)",
         )
         self.add_argument(
+            "--server",
+            default=argparse.SUPPRESS,
+            metavar="URL",
+            help="talk to this agentrt server instead of a store, with the key in "
+            "$AGENTRT_API_KEY (default: $AGENTRT_SERVER)",
+        )
+        self.add_argument(
             "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
         )
 
@@ -62,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = CommandParser(prog="agentrt", description="Run AI agents as durable, governable workloads.")
     # The store's default comes from the settings, read once the command line parsed
     # (so that --help and --version work whatever the environment holds).
-    p.set_defaults(store=None, json=False)
+    p.set_defaults(store=None, server=None, json=False)
     p.add_argument("--version", action="version", version=f"agentrt {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # In the order `agentrt --help` lists them; each command's parser names its handler.
@@ -157,12 +182,26 @@ def _read_settings(args: argparse.Namespace) -> None:
     """Read the environment, the one time a command does: ``args.settings``."""
     settings = Settings.from_env()
     args.settings = settings
+    if args.server is not None and args.store is not None:
+        raise UsageError("give --store or --server, not both")
+    if args.server is None and args.store is None:
+        args.server = settings.server  # a --store given beats $AGENTRT_SERVER
+    if args.server is not None and not args.server.startswith(("http://", "https://")):
+        raise UsageError(f"--server {args.server!r}: give the server's URL, e.g. http://HOST:8080")
+    if args.command in _LOCAL_ONLY:
+        args.server = None  # these serve or probe this host, whatever the server setting
     if args.store is None:
         args.store = settings.store
 
 
+# Commands that are about this host (serving a store, its sandboxes), never a server's.
+_LOCAL_ONLY = frozenset({"serve", "worker", "doctor"})
+
+
 async def _dispatch(args: argparse.Namespace) -> int:
     handler: Callable[[argparse.Namespace], Awaitable[int]] = args.handler
+    if args.server is not None:
+        handler = remote.handler_for(args)
     return await handler(args)
 
 

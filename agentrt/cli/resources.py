@@ -22,7 +22,7 @@ from agentrt.spec.loader import load_paths
 from agentrt.spec.resources import KINDS, Query, Team
 from agentrt.spec.team import team_graph, to_dot, to_mermaid
 
-__all__ = ["add_parsers"]
+__all__ = ["add_parsers", "kind_of"]
 
 
 def add_parsers(sub: Any) -> None:
@@ -81,7 +81,7 @@ async def _cmd_apply(args: argparse.Namespace) -> int:
 
 
 async def _cmd_get(args: argparse.Namespace) -> int:
-    kind = _kind(args.kind)
+    kind = kind_of(args.kind)
     store = await with_store(args, read_only=True)
     try:
         records = await store.list_resources(kind, args.namespace)
@@ -109,7 +109,8 @@ async def _cmd_get(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _kind(raw: str) -> str:
+def kind_of(raw: str) -> str:
+    """The resource kind ``raw`` names (case-insensitive, plural ok)."""
     for kind in KINDS:
         if raw.lower() in (kind.lower(), plural(kind).lower()):
             return kind

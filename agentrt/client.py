@@ -1,0 +1,353 @@
+"""A typed async client of agentrt's HTTP API (``agentrt serve``).
+
+It speaks HTTP only, so a program that drives a shared agentrt service needs
+neither the engine nor a store::
+
+    async with AgentrtClient("http://127.0.0.1:8080", api_key) as client:
+        await client.apply(Path("agents.yaml").read_text())
+        result = await client.run("greeter", "Say hi to Ada")
+        async for event in client.events(result.run_id):
+            print(event)
+
+Every refusal of the server, and a server that does not answer, is an
+:class:`ApiError` with the status, code, message and per-field issues of the
+API's one error shape. :meth:`AgentrtClient.events` follows a run's live
+stream to its end, reconnecting with ``Last-Event-ID`` when the connection
+drops, so it yields every event of the log exactly once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from agentrt import _json
+from agentrt._client_types import (
+    DELTA,
+    FINISHED,
+    ApiError,
+    ModelDelta,
+    Resource,
+    Run,
+    RunDetail,
+    RunEvent,
+    RunOutcome,
+    StreamEvent,
+    Submission,
+    Usage,
+)
+from agentrt._sse import read_sse
+
+__all__ = [
+    "AgentrtClient",
+    "ApiError",
+    "ModelDelta",
+    "Resource",
+    "Run",
+    "RunDetail",
+    "RunEvent",
+    "RunOutcome",
+    "StreamEvent",
+    "Submission",
+    "Usage",
+]
+
+_WAITING = frozenset({"waiting", "waiting_approval"})
+
+
+def _api_root(base_url: str) -> str:
+    """``http://host:port`` of a URL given with or without ``/v1``."""
+    return base_url.rstrip("/").removesuffix("/v1").rstrip("/")
+
+
+class AgentrtClient:
+    """A client of one agentrt server with one API key; use it as an async context manager.
+
+    Args:
+        base_url: The server, e.g. ``http://127.0.0.1:8080`` (``/v1`` may be given).
+        api_key: An ``agrt_...`` key (``agentrt keys create``); it decides the tenant.
+        timeout: Seconds a request may take to answer (a waited-for query
+            included: the server caps its waits at ``--max-wait``, 300 s).
+        reconnects: How many times in a row :meth:`events` reconnects without
+            receiving an event before it gives up.
+        proxy: An HTTP proxy to go through (none unless given: the client reads
+            no environment; the command line picks one by
+            ``HTTP_PROXY``/``NO_PROXY`` as the command line does).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 330.0,
+        reconnects: int = 5,
+        proxy: str | None = None,
+    ) -> None:
+        self.base_url = _api_root(base_url)
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = timeout
+        self._reconnects = reconnects
+        self._proxy = proxy
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AgentrtClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the client's connections."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _session(self) -> aiohttp.ClientSession:
+        # Made on first use, inside the event loop that uses it.
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                headers=self._headers, trust_env=False,
+                timeout=aiohttp.ClientTimeout(total=None, connect=30, sock_read=self._timeout),
+            )  # fmt: skip
+        return self._http
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Sequence[tuple[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+        content: tuple[bytes, str] | None = None,
+    ) -> Any:
+        """One request (a ``json`` body, or raw ``content`` and its type); its JSON
+        answer, or an :class:`ApiError`."""
+        sent = dict(headers or {})
+        if json is not None:
+            content = (_json.dumps(json), "application/json")
+        data = None
+        if content is not None:
+            data, sent["Content-Type"] = content
+        url = self.base_url + path
+        try:
+            async with self._session().request(
+                method, url, data=data, params=list(params), headers=sent, proxy=self._proxy
+            ) as response:
+                body = await response.read()
+                if response.status >= 400:
+                    raise _refusal(response, body)
+                return _json.loads(body) if body else None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _unreachable(self.base_url, exc) from None
+
+    # -- resources
+
+    async def apply(
+        self, documents: str | Mapping[str, Any] | Sequence[Mapping[str, Any]]
+    ) -> list[Resource]:
+        """Validate and store resources in the key's tenant; the stored records.
+
+        Args:
+            documents: YAML text (``---`` between documents), or one resource
+                (or a list) as plain data.
+
+        Raises:
+            ApiError: 422 with an issue per problem (document, resource, field, fix).
+        """
+        if isinstance(documents, str):
+            yaml = (documents.encode(), "application/yaml")
+            body = await self._call("POST", "/v1/resources", content=yaml)
+        else:
+            data = (
+                dict(documents) if isinstance(documents, Mapping) else [dict(d) for d in documents]
+            )
+            body = await self._call("POST", "/v1/resources", json=data)
+        return [Resource.from_dict(r) for r in body["applied"]]
+
+    async def get_resource(self, kind: str, name: str) -> Resource:
+        """One resource of the tenant (``ApiError`` 404 if there is none)."""
+        return Resource.from_dict(await self._call("GET", f"/v1/resources/{kind}/{name}"))
+
+    async def list_resources(self, kind: str | None = None) -> list[Resource]:
+        """The tenant's resources, of ``kind`` or all, by kind and name."""
+        params = [("kind", kind)] if kind else []
+        body = await self._call("GET", "/v1/resources", params=params)
+        return [Resource.from_dict(r) for r in body["items"]]
+
+    async def delete_resource(self, kind: str, name: str, *, if_match: int | None = None) -> None:
+        """Delete a resource; with ``if_match``, only that generation (``ApiError`` 412)."""
+        headers = {"If-Match": f'"{if_match}"'} if if_match is not None else None
+        await self._call("DELETE", f"/v1/resources/{kind}/{name}", headers=headers)
+
+    # -- queries and runs
+
+    async def submit(
+        self,
+        target: str,
+        input: str,
+        *,
+        session: str | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        wait_s: float | None = None,
+    ) -> Submission:
+        """Start a run of the Agent or Team ``target``; with ``wait``, answer when it ends.
+
+        The same ``idempotency_key`` never starts two runs. Waiting ends when
+        the run ends or waits for a person, or when the server's longest wait
+        passes (then ``outcome`` is ``None``).
+        """
+        body: dict[str, Any] = {"target": target, "input": input, "wait": wait}
+        for name, value in (
+            ("session", session), ("idempotency_key", idempotency_key), ("wait_s", wait_s),
+        ):  # fmt: skip
+            if value is not None:
+                body[name] = value
+        reply = await self._call("POST", "/v1/queries", json=body)
+        result = reply.get("result")
+        outcome = RunOutcome.from_dict(result) if result else None
+        return Submission(Run.from_dict(reply["run"]), outcome)
+
+    async def run(
+        self,
+        target: str,
+        input: str,
+        *,
+        session: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunOutcome:
+        """Submit a query and wait for its outcome, however long the run takes."""
+        query = await self.submit(
+            target, input, session=session, idempotency_key=idempotency_key, wait=True
+        )
+        if query.outcome is not None:
+            return query.outcome
+        return await self.wait(query.run.id)
+
+    async def wait(self, run_id: str) -> RunOutcome:
+        """The run's outcome once it ends or waits for a person (from its live stream)."""
+        detail = await self.get_run(run_id)
+        if detail.run.finished or detail.run.status in _WAITING:
+            return detail.outcome()
+        async for event in self.events(run_id, after=detail.last_seq):
+            if event.type == FINISHED:
+                break
+            if event.type == "run.waiting":
+                current = await self.get_run(run_id)
+                if current.run.status in _WAITING:
+                    return current.outcome()
+        return (await self.get_run(run_id)).outcome()
+
+    async def get_run(self, run_id: str) -> RunDetail:
+        """The run's read model (``ApiError`` 404 for a run not of the tenant)."""
+        return RunDetail.from_dict(await self._call("GET", f"/v1/runs/{run_id}"))
+
+    async def list_runs(
+        self,
+        *,
+        status: Sequence[str] = (),
+        session: str | None = None,
+        parent: str | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        """The tenant's runs, newest first (in turn order for one ``session``)."""
+        params = [("status", s) for s in status] + [("limit", str(limit))]
+        params += [(k, v) for k, v in (("session", session), ("parent", parent)) if v is not None]
+        body = await self._call("GET", "/v1/runs", params=params)
+        return [Run.from_dict(r) for r in body["items"]]
+
+    async def events(self, run_id: str, *, after: int = 0) -> AsyncIterator[StreamEvent]:
+        """The run's events after ``after`` as they are written, until ``run.finished``.
+
+        Yields each :class:`RunEvent` of the log once, in order, and the
+        :class:`ModelDelta` pieces the server sends between them. A dropped
+        connection (or a server that stops) is reconnected with
+        ``Last-Event-ID``, so no event is missed or repeated; pieces sent while
+        it was down are lost (the step's ``model.result`` has the whole reply).
+        A run waiting for a person keeps the stream open: stop reading at
+        ``run.waiting`` to see it wait.
+
+        Raises:
+            ApiError: The server refused the stream (404 for a run not of the
+                tenant), or did not answer ``reconnects`` times in a row.
+        """
+        last = after
+        failures = 0
+        while True:
+            try:
+                async with contextlib.aclosing(self._stream_once(run_id, last)) as stream:
+                    async for event in stream:
+                        if isinstance(event, RunEvent):
+                            last, failures = event.seq, 0
+                        yield event
+                        if event.type == FINISHED:
+                            return
+            except ApiError as exc:
+                if exc.status != 0:
+                    raise
+                failures += 1
+                if failures > self._reconnects:
+                    raise
+            else:
+                failures += 1  # the stream ended before the run did: a stopping server
+                if failures > self._reconnects:
+                    raise ApiError(0, "unreachable", f"the stream of run {run_id} keeps ending")
+            await asyncio.sleep(min(0.1 * 2**failures, 2.0))
+
+    async def _stream_once(self, run_id: str, after: int) -> AsyncGenerator[StreamEvent, None]:
+        """One connection's events; ``ApiError`` 0 when the connection drops."""
+        url = f"{self.base_url}/v1/runs/{run_id}/events"
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
+        # Keep-alives come every heartbeat (15 s): a stream silent far longer is dead.
+        timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=self._timeout)
+        try:
+            async with self._session().get(
+                url, headers=headers, timeout=timeout, proxy=self._proxy
+            ) as response:
+                if response.status >= 400:
+                    raise _refusal(response, await response.read())
+                async with contextlib.aclosing(read_sse(response.content.iter_any())) as messages:
+                    async for message in messages:
+                        data = _json.loads(message.data) if message.data else {}
+                        if message.event == DELTA:
+                            yield ModelDelta.from_dict(data)
+                        elif message.id is not None:
+                            yield RunEvent.from_dict(data)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _unreachable(self.base_url, exc) from None
+
+
+def _refusal(response: aiohttp.ClientResponse, body: bytes) -> ApiError:
+    """The :class:`ApiError` of an error answer (the API's shape, or whatever came)."""
+    try:
+        error = _json.loads(body).get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    if not isinstance(error, dict):
+        error = {"message": str(error)}
+    retry = response.headers.get("Retry-After")
+    message = (
+        error.get("message") or body.decode("utf-8", errors="replace")[:200] or response.reason
+    )
+    return ApiError(
+        response.status, str(error.get("code") or "error"), str(message),
+        issues=error.get("issues") or (), param=error.get("param"),
+        retry_after=float(retry) if retry and retry.replace(".", "", 1).isdigit() else None,
+    )  # fmt: skip
+
+
+def _unreachable(base_url: str, exc: BaseException) -> ApiError:
+    why = str(exc) or type(exc).__name__
+    return ApiError(0, "unreachable", f"the server {base_url} does not answer: {why}")
