@@ -160,3 +160,24 @@ async def test_a_child_runs_steps_are_in_the_live_trace_as_locally(
     assert len(started) == 2  # the lead's run, then its child's
     assert "act   add(a=20, b=22) → 42" in remote[1]
     assert shape(remote[1]) == shape(local[1])
+
+
+async def test_apply_of_a_query_runs_it_with_its_trace_as_locally(
+    served: Served, admin: Api, tenant: str, tmp_path: Path
+) -> None:
+    served.model.set_rules(rules({"tool_calls": [call("add", a=2, b=3)]}, {"content": ANSWER}))
+    query = (
+        "---\napiVersion: agentrt.dev/v1\nkind: Query\n"
+        f"metadata: {{name: ask, namespace: {tenant}}}\nspec: {{target: bot, input: '2+3?'}}\n"
+    )
+    files = tmp_path / "ask.yaml"
+    # In the tenant's namespace, which is where the command over the store applies it too.
+    scoped = re.sub(r"metadata: \{name: (\w+)\}", rf"metadata: {{name: \1, namespace: {tenant}}}",
+                    agent_yaml(served.model.url, tools=True))  # fmt: skip
+    files.write_text(scoped + query)
+    remote = await agentrt("apply", "-f", str(files), server=served, key=admin.key)
+    local = await agentrt("apply", "-f", str(files), store=served.store_url)
+    assert remote[0] == local[0] == 0 and remote[2] == local[2] == "", (remote, local)
+    assert "act   add(a=2, b=3) → 5" in remote[1] and remote[1].endswith(f"output: {ANSWER}\n")
+    generations = re.compile(r"generation \d+")
+    assert generations.sub("G", shape(remote[1])) == generations.sub("G", shape(local[1]))
