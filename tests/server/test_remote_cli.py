@@ -181,3 +181,36 @@ async def test_apply_of_a_query_runs_it_with_its_trace_as_locally(
     assert "act   add(a=2, b=3) → 5" in remote[1] and remote[1].endswith(f"output: {ANSWER}\n")
     generations = re.compile(r"generation \d+")
     assert generations.sub("G", shape(remote[1])) == generations.sub("G", shape(local[1]))
+
+
+PAYER = """\
+---
+apiVersion: agentrt.dev/v1
+kind: Tool
+metadata: {name: pay}
+spec: {kind: python, callable: 'tests.sample_tools:charge', approval: {required: true}}
+---
+apiVersion: agentrt.dev/v1
+kind: Agent
+metadata: {name: payer}
+spec: {model: m, tools: [pay]}
+"""
+
+
+async def test_a_run_that_waits_for_a_person_ends_the_command_as_locally(
+    served: Served, admin: Api, tenant: str, tmp_path: Path
+) -> None:
+    served.model.set_rules(rules({"tool_calls": [call("pay", amount=500)]}, {"content": "paid"}))
+    files = tmp_path / "payer.yaml"
+    files.write_text(agent_yaml(served.model.url) + PAYER)
+    assert (await agentrt("apply", "-f", str(files), server=served, key=admin.key))[0] == 0
+    remote = await agentrt("run", "payer", "pay it", server=served, key=admin.key)
+    local = await agentrt("run", "payer", "pay it", "-n", tenant, store=served.store_url)
+    assert remote[0] == local[0] == 3, (remote, local)  # the run waits for a person
+    lines = remote[1].splitlines()
+    assert re.fullmatch(r"run_\w+ waiting_approval: step 2 \(pay\) needs approval;.*", lines[2])
+    assert lines[3].startswith("waiting_approval in 2 steps")
+    assert shape(remote[1]) == shape(local[1])
+    run_id = remote[1].split()[0]
+    shown = await agentrt("runs", "show", run_id, server=served, key=admin.key)
+    assert shown[0] == 0 and "waiting for approval: pay(amount=500)" in shown[1]
