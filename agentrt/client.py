@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 _WAITING = frozenset({"waiting", "waiting_approval"})
+_AGAIN = frozenset({0, 503})  # no answer, or a replica whose store does not answer now
 
 
 def _api_root(base_url: str) -> str:
@@ -281,7 +282,8 @@ class AgentrtClient:
 
         Raises:
             ApiError: The server refused the stream (404 for a run not of the
-                tenant), or did not answer ``reconnects`` times in a row.
+                tenant), or did not answer (or answered 503) ``reconnects``
+                times in a row.
         """
         last = after
         failures = 0
@@ -295,16 +297,30 @@ class AgentrtClient:
                         if event.type == FINISHED:
                             return
             except ApiError as exc:
-                if exc.status != 0:
+                if exc.status not in _AGAIN:
                     raise
                 failures += 1
                 if failures > self._reconnects:
                     raise
             else:
-                failures += 1  # the stream ended before the run did: a stopping server
+                # The stream ended without the run's end: a stopping server, or a run
+                # that had ended before the event asked for.
+                if await self._ended_by(run_id, last):
+                    return
+                failures += 1
                 if failures > self._reconnects:
                     raise ApiError(0, "unreachable", f"the stream of run {run_id} keeps ending")
             await asyncio.sleep(min(0.1 * 2**failures, 2.0))
+
+    async def _ended_by(self, run_id: str, seq: int) -> bool:
+        """Whether the run ended with event ``seq`` or before (not: no answer now)."""
+        try:
+            detail = await self.get_run(run_id)
+        except ApiError as exc:
+            if exc.status not in _AGAIN:
+                raise
+            return False
+        return detail.run.finished and detail.last_seq <= seq
 
     async def _stream_once(self, run_id: str, after: int) -> AsyncGenerator[StreamEvent, None]:
         """One connection's events; ``ApiError`` 0 when the connection drops."""

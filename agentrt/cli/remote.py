@@ -215,7 +215,9 @@ async def _cmd_run(args: argparse.Namespace, client: AgentrtClient) -> int:
         else:
             print(query.run.id)
         return EXIT_OK
-    result = await follow(client, query.run.id, _trace(args, not args.quiet))
+    # A key used before may name a run that ended: reported, not traced again (as locally).
+    live = not (args.quiet or query.run.finished)
+    result = await follow(client, query.run.id, _trace(args, live))
     return finish(args, result, quiet=args.quiet)
 
 

@@ -123,6 +123,10 @@ async def test_a_runs_stream_is_followed_across_a_cut_connection(
     assert len(cutter.requests) == 2
     assert b"last-event-id: 0" in cutter.requests[0].lower()
     assert b"last-event-id: 2" in cutter.requests[1].lower()
+    # After the last event of an ended run there is nothing more: the stream ends at once.
+    async with AgentrtClient(served.base, admin.key, reconnects=0) as direct:
+        assert [e async for e in direct.events(done.run_id, after=log[-1].seq)] == []
+        assert [e.seq async for e in direct.events(done.run_id, after=log[-2].seq)] == [log[-1].seq]
 
 
 async def test_a_live_stream_yields_the_models_reply_piece_by_piece(

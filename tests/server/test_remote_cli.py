@@ -214,3 +214,19 @@ async def test_a_run_that_waits_for_a_person_ends_the_command_as_locally(
     run_id = remote[1].split()[0]
     shown = await agentrt("runs", "show", run_id, server=served, key=admin.key)
     assert shown[0] == 0 and "waiting for approval: pay(amount=500)" in shown[1]
+
+
+async def test_a_key_used_before_reports_its_run_without_its_trace_as_locally(
+    served: Served, admin: Api, tenant: str, tmp_path: Path
+) -> None:
+    served.model.set_rules(rules({"content": ANSWER}))
+    files = tmp_path / "bot.yaml"
+    files.write_text(agent_yaml(served.model.url))
+    assert (await agentrt("apply", "-f", str(files), server=served, key=admin.key))[0] == 0
+    once = ("run", "bot", "hi", "--idempotency-key", "k-1")
+    first = await agentrt(*once, server=served, key=admin.key)
+    assert first[0] == 0 and first[1].splitlines()[0].endswith(" started")
+    again = await agentrt(*once, server=served, key=admin.key)
+    local = await agentrt(*once, "-n", tenant, store=served.store_url)
+    assert again == local  # the same run, reported, not traced again
+    assert again[0] == 0 and again[1].splitlines() == first[1].splitlines()[-2:]
