@@ -109,6 +109,10 @@ class Run:
     lease_owner: str | None = None
     lease_expires: float | None = None
     usage: Usage = field(default_factory=Usage)
+    principal: str | None = None  # who started it: an API key's ``key:NAME``
+    cancel_requested: bool = False
+    cancel_by: str | None = None
+    cancel_cause: str | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Run:
@@ -119,6 +123,8 @@ class Run:
             turn=d.get("turn"), finished_at=d.get("finished_at"), parent_run=d.get("parent_run"),
             fork_step=d.get("fork_step"), lease_owner=d.get("lease_owner"),
             lease_expires=d.get("lease_expires"), usage=Usage.from_dict(d.get("usage")),
+            principal=d.get("principal"), cancel_requested=bool(d.get("cancel_requested")),
+            cancel_by=d.get("cancel_by"), cancel_cause=d.get("cancel_cause"),
         )  # fmt: skip
 
     @property

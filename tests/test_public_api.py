@@ -115,6 +115,8 @@ PUBLIC = {
         "RUN_STATUSES",
         "ResourceRecord",
         "RunBlob",
+        "RunCursor",
+        "RunOrder",
         "RunRecord",
         "RunStatus",
         "RunUpdate",

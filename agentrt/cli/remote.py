@@ -103,7 +103,9 @@ def record_of(run: RemoteRun, updated_at: float | None = None) -> RunRecord:
         created_at=run.created_at, updated_at=updated_at or run.finished_at or run.created_at,
         session_id=run.session, turn=run.turn, reason=run.reason, finished_at=run.finished_at,
         parent_run=run.parent_run, fork_step=run.fork_step, lease_owner=run.lease_owner,
-        lease_expires=run.lease_expires,
+        lease_expires=run.lease_expires, principal=run.principal,
+        cancel_requested=run.cancel_requested, cancel_by=run.cancel_by,
+        cancel_cause=run.cancel_cause,
         usage=Usage(u.input_tokens, u.output_tokens, u.cost_usd, u.model_calls, u.tool_calls),
     )  # fmt: skip
 

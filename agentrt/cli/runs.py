@@ -243,7 +243,7 @@ async def _cmd_runs_transfer(args: argparse.Namespace) -> int:
 
 async def _cmd_resume(args: argparse.Namespace) -> int:
     async with runtime(args) as rt:
-        result = await rt.resume(args.run)
+        result = await rt.resume(args.run, by=settings_of(args).user)
     return finish(args, result)
 
 
@@ -256,7 +256,7 @@ async def _cmd_replay(args: argparse.Namespace) -> int:
 async def _cmd_cancel(args: argparse.Namespace) -> int:
     async with runtime(args, live=False) as rt:
         # The owner of a run executing elsewhere notices within a second.
-        run = await rt.cancel(args.run, wait_s=5.0)
+        run = await rt.cancel(args.run, wait_s=5.0, by=settings_of(args).user)
     if args.json:
         print_json(run_summary(run))
     elif run.status == "cancelled":

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from agentrt._text import with_article
+from agentrt._text import count, with_article
 from agentrt.engine import events as ev
 from agentrt.engine.catalog import Catalog
 from agentrt.engine.plans import ForkPoint, RunCreated, RunSpec
@@ -103,15 +103,20 @@ class Archive:
         model: str | None = None,
         instructions: str | None = None,
         start: bool = True,
+        principal: str | None = None,
     ) -> RunRecord:
         """Start a new run that shares steps ``1..from_step`` of ``run_id`` and diverges after.
 
-        ``model`` and ``instructions`` change what the new run uses from then on.
+        ``model`` and ``instructions`` change what the new run uses from then on;
+        ``principal`` is who forks it (the new run's, as for a run submitted).
         """
         origin = await read_run(self._store, run_id)
         parent, events = origin.run, list(origin.events)
         if not 0 <= from_step <= origin.steps:
-            raise UsageError(f"--from-step must be between 0 and {origin.steps} for run {run_id}")
+            raise UsageError(
+                f"run {run_id} has {count(origin.steps, 'step')}: fork it from a step "
+                f"between 0 and {origin.steps} (--from-step)"
+            )
         created = RunCreated.from_data(events[0].data)
         if not isinstance(created.plan, RunSpec):
             raise UsageError(f"run {run_id} is a team run; fork one of its nodes' runs instead")
@@ -125,7 +130,8 @@ class Archive:
                 SessionRecord(session_id, parent.namespace, now, parent.session_id, parent.turn)
             )
         forked = RunCreated(created.input, spec, ForkPoint(run_id, from_step))
-        copied = [EventDraft(ev.RUN_CREATED, forked.data, now)]
+        data = forked.data if principal is None else {**forked.data, "by": principal}
+        copied = [EventDraft(ev.RUN_CREATED, data, now)]
         copied += [EventDraft(e.type, e.data, e.ts, e.step) for e in _shared(events, from_step)]
         run, _ = await self._store.create_run(
             NewRun(
@@ -136,13 +142,18 @@ class Archive:
                 session_id,
                 parent_run=run_id,
                 fork_step=from_step,
+                # Created leased to this worker when it starts here: a worker serving
+                # the queue (this one too) never takes it up before it is ready.
+                lease_owner=self._worker.owner if start else None,
+                lease_expires=now + self._worker.lease_ttl_s if start else None,
+                principal=principal,
             ),
             copied,
         )
         if self._scratch is not None:
             await self._scratch.restore(run_id, from_step, run.id)
         if start:
-            await self._worker.take_up(run)
+            self._worker.spawn(run.id, session_id=run.session_id)
         return run
 
     async def _changed(

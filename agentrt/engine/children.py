@@ -48,6 +48,7 @@ class RunHost(Protocol):
         namespace: str,
         idempotency_key: str | None = None,
         parent_run: str | None = None,
+        principal: str | None = None,
     ) -> RunRecord:
         """Create a run of a resolved plan and start it here (or find it by its key)."""
         ...
@@ -78,7 +79,9 @@ class ChildRuns:
         self._host = host
 
     async def run(self, request: ChildRequest) -> ChildOutcome:
-        """Run (or find again, by its key) the child run of an agent tool call or node."""
+        """Run (or find again, by its key) the child run of an agent tool call or node,
+        on behalf of whoever started its parent."""
+        parent = await self._store.get_run(request.parent_run)
         created = await self._catalog.plan(
             request.agent,
             request.input,
@@ -92,6 +95,7 @@ class ChildRuns:
             namespace=request.namespace,
             idempotency_key=request.run_key,  # each attempt of a team node: its own child
             parent_run=request.parent_run,
+            principal=None if parent is None else parent.principal,
         )
         # Found again after the parent's crash, an interrupted child was resumed by submit.
         result = await self._host.wait(run.id)

@@ -15,7 +15,7 @@ from agentrt.engine import events as ev
 from agentrt.engine.journal import undecided_steps
 from agentrt.engine.result import RunResult
 from agentrt.engine.worker import Worker, dead_holder
-from agentrt.errors import AgentrtError, CancelRequested, ConflictError, LeaseLost, UsageError
+from agentrt.errors import AgentrtError, CancelRequested, ConflictError, LeaseLost
 from agentrt.state.base import Event, EventDraft, RunRecord, RunUpdate
 
 __all__ = ["Decisions"]
@@ -43,19 +43,22 @@ class Decisions:
         *,
         output: str = "",
         by: str | None = None,
+        wait: bool = True,
     ) -> RunResult:
-        """Decide a tool step left ``unknown`` by a crash, then continue the run.
+        """Decide a tool step left ``unknown`` by a crash, then continue the run (and,
+        with ``wait``, wait for it to end or wait again).
 
         ``rerun`` is consumed by one attempt: if the process dies during it, the
-        step is ``unknown`` again, never performed a third time unasked.
+        step is ``unknown`` again, never performed a third time unasked. A run
+        that waits for no such decision on ``step`` raises ``ConflictError``.
         """
 
         def check(run: RunRecord, events: list[Event]) -> RunUpdate | None:
             if run.status != "waiting":
-                raise UsageError(_not_waiting(run, "for a decision on a step"))
+                raise ConflictError(_not_waiting(run, "for a decision on a step"))
             undecided = undecided_steps(events)
             if step not in undecided:
-                raise UsageError(
+                raise ConflictError(
                     f"step {step} of run {run_id} is not undecided; undecided: {undecided}"
                 )
             return RunUpdate(status="running")
@@ -67,7 +70,7 @@ class Decisions:
             data["by"] = by
         run, _ = await self._decide(run_id, ev.TOOL_DECISION, data, step, check)
         self._worker.spawn(run_id, session_id=run.session_id)
-        return await self._worker.wait(run_id)
+        return await self._after(run_id, wait)
 
     async def approve(
         self,
@@ -77,19 +80,22 @@ class Decisions:
         approved: bool = True,
         reason: str | None = None,
         by: str | None = None,
+        wait: bool = True,
     ) -> RunResult:
         """Approve (or deny) a tool call a run waits on; the run continues once all are
-        decided. A denial reaches the model as the tool's error, with ``reason``; the
-        last decision puts the run back to ``running`` in the same write."""
+        decided (with ``wait``, this waits for it to end or wait again). A denial
+        reaches the model as the tool's error, with ``reason``; the last decision puts
+        the run back to ``running`` in the same write. A run whose ``step`` does not
+        wait for approval raises ``ConflictError``."""
 
         def check(run: RunRecord, events: list[Event]) -> RunUpdate | None:
             if run.status != "waiting_approval":
-                raise UsageError(_not_waiting(run, "for approval"))
+                raise ConflictError(_not_waiting(run, "for approval"))
             requested = {e.step for e in events if e.type == ev.APPROVAL_REQUESTED}
             decided = {e.step for e in events if e.type == ev.APPROVAL_DECIDED}
             undecided = sorted(s for s in requested - decided if s is not None)
             if step not in undecided:
-                raise UsageError(
+                raise ConflictError(
                     f"step {step} of run {run_id} does not wait for approval; waiting: {undecided}"
                 )
             # Others still wait: the run stays where it is.
@@ -105,7 +111,13 @@ class Decisions:
             await self._store.release_lease(run_id, self._worker.owner)
             return await self._worker.result_of(await self._worker.get(run_id))
         self._worker.spawn(run_id, session_id=run.session_id)
-        return await self._worker.wait(run_id)
+        return await self._after(run_id, wait)
+
+    async def _after(self, run_id: str, wait: bool) -> RunResult:
+        """The run a decision continued: once it ends or waits again, or as it is now."""
+        if wait:
+            return await self._worker.wait(run_id)
+        return await self._worker.result_of(await self._worker.get(run_id))
 
     async def _decide(
         self, run_id: str, type: str, data: dict[str, Any], step: int, check: Check
@@ -113,7 +125,7 @@ class Decisions:
         """Record a person's decision on a run that waits, holding its lease.
 
         ``check`` validates the decision against the run and its log (raising
-        ``UsageError``) and says how the run row changes with it. The append is
+        ``ConflictError``) and says how the run row changes with it. The append is
         conditional on the log being the one checked: when another process wrote
         meanwhile (a second decision, a resume), the decision is checked again on
         what the log holds now, so two decisions never both take effect. Returns

@@ -7,7 +7,7 @@ status means the same whatever kind of run reached it.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentrt.engine.journal import ApprovalPending, LogEnds, StepUnknown
@@ -20,7 +20,7 @@ from agentrt.errors import (
     StepTimeout,
     StoreError,
 )
-from agentrt.state.base import RunStatus
+from agentrt.state.base import RunRecord, RunStatus
 
 __all__ = ["CANCELLED", "Ending", "live_ending", "replayed_status"]
 
@@ -48,9 +48,19 @@ class Ending:
         return cls("succeeded", output, extra=extra)
 
     @classmethod
-    def cancelled(cls) -> Ending:
-        """A run stopped because somebody asked."""
-        return cls("cancelled", reason=CANCELLED)
+    def cancelled(cls, run: RunRecord | None = None) -> Ending:
+        """A run stopped because somebody asked (``run``: who and when, if it says)."""
+        return cls("cancelled", reason=CANCELLED).asked_by(run)
+
+    def asked_by(self, run: RunRecord | None) -> Ending:
+        """This end naming who asked for ``run``'s cancellation (``by``) and when
+        (``asked_at``), as the run's row records them."""
+        if run is None or run.cancel_at is None:
+            return self
+        asked: dict[str, Any] = {"asked_at": run.cancel_at}
+        if run.cancel_by is not None:
+            asked["by"] = run.cancel_by
+        return replace(self, extra={**self.extra, **asked})
 
     def end_data(self) -> dict[str, Any]:
         """The ``run.finished`` event's data."""

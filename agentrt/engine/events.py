@@ -31,8 +31,8 @@ __all__ = [
     "node_instance",
 ]
 
-RUN_CREATED = "run.created"  # {input, spec, [fork: {run, step}]}
-RUN_STARTED = "run.started"  # {owner, resumed: bool, history: [runs, digest]}
+RUN_CREATED = "run.created"  # {input, spec, [fork: {run, step}], [by: who started it]}
+RUN_STARTED = "run.started"  # {owner, resumed: bool, history: [runs, digest], [by]}
 RUN_WAITING = "run.waiting"  # {reason}: the run needs a person (e.g. a step is unknown)
 # Session memory, as recorded before summaries were model steps (logs of older versions
 # hold these; a summary is now a model step with kind "summary", see MODEL_CALL).
@@ -41,7 +41,8 @@ MEMORY_FAILED = "memory.failed"  # {model, error}: the summary model failed; so 
 # A value of the run's context (ctx.now(), ctx.new_id()), asked for at a step: replay
 # returns it again (engine/context_values.py).
 CONTEXT_VALUE = "context.value"  # {kind: now|id, value, step, n, check}
-RUN_FINISHED = "run.finished"  # {status, output, reason, [error]}
+# A cancelled end names who asked (by) and when (asked_at), if the request did.
+RUN_FINISHED = "run.finished"  # {status, output, reason, [error], [by], [asked_at]}
 # offered: {Tool: [its tools]} (discovered at run time); renamed: {model name: [Tool, tool]};
 # notices: tools left out or renamed on a clash, recorded once per run (engine/offer.py).
 # kind: a step that is not the loop's own: "summary" (session memory: through, turns,

@@ -143,6 +143,8 @@ class Executor:
     cancel_requested: set[str] = field(default_factory=set)
     # Runs their worker gives back: each stops before its next step (see Journal.append).
     handing_back: set[str] = field(default_factory=set)
+    # Who asked for the next execution of a run (a resume), named in its run.started.
+    started_by: dict[str, str] = field(default_factory=dict)
     children: ChildRunService | None = None  # runs, stops and is woken by child runs
     scratch: ScratchSpace | None = None
     tool_factory: ToolFactory = field(default_factory=ToolFactory)  # closed with us
@@ -409,9 +411,10 @@ class Executor:
     async def _drive_live(self, x: Execution, created_ts: float) -> RunResult:
         """Execute to an end or a wait, and record it."""
         run_id, journal = x.run.id, x.journal
+        by = self.started_by.pop(run_id, None)
         await journal.append(
             ev.RUN_STARTED,
-            {"owner": self.owner, **x.started_data()},
+            {"owner": self.owner, **x.started_data(), **({"by": by} if by else {})},
             update=RunUpdate(status="running"),
             durable=False,  # written with the first event that must be durable
         )
@@ -490,6 +493,8 @@ class Executor:
         The store refuses any end but ``cancelled`` once a cancel was requested, so an
         acknowledged cancel wins over the end the run arrived at meanwhile.
         """
+        if ending.status == "cancelled":
+            ending = ending.asked_by(await self.store.get_run(run_id))
         try:
             update = RunUpdate(status=ending.status, reason=ending.reason)
             await journal.append(ev.RUN_FINISHED, ending.end_data(), update=update)
@@ -499,7 +504,7 @@ class Executor:
                 raise
         if self.children is not None:
             await self.children.stop(run_id)
-        cancelled = Ending.cancelled()
+        cancelled = Ending.cancelled(await self.store.get_run(run_id))
         update = RunUpdate(status="cancelled", reason=CANCELLED)
         await journal.append(ev.RUN_FINISHED, cancelled.end_data(), update=update)
         return cancelled
@@ -521,7 +526,7 @@ class Executor:
         """End a run that no worker is executing as cancelled (caller holds the lease)."""
         await self.store.append_events(
             run.id,
-            [EventDraft(ev.RUN_FINISHED, Ending.cancelled().end_data(), self.clock())],
+            [EventDraft(ev.RUN_FINISHED, Ending.cancelled(run).end_data(), self.clock())],
             expected_seq=run.last_seq,
             owner=self.owner,
             update=RunUpdate(status="cancelled", reason=CANCELLED),

@@ -47,6 +47,11 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
         "finished_at": run.finished_at,
         "parent_run": run.parent_run,
         "fork_step": run.fork_step,
+        # Who started it (an API key: ``key:NAME``; ``None``: the CLI or a worker), and
+        # whether (and by whom) its cancellation was asked for.
+        "principal": run.principal,
+        "cancel_requested": run.cancel_requested,
+        "cancel_by": run.cancel_by,
         # Who executes it now (``None``: nobody; a worker takes it up), and until when.
         "lease_owner": run.lease_owner,
         "lease_expires": run.lease_expires,
@@ -135,6 +140,7 @@ class RunView:
                 "agent": run.agent,
                 "status": run.status,
                 "created_at": run.created_at,
+                "principal": run.principal,
             },
             "events": [event_dict(e) for e in self.events],
         }

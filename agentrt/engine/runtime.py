@@ -32,7 +32,7 @@ from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.serving import Serving
 from agentrt.engine.session_view import SessionView, list_sessions, read_session
 from agentrt.engine.worker import Worker
-from agentrt.errors import UsageError
+from agentrt.errors import ConflictError, UsageError
 from agentrt.settings import Settings
 from agentrt.spec.loader import Loaded
 from agentrt.spec.resources import Budgets, DoubleTexting, Query, Resource
@@ -225,10 +225,13 @@ class Runtime:
         target_kind: str | None = None,
         concurrency: int | None = None,
         double_texting: DoubleTexting | None = None,
+        principal: str | None = None,
     ) -> RunRecord:
         """Create a run of ``agent`` (an Agent, or else a Team of that name) and (by
         default) start executing it here. ``target_kind`` ("Agent" or "Team") says which.
         ``concurrency`` lowers a Team's limit of nodes running at once for this run.
+        ``principal`` is who starts it (e.g. an API key's ``key:NAME``): kept on the
+        run, in its first event, and on the child runs it starts.
 
         With an ``idempotency_key`` already used in the namespace, the existing
         run is returned and nothing new is created; if nobody executes it any more
@@ -250,6 +253,7 @@ class Runtime:
             agent, created, namespace=namespace, session=session,
             idempotency_key=idempotency_key, parent_run=parent_run, start=start,
             double_texting=double_texting,
+            principal=principal,
         )  # fmt: skip
 
     async def submit_query(self, query: Query, *, start: bool = True) -> RunRecord:
@@ -284,20 +288,23 @@ class Runtime:
         """The result recorded for a run (output from its ``run.finished`` event)."""
         return await self._started.worker.result_of(run)
 
-    async def resume(self, run_id: str) -> RunResult:
-        """Resume an interrupted run here and wait for it.
+    async def resume(self, run_id: str, *, wait: bool = True, by: str | None = None) -> RunResult:
+        """Resume an interrupted run here and (with ``wait``) wait for it.
 
-        Recorded steps are not performed again. Refused while another live
-        worker holds the run's lease.
+        Recorded steps are not performed again. ``by`` (who asks) is named in the
+        ``run.started`` event of the execution. A finished run, or one another
+        live worker holds the lease of, raises ``ConflictError``.
         """
         worker = self._started.worker
         run = await worker.get(run_id)
         if run.finished:
-            raise UsageError(
+            raise ConflictError(
                 f"run {run_id} already {run.status}; use `agentrt replay {run_id}` to re-run it "
                 f"from its log or `agentrt fork {run_id} --from-step N` to branch it"
             )
-        await worker.resume(run_id)
+        await worker.resume(run_id, by=by)
+        if not wait:
+            return await worker.result_of(await worker.get(run_id))
         return await worker.wait(run_id)
 
     def serving(
@@ -313,6 +320,10 @@ class Runtime:
         """Work as a worker of the queue until cancelled (see :meth:`serving`)."""
         await self.serving(concurrency=concurrency, poll_s=poll_s).run(grace_s=0.0)
 
+    def executing(self, run_id: str) -> bool:
+        """Whether ``run_id`` executes in this runtime now."""
+        return self._started.worker.executing(run_id)
+
     async def resume_interrupted(self) -> list[str]:
         """Start every run nobody alive executes: queued, lease expired, or owner dead."""
         return await self._started.worker.recover()
@@ -321,15 +332,16 @@ class Runtime:
         """Re-execute a finished run from its log: no model or tool calls, same output."""
         return await self.executor.execute(run_id, replay=True)
 
-    async def cancel(self, run_id: str, *, wait_s: float = 0.0) -> RunRecord:
+    async def cancel(self, run_id: str, *, wait_s: float = 0.0, by: str | None = None) -> RunRecord:
         """Cancel a run: here if this runtime executes it, else through its owner, or
         directly when nobody executes it. ``wait_s`` waits up to that long for its end.
 
-        The request is recorded first; from then on the store refuses any other
-        step or end of the run, so a run whose cancel was acknowledged never ends
-        otherwise.
+        The request is recorded first, with who asks (``by``) and when; from then on
+        the store refuses any other step or end of the run, so a run whose cancel was
+        acknowledged never ends otherwise. Its sandboxed tool calls in flight are
+        killed with it; its ``run.finished`` event names who asked and when.
         """
-        return await self._started.worker.cancel(run_id, wait_s=wait_s)
+        return await self._started.worker.cancel(run_id, wait_s=wait_s, by=by)
 
     # --- sessions ---------------------------------------------------------------
 
@@ -364,14 +376,17 @@ class Runtime:
         *,
         output: str = "",
         by: str | None = None,
+        wait: bool = True,
     ) -> RunResult:
-        """Decide a tool step left ``unknown`` by a crash, then continue the run.
+        """Decide a tool step left ``unknown`` by a crash, then continue the run (with
+        ``wait``, until it ends or waits again; else it goes on in the background).
 
         The decision is a compare-and-set on the log it was checked against; a
-        ``rerun`` is consumed by one attempt.
+        ``rerun`` is consumed by one attempt. ``ConflictError`` if the run does not
+        wait for a decision on ``step``.
         """
         decisions = Decisions(self._started.worker, self._clock)
-        return await decisions.resolve(run_id, step, action, output=output, by=by)
+        return await decisions.resolve(run_id, step, action, output=output, by=by, wait=wait)
 
     async def approve(
         self,
@@ -381,11 +396,16 @@ class Runtime:
         approved: bool = True,
         reason: str | None = None,
         by: str | None = None,
+        wait: bool = True,
     ) -> RunResult:
         """Approve (or deny) a tool call a run waits on; the run continues once all are
-        decided. A denial reaches the model as the tool's error, with ``reason``."""
+        decided (with ``wait``, this waits until it ends or waits again). A denial
+        reaches the model as the tool's error, with ``reason``. ``ConflictError`` if
+        ``step`` does not wait for approval."""
         decisions = Decisions(self._started.worker, self._clock)
-        return await decisions.approve(run_id, step, approved=approved, reason=reason, by=by)
+        return await decisions.approve(
+            run_id, step, approved=approved, reason=reason, by=by, wait=wait
+        )
 
     # --- archive ----------------------------------------------------------------
 
@@ -401,14 +421,17 @@ class Runtime:
         model: str | None = None,
         instructions: str | None = None,
         start: bool = True,
+        principal: str | None = None,
     ) -> RunRecord:
         """Start a new run that shares steps ``1..from_step`` of ``run_id`` and diverges after.
 
-        ``model`` and ``instructions`` change what the new run uses from then on.
+        ``model`` and ``instructions`` change what the new run uses from then on;
+        ``principal`` is who forks it (the new run's, as for :meth:`submit`).
         """
         return await self._archive().fork(
-            run_id, from_step=from_step, model=model, instructions=instructions, start=start
-        )
+            run_id, from_step=from_step, model=model, instructions=instructions, start=start,
+            principal=principal,
+        )  # fmt: skip
 
     async def gc(self, *, finished_before: float) -> GcResult:
         """Delete finished runs older than the cutoff, their scratch directories, and

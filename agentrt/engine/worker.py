@@ -253,6 +253,7 @@ class Worker:
         fork_step: int | None = None,
         start: bool = True,
         double_texting: DoubleTexting | None = None,
+        principal: str | None = None,
     ) -> RunRecord:
         """Create a run of ``created`` and (by default) execute it here.
 
@@ -265,13 +266,16 @@ class Worker:
         ``double_texting``, else its target's): under ``reject`` it is created
         only while the session has no unfinished turn (else ``SessionBusy``,
         nothing created), in the same write that gives it its turn.
+
+        ``principal`` is who starts it: kept on the run and in its first event.
         """
         now = self._clock()
         policy = None
         if session is not None:
             policy = double_texting or created.session_policy
             created = replace(created, double_texting=policy)
-        first = EventDraft(ev.RUN_CREATED, created.data, now)
+        data = created.data if principal is None else {**created.data, "by": principal}
+        first = EventDraft(ev.RUN_CREATED, data, now)
         new = NewRun(
             new_run_id(),
             namespace,
@@ -284,6 +288,7 @@ class Worker:
             lease_owner=self.owner if start else None,
             lease_expires=now + self.lease_ttl_s if start else None,
             if_session_idle=policy == "reject",
+            principal=principal,
         )
         run, fresh = await self._create(new, first)
         if fresh and start:
@@ -315,7 +320,10 @@ class Worker:
         raise AssertionError("unreachable")
 
     async def take_up(self, run: RunRecord, *, replacing: str | None = None) -> None:
-        """Lease ``run`` and execute it here; ``ConflictError`` if another holds it."""
+        """Lease ``run`` and execute it here; ``ConflictError`` if another holds it.
+        A run this worker executes already is left to that execution."""
+        if run.id in self._tasks:
+            return  # its lease is this worker's: acquiring it again would run it twice
         leased = await self.store.acquire_lease(
             run.id, self.owner, self.lease_ttl_s, now=self._clock(), replacing=replacing
         )
@@ -382,11 +390,19 @@ class Worker:
                 taken.append(run_id)
         return taken
 
-    async def resume(self, run_id: str) -> None:
-        """Take ``run_id`` up here unless it executes here already."""
-        if run_id not in self._tasks:
-            run = await self.get(run_id)
+    async def resume(self, run_id: str, *, by: str | None = None) -> None:
+        """Take ``run_id`` up here unless it executes here already; ``by`` (who asks)
+        is named in the ``run.started`` event of the execution it starts."""
+        if run_id in self._tasks:
+            return
+        run = await self.get(run_id)
+        if by is not None:
+            self.executor.started_by[run_id] = by
+        try:
             await self.take_up(run, replacing=dead_holder(run))
+        except BaseException:
+            self.executor.started_by.pop(run_id, None)
+            raise
 
     def spawn(
         self,
@@ -438,6 +454,7 @@ class Worker:
             self._tasks.pop(run_id, None)
             self.leases.stopped(run_id)
             self.cancel_requested.discard(run_id)
+            self.executor.started_by.pop(run_id, None)  # if it stopped before it started
             # A finished run's lease ended with its last append. A stranded one keeps
             # its lease until retaken (or until it runs out: then anyone may take it).
             keep = run_id in self.stranded
@@ -513,19 +530,25 @@ class Worker:
     # --- cancelling -------------------------------------------------------------
 
     async def cancel(
-        self, run_id: str, *, wait_s: float = 0.0, cause: str | None = None
+        self,
+        run_id: str,
+        *,
+        wait_s: float = 0.0,
+        cause: str | None = None,
+        by: str | None = None,
     ) -> RunRecord:
         """Cancel a run: here if this worker executes it, else through its owner, or
         directly when nobody executes it.
 
-        The request is recorded first; from then on the store refuses any other
-        step or end of the run, so a run whose cancel was acknowledged never ends
-        otherwise. An owner in another process is told through the store's
-        watch; ``wait_s`` waits up to that long for it to end the run. ``cause``
-        is recorded with the request (see ``RunRecord.cancel_cause``).
+        The request is recorded first, with who asks (``by``), when and why
+        (``cause``, see ``RunRecord.cancel_cause``); from then on the store refuses
+        any other step or end of the run, so a run whose cancel was acknowledged
+        never ends otherwise. Its cancelled end names them. An owner in another
+        process is told through the store's watch; ``wait_s`` waits up to that long
+        for it to end the run.
         """
         await self.get(run_id)  # a clear error for an unknown run
-        run = await self.store.request_cancel(run_id, cause=cause)
+        run = await self.store.request_cancel(run_id, cause=cause, by=by, now=self._clock())
         if run.finished:
             return run  # it ended before the request: nothing was acknowledged
         task = self._tasks.get(run_id)

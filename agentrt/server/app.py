@@ -25,6 +25,7 @@ from agentrt.server import (
     event_routes,
     openai_routes,
     resource_routes,
+    run_action_routes,
     run_routes,
     session_routes,
 )
@@ -37,6 +38,7 @@ __all__ = ["ROUTERS", "create_app"]
 ROUTERS: tuple[APIRouter, ...] = (
     resource_routes.router,
     run_routes.router,
+    run_action_routes.router,
     session_routes.router,
     event_routes.router,
     openai_routes.router,

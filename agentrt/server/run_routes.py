@@ -4,18 +4,27 @@ A query is submitted in the background (202, the run as created) or, with
 ``wait``, answered when its run ends or waits for a person (200), or when the
 server's longest wait has passed (202, the run as it is then). The same
 ``idempotency_key`` in a tenant always gives the same run, whichever replica
-receives it: the store makes the key unique. A run of another tenant is
-answered as if it did not exist.
+receives it: the store makes the key unique. A run records the principal that
+submitted it. A run of another tenant, and for a ``user`` key a run another
+principal started, is answered as if it did not exist.
+
+Runs are listed newest first by ``(created_at, id)``, a page at a time: a page's
+``next_cursor`` gives the next, and runs created meanwhile never shift it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import math
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from agentrt import _json
 from agentrt.engine import RunView, run_summary
 from agentrt.errors import NotFoundError, SessionBusy
 from agentrt.server.auth import Caller, require, server_context
@@ -23,11 +32,43 @@ from agentrt.server.keys import Principal
 from agentrt.server.problems import ApiError
 from agentrt.server.session_names import stored, with_shown_session
 from agentrt.spec.resources import DoubleTexting
-from agentrt.state.records import RunRecord, RunStatus
+from agentrt.state.records import RunCursor, RunRecord, RunStatus
 
-__all__ = ["QueryRequest", "router"]
+__all__ = ["TEXT", "QueryRequest", "router", "run_of", "sees"]
 
 router = APIRouter(prefix="/v1", tags=["runs"])
+
+TEXT = r"^[^\x00]*$"
+"""A name or id a request gives: no NUL, which no store can hold in a text column."""
+
+
+def _seconds(value: Any) -> Any:
+    """Unix seconds, given as such or as an ISO 8601 time with its zone.
+
+    Seconds are taken as given: a run's own ``created_at`` through a datetime would
+    lose its last digits and miss the run it names.
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(seconds):
+            raise ValueError("give a finite number of Unix seconds")
+        return seconds
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("give Unix seconds or an ISO 8601 time (2026-01-31T12:00:00Z)") from None
+    if when.tzinfo is None:
+        raise ValueError("give the time's zone (e.g. Z or +02:00), or Unix seconds")
+    return when.timestamp()
+
+
+Instant = Annotated[float, BeforeValidator(_seconds)]
+"""A point in time in a query: Unix seconds, or ISO 8601 with a zone."""
 
 
 class QueryRequest(BaseModel):
@@ -58,11 +99,19 @@ class QueryRequest(BaseModel):
     )
 
 
+def sees(principal: Principal, run: RunRecord) -> bool:
+    """Whether ``principal`` may know of ``run``: a run of its tenant, and for a
+    ``user`` key only one it started."""
+    if run.namespace != principal.tenant:
+        return False
+    return principal.role != "user" or run.principal == principal.label
+
+
 async def run_of(request: Request, principal: Principal, run_id: str) -> RunRecord:
-    """The caller's tenant's run ``run_id``; 404 for any other."""
-    run = await server_context(request).runtime.store.get_run(run_id)
-    if run is None or run.namespace != principal.tenant:
-        raise ApiError(404, "no run with this id in the key's tenant")
+    """The run ``run_id`` if the caller may know of it (see :func:`sees`); 404 otherwise."""
+    run = None if "\x00" in run_id else await server_context(request).runtime.store.get_run(run_id)
+    if run is None or not sees(principal, run):
+        raise ApiError(404, "no run with this id for this key")
     return run
 
 
@@ -85,6 +134,7 @@ async def submit(
             session=stored(tenant, body.session) if body.session else None,
             idempotency_key=body.idempotency_key or idempotency_key,
             double_texting=body.double_texting,
+            principal=principal.label,
         )
     except SessionBusy:
         raise ApiError(
@@ -119,18 +169,54 @@ async def list_runs(
     request: Request,
     principal: Caller,
     status: Annotated[list[RunStatus] | None, Query()] = None,
-    session: str | None = None,
-    parent: str | None = None,
+    target: Annotated[str | None, Query(max_length=253, pattern=TEXT)] = None,
+    session: Annotated[str | None, Query(max_length=253, pattern=TEXT)] = None,
+    parent: Annotated[str | None, Query(max_length=253, pattern=TEXT)] = None,
+    by: Annotated[str | None, Query(alias="principal", max_length=300, pattern=TEXT)] = None,
+    created_after: Instant | None = None,
+    created_before: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=600)] = None,
 ) -> dict[str, Any]:
-    """The tenant's runs, newest first (in turn order for one session)."""
+    """The tenant's runs (a ``user`` key's: its own), newest first, a page at a time.
+
+    Every filter given must hold: ``status`` (repeatable: any of them), ``target``
+    (the Agent or Team), ``session``, ``parent`` (its child runs and forks),
+    ``principal`` (who started it) and ``created_after <= created_at <
+    created_before`` (ISO 8601 with a zone, or Unix seconds). ``next_cursor``, if
+    not null, is the ``cursor`` of the next page.
+    """
+    if principal.role == "user" and by not in (None, principal.label):
+        raise ApiError(403, f"a user key lists only its own runs ({principal.label})")
     store = server_context(request).runtime.store
     session_id = stored(principal.tenant, session) if session else None
     runs = await store.list_runs(
         namespace=principal.tenant, session_id=session_id, parent=parent, statuses=status,
-        limit=limit,
+        agent=target, principal=principal.label if principal.role == "user" else by,
+        created_after=created_after, created_before=created_before,
+        before=None if cursor is None else _cursor_of(cursor), order="newest", limit=limit + 1,
     )  # fmt: skip
-    return {"items": [_summary(r, principal.tenant) for r in runs]}
+    page = runs[:limit]
+    more = len(runs) > limit
+    return {
+        "items": [_summary(r, principal.tenant) for r in page],
+        "next_cursor": _cursor_text((page[-1].created_at, page[-1].id)) if more else None,
+    }
+
+
+def _cursor_text(cursor: RunCursor) -> str:
+    return base64.urlsafe_b64encode(_json.dumps(list(cursor))).decode().rstrip("=")
+
+
+def _cursor_of(text: str) -> RunCursor:
+    """The page position a ``next_cursor`` names; 400 for anything else."""
+    try:
+        created_at, run_id = _json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if isinstance(created_at, int | float) and isinstance(run_id, str) and "\x00" not in run_id:
+            return float(created_at), run_id
+    except (ValueError, TypeError, OverflowError, binascii.Error):
+        pass
+    raise ApiError(400, "cursor: give a next_cursor of an earlier page, or none for the first")
 
 
 @router.get("/runs/{run_id}", summary="Get a run")
@@ -139,7 +225,8 @@ async def get_run(request: Request, principal: Caller, run_id: str) -> dict[str,
     run = await run_of(request, principal, run_id)
     store = server_context(request).runtime.store
     events = await store.read_events(run.id)
-    children = await store.list_runs(parent=run.id, limit=1000)
+    found = await store.list_runs(parent=run.id, namespace=principal.tenant, limit=1000)
+    children = [c for c in found if sees(principal, c)]  # a user's: not others' forks
     view = RunView.of(run, events, tuple(RunView.of(c, []) for c in children))
     data = view.to_dict()
     with_shown_session(data["run"], principal.tenant)

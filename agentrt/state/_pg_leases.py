@@ -8,6 +8,7 @@ owner that did not hold the lease live increments its fencing token.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Final
 
@@ -53,7 +54,8 @@ _CANCEL_CHECK: Final = (
     "SELECT pk, status, cancel_requested FROM runs WHERE id = %s FOR NO KEY UPDATE"
 )
 _CANCEL: Final = (
-    f"UPDATE runs SET cancel_requested = TRUE, cancel_cause = %s WHERE pk = %s RETURNING {RUN_COLS}"
+    "UPDATE runs SET cancel_requested = TRUE, cancel_cause = %s, cancel_by = %s, cancel_at = %s "
+    f"WHERE pk = %s RETURNING {RUN_COLS}"
 )
 _CANCEL_REQUESTS: Final = (
     "SELECT id FROM runs WHERE cancel_requested AND finished_at IS NULL AND id = ANY(%s)"
@@ -107,13 +109,16 @@ class LeaseOps:
         rows.sort(key=lambda row: (row[5], row[0]))
         return [run_record(row[1:]) for row in rows]
 
-    async def request_cancel(self, conn: Conn, run_id: str, cause: str | None) -> RunRecord:
+    async def request_cancel(
+        self, conn: Conn, run_id: str, cause: str | None, by: str | None, now: float | None
+    ) -> RunRecord:
         row = await fetch_one(conn, _CANCEL_CHECK, (run_id,))
         if row is None:
             raise NotFoundError(f"run {run_id!r} does not exist")
         pk, status, requested = row
         if not requested and status not in TERMINAL_STATUSES:
-            updated = await fetch_one(conn, _CANCEL, (cause, pk))
+            at = time.time() if now is None else now
+            updated = await fetch_one(conn, _CANCEL, (cause, by, at, pk))
         else:
             updated = await fetch_one(conn, f"SELECT {RUN_COLS} FROM runs WHERE pk = %s", (pk,))
         assert updated is not None

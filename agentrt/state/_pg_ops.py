@@ -30,6 +30,7 @@ from agentrt.state._pg_rows import (
     run_record,
     session_record,
 )
+from agentrt.state._run_query import RunFilter, list_sql
 from agentrt.state._session_sql import UNFINISHED_TURN, pg
 from agentrt.state.records import (
     TERMINAL_STATUSES,
@@ -54,7 +55,8 @@ _SELECT_RUN_BY_KEY: Final = (
 _INSERT_RUN: Final = (
     "INSERT INTO runs (id, namespace, agent, status, created_at, updated_at, session_id, turn, "
     "finished_at, idempotency_key, parent_run, fork_step, last_seq, lease_owner, lease_expires, "
-    "lease_token) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "lease_token, principal) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT DO NOTHING RETURNING pk"
 )
 _TAKE_TURN: Final = (
@@ -296,6 +298,7 @@ class Ops:
             run.lease_owner,
             run.lease_expires,
             token,
+            run.principal,
         )
         inserted = await fetch_one(conn, _INSERT_RUN, params)
         if inserted is None:
@@ -319,6 +322,7 @@ class Ops:
             lease_expires=run.lease_expires,
             lease_token=token,
             last_seq=len(events),
+            principal=run.principal,
         )
         return record, True
 
@@ -334,35 +338,11 @@ class Ops:
         row = await fetch_one(conn, _SELECT_RUN_BY_ID, (run_id,))
         return None if row is None else run_record(row)
 
-    async def list_runs(
-        self,
-        conn: Conn,
-        namespace: str | None,
-        session_id: str | None,
-        parent: str | None,
-        statuses: Sequence[str] | None,
-        limit: int,
-    ) -> list[RunRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("namespace", namespace),
-            ("session_id", session_id),
-            ("parent_run", parent),
-        ):
-            if value is not None:
-                where.append(f"{column} = %s")
-                params.append(value)
-        if statuses is not None:
-            where.append("status = ANY(%s)")
-            params.append(list(statuses))
-        sql = f"SELECT {RUN_COLS} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        order = "turn" if session_id is not None else "created_at DESC, pk DESC"
-        sql += f" ORDER BY {order} LIMIT %s"
-        params.append(limit)
-        return [run_record(r) for r in await fetch_all(conn, sql, params)]
+    async def list_runs(self, conn: Conn, where: RunFilter, limit: int) -> list[RunRecord]:
+        query = list_sql(where, limit, "postgresql")
+        if query is None:
+            return []
+        return [run_record(r) for r in await fetch_all(conn, *query)]
 
     async def append_events(
         self,

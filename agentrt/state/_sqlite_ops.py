@@ -25,6 +25,7 @@ from agentrt.state._rows import (
     run_record,
     session_record,
 )
+from agentrt.state._run_query import RunFilter, list_sql
 from agentrt.state.base import (
     TERMINAL_STATUSES,
     Event,
@@ -46,7 +47,7 @@ _SELECT_RUN_BY_KEY = f"SELECT {RUN_COLS} FROM runs WHERE namespace = ? AND idemp
 _INSERT_RUN = (
     "INSERT INTO runs (id, namespace, agent, status, created_at, updated_at, session_id, turn, "
     "finished_at, idempotency_key, parent_run, fork_step, last_seq, lease_owner, lease_expires, "
-    "lease_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "lease_token, principal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _APPEND_CHECK = (
     "SELECT pk, last_seq, lease_owner, lease_token, status, finished_at, namespace, "
@@ -129,7 +130,6 @@ class Ops:
         """Wrap ``conn``; payloads over ``inline_limit`` encoded bytes become blobs."""
         self.conn = conn
         self.inline_limit = inline_limit
-        self._list_sql: dict[tuple[bool, bool, bool, int], str] = {}
 
     # --- helpers ---------------------------------------------------------------
     def _run_by_pk(self, pk: int) -> RunRecord:
@@ -305,6 +305,7 @@ class Ops:
                     run.lease_owner,
                     run.lease_expires,
                     token,
+                    run.principal,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -330,6 +331,7 @@ class Ops:
             lease_expires=run.lease_expires,
             lease_token=token,
             last_seq=last_seq,
+            principal=run.principal,
         )
         return record, True
 
@@ -337,44 +339,11 @@ class Ops:
         row = self.conn.execute(_SELECT_RUN_BY_ID, (run_id,)).fetchone()
         return None if row is None else run_record(row)
 
-    def list_runs(
-        self,
-        namespace: str | None,
-        session_id: str | None,
-        parent: str | None,
-        statuses: Sequence[str] | None,
-        limit: int,
-    ) -> list[RunRecord]:
-        n_statuses = -1 if statuses is None else len(statuses)
-        key = (namespace is not None, session_id is not None, parent is not None, n_statuses)
-        sql = self._list_sql.get(key)
-        if sql is None:
-            where = []
-            if namespace is not None:
-                where.append("namespace = ?")
-            if session_id is not None:
-                where.append("session_id = ?")
-            if parent is not None:
-                where.append("parent_run = ?")
-            if statuses is not None:
-                where.append(f"status IN ({', '.join('?' * len(statuses))})")
-            sql = f"SELECT {RUN_COLS} FROM runs"
-            if where:
-                sql += " WHERE " + " AND ".join(where)
-            order = "turn" if session_id is not None else "created_at DESC, pk DESC"
-            sql += f" ORDER BY {order} LIMIT ?"
-            self._list_sql[key] = sql
-        params: list[Any] = []
-        if namespace is not None:
-            params.append(namespace)
-        if session_id is not None:
-            params.append(session_id)
-        if parent is not None:
-            params.append(parent)
-        if statuses is not None:
-            params.extend(statuses)
-        params.append(limit)
-        return [run_record(r) for r in self.conn.execute(sql, params)]
+    def list_runs(self, where: RunFilter, limit: int) -> list[RunRecord]:
+        query = list_sql(where, limit, "sqlite")
+        if query is None:
+            return []
+        return [run_record(r) for r in self.conn.execute(*query)]
 
     def append_events(
         self,
@@ -512,7 +481,9 @@ class Ops:
             found.update(row[0] for row in self.conn.execute(sql, chunk))
         return found
 
-    def request_cancel(self, run_id: str, cause: str | None) -> RunRecord:
+    def request_cancel(
+        self, run_id: str, cause: str | None, by: str | None, now: float | None
+    ) -> RunRecord:
         row = self.conn.execute(
             "SELECT pk, status, cancel_requested FROM runs WHERE id = ?", (run_id,)
         ).fetchone()
@@ -521,7 +492,9 @@ class Ops:
         pk, status, requested = row
         if not requested and status not in TERMINAL_STATUSES:
             self.conn.execute(
-                "UPDATE runs SET cancel_requested = 1, cancel_cause = ? WHERE pk = ?", (cause, pk)
+                "UPDATE runs SET cancel_requested = 1, cancel_cause = ?, cancel_by = ?, "
+                "cancel_at = ? WHERE pk = ?",
+                (cause, by, time.time() if now is None else now, pk),
             )
         return self._run_by_pk(pk)
 

@@ -48,6 +48,8 @@ from agentrt.state.records import (
     NewRun,
     ResourceRecord,
     RunBlob,
+    RunCursor,
+    RunOrder,
     RunRecord,
     RunStatus,
     RunUpdate,
@@ -70,6 +72,8 @@ __all__ = [
     "Opening",
     "ResourceRecord",
     "RunBlob",
+    "RunCursor",
+    "RunOrder",
     "RunRecord",
     "RunStatus",
     "RunUpdate",
@@ -282,13 +286,27 @@ class Store(Protocol):
         session_id: str | None = None,
         parent: str | None = None,
         statuses: Sequence[str] | None = None,
+        agent: str | None = None,
+        principal: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        before: RunCursor | None = None,
+        order: RunOrder | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
-        """Runs, newest first; with ``session_id``, ordered by turn ascending instead.
+        """Runs, newest first by ``(created_at, id)``; with ``session_id``, ordered by
+        turn ascending instead (unless ``order="newest"``).
 
-        With ``parent``, only the runs whose ``parent_run`` it is: its child runs
-        and its forks (a fork has a ``fork_step``, a child none). Every filter is
-        served by an index, so listing one run's children never scans the others.
+        Every filter given must hold: the namespace, session, ``parent`` (its child
+        runs and its forks: a fork has a ``fork_step``, a child none), one of
+        ``statuses``, the ``agent`` (target), the ``principal`` who started it, and
+        ``created_after <= created_at < created_before``. ``before`` is a cursor: the
+        ``(created_at, id)`` of the last run of the page before, so only older runs
+        come; runs created meanwhile never move a run to another page. Every filter
+        is served by an index, so listing one run's children, or a page of a
+        tenant's runs, never scans the others.
+
+        Raises ``UsageError`` for ``order="turn"`` without a session, or with ``before``.
         """
         ...
 
@@ -388,9 +406,18 @@ class Store(Protocol):
         """
         ...
 
-    async def request_cancel(self, run_id: str, *, cause: str | None = None) -> RunRecord:
+    async def request_cancel(
+        self,
+        run_id: str,
+        *,
+        cause: str | None = None,
+        by: str | None = None,
+        now: float | None = None,
+    ) -> RunRecord:
         """Mark the run for cancellation; the owning worker ends it. Returns the run.
 
+        ``by`` is who asks and ``now`` when (the wall clock if not given), kept as
+        the run's ``cancel_by`` and ``cancel_at``; a later request changes neither.
         From then on :meth:`append_events` refuses every write to the run but its
         ``cancelled`` end. A finished run is returned unchanged, and so is one
         whose cancellation was requested already: the first request's ``cause``

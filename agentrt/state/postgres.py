@@ -49,6 +49,7 @@ from agentrt.state._pg_runner import Runner
 from agentrt.state._pg_schema import MIGRATIONS, lock_key, prepare
 from agentrt.state._pg_sessions import SessionOps
 from agentrt.state._pg_url import connection_kwargs, parse_url, shown
+from agentrt.state._run_query import RunFilter
 from agentrt.state.base import (
     ClosesOnExit,
     Event,
@@ -58,6 +59,8 @@ from agentrt.state.base import (
     Opening,
     ResourceRecord,
     RunBlob,
+    RunCursor,
+    RunOrder,
     RunRecord,
     RunUpdate,
     SessionActivity,
@@ -346,14 +349,21 @@ class PostgresStore(ClosesOnExit):
         session_id: str | None = None,
         parent: str | None = None,
         statuses: Sequence[str] | None = None,
+        agent: str | None = None,
+        principal: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        before: RunCursor | None = None,
+        order: RunOrder | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
-        """Runs, newest first; with ``session_id``, ordered by turn ascending instead."""
-        if statuses is not None and not statuses:
-            return []
-        return await self._run.read(
-            self._ops.list_runs, namespace, session_id, parent, statuses, limit
-        )
+        """Runs, newest first by ``(created_at, id)`` (a session's: by turn), filtered
+        and paged as :meth:`Store.list_runs <agentrt.state.base.Store.list_runs>` says."""
+        where = RunFilter(
+            namespace, session_id, parent, statuses, agent, principal,
+            created_after, created_before, before, order,
+        )  # fmt: skip
+        return await self._run.read(self._ops.list_runs, where, limit)
 
     async def append_events(
         self,
@@ -437,10 +447,18 @@ class PostgresStore(ClosesOnExit):
         claim = self._leases.claim_runs
         return await self._run.write(_claimed, claim, owner, ttl_s, now, limit)
 
-    async def request_cancel(self, run_id: str, *, cause: str | None = None) -> RunRecord:
-        """Mark the run for cancellation; the owning worker ends it. Returns the run
-        (the first request's ``cause`` stays)."""
-        return await self._run.write(_one(run_id), self._leases.request_cancel, run_id, cause)
+    async def request_cancel(
+        self,
+        run_id: str,
+        *,
+        cause: str | None = None,
+        by: str | None = None,
+        now: float | None = None,
+    ) -> RunRecord:
+        """Mark the run for cancellation, asked ``by`` at ``now`` for ``cause``; its
+        owner ends it. Returns the run (the first request's ``cause`` stays)."""
+        cancel = self._leases.request_cancel
+        return await self._run.write(_one(run_id), cancel, run_id, cause, by, now)
 
     async def cancel_requests(self, run_ids: Sequence[str]) -> set[str]:
         """Which of ``run_ids`` are unfinished and have their cancellation requested."""

@@ -21,6 +21,8 @@ __all__ = [
     "NewRun",
     "ResourceRecord",
     "RunBlob",
+    "RunCursor",
+    "RunOrder",
     "RunRecord",
     "RunStatus",
     "RunUpdate",
@@ -47,6 +49,12 @@ ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "running"})
 WAITING_STATUSES: frozenset[str] = frozenset({"waiting", "waiting_approval"})
 # Every status, in the order a run meets them (for help texts, choices and docs).
 RUN_STATUSES: tuple[str, ...] = typing.get_args(RunStatus)
+
+RunCursor = tuple[float, str]
+"""Where a page of runs listed newest first ended: the last run's ``(created_at, id)``."""
+
+RunOrder = Literal["newest", "turn"]
+"""How runs are listed: newest first by ``(created_at, id)``, or by turn in a session."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +168,7 @@ class NewRun:
     lease_expires: float | None = None
     # Create it only while none of its session's runs is unfinished (else SessionBusy).
     if_session_idle: bool = False
+    principal: str | None = None  # who started it (an API key's ``key:NAME``), if known
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +184,9 @@ class RunRecord:
     ``cancel_cause`` is why its cancellation was asked for, as the first asker
     said (:meth:`Store.request_cancel`); the engine says ``interrupt`` or
     ``rollback`` when a newer turn of the run's session superseded it.
+    ``principal`` is who started the run (``None``: nobody known, e.g. the CLI);
+    ``cancel_by`` who first asked for its cancellation, if they said, and
+    ``cancel_at`` when (set with ``cancel_requested``).
     """
 
     id: str
@@ -197,6 +209,9 @@ class RunRecord:
     last_seq: int = 0
     usage: Usage = field(default_factory=Usage)
     cancel_cause: str | None = None
+    principal: str | None = None
+    cancel_by: str | None = None
+    cancel_at: float | None = None
 
     @property
     def finished(self) -> bool:

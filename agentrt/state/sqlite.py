@@ -37,6 +37,7 @@ from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from agentrt.errors import StoreUnavailable, UsageError
 from agentrt.state._fence import check_token_has_owner
+from agentrt.state._run_query import RunFilter
 from agentrt.state._sqlite_blobs import BlobOps
 from agentrt.state._sqlite_long_term_memory import MemoryOps
 from agentrt.state._sqlite_ops import Ops
@@ -62,6 +63,8 @@ from agentrt.state.base import (
     Opening,
     ResourceRecord,
     RunBlob,
+    RunCursor,
+    RunOrder,
     RunRecord,
     RunUpdate,
 )
@@ -204,18 +207,8 @@ class SqliteStore(SessionMethods, ClosesOnExit):
 
         ``sqlite:///abs/path.db`` is an absolute path and ``sqlite:///:memory:``
         an in-memory database (tests only). Query options: ``durability=full``,
-        ``inline_limit=<bytes>``.
-
-        Args:
-            url: The store URL.
-            read_only: As for :meth:`open`.
-
-        Returns:
-            An awaitable async context manager yielding the open store and
-            closing it on exit.
-
-        Raises:
-            UsageError: The URL is not a valid SQLite URL.
+        ``inline_limit=<bytes>``; ``read_only`` as for :meth:`open`. A URL that is
+        not a valid SQLite URL raises ``UsageError``.
         """
         path, kwargs = parse_url(url)
         return Opening(lambda: cls.open(path, read_only=read_only, **kwargs))
@@ -397,17 +390,21 @@ class SqliteStore(SessionMethods, ClosesOnExit):
         session_id: str | None = None,
         parent: str | None = None,
         statuses: Sequence[str] | None = None,
+        agent: str | None = None,
+        principal: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        before: RunCursor | None = None,
+        order: RunOrder | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
-        """Runs, newest first; with ``session_id``, ordered by turn ascending instead.
-
-        With ``parent``, only its child runs and forks (index ``runs_parent``).
-        """
-        if statuses is not None and not statuses:
-            return []
-        return await self._submit(
-            READ, self._ops.list_runs, namespace, session_id, parent, statuses, limit
-        )
+        """Runs, newest first by ``(created_at, id)`` (a session's: by turn), filtered
+        and paged as :meth:`Store.list_runs <agentrt.state.base.Store.list_runs>` says."""
+        where = RunFilter(
+            namespace, session_id, parent, statuses, agent, principal,
+            created_after, created_before, before, order,
+        )  # fmt: skip
+        return await self._submit(READ, self._ops.list_runs, where, limit)
 
     async def append_events(
         self,
@@ -525,16 +522,19 @@ class SqliteStore(SessionMethods, ClosesOnExit):
         """
         return await self._write(touched_claimed, self._ops.claim_runs, owner, ttl_s, now, limit)
 
-    async def request_cancel(self, run_id: str, *, cause: str | None = None) -> RunRecord:
-        """Mark the run for cancellation; the owning worker ends it. Returns the run.
-
-        A finished run is returned unchanged, and so is the ``cause`` of a run whose
-        cancellation was requested already.
-
-        Raises:
-            NotFoundError: The run does not exist.
-        """
-        return await self._write(touched_one(run_id), self._ops.request_cancel, run_id, cause)
+    async def request_cancel(
+        self,
+        run_id: str,
+        *,
+        cause: str | None = None,
+        by: str | None = None,
+        now: float | None = None,
+    ) -> RunRecord:
+        """Mark the run for cancellation (asked ``by`` at ``now`` for ``cause``); see
+        :meth:`Store.request_cancel <agentrt.state.base.Store.request_cancel>`
+        (``NotFoundError`` for an unknown run)."""
+        cancel = self._ops.request_cancel
+        return await self._write(touched_one(run_id), cancel, run_id, cause, by, now)
 
     async def cancel_requests(self, run_ids: Sequence[str]) -> set[str]:
         """Which of ``run_ids`` are unfinished and have their cancellation requested."""

@@ -213,6 +213,7 @@ def test_cancel_from_another_process(tmp_path: Path, server: ModelTestServer) ->
         # A lease renewed every 100 s: the owner must notice the cancel without it.
         "AGENTRT_LEASE_TTL": "300",
         "PYTHONPATH": str(ROOT),
+        "USER": "ops-oncall",  # who the cancel is recorded as
     }
     cmd = [sys.executable, "-m", "agentrt.cli.main"]
     assert (
@@ -260,6 +261,11 @@ def test_cancel_from_another_process(tmp_path: Path, server: ModelTestServer) ->
             worker.communicate()
     assert worker.returncode == 1, err
     assert json.loads(out)["status"] == "cancelled"
+    shown = subprocess.run(
+        [*cmd, "runs", "show", runs[0]["id"], "--json"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert json.loads(shown.stdout)["run"]["cancel_by"] == "ops-oncall"
 
 
 def test_memory_commands_add_search_list_forget(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,24 @@ async def test_fork_step_out_of_range(store: SqliteStore, model_server: ModelTes
         original = await rt.run("bot", "go")
         with pytest.raises(Exception, match="between 0 and 1"):
             await rt.fork(original.run_id, from_step=9)
+
+
+async def test_a_fork_is_created_leased_so_no_worker_takes_it_before_it_starts(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(rules({"content": "x"}))
+    async with Runtime(store) as rt:
+        await rt.apply(resources(model_server.url))
+        original = await rt.run("bot", "go")
+        # Created queued, a fork could be claimed by a worker serving the queue (this
+        # process's too) before its creator started it, and execute twice.
+        fork = await rt.fork(original.run_id, from_step=0)
+        assert (fork.status, fork.lease_owner, fork.lease_token) == ("running", rt.owner, 1)
+        assert await store.claim_runs("another-worker", 30.0, now=time.time()) == []
+        result = await rt.wait(fork.id)
+    assert result.status == "succeeded"
+    started = [e for e in await store.read_events(fork.id) if e.type == ev.RUN_STARTED]
+    assert len(started) == 1
 
 
 # --- every finished run replays to its recorded end ---------------------------------

@@ -98,7 +98,7 @@ async def test_errors_and_commands_not_supported_remotely_say_so_in_one_line(
     assert code == 2 and "`agentrt runs export` does not work against a server" in err
     # A run the key's tenant does not have, a missing key, a bad key, no server.
     code, _, err = await agentrt("runs", "show", "run_nope", server=served, key=key)
-    assert (code, err) == (2, "error: no run with this id in the key's tenant\n")
+    assert (code, err) == (2, "error: no run with this id for this key\n")
     code, _, err = await agentrt("runs", "list", server=served, key="")
     assert code == 2 and "set AGENTRT_API_KEY" in err
     code, _, err = await agentrt("runs", "list", server=served, key="agrt_bad")

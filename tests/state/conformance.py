@@ -401,6 +401,112 @@ async def check_list_runs_of_a_parent(h: Harness) -> None:
     assert [(r.id, r.parent_run, r.fork_step) for r in forks] == [("fork", "p", 3)]
 
 
+async def check_run_principal(h: Harness) -> None:
+    """A run keeps who started it; a cancel request keeps who asked first; both are
+    ``None`` when nobody is named."""
+    s = h.store
+    run, _ = await s.create_run(new_run("r", principal="key:alice"))
+    assert run.principal == "key:alice" and run.cancel_by is None
+    assert await s.get_run("r") == run
+    anonymous, _ = await s.create_run(new_run("a"))
+    assert anonymous.principal is None
+    assert (await s.list_runs(namespace="default", limit=1))[0].principal == "key:alice"
+    leased, _ = await s.create_run(
+        new_run("l", principal="key:bob", lease_owner="W", lease_expires=200.0)
+    )
+    assert leased.principal == "key:bob" and leased.status == "running"
+    assert run.cancel_at is None
+    cancelled = await s.request_cancel("r", by="key:carol", now=120.0)
+    assert cancelled.cancel_requested and cancelled.cancel_by == "key:carol"
+    assert cancelled.cancel_at == 120.0
+    again = await s.request_cancel("r", by="key:dave", now=130.0)
+    assert (again.cancel_by, again.cancel_at) == ("key:carol", 120.0), "the first one counts"
+    unnamed = await s.request_cancel("a")
+    assert unnamed.cancel_by is None and unnamed.cancel_at is not None, "the wall clock"
+    await s.create_run(new_run("done", principal="key:alice"))
+    await finish(s, "done", 150.0)
+    done = await s.request_cancel("done", by="key:carol", now=160.0)
+    assert done.cancel_by is None and done.cancel_at is None and not done.cancel_requested
+    stored = await s.get_run("r")
+    assert stored is not None and stored.cancel_by == "key:carol"
+    assert stored.principal == "key:alice"
+
+
+async def check_list_runs_filters(h: Harness) -> None:
+    """list_runs filters by target, principal and creation time too, in any
+    combination with the others; a session's runs come newest first when asked."""
+    s = h.store
+    await s.create_session(SessionRecord(id="s", namespace="default", created_at=1.0))
+    for run_id, at, kw in (
+        ("a1", 10.0, {"agent": "a", "principal": "key:x"}),
+        ("b1", 20.0, {"agent": "b", "principal": "key:y"}),
+        ("a2", 30.0, {"agent": "a", "principal": "key:y", "session_id": "s"}),
+        ("a3", 40.0, {"agent": "a", "session_id": "s"}),
+        ("t1", 50.0, {"agent": "a", "principal": "key:x", "namespace": "team"}),
+    ):
+        await s.create_run(new_run(run_id, at, **kw))
+    await finish(s, "a1", 60.0)
+
+    async def ids(**kw: Any) -> list[str]:
+        return [r.id for r in await s.list_runs(**kw)]
+
+    assert await ids(agent="a") == ["t1", "a3", "a2", "a1"]
+    assert await ids(agent="a", namespace="default") == ["a3", "a2", "a1"]
+    assert await ids(principal="key:y") == ["a2", "b1"]
+    assert await ids(principal="key:x", namespace="default") == ["a1"]
+    assert await ids(principal="key:x", statuses=["succeeded"]) == ["a1"]
+    assert await ids(principal="key:nobody") == []
+    assert await ids(created_after=20.0) == ["t1", "a3", "a2", "b1"]
+    assert await ids(created_before=30.0) == ["b1", "a1"], "the bound is exclusive"
+    assert await ids(created_after=20.0, created_before=40.0) == ["a2", "b1"]
+    assert await ids(created_after=20.0, created_before=20.0) == []
+    assert await ids(agent="a", principal="key:y", session_id="s") == ["a2"]
+    assert await ids(session_id="s") == ["a2", "a3"]
+    assert await ids(session_id="s", order="newest") == ["a3", "a2"]
+    assert await ids(session_id="s", order="turn", created_after=35.0) == ["a3"]
+    assert await ids(agent="b", statuses=["succeeded"]) == []
+    with pytest.raises(UsageError):
+        await s.list_runs(order="turn")
+    with pytest.raises(UsageError):
+        await s.list_runs(session_id="s", before=(40.0, "a3"))
+
+
+async def check_list_runs_pages(h: Harness) -> None:
+    """Paged with a cursor (the last run's ``(created_at, id)``), newest first, every
+    run comes exactly once, runs created at the same time included; runs created
+    while paging never shift a page."""
+    s = h.store
+    made = []
+    for i in range(23):
+        run_id = f"r{i:02d}"
+        # Ties on created_at: the id decides, so the order is total.
+        run, _ = await s.create_run(new_run(run_id, 100.0 + i // 3, principal="key:p"))
+        made.append(run)
+    await s.create_run(new_run("zz", 100.0, namespace="team"))
+    expected = [r.id for r in sorted(made, key=lambda r: (r.created_at, r.id), reverse=True)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await s.list_runs(namespace="default", before=cursor, limit=4)
+        seen += [r.id for r in page]
+        if len(page) < 4:
+            break
+        cursor = (page[-1].created_at, page[-1].id)
+        # Created while paging, newer than every run listed: never on a later page.
+        await s.create_run(new_run(f"new{len(seen)}", 500.0 + len(seen)))
+    assert seen == expected
+    first = await s.list_runs(namespace="default", limit=4)
+    assert [r.id for r in first][:1] == ["new20"]
+    filtered = await s.list_runs(
+        namespace="default", principal="key:p", before=(104.0, "r13"), limit=3
+    )
+    assert [r.id for r in filtered] == ["r12", "r11", "r10"]
+    assert await s.list_runs(before=(100.0, "r00")) == []
+    assert [r.id for r in await s.list_runs(before=(100.0, "r01"))] == ["r00"]
+    oldest = await s.list_runs(before=(100.5, ""))
+    assert [r.id for r in oldest] == ["zz", "r02", "r01", "r00"]
+
+
 # --- events --------------------------------------------------------------------
 
 
@@ -1519,6 +1625,9 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_create_run_duplicate_id,
     check_list_runs,
     check_list_runs_of_a_parent,
+    check_run_principal,
+    check_list_runs_filters,
+    check_list_runs_pages,
     check_append_and_read,
     check_append_updates_timestamps,
     check_append_wrong_seq,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -28,6 +29,8 @@ psycopg = pytest.importorskip("psycopg", reason="SKIPPED LOUDLY: the PostgreSQL 
 from agentrt.state import PostgresStore  # noqa: E402  (after the loud skip without psycopg)
 from agentrt.state._pg_schema import MARKER, MIGRATIONS, lock_key  # noqa: E402
 from agentrt.state._pg_watch import payload_of  # noqa: E402
+from agentrt.state._run_query import list_sql  # noqa: E402
+from tests.state.run_listings import listings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -358,6 +361,30 @@ async def test_queries_use_their_indexes(store: PostgresStore, schema: str) -> N
             "SELECT id FROM memories WHERE search @@ to_tsquery('english', 'deploy')"
         )
         assert "runs_parent" in plan("SELECT id FROM runs WHERE parent_run = 'p'")
+
+
+async def test_run_listings_use_their_indexes(store: PostgresStore, schema: str) -> None:
+    with admin() as conn:
+        conn.execute(f"SET search_path = {schema}")
+        # Tenants' runs as they are: many per tenant, few waiting, few of one parent or
+        # session; the planner chooses by the statistics ANALYZE gathers.
+        conn.execute("INSERT INTO sessions (id, namespace, created_at) VALUES ('s', 't', 0)")
+        conn.execute(
+            "INSERT INTO runs (id, namespace, agent, status, created_at, updated_at, principal, "
+            "parent_run, session_id, turn) SELECT 'run_' || i, CASE WHEN i % 50 = 0 THEN 't' "
+            "ELSE 'u' || (i % 49) END, 'a' || (i % 20), CASE WHEN i % 500 = 0 THEN "
+            "'waiting_approval' ELSE 'succeeded' END, i, i, 'key:p' || (i % 50), "
+            "CASE WHEN i % 1000 = 0 THEN 'run_p' END, CASE WHEN i % 2000 = 0 THEN 's' END, "
+            "CASE WHEN i % 2000 = 0 THEN i END FROM generate_series(1, 20000) AS i"
+        )
+        conn.execute("ANALYZE runs")
+        for where, index in listings((15000.0, "run_15000")):
+            query = list_sql(where, 50, "postgresql")
+            assert query is not None
+            rows = conn.execute("EXPLAIN " + query[0], query[1]).fetchall()
+            shown = " ".join(row[0] for row in rows)
+            used = rf"(Index Scan (Backward )?using|Bitmap Index Scan on) ({index}) "
+            assert re.search(used, shown), (where, shown)
 
 
 def test_a_notification_too_large_names_no_runs() -> None:

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import itertools
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -30,8 +31,10 @@ from agentrt.state import (
     default_store_path,
     open_store,
 )
+from agentrt.state._run_query import list_sql
 from agentrt.state._sqlite_schema import APPLICATION_ID
 from agentrt.state.sqlite import MIGRATIONS
+from tests.state.run_listings import listings
 
 
 async def _one(store: SqliteStore, sql: str) -> Any:
@@ -114,6 +117,20 @@ async def test_query_plans_use_indexes(tmp_path: Path) -> None:
             "(SELECT 1 FROM events WHERE events.blob = blobs.hash)"
         )
         assert "PRIMARY KEY" in await plan(mod._SELECT_EVENTS.replace("?", "1"))
+
+
+async def test_every_run_listing_filter_is_served_by_an_index(tmp_path: Path) -> None:
+    async with await SqliteStore.open(tmp_path / "l.db") as store:
+        cursor = (5.0, "run_x")
+        for where, index in listings(cursor):
+            query = list_sql(where, 50, "sqlite")
+            assert query is not None
+            rows = await store._query("EXPLAIN QUERY PLAN " + query[0], query[1])
+            plan = " | ".join(row[-1] for row in rows)
+            assert re.search(rf"INDEX ({index})\b", plan), (where, plan)
+            # Sorted by the index itself, but a session's few turns or a merge of statuses.
+            sorts = where.session_id is not None or len(where.statuses or ()) > 1
+            assert sorts or "TEMP B-TREE" not in plan, (where, plan)
 
 
 async def test_event_rows_are_compact(tmp_path: Path) -> None:
