@@ -72,6 +72,12 @@ class Runner:
 
     def error(self, exc: psycopg.Error, *, connecting: bool = False) -> Exception:
         """``exc`` as the store error it means, or itself (a bug to show as it is)."""
+        if isinstance(exc, psycopg.DataError) and "NUL" in str(exc):
+            # The caller's text, not the store, is at fault (PostgreSQL's text has no NUL).
+            return UsageError(
+                "a name or text holds a NUL character (\\x00), which PostgreSQL cannot "
+                "store; remove it"
+            )
         return store_error(exc, self.name, connecting=connecting) or exc
 
     def check_open(self) -> None:

@@ -390,3 +390,15 @@ async def test_run_listings_use_their_indexes(store: PostgresStore, schema: str)
 def test_a_notification_too_large_names_no_runs() -> None:
     assert payload_of("n", ["a", "b"]) == '["n",["a","b"]]'
     assert payload_of("n", [f"run_{i:06d}" for i in range(1000)]) == '["n",null]'
+
+
+async def test_a_nul_character_in_text_is_a_usage_error_not_a_driver_error(schema: str) -> None:
+    from agentrt.state.base import SessionRecord
+
+    async with Store.from_url(url_of(schema)) as store:
+        with pytest.raises(UsageError, match="NUL character"):
+            await store.create_session(SessionRecord("a\x00b", "default", 1.0))
+        with pytest.raises(UsageError, match="NUL character"):
+            await store.get_resource("Agent", "default", "bot\x00")
+        # The store goes on serving.
+        assert await store.get_resource("Agent", "default", "bot") is None
