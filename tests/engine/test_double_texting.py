@@ -268,7 +268,7 @@ async def test_racing_interrupts_lose_no_message_and_never_run_two_turns_at_once
         await _in_tool(one, first.id, "sleep")
         runs = await asyncio.gather(
             *(
-                rt.submit("bot", f"next {i}", session="s", double_texting="interrupt")
+                rt.submit("bot", f"brief {i}", session="s", double_texting="interrupt")
                 for i, rt in enumerate([a, b, a, b])
             )
         )
@@ -283,9 +283,14 @@ async def test_racing_interrupts_lose_no_message_and_never_run_two_turns_at_once
                 spans.append((begun[0], events[-1].ts))
     assert done.status == "succeeded"
     assert [r.turn for r in turns] == [0, 1, 2, 3, 4]
-    assert all(r.status == "cancelled" and r.cancel_cause == "interrupt" for r in turns[:-1])
+    # Each earlier turn was cut off by the next one, unless it had already ended when
+    # the next one arrived (the brief turns make that rare, not impossible).
+    for turn, following in itertools.pairwise(turns):
+        cut = (turn.status, turn.cancel_cause) == ("cancelled", "interrupt")
+        ended_first = turn.status == "succeeded" and turn.updated_at <= following.created_at
+        assert cut or ended_first, (turn.status, turn.cancel_cause)
     # Every message reached the last turn, in order: each cut-off turn kept its record.
-    asked = {r.id: f"next {i}" for i, r in enumerate(runs)}
+    asked = {r.id: f"brief {i}" for i, r in enumerate(runs)}
     inputs = ["slow start", *(asked[r.id] for r in turns[1:])]
     assert _users(_prompt(model_server, inputs[-1])) == inputs
     spans.sort()
