@@ -8,11 +8,9 @@ the API and execute runs in the same process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.openapi.utils import get_openapi
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,9 +27,9 @@ from agentrt.server import (
     run_routes,
     session_routes,
 )
-from agentrt.server.auth import role_of
 from agentrt.server.context import HostTrust, RateLimiter, ServerContext, ServerLimits
-from agentrt.server.problems import install_handlers, problem
+from agentrt.server.openapi_doc import openapi_document
+from agentrt.server.problems import ApiError, ErrorBody, install_handlers, problem
 
 __all__ = ["ROUTERS", "create_app"]
 
@@ -109,38 +107,39 @@ def create_app(
         trust=trust or HostTrust(),
         limiter=RateLimiter(limits.rate_per_s, limits.burst),
     )
-    install_handlers(app)
+    install_handlers(app, [route for router in ROUTERS for route in router.routes])
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(_known_query)])
     _health(app)
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
-    app.openapi = lambda: _openapi(app, ROUTERS)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi_document(app, ROUTERS)  # type: ignore[method-assign]
     return app
 
 
-def _openapi(app: FastAPI, routers: Sequence[APIRouter]) -> dict[str, Any]:
-    """The OpenAPI document, each operation with the role it needs (``x-agentrt-role``)
-    and its Bearer security, so clients and tests know who may call what."""
-    if app.openapi_schema is not None:
-        return app.openapi_schema
-    document = get_openapi(
-        title=app.title, version=app.version, summary=app.summary, routes=app.routes
-    )
-    document.setdefault("components", {})["securitySchemes"] = {
-        "apiKey": {"type": "http", "scheme": "bearer", "description": "an agentrt API key"}
-    }
-    routes = [r for router in routers for r in router.routes]
-    for route in routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
-            continue
-        role = role_of(route.dependant)
-        for method in route.methods or ():
-            operation = document["paths"][route.path_format][method.lower()]
-            if role is not None:
-                operation["x-agentrt-role"] = role
-                operation["security"] = [{"apiKey": []}]
-    app.openapi_schema = document
-    return document
+async def _known_query(request: Request) -> None:
+    """422 for a query parameter the endpoint does not take: a misspelt filter
+    (``?stauts=running``) would otherwise list everything, as if none were given."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise ApiError(
+            422,
+            f"unknown query parameter {unknown[0]!r}; this endpoint takes: {takes}",
+            issues=[{"field": f"query.{name}", "message": "not a parameter"} for name in unknown],
+            param=unknown[0],
+        )
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters an endpoint takes, its dependencies' too."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 def _health(app: FastAPI) -> None:
@@ -149,7 +148,13 @@ def _health(app: FastAPI) -> None:
         """200 while the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="Readiness", response_model=None)
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Readiness",
+        response_model=None,
+        responses={503: {"model": ErrorBody, "description": "the store does not answer"}},
+    )
     async def readyz(request: Request) -> JSONResponse | dict[str, Any]:
         """200 while the store answers; 503 otherwise."""
         ctx: ServerContext = request.app.state.agentrt

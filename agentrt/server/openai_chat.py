@@ -74,8 +74,14 @@ class ChatRequest(BaseModel):
         default=None, max_length=256, description="an end user: their own session per model"
     )
     n: int | None = Field(default=None, ge=1, le=1, description="one choice only")
-    tools: list[dict[str, Any]] | None = Field(default=None, description="refused when given")
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="none: the Agent calls its own Tools",
+        json_schema_extra={"maxItems": 0},
+    )
+    tool_choice: Literal["auto", "none"] | None = Field(
+        default=None, description="the Agent decides its tool calls"
+    )
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
@@ -97,8 +103,6 @@ class ChatRequest(BaseModel):
                 400, "a request cannot add tools: the Agent calls its own Tools "
                 "(define a Tool resource and list it in the Agent's spec.tools)", param="tools",
             )  # fmt: skip
-        if self.tool_choice not in (None, "auto", "none"):
-            raise ApiError(400, "the Agent decides its tool calls", param="tool_choice")
 
 
 def _text(message: ChatMessage, index: int) -> str:

@@ -18,7 +18,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match, Route
 
 from agentrt._text import count
 from agentrt.errors import (
@@ -30,7 +32,7 @@ from agentrt.errors import (
     UsageError,
 )
 
-__all__ = ["ApiError", "error_body", "install_handlers", "problem"]
+__all__ = ["ApiError", "ErrorBody", "ErrorDetail", "error_body", "install_handlers", "problem"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,24 @@ _TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit
 
 def _type(status: int) -> str:
     return _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: the fields of every error the API answers."""
+
+    code: str = Field(description="what kind of error: not_found, invalid, conflict, ...")
+    message: str = Field(description="what went wrong and, where there is one, the fix")
+    type: str = Field(description="OpenAI's error type: invalid_request_error, ...")
+    param: str | None = Field(default=None, description="the request field it is about")
+    issues: list[dict[str, Any]] | None = Field(
+        default=None, description="one per problem: field, message (a resource's: fix)"
+    )
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
 
 
 class ApiError(Exception):
@@ -125,13 +145,51 @@ def spec_issue(issue: SpecIssue) -> dict[str, Any]:
     }
 
 
-def _validation_issue(error: Any) -> dict[str, Any]:
-    loc = ".".join(str(part) for part in error.get("loc", ()))
+def _validation_issue(error: Any, body: Any) -> dict[str, Any]:
+    loc = ".".join(str(part) for part in _sent_path(error.get("loc", ()), body))
     return {"field": loc, "message": error.get("msg", "invalid"), "type": error.get("type")}
 
 
-def install_handlers(app: FastAPI) -> None:
-    """Make every error the app raises answer in the one shape."""
+def _sent_path(loc: Sequence[Any], body: Any) -> list[Any]:
+    """``loc`` as the client wrote it: pydantic puts a discriminated union's tag (the
+    value of ``action``, say) in the path, where the request has no such field."""
+    path: list[Any] = []
+    node: Any = None
+    tagged = False
+    for part in loc:
+        if not path and part == "body":
+            node = body
+        elif isinstance(node, dict) and not tagged and part not in node and part in node.values():
+            tagged = True  # the tag of the member that was chosen: once per level
+            continue
+        elif isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+        tagged = False
+        path.append(part)
+    return path
+
+
+def _allowed(request: Request, routes: Sequence[BaseRoute]) -> list[str]:
+    """Every method of the path: Starlette's 405 names only the first route's, though
+    the path's other methods are routes of their own."""
+    methods: set[str] = set()
+    for route in routes:
+        if (
+            isinstance(route, Route)
+            and route.methods
+            and route.matches(request.scope)[0] != Match.NONE
+        ):
+            methods |= route.methods
+    return sorted(methods)
+
+
+def install_handlers(app: FastAPI, routes: Sequence[BaseRoute] = ()) -> None:
+    """Make every error the app raises answer in the one shape (a 405's ``Allow``
+    names the methods of ``routes`` on its path)."""
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
@@ -142,15 +200,17 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        issues = [_validation_issue(e) for e in exc.errors()]
+        issues = [_validation_issue(e, exc.body) for e in exc.errors()]
         first = issues[0] if issues else {"field": "", "message": "invalid request"}
         message = f"{first['field'] or 'request'}: {first['message']}"
         param = str(first["field"]).removeprefix("body.") or None
         return problem(422, message, issues=issues, param=param)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed(request, routes))}
         return problem(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(SpecError)

@@ -35,7 +35,7 @@ _APPLY_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/yaml": {"schema": {"type": "string"}},
+            "application/yaml": {"schema": {"type": "string", "minLength": 1}},
             "application/json": {
                 "schema": {
                     "oneOf": [
@@ -119,6 +119,8 @@ async def apply(
     """Validate and store the documents of the body in the caller's tenant."""
     text = _documents(await request.body(), request.headers.get("content-type", ""))
     docs = parse_documents(text, _DOCUMENTS)
+    if all(doc.data is None for doc in docs):
+        raise ApiError(400, "the body holds no resources: send YAML or JSON documents")
     issues = _in_tenant(docs, principal)
     loaded: list[Loaded] = []
     for doc in docs:

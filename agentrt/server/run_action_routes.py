@@ -19,10 +19,10 @@ result; 202 if the server's longest wait passes first), as queries do.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentrt.engine import run_summary
 from agentrt.server.auth import Caller, require, server_context
@@ -87,25 +87,35 @@ class DenyRequest(ApproveRequest):
     reason: str = Field(min_length=1, max_length=10_000, description="why, for the model")
 
 
-class ResolveRequest(Waiting):
-    """A decision on a tool step whose outcome is unknown after a crash."""
-
+class _Resolve(Waiting):
     step: int = Field(ge=1, description="the undecided step")
-    action: Literal["rerun", "output", "fail"] = Field(
-        description="run the call again; it happened and returned `output`; it failed"
-    )
-    output: str | None = Field(default=None, max_length=1 << 20, description="for `output`")
-    reason: str | None = Field(default=None, max_length=10_000, description="for `fail`")
 
-    @model_validator(mode="after")
-    def _needs(self) -> Self:
-        if self.action == "output" and self.output is None:
-            raise ValueError("action `output` needs `output`: what the call returned")
-        if self.action == "fail" and not self.reason:
-            raise ValueError("action `fail` needs `reason`: why the call failed")
-        if self.action != "output" and self.output is not None:
-            raise ValueError(f"`output` goes with action `output`, not `{self.action}`")
-        return self
+
+class ResolveRerun(_Resolve):
+    """Run the call again: it did not happen, or it may happen twice."""
+
+    action: Literal["rerun"]
+
+
+class ResolveOutput(_Resolve):
+    """The call happened and returned ``output``."""
+
+    action: Literal["output"]
+    output: str = Field(max_length=1 << 20, description="what the call returned")
+
+
+class ResolveFail(_Resolve):
+    """The call failed, for ``reason`` (the model sees it)."""
+
+    action: Literal["fail"]
+    reason: str = Field(min_length=1, max_length=10_000, description="why the call failed")
+
+
+ResolveRequest = Annotated[
+    ResolveRerun | ResolveOutput | ResolveFail, Field(discriminator="action")
+]
+"""A decision on a tool step whose outcome is unknown after a crash: each action
+with the fields it needs, so the schema alone says what a valid one is."""
 
 
 @router.post("/{run_id}/cancel", summary="Cancel a run")
@@ -194,7 +204,11 @@ async def resolve(
     """Decide a tool step a crash left unknown (run it again, or say what it returned
     or that it failed), then continue the run."""
     run = await run_of(request, principal, run_id)
-    output = (body.output if body.action == "output" else body.reason) or ""
+    output = ""
+    if isinstance(body, ResolveOutput):
+        output = body.output
+    elif isinstance(body, ResolveFail):
+        output = body.reason
     await server_context(request).runtime.resolve(
         run.id, body.step, body.action, output=output, by=principal.label, wait=False
     )

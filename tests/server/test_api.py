@@ -194,3 +194,23 @@ async def test_malformed_and_oversized_requests_get_a_clear_4xx(served: Served, 
         assert reply.body["error"]["message"], (what, reply)
     assert bad["too large"].status == 413
     assert bad["unknown field"].body["error"]["issues"][0]["field"] == "body.colour"
+
+
+async def test_what_the_schema_cannot_catch_is_refused_by_name(served: Served, admin: Api) -> None:
+    # A misspelt filter is refused, not ignored (it would list every run).
+    typo = await admin.call("GET", "/v1/runs?stauts=running")
+    assert typo.status == 422 and typo.body["error"]["param"] == "stauts", typo
+    assert "status" in typo.body["error"]["message"]
+    nameless = await admin.call("GET", "/v1/sessions?=x")
+    assert nameless.status == 422, nameless
+    # An apply with nothing in it is a mistake, not an empty success.
+    for empty in ("", "# only a comment\n"):
+        reply = await admin.apply(empty)
+        assert reply.status == 400 and "no resources" in reply.body["error"]["message"], reply
+    assert (await admin.call("POST", "/v1/resources", json=[])).status == 400
+    # A method a path lacks: Allow names every method the path has.
+    wrong = await admin.call("PUT", "/v1/resources/Agent/bot")
+    assert wrong.status == 405 and wrong.headers["Allow"] == "DELETE, GET", wrong
+    # A decision without the field its action needs names that field.
+    resolve = await admin.call("POST", "/v1/runs/r/resolve", json={"step": 1, "action": "fail"})
+    assert resolve.status == 422 and resolve.body["error"]["param"] == "reason", resolve
