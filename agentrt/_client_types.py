@@ -16,14 +16,20 @@ __all__ = [
     "DELTA",
     "FINISHED",
     "ApiError",
+    "DeletedSession",
     "ModelDelta",
     "Resource",
     "Run",
+    "RunArchive",
     "RunDetail",
     "RunEvent",
     "RunOutcome",
+    "Session",
+    "SessionDetail",
+    "SessionPage",
     "StreamEvent",
     "Submission",
+    "Turn",
     "Usage",
 ]
 
@@ -246,10 +252,49 @@ class RunOutcome:
 
 @dataclass(frozen=True)
 class Submission:
-    """A submitted query: its run, and its outcome when it was waited for and ended."""
+    """A run a request started or continued (a query; a resume, fork or decision): the
+    run as it was when the server answered, and its outcome when it was waited for
+    and ended (or waits for a person again)."""
 
     run: Run
     outcome: RunOutcome | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Submission:
+        """The answer of the API's JSON: ``{"run", "result"?}``."""
+        result = d.get("result")
+        return cls(Run.from_dict(d["run"]), RunOutcome.from_dict(result) if result else None)
+
+
+@dataclass(frozen=True)
+class RunArchive:
+    """A run's whole log in the archive format (``agentrt runs export`` writes it,
+    ``agentrt runs import`` reads it): ``data`` is the archive itself, as the server
+    sent it; the rest is read from it."""
+
+    format: str
+    run_id: str
+    namespace: str
+    agent: str
+    status: str
+    created_at: float
+    principal: str | None
+    events: tuple[RunEvent, ...]
+    data: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunArchive:
+        """The archive of the API's JSON."""
+        run = d["run"]
+        return cls(
+            d["format"], run["id"], run["namespace"], run["agent"], run["status"],
+            float(run["created_at"]), run.get("principal"),
+            tuple(RunEvent.from_dict(e) for e in d.get("events") or ()), dict(d),
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """The archive, to write to a file or import into a store."""
+        return dict(self.data)
 
 
 @dataclass(frozen=True)
@@ -271,3 +316,91 @@ class Resource:
             d["kind"], d["namespace"], d["name"], int(d["generation"]), dict(d["resource"]),
             float(d["created_at"]), float(d["updated_at"]),
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Session:
+    """A session of the key's tenant (its id as the tenant names it) and its state:
+    ``idle`` (every turn ended), ``busy`` (one is queued or running) or ``waiting``
+    (one waits for a person)."""
+
+    id: str
+    namespace: str
+    state: str
+    turn_count: int
+    created_at: float
+    updated_at: float  # its turns' latest write
+    parent_session: str | None = None  # the session it was forked from, if one
+    parent_turn: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Session:
+        """The session of the API's JSON."""
+        return cls(
+            d["id"], d["namespace"], d["state"], int(d["turn_count"]), float(d["created_at"]),
+            float(d["updated_at"]), d.get("parent_session"), d.get("parent_turn"),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """A page of sessions, newest first; ``next_cursor`` (``None`` on the last page)
+    asks for the next."""
+
+    items: tuple[Session, ...]
+    next_cursor: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SessionPage:
+        """The page of the API's JSON."""
+        items = tuple(Session.from_dict(s) for s in d.get("items") or ())
+        return cls(items, d.get("next_cursor"))
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One turn of a session: its run, its answer, and whether later turns remember
+    it (``cancel_cause``: ``interrupt`` or ``rollback`` when a newer message cancelled it)."""
+
+    turn: int | None
+    status: str
+    output: str | None
+    in_history: bool
+    cancel_cause: str | None
+    run: Run
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Turn:
+        """The turn of the API's JSON."""
+        return cls(
+            d.get("turn"), d["status"], d.get("output"), bool(d.get("in_history")),
+            d.get("cancel_cause"), Run.from_dict(d["run"]),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SessionDetail:
+    """A session and its turns, in turn order."""
+
+    session: Session
+    turns: tuple[Turn, ...]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SessionDetail:
+        """The session of the API's JSON, with its turns."""
+        turns = tuple(Turn.from_dict(t) for t in d.get("turns") or ())
+        return cls(Session.from_dict(d["session"]), turns)
+
+
+@dataclass(frozen=True)
+class DeletedSession:
+    """What deleting a session removed: the session and its runs (turns and their children)."""
+
+    session: str
+    runs: tuple[str, ...]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DeletedSession:
+        """The answer of the API's JSON: ``{"deleted": {"session", "runs"}}``."""
+        deleted = d["deleted"]
+        return cls(deleted["session"], tuple(deleted.get("runs") or ()))

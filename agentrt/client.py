@@ -22,7 +22,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 import aiohttp
 
@@ -31,14 +32,20 @@ from agentrt._client_types import (
     DELTA,
     FINISHED,
     ApiError,
+    DeletedSession,
     ModelDelta,
     Resource,
     Run,
+    RunArchive,
     RunDetail,
     RunEvent,
     RunOutcome,
+    Session,
+    SessionDetail,
+    SessionPage,
     StreamEvent,
     Submission,
+    Turn,
     Usage,
 )
 from agentrt._sse import read_sse
@@ -46,14 +53,20 @@ from agentrt._sse import read_sse
 __all__ = [
     "AgentrtClient",
     "ApiError",
+    "DeletedSession",
     "ModelDelta",
     "Resource",
     "Run",
+    "RunArchive",
     "RunDetail",
     "RunEvent",
     "RunOutcome",
+    "Session",
+    "SessionDetail",
+    "SessionPage",
     "StreamEvent",
     "Submission",
+    "Turn",
     "Usage",
 ]
 
@@ -64,6 +77,16 @@ _AGAIN = frozenset({0, 503})  # no answer, or a replica whose store does not ans
 def _api_root(base_url: str) -> str:
     """``http://host:port`` of a URL given with or without ``/v1``."""
     return base_url.rstrip("/").removesuffix("/v1").rstrip("/")
+
+
+def _seg(value: str) -> str:
+    """``value`` as one segment of a path: an id with ``/`` or ``?`` stays one id."""
+    return quote(value, safe="")
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The fields of a request body that were given (``None``: left to the server)."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
 class AgentrtClient:
@@ -179,7 +202,8 @@ class AgentrtClient:
 
     async def get_resource(self, kind: str, name: str) -> Resource:
         """One resource of the tenant (``ApiError`` 404 if there is none)."""
-        return Resource.from_dict(await self._call("GET", f"/v1/resources/{kind}/{name}"))
+        path = f"/v1/resources/{_seg(kind)}/{_seg(name)}"
+        return Resource.from_dict(await self._call("GET", path))
 
     async def list_resources(self, kind: str | None = None) -> list[Resource]:
         """The tenant's resources, of ``kind`` or all, by kind and name."""
@@ -190,7 +214,7 @@ class AgentrtClient:
     async def delete_resource(self, kind: str, name: str, *, if_match: int | None = None) -> None:
         """Delete a resource; with ``if_match``, only that generation (``ApiError`` 412)."""
         headers = {"If-Match": f'"{if_match}"'} if if_match is not None else None
-        await self._call("DELETE", f"/v1/resources/{kind}/{name}", headers=headers)
+        await self._call("DELETE", f"/v1/resources/{_seg(kind)}/{_seg(name)}", headers=headers)
 
     # -- queries and runs
 
@@ -200,26 +224,24 @@ class AgentrtClient:
         input: str,
         *,
         session: str | None = None,
+        double_texting: str | None = None,
         idempotency_key: str | None = None,
         wait: bool = False,
         wait_s: float | None = None,
     ) -> Submission:
         """Start a run of the Agent or Team ``target``; with ``wait``, answer when it ends.
 
-        The same ``idempotency_key`` never starts two runs. Waiting ends when
-        the run ends or waits for a person, or when the server's longest wait
-        passes (then ``outcome`` is ``None``).
+        The same ``idempotency_key`` never starts two runs. ``double_texting``
+        (``reject``, ``enqueue``, ``interrupt``, ``rollback``) says what to do when
+        the ``session`` has an unfinished turn (``ApiError`` 409 ``session_busy``
+        for ``reject``). Waiting ends when the run ends or waits for a person, or
+        when the server's longest wait passes (then ``outcome`` is ``None``).
         """
-        body: dict[str, Any] = {"target": target, "input": input, "wait": wait}
-        for name, value in (
-            ("session", session), ("idempotency_key", idempotency_key), ("wait_s", wait_s),
-        ):  # fmt: skip
-            if value is not None:
-                body[name] = value
-        reply = await self._call("POST", "/v1/queries", json=body)
-        result = reply.get("result")
-        outcome = RunOutcome.from_dict(result) if result else None
-        return Submission(Run.from_dict(reply["run"]), outcome)
+        body = {"target": target, "input": input, "wait": wait} | _given(
+            session=session, double_texting=double_texting, idempotency_key=idempotency_key,
+            wait_s=wait_s,
+        )  # fmt: skip
+        return Submission.from_dict(await self._call("POST", "/v1/queries", json=body))
 
     async def run(
         self,
@@ -253,7 +275,7 @@ class AgentrtClient:
 
     async def get_run(self, run_id: str) -> RunDetail:
         """The run's read model (``ApiError`` 404 for a run not of the tenant)."""
-        return RunDetail.from_dict(await self._call("GET", f"/v1/runs/{run_id}"))
+        return RunDetail.from_dict(await self._call("GET", f"/v1/runs/{_seg(run_id)}"))
 
     async def list_runs(
         self,
@@ -268,6 +290,140 @@ class AgentrtClient:
         params += [(k, v) for k, v in (("session", session), ("parent", parent)) if v is not None]
         body = await self._call("GET", "/v1/runs", params=params)
         return [Run.from_dict(r) for r in body["items"]]
+
+    # -- acting on runs
+
+    async def cancel_run(self, run_id: str, *, wait_s: float | None = None) -> Run:
+        """Cancel a run wherever it executes, its sandboxed tool calls in flight too.
+
+        Answers once it ended ``cancelled`` or ``wait_s`` passed (the server's
+        default 5 s), with the run as it is then: still stopping unless its
+        ``status`` is ``cancelled``.
+
+        Raises:
+            ApiError: 409 for a run that had ended; 404 for a run the key may not
+                see; 403 for a ``viewer`` key.
+        """
+        body = _given(wait_s=wait_s)
+        reply = await self._call("POST", f"/v1/runs/{_seg(run_id)}/cancel", json=body)
+        return Run.from_dict(reply["run"])
+
+    async def resume_run(
+        self, run_id: str, *, wait: bool = False, wait_s: float | None = None
+    ) -> Submission:
+        """Continue an interrupted (or queued) run on the server; recorded steps are not
+        redone. With ``wait``, answer once it ends or waits for a person again.
+
+        Raises:
+            ApiError: 409 for a run that ended, waits for a person or executes.
+        """
+        return await self._act(run_id, "resume", {}, wait, wait_s)
+
+    async def fork_run(
+        self,
+        run_id: str,
+        step: int,
+        *,
+        model: str | None = None,
+        instructions: str | None = None,
+        wait: bool = False,
+        wait_s: float | None = None,
+    ) -> Submission:
+        """Start a new run (the key's) sharing steps ``1..step`` of ``run_id``, with
+        another Model or instructions after them if given; its ``run`` is the fork.
+
+        Raises:
+            ApiError: 400 for a step past the run's end.
+        """
+        body = {"step": step} | _given(model=model, instructions=instructions)
+        return await self._act(run_id, "fork", body, wait, wait_s)
+
+    async def approve(
+        self, run_id: str, step: int, *, wait: bool = False, wait_s: float | None = None
+    ) -> Submission:
+        """Approve the tool call the run waits on at ``step`` (an operator's); the run
+        goes on once every call it waits on is decided.
+
+        Raises:
+            ApiError: 409 if ``step`` does not wait for approval; 403 below operator.
+        """
+        return await self._act(run_id, "approve", {"step": step}, wait, wait_s)
+
+    async def deny(
+        self,
+        run_id: str,
+        step: int,
+        reason: str,
+        *,
+        wait: bool = False,
+        wait_s: float | None = None,
+    ) -> Submission:
+        """Deny the tool call at ``step``: the model sees it failed, with ``reason``.
+
+        Raises:
+            ApiError: 409 if ``step`` does not wait for approval; 403 below operator.
+        """
+        body = {"step": step, "reason": reason}
+        return await self._act(run_id, "deny", body, wait, wait_s)
+
+    async def resolve(
+        self,
+        run_id: str,
+        step: int,
+        action: Literal["rerun", "output", "fail"],
+        *,
+        output: str | None = None,
+        reason: str | None = None,
+        wait: bool = False,
+        wait_s: float | None = None,
+    ) -> Submission:
+        """Decide a tool step a crash left unknown, then continue the run: ``rerun``
+        the call, say it happened and returned ``output``, or that it failed
+        (``reason``).
+
+        Raises:
+            ApiError: 409 if ``step`` is not undecided; 422 for ``output`` without
+                its text or ``fail`` without a reason.
+        """
+        body = {"step": step, "action": action} | _given(output=output, reason=reason)
+        return await self._act(run_id, "resolve", body, wait, wait_s)
+
+    async def export_run(self, run_id: str) -> RunArchive:
+        """The run's whole log in the archive format (``agentrt runs import`` reads
+        ``.to_dict()``)."""
+        return RunArchive.from_dict(await self._call("GET", f"/v1/runs/{_seg(run_id)}/export"))
+
+    async def _act(
+        self, run_id: str, action: str, body: dict[str, Any], wait: bool, wait_s: float | None
+    ) -> Submission:
+        """One action that continues or starts a run, answered as a query is."""
+        body = body | {"wait": wait} | _given(wait_s=wait_s)
+        path = f"/v1/runs/{_seg(run_id)}/{action}"
+        return Submission.from_dict(await self._call("POST", path, json=body))
+
+    # -- sessions
+
+    async def list_sessions(self, *, limit: int = 100, cursor: str | None = None) -> SessionPage:
+        """A page of the tenant's sessions, newest first; pass its ``next_cursor`` as
+        ``cursor`` for the next."""
+        params = [("limit", str(limit))] + ([("cursor", cursor)] if cursor else [])
+        return SessionPage.from_dict(await self._call("GET", "/v1/sessions", params=params))
+
+    async def get_session(self, session_id: str, *, limit: int = 1000) -> SessionDetail:
+        """A session with its first ``limit`` turns (``ApiError`` 404 if the tenant has
+        no such session)."""
+        path = f"/v1/sessions/{_seg(session_id)}"
+        body = await self._call("GET", path, params=[("limit", str(limit))])
+        return SessionDetail.from_dict(body)
+
+    async def delete_session(self, session_id: str) -> DeletedSession:
+        """Delete a session with its turns and their child runs (an operator's).
+
+        Raises:
+            ApiError: 409 ``session_busy`` while a turn is unfinished.
+        """
+        body = await self._call("DELETE", f"/v1/sessions/{_seg(session_id)}")
+        return DeletedSession.from_dict(body)
 
     async def events(self, run_id: str, *, after: int = 0) -> AsyncIterator[StreamEvent]:
         """The run's events after ``after`` as they are written, until ``run.finished``.
@@ -324,7 +480,7 @@ class AgentrtClient:
 
     async def _stream_once(self, run_id: str, after: int) -> AsyncGenerator[StreamEvent, None]:
         """One connection's events; ``ApiError`` 0 when the connection drops."""
-        url = f"{self.base_url}/v1/runs/{run_id}/events"
+        url = f"{self.base_url}/v1/runs/{_seg(run_id)}/events"
         headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
         # Keep-alives come every heartbeat (15 s): a stream silent far longer is dead.
         timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=self._timeout)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from agentrt._text import plural
 from agentrt.cli._shared import (
@@ -16,13 +17,31 @@ from agentrt.cli._shared import (
     with_store,
 )
 from agentrt.cli.render import render_result
+from agentrt.engine import RunResult
 from agentrt.errors import UsageError
 from agentrt.spec.crossrefs import check_references
 from agentrt.spec.loader import load_paths
 from agentrt.spec.resources import KINDS, Query, Team
 from agentrt.spec.team import team_graph, to_dot, to_mermaid
 
-__all__ = ["add_parsers", "kind_of"]
+__all__ = ["Stored", "add_parsers", "kind_of", "show_applied", "show_apply_end", "show_resources"]
+
+
+class Stored(Protocol):
+    """A stored resource as the commands show it: the store's record, or the server's."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def generation(self) -> int: ...
+    @property
+    def body(self) -> Mapping[str, Any]: ...
+    @property
+    def updated_at(self) -> float: ...
 
 
 def add_parsers(sub: Any) -> None:
@@ -52,28 +71,32 @@ async def _cmd_apply(args: argparse.Namespace) -> int:
     queries = [item.resource for item in loaded if isinstance(item.resource, Query)]
     async with runtime(args, live=bool(queries)) as rt:
         records = await rt.apply(loaded)
-        if not args.json:
-            for r in records:
-                where = f"(namespace {r.namespace})"
-                print(f"{r.kind}/{r.name} {where} applied, generation {r.generation}")
+        show_applied(args, records)
         # A Query becomes a run; its idempotency key makes re-applying the file safe.
         results = []
         for query in queries:
             run = await rt.submit_query(query)
             results.append(await rt.wait(run.id))
+    return show_apply_end(args, records, results)
+
+
+def show_applied(args: argparse.Namespace, records: Sequence[Stored]) -> None:
+    """The line of each resource ``apply`` stored (none with ``--json``)."""
+    if not args.json:
+        for r in records:
+            print(f"{r.kind}/{r.name} (namespace {r.namespace}) applied, generation {r.generation}")
+
+
+def show_apply_end(
+    args: argparse.Namespace, records: Sequence[Stored], results: Sequence[RunResult]
+) -> int:
+    """What ``apply`` prints once its Queries ran (all of it with ``--json``); its exit code."""
     if args.json:
-        print_json(
-            [
-                {
-                    "kind": r.kind,
-                    "namespace": r.namespace,
-                    "name": r.name,
-                    "generation": r.generation,
-                }
-                for r in records
-            ]
-            + [{"kind": "Query", "run": result.to_dict()} for result in results]
-        )
+        applied = [
+            {"kind": r.kind, "namespace": r.namespace, "name": r.name, "generation": r.generation}
+            for r in records
+        ]
+        print_json(applied + [{"kind": "Query", "run": result.to_dict()} for result in results])
     else:
         for result in results:
             print(render_result(result, style(args)))
@@ -87,6 +110,11 @@ async def _cmd_get(args: argparse.Namespace) -> int:
         records = await store.list_resources(kind, args.namespace)
     finally:
         await store.close()
+    return show_resources(args, kind, records)
+
+
+def show_resources(args: argparse.Namespace, kind: str, records: Sequence[Stored]) -> int:
+    """What ``get`` prints of the ``kind`` resources found (the one named, if one)."""
     if args.name:
         records = [r for r in records if r.name == args.name]
         if not records:
@@ -98,9 +126,8 @@ async def _cmd_get(args: argparse.Namespace) -> int:
         import yaml
 
         for r in records:
-            print(
-                yaml.safe_dump({**r.body, "status": {"generation": r.generation}}, sort_keys=False)
-            )
+            body = {**r.body, "status": {"generation": r.generation}}
+            print(yaml.safe_dump(body, sort_keys=False))
         return EXIT_OK
     print(f"{'NAMESPACE':<16}{'NAME':<28}{'GENERATION':<12}UPDATED")
     for r in records:

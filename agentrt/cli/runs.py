@@ -26,9 +26,9 @@ from agentrt.cli.render import render_run_list, render_run_tree
 from agentrt.engine import Runtime, read_run, run_summary
 from agentrt.errors import UsageError
 from agentrt.spec.resources import DOUBLE_TEXTING, Budgets
-from agentrt.state.base import RUN_STATUSES
+from agentrt.state.base import RUN_STATUSES, RunRecord
 
-__all__ = ["add_demo_parser", "add_parsers"]
+__all__ = ["add_demo_parser", "add_parsers", "fork_instructions", "show_cancel", "write_archive"]
 
 
 def add_demo_parser(sub: Any) -> None:
@@ -215,19 +215,10 @@ async def _cmd_runs_transfer(args: argparse.Namespace) -> int:
         store = await with_store(args, read_only=True)
         try:
             async with Runtime(store, resume_interrupted=False) as reader:
-                text = _json.dumps_str(await reader.export_run(args.run))
+                archive = await reader.export_run(args.run)
         finally:
             await store.close()
-        if args.output:
-            try:
-                await asyncio.to_thread(Path(args.output).write_text, text + "\n")
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot write {args.output}: {exc.strerror or exc}; choose another -o file"
-                ) from None
-        else:
-            print(text)
-        return EXIT_OK
+        return await write_archive(args, archive)
     async with runtime(args, live=False) as rt:
         try:
             data = _json.loads(await asyncio.to_thread(Path(args.file).read_bytes))
@@ -253,10 +244,30 @@ async def _cmd_replay(args: argparse.Namespace) -> int:
     return finish(args, result)
 
 
+async def write_archive(args: argparse.Namespace, archive: dict[str, Any]) -> int:
+    """Write an exported run to ``-o`` (or standard output), as ``runs export`` does."""
+    text = _json.dumps_str(archive)
+    if args.output:
+        try:
+            await asyncio.to_thread(Path(args.output).write_text, text + "\n")
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write {args.output}: {exc.strerror or exc}; choose another -o file"
+            ) from None
+    else:
+        print(text)
+    return EXIT_OK
+
+
 async def _cmd_cancel(args: argparse.Namespace) -> int:
     async with runtime(args, live=False) as rt:
         # The owner of a run executing elsewhere notices within a second.
         run = await rt.cancel(args.run, wait_s=5.0, by=settings_of(args).user)
+    return show_cancel(args, run)
+
+
+def show_cancel(args: argparse.Namespace, run: RunRecord) -> int:
+    """What ``cancel`` prints of the run once asked: cancelled, already ended, or stopping."""
     if args.json:
         print_json(run_summary(run))
     elif run.status == "cancelled":
@@ -268,19 +279,22 @@ async def _cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _cmd_fork(args: argparse.Namespace) -> int:
+def fork_instructions(args: argparse.Namespace) -> str | None:
+    """The instructions ``fork --set instructions=TEXT`` gives (the one field it takes)."""
     overrides: dict[str, str] = {}
     for item in args.set:
         field, sep, value = item.partition("=")
         if not sep or field not in ("instructions",):
             raise UsageError(f"--set {item!r}: supported is `--set instructions=TEXT`")
         overrides[field] = value
+    return overrides.get("instructions")
+
+
+async def _cmd_fork(args: argparse.Namespace) -> int:
+    instructions = fork_instructions(args)
     async with runtime(args) as rt:
         run = await rt.fork(
-            args.run,
-            from_step=args.from_step,
-            model=args.model,
-            instructions=overrides.get("instructions"),
+            args.run, from_step=args.from_step, model=args.model, instructions=instructions
         )
         if not args.json:
             print(f"{run.id} forked from {args.run} at step {args.from_step}")

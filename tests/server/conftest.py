@@ -3,6 +3,7 @@ scripted model server; each test gets keys of a tenant of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Iterator
 
@@ -13,20 +14,28 @@ from agentrt.models.testserver import ModelTestServer
 from tests.server.harness import Api, Served, start_serve
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """A running ``agentrt serve`` (and its model server), shared by a module's tests."""
+@contextlib.contextmanager
+def serving(tmp_path_factory: pytest.TempPathFactory, *extra: str) -> Iterator[Served]:
+    """``agentrt serve`` (with ``extra`` flags) over a new SQLite store, and its model
+    server, until the block ends."""
     tmp = tmp_path_factory.mktemp("serve")
     model = ModelTestServer()
     model.start_in_thread()
     try:
-        server = start_serve(f"sqlite:///{tmp / 'api.db'}", tmp, model)
+        server = start_serve(f"sqlite:///{tmp / 'api.db'}", tmp, model, *extra)
         try:
             yield server
         finally:
             server.stop()
     finally:
         model.stop_thread()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A running ``agentrt serve`` (and its model server), shared by a module's tests."""
+    with serving(tmp_path_factory) as server:
+        yield server
 
 
 @pytest.fixture

@@ -7,8 +7,10 @@ the keys they make in the store, each test in a tenant of its own.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -139,3 +141,33 @@ class Api:
         return await self.call(
             "POST", "/v1/resources", data=yaml_text, headers={"Content-Type": "application/yaml"}
         )
+
+
+async def agentrt(
+    *args: str,
+    server: Served | None = None,
+    key: str | None = None,
+    store: str | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[int, str, str]:
+    """Run the ``agentrt`` command (with ``env`` added): against ``server`` with ``key``,
+    or over ``store``; its exit code, standard output and standard error."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("AGENTRT_")}
+    full.update(PYTHONPATH=str(ROOT), NO_COLOR="1", **(env or {}))
+    if server is not None:
+        full.update(AGENTRT_SERVER=server.base, AGENTRT_API_KEY=key or "")
+    if store is not None:
+        full["AGENTRT_STORE"] = store
+    proc = await asyncio.create_subprocess_exec(
+        *CMD, *args, env=full, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def shape(text: str) -> str:
+    """Output without what differs between two runs: their ids and how long steps took."""
+    text = re.sub(r"\brun_[0-9a-f]+", "RUN", text)
+    return re.sub(r"\d+ms", "Nms", text)

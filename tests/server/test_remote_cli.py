@@ -4,43 +4,16 @@ store, ``agentrt run``'s live trace drawn from the run's server-sent events."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 from pathlib import Path
 
 from agentrt.state import Store
 from tests.conftest import call, rules
 from tests.server.conftest import agent_yaml
-from tests.server.harness import CMD, ROOT, Api, Served
+from tests.server.harness import Api, Served, agentrt, shape
 
 ANSWER = "two and three make five"
-
-
-async def agentrt(
-    *args: str, server: Served | None = None, key: str | None = None, store: str | None = None
-) -> tuple[int, str, str]:
-    """Run the command: against ``server`` with ``key``, or over ``store``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTRT_")}
-    env.update(PYTHONPATH=str(ROOT), NO_COLOR="1")
-    if server is not None:
-        env.update(AGENTRT_SERVER=server.base, AGENTRT_API_KEY=key or "")
-    if store is not None:
-        env["AGENTRT_STORE"] = store
-    proc = await asyncio.create_subprocess_exec(
-        *CMD, *args, env=env, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-def shape(text: str) -> str:
-    """Output without what differs between two runs: their ids and how long steps took."""
-    text = re.sub(r"\brun_[0-9a-f]+", "RUN", text)
-    return re.sub(r"\d+ms", "Nms", text)
 
 
 async def test_run_and_runs_against_a_server_print_what_they_print_over_its_store(
@@ -91,11 +64,11 @@ async def test_errors_and_commands_not_supported_remotely_say_so_in_one_line(
     served: Served, admin: Api, tmp_path: Path
 ) -> None:
     key = admin.key
-    code, out, err = await agentrt("cancel", "run_1", server=served, key=key)
+    code, out, err = await agentrt("replay", "run_1", server=served, key=key)
     assert (code, out) == (2, "") and len(err.splitlines()) == 1
-    assert err.startswith("error: `agentrt cancel` does not work against a server yet")
-    code, _, err = await agentrt("runs", "export", "run_1", server=served, key=key)
-    assert code == 2 and "`agentrt runs export` does not work against a server" in err
+    assert err.startswith("error: `agentrt replay` does not work against a server;")
+    code, _, err = await agentrt("runs", "import", "run.json", server=served, key=key)
+    assert code == 2 and "`agentrt runs import` does not work against a server" in err
     # A run the key's tenant does not have, a missing key, a bad key, no server.
     code, _, err = await agentrt("runs", "show", "run_nope", server=served, key=key)
     assert (code, err) == (2, "error: no run with this id for this key\n")
