@@ -31,6 +31,7 @@ from agentrt.server import (
 )
 from agentrt.server.auth import role_of
 from agentrt.server.context import HostTrust, RateLimiter, ServerContext, ServerLimits
+from agentrt.server.event_tail import RunTails
 from agentrt.server.problems import install_handlers, problem
 
 __all__ = ["ROUTERS", "create_app"]
@@ -108,6 +109,7 @@ def create_app(
         limits=limits,
         trust=trust or HostTrust(),
         limiter=RateLimiter(limits.rate_per_s, limits.burst),
+        tails=RunTails(lambda: runtime.store),
     )
     install_handlers(app)
     for router in ROUTERS:
