@@ -27,6 +27,7 @@ __all__ = [
     "AgentrtSystem",
     "postgres_base",
     "postgres_unavailable",
+    "resource_docs",
     "resources",
 ]
 
@@ -43,6 +44,13 @@ def resources(
     url: str, *, tool: str = "bench.common:add", idempotent: bool = True
 ) -> list[Resource]:
     """The Model (the test server over HTTP), the ``add`` Tool and the Agent."""
+    return [parse_resource(doc) for doc in resource_docs(url, tool=tool, idempotent=idempotent)]
+
+
+def resource_docs(
+    url: str, *, tool: str = "bench.common:add", idempotent: bool = True
+) -> list[dict[str, Any]]:
+    """The documents of :func:`resources`, as ``POST /v1/resources`` takes them."""
     docs: list[dict[str, Any]] = [
         {
             "kind": "Model",
@@ -65,7 +73,7 @@ def resources(
             },
         },
     ]
-    return [parse_resource({"apiVersion": "agentrt.dev/v1", **doc}) for doc in docs]
+    return [{"apiVersion": "agentrt.dev/v1", **doc} for doc in docs]
 
 
 class AgentrtSystem:

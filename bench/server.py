@@ -3,7 +3,8 @@
 In ``process`` mode (the default) the :class:`~agentrt.models.testserver.ModelTestServer`
 runs in a child process, so its CPU time is not spent on the measured
 process's core or GIL. The parent steers it over the child's stdin with one
-command per line: ``latency SECONDS``, ``reset``, ``served``, ``quit``.
+command per line: ``latency SECONDS``, ``delay SECONDS`` (the next completion only),
+``reset``, ``served``, ``quit``.
 In ``thread`` mode it runs on a thread of the measured process.
 """
 
@@ -74,6 +75,13 @@ class TestServer:
         else:
             self._command(f"latency {seconds}")
 
+    def delay_next(self, seconds: float) -> None:
+        """Delay the next completion by ``seconds`` more than the latency."""
+        if self._server is not None:
+            self._server.inject_delay(seconds)
+        else:
+            self._command(f"delay {seconds}")
+
     def reset(self) -> None:
         """Clear the server's request log and its count of completions served."""
         if self._server is not None:
@@ -129,6 +137,9 @@ def main() -> None:
             command, _, argument = line.strip().partition(" ")
             if command == "latency":
                 server.latency_s = float(argument)
+                reply = "ok"
+            elif command == "delay":
+                server.inject_delay(float(argument))
                 reply = "ok"
             elif command == "reset":
                 server.reset_log()

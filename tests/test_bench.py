@@ -1,5 +1,6 @@
 """The benchmark's PostgreSQL system: one query end to end in a schema of its own, a
-stated skip without a server, and ``bench/run.py`` measuring it in quick mode.
+stated skip without a server, and ``bench/run.py`` measuring it in quick mode; and the
+control plane's bench (``python -m bench.api_bench``) in its quick form, smallest cases.
 
 They need the PostgreSQL of tests/pg.py; without it they skip loudly (under
 ``CI=true`` a skip fails the run).
@@ -12,6 +13,7 @@ import json
 import pytest
 
 from agentrt.models.testserver import ModelTestServer
+from bench import api_bench
 from bench import run as bench_run
 from bench.agentrt_bench import POSTGRES_ENV, AgentrtPostgresSystem, postgres_unavailable
 from bench.common import FINAL_ANSWER, LONG_TOOL_CALLS, query_text, script
@@ -81,3 +83,22 @@ def test_run_measures_step_and_throughput_on_postgres(
     assert tp["queries_per_s"] > 0 and tp["vs_ideal"] >= 1.0
     assert "ms_per_step" in results["step"]["bare"]
     assert _bench_schemas() <= before  # each system dropped the schema it made
+
+
+def test_api_bench_quick_runs_its_smallest_cases_end_to_end(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--quick", "--stores", "sqlite:1", "--clients", "5", "--json"]
+    assert api_bench.main(argv) == 0  # 1 if a case failed a check (a run twice, an event lost)
+    doc = json.loads(capsys.readouterr().out)
+    [api] = doc["api"]["rows"]
+    assert (api["store"], api["replicas"]) == ("sqlite", 1)
+    assert api["queries_per_s"] > 0 and api["bare"]["queries_per_s"] > 0
+    assert api["x_bare"] == api["bare"]["queries_per_s"] / api["queries_per_s"]
+    assert api["serve_cpu_ms_per_query"] > 0
+    one, five = doc["sse"]["rows"]
+    assert (one["clients"], five["clients"]) == (1, 5)
+    assert one["events"] == five["events"] > 10  # the short run's whole log, to each client
+    assert five["delivered"] >= 5 * (five["events"] - 4)  # all but the events before the window
+    assert 0 < five["terminal_ms"]["p50"] <= five["terminal_ms"]["max"]
+    assert "serve_cpu_us_per_extra_event" in five

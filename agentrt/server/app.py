@@ -28,6 +28,7 @@ from agentrt.server import (
     session_routes,
 )
 from agentrt.server.context import HostTrust, RateLimiter, ServerContext, ServerLimits
+from agentrt.server.event_tail import RunTails
 from agentrt.server.openapi_doc import openapi_document
 from agentrt.server.problems import ApiError, ErrorBody, install_handlers, problem
 
@@ -106,6 +107,7 @@ def create_app(
         limits=limits,
         trust=trust or HostTrust(),
         limiter=RateLimiter(limits.rate_per_s, limits.burst),
+        tails=RunTails(lambda: runtime.store),
     )
     install_handlers(app, [route for router in ROUTERS for route in router.routes])
     for router in ROUTERS:

@@ -1,5 +1,6 @@
 """What every request handler of the server shares: the runtime, the limits the
-operator set, what tenants may reach of the host, and each key's request budget."""
+operator set, what tenants may reach of the host, each key's request budget, and
+the readers of the runs that streams follow."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agentrt.engine import Runtime
+from agentrt.server.event_tail import RunTails
 from agentrt.server.problems import ApiError
 
 __all__ = ["HostTrust", "RateLimiter", "ServerContext", "ServerLimits"]
@@ -89,3 +91,4 @@ class ServerContext:
     limits: ServerLimits
     trust: HostTrust
     limiter: RateLimiter
+    tails: RunTails  # one reader of each streamed run's log, shared by its streams

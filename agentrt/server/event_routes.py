@@ -6,8 +6,10 @@ number as ``id``, its type as ``event``, and as ``data`` the event as
 names (``Last-Event-ID``, else ``?after=``, else from the first) and ends after
 ``run.finished``; a run that waits for a person keeps its stream open, with
 keep-alive comments, until it ends. Events are read from the store after its
-watch says the run was written, never on a timer, so any replica serves any
-run's stream exactly: every later event once, in order, none missing.
+watch says the run was written, never on a timer, and once per write however
+many clients follow the run here (one reader per run,
+:mod:`agentrt.server.event_tail`), so any replica serves any run's stream
+exactly: every later event once, in order, none missing.
 
 While a client listens, the run's model steps executed by this replica stream
 their replies: each piece is a ``model.delta`` event without an ``id`` (it is
@@ -31,11 +33,11 @@ from agentrt import _json
 from agentrt.engine import Delta, LiveFeed, Runtime, event_dict
 from agentrt.engine.events import RUN_FINISHED
 from agentrt.server.auth import Caller, server_context
+from agentrt.server.event_tail import RunTails, Subscription
 from agentrt.server.problems import ApiError
 from agentrt.server.run_routes import run_of
 from agentrt.state.base import Event
 from agentrt.state.records import RunRecord
-from agentrt.state.watch import RunWatch
 
 __all__ = ["DELTA", "router"]
 
@@ -72,7 +74,7 @@ async def run_events(
     start = _start(run, last_event_id, after)
     ctx = server_context(request)
     return EventSourceResponse(
-        _stream(ctx.runtime, run.id, start),
+        _stream(ctx.runtime, ctx.tails, run.id, start),
         ping=ctx.limits.heartbeat_s,
         ping_message_factory=_keep_alive,
         sep="\n",
@@ -145,38 +147,38 @@ class _Merge:
         return _event_bytes(event)
 
 
-async def _stream(runtime: Runtime, run_id: str, after: int) -> AsyncIterator[bytes]:
+async def _stream(
+    runtime: Runtime, tails: RunTails, run_id: str, after: int
+) -> AsyncIterator[bytes]:
     """Every event after ``after`` until ``run.finished``, with the live pieces between.
 
-    The watch opens before the first read, so no write after it goes unheard.
-    Pieces are taken after the events are read: a piece names an event written
-    before it was made, so that event is read by then, or by the read its
-    write's notice brings.
+    The run's tail (one reader of its log for every stream of it here) hears
+    every write from before the first read. Pieces are taken after the events
+    are read: a piece names an event written before it was made, so that event
+    is read by then, or comes with the tail's read that its write brings.
     """
-    store = runtime.store
-    async with store.watch() as watch:
+    async with tails.subscribe(run_id) as subscription:
         with runtime.live.listen(run_id) as feed:
             merge = _Merge(after)
             while True:
-                events = await store.read_events(run_id, after_seq=merge.last)
-                for chunk in merge.send(events, feed.take()):
-                    yield chunk
+                events = await subscription.events_after(merge.last)
+                if chunks := merge.send(events, feed.take()):
+                    yield b"".join(chunks)  # one write for what came together
                 if merge.ended:
                     return
-                if not events:
-                    run = await store.get_run(run_id)
-                    if run is None or (run.finished and run.last_seq <= merge.last):
-                        return  # deleted, or ended before the event asked for
-                async with contextlib.aclosing(_until_written(watch, feed, merge)) as pieces:
+                if not events and await subscription.over(merge.last):
+                    return  # deleted, or ended before the event asked for
+                waiting = _until_written(subscription, feed, merge)
+                async with contextlib.aclosing(waiting) as pieces:
                     async for chunk in pieces:
                         yield chunk
 
 
 async def _until_written(
-    watch: RunWatch, feed: LiveFeed, merge: _Merge
+    subscription: Subscription, feed: LiveFeed, merge: _Merge
 ) -> AsyncGenerator[bytes, None]:
-    """The pieces that come until the store says the run was written."""
-    written = asyncio.ensure_future(watch.changed({feed.run_id}))
+    """The pieces that come until the run's tail hands events (or ends)."""
+    written = asyncio.ensure_future(subscription.changed())
     try:
         while True:
             ready = asyncio.ensure_future(feed.ready())
@@ -186,8 +188,8 @@ async def _until_written(
                 ready.cancel()
             if written in done:
                 return
-            for chunk in merge.send([], feed.take()):
-                yield chunk
+            if chunks := merge.send([], feed.take()):
+                yield b"".join(chunks)
     finally:
         if not written.done():
             written.cancel()

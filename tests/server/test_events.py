@@ -266,3 +266,29 @@ async def test_a_server_stopping_ends_its_open_streams(
         assert all(e.id is None for e in rest)
         assert await stopping == 0
         assert loop.time() - started < 5
+
+
+async def test_many_streams_of_one_run_each_get_its_whole_log_exactly_once(
+    served: Served, admin: Api
+) -> None:
+    served.model.set_rules(
+        rules(*({"tool_calls": [call("add", a=i, b=1)]} for i in range(4)), {"content": "done"})
+    )
+    assert (await admin.apply(agent_yaml(served.model.url, tools=True))).status == 200
+    served.model.inject_delay(1.0)  # the first step: every stream is open before the rest
+    run_id = await submit(admin, f"count {secrets.token_hex(3)}")
+    early = [asyncio.create_task(stream(admin, run_id)) for _ in range(30)]
+    await asyncio.sleep(0.5)
+    # Others join mid-way, resuming after the first event as a reconnect would.
+    late = [
+        asyncio.create_task(stream(admin, run_id, headers={"Last-Event-ID": "1"}))
+        for _ in range(10)
+    ]
+    results = await asyncio.gather(*early, *late)
+    log = await stored_log(admin, run_id)
+    assert log[-1]["type"] == "run.finished" and len(log) > 10
+    for index, (status, seen, _) in enumerate(results):
+        want = log if index < len(early) else log[1:]
+        assert status == 200
+        assert [e.data for e in durable(seen)] == want, index
+        assert [int(e.id or 0) for e in durable(seen)] == [e["seq"] for e in want]
