@@ -166,7 +166,7 @@ async def test_resume_continues_a_queued_run_and_resolve_decides_an_unknown_step
         assert waits.outcome is not None and waits.outcome.status == "waiting"
         with pytest.raises(ApiError) as incomplete:
             await client.resolve(left, 2, "output")
-        assert incomplete.value.status == 422 and incomplete.value.param == "body"
+        assert incomplete.value.status == 422 and incomplete.value.param == "output"
         decided = await client.resolve(left, 2, "output", output="charged 7", wait=True)
         assert decided.outcome is not None
         assert (decided.outcome.status, decided.outcome.output) == ("succeeded", "charged 7")
