@@ -8,11 +8,8 @@ connection's store calls are counted, so a read on a timer shows up as a count.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import sys
 import time
-from collections import Counter
-from typing import Any
 
 import pytest
 
@@ -21,31 +18,10 @@ from agentrt._owner import new_owner_id
 from agentrt.models.testserver import ModelTestServer
 from agentrt.state import SqliteStore
 from tests.conftest import resources, rules
+from tests.store_calls import StoreCalls
 
 # The model answers after this long: the quiet window in which nobody should read.
 _QUIET_S = 5.0
-
-
-class StoreCalls:
-    """A store whose coroutine calls are counted by name (everything else passes)."""
-
-    def __init__(self, store: SqliteStore) -> None:
-        self._store = store
-        self.counts: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._store, name)
-        if not inspect.iscoroutinefunction(attr):
-            return attr
-
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            self.counts[name] += 1
-            return await attr(*args, **kwargs)
-
-        return counted
-
-    def total(self) -> int:
-        return sum(self.counts.values())
 
 
 @pytest.fixture

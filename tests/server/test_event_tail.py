@@ -7,13 +7,10 @@ nothing for the others, and no reader is left once the last stream goes."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import random
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,28 +20,10 @@ from agentrt.server.event_tail import RunTails
 from agentrt.state import NewRun
 from agentrt.state.records import EventDraft, RunUpdate
 from tests import pg
+from tests.store_calls import StoreCalls
 
 STREAMS = 50
 WRITES = 20
-
-
-class StoreCalls:
-    """The runtime's store, its coroutine calls counted by name (all else passes)."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self.counts: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._store, name)
-        if not inspect.iscoroutinefunction(attr):
-            return attr
-
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            self.counts[name] += 1
-            return await attr(*args, **kwargs)
-
-        return counted
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
