@@ -6,7 +6,7 @@ or a store, so a program that only talks to a server imports no more.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ __all__ = [
     "RunDetail",
     "RunEvent",
     "RunOutcome",
+    "RunPage",
     "Session",
     "SessionDetail",
     "SessionPage",
@@ -340,6 +341,26 @@ class Session:
             d["id"], d["namespace"], d["state"], int(d["turn_count"]), float(d["created_at"]),
             float(d["updated_at"]), d.get("parent_session"), d.get("parent_turn"),
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """A page of runs, newest first (in turn order for one session); ``next_cursor``
+    (``None`` on the last page) asks for the next. Iterating it gives its runs."""
+
+    items: tuple[Run, ...]
+    next_cursor: str | None = None
+
+    def __iter__(self) -> Iterator[Run]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunPage:
+        """The page of the API's JSON."""
+        return cls(tuple(Run.from_dict(r) for r in d.get("items") or ()), d.get("next_cursor"))
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from agentrt._client_types import (
     RunDetail,
     RunEvent,
     RunOutcome,
+    RunPage,
     Session,
     SessionDetail,
     SessionPage,
@@ -63,6 +64,7 @@ __all__ = [
     "RunOutcome",
     "Session",
     "SessionDetail",
+    "RunPage",
     "SessionPage",
     "StreamEvent",
     "Submission",
@@ -228,9 +230,14 @@ class AgentrtClient:
         idempotency_key: str | None = None,
         wait: bool = False,
         wait_s: float | None = None,
+        budgets: Mapping[str, float | int] | None = None,
+        concurrency: int | None = None,
     ) -> Submission:
         """Start a run of the Agent or Team ``target``; with ``wait``, answer when it ends.
 
+        ``budgets`` (``max_tokens``, ``max_tool_calls``, ``max_cost_usd``,
+        ``deadline_s``, ``max_child_runs``, ``max_depth``) lower the target's limits
+        for this run, never raise them; ``concurrency`` lowers a Team's nodes at once.
         The same ``idempotency_key`` never starts two runs. ``double_texting``
         (``reject``, ``enqueue``, ``interrupt``, ``rollback``) says what to do when
         the ``session`` has an unfinished turn (``ApiError`` 409 ``session_busy``
@@ -239,7 +246,8 @@ class AgentrtClient:
         """
         body = {"target": target, "input": input, "wait": wait} | _given(
             session=session, double_texting=double_texting, idempotency_key=idempotency_key,
-            wait_s=wait_s,
+            wait_s=wait_s, budgets=None if budgets is None else dict(budgets),
+            concurrency=concurrency,
         )  # fmt: skip
         return Submission.from_dict(await self._call("POST", "/v1/queries", json=body))
 
@@ -281,15 +289,25 @@ class AgentrtClient:
         self,
         *,
         status: Sequence[str] = (),
+        target: str | None = None,
         session: str | None = None,
         parent: str | None = None,
+        principal: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
         limit: int = 100,
-    ) -> list[Run]:
-        """The tenant's runs, newest first (in turn order for one ``session``)."""
+        cursor: str | None = None,
+    ) -> RunPage:
+        """A page of the tenant's runs (a ``user`` key's: its own), newest first; every
+        filter given must hold (``created_after <= created_at < created_before``, Unix
+        seconds). Pass the page's ``next_cursor`` as ``cursor`` for the next."""
         params = [("status", s) for s in status] + [("limit", str(limit))]
-        params += [(k, v) for k, v in (("session", session), ("parent", parent)) if v is not None]
-        body = await self._call("GET", "/v1/runs", params=params)
-        return [Run.from_dict(r) for r in body["items"]]
+        given = {
+            "target": target, "session": session, "parent": parent, "principal": principal,
+            "created_after": created_after, "created_before": created_before, "cursor": cursor,
+        }  # fmt: skip
+        params += [(k, str(v)) for k, v in given.items() if v is not None]
+        return RunPage.from_dict(await self._call("GET", "/v1/runs", params=params))
 
     # -- acting on runs
 

@@ -30,6 +30,7 @@ __all__ = [
     "OutputTruncated",
     "RunError",
     "SessionBusy",
+    "SessionTaken",
     "SpecError",
     "SpecIssue",
     "StartError",
@@ -63,6 +64,19 @@ class ConflictError(UsageError):
 class SessionBusy(ConflictError):
     """A session has an unfinished turn, and what was asked needs it idle (a query
     under the ``reject`` double-texting policy, deleting the session).
+
+    Attributes:
+        session_id: The session, as the store knows it.
+    """
+
+    def __init__(self, message: str, *, session_id: str) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+
+
+class SessionTaken(ConflictError):
+    """A turn asked to continue only its own principal's session, and the session was
+    started by another principal (nothing is created).
 
     Attributes:
         session_id: The session, as the store knows it.

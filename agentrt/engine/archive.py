@@ -69,7 +69,12 @@ class Archive:
         return (await read_run(self._store, run_id)).export()
 
     async def import_run(self, data: dict[str, Any]) -> RunRecord:
-        """Store a log made by :meth:`export_run` as a new run (a new id), to replay it."""
+        """Store a log made by :meth:`export_run` as a new run (a new id), to replay it.
+
+        The run is created leased to this worker, so no other claims it before its
+        status is the log's: a finished log's run is never executed; an unfinished
+        one is handed to the queue (any worker continues it from its last step).
+        """
         if data.get("format") != EXPORT_FORMAT:
             raise UsageError(f"not an exported run: expected `format: {EXPORT_FORMAT}`")
         meta, events = data["run"], data["events"]
@@ -78,21 +83,19 @@ class Archive:
                 f"an exported run starts with {with_article(ev.RUN_CREATED + ' event')}"
             )
         drafts = [EventDraft(e["type"], e["data"], e["ts"], e["step"]) for e in events]
-        worker = self._worker
-        run, _ = await self._store.create_run(
-            NewRun(new_run_id(), meta["namespace"], meta["agent"], self._clock()), drafts
-        )
+        worker, now = self._worker, self._clock()
+        new = NewRun(
+            new_run_id(), meta["namespace"], meta["agent"], now,
+            lease_owner=worker.owner, lease_expires=now + worker.lease_ttl_s,
+        )  # fmt: skip
+        run, _ = await self._store.create_run(new, drafts)
         status = next((e["data"]["status"] for e in events if e["type"] == ev.RUN_FINISHED), None)
         if status is not None:
-            leased = await self._store.acquire_lease(
-                run.id, worker.owner, worker.lease_ttl_s, now=self._clock()
-            )  # a new run: nobody else can hold it
-            if leased is not None:
-                update = RunUpdate(status=status, usage=_usage_of(events))
-                await self._store.append_events(
-                    run.id, [], expected_seq=leased.last_seq, owner=worker.owner, update=update
-                )
-                await self._store.release_lease(run.id, worker.owner)
+            update = RunUpdate(status=status, usage=_usage_of(events))
+            await self._store.append_events(
+                run.id, [], expected_seq=run.last_seq, owner=worker.owner, update=update
+            )
+        await self._store.release_lease(run.id, worker.owner)
         return await worker.get(run.id)
 
     async def fork(
@@ -127,7 +130,9 @@ class Archive:
             # The fork's session starts from the parent's history before the parent's turn.
             session_id = f"{parent.session_id}~{secrets.token_hex(3)}"
             await self._store.create_session(
-                SessionRecord(session_id, parent.namespace, now, parent.session_id, parent.turn)
+                SessionRecord(
+                    session_id, parent.namespace, now, parent.session_id, parent.turn, 0, principal
+                )
             )
         forked = RunCreated(created.input, spec, ForkPoint(run_id, from_step))
         data = forked.data if principal is None else {**forked.data, "by": principal}

@@ -84,9 +84,15 @@ class Catalog:
         return self._parse(cls, record)
 
     async def agent_plan(
-        self, agent: str, *, namespace: str = "default", budgets: Budgets | None = None
+        self,
+        agent: str,
+        *,
+        namespace: str = "default",
+        budgets: Budgets | None = None,
+        tighten_only: bool = False,
     ) -> RunSpec:
-        """The frozen spec a new run of ``agent`` would execute."""
+        """The frozen spec a new run of ``agent`` would execute; ``budgets`` override the
+        Agent's (with ``tighten_only``, only where they are lower)."""
         # One read of the namespace's resources; parsing is cached per generation.
         records = {
             (r.kind, r.name): r for r in await self._store.list_resources(namespace=namespace)
@@ -115,7 +121,7 @@ class Catalog:
             agent_spec=agent_res.spec,
             models=models,
             tools=tools,
-            budgets=agent_res.spec.budgets.merged(budgets),
+            budgets=agent_res.spec.budgets.applied(budgets, tighten_only=tighten_only),
         )
 
     async def team_plan(
@@ -125,12 +131,13 @@ class Catalog:
         namespace: str = "default",
         budgets: Budgets | None = None,
         concurrency: int | None = None,
+        tighten_only: bool = False,
     ) -> TeamRunSpec:
         """The frozen Team a new run of ``team`` would execute, with this run's limits."""
         resource = await self.get(Team, namespace, team)
         limits: dict[str, Any] = {}
         if budgets is not None:
-            limits["budgets"] = resource.spec.budgets.merged(budgets)
+            limits["budgets"] = resource.spec.budgets.applied(budgets, tighten_only=tighten_only)
         if concurrency is not None:
             limits["concurrency"] = min(resource.spec.concurrency, concurrency)
         if limits:
@@ -159,14 +166,18 @@ class Catalog:
         budgets: Budgets | None = None,
         kind: str | None = None,
         concurrency: int | None = None,
+        tighten_only: bool = False,
     ) -> RunCreated:
         """What a new run of ``target`` (an Agent, or else a Team of that name) freezes.
 
-        ``kind`` ("Agent" or "Team") says which when the caller knows.
+        ``kind`` ("Agent" or "Team") says which when the caller knows; ``budgets``
+        override the target's (with ``tighten_only``, only where they are lower).
         """
         if kind != "Team":
             try:
-                spec = await self.agent_plan(target, namespace=namespace, budgets=budgets)
+                spec = await self.agent_plan(
+                    target, namespace=namespace, budgets=budgets, tighten_only=tighten_only
+                )
             except NotFoundError:
                 if kind == "Agent":
                     raise
@@ -183,8 +194,9 @@ class Catalog:
                 + await self._where_else(target, namespace)
             )
         team = await self.team_plan(
-            target, namespace=namespace, budgets=budgets, concurrency=concurrency
-        )
+            target, namespace=namespace, budgets=budgets, concurrency=concurrency,
+            tighten_only=tighten_only,
+        )  # fmt: skip
         return RunCreated(input, team)
 
     async def _where_else(self, target: str, namespace: str) -> str:

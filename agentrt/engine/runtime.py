@@ -226,12 +226,17 @@ class Runtime:
         concurrency: int | None = None,
         double_texting: DoubleTexting | None = None,
         principal: str | None = None,
+        own_session: bool = False,
+        tighten_only: bool = False,
     ) -> RunRecord:
         """Create a run of ``agent`` (an Agent, or else a Team of that name) and (by
         default) start executing it here. ``target_kind`` ("Agent" or "Team") says which.
         ``concurrency`` lowers a Team's limit of nodes running at once for this run.
         ``principal`` is who starts it (e.g. an API key's ``key:NAME``): kept on the
-        run, in its first event, and on the child runs it starts.
+        run, in its first event, and on the child runs it starts; a new ``session``
+        records it as the session's. With ``own_session``, a session another
+        principal started raises ``SessionTaken`` and creates nothing. ``budgets``
+        override the target's; with ``tighten_only``, only where they are lower.
 
         With an ``idempotency_key`` already used in the namespace, the existing
         run is returned and nothing new is created; if nobody executes it any more
@@ -247,13 +252,12 @@ class Runtime:
         parts = self._started
         created = await parts.catalog.plan(
             agent, input, namespace=namespace, budgets=budgets, kind=target_kind,
-            concurrency=concurrency,
+            concurrency=concurrency, tighten_only=tighten_only,
         )  # fmt: skip
         return await parts.worker.submit(
             agent, created, namespace=namespace, session=session,
             idempotency_key=idempotency_key, parent_run=parent_run, start=start,
-            double_texting=double_texting,
-            principal=principal,
+            double_texting=double_texting, principal=principal, own_session=own_session,
         )  # fmt: skip
 
     async def submit_query(self, query: Query, *, start: bool = True) -> RunRecord:
@@ -349,12 +353,16 @@ class Runtime:
         self,
         *,
         namespace: str | None = None,
+        principal: str | None = None,
         before: tuple[float, str] | None = None,
         limit: int = 100,
     ) -> list[SessionView]:
-        """Sessions (of ``namespace``) with their state, newest first; ``before`` is the
-        ``(created_at, id)`` of the last session of the page before."""
-        return await list_sessions(self.store, namespace=namespace, before=before, limit=limit)
+        """Sessions (of ``namespace``, started by ``principal``) with their state, newest
+        first; ``before`` is the ``(created_at, id)`` of the last session of the page
+        before."""
+        return await list_sessions(
+            self.store, namespace=namespace, principal=principal, before=before, limit=limit
+        )
 
     async def session(self, session_id: str, *, limit: int = 1000) -> SessionView:
         """A session with its state and its first ``limit`` turns, in turn order."""

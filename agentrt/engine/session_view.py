@@ -102,11 +102,15 @@ async def list_sessions(
     store: Store,
     *,
     namespace: str | None = None,
+    principal: str | None = None,
     before: tuple[float, str] | None = None,
     limit: int = 100,
 ) -> list[SessionView]:
-    """Sessions (of ``namespace``), newest first, from the page ``before`` points after."""
-    found = await store.list_sessions(namespace=namespace, before=before, limit=limit)
+    """Sessions (of ``namespace``, started by ``principal``), newest first, from the
+    page ``before`` points after."""
+    found = await store.list_sessions(
+        namespace=namespace, principal=principal, before=before, limit=limit
+    )
     return [SessionView.of(f) for f in found]
 
 

@@ -32,7 +32,7 @@ from agentrt.engine.result import RunResult
 from agentrt.engine.run_view import RunView
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.turn_order import after_earlier_turns
-from agentrt.errors import ConflictError, LeaseLost, NotFoundError, StoreError
+from agentrt.errors import ConflictError, LeaseLost, NotFoundError, SessionTaken, StoreError
 from agentrt.settings import Settings
 from agentrt.spec.resources import DoubleTexting
 from agentrt.state.base import (
@@ -254,6 +254,7 @@ class Worker:
         start: bool = True,
         double_texting: DoubleTexting | None = None,
         principal: str | None = None,
+        own_session: bool = False,
     ) -> RunRecord:
         """Create a run of ``created`` and (by default) execute it here.
 
@@ -267,7 +268,9 @@ class Worker:
         only while the session has no unfinished turn (else ``SessionBusy``,
         nothing created), in the same write that gives it its turn.
 
-        ``principal`` is who starts it: kept on the run and in its first event.
+        ``principal`` is who starts it: kept on the run and in its first event, and
+        on its session when the session is new. With ``own_session`` the turn joins
+        only a session ``principal`` started (else ``SessionTaken``, nothing created).
         """
         now = self._clock()
         policy = None
@@ -290,7 +293,7 @@ class Worker:
             if_session_idle=policy == "reject",
             principal=principal,
         )
-        run, fresh = await self._create(new, first)
+        run, fresh = await self._create(new, first, own_session=own_session)
         if fresh and start:
             # Created leased to us, and its whole log is the event just written.
             known = (run, [Event(1, first.type, first.data, first.ts)])
@@ -299,18 +302,28 @@ class Worker:
             await self.adopt(run, queued=True)
         return run
 
-    async def _create(self, new: NewRun, first: EventDraft) -> tuple[RunRecord, bool]:
+    async def _create(
+        self, new: NewRun, first: EventDraft, *, own_session: bool
+    ) -> tuple[RunRecord, bool]:
         """Create ``new`` (and its session, the first time): once more if its session was
         deleted between the two writes."""
         for attempt in (1, 2):
             if new.session_id is not None:
-                session = SessionRecord(new.session_id, new.namespace, new.created_at)
+                session = SessionRecord(
+                    new.session_id, new.namespace, new.created_at, principal=new.principal
+                )
                 stored = await self.store.create_session(session)
                 if stored.namespace != new.namespace:
                     # Not which one: the caller may be a tenant that must not learn of it.
                     raise ConflictError(
                         f"session {new.session_id!r} belongs to another namespace than "
                         f"{new.namespace!r}; give the turn another session id"
+                    )
+                if own_session and stored.principal != new.principal:
+                    raise SessionTaken(
+                        f"session {new.session_id!r} was started by another principal; "
+                        "give the turn another session id",
+                        session_id=new.session_id,
                     )
             try:
                 return await self.store.create_run(new, [first])

@@ -55,6 +55,7 @@ from agentrt.server.a2a_wire import (
 )
 from agentrt.server.context import ServerContext
 from agentrt.server.keys import Principal, Role
+from agentrt.server.ownership import own_idempotency_key, own_principal, sees
 from agentrt.server.problems import ApiError
 from agentrt.server.session_names import stored
 from agentrt.state.records import RunRecord
@@ -93,7 +94,7 @@ Handler = Callable[[Call], Awaitable[dict[str, Any] | StreamingResponse]]
 async def _run_of(call: Call, task_id: str) -> RunRecord:
     """The task's run: the agent's, in the caller's tenant; not found otherwise."""
     run = await call.ctx.runtime.store.get_run(task_id)
-    if run is None or run.namespace != call.principal.tenant or run.agent != call.agent:
+    if run is None or not sees(call.principal, run) or run.agent != call.agent:
         raise task_not_found()
     return run
 
@@ -109,15 +110,17 @@ def _accepts_text(modes: tuple[str, ...]) -> bool:
 async def _context(call: Call, incoming: Incoming) -> str:
     """The session the message's run is a turn of."""
     tenant = call.principal.tenant
+    owner = own_principal(call.principal)
     context = incoming.context_id
     if context is None:
         # Named from the message, so a message sent again makes no second context.
-        name = f"agentrt:a2a:{tenant}/{call.agent}/{incoming.message_id}"
+        sender = "" if owner is None else f"{owner}/"
+        name = f"agentrt:a2a:{tenant}/{call.agent}/{sender}{incoming.message_id}"
         context = str(uuid.uuid5(uuid.NAMESPACE_URL, name))
     # The store keeps a tenant's sessions under ids of the tenant's own (session_names).
     kept = stored(tenant, context)
     record = await call.ctx.runtime.store.get_session(kept)
-    if record is not None and record.namespace != tenant:
+    if record is not None and (record.namespace != tenant or owner not in (None, record.principal)):
         raise RpcError(INVALID_PARAMS, _TAKEN)  # never whose
     return kept
 
@@ -140,9 +143,13 @@ async def _start(call: Call) -> tuple[RunRecord, Incoming]:
     try:
         run = await call.ctx.runtime.submit(
             call.agent, incoming.text, namespace=call.principal.tenant, session=context,
-            idempotency_key=message_key(call.agent, incoming.message_id), target_kind="Agent",
+            idempotency_key=own_idempotency_key(
+                call.principal, message_key(call.agent, incoming.message_id)
+            ),
+            target_kind="Agent", principal=call.principal.label,
+            own_session=call.principal.role == "user",
         )  # fmt: skip
-    except ConflictError:  # another tenant made the session since it was looked at
+    except ConflictError:  # another key or tenant made the session since it was looked at
         raise RpcError(INVALID_PARAMS, _TAKEN) from None
     return run, incoming
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from agentrt.engine import events as ev
+from agentrt.server.ownership import OWNER_MARK
 from agentrt.server.session_names import shown
 from agentrt.state.records import Event, RunRecord, RunStatus
 
@@ -103,6 +104,8 @@ def _question_id(run: RunRecord) -> str:
     """The id of the message that started the run: its own, when A2A sent it."""
     prefix = message_key(run.agent, "")
     key = run.idempotency_key
+    if key is not None:
+        key = key.rpartition(OWNER_MARK)[2]  # a user key's: its own space
     if key is not None and key.startswith(prefix) and len(key) > len(prefix):
         return key[len(prefix) :]
     return f"{run.id}-input"

@@ -25,11 +25,12 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from agentrt import _json
-from agentrt.errors import NotFoundError
+from agentrt.errors import NotFoundError, SessionTaken
 from agentrt.server.answer_feed import Ended, Idle, Item, Piece, follow_answer
 from agentrt.server.auth import Caller, require, server_context
 from agentrt.server.keys import Principal
 from agentrt.server.openai_chat import ChatRequest, chunk, completion, model_object, run_input
+from agentrt.server.ownership import own_idempotency_key, own_principal, session_taken
 from agentrt.server.problems import ApiError, error_body
 from agentrt.server.session_names import stored
 from agentrt.state.base import Store
@@ -67,10 +68,13 @@ async def _target(store: Store, tenant: str, model: str) -> ResourceRecord:
     raise _not_found(model)
 
 
-def _user_session(tenant: str, model: str, user: str) -> str:
-    """The session of end user ``user`` with ``model``: hashed with the tenant, so
-    two tenants' users of one name never meet, and stable, so it continues."""
-    digest = hashlib.sha256(f"{tenant}\0{model}\0{user}".encode()).hexdigest()
+def _user_session(principal: Principal, model: str, user: str) -> str:
+    """The session of end user ``user`` with ``model``: hashed with the tenant (and a
+    ``user`` key's own name), so two tenants' (or two user keys') users of one name
+    never meet, and stable, so it continues."""
+    owner = own_principal(principal)
+    mark = principal.tenant if owner is None else f"{principal.tenant}\0{owner}"
+    digest = hashlib.sha256(f"{mark}\0{model}\0{user}".encode()).hexdigest()
     return f"chat-{digest[:32]}"
 
 
@@ -127,7 +131,7 @@ async def chat_completions(
     model = model_object(target)["id"]
     session = x_agentrt_session
     if session is None and body.user:
-        session = _user_session(principal.tenant, model, body.user)
+        session = _user_session(principal, model, body.user)
     # The store keeps a tenant's sessions under ids of the tenant's own (session_names).
     kept = stored(principal.tenant, session) if session is not None else None
     fresh = kept is None or not await _holds_history(store, principal.tenant, kept)
@@ -135,8 +139,12 @@ async def chat_completions(
     try:
         run = await ctx.runtime.submit(
             target.name, text, namespace=principal.tenant, session=kept,
-            idempotency_key=idempotency_key, target_kind=target.kind,
+            idempotency_key=own_idempotency_key(principal, idempotency_key),
+            target_kind=target.kind, principal=principal.label,
+            own_session=principal.role == "user",
         )  # fmt: skip
+    except SessionTaken:
+        raise session_taken("session") from None
     except NotFoundError:
         raise _not_found(body.model) from None  # deleted meanwhile; never another tenant's
     headers = {"X-Agentrt-Run": run.id, "Location": f"/v1/runs/{run.id}",

@@ -26,15 +26,17 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from agentrt import _json
 from agentrt.engine import RunView, run_summary
-from agentrt.errors import NotFoundError, SessionBusy
+from agentrt.errors import NotFoundError, SessionBusy, SessionTaken
 from agentrt.server.auth import Caller, require, server_context
 from agentrt.server.keys import Principal
+from agentrt.server.ownership import own_idempotency_key, own_principal, sees, session_taken
 from agentrt.server.problems import ApiError
 from agentrt.server.session_names import stored, with_shown_session
+from agentrt.spec.agent_spec import Budgets
 from agentrt.spec.resources import DoubleTexting
 from agentrt.state.records import RunCursor, RunRecord, RunStatus
 
-__all__ = ["TEXT", "QueryRequest", "router", "run_of", "sees"]
+__all__ = ["TEXT", "QueryRequest", "router", "run_of"]
 
 router = APIRouter(prefix="/v1", tags=["runs"])
 
@@ -97,14 +99,14 @@ class QueryRequest(BaseModel):
         description="when the session has an unfinished turn: reject (409), enqueue, "
         "interrupt or rollback; default: the target's session.double_texting",
     )
-
-
-def sees(principal: Principal, run: RunRecord) -> bool:
-    """Whether ``principal`` may know of ``run``: a run of its tenant, and for a
-    ``user`` key only one it started."""
-    if run.namespace != principal.tenant:
-        return False
-    return principal.role != "user" or run.principal == principal.label
+    budgets: Budgets | None = Field(
+        default=None,
+        description="limits of this run (tokens, tool calls, cost, deadline_s): each one "
+        "given lowers the target's, never raises it",
+    )
+    concurrency: int | None = Field(
+        default=None, ge=1, description="a Team's run: at most this many nodes at once"
+    )
 
 
 async def run_of(request: Request, principal: Principal, run_id: str) -> RunRecord:
@@ -132,10 +134,16 @@ async def submit(
             body.input,
             namespace=tenant,
             session=stored(tenant, body.session) if body.session else None,
-            idempotency_key=body.idempotency_key or idempotency_key,
+            idempotency_key=own_idempotency_key(principal, body.idempotency_key or idempotency_key),
             double_texting=body.double_texting,
             principal=principal.label,
+            own_session=principal.role == "user",
+            budgets=body.budgets,
+            tighten_only=True,
+            concurrency=body.concurrency,
         )
+    except SessionTaken:
+        raise session_taken("session") from None
     except SessionBusy:
         raise ApiError(
             409,
@@ -192,7 +200,7 @@ async def list_runs(
     session_id = stored(principal.tenant, session) if session else None
     runs = await store.list_runs(
         namespace=principal.tenant, session_id=session_id, parent=parent, statuses=status,
-        agent=target, principal=principal.label if principal.role == "user" else by,
+        agent=target, principal=own_principal(principal) or by,
         created_after=created_after, created_before=created_before,
         before=None if cursor is None else _cursor_of(cursor), order="newest", limit=limit + 1,
     )  # fmt: skip

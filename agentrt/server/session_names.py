@@ -36,12 +36,16 @@ def with_shown_session(run: dict[str, Any], tenant: str) -> dict[str, Any]:
     return run
 
 
-async def find_session(runtime: Runtime, tenant: str, session: str) -> str | None:
-    """The store's id of the tenant's session ``session``, or ``None`` if it has none."""
+async def find_session(
+    runtime: Runtime, tenant: str, session: str, principal: str | None = None
+) -> str | None:
+    """The store's id of the tenant's session ``session`` (one ``principal`` started,
+    when given), or ``None`` if it has none."""
     for candidate in (stored(tenant, session), session):
         found = await runtime.store.get_session(candidate)
         if found is not None and found.namespace == tenant:
-            return candidate
+            mine = principal is None or found.principal == principal
+            return candidate if mine else None
     return None
 
 

@@ -23,6 +23,7 @@ from agentrt.engine import SessionView
 from agentrt.errors import SessionBusy
 from agentrt.server.auth import Caller, require, server_context
 from agentrt.server.keys import Principal
+from agentrt.server.ownership import own_principal
 from agentrt.server.problems import ApiError
 from agentrt.server.session_names import find_session, session_dict, with_shown_session
 
@@ -57,10 +58,13 @@ async def list_sessions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> dict[str, Any]:
-    """The tenant's sessions with their state, newest first; ``next_cursor`` pages on."""
+    """The tenant's sessions (a ``user`` key's: those it started) with their state,
+    newest first; ``next_cursor`` pages on."""
     runtime = server_context(request).runtime
     before = _position(cursor) if cursor else None
-    views = await runtime.sessions(namespace=principal.tenant, before=before, limit=limit)
+    views = await runtime.sessions(
+        namespace=principal.tenant, principal=own_principal(principal), before=before, limit=limit
+    )
     return {
         "items": [session_dict(v, principal.tenant) for v in views],
         "next_cursor": _cursor_of(views[-1]) if len(views) == limit else None,
@@ -76,7 +80,7 @@ async def get_session(
 ) -> dict[str, Any]:
     """The session's state and its first ``limit`` turns, in turn order."""
     runtime = server_context(request).runtime
-    found = await find_session(runtime, principal.tenant, session_id)
+    found = await find_session(runtime, principal.tenant, session_id, own_principal(principal))
     if found is None:
         raise ApiError(404, _NOT_FOUND)
     view = await runtime.session(found, limit=limit)

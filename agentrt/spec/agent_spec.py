@@ -108,6 +108,20 @@ class Budgets(Strict):
             return self
         return self.model_copy(update=override.model_dump(exclude_none=True, exclude_unset=True))
 
+    def tightened(self, override: Budgets | None) -> Budgets:
+        """These budgets with each limit given in ``override`` lowering ours, never
+        raising it: the lower of the two (ours unlimited: ``override``'s)."""
+        if override is None:
+            return self
+        given = override.model_dump(exclude_none=True, exclude_unset=True)
+        ours = self.model_dump()
+        lower = {k: v if ours[k] is None else min(v, ours[k]) for k, v in given.items()}
+        return self.model_copy(update=lower)
+
+    def applied(self, override: Budgets | None, *, tighten_only: bool) -> Budgets:
+        """``override`` applied to these budgets: :meth:`tightened` or :meth:`merged`."""
+        return self.tightened(override) if tighten_only else self.merged(override)
+
 
 class Hooks(Strict):
     """User hooks, each a ``module:function``, called at one phase of the loop."""

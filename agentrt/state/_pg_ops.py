@@ -110,7 +110,7 @@ _LOCK_RESOURCE: Final = (
     "WHERE kind = %s AND namespace = %s AND name = %s FOR NO KEY UPDATE"
 )
 _INSERT_SESSION: Final = (
-    f"INSERT INTO sessions ({SESSION_COLS}) VALUES (%s, %s, %s, %s, %s, %s) "
+    f"INSERT INTO sessions ({SESSION_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
     f"ON CONFLICT DO NOTHING RETURNING {SESSION_COLS}"
 )
 _SELECT_SESSION: Final = f"SELECT {SESSION_COLS} FROM sessions WHERE id = %s"
@@ -243,7 +243,10 @@ class Ops:
 
     # --- sessions --------------------------------------------------------------
     async def create_session(self, conn: Conn, s: SessionRecord) -> SessionRecord:
-        params = (s.id, s.namespace, s.created_at, s.parent_session, s.parent_turn, s.next_turn)
+        params = (
+            s.id, s.namespace, s.created_at, s.parent_session, s.parent_turn, s.next_turn,
+            s.principal,
+        )  # fmt: skip
         while True:  # again if the session that conflicted was deleted (by gc) meanwhile
             row = await fetch_one(conn, _INSERT_SESSION, params)
             if row is None:

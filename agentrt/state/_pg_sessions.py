@@ -25,9 +25,14 @@ class SessionOps:
     """Listing and deleting sessions (coroutines of a borrowed connection)."""
 
     async def list_sessions(
-        self, conn: Conn, namespace: str | None, before: tuple[float, str] | None, limit: int
+        self,
+        conn: Conn,
+        namespace: str | None,
+        principal: str | None,
+        before: tuple[float, str] | None,
+        limit: int,
     ) -> list[SessionActivity]:
-        sql, params = list_sql(namespace, before, limit)
+        sql, params = list_sql(namespace, principal, before, limit)
         return [activity(row) for row in await fetch_all(conn, pg(sql), params)]
 
     async def delete_session(self, conn: Conn, session_id: str) -> tuple[str, ...] | None:

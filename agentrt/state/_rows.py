@@ -30,7 +30,7 @@ RUN_COLS: Final = (
 )
 """The columns :func:`run_record` reads, in its order."""
 
-SESSION_COLS: Final = "id, namespace, created_at, parent_session, parent_turn, next_turn"
+SESSION_COLS: Final = "id, namespace, created_at, parent_session, parent_turn, next_turn, principal"
 """The columns :func:`session_record` reads, in its order."""
 
 RESOURCE_COLS: Final = "kind, namespace, name, generation, body, created_at, updated_at"

@@ -48,7 +48,7 @@ are not children, and live in sessions of their own)."""
 
 
 def list_sql(
-    namespace: str | None, before: tuple[float, str] | None, limit: int
+    namespace: str | None, principal: str | None, before: tuple[float, str] | None, limit: int
 ) -> tuple[str, list[Any]]:
     """The statement of ``Store.list_sessions`` and its parameters."""
     where: list[str] = []
@@ -56,6 +56,9 @@ def list_sql(
     if namespace is not None:
         where.append("namespace = ?")
         params.append(namespace)
+    if principal is not None:
+        where.append("principal = ?")
+        params.append(principal)
     if before is not None:
         where.append("(created_at < ? OR (created_at = ? AND id < ?))")
         params.extend([before[0], before[0], before[1]])
@@ -65,7 +68,7 @@ def list_sql(
 
 def activity(row: Sequence[Any]) -> SessionActivity:
     """A row of the list statement as a record."""
-    return SessionActivity(session_record(row[:6]), int(row[6]), int(row[7]), float(row[8]))
+    return SessionActivity(session_record(row[:7]), int(row[7]), int(row[8]), float(row[9]))
 
 
 def pg(sql: str) -> str:

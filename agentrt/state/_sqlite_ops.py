@@ -242,9 +242,10 @@ class Ops:
 
     # --- sessions --------------------------------------------------------------
     def create_session(self, s: SessionRecord) -> SessionRecord:
+        row = (s.id, s.namespace, s.created_at, s.parent_session, s.parent_turn, s.next_turn)
         self.conn.execute(
-            f"INSERT OR IGNORE INTO sessions ({SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
-            (s.id, s.namespace, s.created_at, s.parent_session, s.parent_turn, s.next_turn),
+            f"INSERT OR IGNORE INTO sessions ({SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (*row, s.principal),
         )
         stored = self.get_session(s.id)
         assert stored is not None

@@ -32,9 +32,13 @@ class SessionOps:
         self.conn = conn
 
     def list_sessions(
-        self, namespace: str | None, before: tuple[float, str] | None, limit: int
+        self,
+        namespace: str | None,
+        principal: str | None,
+        before: tuple[float, str] | None,
+        limit: int,
     ) -> list[SessionActivity]:
-        sql, params = list_sql(namespace, before, limit)
+        sql, params = list_sql(namespace, principal, before, limit)
         return [activity(row) for row in self.conn.execute(sql, params)]
 
     def delete_session(self, session_id: str) -> tuple[str, ...] | None:
@@ -85,11 +89,15 @@ class SessionMethods:
         self,
         *,
         namespace: str | None = None,
+        principal: str | None = None,
         before: tuple[float, str] | None = None,
         limit: int = 100,
     ) -> list[SessionActivity]:
-        """Sessions (of ``namespace``), newest first, with their active and waiting runs."""
-        return await self._submit(READ, self._sessions.list_sessions, namespace, before, limit)
+        """Sessions (of ``namespace``, started by ``principal``), newest first, with
+        their active and waiting runs."""
+        return await self._submit(
+            READ, self._sessions.list_sessions, namespace, principal, before, limit
+        )
 
     async def delete_session(self, session_id: str) -> tuple[str, ...] | None:
         """Delete a session with its runs and their children; ``SessionBusy`` while one

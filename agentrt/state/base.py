@@ -232,11 +232,13 @@ class Store(Protocol):
         self,
         *,
         namespace: str | None = None,
+        principal: str | None = None,
         before: tuple[float, str] | None = None,
         limit: int = 100,
     ) -> list[SessionActivity]:
-        """Sessions (of ``namespace``), newest first by ``(created_at, id)``, each with
-        how many of its runs are active and how many wait for a person.
+        """Sessions (of ``namespace``; started by ``principal``), newest first by
+        ``(created_at, id)``, each with how many of its runs are active and how many
+        wait for a person.
 
         ``before`` is a cursor: the ``(created_at, id)`` of the last session of the
         page before, so only older sessions come.

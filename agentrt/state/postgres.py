@@ -314,11 +314,15 @@ class PostgresStore(ClosesOnExit):
         self,
         *,
         namespace: str | None = None,
+        principal: str | None = None,
         before: tuple[float, str] | None = None,
         limit: int = 100,
     ) -> list[SessionActivity]:
-        """Sessions (of ``namespace``), newest first, with their active and waiting runs."""
-        return await self._run.read(self._sessions.list_sessions, namespace, before, limit)
+        """Sessions (of ``namespace``, started by ``principal``), newest first, with
+        their active and waiting runs."""
+        return await self._run.read(
+            self._sessions.list_sessions, namespace, principal, before, limit
+        )
 
     async def delete_session(self, session_id: str) -> tuple[str, ...] | None:
         """Delete a session with its runs and their children; ``SessionBusy`` while one

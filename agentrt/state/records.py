@@ -134,6 +134,7 @@ class SessionRecord:
     parent_session: str | None = None
     parent_turn: int | None = None
     next_turn: int = 0
+    principal: str | None = None  # who started it (an API key's ``key:NAME``), if known
 
 
 @dataclass(frozen=True, slots=True)

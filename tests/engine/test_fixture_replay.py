@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,31 @@ async def test_import_rejects_what_is_not_an_export(store: SqliteStore) -> None:
     async with Runtime(store) as rt:
         with pytest.raises(Exception, match=r"agentrt\.run/v1"):
             await rt.import_run({"events": []})
+
+
+async def test_an_imported_log_is_claimed_by_no_worker_while_it_is_stored(
+    store: SqliteStore,
+) -> None:
+    """Another worker claiming runs the whole time never gets an imported finished run:
+    it is created leased to the importer, so its status is final once anyone can see it."""
+    data = _load("demo_run.json")
+    stolen: list[str] = []
+    done = False
+
+    async def claim_forever() -> None:
+        while not done:
+            claimed = await store.claim_runs("thief", 30.0, now=time.time(), limit=10)
+            stolen.extend(run.id for run in claimed)
+            await asyncio.sleep(0)
+
+    async with Runtime(store) as rt:
+        thief = asyncio.create_task(claim_forever())
+        try:
+            imported = [await rt.import_run(data) for _ in range(20)]
+        finally:
+            done = True
+            await thief
+    assert stolen == []
+    for run in imported:
+        stored = await store.get_run(run.id)
+        assert stored is not None and stored.status == "succeeded" and stored.lease_owner is None

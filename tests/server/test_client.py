@@ -94,7 +94,14 @@ async def test_queries_are_submitted_waited_for_and_read(
         runs = await client.list_runs()
         assert [r.id for r in runs] == [first.run.id, outcome.run_id]  # newest first
         assert [r.id for r in await client.list_runs(session="s1")] == [outcome.run_id]
-        assert await client.list_runs(status=["failed"]) == []
+        assert (await client.list_runs(status=["failed"])).items == ()
+        page = await client.list_runs(limit=1, target="bot")
+        assert [r.id for r in page] == [first.run.id] and page.next_cursor is not None
+        rest = await client.list_runs(limit=1, target="bot", cursor=page.next_cursor)
+        assert [r.id for r in rest] == [outcome.run_id] and rest.next_cursor is None
+        assert len(await client.list_runs(created_before=detail.run.created_at)) == 0
+        held = await client.submit("bot", "2+3?", budgets={"max_tool_calls": 0}, wait=True)
+        assert held.run.status == "budget_exhausted"
         # A run waited for while it works: followed on its stream to its end.
         served.model.inject_delay(0.5)
         later = await client.submit("bot", "slowly")

@@ -78,6 +78,27 @@ async def check_list_sessions_with_activity(h: Harness) -> None:
     assert {x.session.id for x in await s.list_sessions()} == {f"s{i}" for i in range(5)}
 
 
+async def check_session_principal(h: Harness) -> None:
+    """A session keeps who started it: a second create of its id keeps the first
+    principal, and list_sessions filters by it (and pages within it)."""
+    s = h.store
+    await s.create_session(SessionRecord("mine", "a", 1.0, principal="key:ann"))
+    again = await s.create_session(SessionRecord("mine", "a", 2.0, principal="key:bob"))
+    assert again.principal == "key:ann" and again.created_at == 1.0
+    await s.create_session(SessionRecord("theirs", "a", 3.0, principal="key:bob"))
+    await s.create_session(SessionRecord("cli", "a", 4.0))
+    await s.create_session(SessionRecord("mine2", "a", 5.0, principal="key:ann"))
+    await s.create_session(SessionRecord("elsewhere", "b", 6.0, principal="key:ann"))
+    ann = await s.list_sessions(namespace="a", principal="key:ann")
+    assert [x.session.id for x in ann] == ["mine2", "mine"]
+    assert ann[0].session.principal == "key:ann"
+    page = await s.list_sessions(namespace="a", principal="key:ann", before=(5.0, "mine2"))
+    assert [x.session.id for x in page] == ["mine"]
+    assert (await s.get_session("cli")) == SessionRecord("cli", "a", 4.0)
+    everyone = await s.list_sessions(namespace="a")
+    assert [x.session.id for x in everyone] == ["mine2", "cli", "theirs", "mine"]
+
+
 async def check_create_run_if_session_idle(h: Harness) -> None:
     """A run created ``if_session_idle`` is refused while a run of its session is
     unfinished (queued, running or waiting), writing nothing; a retry with the key of a
@@ -215,6 +236,7 @@ async def check_request_cancel_cause(h: Harness) -> None:
 
 SESSION_CHECKS = [
     check_list_sessions_with_activity,
+    check_session_principal,
     check_create_run_if_session_idle,
     check_create_run_if_session_idle_concurrent,
     check_delete_session,
