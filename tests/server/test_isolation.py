@@ -143,3 +143,29 @@ async def test_a_role_below_an_endpoints_is_refused(
         for role in ROLES[:needed]:
             reply = await _try(keys[role], method, path, op, document, victim.params())
             assert reply.status in (403, 404), f"{role} {method} {path}: {reply.status}"
+
+
+async def test_no_endpoint_shows_a_user_another_users_runs_or_sessions(
+    served: Served, admin: Api, tenant: str, http: aiohttp.ClientSession
+) -> None:
+    """A ``user`` key tries every endpoint on a run and session another user key of its
+    own tenant started: each is refused, and no answer shows them."""
+    ann = Api(served, await served.key(tenant, "user", name="ann"), http)
+    victim = await _victim(served, admin, tenant)
+    query = {"target": victim.agent, "input": "hi", "session": victim.session, "wait": True}
+    victim.session = f"own-{victim.session}"  # ann's, not the admin's
+    reply = await ann.call("POST", "/v1/queries", json={**query, "session": victim.session})
+    assert reply.status == 200, reply
+    victim.run_id = reply.body["run"]["id"]
+    document = await _document(admin)
+    bob = Api(served, await served.key(tenant, "user", name="bob"), http)
+    for method, path, op in _operations(document):
+        reply = await _try(bob, method, path, op, document, victim.params())
+        where = f"{method} {path}: {reply.status} {reply.text[:300]}"
+        assert reply.status < 500, where
+        if "{run_id}" in path or "{session_id}" in path:
+            assert reply.status in (403, 404, 405, 409, 422), where
+        for secret in (victim.run_id, victim.session, victim.output):
+            assert secret not in reply.text, f"{where} shows {secret!r}"
+    run = await ann.call("GET", f"/v1/runs/{victim.run_id}")
+    assert run.status == 200 and run.body["run"]["status"] == "succeeded"
