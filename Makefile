@@ -15,7 +15,7 @@ test: setup
 	$(VENV)/bin/ruff check agentrt tests bench examples
 	$(VENV)/bin/ruff format --check agentrt tests bench examples
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 3 --dist loadfile
 
 setup: system-deps $(STAMP)
 

@@ -41,6 +41,10 @@ def add_parser(sub: Any) -> None:
     s.add_argument(
         "--heartbeat", type=float, default=15.0, help="keep-alive interval of event streams (15 s)"
     )
+    s.add_argument(
+        "--body-timeout", type=float, default=30.0,
+        help="longest wait for the next part of a request body (30 s; then 408)",
+    )  # fmt: skip
     for kind, what in (
         ("module", "Python module (prefix) API resources may import"),
         ("command", "program an API resource's stdio MCP server may start"),
@@ -70,11 +74,12 @@ async def _cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.port < 0 or args.concurrency < 1 or args.max_body < 1 or args.rate <= 0:
         raise UsageError("--port, --concurrency, --max-body and --rate take positive numbers")
-    if args.heartbeat <= 0:
-        raise UsageError("--heartbeat takes a positive number of seconds")
+    if args.heartbeat <= 0 or args.body_timeout <= 0:
+        raise UsageError("--heartbeat and --body-timeout take a positive number of seconds")
     limits = ServerLimits(max_body_bytes=args.max_body, max_wait_s=args.max_wait,
                           rate_per_s=args.rate, burst=max(1, int(args.rate * 2)),
-                          heartbeat_s=args.heartbeat)  # fmt: skip
+                          heartbeat_s=args.heartbeat,
+                          body_timeout_s=args.body_timeout)  # fmt: skip
     trust = HostTrust(
         modules=tuple(args.allow_module), commands=tuple(args.allow_command),
         env=tuple(args.allow_env), paths=tuple(args.allow_file),

@@ -8,6 +8,7 @@ the API and execute runs in the same process.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -47,11 +48,15 @@ ROUTERS: tuple[APIRouter, ...] = (
 
 
 class BodyLimit:
-    """Refuse a request body over ``limit`` bytes (413) before a handler reads it all."""
+    """Refuse a request body over ``limit`` bytes (413) before a handler reads it all,
+    and one whose next part takes longer than ``timeout_s`` to arrive (408), so a
+    client that stalls mid-body holds no handler. Once the body is whole, waiting on
+    the connection (a stream's for its client to leave) is not timed."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, timeout_s: float = 30.0) -> None:
         self.app = app
         self.limit = limit
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,29 +66,44 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(scope, receive, send)
             return
-        seen = 0
+        seen, whole, refused = 0, False, False
+
+        async def refuse(status: int, message: str) -> Message:
+            # Answer here, and tell the app the client left: whatever it does with
+            # that (FastAPI turns a failed read into a 400) is never sent.
+            nonlocal refused
+            refused = True
+            await problem(status, message)(scope, receive, send)
+            return {"type": "http.disconnect"}
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, whole
+            if whole or refused:
+                return await receive()
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                said = f"the request body stalled for over {self.timeout_s:g} s; send it whole"
+                return await refuse(408, said)
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                whole = not message.get("more_body", False)
                 if seen > self.limit:
-                    raise _TooLarge
+                    return await refuse(413, self._too_large())
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(scope, receive, send)
+        async def sent(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, sent)
+
+    def _too_large(self) -> str:
+        return f"the request body is over {count(self.limit, 'byte')}"
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(413, f"the request body is over {count(self.limit, 'byte')}")
-        await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
+        await problem(413, self._too_large())(scope, receive, send)
 
 
 def create_app(
@@ -113,7 +133,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router, dependencies=[Depends(_known_query)])
     _health(app)
-    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
     app.openapi = lambda: openapi_document(app, ROUTERS)  # type: ignore[method-assign]
     return app
 

@@ -27,6 +27,8 @@ class ServerLimits:
         burst: Requests a key may make at once after a quiet spell.
         heartbeat_s: Seconds between the keep-alive comments of an event stream
             (so that proxies keep a quiet one open).
+        body_timeout_s: The longest wait for the next part of a request body (408
+            past it).
     """
 
     max_body_bytes: int = 1 << 20
@@ -34,6 +36,7 @@ class ServerLimits:
     rate_per_s: float = 50.0
     burst: int = 100
     heartbeat_s: float = 15.0
+    body_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)

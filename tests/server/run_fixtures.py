@@ -62,12 +62,16 @@ async def submitted(api: Api, input: str, *, target: str = "bot", wait: bool = F
 
 
 async def until(api: Api, run_id: str, *statuses: str) -> dict[str, Any]:
-    """The run's read model once its status is one of ``statuses`` (within 30 s)."""
+    """The run's read model once its status is one of ``statuses`` (within 30 s) and,
+    unless that is ``running``, its worker let its lease go (it wrote all it will)."""
     async with asyncio.timeout(30):
         while True:
             reply = await api.call("GET", f"/v1/runs/{run_id}")
             assert reply.status == 200, reply
-            if reply.body["run"]["status"] in statuses:
+            run = reply.body["run"]
+            if run["status"] in statuses and (
+                run["status"] == "running" or run["lease_owner"] is None
+            ):
                 view: dict[str, Any] = reply.body
                 return view
             await asyncio.sleep(0.05)

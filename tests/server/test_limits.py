@@ -1,10 +1,10 @@
 """The operator's limits on requests: a key over its rate gets 429 with Retry-After,
-and the other keys are not slowed by it."""
+and the other keys are not slowed by it; a body that stalls gets 408."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -16,12 +16,23 @@ from tests.server.harness import Api, Served, start_serve
 
 @pytest.fixture(scope="module")
 def slow_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """A server that lets each key make 2 requests a second (bursts of 4)."""
+    """A server that lets each key make 2 requests a second (bursts of 4), and waits at
+    most 1 s for the next part of a request body of at most 4 KiB."""
     tmp: Path = tmp_path_factory.mktemp("limits")
     model = ModelTestServer()
     model.start_in_thread()
     try:
-        server = start_serve(f"sqlite:///{tmp / 'api.db'}", tmp, model, "--rate", "2")
+        server = start_serve(
+            f"sqlite:///{tmp / 'api.db'}",
+            tmp,
+            model,
+            "--rate",
+            "2",
+            "--body-timeout",
+            "1",
+            "--max-body",
+            "4096",
+        )
         try:
             yield server
         finally:
@@ -69,3 +80,45 @@ async def test_two_tenants_may_each_have_a_session_of_one_name(
         assert reply.body["run"]["session"] == "shared-name"
         assert reply.body["run"]["turn"] == 0
     assert "owner-tenant" not in second.text
+
+
+async def test_a_body_that_stalls_is_refused_and_holds_nothing(slow_served: Served) -> None:
+    """Half a body, then silence: 408 once the body timeout passes, not a hung handler;
+    the server serves others meanwhile."""
+    key = await slow_served.key("stalls", "user")
+    host, port = slow_served.base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = (
+        f"POST /v1/queries HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    writer.write(head.encode() + b'{"target": "bo')
+    await writer.drain()
+    try:
+        async with asyncio.timeout(10):
+            answer = await reader.read(4096)
+    finally:
+        writer.close()
+    status_line, _, rest = answer.decode().partition("\r\n")
+    assert status_line.split()[1] == "408", answer
+    assert "stalled" in rest
+
+
+async def test_a_body_sent_in_chunks_past_the_limit_is_413(
+    slow_served: Served, http: aiohttp.ClientSession
+) -> None:
+    """With no Content-Length to refuse up front, the count of what arrives still stops
+    it: 413, never the 400 of a body the framework failed to read."""
+    key = await slow_served.key("chunks", "user")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"target": "bot", "input": "'
+        for _ in range(10):
+            yield b"x" * 1024
+
+    async with http.post(
+        f"{slow_served.base}/v1/queries", data=chunks(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    ) as reply:  # fmt: skip
+        assert reply.status == 413, await reply.text()
+        assert "4096 bytes" in (await reply.json())["error"]["message"]

@@ -388,7 +388,9 @@ async def test_read_only_open_changes_nothing(tmp_path: Path) -> None:
         with pytest.raises(StoreUnavailable, match="opened read-only"):
             await reader.create_run(run_draft("r2"))
         with pytest.raises(StoreUnavailable, match="read-only"):
-            await reader._query("INSERT INTO sessions VALUES ('s', 'default', 1, NULL, NULL, 0, NULL)")
+            await reader._query(
+                "INSERT INTO sessions VALUES ('s', 'default', 1, NULL, NULL, 0, NULL)"
+            )
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]
 

@@ -137,7 +137,9 @@ async def test_an_agent_asks_an_agent_of_another_server(
     async with Store.from_url(remote.store_url) as store:
         stored = await store.get_run(task["id"])
     call_key = f"{run.body['run']['id']}:{asked['step']}:{asked['data']['id']}"
-    assert stored is not None and stored.idempotency_key == f"a2a/expert/{call_key}"
+    assert stored is not None and stored.principal is not None
+    # A user key's idempotency keys are its own (agentrt.server.ownership).
+    assert stored.idempotency_key == f"{stored.principal}\x1fa2a/expert/{call_key}"
 
 
 @pytest.mark.parametrize(
