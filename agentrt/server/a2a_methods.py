@@ -10,8 +10,10 @@ own, named from the message's id (so a repeat makes no second one). It waits
 until the task ends or needs input (at most the server's longest wait), unless
 ``returnImmediately`` (0.3: ``blocking: false``). ``CancelTask`` is a hard
 cancel of the run. ``GetTask``, ``ListTasks`` and ``SubscribeToTask`` read the
-store, so any replica answers for any run. A task of another agent or tenant
-does not exist here.
+store, so any replica answers for any run; ``ListTasks`` reads one page of it
+(the last updated first) and counts the rest there. A run records the key that
+started it: a task of another agent or tenant, and for a ``user`` key one another
+key started, does not exist here.
 """
 
 from __future__ import annotations
@@ -58,12 +60,11 @@ from agentrt.server.keys import Principal, Role
 from agentrt.server.ownership import own_idempotency_key, own_principal, sees
 from agentrt.server.problems import ApiError
 from agentrt.server.session_names import stored
-from agentrt.state.records import RunRecord
+from agentrt.state.records import RunCursor, RunRecord
 
 __all__ = ["HANDLERS", "Call", "Handler"]
 
 CANCEL_WAIT_S: Final = 5.0  # how long CancelTask waits for the run to end cancelled
-LIST_SCAN: Final = 1000  # ListTasks looks among the tenant's newest runs
 _SSE_HEADERS: Final = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 _TAKEN: Final = "this contextId is taken; leave it out for a new context, or choose another"
 
@@ -92,7 +93,8 @@ Handler = Callable[[Call], Awaitable[dict[str, Any] | StreamingResponse]]
 
 
 async def _run_of(call: Call, task_id: str) -> RunRecord:
-    """The task's run: the agent's, in the caller's tenant; not found otherwise."""
+    """The task's run: the agent's, one the caller may know of (its tenant's; for a
+    ``user`` key, one it started); not found otherwise."""
     run = await call.ctx.runtime.store.get_run(task_id)
     if run is None or not sees(call.principal, run) or run.agent != call.agent:
         raise task_not_found()
@@ -213,35 +215,39 @@ def _token(run: RunRecord) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _after_token(token: str) -> tuple[float, str]:
+def _after_token(token: str) -> RunCursor:
+    """The position, last updated first, a ``nextPageToken`` names."""
     try:
         at, run_id = _json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        return float(at), str(run_id)
+        # A NUL no store holds: a token never names a run id with one.
+        named = isinstance(run_id, str) and "\x00" not in run_id
+        if isinstance(at, int | float) and named:  # JSON has no NaN nor infinity
+            return float(at), run_id
     except (ValueError, TypeError, binascii.Error):
-        raise RpcError(INVALID_PARAMS, "params.pageToken: give a nextPageToken as given") from None
+        pass
+    raise RpcError(INVALID_PARAMS, "params.pageToken: give a nextPageToken as given")
 
 
 async def list_tasks(call: Call) -> dict[str, Any]:
-    """``ListTasks``: the agent's tasks in the tenant, the last updated first."""
+    """``ListTasks``: the agent's tasks in the tenant (a ``user`` key's: those it
+    started), the last updated first by ``(updated_at, id)``, one page read from the
+    store, and how many there are in all."""
     query = parse_list(call.params)
-    statuses = None if query.state is None else statuses_of(query.state)
-    runs: list[RunRecord] = []
-    if statuses != []:  # a state no agentrt task is in matches nothing
-        tenant = call.principal.tenant
-        context = stored(tenant, query.context_id) if query.context_id else None
-        runs = await call.ctx.runtime.store.list_runs(
-            namespace=tenant,
-            session_id=context,
-            statuses=statuses,
-            limit=LIST_SCAN,
-        )  # fmt: skip
-    after = query.updated_after
-    runs = [r for r in runs if r.agent == call.agent and (after is None or r.updated_at > after)]
-    runs.sort(key=lambda r: (r.updated_at, r.id), reverse=True)
-    total = len(runs)
-    if query.page_token:
-        last = _after_token(query.page_token)
-        runs = [r for r in runs if (r.updated_at, r.id) < last]
+    before = _after_token(query.page_token) if query.page_token else None
+    tenant = call.principal.tenant
+    context = stored(tenant, query.context_id) if query.context_id else None
+    statuses = None if query.state is None else statuses_of(query.state)  # [] matches none
+    mine = call.principal.label if call.principal.role == "user" else None  # see sees()
+    store = call.ctx.runtime.store
+    runs = await store.list_runs(
+        namespace=tenant, agent=call.agent, session_id=context, statuses=statuses,
+        principal=mine, updated_after=query.updated_after, order="updated", before=before,
+        limit=query.page_size + 1,
+    )  # fmt: skip
+    total = await store.count_runs(
+        namespace=tenant, agent=call.agent, session_id=context, statuses=statuses,
+        principal=mine, updated_after=query.updated_after,
+    )  # fmt: skip
     page = runs[: query.page_size]
     with_log = query.include_artifacts or bool(query.history_length)
     tasks = [

@@ -30,7 +30,7 @@ from agentrt.state._pg_rows import (
     run_record,
     session_record,
 )
-from agentrt.state._run_query import RunFilter, list_sql
+from agentrt.state._run_query import RunFilter, count_sql, list_sql
 from agentrt.state._session_sql import UNFINISHED_TURN, pg
 from agentrt.state.records import (
     TERMINAL_STATUSES,
@@ -346,6 +346,13 @@ class Ops:
         if query is None:
             return []
         return [run_record(r) for r in await fetch_all(conn, *query)]
+
+    async def count_runs(self, conn: Conn, where: RunFilter) -> int:
+        query = count_sql(where, "postgresql")
+        if query is None:
+            return 0
+        row = await fetch_one(conn, *query)
+        return 0 if row is None else int(row[0])
 
     async def append_events(
         self,

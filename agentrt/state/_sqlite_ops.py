@@ -25,7 +25,7 @@ from agentrt.state._rows import (
     run_record,
     session_record,
 )
-from agentrt.state._run_query import RunFilter, list_sql
+from agentrt.state._run_query import RunFilter, count_sql, list_sql
 from agentrt.state.base import (
     TERMINAL_STATUSES,
     Event,
@@ -345,6 +345,10 @@ class Ops:
         if query is None:
             return []
         return [run_record(r) for r in self.conn.execute(*query)]
+
+    def count_runs(self, where: RunFilter) -> int:
+        query = count_sql(where, "sqlite")
+        return 0 if query is None else int(self.conn.execute(*query).fetchone()[0])
 
     def append_events(
         self,

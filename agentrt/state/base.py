@@ -292,24 +292,46 @@ class Store(Protocol):
         principal: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
+        updated_after: float | None = None,
         before: RunCursor | None = None,
         order: RunOrder | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
         """Runs, newest first by ``(created_at, id)``; with ``session_id``, ordered by
-        turn ascending instead (unless ``order="newest"``).
+        turn ascending instead (unless ``order="newest"``); with ``order="updated"``,
+        the last updated first by ``(updated_at, id)``.
 
         Every filter given must hold: the namespace, session, ``parent`` (its child
         runs and its forks: a fork has a ``fork_step``, a child none), one of
-        ``statuses``, the ``agent`` (target), the ``principal`` who started it, and
-        ``created_after <= created_at < created_before``. ``before`` is a cursor: the
-        ``(created_at, id)`` of the last run of the page before, so only older runs
-        come; runs created meanwhile never move a run to another page. Every filter
-        is served by an index, so listing one run's children, or a page of a
-        tenant's runs, never scans the others.
+        ``statuses``, the ``agent`` (target), the ``principal`` who started it,
+        ``created_after <= created_at < created_before`` and ``updated_at >
+        updated_after``. ``before`` is a cursor: the position of the last run of the
+        page before in the order asked for (``(created_at, id)``, or ``(updated_at,
+        id)`` for ``"updated"``), so only the runs after it come. Runs created
+        meanwhile never move a run to another page; listed by update, a run written
+        meanwhile moves to the front, so it is on no later page (nor on two). Every
+        filter is served by an index, so listing one run's children, or a page of a
+        tenant's runs, never scans the others; ``"updated"`` is, for a namespace and
+        an agent.
 
         Raises ``UsageError`` for ``order="turn"`` without a session, or with ``before``.
         """
+        ...
+
+    async def count_runs(
+        self,
+        *,
+        namespace: str | None = None,
+        session_id: str | None = None,
+        parent: str | None = None,
+        statuses: Sequence[str] | None = None,
+        agent: str | None = None,
+        principal: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        updated_after: float | None = None,
+    ) -> int:
+        """How many runs :meth:`list_runs` with the same filters lists, over all pages."""
         ...
 
     async def append_events(

@@ -357,6 +357,7 @@ class PostgresStore(ClosesOnExit):
         principal: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
+        updated_after: float | None = None,
         before: RunCursor | None = None,
         order: RunOrder | None = None,
         limit: int = 100,
@@ -365,9 +366,29 @@ class PostgresStore(ClosesOnExit):
         and paged as :meth:`Store.list_runs <agentrt.state.base.Store.list_runs>` says."""
         where = RunFilter(
             namespace, session_id, parent, statuses, agent, principal,
-            created_after, created_before, before, order,
+            created_after, created_before, updated_after, before, order,
         )  # fmt: skip
         return await self._run.read(self._ops.list_runs, where, limit)
+
+    async def count_runs(
+        self,
+        *,
+        namespace: str | None = None,
+        session_id: str | None = None,
+        parent: str | None = None,
+        statuses: Sequence[str] | None = None,
+        agent: str | None = None,
+        principal: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        updated_after: float | None = None,
+    ) -> int:
+        """How many runs :meth:`list_runs` with the same filters lists, over all pages."""
+        where = RunFilter(
+            namespace, session_id, parent, statuses, agent, principal,
+            created_after, created_before, updated_after,
+        )  # fmt: skip
+        return await self._run.read(self._ops.count_runs, where)
 
     async def append_events(
         self,

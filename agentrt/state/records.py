@@ -51,10 +51,12 @@ WAITING_STATUSES: frozenset[str] = frozenset({"waiting", "waiting_approval"})
 RUN_STATUSES: tuple[str, ...] = typing.get_args(RunStatus)
 
 RunCursor = tuple[float, str]
-"""Where a page of runs listed newest first ended: the last run's ``(created_at, id)``."""
+"""Where a page of runs ended: the last run's ``(created_at, id)`` listed newest
+first, its ``(updated_at, id)`` listed last updated first."""
 
-RunOrder = Literal["newest", "turn"]
-"""How runs are listed: newest first by ``(created_at, id)``, or by turn in a session."""
+RunOrder = Literal["newest", "updated", "turn"]
+"""How runs are listed: newest first by ``(created_at, id)``, last updated first by
+``(updated_at, id)``, or by turn in a session."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,10 +37,10 @@ from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from agentrt.errors import StoreUnavailable, UsageError
 from agentrt.state._fence import check_token_has_owner
-from agentrt.state._run_query import RunFilter
 from agentrt.state._sqlite_blobs import BlobOps
 from agentrt.state._sqlite_long_term_memory import MemoryOps
 from agentrt.state._sqlite_ops import Ops
+from agentrt.state._sqlite_run_lists import RunListMethods
 from agentrt.state._sqlite_schema import MIGRATIONS
 from agentrt.state._sqlite_sessions import SessionMethods, SessionOps
 from agentrt.state._sqlite_url import default_store_path, parse_url
@@ -63,8 +63,6 @@ from agentrt.state.base import (
     Opening,
     ResourceRecord,
     RunBlob,
-    RunCursor,
-    RunOrder,
     RunRecord,
     RunUpdate,
 )
@@ -92,7 +90,7 @@ DEFAULT_INLINE_LIMIT: Final = 1024
 """Encoded event payloads larger than this many bytes go to the blob table."""
 
 
-class SqliteStore(SessionMethods, ClosesOnExit):
+class SqliteStore(SessionMethods, RunListMethods, ClosesOnExit):
     """The embedded :class:`~agentrt.state.base.Store`: one SQLite file in WAL mode.
 
     Open it with :meth:`open` or :meth:`from_url`; close it with :meth:`close`
@@ -383,28 +381,7 @@ class SqliteStore(SessionMethods, ClosesOnExit):
         """The run, or ``None``."""
         return await self._submit(READ, self._ops.get_run, run_id)
 
-    async def list_runs(
-        self,
-        *,
-        namespace: str | None = None,
-        session_id: str | None = None,
-        parent: str | None = None,
-        statuses: Sequence[str] | None = None,
-        agent: str | None = None,
-        principal: str | None = None,
-        created_after: float | None = None,
-        created_before: float | None = None,
-        before: RunCursor | None = None,
-        order: RunOrder | None = None,
-        limit: int = 100,
-    ) -> list[RunRecord]:
-        """Runs, newest first by ``(created_at, id)`` (a session's: by turn), filtered
-        and paged as :meth:`Store.list_runs <agentrt.state.base.Store.list_runs>` says."""
-        where = RunFilter(
-            namespace, session_id, parent, statuses, agent, principal,
-            created_after, created_before, before, order,
-        )  # fmt: skip
-        return await self._submit(READ, self._ops.list_runs, where, limit)
+    # list_runs, count_runs: RunListMethods
 
     async def append_events(
         self,

@@ -42,6 +42,7 @@ from agentrt.state.base import (
     Usage,
 )
 from agentrt.state.watch import QUEUE, RunWatch
+from tests.state.run_list_conformance import RUN_LIST_CHECKS
 from tests.state.session_conformance import SESSION_CHECKS
 
 __all__ = ["CHECKS", "Harness", "check_id"]
@@ -1628,6 +1629,7 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_run_principal,
     check_list_runs_filters,
     check_list_runs_pages,
+    *RUN_LIST_CHECKS,
     check_append_and_read,
     check_append_updates_timestamps,
     check_append_wrong_seq,

@@ -29,8 +29,8 @@ psycopg = pytest.importorskip("psycopg", reason="SKIPPED LOUDLY: the PostgreSQL 
 from agentrt.state import PostgresStore  # noqa: E402  (after the loud skip without psycopg)
 from agentrt.state._pg_schema import MARKER, MIGRATIONS, lock_key  # noqa: E402
 from agentrt.state._pg_watch import payload_of  # noqa: E402
-from agentrt.state._run_query import list_sql  # noqa: E402
-from tests.state.run_listings import listings  # noqa: E402
+from agentrt.state._run_query import count_sql, list_sql  # noqa: E402
+from tests.state.run_listings import counts, listings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -377,6 +377,13 @@ async def test_run_listings_use_their_indexes(store: PostgresStore, schema: str)
             "CASE WHEN i % 1000 = 0 THEN 'run_p' END, CASE WHEN i % 2000 = 0 THEN 's' END, "
             "CASE WHEN i % 2000 = 0 THEN i END FROM generate_series(1, 20000) AS i"
         )
+        # And one tenant's busy Agent, whose runs are updated in another order than made.
+        conn.execute(
+            "INSERT INTO runs (id, namespace, agent, status, created_at, updated_at, principal) "
+            "SELECT 'run_w' || i, 'w', 'bot', CASE WHEN i % 500 = 0 THEN 'waiting_approval' "
+            "ELSE 'succeeded' END, i, 20000 + (i * 7919) % 4000, 'key:w' || (i % 4) "
+            "FROM generate_series(1, 4000) AS i"
+        )
         conn.execute("ANALYZE runs")
         for where, index in listings((15000.0, "run_15000")):
             query = list_sql(where, 50, "postgresql")
@@ -384,6 +391,13 @@ async def test_run_listings_use_their_indexes(store: PostgresStore, schema: str)
             rows = conn.execute("EXPLAIN " + query[0], query[1]).fetchall()
             shown = " ".join(row[0] for row in rows)
             used = rf"(Index Scan (Backward )?using|Bitmap Index Scan on) ({index}) "
+            assert re.search(used, shown), (where, shown)
+        for where, index in counts():
+            query = count_sql(where, "postgresql")
+            assert query is not None
+            rows = conn.execute("EXPLAIN " + query[0], query[1]).fetchall()
+            shown = " ".join(row[0] for row in rows)
+            used = rf"(Index (Only )?Scan using|Bitmap Index Scan on) ({index}) "
             assert re.search(used, shown), (where, shown)
 
 

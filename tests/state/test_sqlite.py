@@ -31,10 +31,10 @@ from agentrt.state import (
     default_store_path,
     open_store,
 )
-from agentrt.state._run_query import list_sql
+from agentrt.state._run_query import count_sql, list_sql
 from agentrt.state._sqlite_schema import APPLICATION_ID
 from agentrt.state.sqlite import MIGRATIONS
-from tests.state.run_listings import listings
+from tests.state.run_listings import counts, listings
 
 
 async def _one(store: SqliteStore, sql: str) -> Any:
@@ -131,6 +131,12 @@ async def test_every_run_listing_filter_is_served_by_an_index(tmp_path: Path) ->
             # Sorted by the index itself, but a session's few turns or a merge of statuses.
             sorts = where.session_id is not None or len(where.statuses or ()) > 1
             assert sorts or "TEMP B-TREE" not in plan, (where, plan)
+        for where, index in counts():
+            query = count_sql(where, "sqlite")
+            assert query is not None
+            rows = await store._query("EXPLAIN QUERY PLAN " + query[0], query[1])
+            plan = " | ".join(row[-1] for row in rows)
+            assert re.search(rf"INDEX ({index})\b", plan), (where, plan)
 
 
 async def test_event_rows_are_compact(tmp_path: Path) -> None:
