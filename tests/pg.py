@@ -21,8 +21,6 @@ URL = os.environ.get(
 )
 """The server's URL, without a schema."""
 
-TABLES = ("resources", "sessions", "runs", "events", "blobs", "tool_calls", "memories", "run_blobs")
-"""Every table of a store but its schema version."""
 
 
 def admin() -> Any:
@@ -60,5 +58,12 @@ async def empty(schema: str) -> None:
     import psycopg
 
     async with await psycopg.AsyncConnection.connect(URL, autocommit=True) as conn:
-        tables = ", ".join(f'"{schema}".{table}' for table in TABLES)
+        # Every table the migrations made but the schema's version, so a new one is
+        # never left holding rows from the check before.
+        cur = await conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "AND table_type = 'BASE TABLE' AND table_name <> 'schema_version'",
+            (schema,),
+        )
+        tables = ", ".join(f'"{schema}"."{row[0]}"' for row in await cur.fetchall())
         await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY")

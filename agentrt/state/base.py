@@ -37,6 +37,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 
+from agentrt.state.budget_ledger import (
+    Amount,
+    BudgetAccount,
+    BudgetRefusal,
+    NewReservation,
+    Reservation,
+)
 from agentrt.state.records import (
     ACTIVE_STATUSES,
     RUN_STATUSES,
@@ -478,6 +485,43 @@ class Store(Protocol):
         counting them again would charge one external call twice. Calls of runs
         deleted by :meth:`gc` no longer count.
         """
+        ...
+
+    # --- budget ledger ----------------------------------------------------------
+    async def reserve_budget(
+        self, reservation: NewReservation, *, now: float
+    ) -> Reservation | BudgetRefusal:
+        """Hold ``reservation.amount`` on each of its accounts, in one atomic write,
+        if on every one ``used + held + amount`` stays within every limit set;
+        else hold nothing and return the first limit it would pass.
+
+        Each account is made on first use, and takes the draft's limits (what it
+        used and holds stays). The same reservation id again returns the stored
+        reservation, held or settled, and holds nothing more: a step resumed after
+        a crash does not reserve twice. Concurrent reservations on one account,
+        from any number of processes, are checked one after another, so together
+        they never pass its limits.
+        """
+        ...
+
+    async def settle_budget(self, reservation_id: str, actual: Amount, *, now: float) -> bool:
+        """Settle a held reservation: its accounts release the held amount and use
+        ``actual``, in one write, once. ``False`` (and nothing changes) when it was
+        settled before or never made."""
+        ...
+
+    async def release_budget(self, run_id: str, *, now: float) -> int:
+        """Settle every reservation of ``run_id`` still held with nothing used (its
+        steps will not spend them: the run ended); how many were released."""
+        ...
+
+    async def get_reservation(self, reservation_id: str) -> Reservation | None:
+        """The reservation, or ``None``."""
+        ...
+
+    async def budget_accounts(self, namespace: str, *, prefix: str = "") -> list[BudgetAccount]:
+        """The budget accounts of ``namespace`` whose key starts with ``prefix``, in key
+        order."""
         ...
 
     # --- blobs ------------------------------------------------------------------

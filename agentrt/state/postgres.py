@@ -42,6 +42,7 @@ from agentrt.state import _pg_gc
 from agentrt.state._fence import check_token_has_owner
 from agentrt.state._pg_blobs import BlobOps
 from agentrt.state._pg_leases import LeaseOps
+from agentrt.state._pg_ledger import LedgerMethods, LedgerOps
 from agentrt.state._pg_long_term_memory import MemoryOps
 from agentrt.state._pg_ops import Ops, RunTaken
 from agentrt.state._pg_rows import Conn
@@ -75,7 +76,7 @@ DEFAULT_INLINE_LIMIT: Final = 1024
 """Encoded event payloads larger than this many bytes go to the blob table."""
 
 
-class PostgresStore(ClosesOnExit):
+class PostgresStore(LedgerMethods, ClosesOnExit):
     """The :class:`~agentrt.state.base.Store` and
     :class:`~agentrt.state.long_term_memory.MemoryStore` of many workers: one
     PostgreSQL schema.
@@ -111,6 +112,7 @@ class PostgresStore(ClosesOnExit):
         self._blobs = BlobOps(0)
         self._memory = MemoryOps()
         self._sessions = SessionOps()
+        self._ledger = LedgerOps()
 
     @classmethod
     async def open(

@@ -38,6 +38,7 @@ from typing import Any, Final, Literal, TypeAlias, TypeVar
 from agentrt.errors import StoreUnavailable, UsageError
 from agentrt.state._fence import check_token_has_owner
 from agentrt.state._sqlite_blobs import BlobOps
+from agentrt.state._sqlite_ledger import LedgerMethods, LedgerOps
 from agentrt.state._sqlite_long_term_memory import MemoryOps
 from agentrt.state._sqlite_ops import Ops
 from agentrt.state._sqlite_run_lists import RunListMethods
@@ -90,7 +91,7 @@ DEFAULT_INLINE_LIMIT: Final = 1024
 """Encoded event payloads larger than this many bytes go to the blob table."""
 
 
-class SqliteStore(SessionMethods, RunListMethods, ClosesOnExit):
+class SqliteStore(SessionMethods, RunListMethods, LedgerMethods, ClosesOnExit):
     """The embedded :class:`~agentrt.state.base.Store`: one SQLite file in WAL mode.
 
     Open it with :meth:`open` or :meth:`from_url`; close it with :meth:`close`
@@ -136,6 +137,7 @@ class SqliteStore(SessionMethods, RunListMethods, ClosesOnExit):
         self._memory_db: MemoryOps | None = None
         self._blob_db: BlobOps | None = None
         self._session_db: SessionOps | None = None
+        self._ledger_db: LedgerOps | None = None
         self._local_dir: Path | None = None
         self._closed = True
         self._closing: asyncio.Future[None] | None = None
@@ -228,6 +230,7 @@ class SqliteStore(SessionMethods, RunListMethods, ClosesOnExit):
             self._memory_db = MemoryOps(conn)
             self._blob_db = BlobOps(conn)
             self._session_db = SessionOps(conn)
+            self._ledger_db = LedgerOps(conn)
         except BaseException:
             await self.close()
             raise
@@ -294,6 +297,10 @@ class SqliteStore(SessionMethods, RunListMethods, ClosesOnExit):
     @property
     def _sessions(self) -> SessionOps:
         return _opened(self._session_db)
+
+    @property
+    def _ledger(self) -> LedgerOps:
+        return _opened(self._ledger_db)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

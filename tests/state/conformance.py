@@ -42,6 +42,7 @@ from agentrt.state.base import (
     Usage,
 )
 from agentrt.state.watch import QUEUE, RunWatch
+from tests.state.ledger_conformance import LEDGER_CHECKS
 from tests.state.run_list_conformance import RUN_LIST_CHECKS
 from tests.state.session_conformance import SESSION_CHECKS
 
@@ -1675,5 +1676,6 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_count_tool_calls_not_create_run,
     check_count_tool_calls_gc,
     *SESSION_CHECKS,
+    *LEDGER_CHECKS,
 ]
 """Every check, in a stable order."""
