@@ -6,9 +6,11 @@ tool node) through :func:`tool_step`. Each wraps the journal's durable step in
 the same things, in the same order:
 
 - model steps: the run's token and cost budgets are checked, ``before_model``
-  hooks edit the request, the journal returns the recorded response or
-  performs the call: retries under the step's retry policy, then each
-  fallback model, every answer through ``after_model`` hooks. The step counts
+  hooks edit the request, the step's worst case is reserved against its
+  tenant's Budgets (:mod:`agentrt.engine.tenant_budgets`; settled when its result
+  is recorded), the journal returns the recorded response or performs the
+  call: retries under the step's retry policy, then each fallback model, every
+  answer through ``after_model`` hooks. The step counts
   against the run's model calls and its usage. While someone listens to the
   run live (:mod:`agentrt.engine.live`), a call the journal performs first
   writes what the run buffered (the listeners see the step begin), then
@@ -39,6 +41,7 @@ from agentrt.engine.journal import Journal
 from agentrt.engine.live import LiveStreams, StepSink
 from agentrt.engine.offer import Route
 from agentrt.engine.scratch import ScratchSpace
+from agentrt.engine.tenant_budgets import hold_model_step
 from agentrt.errors import BudgetExhausted, ModelError, RunError, StepTimeout, ToolError
 from agentrt.models.base import (
     RETRY_AFTER_CAP_S,
@@ -212,17 +215,26 @@ async def model_step(
         BudgetExhausted: the run's tokens or cost are used up.
         RunError: the call failed after its retries and fallbacks.
     """
-    recorded = host.journal.recorded(step)
-    if recorded is None or recorded.result is None:  # a recorded step was allowed already
+    journal = host.journal
+    recorded = journal.recorded(step)
+    fresh = recorded is None or recorded.result is None  # a recorded step was allowed
+    if fresh:
         check_budgets(host.budgets, host.usage)
     if host.hooks.has("before_model"):
         request = await host.hooks.run("before_model", host.at(step), request)
-    response, data = await host.journal.model_step(
+    held = None
+    if fresh and not journal.replay:
+        request, held = await hold_model_step(
+            journal.store, namespace=host.namespace, run_id=host.run_id, step=step,
+            request=request, chain=[via.models[name] for name in via.chain], now=journal.clock(),
+        )  # fmt: skip
+    response, data = await journal.model_step(
         step,
         model=via.name,
         digest=request_digest(request),
         perform=functools.partial(_call_model, host, step, via, request),
         record=record,
+        settle=held,
     )
     host.model_steps += 1
     cost = float(data.get("cost", 0.0))

@@ -29,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 from agentrt.engine import events as ev
 from agentrt.engine.context_values import ContextValues, ValueKind
 from agentrt.engine.step_records import StepRecord, add_event, index_steps, undecided_steps
+from agentrt.engine.tenant_budgets import spent
 from agentrt.errors import CancelRequested, NondeterminismError, error_from_dict
 from agentrt.models.base import ModelResponse, ToolCall
 from agentrt.state.base import Event, EventDraft, RunUpdate, Store, Usage
@@ -324,8 +325,12 @@ class Journal:
         digest: str,
         perform: Callable[[], Awaitable[tuple[ModelResponse, dict[str, Any], Usage]]],
         record: Mapping[str, Any] | None = None,
+        settle: str | None = None,
     ) -> tuple[ModelResponse, dict[str, Any]]:
         """Return the recorded response of ``step`` or perform and record it.
+
+        ``settle`` is the step's budget reservation: settled to the usage recorded,
+        in the write that records it.
 
         ``perform`` returns the response, extra data to record with it (cost,
         the fallback model used) and the usage to add to the run. ``record`` is
@@ -362,9 +367,9 @@ class Journal:
             await self.append(ev.MODEL_CALL, data, step=step, durable=False)
         response, extra, usage = await perform()
         data = {**response.to_dict(), **extra}
-        await self.append(
-            ev.MODEL_RESULT, data, step=step, update=RunUpdate(usage=usage), durable=False
-        )
+        settles = () if settle is None else ((settle, spent(usage)),)
+        update = RunUpdate(usage=usage, settles=settles)
+        await self.append(ev.MODEL_RESULT, data, step=step, update=update, durable=False)
         return response, data
 
     # --- tool steps -----------------------------------------------------------
@@ -538,6 +543,7 @@ def _merge(first: RunUpdate | None, then: RunUpdate) -> RunUpdate:
         status=then.status or first.status,
         reason=then.reason if then.status or then.reason else first.reason,
         usage=usage,
+        settles=first.settles + then.settles,
     )
 
 

@@ -1,8 +1,9 @@
 """Resource types: the Kubernetes-style envelope of each kind, and (from their modules) its spec.
 
-``Model``, ``Tool``, ``Agent``, ``Team`` and ``Query`` are the resources; each
-one's ``spec`` type lives in a module of its own (:mod:`.model_spec`,
-:mod:`.tool_spec`, :mod:`.agent_spec`, :mod:`.team_spec`) and is listed here
+``Model``, ``Tool``, ``Agent``, ``Team``, ``Query`` and ``Budget`` are the
+resources; each one's ``spec`` type lives in a module of its own
+(:mod:`.model_spec`, :mod:`.tool_spec`, :mod:`.agent_spec`, :mod:`.team_spec`,
+:mod:`.budget_spec`) and is listed here
 too, so that this module names every type a resource file can hold. Every
 model forbids unknown fields so that a typo is an error that names the field,
 not a setting that is silently ignored.
@@ -28,6 +29,7 @@ from agentrt.spec.agent_spec import (
     SessionPolicy,
     StopConditions,
 )
+from agentrt.spec.budget_spec import BudgetPeriod, BudgetSpec
 from agentrt.spec.model_spec import (
     ModelSpec,
     Pricing,
@@ -68,6 +70,9 @@ __all__ = [
     "A2aToolSpec",
     "AgentToolSpec",
     "Approval",
+    "Budget",
+    "BudgetPeriod",
+    "BudgetSpec",
     "Budgets",
     "CodeToolSpec",
     "Condition",
@@ -190,11 +195,21 @@ class Query(_Envelope):
     spec: QuerySpec
 
 
-Resource = Model | Tool | Agent | Team | Query
-KINDS: dict[str, type[Model] | type[Tool] | type[Agent] | type[Team] | type[Query]] = {
+class Budget(_Envelope):
+    """A ``Budget`` resource: what its tenant's runs may use together in a period."""
+
+    kind: Literal["Budget"]
+    spec: BudgetSpec
+
+
+Resource = Model | Tool | Agent | Team | Query | Budget
+KINDS: dict[
+    str, type[Model] | type[Tool] | type[Agent] | type[Team] | type[Query] | type[Budget]
+] = {
     "Model": Model,
     "Tool": Tool,
     "Agent": Agent,
     "Team": Team,
     "Query": Query,
+    "Budget": Budget,
 }

@@ -44,7 +44,7 @@ from agentrt.state.budget_ledger import (
     refusal_of,
 )
 
-__all__ = ["LedgerMethods", "LedgerOps"]
+__all__ = ["LedgerMethods", "LedgerOps", "release_on", "settle_on"]
 
 _UPSERT: Final = pg(UPSERT_ACCOUNT)
 _LOCK: Final = pg(SELECT_ACCOUNT) + " FOR UPDATE"
@@ -83,19 +83,10 @@ class LedgerOps:
         return Reservation(new.id, new.run_id, tuple(keys), new.amount)
 
     async def settle(self, conn: Conn, reservation_id: str, actual: Amount, now: float) -> bool:
-        if await execute(conn, _SETTLE, settle_row(actual, reservation_id, now)) == 0:
-            return False  # settled before, or never held
-        held = reservation_of(await _one(conn, _SELECT, reservation_id))
-        rows = [moved_row(held.amount, actual, key, now) for key in sorted(held.accounts)]
-        await execute_many(conn, _MOVE, rows)
-        return True
+        return await settle_on(conn, reservation_id, actual, now)
 
     async def release_run(self, conn: Conn, run_id: str, now: float) -> int:
-        held = [row[0] for row in await fetch_all(conn, _HELD, (run_id,))]
-        settled = 0
-        for reservation_id in held:
-            settled += await self.settle(conn, reservation_id, Amount(), now)
-        return settled
+        return await release_on(conn, run_id, now)
 
     async def reservation(self, conn: Conn, reservation_id: str) -> Reservation | None:
         row = await fetch_one(conn, _SELECT, (reservation_id,))
@@ -103,6 +94,24 @@ class LedgerOps:
 
     async def accounts(self, conn: Conn, namespace: str, prefix: str) -> list[BudgetAccount]:
         return [account_of(r) for r in await fetch_all(conn, _LIST, (namespace, prefix, prefix))]
+
+
+async def settle_on(conn: Conn, reservation_id: str, actual: Amount, now: float) -> bool:
+    """Settle a held reservation in the open transaction (``False``: not held)."""
+    if await execute(conn, _SETTLE, settle_row(actual, reservation_id, now)) == 0:
+        return False  # settled before, or never held
+    held = reservation_of(await _one(conn, _SELECT, reservation_id))
+    rows = [moved_row(held.amount, actual, key, now) for key in sorted(held.accounts)]
+    await execute_many(conn, _MOVE, rows)
+    return True
+
+
+async def release_on(conn: Conn, run_id: str, now: float) -> int:
+    """Settle what ``run_id`` still holds with nothing used, in the open transaction."""
+    settled = 0
+    for (reservation_id,) in await fetch_all(conn, _HELD, (run_id,)):
+        settled += await settle_on(conn, reservation_id, Amount(), now)
+    return settled
 
 
 async def _one(conn: Conn, sql: str, key: str) -> tuple[Any, ...]:

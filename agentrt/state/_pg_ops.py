@@ -18,6 +18,7 @@ from typing import Any, Final
 from agentrt._json import dumps, dumps_str, loads
 from agentrt.errors import CancelRequested, ConflictError, LeaseLost, NotFoundError, SessionBusy
 from agentrt.state._fence import check_fence
+from agentrt.state._pg_ledger import release_on, settle_on
 from agentrt.state._pg_rows import (
     RUN_COLS,
     SESSION_COLS,
@@ -393,6 +394,10 @@ class Ops:
             finished_at = now
         elif update.status is not None and not ends:
             finished_at = None
+        for reservation_id, actual in update.settles:
+            await settle_on(conn, reservation_id, actual, now)
+        if ends:
+            await release_on(conn, run_id, now)
         usage = update.usage or _NO_USAGE
         await execute(
             conn,

@@ -41,9 +41,25 @@ from agentrt.state.budget_ledger import (
     refusal_of,
 )
 
-__all__ = ["LedgerMethods", "LedgerOps"]
+__all__ = ["LedgerMethods", "LedgerOps", "release_on", "settle_on"]
 
 T = TypeVar("T")
+
+
+def settle_on(conn: sqlite3.Connection, reservation_id: str, actual: Amount, now: float) -> bool:
+    """Settle a held reservation in the open transaction (``False``: not held)."""
+    if conn.execute(SETTLE, settle_row(actual, reservation_id, now)).rowcount == 0:
+        return False  # settled before, or never held
+    held = reservation_of(conn.execute(SELECT_RESERVATION, (reservation_id,)).fetchone())
+    rows = [moved_row(held.amount, actual, key, now) for key in sorted(held.accounts)]
+    conn.executemany(MOVE, rows)
+    return True
+
+
+def release_on(conn: sqlite3.Connection, run_id: str, now: float) -> int:
+    """Settle what ``run_id`` still holds with nothing used, in the open transaction."""
+    held = [row[0] for row in conn.execute(HELD_OF_RUN, (run_id,))]
+    return sum(settle_on(conn, reservation_id, Amount(), now) for reservation_id in held)
 
 
 class LedgerOps:
@@ -71,17 +87,10 @@ class LedgerOps:
         return Reservation(new.id, new.run_id, tuple(keys), new.amount)
 
     def settle(self, reservation_id: str, actual: Amount, now: float) -> bool:
-        conn = self.conn
-        if conn.execute(SETTLE, settle_row(actual, reservation_id, now)).rowcount == 0:
-            return False  # settled before, or never held
-        held = reservation_of(conn.execute(SELECT_RESERVATION, (reservation_id,)).fetchone())
-        rows = [moved_row(held.amount, actual, key, now) for key in sorted(held.accounts)]
-        conn.executemany(MOVE, rows)
-        return True
+        return settle_on(self.conn, reservation_id, actual, now)
 
     def release_run(self, run_id: str, now: float) -> int:
-        held = [row[0] for row in self.conn.execute(HELD_OF_RUN, (run_id,))]
-        return sum(self.settle(reservation_id, Amount(), now) for reservation_id in held)
+        return release_on(self.conn, run_id, now)
 
     def reservation(self, reservation_id: str) -> Reservation | None:
         row = self.conn.execute(SELECT_RESERVATION, (reservation_id,)).fetchone()

@@ -26,6 +26,7 @@ from agentrt.state._rows import (
     session_record,
 )
 from agentrt.state._run_query import RunFilter, count_sql, list_sql
+from agentrt.state._sqlite_ledger import release_on, settle_on
 from agentrt.state.base import (
     TERMINAL_STATUSES,
     Event,
@@ -393,6 +394,10 @@ class Ops:
             conn.execute(_END_LEASE, (pk,))
         else:
             finished_at = None
+        for reservation_id, actual in update.settles:
+            settle_on(conn, reservation_id, actual, now)
+        if new_status in TERMINAL_STATUSES:
+            release_on(conn, run_id, now)
         usage = update.usage or _NO_USAGE
         conn.execute(
             _UPDATE_RUN,

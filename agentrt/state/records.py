@@ -10,6 +10,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agentrt.state.budget_ledger import Amount
+
 __all__ = [
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
@@ -231,11 +233,18 @@ class RunUpdate:
     ``reason`` replaces the stored reason (``None`` clears it: a run that goes on
     after waiting no longer shows why it waited); without, a ``reason`` given is
     set and ``None`` keeps the stored one.
+
+    ``settles`` are budget reservations the appended events record the outcome of:
+    each ``(reservation id, actual amount)`` is settled in the same transaction
+    (see :meth:`Store.settle_budget`), so the ledger counts a step exactly when its
+    result is in the log. A terminal ``status`` releases every reservation the
+    run still holds, in that transaction too.
     """
 
     status: RunStatus | None = None
     reason: str | None = None
     usage: Usage | None = None
+    settles: tuple[tuple[str, Amount], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

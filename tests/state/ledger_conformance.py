@@ -8,6 +8,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import pytest
+
+from agentrt.errors import LeaseLost
+from agentrt.state.base import EventDraft, NewRun, RunUpdate
 from agentrt.state.budget_ledger import (
     AccountDraft,
     Amount,
@@ -133,10 +137,34 @@ async def check_concurrent_reservations_never_pass_a_limit(h: Harness) -> None:
         await peer.close()
 
 
+async def check_an_append_settles_with_what_it_records(h: Harness) -> None:
+    """A settle rides with the append that records its step: refused with it (a stale
+    writer) it settles nothing; committed, once; a terminal status releases what the
+    run still holds, in the same write."""
+    s = h.store
+    await s.create_run(NewRun("r", "a", "bot", 1.0), [EventDraft("run.created", {}, 1.0)])
+    account = _account("a/t@1", max_cost_nusd=100)
+    for rid in ("r:1", "r:2"):
+        await s.reserve_budget(_ask(rid, Amount(cost_nusd=40), account), now=1)
+    settle = RunUpdate(settles=(("r:1", Amount(cost_nusd=7)),))
+    with pytest.raises(LeaseLost):
+        await s.append_events("r", [EventDraft("x", {}, 2.0)], expected_seq=0, update=settle)
+    [before] = await s.budget_accounts("a")
+    assert (before.used.cost_nusd, before.held.cost_nusd) == (0, 80)
+    seq = await s.append_events("r", [EventDraft("x", {}, 2.0)], expected_seq=1, update=settle)
+    [after] = await s.budget_accounts("a")
+    assert (after.used.cost_nusd, after.held.cost_nusd) == (7, 40)
+    end = RunUpdate(status="succeeded", settles=(("r:1", Amount(cost_nusd=99)),))
+    await s.append_events("r", [EventDraft("run.finished", {}, 3.0)], expected_seq=seq, update=end)
+    [ended] = await s.budget_accounts("a")
+    assert (ended.used.cost_nusd, ended.held.cost_nusd) == (7, 0)  # r:1 once; r:2 released
+
+
 LEDGER_CHECKS = [
     check_reserve_settle_and_refuse,
     check_limits_follow_the_latest_draft,
     check_release_frees_what_a_run_holds,
     check_concurrent_reservations_never_pass_a_limit,
+    check_an_append_settles_with_what_it_records,
 ]
 """The ledger checks, in a stable order."""

@@ -1,0 +1,136 @@
+"""A model step's reservation against its tenant's ``Budget`` resources.
+
+Before a step calls a model, its worst case is reserved in the store's budget
+ledger against the account of every Budget of the run's tenant (each Budget's
+current day or month), in one atomic write (see
+:mod:`agentrt.state.budget_ledger`). The worst case is an upper bound by
+construction:
+
+- input tokens: the bytes of the request's messages and tool schemas, in JSON
+  (a token covers at least one byte, so no tokenizer counts more);
+- output tokens: the call's ``max_output_tokens``; a call with none is given the
+  Model's ``max_output_tokens``, else :data:`DEFAULT_OUTPUT_CAP`, so the bound
+  holds;
+- cost: the dearest Model of the step's chain (it and its fallbacks) at those
+  counts.
+
+The step's result settles it to what it used, in the write that records the
+result, so the ledger counts exactly what the runs' logs record. A step that
+cannot reserve stops its run ``budget_exhausted``, naming the Budget, the limit
+and by how much; nothing was called. The same step reserving again after a
+crash gets its first reservation back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Final
+
+from agentrt import _json
+from agentrt.errors import BudgetExhausted
+from agentrt.models.base import ModelRequest
+from agentrt.spec.budget_spec import BudgetSpec
+from agentrt.spec.model_spec import ModelSpec
+from agentrt.state.base import Store, Usage
+from agentrt.state.budget_ledger import (
+    NANO_USD,
+    AccountDraft,
+    Amount,
+    BudgetLimits,
+    BudgetRefusal,
+    NewReservation,
+    nano_usd,
+)
+
+__all__ = [
+    "DEFAULT_OUTPUT_CAP",
+    "budget_accounts",
+    "hold_model_step",
+    "limits_of",
+    "model_reservation_id",
+    "spent",
+    "worst_case",
+]
+
+DEFAULT_OUTPUT_CAP: Final = 4096
+"""The output tokens a call with no ``max_output_tokens`` may produce while a Budget
+limits its tenant's tokens or cost (it is sent as the call's limit)."""
+
+
+def limits_of(spec: BudgetSpec) -> BudgetLimits:
+    """The ledger's limits of a Budget (its cost in billionths of a dollar, rounded
+    down: the ledger never allows more than the Budget says)."""
+    cost = None if spec.max_cost_usd is None else int(spec.max_cost_usd * NANO_USD)
+    return BudgetLimits(
+        spec.max_tokens, spec.max_input_tokens, spec.max_output_tokens, cost, spec.max_tool_calls
+    )
+
+
+async def budget_accounts(store: Store, namespace: str, now: float) -> tuple[AccountDraft, ...]:
+    """The accounts a step of ``namespace`` at ``now`` draws on: one per Budget of the
+    tenant, for the period ``now`` falls in (``acme/monthly@2026-12``)."""
+    drafts = []
+    for record in await store.list_resources("Budget", namespace):
+        spec = BudgetSpec.model_validate(record.body["spec"])
+        key = f"{namespace}/{record.name}@{spec.window(now)}"
+        drafts.append(AccountDraft(key, namespace, limits_of(spec)))
+    return tuple(drafts)
+
+
+def spent(usage: Usage) -> Amount:
+    """What a recorded usage settles a reservation to (its cost rounded up)."""
+    return Amount(
+        usage.input_tokens, usage.output_tokens, nano_usd(usage.cost_usd), usage.tool_calls
+    )
+
+
+def model_reservation_id(run_id: str, step: int) -> str:
+    """The reservation of a run's model step (the same every time the step is tried)."""
+    return f"{run_id}:{step}:model"
+
+
+def _capped(request: ModelRequest, first: ModelSpec) -> ModelRequest:
+    if request.max_output_tokens is not None:
+        return request
+    return replace(request, max_output_tokens=first.max_output_tokens or DEFAULT_OUTPUT_CAP)
+
+
+def worst_case(request: ModelRequest, chain: list[ModelSpec]) -> Amount:
+    """The most a call of ``request`` (with its ``max_output_tokens`` set) may use on
+    any Model of ``chain``."""
+    sent = len(_json.dumps(request.messages)) + len(
+        _json.dumps([[t.name, t.description, t.parameters] for t in request.tools])
+    )
+    out = request.max_output_tokens or DEFAULT_OUTPUT_CAP
+    cost = max(nano_usd(spec.pricing.cost(sent, out)) for spec in chain)
+    return Amount(sent, out, cost, 0)
+
+
+async def hold_model_step(
+    store: Store,
+    *,
+    namespace: str,
+    run_id: str,
+    step: int,
+    request: ModelRequest,
+    chain: list[ModelSpec],
+    now: float,
+) -> tuple[ModelRequest, str | None]:
+    """Reserve the step's worst case against its tenant's Budgets: the request as it
+    will be sent (its output capped) and the reservation's id (``None``: the tenant
+    has no Budget).
+
+    Raises:
+        BudgetExhausted: the worst case does not fit a Budget; nothing was held.
+    """
+    accounts = await budget_accounts(store, namespace, now)
+    if not accounts:
+        return request, None
+    request = _capped(request, chain[0])
+    rid = model_reservation_id(run_id, step)
+    held = await store.reserve_budget(
+        NewReservation(rid, run_id, worst_case(request, chain), accounts), now=now
+    )
+    if isinstance(held, BudgetRefusal):
+        raise BudgetExhausted(f"step {step} cannot be reserved: {held.describe()}")
+    return request, rid

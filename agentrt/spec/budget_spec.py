@@ -1,0 +1,54 @@
+"""The spec of a ``Budget`` resource: what a tenant may spend in a day, a month or in
+all, across all of its runs on every worker.
+
+Each model step reserves its worst case against every Budget of its tenant
+before it calls the model, and settles to what it used when its result is
+recorded (see :mod:`agentrt.state.budget_ledger`), so concurrent runs never
+together pass a Budget's limits.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from agentrt.spec._base import Strict
+
+__all__ = ["BudgetPeriod", "BudgetSpec"]
+
+BudgetPeriod = Literal["day", "month", "total"]
+
+
+class BudgetSpec(Strict):
+    """What a tenant's runs may use together in each ``period`` (UTC days or months,
+    or ``total``: for as long as the Budget exists)."""
+
+    period: BudgetPeriod = Field(default="month", description="day, month (UTC) or total")
+    max_tokens: int | None = Field(default=None, ge=0, description="input plus output tokens")
+    max_input_tokens: int | None = Field(default=None, ge=0)
+    max_output_tokens: int | None = Field(default=None, ge=0)
+    max_cost_usd: float | None = Field(default=None, ge=0, description="from the Models' prices")
+    max_tool_calls: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _limits_something(self) -> BudgetSpec:
+        limits = (
+            self.max_tokens, self.max_input_tokens, self.max_output_tokens,
+            self.max_cost_usd, self.max_tool_calls,
+        )  # fmt: skip
+        if all(limit is None for limit in limits):
+            raise ValueError(
+                "a Budget limits something: set max_tokens, max_input_tokens, "
+                "max_output_tokens, max_cost_usd or max_tool_calls"
+            )
+        return self
+
+    def window(self, now: float) -> str:
+        """The period ``now`` (Unix seconds) falls in: ``2026-12-03``, ``2026-12`` or
+        ``total``."""
+        if self.period == "total":
+            return "total"
+        at = datetime.fromtimestamp(now, UTC)
+        return at.strftime("%Y-%m-%d" if self.period == "day" else "%Y-%m")

@@ -1,0 +1,91 @@
+"""A tenant's Budget, over real HTTP to the test model server: each model step holds its
+worst case in the store's ledger before the call and settles to what it recorded, so
+runs together never pass the Budget, the ledger equals what their logs record, and a
+run that cannot reserve its next step stops ``budget_exhausted`` naming the limit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from agentrt import Runtime
+from agentrt.engine import events as ev
+from agentrt.models.testserver import ModelTestServer
+from agentrt.spec import parse_resource
+from agentrt.state import SqliteStore
+from agentrt.state.budget_ledger import nano_usd
+from tests.conftest import resources, rules
+
+LIMIT_USD = 0.003
+
+
+def _budget(limit_usd: float = LIMIT_USD) -> object:
+    return parse_resource(
+        {
+            "apiVersion": "agentrt.dev/v1",
+            "kind": "Budget",
+            "metadata": {"name": "monthly"},
+            "spec": {"period": "month", "max_cost_usd": limit_usd},
+        }
+    )
+
+
+async def _recorded_cost(store: SqliteStore, run_ids: list[str]) -> int:
+    """What the runs' logs record they spent, in the ledger's units."""
+    total = 0
+    for run_id in run_ids:
+        for event in await store.read_events(run_id):
+            if event.type == ev.MODEL_RESULT:
+                total += nano_usd(float(event.data.get("cost", 0.0)))
+    return total
+
+
+async def test_runs_sharing_a_budget_never_pass_it_and_the_ledger_equals_their_logs(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(rules({"content": "fine"}))
+    async with Runtime(store) as rt:
+        # A step's worst case is about $0.0004: some fit, the others must stop.
+        await rt.apply([*resources(model_server.url, model={"max_output_tokens": 100}), _budget()])
+        results = await asyncio.gather(*(rt.run("bot", f"hello {i}") for i in range(30)))
+    statuses = [r.status for r in results]
+    assert "succeeded" in statuses and "budget_exhausted" in statuses, statuses
+    stopped = [r for r in results if r.status == "budget_exhausted"]
+    window = time.strftime("%Y-%m", time.gmtime())
+    for result in stopped:
+        run = await store.get_run(result.run_id)
+        assert run is not None and run.reason is not None
+        assert f"budget default/monthly@{window}: max_cost_usd=0.003 would be passed by $" in (
+            run.reason
+        )
+        assert run.usage.model_calls == 0  # refused before the call, not after
+    [account] = await store.budget_accounts("default")
+    assert account.held.cost_nusd == 0
+    assert account.used.cost_nusd <= nano_usd(LIMIT_USD)
+    assert account.used.cost_nusd == await _recorded_cost(store, [r.run_id for r in results])
+    assert account.used.cost_nusd > 0
+    # Every request the model server answered was reserved first, its output capped.
+    assert all(r.get("max_tokens") == 100 for r in model_server.requests)
+
+
+async def test_a_step_without_a_max_output_is_capped_while_a_budget_limits_cost(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(rules({"content": "fine"}))
+    async with Runtime(store) as rt:
+        await rt.apply([*resources(model_server.url), _budget(1.0)])
+        result = await rt.run("bot", "hello")
+    assert result.status == "succeeded"
+    assert model_server.requests[-1]["max_tokens"] == 4096
+
+
+async def test_without_a_budget_nothing_is_reserved(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(rules({"content": "fine"}))
+    async with Runtime(store) as rt:
+        await rt.apply(resources(model_server.url))
+        result = await rt.run("bot", "hello")
+    assert result.status == "succeeded"
+    assert await store.budget_accounts("default") == []
+    assert "max_tokens" not in model_server.requests[-1]
