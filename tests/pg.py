@@ -22,7 +22,6 @@ URL = os.environ.get(
 """The server's URL, without a schema."""
 
 
-
 def admin() -> Any:
     """A sync autocommit connection to the test server, or a loud skip without one."""
     try:

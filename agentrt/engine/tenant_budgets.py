@@ -15,14 +15,17 @@ construction:
   counts.
 
 The step's result settles it to what it used, in the write that records the
-result, so the ledger counts exactly what the runs' logs record. A step that
-cannot reserve stops its run ``budget_exhausted``, naming the Budget, the limit
-and by how much; nothing was called. The same step reserving again after a
-crash gets its first reservation back.
+result, so the ledger counts exactly what the runs' logs record. A step whose
+worst case does not fit what was *used* stops its run ``budget_exhausted``,
+naming the Budget, the limit and by how much; nothing was called. One that
+fits what was used but not what other steps in flight hold waits for them to
+settle instead (no run is refused for what others only might spend). The same
+step reserving again after a crash gets its first reservation back.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Final
 
@@ -51,6 +54,9 @@ __all__ = [
     "spent",
     "worst_case",
 ]
+
+_FIRST_PAUSE_S: Final = 0.02
+_LAST_PAUSE_S: Final = 0.5
 
 DEFAULT_OUTPUT_CAP: Final = 4096
 """The output tokens a call with no ``max_output_tokens`` may produce while a Budget
@@ -128,9 +134,13 @@ async def hold_model_step(
         return request, None
     request = _capped(request, chain[0])
     rid = model_reservation_id(run_id, step)
-    held = await store.reserve_budget(
-        NewReservation(rid, run_id, worst_case(request, chain), accounts), now=now
-    )
-    if isinstance(held, BudgetRefusal):
-        raise BudgetExhausted(f"step {step} cannot be reserved: {held.describe()}")
+    asked = NewReservation(rid, run_id, worst_case(request, chain), accounts)
+    pause = _FIRST_PAUSE_S
+    while isinstance(held := await store.reserve_budget(asked, now=now), BudgetRefusal):
+        if not held.may_fit_later:
+            raise BudgetExhausted(f"step {step} cannot be reserved: {held.describe()}")
+        # Only other steps' holds are in the way: they settle (most for less than
+        # they held) within a model call, so wait for them rather than refuse.
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _LAST_PAUSE_S)
     return request, rid

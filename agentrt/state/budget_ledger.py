@@ -130,18 +130,26 @@ class Reservation:
 @dataclass(frozen=True, slots=True)
 class BudgetRefusal:
     """Why a reservation was refused: on ``account``, the ``limit`` named would be
-    passed by ``over`` (used and held there already: ``current``; asked: ``asked``)."""
+    passed by ``over`` (used and held there already: ``current``, of which ``held`` by
+    steps in flight; asked: ``asked``)."""
 
     account: str
     limit: str
     value: int
     current: int
     asked: int
+    held: int = 0
 
     @property
     def over(self) -> int:
         """By how much the limit would be passed."""
         return self.current + self.asked - self.value
+
+    @property
+    def may_fit_later(self) -> bool:
+        """Whether it would fit what was *used*: only what steps in flight hold is in
+        its way, and they may settle for less."""
+        return self.current - self.held + self.asked <= self.value
 
     def describe(self) -> str:
         """One line for people: which account, which limit, by how much."""
@@ -160,15 +168,18 @@ class BudgetRefusal:
 def refusal_of(account: BudgetAccount, asked: Amount) -> BudgetRefusal | None:
     """The first limit of ``account`` that ``asked`` on top of what it used and holds
     would pass, or ``None`` when it fits."""
-    spent = account.used + account.held
+    spent, held = account.used + account.held, account.held
     limits = account.limits
-    for name, limit, current, more in (
-        ("max_tokens", limits.max_tokens, spent.tokens, asked.tokens),
-        ("max_input_tokens", limits.max_input_tokens, spent.input_tokens, asked.input_tokens),
-        ("max_output_tokens", limits.max_output_tokens, spent.output_tokens, asked.output_tokens),
-        ("max_cost_usd", limits.max_cost_nusd, spent.cost_nusd, asked.cost_nusd),
-        ("max_tool_calls", limits.max_tool_calls, spent.tool_calls, asked.tool_calls),
-    ):
+    for name, limit, current, in_flight, more in (
+        ("max_tokens", limits.max_tokens, spent.tokens, held.tokens, asked.tokens),
+        ("max_input_tokens", limits.max_input_tokens, spent.input_tokens, held.input_tokens,
+         asked.input_tokens),
+        ("max_output_tokens", limits.max_output_tokens, spent.output_tokens, held.output_tokens,
+         asked.output_tokens),
+        ("max_cost_usd", limits.max_cost_nusd, spent.cost_nusd, held.cost_nusd, asked.cost_nusd),
+        ("max_tool_calls", limits.max_tool_calls, spent.tool_calls, held.tool_calls,
+         asked.tool_calls),
+    ):  # fmt: skip
         if limit is not None and current + more > limit:
-            return BudgetRefusal(account.key, name, limit, current, more)
+            return BudgetRefusal(account.key, name, limit, current, more, in_flight)
     return None

@@ -16,7 +16,7 @@ from agentrt.state import SqliteStore
 from agentrt.state.budget_ledger import nano_usd
 from tests.conftest import resources, rules
 
-LIMIT_USD = 0.003
+LIMIT_USD = 0.0005
 
 
 def _budget(limit_usd: float = LIMIT_USD) -> object:
@@ -45,7 +45,7 @@ async def test_runs_sharing_a_budget_never_pass_it_and_the_ledger_equals_their_l
 ) -> None:
     model_server.set_rules(rules({"content": "fine"}))
     async with Runtime(store) as rt:
-        # A step's worst case is about $0.0004: some fit, the others must stop.
+        # A step costs about $0.00003 and holds up to $0.0003: some fit, the others must stop.
         await rt.apply([*resources(model_server.url, model={"max_output_tokens": 100}), _budget()])
         results = await asyncio.gather(*(rt.run("bot", f"hello {i}") for i in range(30)))
     statuses = [r.status for r in results]
@@ -55,7 +55,7 @@ async def test_runs_sharing_a_budget_never_pass_it_and_the_ledger_equals_their_l
     for result in stopped:
         run = await store.get_run(result.run_id)
         assert run is not None and run.reason is not None
-        assert f"budget default/monthly@{window}: max_cost_usd=0.003 would be passed by $" in (
+        assert f"budget default/monthly@{window}: max_cost_usd=0.0005 would be passed by $" in (
             run.reason
         )
         assert run.usage.model_calls == 0  # refused before the call, not after

@@ -49,8 +49,10 @@ async def check_reserve_settle_and_refuse(h: Harness) -> None:
     )
     assert isinstance(first, Reservation) and first.accounts == (day.key, month.key)
     refused = await s.reserve_budget(_ask("r:2", Amount(400, 200, 1, 0), day, month), now=2.0)
-    assert refused == BudgetRefusal(month.key, "max_tokens", 1000, 500, 600)
-    assert refused.over == 100 and "max_tokens=1000 would be passed by 100" in refused.describe()
+    assert refused == BudgetRefusal(month.key, "max_tokens", 1000, 500, 600, 500)
+    assert (
+        refused.over == 100 and refused.may_fit_later
+    )  # only what r:1 holds is in the way and "max_tokens=1000 would be passed by 100" in refused.describe()
     by_key = {a.key: a for a in await s.budget_accounts("a")}
     assert by_key[month.key].held == Amount(300, 200, DOLLAR // 2, 1)
     assert by_key[day.key].held == Amount(300, 200, DOLLAR // 2, 1)
@@ -65,6 +67,8 @@ async def check_reserve_settle_and_refuse(h: Harness) -> None:
     settled = await s.get_reservation("r:1")
     assert settled is not None and settled.settled
     assert settled.actual == Amount(100, 50, DOLLAR // 10, 1)
+    spent = await s.reserve_budget(_ask("r:3", Amount(900, 0, 0, 0), month), now=4.5)
+    assert isinstance(spent, BudgetRefusal) and spent.held == 0 and not spent.may_fit_later
     # The same step reserving again (resumed after a crash) gets its reservation back.
     again = await s.reserve_budget(_ask("r:1", Amount(1, 1, 1, 1), month, day), now=5.0)
     assert again == settled
