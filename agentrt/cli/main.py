@@ -34,6 +34,7 @@ from agentrt.cli import (
 from agentrt.cli._shared import (
     EXIT_INTERRUPTED,
     EXIT_OUTPUT_CLOSED,
+    EXIT_RUN_FAILED,
     EXIT_STORE_FULL,
     EXIT_STORE_INVALID,
     EXIT_STORE_UNAVAILABLE,
@@ -42,6 +43,7 @@ from agentrt.cli._shared import (
 )
 from agentrt.errors import (
     AgentrtError,
+    BudgetExhausted,
     SpecError,
     StoreError,
     StoreFull,
@@ -150,6 +152,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return _store_exit(exc)
+    except BudgetExhausted as exc:  # a query its tenant's Budgets have no room for
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except AgentrtError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -31,13 +31,15 @@ from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.serving import Serving
 from agentrt.engine.session_view import SessionView, list_sessions, read_session
+from agentrt.engine.tenant_budgets import admission_refusal, first_step_floor
 from agentrt.engine.worker import Worker
-from agentrt.errors import ConflictError, UsageError
+from agentrt.errors import BudgetExhausted, ConflictError, UsageError
 from agentrt.settings import Settings
 from agentrt.spec.loader import Loaded
 from agentrt.spec.resources import Budgets, DoubleTexting, Query, Resource
 from agentrt.state import open_store
 from agentrt.state.base import GcResult, ResourceRecord, RunRecord, Store
+from agentrt.state.budget_ledger import Amount
 
 __all__ = ["Runtime"]
 
@@ -248,17 +250,35 @@ class Runtime:
         turn after the others, ``interrupt`` cancels them and keeps what they
         recorded in the session's history, ``rollback`` cancels them and drops
         them from it (see :mod:`agentrt.engine.turn_order`).
+
+        A new query (not a child run, nor a key used before) is refused with
+        ``BudgetExhausted`` and nothing is created when a Budget of its tenant is
+        too short of room for its first step
+        (:func:`~agentrt.engine.tenant_budgets.admission_refusal`).
         """
         parts = self._started
         created = await parts.catalog.plan(
             agent, input, namespace=namespace, budgets=budgets, kind=target_kind,
             concurrency=concurrency, tighten_only=tighten_only,
         )  # fmt: skip
+        if parent_run is None:
+            await self._admit(namespace, idempotency_key, first_step_floor(created))
         return await parts.worker.submit(
             agent, created, namespace=namespace, session=session,
             idempotency_key=idempotency_key, parent_run=parent_run, start=start,
             double_texting=double_texting, principal=principal, own_session=own_session,
         )  # fmt: skip
+
+    async def _admit(self, namespace: str, idempotency_key: str | None, floor: Amount) -> None:
+        """Refuse a new query its tenant's Budgets have no room for (a retry of one
+        created before gets its run back, as ever)."""
+        if idempotency_key is not None and await self.store.get_run_by_key(
+            namespace, idempotency_key
+        ):
+            return
+        refused = await admission_refusal(self.store, namespace, floor, self._clock())
+        if refused is not None:
+            raise BudgetExhausted(f"query refused: {refused}")
 
     async def submit_query(self, query: Query, *, start: bool = True) -> RunRecord:
         """Submit a ``Query`` resource."""

@@ -30,6 +30,7 @@ from dataclasses import replace
 from typing import Final
 
 from agentrt import _json
+from agentrt.engine.plans import RunCreated, RunSpec
 from agentrt.errors import BudgetExhausted
 from agentrt.models.base import ModelRequest
 from agentrt.spec.budget_spec import BudgetSpec
@@ -39,14 +40,18 @@ from agentrt.state.budget_ledger import (
     NANO_USD,
     AccountDraft,
     Amount,
+    BudgetAccount,
     BudgetLimits,
     BudgetRefusal,
     NewReservation,
     nano_usd,
+    refusal_of,
 )
 
 __all__ = [
     "DEFAULT_OUTPUT_CAP",
+    "admission_refusal",
+    "first_step_floor",
     "budget_accounts",
     "hold_model_step",
     "limits_of",
@@ -88,6 +93,33 @@ def spent(usage: Usage) -> Amount:
     return Amount(
         usage.input_tokens, usage.output_tokens, nano_usd(usage.cost_usd), usage.tool_calls
     )
+
+
+def first_step_floor(created: RunCreated) -> Amount:
+    """Less than the first step of ``created`` will reserve: its instructions and input
+    read at its Model's input price (the request holds them and more)."""
+    plan = created.plan
+    if not isinstance(plan, RunSpec):
+        return Amount(1, 0, 1, 0)  # a team's first step is its nodes'
+    sent = len(plan.agent_spec.instructions.encode()) + len(created.input.encode())
+    model = plan.models[plan.agent_spec.model]
+    return Amount(sent, 0, nano_usd(model.pricing.cost(sent, 0)), 0)
+
+
+async def admission_refusal(store: Store, namespace: str, floor: Amount, now: float) -> str | None:
+    """Why a new query of ``namespace`` whose first step needs more than ``floor``
+    cannot start (a Budget it draws on has less left than that), else ``None``. What
+    steps in flight hold does not count: they may settle for less."""
+    for draft in await budget_accounts(store, namespace, now):
+        found = [a for a in await store.budget_accounts(namespace, prefix=draft.key)]
+        # None yet: nothing was used in this period.
+        used = next((a.used for a in found if a.key == draft.key), Amount())
+        refused = refusal_of(
+            BudgetAccount(draft.key, namespace, draft.limits, used, Amount()), floor
+        )
+        if refused is not None:
+            return f"{refused.describe()}; no query starts until the Budget is raised"
+    return None
 
 
 def model_reservation_id(run_id: str, step: int) -> str:

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Match, Route
 
 from agentrt._text import count
 from agentrt.errors import (
+    BudgetExhausted,
     ConflictError,
     NotFoundError,
     SpecError,
@@ -236,3 +237,8 @@ def install_handlers(app: FastAPI, routes: Sequence[BaseRoute] = ()) -> None:
     @app.exception_handler(UsageError)
     async def _usage(_: Request, exc: UsageError) -> JSONResponse:
         return problem(400, str(exc))
+
+    @app.exception_handler(BudgetExhausted)
+    async def _budget(_: Request, exc: BudgetExhausted) -> JSONResponse:
+        # A query the tenant's Budgets have no room for: nothing was created.
+        return problem(429, str(exc), code="budget_exhausted")

@@ -342,6 +342,10 @@ class Ops:
         row = await fetch_one(conn, _SELECT_RUN_BY_ID, (run_id,))
         return None if row is None else run_record(row)
 
+    async def get_run_by_key(self, conn: Conn, namespace: str, key: str) -> RunRecord | None:
+        row = await fetch_one(conn, _SELECT_RUN_BY_KEY, (namespace, key))
+        return None if row is None else run_record(row)
+
     async def list_runs(self, conn: Conn, where: RunFilter, limit: int) -> list[RunRecord]:
         query = list_sql(where, limit, "postgresql")
         if query is None:

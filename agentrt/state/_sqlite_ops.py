@@ -341,6 +341,10 @@ class Ops:
         row = self.conn.execute(_SELECT_RUN_BY_ID, (run_id,)).fetchone()
         return None if row is None else run_record(row)
 
+    def get_run_by_key(self, namespace: str, key: str) -> RunRecord | None:
+        row = self.conn.execute(_SELECT_RUN_BY_KEY, (namespace, key)).fetchone()
+        return None if row is None else run_record(row)
+
     def list_runs(self, where: RunFilter, limit: int) -> list[RunRecord]:
         query = list_sql(where, limit, "sqlite")
         if query is None:

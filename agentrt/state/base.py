@@ -288,6 +288,10 @@ class Store(Protocol):
         """The run, or ``None``."""
         ...
 
+    async def get_run_by_key(self, namespace: str, key: str) -> RunRecord | None:
+        """The run of ``namespace`` created with idempotency key ``key``, or ``None``."""
+        ...
+
     async def list_runs(
         self,
         *,

@@ -348,6 +348,10 @@ class PostgresStore(LedgerMethods, ClosesOnExit):
         """The run, or ``None``."""
         return await self._run.read(self._ops.get_run, run_id)
 
+    async def get_run_by_key(self, namespace: str, key: str) -> RunRecord | None:
+        """The run of ``namespace`` created with idempotency key ``key``, or ``None``."""
+        return await self._run.read(self._ops.get_run_by_key, namespace, key)
+
     async def list_runs(
         self,
         *,

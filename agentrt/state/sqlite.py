@@ -388,6 +388,10 @@ class SqliteStore(SessionMethods, RunListMethods, LedgerMethods, ClosesOnExit):
         """The run, or ``None``."""
         return await self._submit(READ, self._ops.get_run, run_id)
 
+    async def get_run_by_key(self, namespace: str, key: str) -> RunRecord | None:
+        """The run of ``namespace`` created with idempotency key ``key``, or ``None``."""
+        return await self._submit(READ, self._ops.get_run_by_key, namespace, key)
+
     # list_runs, count_runs: RunListMethods
 
     async def append_events(

@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from agentrt import Runtime
 from agentrt.engine import events as ev
+from agentrt.errors import BudgetExhausted
 from agentrt.models.testserver import ModelTestServer
 from agentrt.spec import parse_resource
 from agentrt.state import SqliteStore
@@ -89,3 +92,24 @@ async def test_without_a_budget_nothing_is_reserved(
     assert result.status == "succeeded"
     assert await store.budget_accounts("default") == []
     assert "max_tokens" not in model_server.requests[-1]
+
+
+async def test_a_query_its_budget_has_no_room_for_is_refused_before_it_starts(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(rules({"content": "fine"}))
+    async with Runtime(store) as rt:
+        await rt.apply(resources(model_server.url))
+        first = await rt.submit("bot", "hello", idempotency_key="k1")
+        await rt.wait(first.id)
+        # Less than reading its instructions and input would cost ($1 per million bytes).
+        await rt.apply([_budget(0.000001)])
+        before = await store.list_runs(limit=1000)
+        with pytest.raises(BudgetExhausted) as refused:
+            await rt.submit("bot", "one more")
+        assert "query refused: budget default/monthly@" in str(refused.value)
+        assert "max_cost_usd=1e-06 would be passed by $" in str(refused.value)
+        assert await store.list_runs(limit=1000) == before  # nothing was created
+        # A retry of a query created before gets its run back, whatever the Budget says.
+        again = await rt.submit("bot", "hello", idempotency_key="k1")
+        assert again.id == first.id
