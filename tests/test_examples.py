@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentrt import Runtime
+from agentrt import Runtime, _json
 from agentrt.cli.render import Style, render_run_tree
 from agentrt.spec import load_paths
 from agentrt.state import SqliteStore
@@ -217,7 +217,7 @@ def test_map_reduce_team_summarises_each_document_then_combines(
 
 # Not here: local_server starts a server on a fixed port, sandbox needs a sandbox;
 # both are run above through the same resources.
-_SHELL_EXAMPLES = ["hello", "memory", "support_desk", "teams"]
+_SHELL_EXAMPLES = ["budgets", "hello", "memory", "support_desk", "teams"]
 _PLACEHOLDER = re.compile(r"\bRUN(_ID)?\b")
 
 
@@ -282,3 +282,18 @@ def test_support_desk_commands_refund_once_then_answer(tmp_path: Path) -> None:
         "error: no Agent or Team named 'support' in namespace 'default'; "
         "it is in namespace 'shop': run it there (`-n shop`)\n"
     )
+
+
+def test_budgets_example_stops_runs_at_its_budget_and_shows_it(tmp_path: Path) -> None:
+    env = _shell_env(tmp_path)
+    for command in documented_commands(EXAMPLES / "budgets"):
+        assert run_as_written(command, env).returncode == 0, command
+    runs = [run_as_written('agentrt run thrifty "What is 6 times 7?"', env) for _ in range(6)]
+    codes = [r.returncode for r in runs]
+    assert 0 in codes and codes[-1] == 1, codes
+    assert codes == sorted(codes), codes  # once stopped, every later run stops too
+    assert "budget default/daily@" in runs[-1].stdout + runs[-1].stderr
+    shown = run_as_written("agentrt budgets", env).stdout
+    assert "daily" in shown and "max_cost_usd=0.024" in shown
+    used = run_as_written("agentrt budgets --json", env).stdout
+    assert _json.loads(used)[0]["used"]["cost_nusd"] <= 24_000_000

@@ -73,6 +73,8 @@ PUBLIC = {
         "AgentSpec",
         "AgentToolSpec",
         "Approval",
+        "Budget",
+        "BudgetSpec",
         "Budgets",
         "CodeToolSpec",
         "Hooks",

@@ -21,6 +21,7 @@ from typing import Any
 
 from agentrt._version import __version__
 from agentrt.cli import (
+    budgets,
     decisions,
     doctor,
     keys,
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_parser(sub)
     serve.add_parser(sub)
     keys.add_parser(sub)
+    budgets.add_parser(sub)
     decisions.add_parsers(sub)
     doctor.add_parser(sub)
     long_term_memory.add_parser(sub)

@@ -72,9 +72,7 @@ def limits_of(spec: BudgetSpec) -> BudgetLimits:
     """The ledger's limits of a Budget (its cost in billionths of a dollar, rounded
     down: the ledger never allows more than the Budget says)."""
     cost = None if spec.max_cost_usd is None else int(spec.max_cost_usd * NANO_USD)
-    return BudgetLimits(
-        spec.max_tokens, spec.max_input_tokens, spec.max_output_tokens, cost, spec.max_tool_calls
-    )
+    return BudgetLimits(spec.max_tokens, spec.max_input_tokens, spec.max_output_tokens, cost)
 
 
 async def budget_accounts(store: Store, namespace: str, now: float) -> tuple[AccountDraft, ...]:
@@ -170,7 +168,10 @@ async def hold_model_step(
     pause = _FIRST_PAUSE_S
     while isinstance(held := await store.reserve_budget(asked, now=now), BudgetRefusal):
         if not held.may_fit_later:
-            raise BudgetExhausted(f"step {step} cannot be reserved: {held.describe()}")
+            raise BudgetExhausted(
+                f"step {step} cannot be reserved: {held.describe()}; raise the Budget "
+                "(or wait for its next period), then resume the run"
+            )
         # Only other steps' holds are in the way: they settle (most for less than
         # they held) within a model call, so wait for them rather than refuse.
         await asyncio.sleep(pause)

@@ -22,26 +22,29 @@ BudgetPeriod = Literal["day", "month", "total"]
 
 
 class BudgetSpec(Strict):
-    """What a tenant's runs may use together in each ``period`` (UTC days or months,
-    or ``total``: for as long as the Budget exists)."""
+    """What a tenant's runs may use together in each period (a UTC day or month, or all).
+
+    ``total``: for as long as the Budget exists. Tokens and cost are reserved by
+    every model step before its call (tool calls are limited per run, by an
+    Agent's ``budgets.max_tool_calls``).
+    """
 
     period: BudgetPeriod = Field(default="month", description="day, month (UTC) or total")
     max_tokens: int | None = Field(default=None, ge=0, description="input plus output tokens")
     max_input_tokens: int | None = Field(default=None, ge=0)
     max_output_tokens: int | None = Field(default=None, ge=0)
     max_cost_usd: float | None = Field(default=None, ge=0, description="from the Models' prices")
-    max_tool_calls: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _limits_something(self) -> BudgetSpec:
         limits = (
             self.max_tokens, self.max_input_tokens, self.max_output_tokens,
-            self.max_cost_usd, self.max_tool_calls,
+            self.max_cost_usd,
         )  # fmt: skip
         if all(limit is None for limit in limits):
             raise ValueError(
                 "a Budget limits something: set max_tokens, max_input_tokens, "
-                "max_output_tokens, max_cost_usd or max_tool_calls"
+                "max_output_tokens or max_cost_usd"
             )
         return self
 
