@@ -15,6 +15,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,31 +81,33 @@ class PgCluster:
 
 
 @contextlib.contextmanager
-def own_cluster(tmp: Path) -> Iterator[PgCluster]:
-    """A fresh cluster in ``tmp``, started; stopped and removed on exit."""
+def own_cluster() -> Iterator[PgCluster]:
+    """A fresh cluster, started; stopped and removed on exit.
+
+    Its directory (data and log) is a temporary one of its own, not under pytest's:
+    as root the cluster runs as ``postgres``, which must reach it, and pytest keeps
+    its temporary tree closed to other users (each process of a parallel run
+    closes it again as it starts).
+    """
     bindir = _bindir()
     if bindir is None or not shutil.which("runuser"):
         pytest.skip(
             "SKIPPED LOUDLY: this test needs PostgreSQL's server programs "
             "(Debian package postgresql: initdb, pg_ctl); `make test` installs them"
         )
-    root = tmp / "pg"
-    root.mkdir()
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres")
-        os.chown(root, user.pw_uid, user.pw_gid)
-        # The postgres user must reach the directory: open the path to it.
-        for parent in root.parents:
-            if parent == Path("/"):
-                break
-            with contextlib.suppress(OSError):
-                os.chmod(parent, os.stat(parent).st_mode | 0o011)
-    cluster = PgCluster(bindir, root, _free_port())
-    cluster._run("initdb", "-D", str(cluster.data), "-A", "trust", "-U", "postgres",
-                 "--no-sync", "--no-instructions")  # fmt: skip
-    cluster.start()
+    root = Path(tempfile.mkdtemp(prefix="agentrt-pg-"))
     try:
-        yield cluster
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chown(root, user.pw_uid, user.pw_gid)
+        cluster = PgCluster(bindir, root, _free_port())
+        cluster._run("initdb", "-D", str(cluster.data), "-A", "trust", "-U", "postgres",
+                     "--no-sync", "--no-instructions")  # fmt: skip
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            with contextlib.suppress(RuntimeError):
+                cluster.stop()
     finally:
-        with contextlib.suppress(RuntimeError):
-            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -30,7 +30,7 @@ RUNS = 50
 async def test_a_database_restart_strands_nothing_and_loses_nothing(
     pg_schema: str, tmp_path: Path
 ) -> None:
-    with own_cluster(tmp_path) as cluster:
+    with own_cluster() as cluster:
         url = f"{cluster.url}&schema=fleet"
         async with ModelTestServer(SCRIPT, latency_s=0.5) as server:
             ids = await apply_and_queue(url, server.url, RUNS)
