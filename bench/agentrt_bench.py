@@ -76,6 +76,17 @@ def resource_docs(
     return [{"apiVersion": "agentrt.dev/v1", **doc} for doc in docs]
 
 
+BUDGET = parse_resource(
+    {
+        "apiVersion": "agentrt.dev/v1",
+        "kind": "Budget",
+        "metadata": {"name": "bench"},
+        "spec": {"period": "month", "max_tokens": 10**15},
+    }
+)
+"""A tenant Budget no benchmark comes near: what reserving and settling costs."""
+
+
 class AgentrtSystem:
     """``Runtime`` over the store at ``store``; :meth:`run` is ``rt.run``.
 
@@ -85,6 +96,8 @@ class AgentrtSystem:
         tool: ``module:function`` of the tool (a sync ``add`` by default).
         idempotent: Declare the tool idempotent (agentrt then need not commit its
             result before going on); ``False`` treats it as having external effects.
+        budget: Apply a tenant ``Budget`` too, so that every model step reserves its
+            worst case in the store's ledger and settles it (its limit never near).
     """
 
     def __init__(
@@ -94,18 +107,21 @@ class AgentrtSystem:
         *,
         tool: str = "bench.common:add",
         idempotent: bool = True,
+        budget: bool = False,
     ) -> None:
         self.store = store
         self._url = url
         self._tool = tool
         self._idempotent = idempotent
+        self._budget = budget
         self._rt: Runtime | None = None
 
     async def __aenter__(self) -> AgentrtSystem:
         rt = Runtime(str(self.store), resume_interrupted=False)
         await rt.start()
         try:
-            await rt.apply(resources(self._url, tool=self._tool, idempotent=self._idempotent))
+            docs = resources(self._url, tool=self._tool, idempotent=self._idempotent)
+            await rt.apply([*docs, BUDGET] if self._budget else docs)
         except BaseException:
             await rt.close()
             raise

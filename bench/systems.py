@@ -90,6 +90,12 @@ def _agentrt(url: str, db_path: Path) -> System:
     return AgentrtSystem(url, db_path)
 
 
+def _agentrt_budget(url: str, db_path: Path) -> System:
+    from bench.agentrt_bench import AgentrtSystem
+
+    return AgentrtSystem(url, db_path, budget=True)
+
+
 def _agentrt_async_tool(url: str, db_path: Path) -> System:
     from bench.agentrt_bench import AgentrtSystem
 
@@ -159,6 +165,14 @@ SYSTEMS: list[SystemDef] = [
         unavailable=_postgres_unavailable,
         no_storage="its store is a PostgreSQL schema, not a file; it stores the same "
         "encoded events and blobs as on SQLite",
+    ),
+    SystemDef(
+        "agentrt-budget",
+        "agentrt, a tenant Budget",
+        _agentrt_budget,
+        True,
+        _AGENTRT_PAYLOAD,
+        extra=True,
     ),
     SystemDef(
         "agentrt-async-tool",

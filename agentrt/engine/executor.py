@@ -38,6 +38,7 @@ from agentrt.engine.summaries import legacy_summary_event
 from agentrt.engine.team_execution import TeamExecution
 from agentrt.engine.team_steps import TeamContext, TeamSteps
 from agentrt.engine.team_walk import TeamReplay
+from agentrt.engine.tenant_budgets import BudgetBook
 from agentrt.errors import (
     AgentrtError,
     CancelRequested,
@@ -148,6 +149,7 @@ class Executor:
     children: ChildRunService | None = None  # runs, stops and is woken by child runs
     scratch: ScratchSpace | None = None
     tool_factory: ToolFactory = field(default_factory=ToolFactory)  # closed with us
+    budgets: BudgetBook | None = None  # the tenants' Budgets, read once a second at most
     _running: dict[str, RunContext] = field(default_factory=dict)
     _journals: dict[str, Journal] = field(default_factory=dict)
     _paused: dict[str, dict[asyncio.Timeout, float]] = field(default_factory=dict)
@@ -315,6 +317,7 @@ class Executor:
             observers=() if replay else self.observers,
             handing_back=self.handing_back,
             token=None if replay else run.lease_token,
+            budgets=self.budgets,
         )
 
     async def _agent_execution(

@@ -225,7 +225,7 @@ async def model_step(
     held = None
     if fresh and not journal.replay:
         request, held = await hold_model_step(
-            journal.store, namespace=host.namespace, run_id=host.run_id, step=step,
+            journal.store, journal.budgets, namespace=host.namespace, run_id=host.run_id, step=step,
             request=request, chain=[via.models[name] for name in via.chain], now=journal.clock(),
         )  # fmt: skip
     response, data = await journal.model_step(

@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 from agentrt.engine import events as ev
 from agentrt.engine.context_values import ContextValues, ValueKind
 from agentrt.engine.step_records import StepRecord, add_event, index_steps, undecided_steps
-from agentrt.engine.tenant_budgets import spent
+from agentrt.engine.tenant_budgets import BudgetBook, spent
 from agentrt.errors import CancelRequested, NondeterminismError, error_from_dict
 from agentrt.models.base import ModelResponse, ToolCall
 from agentrt.state.base import Event, EventDraft, RunUpdate, Store, Usage
@@ -125,8 +125,10 @@ class Journal:
         observers: Sequence[EventObserver] = (),
         handing_back: Container[str] = (),
         token: int | None = None,
+        budgets: BudgetBook | None = None,
     ) -> None:
         self.store = store
+        self.budgets = budgets  # the tenants' Budgets its model steps reserve against
         # The lease's fencing token: a write of an execution whose lease was granted
         # again since (even to this same owner) is refused by the store.
         self.token = token if owner is not None else None

@@ -26,6 +26,8 @@ step reserving again after a crash gets its first reservation back.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Final
 
@@ -50,6 +52,7 @@ from agentrt.state.budget_ledger import (
 
 __all__ = [
     "DEFAULT_OUTPUT_CAP",
+    "BudgetBook",
     "admission_refusal",
     "first_step_floor",
     "budget_accounts",
@@ -78,12 +81,47 @@ def limits_of(spec: BudgetSpec) -> BudgetLimits:
 async def budget_accounts(store: Store, namespace: str, now: float) -> tuple[AccountDraft, ...]:
     """The accounts a step of ``namespace`` at ``now`` draws on: one per Budget of the
     tenant, for the period ``now`` falls in (``acme/monthly@2026-12``)."""
-    drafts = []
-    for record in await store.list_resources("Budget", namespace):
-        spec = BudgetSpec.model_validate(record.body["spec"])
-        key = f"{namespace}/{record.name}@{spec.window(now)}"
-        drafts.append(AccountDraft(key, namespace, limits_of(spec)))
-    return tuple(drafts)
+    return _drafts(namespace, await _budgets(store, namespace), now)
+
+
+async def _budgets(store: Store, namespace: str) -> list[tuple[str, BudgetSpec]]:
+    return [
+        (record.name, BudgetSpec.model_validate(record.body["spec"]))
+        for record in await store.list_resources("Budget", namespace)
+    ]
+
+
+def _drafts(
+    namespace: str, budgets: list[tuple[str, BudgetSpec]], now: float
+) -> tuple[AccountDraft, ...]:
+    return tuple(
+        AccountDraft(f"{namespace}/{name}@{spec.window(now)}", namespace, limits_of(spec))
+        for name, spec in budgets
+    )
+
+
+class BudgetBook:
+    """The Budgets of each tenant as one process's steps draw on them: read from the
+    store at most once every ``ttl_s`` per tenant, so a step of a tenant without a
+    Budget costs no read. A Budget applied, raised or lowered reaches the steps of
+    every process within ``ttl_s``; what was reserved before stands."""
+
+    def __init__(
+        self, store: Store, *, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Read ``store``'s Budgets, again once ``ttl_s`` passed on ``clock``."""
+        self._store = store
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._read: dict[str, tuple[float, list[tuple[str, BudgetSpec]]]] = {}
+
+    async def accounts(self, namespace: str, now: float) -> tuple[AccountDraft, ...]:
+        """The accounts a step of ``namespace`` at ``now`` (Unix seconds) draws on."""
+        read = self._read.get(namespace)
+        if read is None or self._clock() - read[0] >= self._ttl_s:
+            read = (self._clock(), await _budgets(self._store, namespace))
+            self._read[namespace] = read
+        return _drafts(namespace, read[1], now)
 
 
 def spent(usage: Usage) -> Amount:
@@ -144,6 +182,7 @@ def worst_case(request: ModelRequest, chain: list[ModelSpec]) -> Amount:
 
 async def hold_model_step(
     store: Store,
+    book: BudgetBook | None,
     *,
     namespace: str,
     run_id: str,
@@ -152,14 +191,17 @@ async def hold_model_step(
     chain: list[ModelSpec],
     now: float,
 ) -> tuple[ModelRequest, str | None]:
-    """Reserve the step's worst case against its tenant's Budgets: the request as it
-    will be sent (its output capped) and the reservation's id (``None``: the tenant
-    has no Budget).
+    """Reserve the step's worst case against its tenant's Budgets (as ``book`` knows
+    them, else as the store has them now): the request as it will be sent (its
+    output capped) and the reservation's id (``None``: the tenant has no Budget).
 
     Raises:
         BudgetExhausted: the worst case does not fit a Budget; nothing was held.
     """
-    accounts = await budget_accounts(store, namespace, now)
+    if book is None:
+        accounts = await budget_accounts(store, namespace, now)
+    else:
+        accounts = await book.accounts(namespace, now)
     if not accounts:
         return request, None
     request = _capped(request, chain[0])

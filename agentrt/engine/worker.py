@@ -31,6 +31,7 @@ from agentrt.engine.plans import RunCreated
 from agentrt.engine.result import RunResult
 from agentrt.engine.run_view import RunView
 from agentrt.engine.scratch import ScratchSpace
+from agentrt.engine.tenant_budgets import BudgetBook
 from agentrt.engine.turn_order import after_earlier_turns
 from agentrt.errors import ConflictError, LeaseLost, NotFoundError, SessionTaken, StoreError
 from agentrt.settings import Settings
@@ -151,6 +152,7 @@ class Worker:
             children=self.children,
             scratch=scratch,
             cancel_requested=self.cancel_requested,
+            budgets=BudgetBook(store),
         )
         self._tasks: dict[str, asyncio.Task[RunResult]] = {}
         self._watchers: list[asyncio.Task[None]] = []
