@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 from typing import Any
 
+from agentrt._text import count
 from agentrt.cli._shared import EXIT_OK, print_json, with_store
 from agentrt.state.budget_ledger import NANO_USD, Amount, BudgetAccount, BudgetLimits
 
@@ -39,7 +40,7 @@ def _limits(limits: BudgetLimits) -> str:
 
 
 def _amount(a: Amount) -> str:
-    return f"${a.cost_nusd / NANO_USD:.6f} {a.tokens} tok {a.tool_calls} calls"
+    return f"${a.cost_nusd / NANO_USD:.6f} {count(a.tokens, 'token')}"
 
 
 def _as_dict(account: BudgetAccount) -> dict[str, Any]:
@@ -69,9 +70,9 @@ async def _cmd_budgets(args: argparse.Namespace) -> int:
     if not accounts:
         print(f"no Budget of namespace {args.namespace!r} was drawn on yet")
         return EXIT_OK
-    print(f"{'BUDGET':<20} {'PERIOD':<11} {'USED':<32} {'HELD':<32} LIMITS")
+    print(f"{'BUDGET':<20} {'PERIOD':<11} {'USED':<28} {'HELD':<28} LIMITS")
     for a in accounts:
         d = _as_dict(a)
         used, held = _amount(a.used), _amount(a.held)
-        print(f"{d['budget'][:20]:<20} {d['period']:<11} {used:<32} {held:<32} {_limits(a.limits)}")
+        print(f"{d['budget'][:20]:<20} {d['period']:<11} {used:<28} {held:<28} {_limits(a.limits)}")
     return EXIT_OK

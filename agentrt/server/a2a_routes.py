@@ -30,9 +30,10 @@ from fastapi.responses import JSONResponse
 
 from agentrt import _json
 from agentrt._text import count
-from agentrt.errors import StoreError, UsageError
+from agentrt.errors import BudgetExhausted, StoreError, UsageError
 from agentrt.server.a2a_methods import HANDLERS, Call
 from agentrt.server.a2a_wire import (
+    BUDGET_EXHAUSTED,
     INTERNAL_ERROR,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
@@ -232,6 +233,8 @@ async def rpc(request: Request, principal: Caller, agent: str) -> Response:
         raise  # a 503 with Retry-After: the client may try again
     except UsageError as exc:  # the Agent cannot run as it is (its spec, its Model)
         return _answer(rpc_id, None, RpcError(INTERNAL_ERROR, f"the agent cannot do it: {exc}"))
+    except BudgetExhausted as exc:  # the tenant's Budgets have no room: nothing was created
+        return _answer(rpc_id, None, RpcError(BUDGET_EXHAUSTED, str(exc)))
     if isinstance(result, Response):
         return result
     return _answer(rpc_id, result, None)

@@ -23,6 +23,7 @@ from agentrt import _json
 from agentrt.server.a2a_tasks import State, TaskView
 
 __all__ = [
+    "BUDGET_EXHAUSTED",
     "CONTENT_TYPE_NOT_SUPPORTED",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
@@ -58,6 +59,8 @@ PUSH_NOT_SUPPORTED: Final = -32003
 UNSUPPORTED: Final = -32004
 CONTENT_TYPE_NOT_SUPPORTED: Final = -32005
 VERSION_NOT_SUPPORTED: Final = -32009
+# A server error of agentrt's own (JSON-RPC leaves -32000 to -32099 to servers).
+BUDGET_EXHAUSTED: Final = -32050
 
 
 class RpcError(Exception):

@@ -1,5 +1,6 @@
 """A tenant's Budget over the API: applied like any resource, and a query it has no
-room for is answered 429 ``budget_exhausted`` naming the limit, with nothing created."""
+room for is answered 429 ``budget_exhausted`` naming the limit (over A2A, the
+JSON-RPC error -32050), with nothing created."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ async def test_a_query_the_tenants_budget_has_no_room_for_is_429(
     assert reply.status == 429, reply
     assert reply.body["error"]["code"] == "budget_exhausted"
     assert "budget " in reply.body["error"]["message"] and "max_cost_usd=0" in reply.text
+    chat = {"model": "agent/bot", "messages": [{"role": "user", "content": "hi"}]}
+    completion = await admin.call("POST", "/v1/chat/completions", json=chat)
+    assert completion.status == 429 and completion.body["error"]["code"] == "budget_exhausted"
+    message = {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "hi"}]}
+    sent = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": message}}
+    answer = await admin.call("POST", "/a2a/bot/", json=sent)
+    assert answer.status == 200 and answer.body["error"]["code"] == -32050, answer
+    assert "max_cost_usd=0" in answer.body["error"]["message"]
     assert (await admin.call("GET", "/v1/runs")).body["items"] == []
     wrong = await admin.apply(BUDGET.replace("period: day", "period: week"))
     assert wrong.status == 422 and "spec.period" in wrong.text
