@@ -17,7 +17,9 @@ from typing import Any, Final
 
 from agentrt._json import dumps, dumps_str, loads
 from agentrt.errors import CancelRequested, ConflictError, LeaseLost, NotFoundError, SessionBusy
+from agentrt.state._audit_sql import event_entries, resource_entry
 from agentrt.state._fence import check_fence
+from agentrt.state._pg_audit import append_on
 from agentrt.state._pg_ledger import release_on, settle_on
 from agentrt.state._pg_rows import (
     RUN_COLS,
@@ -33,6 +35,7 @@ from agentrt.state._pg_rows import (
 )
 from agentrt.state._run_query import RunFilter, count_sql, list_sql
 from agentrt.state._session_sql import UNFINISHED_TURN, pg
+from agentrt.state.audit import AuditDraft
 from agentrt.state.records import (
     TERMINAL_STATUSES,
     Event,
@@ -65,7 +68,7 @@ _TAKE_TURN: Final = (
 )
 _APPEND_CHECK: Final = (
     "SELECT pk, last_seq, lease_owner, lease_token, status, finished_at, namespace, "
-    "session_id, cancel_requested FROM runs WHERE id = %s FOR NO KEY UPDATE"
+    "session_id, cancel_requested, agent FROM runs WHERE id = %s FOR NO KEY UPDATE"
 )
 _UNFINISHED_TURN: Final = pg(UNFINISHED_TURN)
 _BUMP_RUN: Final = "UPDATE runs SET last_seq = %s, updated_at = %s WHERE pk = %s"
@@ -180,7 +183,14 @@ class Ops:
 
     # --- resources -------------------------------------------------------------
     async def put_resource(
-        self, conn: Conn, kind: str, namespace: str, name: str, body: dict[str, Any], now: float
+        self,
+        conn: Conn,
+        kind: str,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        now: float,
+        audit: AuditDraft | None = None,
     ) -> ResourceRecord:
         key = (kind, namespace, name)
         encoded = dumps_str(body)
@@ -188,6 +198,8 @@ class Ops:
         while row is None:  # again if the row that conflicted was deleted meanwhile
             inserted = await fetch_one(conn, _INSERT_RESOURCE, (*key, encoded, now, now))
             if inserted is not None:
+                if audit is not None:
+                    await append_on(conn, namespace, [resource_entry(audit, now, 1)])
                 return ResourceRecord(kind, namespace, name, 1, loads(encoded), now, now)
             row = await fetch_one(conn, _LOCK_RESOURCE, key)
         generation, stored, created_at, updated_at = row
@@ -202,6 +214,8 @@ class Ops:
             "WHERE kind = %s AND namespace = %s AND name = %s",
             (generation + 1, encoded, now, *key),
         )
+        if audit is not None:
+            await append_on(conn, namespace, [resource_entry(audit, now, generation + 1)])
         return ResourceRecord(
             kind, namespace, name, generation + 1, loads(encoded), created_at, now
         )
@@ -234,12 +248,16 @@ class Ops:
         sql += " ORDER BY kind, namespace, name"
         return [resource_record(r) for r in await fetch_all(conn, sql, params)]
 
-    async def delete_resource(self, conn: Conn, kind: str, namespace: str, name: str) -> bool:
+    async def delete_resource(
+        self, conn: Conn, kind: str, namespace: str, name: str, audit: AuditDraft | None = None
+    ) -> bool:
         deleted = await execute(
             conn,
             "DELETE FROM resources WHERE kind = %s AND namespace = %s AND name = %s",
             (kind, namespace, name),
         )
+        if deleted > 0 and audit is not None:
+            await append_on(conn, namespace, [resource_entry(audit, time.time(), None)])
         return deleted > 0
 
     # --- sessions --------------------------------------------------------------
@@ -309,6 +327,7 @@ class Ops:
             raise RunTaken(run.id)
         if events:
             await self._insert_events(conn, inserted[0], 0, events)
+            await append_on(conn, run.namespace, event_entries(events, 0, run.id, run.agent))
         record = RunRecord(
             run.id,
             run.namespace,
@@ -372,7 +391,8 @@ class Ops:
         row = await fetch_one(conn, _APPEND_CHECK, (run_id,))
         if row is None:
             raise NotFoundError(f"run {run_id!r} does not exist")
-        pk, last_seq, holder, holder_token, status, finished_at, namespace, session_id, cancel = row
+        (pk, last_seq, holder, holder_token, status, finished_at, namespace, session_id, cancel,
+         agent) = row  # fmt: skip
         if last_seq != expected_seq:
             raise LeaseLost(
                 f"run {run_id!r} is at seq {last_seq}, not {expected_seq}: "
@@ -385,6 +405,8 @@ class Ops:
             seq = await self._insert_events(conn, pk, last_seq, events)
             # Only appended events: create_run's are copies of calls made elsewhere.
             await self._index_tool_calls(conn, pk, last_seq, namespace, session_id, events)
+            # Last of the event writes: the tenant's head stays locked only until commit.
+            await append_on(conn, namespace, event_entries(events, last_seq, run_id, agent))
             now = events[-1].ts
         else:
             seq = last_seq

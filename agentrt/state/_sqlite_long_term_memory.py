@@ -1,4 +1,5 @@
-"""The SQLite store's long-term memory: facts in ``memories``, searched with FTS5.
+"""The SQLite store's long-term memory: facts in ``memories``, searched with FTS5; and
+the store's memory methods, which :class:`~agentrt.state.sqlite.SqliteStore` takes.
 
 Like the other operations, these run on the store's writer thread, inside the
 transaction it opens for their batch.
@@ -6,11 +7,13 @@ transaction it opens for their batch.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentrt._json import dumps_str, loads
+from agentrt.state._sqlite_writer import READ, WRITE
 from agentrt.state.long_term_memory import (
     MemoryHit,
     MemoryRecord,
@@ -19,7 +22,9 @@ from agentrt.state.long_term_memory import (
     search_terms,
 )
 
-__all__ = ["MemoryOps"]
+__all__ = ["MemoryMethods", "MemoryOps"]
+
+T = TypeVar("T")
 
 _COLS = "m.id, m.namespace, m.text, m.tags, m.created_at, m.run_id, m.session_id"
 # A fact carries every wanted tag when no wanted tag is missing from its list.
@@ -122,3 +127,34 @@ class MemoryOps:
             "DELETE FROM memories WHERE namespace = ? AND id = ?", (namespace, memory_id)
         )
         return cur.rowcount > 0
+
+
+class MemoryMethods:
+    """The long-term memory methods of :class:`~agentrt.state.sqlite.SqliteStore`."""
+
+    if TYPE_CHECKING:
+
+        def _submit(self, kind: int, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]: ...
+
+        @property
+        def _memory(self) -> MemoryOps: ...
+
+    async def remember(self, memory: NewMemory, *, now: float) -> tuple[MemoryRecord, bool]:
+        """Store a fact; ``(record, False)`` when its key was used already."""
+        return await self._submit(WRITE, self._memory.remember, memory, now)
+
+    async def search_memory(
+        self, namespace: str, query: str, *, limit: int = 5, tags: Sequence[str] = ()
+    ) -> list[MemoryHit]:
+        """Facts of ``namespace`` matching any word of ``query``, best first (FTS5 BM25)."""
+        return await self._submit(
+            READ, self._memory.search_memory, namespace, query, limit, tuple(tags)
+        )
+
+    async def list_memory(self, namespace: str, *, limit: int = 100) -> list[MemoryRecord]:
+        """The namespace's facts, newest first."""
+        return await self._submit(READ, self._memory.list_memory, namespace, limit)
+
+    async def forget(self, namespace: str, memory_id: str) -> bool:
+        """Delete a fact; ``True`` if it existed."""
+        return await self._submit(WRITE, self._memory.forget, namespace, memory_id)

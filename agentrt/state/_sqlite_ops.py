@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from agentrt._json import dumps, dumps_str, loads
 from agentrt.errors import CancelRequested, ConflictError, LeaseLost, NotFoundError, SessionBusy
+from agentrt.state._audit_sql import event_entries, resource_entry
 from agentrt.state._fence import check_fence, granted_token
 from agentrt.state._rows import (
     RESOURCE_COLS,
@@ -26,7 +27,9 @@ from agentrt.state._rows import (
     session_record,
 )
 from agentrt.state._run_query import RunFilter, count_sql, list_sql
+from agentrt.state._sqlite_audit import append_on
 from agentrt.state._sqlite_ledger import release_on, settle_on
+from agentrt.state.audit import AuditDraft
 from agentrt.state.base import (
     TERMINAL_STATUSES,
     Event,
@@ -52,7 +55,7 @@ _INSERT_RUN = (
 )
 _APPEND_CHECK = (
     "SELECT pk, last_seq, lease_owner, lease_token, status, finished_at, namespace, "
-    "session_id, cancel_requested FROM runs WHERE id = ?"
+    "session_id, cancel_requested, agent FROM runs WHERE id = ?"
 )
 _BUMP_RUN = "UPDATE runs SET last_seq = ?, updated_at = ? WHERE pk = ?"
 # With a status, the reason is replaced (NULL clears it); without, NULL keeps it.
@@ -181,7 +184,13 @@ class Ops:
 
     # --- resources -------------------------------------------------------------
     def put_resource(
-        self, kind: str, namespace: str, name: str, body: dict[str, Any], now: float
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        now: float,
+        audit: AuditDraft | None = None,
     ) -> ResourceRecord:
         conn = self.conn
         key = (kind, namespace, name)
@@ -196,6 +205,8 @@ class Ops:
                 f"INSERT INTO resources ({RESOURCE_COLS}) VALUES (?, ?, ?, 1, ?, ?, ?)",
                 (*key, encoded, now, now),
             )
+            if audit is not None:
+                append_on(conn, namespace, [resource_entry(audit, now, 1)])
             return ResourceRecord(kind, namespace, name, 1, loads(encoded), now, now)
         generation, stored, created_at, updated_at = row
         stored_body = loads(stored)
@@ -208,6 +219,8 @@ class Ops:
             "WHERE kind = ? AND namespace = ? AND name = ?",
             (generation + 1, encoded, now, *key),
         )
+        if audit is not None:
+            append_on(conn, namespace, [resource_entry(audit, now, generation + 1)])
         return ResourceRecord(
             kind, namespace, name, generation + 1, loads(encoded), created_at, now
         )
@@ -234,11 +247,15 @@ class Ops:
         sql += " ORDER BY kind, namespace, name"
         return [resource_record(r) for r in self.conn.execute(sql, params)]
 
-    def delete_resource(self, kind: str, namespace: str, name: str) -> bool:
+    def delete_resource(
+        self, kind: str, namespace: str, name: str, audit: AuditDraft | None = None
+    ) -> bool:
         cur = self.conn.execute(
             "DELETE FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
             (kind, namespace, name),
         )
+        if cur.rowcount > 0 and audit is not None:
+            append_on(self.conn, namespace, [resource_entry(audit, time.time(), None)])
         return cur.rowcount > 0
 
     # --- sessions --------------------------------------------------------------
@@ -316,6 +333,7 @@ class Ops:
             pk = cur.lastrowid
             assert pk is not None
             self._insert_events(pk, 0, events)
+            append_on(conn, run.namespace, event_entries(events, 0, run.id, run.agent))
         record = RunRecord(
             run.id,
             run.namespace,
@@ -368,7 +386,8 @@ class Ops:
         row = conn.execute(_APPEND_CHECK, (run_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"run {run_id!r} does not exist")
-        pk, last_seq, holder, holder_token, status, finished_at, namespace, session_id, cancel = row
+        (pk, last_seq, holder, holder_token, status, finished_at, namespace, session_id, cancel,
+         agent) = row  # fmt: skip
         if last_seq != expected_seq:
             raise LeaseLost(
                 f"run {run_id!r} is at seq {last_seq}, not {expected_seq}: "
@@ -381,6 +400,7 @@ class Ops:
             seq = self._insert_events(pk, last_seq, events)
             # Only appended events: create_run's are copies of calls made elsewhere.
             self._index_tool_calls(pk, last_seq, namespace, session_id, events)
+            append_on(conn, namespace, event_entries(events, last_seq, run_id, agent))
             now = events[-1].ts
         else:
             seq = last_seq

@@ -26,6 +26,9 @@ the same id. The fenced writes are :meth:`Store.append_events`,
 :meth:`Store.put_blob`, :meth:`Store.renew_lease` and
 :meth:`Store.release_lease`; ``token`` is optional and needs ``owner``.
 
+Each tenant's audit log (:mod:`.audit`) is part of the contract: records appended
+with the events, resource changes and calls they record, in their transactions.
+
 Every backend must pass ``tests/state/conformance.py`` unchanged.
 """
 
@@ -37,6 +40,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 
+from agentrt.state.audit import AuditDraft, AuditLog
 from agentrt.state.budget_ledger import (
     Amount,
     BudgetAccount,
@@ -68,6 +72,7 @@ from agentrt.state.watch import RunWatch
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "AuditDraft",
     "ClosesOnExit",
     "TERMINAL_STATUSES",
     "WAITING_STATUSES",
@@ -146,7 +151,7 @@ class ClosesOnExit:
 
 
 @runtime_checkable
-class Store(Protocol):
+class Store(AuditLog, Protocol):
     """Durable state of the runtime. All methods are coroutines; all writes are atomic."""
 
     @classmethod
@@ -203,12 +208,21 @@ class Store(Protocol):
 
     # --- resources -------------------------------------------------------------
     async def put_resource(
-        self, kind: str, namespace: str, name: str, body: dict[str, Any], *, now: float
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        *,
+        now: float,
+        audit: AuditDraft | None = None,
     ) -> ResourceRecord:
         """Insert or update a resource.
 
         The generation is 1 on insert, unchanged when ``body`` equals the stored
-        body, and incremented otherwise.
+        body, and incremented otherwise. With ``audit``, a put that changed the
+        resource appends that record to the tenant's audit log in its transaction,
+        its body given the new ``generation``; an unchanged put appends none.
         """
         ...
 
@@ -222,8 +236,11 @@ class Store(Protocol):
         """Resources filtered by kind and namespace, ordered by (kind, namespace, name)."""
         ...
 
-    async def delete_resource(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete a resource; ``True`` if it existed."""
+    async def delete_resource(
+        self, kind: str, namespace: str, name: str, *, audit: AuditDraft | None = None
+    ) -> bool:
+        """Delete a resource; ``True`` if it existed. With ``audit``, a delete that
+        removed one appends that record to the tenant's audit log in its transaction."""
         ...
 
     # --- sessions --------------------------------------------------------------

@@ -40,6 +40,7 @@ except ImportError as exc:
 
 from agentrt.state import _pg_gc
 from agentrt.state._fence import check_token_has_owner
+from agentrt.state._pg_audit import AuditMethods
 from agentrt.state._pg_blobs import BlobOps
 from agentrt.state._pg_leases import LeaseOps
 from agentrt.state._pg_ledger import LedgerMethods, LedgerOps
@@ -52,6 +53,7 @@ from agentrt.state._pg_sessions import SessionOps
 from agentrt.state._pg_url import connection_kwargs, parse_url, shown
 from agentrt.state._run_query import RunFilter
 from agentrt.state.base import (
+    AuditDraft,
     ClosesOnExit,
     Event,
     EventDraft,
@@ -76,7 +78,7 @@ DEFAULT_INLINE_LIMIT: Final = 1024
 """Encoded event payloads larger than this many bytes go to the blob table."""
 
 
-class PostgresStore(LedgerMethods, ClosesOnExit):
+class PostgresStore(LedgerMethods, AuditMethods, ClosesOnExit):
     """The :class:`~agentrt.state.base.Store` and
     :class:`~agentrt.state.long_term_memory.MemoryStore` of many workers: one
     PostgreSQL schema.
@@ -261,12 +263,19 @@ class PostgresStore(LedgerMethods, ClosesOnExit):
 
     # --- resources -------------------------------------------------------------
     async def put_resource(
-        self, kind: str, namespace: str, name: str, body: dict[str, Any], *, now: float
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        *,
+        now: float,
+        audit: AuditDraft | None = None,
     ) -> ResourceRecord:
-        """Insert or update a resource (generation 1, kept for an equal body, else +1)."""
-        return await self._run.write(
-            _none, self._ops.put_resource, kind, namespace, name, body, now
-        )
+        """Insert or update a resource (generation 1, kept for an equal body, else +1);
+        a change appends ``audit``, if given, in the same transaction."""
+        put = self._ops.put_resource
+        return await self._run.write(_none, put, kind, namespace, name, body, now, audit)
 
     async def get_resource(self, kind: str, namespace: str, name: str) -> ResourceRecord | None:
         """The resource, or ``None``."""
@@ -278,9 +287,12 @@ class PostgresStore(LedgerMethods, ClosesOnExit):
         """Resources filtered by kind and namespace, ordered by (kind, namespace, name)."""
         return await self._run.read(self._ops.list_resources, kind, namespace)
 
-    async def delete_resource(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete a resource; ``True`` if it existed."""
-        return await self._run.write(_none, self._ops.delete_resource, kind, namespace, name)
+    async def delete_resource(
+        self, kind: str, namespace: str, name: str, *, audit: AuditDraft | None = None
+    ) -> bool:
+        """Delete a resource; ``True`` if it existed (and then ``audit`` is appended)."""
+        delete = self._ops.delete_resource
+        return await self._run.write(_none, delete, kind, namespace, name, audit)
 
     # --- long-term memory ------------------------------------------------------
     async def remember(self, memory: NewMemory, *, now: float) -> tuple[MemoryRecord, bool]:

@@ -10,6 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agentrt.state.audit import AuditDraft
 from agentrt.state.budget_ledger import Amount
 
 __all__ = [
@@ -66,13 +67,17 @@ class EventDraft:
     """An event to append: the store assigns its sequence number.
 
     ``step`` is the durable step the event belongs to (``None`` for run-level
-    events). ``ts`` is the time the engine observed, in Unix seconds.
+    events). ``ts`` is the time the engine observed, in Unix seconds. ``audit``
+    is the record of the tenant's audit log the event makes: appended in the same
+    transaction, with the run's id and agent, the event's seq and ``ts`` (see
+    :mod:`agentrt.state.audit`).
     """
 
     type: str
     data: dict[str, Any]
     ts: float
     step: int | None = None
+    audit: AuditDraft | None = None
 
 
 @dataclass(frozen=True, slots=True)

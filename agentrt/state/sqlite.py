@@ -37,9 +37,10 @@ from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from agentrt.errors import StoreUnavailable, UsageError
 from agentrt.state._fence import check_token_has_owner
+from agentrt.state._sqlite_audit import AuditMethods
 from agentrt.state._sqlite_blobs import BlobOps
 from agentrt.state._sqlite_ledger import LedgerMethods, LedgerOps
-from agentrt.state._sqlite_long_term_memory import MemoryOps
+from agentrt.state._sqlite_long_term_memory import MemoryMethods, MemoryOps
 from agentrt.state._sqlite_ops import Ops
 from agentrt.state._sqlite_run_lists import RunListMethods
 from agentrt.state._sqlite_schema import MIGRATIONS
@@ -56,6 +57,7 @@ from agentrt.state._sqlite_watch import (
 )
 from agentrt.state._sqlite_writer import RAW, READ, STOP, WRITE, Writer
 from agentrt.state.base import (
+    AuditDraft,
     ClosesOnExit,
     Event,
     EventDraft,
@@ -67,7 +69,6 @@ from agentrt.state.base import (
     RunRecord,
     RunUpdate,
 )
-from agentrt.state.long_term_memory import MemoryHit, MemoryRecord, NewMemory
 from agentrt.state.watch import ChangeHub, RunWatch
 
 __all__ = [
@@ -91,7 +92,9 @@ DEFAULT_INLINE_LIMIT: Final = 1024
 """Encoded event payloads larger than this many bytes go to the blob table."""
 
 
-class SqliteStore(SessionMethods, RunListMethods, LedgerMethods, ClosesOnExit):
+class SqliteStore(
+    SessionMethods, RunListMethods, LedgerMethods, MemoryMethods, AuditMethods, ClosesOnExit
+):
     """The embedded :class:`~agentrt.state.base.Store`: one SQLite file in WAL mode.
 
     Open it with :meth:`open` or :meth:`from_url`; close it with :meth:`close`
@@ -325,14 +328,23 @@ class SqliteStore(SessionMethods, RunListMethods, LedgerMethods, ClosesOnExit):
 
     # --- resources -------------------------------------------------------------
     async def put_resource(
-        self, kind: str, namespace: str, name: str, body: dict[str, Any], *, now: float
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        *,
+        now: float,
+        audit: AuditDraft | None = None,
     ) -> ResourceRecord:
         """Insert or update a resource.
 
         The generation is 1 on insert, unchanged when ``body`` equals the stored
-        body (nothing is written then), and incremented otherwise.
+        body (nothing is written then), and incremented otherwise. A change
+        appends ``audit``, if given, in the same transaction.
         """
-        return await self._submit(WRITE, self._ops.put_resource, kind, namespace, name, body, now)
+        put = self._ops.put_resource
+        return await self._submit(WRITE, put, kind, namespace, name, body, now, audit)
 
     async def get_resource(self, kind: str, namespace: str, name: str) -> ResourceRecord | None:
         """The resource, or ``None``."""
@@ -344,31 +356,13 @@ class SqliteStore(SessionMethods, RunListMethods, LedgerMethods, ClosesOnExit):
         """Resources filtered by kind and namespace, ordered by (kind, namespace, name)."""
         return await self._submit(READ, self._ops.list_resources, kind, namespace)
 
-    async def delete_resource(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete a resource; ``True`` if it existed."""
-        return await self._submit(WRITE, self._ops.delete_resource, kind, namespace, name)
+    async def delete_resource(
+        self, kind: str, namespace: str, name: str, *, audit: AuditDraft | None = None
+    ) -> bool:
+        """Delete a resource; ``True`` if it existed (and then ``audit`` is appended)."""
+        return await self._submit(WRITE, self._ops.delete_resource, kind, namespace, name, audit)
 
-    # --- long-term memory ------------------------------------------------------
-    async def remember(self, memory: NewMemory, *, now: float) -> tuple[MemoryRecord, bool]:
-        """Store a fact; ``(record, False)`` when its key was used already."""
-        return await self._submit(WRITE, self._memory.remember, memory, now)
-
-    async def search_memory(
-        self, namespace: str, query: str, *, limit: int = 5, tags: Sequence[str] = ()
-    ) -> list[MemoryHit]:
-        """Facts of ``namespace`` matching any word of ``query``, best first (FTS5 BM25)."""
-        return await self._submit(
-            READ, self._memory.search_memory, namespace, query, limit, tuple(tags)
-        )
-
-    async def list_memory(self, namespace: str, *, limit: int = 100) -> list[MemoryRecord]:
-        """The namespace's facts, newest first."""
-        return await self._submit(READ, self._memory.list_memory, namespace, limit)
-
-    async def forget(self, namespace: str, memory_id: str) -> bool:
-        """Delete a fact; ``True`` if it existed."""
-        return await self._submit(WRITE, self._memory.forget, namespace, memory_id)
-
+    # --- long-term memory: MemoryMethods; audit log: AuditMethods ---------------
     # --- sessions: SessionMethods -----------------------------------------------
 
     # --- runs ------------------------------------------------------------------

@@ -42,6 +42,7 @@ from agentrt.state.base import (
     Usage,
 )
 from agentrt.state.watch import QUEUE, RunWatch
+from tests.state.audit_conformance import AUDIT_CHECKS
 from tests.state.ledger_conformance import LEDGER_CHECKS
 from tests.state.run_list_conformance import RUN_LIST_CHECKS
 from tests.state.session_conformance import SESSION_CHECKS
@@ -1677,5 +1678,6 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_count_tool_calls_gc,
     *SESSION_CHECKS,
     *LEDGER_CHECKS,
+    *AUDIT_CHECKS,
 ]
 """Every check, in a stable order."""
