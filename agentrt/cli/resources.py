@@ -13,6 +13,7 @@ from agentrt.cli._shared import (
     exit_for,
     print_json,
     runtime,
+    settings_of,
     style,
     with_store,
 )
@@ -70,7 +71,7 @@ async def _cmd_apply(args: argparse.Namespace) -> int:
     loaded = load_paths(args.filename)
     queries = [item.resource for item in loaded if isinstance(item.resource, Query)]
     async with runtime(args, live=bool(queries)) as rt:
-        records = await rt.apply(loaded)
+        records = await rt.apply(loaded, by=settings_of(args).user)
         show_applied(args, records)
         # A Query becomes a run; its idempotency key makes re-applying the file safe.
         results = []

@@ -134,7 +134,7 @@ async def _cmd_demo(args: argparse.Namespace) -> int:
 
     look = style(args)
     async with runtime(args) as rt:
-        await rt.apply(demo_resources_path())
+        await rt.apply(demo_resources_path(), by=settings_of(args).user)
         question = args.input or DEFAULT_QUESTION
         if not args.json:
             print(

@@ -14,6 +14,7 @@ from typing import Any
 
 from agentrt._text import count, with_article
 from agentrt.engine import events as ev
+from agentrt.engine.audit_trail import submitted
 from agentrt.engine.catalog import Catalog
 from agentrt.engine.plans import ForkPoint, RunCreated, RunSpec
 from agentrt.engine.run_view import EXPORT_FORMAT, read_run
@@ -136,25 +137,25 @@ class Archive:
             )
         forked = RunCreated(created.input, spec, ForkPoint(run_id, from_step))
         data = forked.data if principal is None else {**forked.data, "by": principal}
-        copied = [EventDraft(ev.RUN_CREATED, data, now)]
-        copied += [EventDraft(e.type, e.data, e.ts, e.step) for e in _shared(events, from_step)]
-        run, _ = await self._store.create_run(
-            NewRun(
-                new_run_id(),
-                parent.namespace,
-                parent.agent,
-                now,
-                session_id,
-                parent_run=run_id,
-                fork_step=from_step,
-                # Created leased to this worker when it starts here: a worker serving
-                # the queue (this one too) never takes it up before it is ready.
-                lease_owner=self._worker.owner if start else None,
-                lease_expires=now + self._worker.lease_ttl_s if start else None,
-                principal=principal,
-            ),
-            copied,
+        new = NewRun(
+            new_run_id(),
+            parent.namespace,
+            parent.agent,
+            now,
+            session_id,
+            parent_run=run_id,
+            fork_step=from_step,
+            # Created leased to this worker when it starts here: a worker serving
+            # the queue (this one too) never takes it up before it is ready.
+            lease_owner=self._worker.owner if start else None,
+            lease_expires=now + self._worker.lease_ttl_s if start else None,
+            principal=principal,
         )
+        audit = submitted(created.input, new, fork=data["fork"])
+        # The shared steps are copies, of calls the parent made: they are not audited again.
+        copied = [EventDraft(ev.RUN_CREATED, data, now, audit=audit)]
+        copied += [EventDraft(e.type, e.data, e.ts, e.step) for e in _shared(events, from_step)]
+        run, _ = await self._store.create_run(new, copied)
         if self._scratch is not None:
             await self._scratch.restore(run_id, from_step, run.id)
         if start:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from agentrt.engine.audit_trail import resource_applied, resource_deleted
 from agentrt.engine.plans import RunCreated, RunSpec, TeamRunSpec
 from agentrt.errors import NotFoundError, UsageError
 from agentrt.spec.callables import check_callables
@@ -48,12 +49,13 @@ class Catalog:
         self._parsed: OrderedDict[tuple[str, str, str, int, float], Resource] = OrderedDict()
 
     async def apply(
-        self, resources: Iterable[Resource | Loaded] | str | Path
+        self, resources: Iterable[Resource | Loaded] | str | Path, *, by: str | None = None
     ) -> list[ResourceRecord]:
         """Validate and store resources (objects, or a file/directory of YAML).
 
         References are checked against the resources given and those stored, and
-        every ``module:function`` a resource names must import.
+        every ``module:function`` a resource names must import. Each one changed is
+        recorded in its tenant's audit log as applied ``by`` that principal.
         """
         if isinstance(resources, str | Path):
             loaded = load_paths([resources])
@@ -71,10 +73,18 @@ class Catalog:
             kind, namespace, name = key_of(item.resource)
             body = item.resource.model_dump(mode="json", exclude_defaults=True)
             body.setdefault("metadata", {})["namespace"] = namespace
+            audit = resource_applied(kind, name, body, by)
+            now = self._clock()
             records.append(
-                await self._store.put_resource(kind, namespace, name, body, now=self._clock())
+                await self._store.put_resource(kind, namespace, name, body, now=now, audit=audit)
             )
         return records
+
+    async def delete(self, kind: str, namespace: str, name: str, *, by: str | None = None) -> bool:
+        """Delete a stored resource, recorded in the tenant's audit log as deleted ``by``
+        that principal; ``False`` when there was none."""
+        audit = resource_deleted(kind, name, by)
+        return await self._store.delete_resource(kind, namespace, name, audit=audit)
 
     async def get(self, cls: type[R], namespace: str, name: str) -> R:
         """One stored resource, parsed; a clear error when it is not there."""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from agentrt.engine import events as ev
+from agentrt.engine.audit_trail import decided
 from agentrt.engine.journal import undecided_steps
 from agentrt.engine.result import RunResult
 from agentrt.engine.worker import Worker, dead_holder
@@ -149,9 +150,10 @@ class Decisions:
             try:
                 if leased.last_seq == seq:
                     update = check(leased, events)
+                    audit = decided(type, step, data)
                     await store.append_events(
                         run_id,
-                        [EventDraft(type, data, self._clock(), step)],
+                        [EventDraft(type, data, self._clock(), step, audit)],
                         expected_seq=seq,
                         owner=worker.owner,
                         update=update,

@@ -22,6 +22,7 @@ from agentrt import _json
 from agentrt.engine import events as ev
 from agentrt.engine.agent_execution import AgentExecution
 from agentrt.engine.agent_loop import RunContext
+from agentrt.engine.audit_trail import stopped
 from agentrt.engine.children import ChildRunService
 from agentrt.engine.conversation import history_digest
 from agentrt.engine.ending import CANCELLED, Ending, live_ending, replayed_status
@@ -318,6 +319,7 @@ class Executor:
             handing_back=self.handing_back,
             token=None if replay else run.lease_token,
             budgets=self.budgets,
+            principal=run.principal,
         )
 
     async def _agent_execution(
@@ -500,7 +502,8 @@ class Executor:
             ending = ending.asked_by(await self.store.get_run(run_id))
         try:
             update = RunUpdate(status=ending.status, reason=ending.reason)
-            await journal.append(ev.RUN_FINISHED, ending.end_data(), update=update)
+            audit = stopped(ending.status, ending.reason, ending.error, journal.principal)
+            await journal.append(ev.RUN_FINISHED, ending.end_data(), update=update, audit=audit)
             return ending
         except CancelRequested:
             if ending.status == "cancelled":

@@ -26,13 +26,14 @@ from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
+from agentrt.engine import audit_trail
 from agentrt.engine import events as ev
 from agentrt.engine.context_values import ContextValues, ValueKind
 from agentrt.engine.step_records import StepRecord, add_event, index_steps, undecided_steps
 from agentrt.engine.tenant_budgets import BudgetBook, spent
 from agentrt.errors import CancelRequested, NondeterminismError, error_from_dict
 from agentrt.models.base import ModelResponse, ToolCall
-from agentrt.state.base import Event, EventDraft, RunUpdate, Store, Usage
+from agentrt.state.base import AuditDraft, Event, EventDraft, RunUpdate, Store, Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 
 __all__ = [
@@ -126,9 +127,12 @@ class Journal:
         handing_back: Container[str] = (),
         token: int | None = None,
         budgets: BudgetBook | None = None,
+        principal: str | None = None,
     ) -> None:
         self.store = store
         self.budgets = budgets  # the tenants' Budgets its model steps reserve against
+        # Who started the run: the audit log's "who" of the calls it makes.
+        self.principal = principal
         # The lease's fencing token: a write of an execution whose lease was granted
         # again since (even to this same owner) is refused by the store.
         self.token = token if owner is not None else None
@@ -158,6 +162,7 @@ class Journal:
         self._observers = tuple(observers)
         self._lock = asyncio.Lock()
         self._pending: list[tuple[Event, RunUpdate | None]] = []
+        self._audits: dict[int, AuditDraft] = {}  # by seq: the records pending events make
         self._broken: BaseException | None = None
         if not replay:
             self._show_log(events)
@@ -223,8 +228,10 @@ class Journal:
         step: int | None = None,
         update: RunUpdate | None = None,
         durable: bool = True,
+        audit: AuditDraft | None = None,
     ) -> Event:
-        """Record an event (and a change to the run row).
+        """Record an event (and a change to the run row, and ``audit``, the record of
+        the tenant's audit log it makes, in the same write).
 
         With ``durable`` the call returns once the event and all events before
         it are committed; otherwise it is committed with the next durable one.
@@ -234,6 +241,8 @@ class Journal:
             # was done, and whoever takes the run up starts it.
             raise asyncio.CancelledError(f"{self.run_id} handed back")
         event = self._enqueue(type, data, step, update)
+        if audit is not None:
+            self._audits[event.seq] = audit
         if durable:
             try:
                 await self.flush(event.seq)
@@ -278,7 +287,8 @@ class Journal:
             for _, change in batch:
                 if change is not None:
                     update = _merge(update, change)
-            drafts = [EventDraft(e.type, e.data, e.ts, e.step) for e in events]
+            audits = self._audits
+            drafts = [EventDraft(e.type, e.data, e.ts, e.step, audits.get(e.seq)) for e in events]
             try:
                 self.last_seq = await self.store.append_events(
                     self.run_id,
@@ -298,6 +308,8 @@ class Journal:
                 # stop writing; a resume rebuilds the run from what is durable.
                 self._broken = exc
                 raise
+            for event in events:
+                audits.pop(event.seq, None)
         for event in events:
             for observer in self._observers:
                 try:
@@ -308,13 +320,18 @@ class Journal:
     def _withdraw(self, event: Event) -> None:
         """Take a refused, unwritten event out of the buffer; later ones move up a seq."""
         kept: list[tuple[Event, RunUpdate | None]] = []
+        audits: dict[int, AuditDraft] = {}
         shift = 0
         for pending, update in self._pending:
+            audit = self._audits.get(pending.seq)
             if pending is event:
                 shift = 1
-            else:
-                kept.append((replace(pending, seq=pending.seq - 1) if shift else pending, update))
+                continue
+            kept.append((replace(pending, seq=pending.seq - 1) if shift else pending, update))
+            if audit is not None:
+                audits[pending.seq - shift] = audit
         self._pending = kept
+        self._audits = audits
         self._next_seq -= shift
 
     # --- model steps ----------------------------------------------------------
@@ -417,8 +434,9 @@ class Journal:
             return await self._record_tool_result(step, denied, 0.0, reconciled="denied")
         if refused is not None and (rec is None or rec.intent is None):
             # Without "toolset": a refused call does not count against the quota.
+            refusal = audit_trail.tool_refused(step, data, refused, self.principal)
             data.pop("toolset", None)
-            await self.append(ev.TOOL_CALL, data, step=step, durable=False)
+            await self.append(ev.TOOL_CALL, data, step=step, durable=False, audit=refusal)
             result = ToolResult(refused, is_error=True)
             return await self._record_tool_result(step, result, 0.0, reconciled="quota")
         # From its intent to its result, a call is let finish by a worker giving the
@@ -427,7 +445,7 @@ class Journal:
         try:
             if rec is None or rec.intent is None:
                 # The intent is durable before the tool can have any effect.
-                await self.append(ev.TOOL_CALL, data, step=step, update=RunUpdate(usage=_ONE_TOOL))
+                await self._call_intent(step, data)
                 return await self._perform_tool(step, tool, perform)
             return await self._reconcile(step, rec, call, tool, ctx, perform)
         finally:
@@ -485,8 +503,15 @@ class Journal:
         data = {**rec.intent.data, "attempt": rec.attempts + 1}
         if decision is not None:
             data["decision"] = decision
-        await self.append(ev.TOOL_CALL, data, step=step, update=RunUpdate(usage=_ONE_TOOL))
+        await self._call_intent(step, data)
         return await self._perform_tool(step, tool, perform)
+
+    async def _call_intent(self, step: int, data: dict[str, Any]) -> None:
+        """Record that a call is about to be made, durably, with its audit record."""
+        audit = audit_trail.tool_called(step, data, self.principal)
+        await self.append(
+            ev.TOOL_CALL, data, step=step, update=RunUpdate(usage=_ONE_TOOL), audit=audit
+        )
 
     async def _perform_tool(
         self,

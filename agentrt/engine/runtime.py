@@ -200,10 +200,18 @@ class Runtime:
     # --- resources --------------------------------------------------------------
 
     async def apply(
-        self, resources: Iterable[Resource | Loaded] | str | Path
+        self, resources: Iterable[Resource | Loaded] | str | Path, *, by: str | None = None
     ) -> list[ResourceRecord]:
-        """Validate and store resources (objects, or a file/directory of YAML)."""
-        return await self._started.catalog.apply(resources)
+        """Validate and store resources (objects, or a file/directory of YAML); the
+        tenant's audit log records each change as made ``by`` that principal."""
+        return await self._started.catalog.apply(resources, by=by)
+
+    async def delete_resource(
+        self, kind: str, name: str, *, namespace: str = "default", by: str | None = None
+    ) -> bool:
+        """Delete a stored resource (recorded in the audit log as ``by`` that principal);
+        ``False`` when there was none."""
+        return await self._started.catalog.delete(kind, namespace, name, by=by)
 
     async def resolve_spec(
         self, agent: str, *, namespace: str = "default", budgets: Budgets | None = None

@@ -21,6 +21,7 @@ import aiohttp
 
 from agentrt._owner import is_local_owner, owner_is_dead
 from agentrt.engine import events as ev
+from agentrt.engine.audit_trail import submitted
 from agentrt.engine.catalog import Catalog
 from agentrt.engine.children import ChildRuns
 from agentrt.engine.executor import Executor
@@ -280,7 +281,6 @@ class Worker:
             policy = double_texting or created.session_policy
             created = replace(created, double_texting=policy)
         data = created.data if principal is None else {**created.data, "by": principal}
-        first = EventDraft(ev.RUN_CREATED, data, now)
         new = NewRun(
             new_run_id(),
             namespace,
@@ -295,6 +295,7 @@ class Worker:
             if_session_idle=policy == "reject",
             principal=principal,
         )
+        first = EventDraft(ev.RUN_CREATED, data, now, audit=submitted(created.input, new))
         run, fresh = await self._create(new, first, own_session=own_session)
         if fresh and start:
             # Created leased to us, and its whole log is the event just written.

@@ -135,7 +135,7 @@ async def apply(
         issues.extend(_host_issues(item, request))
     if issues:
         raise SpecError(issues)
-    records = await server_context(request).runtime.apply(loaded)
+    records = await server_context(request).runtime.apply(loaded, by=principal.label)
     return {"applied": [_record_dict(r) for r in records]}
 
 
@@ -185,6 +185,6 @@ async def delete_resource(
     record = await _get(request, principal, kind, name)
     if if_match is not None and if_match.strip('"') != str(record.generation):
         raise ApiError(412, f"{kind} {name!r} is at generation {record.generation}, not {if_match}")
-    store = server_context(request).runtime.store
-    await store.delete_resource(kind, principal.tenant, name)
+    runtime = server_context(request).runtime
+    await runtime.delete_resource(kind, name, namespace=principal.tenant, by=principal.label)
     return {"deleted": {"kind": kind, "namespace": principal.tenant, "name": name}}
