@@ -1,12 +1,12 @@
 """The ``agentrt`` command.
 
-Exit codes: 0 success; 1 the run ended other than ``succeeded``; 2 a usage
-error (bad spec, flag, unknown run); 3 the run waits for a person; 4 the store
-cannot be opened or written here (its path, permissions, read-only media, a
-lock), or the server of ``--server`` does not answer; 5 the file is not a store
-this agentrt can use (not one, damaged, another schema version); 6 no space
-left for the store; 130 interrupted; 141 the output's reader went away
-(``agentrt runs list | head``).
+Exit codes: 0 success; 1 the run ended other than ``succeeded`` (or ``audit verify``
+found a broken audit log); 2 a usage error (bad spec, flag, unknown run); 3 the run
+waits for a person; 4 the store cannot be opened or written here (its path,
+permissions, read-only media, a lock), or the server of ``--server`` does not
+answer; 5 the file is not a store this agentrt can use (not one, damaged, another
+schema version); 6 no space left for the store; 130 interrupted; 141 the output's
+reader went away (``agentrt runs list | head``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 from agentrt._version import __version__
 from agentrt.cli import (
+    audit,
     budgets,
     decisions,
     doctor,
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     decisions.add_parsers(sub)
     doctor.add_parser(sub)
     long_term_memory.add_parser(sub)
+    audit.add_parser(sub)
     return p
 
 
