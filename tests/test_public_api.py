@@ -111,6 +111,10 @@ PUBLIC = {
     ],
     "agentrt.state": [
         "ACTIVE_STATUSES",
+        "AuditDraft",
+        "AuditHead",
+        "AuditLog",
+        "AuditRecord",
         "Event",
         "EventDraft",
         "GcResult",

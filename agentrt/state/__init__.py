@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentrt.errors import UsageError
 from agentrt.state._pg_url import SCHEMES as _PG_SCHEMES
+from agentrt.state.audit import AuditDraft, AuditHead, AuditLog, AuditRecord
 from agentrt.state.base import (
     ACTIVE_STATUSES,
     RUN_STATUSES,
@@ -45,9 +46,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     # the contracts
+    "AuditLog",
     "MemoryStore",
     "Store",
     # records
+    "AuditDraft",
+    "AuditHead",
+    "AuditRecord",
     "Event",
     "EventDraft",
     "GcResult",

@@ -23,6 +23,7 @@ from pathlib import Path
 from agentrt import Runtime
 from agentrt.engine import events as ev
 from agentrt.state import Event, RunRecord, Store
+from agentrt.state.audit import verify_audit
 from tests.conftest import call, resources, rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,13 +170,20 @@ async def check_exactly_once(
 
     Every run succeeded, or waits with its one tool step ``unknown``; every log is
     gap-free with one result per step; no idempotency key has two effects; a
-    succeeded run's charge happened exactly once, an unknown one at most once.
+    succeeded run's charge happened exactly once, an unknown one at most once. The
+    audit log has one record of each run's creation and of each tool call attempt,
+    whoever executed it, and every tenant's chain verifies.
     """
     problems: list[str] = []
     outcomes: Counter[str] = Counter()
+    for namespace in sorted({run.namespace for run in runs.values()}):
+        verdict = await verify_audit(store, namespace)
+        if not verdict.ok:
+            problems.append(verdict.message())
     for run_id, run in runs.items():
         events = await store.read_events(run_id)
         problems += log_problems(run_id, events)
+        problems += await _audit_problems(store, run, events)
         charged = sum(n for key, n in effects.items() if key.startswith(f"{run_id}:"))
         unknown = [e for e in events if e.type == ev.TOOL_UNKNOWN]
         if run.status == "succeeded":
@@ -193,6 +201,17 @@ async def check_exactly_once(
         problems.append(f"keys with two effects: {duplicated[:5]}")
     assert not problems, "\n".join(problems[:20])
     return dict(outcomes)
+
+
+async def _audit_problems(store: Store, run: RunRecord, events: list[Event]) -> list[str]:
+    """What is wrong with the run's audit records: each run.created and tool.call event
+    has one, and none names another event."""
+    audited = await store.list_audit(run.namespace, run_id=run.id, limit=10_000)
+    recorded = [r.event_seq for r in audited]
+    expected = [e.seq for e in events if e.type in (ev.RUN_CREATED, ev.TOOL_CALL)]
+    if recorded != expected:
+        return [f"{run.id}: audit records of events {recorded}, its log has {expected}"]
+    return []
 
 
 def owners_after_start(events: list[Event]) -> list[str]:
