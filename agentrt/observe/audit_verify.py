@@ -128,11 +128,11 @@ class ChainCheck:
                 return None
             return AuditBreak(last, "unheaded", "the log has no head: it was removed")
         if head.seq > last:
+            ends = f"the log ends at record {last}" if last else "the log has no record"
             return AuditBreak(
                 last + 1,
                 "missing",
-                f"it is not there (the log ends at record {last}, its head is record "
-                f"{head.seq}): it was removed",
+                f"it is not there ({ends}, its head is record {head.seq}): it was removed",
             )
         if head.seq < last:
             return AuditBreak(

@@ -236,6 +236,14 @@ async def test_two_swapped_bodies_are_named(store: Store) -> None:
     assert (await broken_at(store))[:2] == (3, "altered")
 
 
+async def test_a_log_emptied_is_named(store: Store) -> None:
+    await unguard(store)
+    await sql(store, "DELETE FROM audit WHERE namespace = ?", TENANT)
+    seq, kind, message = await broken_at(store)
+    assert (seq, kind) == (1, "missing")
+    assert "it is not there (the log has no record, its head is record 6)" in message
+
+
 async def test_a_removed_head_is_named(store: Store) -> None:
     await sql(store, "DELETE FROM audit_heads WHERE namespace = ?", TENANT)
     assert (await broken_at(store))[:2] == (RECORDS, "unheaded")
