@@ -135,14 +135,15 @@ async def test_terminate_while_paused(backend: SandboxBackend, tmp_path: Path) -
 async def test_paused_time_does_not_count_as_wall_time(
     backend: SandboxBackend, tmp_path: Path
 ) -> None:
-    # 0.8 s of running inside a 1.5 s wall limit, with a 2 s pause during the
-    # first half: counting the pause would end it as a timeout in the second.
-    sandbox = await backend.create(SandboxPolicy(tmp_path), SandboxLimits(wall_s=1.5))
+    # 0.8 s of running inside a 2.5 s wall limit (the rest is slack for a loaded
+    # machine), with a 3 s pause during the first half: counting the pause would
+    # end it as a timeout.
+    sandbox = await backend.create(SandboxPolicy(tmp_path), SandboxLimits(wall_s=2.5))
     run = asyncio.create_task(sandbox.exec(["sh", "-c", "sleep 0.4; sleep 0.4; echo done"]))
     try:
         await until(lambda: sandbox.state == "running", "it runs")
         await sandbox.pause()
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(3.0)
         await sandbox.resume()
         result = await run
     finally:
