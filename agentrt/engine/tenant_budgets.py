@@ -147,7 +147,7 @@ async def admission_refusal(store: Store, namespace: str, floor: Amount, now: fl
     cannot start (a Budget it draws on has less left than that), else ``None``. What
     steps in flight hold does not count: they may settle for less."""
     for draft in await budget_accounts(store, namespace, now):
-        found = [a for a in await store.budget_accounts(namespace, prefix=draft.key)]
+        found = await store.budget_accounts(namespace, prefix=draft.key)
         # None yet: nothing was used in this period.
         used = next((a.used for a in found if a.key == draft.key), Amount())
         refused = refusal_of(

@@ -237,7 +237,7 @@ async def list_tasks(call: Call) -> dict[str, Any]:
     tenant = call.principal.tenant
     context = stored(tenant, query.context_id) if query.context_id else None
     statuses = None if query.state is None else statuses_of(query.state)  # [] matches none
-    mine = call.principal.label if call.principal.role == "user" else None  # see sees()
+    mine = own_principal(call.principal)  # a user key lists only its own tasks
     store = call.ctx.runtime.store
     runs = await store.list_runs(
         namespace=tenant, agent=call.agent, session_id=context, statuses=statuses,
