@@ -51,8 +51,9 @@ def charge(amount: int, ctx: ToolContext) -> str:
     """Charge an amount (NOT idempotent: every call is an effect)."""
     _append(ctx, "charge", str(amount))
     marker = os.environ.get("AGENTRT_TEST_CHARGE_MARKER")
-    if marker:
-        Path(marker).write_text(ctx.idempotency_key)
+    if marker:  # written whole, then named: whoever sees it can read it
+        Path(marker + ".tmp").write_text(ctx.idempotency_key)
+        os.replace(marker + ".tmp", marker)
     time.sleep(float(os.environ.get("AGENTRT_TEST_CHARGE_SLEEP", "0")))
     return f"charged {amount}"
 

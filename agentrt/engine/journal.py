@@ -23,17 +23,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from agentrt.engine import audit_trail
 from agentrt.engine import events as ev
 from agentrt.engine.context_values import ContextValues, ValueKind
+from agentrt.engine.event_buffer import EventBuffer, EventObserver
 from agentrt.engine.step_records import StepRecord, add_event, index_steps, undecided_steps
 from agentrt.engine.tenant_budgets import BudgetBook, spent
 from agentrt.errors import CancelRequested, NondeterminismError, error_from_dict
 from agentrt.models.base import ModelResponse, ToolCall
-from agentrt.state.base import AuditDraft, Event, EventDraft, RunUpdate, Store, Usage
+from agentrt.state.base import AuditDraft, Event, RunUpdate, Store, Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 
 __all__ = [
@@ -47,8 +47,6 @@ __all__ = [
     "index_steps",
     "undecided_steps",
 ]
-
-EventObserver = Callable[[str, Event], None]
 
 
 @runtime_checkable
@@ -133,9 +131,10 @@ class Journal:
         self.budgets = budgets  # the tenants' Budgets its model steps reserve against
         # Who started the run: the audit log's "who" of the calls it makes.
         self.principal = principal
-        # The lease's fencing token: a write of an execution whose lease was granted
-        # again since (even to this same owner) is refused by the store.
-        self.token = token if owner is not None else None
+        last_seq = events[-1].seq if events else 0
+        self._buffer = EventBuffer(
+            store, run_id, last_seq, owner=owner, token=token, observers=observers
+        )
         # Runs whose worker gives them back: no new step starts (see append).
         self._handing_back = handing_back
         self.in_tool_call = False  # between a tool call's durable intent and its result
@@ -143,8 +142,6 @@ class Journal:
         self.owner = owner
         self.replay = replay
         self.clock = clock
-        self.last_seq = events[-1].seq if events else 0  # durable
-        self._next_seq = self.last_seq + 1
         self._steps = index_steps(events)
         self._top = _top_step(events)  # the highest step number recorded or claimed
         # Team steps found again by their node instance's key (routes, tool nodes).
@@ -160,10 +157,6 @@ class Journal:
         # prompt; their request digests are not compared.
         self._trusted_until = trusted_until
         self._observers = tuple(observers)
-        self._lock = asyncio.Lock()
-        self._pending: list[tuple[Event, RunUpdate | None]] = []
-        self._audits: dict[int, AuditDraft] = {}  # by seq: the records pending events make
-        self._broken: BaseException | None = None
         if not replay:
             self._show_log(events)
 
@@ -174,6 +167,11 @@ class Journal:
                     observer.log_loaded(self.run_id, events)
                 except Exception:  # as for every event: a broken watcher must not fail the run
                     log.exception("event observer failed on the log of run %s", self.run_id)
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the run's last committed event."""
+        return self._buffer.last_seq
 
     def recorded(self, step: int) -> StepRecord | None:
         """What the log holds for ``step``."""
@@ -240,29 +238,30 @@ class Journal:
             # The worker gives the run back at this boundary: nothing of the step
             # was done, and whoever takes the run up starts it.
             raise asyncio.CancelledError(f"{self.run_id} handed back")
-        event = self._enqueue(type, data, step, update)
-        if audit is not None:
-            self._audits[event.seq] = audit
+        event = self._enqueue(type, data, step, update, audit)
         if durable:
             try:
                 await self.flush(event.seq)
             except CancelRequested:
                 if type in _ANNOUNCEMENTS:
-                    self._withdraw(event)  # refused: the step or ending it announced won't be
+                    self._buffer.withdraw(
+                        event
+                    )  # refused: the step or ending it announced won't be
                 raise
         return event
 
     def _enqueue(
-        self, type: str, data: dict[str, Any], step: int | None, update: RunUpdate | None
+        self,
+        type: str,
+        data: dict[str, Any],
+        step: int | None,
+        update: RunUpdate | None,
+        audit: AuditDraft | None = None,
     ) -> Event:
         """Buffer an event for the next flush; index it."""
         if self.replay:
             raise NondeterminismError(f"replay tried to record {type!r} at step {step}")
-        if self._broken is not None:
-            raise self._broken
-        event = Event(self._next_seq, type, data, self.clock(), step)
-        self._next_seq += 1
-        self._pending.append((event, update))
+        event = self._buffer.add(type, data, self.clock(), step, update, audit)
         if update is not None and update.usage is not None:
             self.spent = self.spent + update.usage
         if step is not None:
@@ -275,64 +274,7 @@ class Journal:
 
     async def flush(self, through: int | None = None) -> None:
         """Commit buffered events (up to ``through``, or all) in one transaction."""
-        target = self._next_seq - 1 if through is None else through
-        async with self._lock:
-            if self.last_seq >= target:
-                return  # a concurrent flush already committed it
-            if self._broken is not None:
-                raise self._broken
-            batch, self._pending = self._pending, []
-            events = [e for e, _ in batch]
-            update = None
-            for _, change in batch:
-                if change is not None:
-                    update = _merge(update, change)
-            audits = self._audits
-            drafts = [EventDraft(e.type, e.data, e.ts, e.step, audits.get(e.seq)) for e in events]
-            try:
-                self.last_seq = await self.store.append_events(
-                    self.run_id,
-                    drafts,
-                    expected_seq=self.last_seq,
-                    owner=self.owner,
-                    token=self.token,
-                    update=update,
-                )
-            except CancelRequested:
-                # Nothing was written, and the run may still record its cancelled end:
-                # what was buffered goes with that end (a tool's result is never lost).
-                self._pending = batch + self._pending
-                raise
-            except BaseException as exc:
-                # What was buffered is lost with this process's view of the run:
-                # stop writing; a resume rebuilds the run from what is durable.
-                self._broken = exc
-                raise
-            for event in events:
-                audits.pop(event.seq, None)
-        for event in events:
-            for observer in self._observers:
-                try:
-                    observer(self.run_id, event)
-                except Exception:  # a broken watcher (a closed stdout) must not fail the run
-                    log.exception("event observer failed on %s of run %s", event.type, self.run_id)
-
-    def _withdraw(self, event: Event) -> None:
-        """Take a refused, unwritten event out of the buffer; later ones move up a seq."""
-        kept: list[tuple[Event, RunUpdate | None]] = []
-        audits: dict[int, AuditDraft] = {}
-        shift = 0
-        for pending, update in self._pending:
-            audit = self._audits.get(pending.seq)
-            if pending is event:
-                shift = 1
-                continue
-            kept.append((replace(pending, seq=pending.seq - 1) if shift else pending, update))
-            if audit is not None:
-                audits[pending.seq - shift] = audit
-        self._pending = kept
-        self._audits = audits
-        self._next_seq -= shift
+        await self._buffer.flush(through)
 
     # --- model steps ----------------------------------------------------------
 
@@ -555,23 +497,6 @@ _STEP_STARTS = frozenset({ev.MODEL_CALL, ev.TOOL_CALL, ev.NODE_STARTED})
 # end), as opposed to recording what happened: when the store refuses one because the
 # run is being cancelled, it is dropped instead of written with the cancelled end.
 _ANNOUNCEMENTS = frozenset({ev.TOOL_CALL, ev.RUN_WAITING, ev.RUN_FINISHED, ev.NODE_STARTED})
-
-
-def _merge(first: RunUpdate | None, then: RunUpdate) -> RunUpdate:
-    """One update with the effect of ``first`` followed by ``then``."""
-    if first is None:
-        return then
-    usage = (
-        then.usage
-        if first.usage is None
-        else (first.usage if then.usage is None else first.usage + then.usage)
-    )
-    return RunUpdate(
-        status=then.status or first.status,
-        reason=then.reason if then.status or then.reason else first.reason,
-        usage=usage,
-        settles=first.settles + then.settles,
-    )
 
 
 def _top_step(events: Sequence[Event]) -> int:

@@ -571,8 +571,11 @@ class Worker:
         if task is not None:
             self.cancel_requested.add(run_id)
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                if not task.done():
+                    raise  # the caller itself is cancelled, not only the run
             return await self.get(run_id)
         if orphaned(run, self._clock()) or run.status in WAITING_STATUSES:
             leased = await self.store.acquire_lease(
