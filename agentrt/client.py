@@ -327,15 +327,25 @@ class AgentrtClient:
         return Run.from_dict(reply["run"])
 
     async def resume_run(
-        self, run_id: str, *, wait: bool = False, wait_s: float | None = None
+        self,
+        run_id: str,
+        *,
+        wait: bool = False,
+        wait_s: float | None = None,
+        add_budget: Mapping[str, float] | None = None,
     ) -> Submission:
         """Continue an interrupted (or queued) run on the server; recorded steps are not
-        redone. With ``wait``, answer once it ends or waits for a person again.
+        redone. With ``wait``, answer once it ends or waits for a person again. A run
+        stopped ``budget_exhausted`` is reopened with ``add_budget`` (``tokens``,
+        ``cost_usd``, ``tool_calls``, ``deadline_s``) added to its own limits (an
+        operator key's).
 
         Raises:
-            ApiError: 409 for a run that ended, waits for a person or executes.
+            ApiError: 409 for a run that ended otherwise, waits for a person or
+                executes; 403 for ``add_budget`` from a ``user`` key.
         """
-        return await self._act(run_id, "resume", {}, wait, wait_s)
+        body = {} if add_budget is None else {"add_budget": dict(add_budget)}
+        return await self._act(run_id, "resume", body, wait, wait_s)
 
     async def fork_run(
         self,

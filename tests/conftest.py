@@ -12,7 +12,7 @@ import pytest
 
 from agentrt.models.testserver import ModelTestServer
 from agentrt.spec import Resource, ScriptedRule, parse_resource
-from agentrt.state import SqliteStore
+from agentrt.state import SqliteStore, Store
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +41,22 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
         yield s
     finally:
         await s.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh store of each backend: SQLite in a temporary file, PostgreSQL in a schema
+    of its own on the test server."""
+    if request.param == "sqlite":
+        async with await SqliteStore.open(tmp_path / "agentrt.db") as store:
+            yield store
+        return
+    from agentrt.state import PostgresStore
+    from tests.pg import fresh_schema, url_of
+
+    with fresh_schema() as schema:
+        async with PostgresStore.from_url(url_of(schema)) as pg:
+            yield pg
 
 
 @pytest.fixture

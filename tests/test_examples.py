@@ -297,3 +297,18 @@ def test_budgets_example_stops_runs_at_its_budget_and_shows_it(tmp_path: Path) -
     assert "daily" in shown and "max_cost_usd=0.024" in shown
     used = run_as_written("agentrt budgets --json", env).stdout
     assert _json.loads(used)[0]["used"]["cost_nusd"] <= 24_000_000
+
+
+def test_budgets_example_raises_a_stopped_run_and_it_goes_on(tmp_path: Path) -> None:
+    env = _shell_env(tmp_path)
+    for command in documented_commands(EXAMPLES / "budgets"):
+        assert run_as_written(command, env).returncode == 0, command
+    listed = run_as_written("agentrt runs list --status budget_exhausted --json", env)
+    [stopped] = [r for r in _json.loads(listed.stdout) if r["agent"] == "counter"]
+    raised = run_as_written(f"agentrt resume {stopped['id']} --add-budget tool_calls=1", env)
+    assert raised.returncode == 0, raised.stdout + raised.stderr
+    assert "output: Greeted Ada and Bob." in raised.stdout
+    assert "step   2" not in raised.stdout  # the first call was not made again
+    again = run_as_written(f"agentrt resume {stopped['id']} --add-budget tokens=5", env)
+    assert again.returncode == 2
+    assert "--add-budget raises a run stopped budget_exhausted" in again.stderr

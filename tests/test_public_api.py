@@ -42,6 +42,7 @@ PUBLIC = {
         "Usage",
     ],
     "agentrt.engine": [
+        "BudgetAddition",
         "Delta",
         "EventObserver",
         "HOOK_PHASES",

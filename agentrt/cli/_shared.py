@@ -10,7 +10,7 @@ from typing import Any
 
 from agentrt import _json
 from agentrt.cli.render import LiveTrace, Style, render_result
-from agentrt.engine import RunResult, Runtime
+from agentrt.engine import BudgetAddition, RunResult, Runtime
 from agentrt.settings import Settings
 from agentrt.state import open_store
 from agentrt.state.base import WAITING_STATUSES, Store
@@ -107,3 +107,8 @@ async def with_store(args: argparse.Namespace, *, read_only: bool = False) -> St
     # Commands that only read open the store read-only: they work on read-only
     # media and never migrate it.
     return await open_store(args.store, read_only=read_only)
+
+
+def added_budget(text: str | None) -> BudgetAddition | None:
+    """``--add-budget``'s value parsed (``UsageError`` naming what is wrong), if given."""
+    return None if text is None else BudgetAddition.parse(text)

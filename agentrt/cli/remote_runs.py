@@ -12,9 +12,10 @@ action does not apply to) are one line, exit code 2.
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from typing import Literal
 
-from agentrt.cli._shared import finish
+from agentrt.cli._shared import added_budget, finish
 from agentrt.cli.remote_follow import Handler, follow, live_trace, record_of, view_of
 from agentrt.cli.runs import fork_instructions, show_cancel, write_archive
 from agentrt.client import AgentrtClient, ApiError, RunDetail, Submission
@@ -40,7 +41,11 @@ async def _cmd_cancel(args: argparse.Namespace, client: AgentrtClient) -> int:
 
 async def _cmd_resume(args: argparse.Namespace, client: AgentrtClient) -> int:
     before = await client.get_run(args.run)
-    return await _continued(args, client, before, await client.resume_run(args.run))
+    added = added_budget(args.add_budget)
+    limits = None if added is None else asdict(added)
+    return await _continued(
+        args, client, before, await client.resume_run(args.run, add_budget=limits)
+    )
 
 
 async def _cmd_decide(args: argparse.Namespace, client: AgentrtClient) -> int:

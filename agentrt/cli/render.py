@@ -295,6 +295,7 @@ def _run_header(run: RunRecord, s: Style) -> list[str]:
 _DRAW: dict[str, str] = {
     ev.RUN_CREATED: "_created",
     ev.RUN_STARTED: "_started",
+    ev.RUN_REOPENED: "_reopened",
     ev.MODEL_CALL: "_intent",
     ev.TOOL_CALL: "_intent",
     ev.MODEL_RESULT: "_model_result",
@@ -354,6 +355,11 @@ class _Tree:
     def _started(self, e: Event) -> None:
         verb = "resumed" if e.data.get("resumed") else "started"
         self.lines.append(self.s.dim(f"├─ {verb} by {e.data.get('owner')}"))
+
+    def _reopened(self, e: Event) -> None:
+        added = ", ".join(f"{name} +{value}" for name, value in e.data.get("added", {}).items())
+        by = f" by {e.data['by']}" if e.data.get("by") else ""
+        self.lines.append(f"├─ {self.s.status('raised')}{by}: {added or 'nothing added'}")
 
     def _intent(self, e: Event) -> None:
         if e.step is None:

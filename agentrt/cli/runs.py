@@ -15,6 +15,7 @@ from agentrt import _json
 from agentrt._text import count
 from agentrt.cli._shared import (
     EXIT_OK,
+    added_budget,
     finish,
     print_json,
     runtime,
@@ -54,6 +55,13 @@ def add_parsers(sub: Any) -> None:
         sp = sub.add_parser(name, help=text)
         sp.add_argument("run")
         sp.set_defaults(handler=handler)
+        if name == "resume":
+            sp.add_argument(
+                "--add-budget",
+                metavar="LIMITS",
+                help="raise a run stopped budget_exhausted and go on from the step it could "
+                "not afford: tokens=N,cost=USD,tool_calls=N,deadline=S (any of them)",
+            )
 
     f = sub.add_parser("fork", help="start a new run sharing steps 1..N of another")
     f.add_argument("run")
@@ -234,7 +242,9 @@ async def _cmd_runs_transfer(args: argparse.Namespace) -> int:
 
 async def _cmd_resume(args: argparse.Namespace) -> int:
     async with runtime(args) as rt:
-        result = await rt.resume(args.run, by=settings_of(args).user)
+        result = await rt.resume(
+            args.run, by=settings_of(args).user, add_budget=added_budget(args.add_budget)
+        )
     return finish(args, result)
 
 

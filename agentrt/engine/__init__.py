@@ -6,6 +6,7 @@ move (``tests/test_layers.py`` holds every caller to that).
 """
 
 from agentrt.engine.agent_loop import RunContext, StepInfo
+from agentrt.engine.budget_raise import BudgetAddition
 from agentrt.engine.hooks import HOOK_PHASES, HookPhase, HookSet
 from agentrt.engine.journal import EventObserver, LogAwareObserver
 from agentrt.engine.live import Delta, LiveFeed, LiveStreams
@@ -20,6 +21,8 @@ __all__ = [
     # the runtime and what a run returns
     "Runtime",
     "RunResult",
+    # what raising a run stopped at its budgets adds (Runtime.resume(add_budget=))
+    "BudgetAddition",
     # a runtime as a worker of the queue
     "Serving",
     "ServingState",

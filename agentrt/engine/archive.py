@@ -28,6 +28,7 @@ from agentrt.state.base import (
     GcResult,
     NewRun,
     RunRecord,
+    RunStatus,
     RunUpdate,
     SessionRecord,
     Usage,
@@ -90,7 +91,7 @@ class Archive:
             lease_owner=worker.owner, lease_expires=now + worker.lease_ttl_s,
         )  # fmt: skip
         run, _ = await self._store.create_run(new, drafts)
-        status = next((e["data"]["status"] for e in events if e["type"] == ev.RUN_FINISHED), None)
+        status = _ended_as(events)
         if status is not None:
             update = RunUpdate(status=status, usage=_usage_of(events))
             await self._store.append_events(
@@ -224,3 +225,14 @@ def _usage_of(events: list[dict[str, Any]]) -> Usage:
         elif e["type"] == ev.TOOL_CALL:
             usage += Usage(tool_calls=1)
     return usage
+
+
+def _ended_as(events: list[dict[str, Any]]) -> RunStatus | None:
+    """The status a log ended with: its last end, unless the run was reopened after."""
+    for event in reversed(events):
+        if event["type"] == ev.RUN_REOPENED:
+            return None
+        if event["type"] == ev.RUN_FINISHED:
+            status: RunStatus = event["data"]["status"]
+            return status
+    return None

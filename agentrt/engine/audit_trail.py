@@ -29,6 +29,7 @@ __all__ = [
     "KEPT_BYTES",
     "decided",
     "resource_applied",
+    "reopened",
     "resource_deleted",
     "stopped",
     "submitted",
@@ -115,6 +116,11 @@ def stopped(
     if error is not None:
         body["error"] = dict(error)
     return AuditDraft("run.budget_exhausted", principal, body)
+
+
+def reopened(data: Mapping[str, Any]) -> AuditDraft:
+    """A ``budget_exhausted`` run raised by its ``by``: what was added, why it had stopped."""
+    return AuditDraft("run.reopened", data.get("by"), {"added": data["added"], "was": data["was"]})
 
 
 def resource_applied(kind: str, name: str, body: Mapping[str, Any], by: str | None) -> AuditDraft:

@@ -22,6 +22,7 @@ __all__ = [
     "NODE_STARTED",
     "RUN_CREATED",
     "RUN_FINISHED",
+    "RUN_REOPENED",
     "RUN_STARTED",
     "RUN_WAITING",
     "TOOL_CALL",
@@ -43,6 +44,9 @@ MEMORY_FAILED = "memory.failed"  # {model, error}: the summary model failed; so 
 CONTEXT_VALUE = "context.value"  # {kind: now|id, value, step, n, check}
 # A cancelled end names who asked (by) and when (asked_at), if the request did.
 RUN_FINISHED = "run.finished"  # {status, output, reason, [error], [by], [asked_at]}
+# A budget_exhausted run raised and put back in the queue; its log goes on after its end
+# (engine/budget_raise.py). added: what its limits gained; was: the reason it had stopped.
+RUN_REOPENED = "run.reopened"  # {added: {tokens, cost, tool_calls, deadline}, was, [by]}
 # offered: {Tool: [its tools]} (discovered at run time); renamed: {model name: [Tool, tool]};
 # notices: tools left out or renamed on a clash, recorded once per run (engine/offer.py).
 # kind: a step that is not the loop's own: "summary" (session memory: through, turns,

@@ -23,6 +23,7 @@ from agentrt.engine import events as ev
 from agentrt.engine.agent_execution import AgentExecution
 from agentrt.engine.agent_loop import RunContext
 from agentrt.engine.audit_trail import stopped
+from agentrt.engine.budget_raise import started_at, with_additions
 from agentrt.engine.children import ChildRunService
 from agentrt.engine.conversation import history_digest
 from agentrt.engine.ending import CANCELLED, Ending, live_ending, replayed_status
@@ -283,7 +284,7 @@ class Executor:
     ) -> RunResult:
         prepared: PreparedSpec | None = None
         try:
-            created = created or RunCreated.from_data(events[0].data)
+            created = with_additions(created or RunCreated.from_data(events[0].data), events)
             execution: Execution
             if isinstance(created.plan, TeamRunSpec):
                 execution = self._team_execution(run, events, created.plan, created.input, replay)
@@ -402,7 +403,7 @@ class Executor:
             self._running[x.run.id] = ctx  # its sandboxed calls can be paused from outside
         self._journals[x.run.id] = x.journal
         try:
-            return await self._drive_live(x, events[0].ts)
+            return await self._drive_live(x, started_at(events))
         finally:
             self._running.pop(x.run.id, None)
             self._paused.pop(x.run.id, None)
@@ -413,7 +414,7 @@ class Executor:
         journal = self._journals.get(run_id)
         return journal is not None and journal.in_tool_call
 
-    async def _drive_live(self, x: Execution, created_ts: float) -> RunResult:
+    async def _drive_live(self, x: Execution, since: float) -> RunResult:
         """Execute to an end or a wait, and record it."""
         run_id, journal = x.run.id, x.journal
         by = self.started_by.pop(run_id, None)
@@ -425,7 +426,7 @@ class Executor:
         )
         deadline = x.deadline_s
         loop = asyncio.get_running_loop()
-        when = None if deadline is None else loop.time() + (created_ts + deadline - self.clock())
+        when = None if deadline is None else loop.time() + (since + deadline - self.clock())
         try:
             async with asyncio.timeout_at(when):
                 ending = await x.body()

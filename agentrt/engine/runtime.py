@@ -20,6 +20,7 @@ import aiohttp
 
 from agentrt._owner import new_owner_id
 from agentrt.engine.archive import Archive
+from agentrt.engine.budget_raise import BudgetAddition, reopen
 from agentrt.engine.catalog import Catalog
 from agentrt.engine.decisions import Decisions
 from agentrt.engine.executor import Executor
@@ -320,15 +321,33 @@ class Runtime:
         """The result recorded for a run (output from its ``run.finished`` event)."""
         return await self._started.worker.result_of(run)
 
-    async def resume(self, run_id: str, *, wait: bool = True, by: str | None = None) -> RunResult:
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        wait: bool = True,
+        by: str | None = None,
+        add_budget: BudgetAddition | None = None,
+    ) -> RunResult:
         """Resume an interrupted run here and (with ``wait``) wait for it.
 
         Recorded steps are not performed again. ``by`` (who asks) is named in the
-        ``run.started`` event of the execution. A finished run, or one another
-        live worker holds the lease of, raises ``ConflictError``.
+        ``run.started`` event of the execution. A run stopped ``budget_exhausted``
+        is reopened first, with ``add_budget`` added to its own limits (see
+        :mod:`agentrt.engine.budget_raise`), and goes on from the step it could not
+        afford. Any other finished run, or one another live worker holds the lease
+        of, raises ``ConflictError``.
         """
         worker = self._started.worker
         run = await worker.get(run_id)
+        if run.status == "budget_exhausted":
+            run = await reopen(
+                self.store, run, add_budget or BudgetAddition(), by=by, now=self._clock()
+            )
+        elif add_budget is not None:
+            raise ConflictError(
+                f"run {run_id} is {run.status}: --add-budget raises a run stopped budget_exhausted"
+            )
         if run.finished:
             raise ConflictError(
                 f"run {run_id} already {run.status}; use `agentrt replay {run_id}` to re-run it "

@@ -44,6 +44,7 @@ AUDIT_KINDS: Final[Mapping[str, str]] = {
     "tool.denied": "a person denied a tool call",
     "tool.resolved": "a person decided a tool call whose outcome was unknown",
     "run.budget_exhausted": "a run was stopped by a budget",
+    "run.reopened": "a run stopped by a budget was raised and put back in the queue",
     "policy.refused": "a Policy refused something",
     "resource.applied": "a resource was created or changed",
     "resource.deleted": "a resource was deleted",

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentrt.engine import run_summary
+from agentrt.engine import BudgetAddition, run_summary
 from agentrt.server.auth import Caller, require, server_context
 from agentrt.server.keys import Principal
 from agentrt.server.problems import ApiError
@@ -50,6 +50,31 @@ class Waiting(BaseModel):
     wait: bool = Field(default=False, description="answer when the run ends or waits again")
     wait_s: float | None = Field(
         default=None, gt=0, description="wait at most this long (the server caps it)"
+    )
+
+
+class AddedBudget(BaseModel):
+    """What to add to a ``budget_exhausted`` run's own limits as it resumes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: int = Field(default=0, ge=0, description="added to budgets.max_tokens")
+    cost_usd: float = Field(default=0.0, ge=0, description="added to budgets.max_cost_usd")
+    tool_calls: int = Field(default=0, ge=0, description="added to budgets.max_tool_calls")
+    deadline_s: float = Field(default=0.0, ge=0, description="added to budgets.deadline_s")
+
+    def addition(self) -> BudgetAddition:
+        """The engine's form."""
+        return BudgetAddition(**self.model_dump())
+
+
+class ResumeRequest(Waiting):
+    """How to resume: what to add to a stopped run's budgets, and whether to wait."""
+
+    add_budget: AddedBudget | None = Field(
+        default=None,
+        description="raise a run stopped budget_exhausted (an operator's): it goes on from "
+        "the step it could not afford",
     )
 
 
@@ -148,9 +173,15 @@ async def resume(
     response: Response,
     principal: User,
     run_id: str,
-    body: Annotated[Waiting | None, Body()] = None,
+    body: Annotated[ResumeRequest | None, Body()] = None,
 ) -> dict[str, Any]:
-    """Continue an interrupted (or queued) run here; recorded steps are not redone."""
+    """Continue an interrupted (or queued) run here; recorded steps are not redone. A
+    run stopped ``budget_exhausted`` is reopened, with ``add_budget`` added to its own
+    limits (raising a run's limits is an operator's, as applying an Agent is)."""
+    body = body or ResumeRequest()
+    if body.add_budget is not None and not principal.may("operator"):
+        raise ApiError(403, f"raising a run's budgets needs the operator role; the key "
+                       f"{principal.name!r} is {principal.role}")  # fmt: skip
     run = await run_of(request, principal, run_id)
     if run.status in WAITING_STATUSES:
         raise ApiError(
@@ -160,8 +191,9 @@ async def resume(
     if runtime.executing(run.id):
         raise ApiError(409, f"run {run.id} is executing: nothing to resume")
     # A live worker elsewhere holding it is a ConflictError (409) too.
-    await runtime.resume(run.id, wait=False, by=principal.label)
-    return await _answered(request, response, principal, run.id, body or Waiting())
+    added = None if body.add_budget is None else body.add_budget.addition()
+    await runtime.resume(run.id, wait=False, by=principal.label, add_budget=added)
+    return await _answered(request, response, principal, run.id, body)
 
 
 @router.post("/{run_id}/fork", status_code=201, summary="Fork a run from a step")

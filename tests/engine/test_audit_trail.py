@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +20,11 @@ from agentrt.spec.agent_spec import Budgets
 from agentrt.state import SqliteStore, Store
 from agentrt.state.audit import AuditRecord, verify_audit
 from tests.conftest import call, resources, rules
-from tests.pg import fresh_schema, url_of
 
 PAY = rules(
     {"tool_calls": [call("charge_approved", amount=250), call("charge_approved", amount=5)]},
     {"content": "{last_tool_result}"},
 )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """A fresh store of each backend."""
-    if request.param == "sqlite":
-        async with await SqliteStore.open(tmp_path / "agentrt.db") as store:
-            yield store
-        return
-    from agentrt.state import PostgresStore
-
-    with fresh_schema() as schema:
-        async with PostgresStore.from_url(url_of(schema)) as pg:
-            yield pg
 
 
 async def _log(store: Store, namespace: str = "default") -> list[AuditRecord]:

@@ -4,6 +4,9 @@ JSON-RPC error -32050), with nothing created."""
 
 from __future__ import annotations
 
+import aiohttp
+
+from tests.conftest import call, rules
 from tests.server.conftest import agent_yaml
 from tests.server.harness import Api, Served
 
@@ -38,3 +41,41 @@ async def test_a_query_the_tenants_budget_has_no_room_for_is_429(
     assert (await admin.call("GET", "/v1/runs")).body["items"] == []
     wrong = await admin.apply(BUDGET.replace("period: day", "period: week"))
     assert wrong.status == 422 and "spec.period" in wrong.text
+
+
+async def test_an_operator_raises_a_stopped_run_over_the_api_and_it_goes_on(
+    served: Served, admin: Api, tenant: str, http: aiohttp.ClientSession
+) -> None:
+    served.model.set_rules(
+        rules(
+            {"tool_calls": [call("add", a=2, b=3)]},
+            {"tool_calls": [call("add", a=4, b=5)]},
+            {"content": "both added"},
+            match="^add twice",
+        )
+    )
+    limited = agent_yaml(served.model.url, tools=True).replace(
+        "tools: [add]}", "tools: [add], budgets: {max_tool_calls: 1}}"
+    )
+    assert (await admin.apply(limited)).status == 200
+    query = {"target": "bot", "input": "add twice", "wait": True}
+    stopped = await admin.call("POST", "/v1/queries", json=query)
+    assert stopped.body["run"]["status"] == "budget_exhausted", stopped
+    run_id = stopped.body["run"]["id"]
+    path = f"/v1/runs/{run_id}/resume"
+    raise_it = {"add_budget": {"tool_calls": 1}, "wait": True}
+    user = Api(served, await served.key(tenant, "user"), http)
+    refused = await user.call("POST", path, json=raise_it)
+    assert refused.status == 403 and "operator role" in refused.text, refused
+    wrong = await admin.call("POST", path, json={"add_budget": {"tool_calls": -1}})
+    assert wrong.status == 422, wrong
+    raised = await admin.call("POST", path, json=raise_it)
+    assert raised.status == 200, raised
+    assert raised.body["run"]["status"] == "succeeded"
+    assert raised.body["result"]["output"] == "both added"
+    again = await admin.call("POST", path, json=raise_it)
+    assert again.status == 409 and "budget_exhausted" in again.text
+    events = (await admin.call("GET", f"/v1/runs/{run_id}")).body["events"]
+    reopened = [e for e in events if e["type"] == "run.reopened"]
+    assert [e["data"]["added"] for e in reopened] == [{"tool_calls": 1}]
+    assert reopened[0]["data"]["by"] == "key:admin"
