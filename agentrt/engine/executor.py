@@ -321,6 +321,7 @@ class Executor:
             token=None if replay else run.lease_token,
             budgets=self.budgets,
             principal=run.principal,
+            namespace=run.namespace,
         )
 
     async def _agent_execution(

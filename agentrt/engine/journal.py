@@ -30,10 +30,11 @@ from agentrt.engine import events as ev
 from agentrt.engine.context_values import ContextValues, ValueKind
 from agentrt.engine.event_buffer import EventBuffer, EventObserver
 from agentrt.engine.step_records import StepRecord, add_event, index_steps, undecided_steps
-from agentrt.engine.tenant_budgets import BudgetBook, spent
+from agentrt.engine.tenant_budgets import ONE_TOOL_CALL, BudgetBook, hold_tool_call, spent
 from agentrt.errors import CancelRequested, NondeterminismError, error_from_dict
 from agentrt.models.base import ModelResponse, ToolCall
 from agentrt.state.base import AuditDraft, Event, RunUpdate, Store, Usage
+from agentrt.state.budget_ledger import Amount
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 
 __all__ = [
@@ -126,8 +127,10 @@ class Journal:
         token: int | None = None,
         budgets: BudgetBook | None = None,
         principal: str | None = None,
+        namespace: str = "default",
     ) -> None:
         self.store = store
+        self.namespace = namespace  # the run's tenant: whose Budgets its steps draw on
         self.budgets = budgets  # the tenants' Budgets its model steps reserve against
         # Who started the run: the audit log's "who" of the calls it makes.
         self.principal = principal
@@ -449,11 +452,18 @@ class Journal:
         return await self._perform_tool(step, tool, perform)
 
     async def _call_intent(self, step: int, data: dict[str, Any]) -> None:
-        """Record that a call is about to be made, durably, with its audit record."""
+        """Record that a call is about to be made, durably, with its audit record; a
+        tenant's Budget of tool calls is drawn on first, and settled in that write."""
+        settles: tuple[tuple[str, Amount], ...] = ()
+        if self.budgets is not None:
+            held = await hold_tool_call(
+                self.store, self.budgets, namespace=self.namespace, run_id=self.run_id,
+                step=step, attempt=int(data.get("attempt", 1)), now=self.clock(),
+            )  # fmt: skip
+            settles = () if held is None else ((held, ONE_TOOL_CALL),)
         audit = audit_trail.tool_called(step, data, self.principal)
-        await self.append(
-            ev.TOOL_CALL, data, step=step, update=RunUpdate(usage=_ONE_TOOL), audit=audit
-        )
+        update = RunUpdate(usage=_ONE_TOOL, settles=settles)
+        await self.append(ev.TOOL_CALL, data, step=step, update=update, audit=audit)
 
     async def _perform_tool(
         self,

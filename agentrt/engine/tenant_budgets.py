@@ -1,4 +1,4 @@
-"""A model step's reservation against its tenant's ``Budget`` resources.
+"""A model step's and a tool call's reservation against its tenant's ``Budget`` resources.
 
 Before a step calls a model, its worst case is reserved in the store's budget
 ledger against the account of every Budget of the run's tenant (each Budget's
@@ -21,6 +21,9 @@ naming the Budget, the limit and by how much; nothing was called. One that
 fits what was used but not what other steps in flight hold waits for them to
 settle instead (no run is refused for what others only might spend). The same
 step reserving again after a crash gets its first reservation back.
+
+A tool call reserves one call (:data:`ONE_TOOL_CALL`) on the Budgets that limit
+tool calls, before its intent is recorded, and the intent's write uses it.
 """
 
 from __future__ import annotations
@@ -56,7 +59,9 @@ __all__ = [
     "admission_refusal",
     "first_step_floor",
     "budget_accounts",
+    "ONE_TOOL_CALL",
     "hold_model_step",
+    "hold_tool_call",
     "limits_of",
     "model_reservation_id",
     "spent",
@@ -75,7 +80,18 @@ def limits_of(spec: BudgetSpec) -> BudgetLimits:
     """The ledger's limits of a Budget (its cost in billionths of a dollar, rounded
     down: the ledger never allows more than the Budget says)."""
     cost = None if spec.max_cost_usd is None else int(spec.max_cost_usd * NANO_USD)
-    return BudgetLimits(spec.max_tokens, spec.max_input_tokens, spec.max_output_tokens, cost)
+    return BudgetLimits(
+        spec.max_tokens, spec.max_input_tokens, spec.max_output_tokens, cost, spec.max_tool_calls
+    )
+
+
+def _limit_model_steps(draft: AccountDraft) -> bool:
+    limits = draft.limits
+    return any(
+        limit is not None
+        for limit in (limits.max_tokens, limits.max_input_tokens, limits.max_output_tokens,
+                      limits.max_cost_nusd)
+    )  # fmt: skip
 
 
 async def budget_accounts(store: Store, namespace: str, now: float) -> tuple[AccountDraft, ...]:
@@ -198,15 +214,56 @@ async def hold_model_step(
     Raises:
         BudgetExhausted: the worst case does not fit a Budget; nothing was held.
     """
-    if book is None:
-        accounts = await budget_accounts(store, namespace, now)
-    else:
-        accounts = await book.accounts(namespace, now)
+    drawn = await _accounts(store, book, namespace, now)
+    accounts = tuple(a for a in drawn if _limit_model_steps(a))
     if not accounts:
         return request, None
     request = _capped(request, chain[0])
     rid = model_reservation_id(run_id, step)
-    asked = NewReservation(rid, run_id, worst_case(request, chain), accounts)
+    await _hold(store, NewReservation(rid, run_id, worst_case(request, chain), accounts), step, now)
+    return request, rid
+
+
+async def hold_tool_call(
+    store: Store,
+    book: BudgetBook | None,
+    *,
+    namespace: str,
+    run_id: str,
+    step: int,
+    attempt: int,
+    now: float,
+) -> str | None:
+    """Reserve one tool call (an attempt of the call at ``step``) against the Budgets of
+    its tenant that limit tool calls; the reservation's id (``None``: none does). It
+    is settled to one call in the write that records the call's intent.
+
+    Raises:
+        BudgetExhausted: no call is left in a Budget; nothing was held.
+    """
+    drawn = await _accounts(store, book, namespace, now)
+    accounts = tuple(a for a in drawn if a.limits.max_tool_calls is not None)
+    if not accounts:
+        return None
+    rid = f"{run_id}:{step}:tool:{attempt}"
+    await _hold(store, NewReservation(rid, run_id, ONE_TOOL_CALL, accounts), step, now)
+    return rid
+
+
+ONE_TOOL_CALL: Final = Amount(0, 0, 0, 1)
+"""What a tool call reserves, and settles to."""
+
+
+async def _accounts(
+    store: Store, book: BudgetBook | None, namespace: str, now: float
+) -> tuple[AccountDraft, ...]:
+    if book is None:
+        return await budget_accounts(store, namespace, now)
+    return await book.accounts(namespace, now)
+
+
+async def _hold(store: Store, asked: NewReservation, step: int, now: float) -> None:
+    """Hold ``asked``, waiting while only others' holds are in the way."""
     pause = _FIRST_PAUSE_S
     while isinstance(held := await store.reserve_budget(asked, now=now), BudgetRefusal):
         if not held.may_fit_later:
@@ -218,4 +275,3 @@ async def hold_model_step(
         # they held) within a model call, so wait for them rather than refuse.
         await asyncio.sleep(pause)
         pause = min(pause * 2, _LAST_PAUSE_S)
-    return request, rid

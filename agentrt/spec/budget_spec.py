@@ -25,8 +25,8 @@ class BudgetSpec(Strict):
     """What a tenant's runs may use together in each period (a UTC day or month, or all).
 
     ``total``: for as long as the Budget exists. Tokens and cost are reserved by
-    every model step before its call (tool calls are limited per run, by an
-    Agent's ``budgets.max_tool_calls``).
+    every model step before its call, a tool call by every tool call before its
+    intent is recorded (each attempt is a call, as a run counts it).
     """
 
     period: BudgetPeriod = Field(default="month", description="day, month (UTC) or total")
@@ -34,17 +34,18 @@ class BudgetSpec(Strict):
     max_input_tokens: int | None = Field(default=None, ge=0)
     max_output_tokens: int | None = Field(default=None, ge=0)
     max_cost_usd: float | None = Field(default=None, ge=0, description="from the Models' prices")
+    max_tool_calls: int | None = Field(default=None, ge=0, description="each attempt counts")
 
     @model_validator(mode="after")
     def _limits_something(self) -> BudgetSpec:
         limits = (
             self.max_tokens, self.max_input_tokens, self.max_output_tokens,
-            self.max_cost_usd,
+            self.max_cost_usd, self.max_tool_calls,
         )  # fmt: skip
         if all(limit is None for limit in limits):
             raise ValueError(
                 "a Budget limits something: set max_tokens, max_input_tokens, "
-                "max_output_tokens or max_cost_usd"
+                "max_output_tokens, max_cost_usd or max_tool_calls"
             )
         return self
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from agentrt import _json
+from agentrt.errors import LeaseLost
 from agentrt.state.budget_ledger import (
     AccountDraft,
     Amount,
@@ -20,6 +21,7 @@ from agentrt.state.budget_ledger import (
     NewReservation,
     Reservation,
 )
+from agentrt.state.records import TERMINAL_STATUSES
 
 __all__ = [
     "ACCOUNT_COLS",
@@ -37,6 +39,8 @@ __all__ = [
     "draft_row",
     "hold_row",
     "moved_row",
+    "RUN_STATUS",
+    "refuse_ended_run",
     "reservation_of",
     "reservation_row",
     "settle_row",
@@ -89,9 +93,24 @@ SETTLE: Final = (
     "actual_cost_nusd = ?, actual_tool_calls = ? WHERE id = ? AND settled_at IS NULL"
 )
 """The compare-and-set that settles a reservation once: only while it is held."""
+RUN_STATUS: Final = "SELECT status FROM runs WHERE id = ?"
+"""A run's status, read (PostgreSQL: share-locked) before holding for it: a run ends
+and releases its holds in one write, so none may be added once it has ended."""
 HELD_OF_RUN: Final = (
     "SELECT id FROM budget_reservations WHERE run_id = ? AND settled_at IS NULL ORDER BY id"
 )
+
+
+def refuse_ended_run(new: NewReservation, row: Sequence[Any] | None) -> None:
+    """Refuse a hold for a run that has ended (``row``: its ``RUN_STATUS``): its end
+    released what it held, so nothing would release this one. An execution that
+    still asks has lost the run to another worker, which ended it.
+
+    Raises:
+        LeaseLost: the run has ended.
+    """
+    if row is not None and row[0] in TERMINAL_STATUSES:
+        raise LeaseLost(f"run {new.run_id!r} has ended {row[0]}: nothing more is reserved for it")
 
 
 def _amount(row: Sequence[Any]) -> Amount:

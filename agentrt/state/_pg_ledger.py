@@ -18,6 +18,7 @@ from agentrt.state._ledger_sql import (
     INSERT_RESERVATION,
     LIST_ACCOUNTS,
     MOVE,
+    RUN_STATUS,
     SELECT_ACCOUNT,
     SELECT_RESERVATION,
     SETTLE,
@@ -26,6 +27,7 @@ from agentrt.state._ledger_sql import (
     draft_row,
     hold_row,
     moved_row,
+    refuse_ended_run,
     reservation_of,
     reservation_row,
     settle_row,
@@ -54,6 +56,8 @@ _INSERT: Final = pg(INSERT_RESERVATION)
 _SELECT: Final = pg(SELECT_RESERVATION)
 _SETTLE: Final = pg(SETTLE)
 _HELD: Final = pg(HELD_OF_RUN)
+# Share-locked: the run's end (which locks its row) waits for this hold, or comes first.
+_RUN_STATUS: Final = pg(RUN_STATUS) + " FOR SHARE"
 _LIST: Final = pg(LIST_ACCOUNTS)
 
 
@@ -66,6 +70,7 @@ class LedgerOps:
         found = await fetch_one(conn, _SELECT, (new.id,))
         if found is not None:
             return reservation_of(found)
+        refuse_ended_run(new, await fetch_one(conn, _RUN_STATUS, (new.run_id,)))
         drafts = sorted(new.accounts, key=lambda d: d.key)
         accounts = []
         for draft in drafts:  # in key order: the order every reservation locks them in

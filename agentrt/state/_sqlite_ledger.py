@@ -19,6 +19,7 @@ from agentrt.state._ledger_sql import (
     INSERT_RESERVATION,
     LIST_ACCOUNTS,
     MOVE,
+    RUN_STATUS,
     SELECT_ACCOUNT,
     SELECT_RESERVATION,
     SETTLE,
@@ -27,6 +28,7 @@ from agentrt.state._ledger_sql import (
     draft_row,
     hold_row,
     moved_row,
+    refuse_ended_run,
     reservation_of,
     reservation_row,
     settle_row,
@@ -74,6 +76,7 @@ class LedgerOps:
         found = conn.execute(SELECT_RESERVATION, (new.id,)).fetchone()
         if found is not None:
             return reservation_of(found)
+        refuse_ended_run(new, conn.execute(RUN_STATUS, (new.run_id,)).fetchone())
         drafts = sorted(new.accounts, key=lambda d: d.key)
         conn.executemany(UPSERT_ACCOUNT, [draft_row(d, now) for d in drafts])
         for draft in drafts:

@@ -17,7 +17,7 @@ from agentrt.models.testserver import ModelTestServer
 from agentrt.spec import parse_resource
 from agentrt.state import SqliteStore
 from agentrt.state.budget_ledger import nano_usd
-from tests.conftest import resources, rules
+from tests.conftest import call, resources, rules
 
 LIMIT_USD = 0.0005
 
@@ -113,3 +113,29 @@ async def test_a_query_its_budget_has_no_room_for_is_refused_before_it_starts(
         # A retry of a query created before gets its run back, whatever the Budget says.
         again = await rt.submit("bot", "hello", idempotency_key="k1")
         assert again.id == first.id
+
+
+async def test_runs_sharing_a_budget_of_tool_calls_never_make_more(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(
+        rules({"tool_calls": [call("add", a=1, b=2)]}, {"content": "{last_tool_result}"})
+    )
+    calls = parse_resource(
+        {"apiVersion": "agentrt.dev/v1", "kind": "Budget", "metadata": {"name": "calls"},
+         "spec": {"period": "day", "max_tool_calls": 4}}
+    )  # fmt: skip
+    async with Runtime(store) as rt:
+        await rt.apply([*resources(model_server.url, tools=["add"]), calls])
+        results = await asyncio.gather(*(rt.run("bot", f"sum {i}") for i in range(10)))
+    made = [r for r in results if r.usage.tool_calls]
+    stopped = [r for r in results if r.status == "budget_exhausted"]
+    assert len(made) == 4 and len(stopped) == 6, [r.status for r in results]
+    for result in stopped:
+        run = await store.get_run(result.run_id)
+        assert run is not None and run.reason is not None
+        assert "max_tool_calls=4 would be passed by 1" in run.reason, run.reason
+    [account] = await store.budget_accounts("default")
+    assert (account.used.tool_calls, account.held.tool_calls) == (4, 0)
+    # A Budget of tool calls only leaves model calls as they were: not capped.
+    assert all("max_tokens" not in r for r in model_server.requests)

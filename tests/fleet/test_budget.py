@@ -1,5 +1,5 @@
 """No overspend: 100 queued runs on two worker processes share a tenant's $1.00 Budget
-(and a token Budget): together they never pass either, the ledger counts exactly what
+(and a token Budget, and one of tool calls): together they never pass any, the ledger counts exactly what
 the runs' logs record, and every run that stopped says which limit stopped it."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 
 RUNS = 100
 MAX_TOKENS = 40_000
+MAX_TOOL_CALLS = 12  # fewer than the runs would make within the dollars
 # Dear enough that $1.00 pays for a few dozen steps of the 200 the runs would take.
 MODEL = {"max_output_tokens": 40, "pricing": {"input_per_mtok": 300.0, "output_per_mtok": 600.0}}
 SCRIPT = rules(
@@ -45,7 +46,8 @@ async def test_runs_on_two_workers_never_pass_the_tenants_budgets(
         async with Runtime(fleet_url, resume_interrupted=False, notice_cancels=False) as rt:
             await rt.apply(
                 [*resources(server.url, tools=["add"], model=MODEL),
-                 _budget("dollars", max_cost_usd=1.0), _budget("tokens", max_tokens=MAX_TOKENS)]
+                 _budget("dollars", max_cost_usd=1.0), _budget("tokens", max_tokens=MAX_TOKENS),
+                 _budget("calls", max_tool_calls=MAX_TOOL_CALLS)]
             )  # fmt: skip
             ids = [(await rt.submit("bot", f"q{i}", start=False)).id for i in range(RUNS)]
         fleet = Fleet.on(fleet_url, tmp_path)
@@ -70,9 +72,17 @@ async def test_runs_on_two_workers_never_pass_the_tenants_budgets(
     recorded = sum(int(e.data["in"]) + int(e.data["out"]) for e in results)
     assert tokens.used.tokens == recorded
     assert sum(r.usage.total_tokens for r in runs.values()) == recorded
+    calls = accounts["default/calls"]
+    intents = [e for log in logs.values() for e in log if e.type == ev.TOOL_CALL]
+    assert calls.held.tool_calls == 0 and calls.used.tool_calls <= MAX_TOOL_CALLS
+    assert calls.used.tool_calls == len(intents) == sum(r.usage.tool_calls for r in runs.values())
+    stopped_by = set()
     for run in runs.values():
         if run.status == "budget_exhausted":
             assert run.reason is not None and "would be passed by" in run.reason, run.reason
-            assert "default/dollars@" in run.reason or "default/tokens@" in run.reason
+            stopped_by |= {
+                b for b in ("dollars", "tokens", "calls") if f"default/{b}@" in run.reason
+            }
+    assert "calls" in stopped_by, stopped_by
     for worker in workers:
         assert "Traceback" not in worker.said(), worker.said()

@@ -162,6 +162,13 @@ async def check_an_append_settles_with_what_it_records(h: Harness) -> None:
     await s.append_events("r", [EventDraft("run.finished", {}, 3.0)], expected_seq=seq, update=end)
     [ended] = await s.budget_accounts("a")
     assert (ended.used.cost_nusd, ended.held.cost_nusd) == (7, 0)  # r:1 once; r:2 released
+    # Nothing more is held for the ended run (a stale execution asking, after another
+    # worker ended the run): its end released all, so nothing would release this.
+    with pytest.raises(LeaseLost, match="has ended succeeded"):
+        await s.reserve_budget(_ask("r:3", Amount(cost_nusd=1), account), now=4)
+    [still] = await s.budget_accounts("a")
+    assert still.held.cost_nusd == 0
+    assert await s.get_reservation("r:3") is None
 
 
 LEDGER_CHECKS = [
