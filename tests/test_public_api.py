@@ -88,6 +88,8 @@ PUBLIC = {
         "Model",
         "ModelSpec",
         "Permissions",
+        "Policy",
+        "PolicySpec",
         "Pricing",
         "Query",
         "QuerySpec",

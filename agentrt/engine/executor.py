@@ -40,6 +40,7 @@ from agentrt.engine.team_execution import TeamExecution
 from agentrt.engine.team_steps import TeamContext, TeamSteps
 from agentrt.engine.team_walk import TeamReplay
 from agentrt.engine.tenant_budgets import BudgetBook
+from agentrt.engine.tool_policies import PolicyBook
 from agentrt.errors import (
     AgentrtError,
     CancelRequested,
@@ -151,6 +152,7 @@ class Executor:
     scratch: ScratchSpace | None = None
     tool_factory: ToolFactory = field(default_factory=ToolFactory)  # closed with us
     budgets: BudgetBook | None = None  # the tenants' Budgets, read once a second at most
+    policies: PolicyBook = field(default_factory=PolicyBook)  # read once a second at most
     _running: dict[str, RunContext] = field(default_factory=dict)
     _journals: dict[str, Journal] = field(default_factory=dict)
     _paused: dict[str, dict[asyncio.Timeout, float]] = field(default_factory=dict)
@@ -320,6 +322,7 @@ class Executor:
             token=None if replay else run.lease_token,
             budgets=self.budgets,
             principal=run.principal,
+            policies=self.policies,
         )
 
     async def _agent_execution(
