@@ -252,10 +252,7 @@ async def _all_tool_steps(
     failure of one (an unknown step, a cancel) ends the turn: a call is never left
     running while the run is already recorded as waiting or ended."""
     outcomes = await asyncio.gather(
-        *(
-            _tool_step(ctx, s, c, left, tools, refused.get(s), verdicts.get(s))
-            for s, c in numbered
-        ),
+        *(_tool_step(ctx, s, c, left, tools, refused.get(s), verdicts.get(s)) for s, c in numbered),
         return_exceptions=True,
     )
     results: list[ToolResult] = []

@@ -374,7 +374,7 @@ class Executor:
         budgets = plan.team.spec.budgets
         context = TeamContext(
             run.id, run.namespace, journal, self.hooks, budgets, run.usage, self.scratch,
-            run.session_id, live=self.live,
+            run.session_id, live=self.live, team=run.agent,
         )  # fmt: skip
         steps = TeamSteps(
             context, plan.models, plan.tools, self.client,

@@ -132,7 +132,7 @@ def test_the_strictest_selecting_rule_wins_in_any_order() -> None:
         assert decide([_policy(rules=order)], FACTS) == Verdict("deny", "p", "no")
     assert decide([_policy(rules=rules[:2])], FACTS) == Verdict("require_approval", "p", "ask")
     # Across Policies too; the rule named is the first of the strictest, by Policy name.
-    split = [_policy("b", rules=[rules[2]]), _policy("a", rules=rules[:2] + [rules[2]])]
+    split = [_policy("b", rules=[rules[2]]), _policy("a", rules=[*rules[:2], rules[2]])]
     assert decide(split, FACTS) == Verdict("deny", "a", "no")
 
 
