@@ -386,7 +386,10 @@ class Journal:
             denied = ToolResult(f"denied{' by ' + by if by else ''}: {reason}", is_error=True)
             return await self._record_tool_result(step, denied, 0.0, reconciled="denied")
         if refused is not None and (rec is None or rec.intent is None):
-            by_policy = verdict is not None and verdict.effect != "allow"
+            # The Policies refused it unless they allowed it, or a person approved it as
+            # they asked (then a quota refused it).
+            asked = rec is not None and rec.approval is not None
+            by_policy = verdict is not None and verdict.effect != "allow" and not asked
             refusal = audit_trail.tool_refused(
                 step, data, refused, self.principal, policy=by_policy
             )

@@ -197,7 +197,10 @@ async def test_a_default_deny_holds_only_its_own_tenant(
     allow_add = {"name": "sums", "effect": "allow", "tools": ["add"]}
     async with Runtime(store) as rt:
         await rt.apply(resources(model_server.url, tools=["add", "charge"]))
-        await rt.apply(resources(model_server.url, tools=["add", "charge"], namespace="acme"))
+        sequential = {"loop": {"parallel_tool_calls": False}}  # one call after the other
+        await rt.apply(
+            resources(model_server.url, tools=["add", "charge"], namespace="acme", agent=sequential)
+        )
         await rt.apply([policy("lockdown", "acme", default="deny", rules=[allow_add])])
         locked = await rt.run("bot", "go", namespace="acme")
         locked_told = tool_messages(model_server)
@@ -371,3 +374,24 @@ async def test_a_resumed_run_keeps_its_refusal_after_the_policy_is_gone(
     assert len(await any_store.list_audit("default", kinds=["policy.refused"])) == 1
     sleeps = await any_store.list_audit("default", kinds=["tool.call"])
     assert [(r.body["step"], r.body.get("attempt")) for r in sleeps] == [(4, None), (4, 2)]
+
+
+async def test_an_approved_call_a_quota_refuses_is_the_quotas_refusal(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    three = {"tool_calls": [call("add_quota", a=1, b=i) for i in range(3)]}
+    model_server.set_rules(rules(three, {"content": "done"}))
+    ask = {"name": "ask", "effect": "require_approval", "tools": ["add_quota"]}
+    async with Runtime(store) as rt:
+        await rt.apply([*resources(model_server.url, tools=["add_quota"]), policy(rules=[ask])])
+        waiting = await rt.run("bot", "go")
+        for step in (2, 3):
+            await rt.approve(waiting.run_id, step, wait=False)
+        done = await rt.approve(waiting.run_id, 4)
+    assert done.status == "succeeded"
+    events = await store.read_events(waiting.run_id)
+    results = {e.step: e.data.get("reconciled") for e in events if e.type == ev.TOOL_RESULT}
+    # Approved as the Policy asked, the third is then over the Tool's per_run quota.
+    assert results == {2: None, 3: None, 4: "quota"}
+    refused = await store.list_audit("default", kinds=["tool.refused", "policy.refused"])
+    assert [(r.kind, r.body["step"]) for r in refused] == [("tool.refused", 4)]
