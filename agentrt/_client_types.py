@@ -190,12 +190,16 @@ StreamEvent = RunEvent | ModelDelta
 
 @dataclass(frozen=True)
 class RunDetail:
-    """A run's read model: its row, step count, child runs and whole log."""
+    """A run's read model: its row, step count, child runs and whole log.
+
+    ``policy_refusals`` counts its tool calls the tenant's Policies refused.
+    """
 
     run: Run
     steps: int
     children: tuple[str, ...]
     events: tuple[RunEvent, ...]
+    policy_refusals: int = 0
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunDetail:
@@ -204,6 +208,7 @@ class RunDetail:
         return cls(
             Run.from_dict(run), int(run.get("steps", 0)), tuple(run.get("children") or ()),
             tuple(RunEvent.from_dict(e) for e in d.get("events") or ()),
+            int(run.get("policy_refusals", 0)),
         )  # fmt: skip
 
     @property

@@ -125,6 +125,7 @@ TOOLS: dict[str, dict[str, Any]] = {
         "approval": {"required": True, "when": {"amount": "^[0-9]{3,}$"}},
     },
     "fail": {"callable": "tests.sample_tools:fail"},
+    "write_file": {"callable": "tests.sample_tools:write_file", "idempotent": False},
     # Its effect is a row in PostgreSQL (tests/pg_effects.py); not idempotent, no lookup.
     "pg_charge": {"callable": "tests.pg_effects:pg_charge", "idempotent": False},
 }

@@ -58,6 +58,12 @@ def charge(amount: int, ctx: ToolContext) -> str:
     return f"charged {amount}"
 
 
+def write_file(path: str, text: str, ctx: ToolContext) -> str:
+    """Write a file (recorded as an effect, never written: tests check who may)."""
+    _append(ctx, "write", path)
+    return f"wrote {len(text)} bytes to {path}"
+
+
 def lookup_charge(ctx: ToolContext) -> str | None:
     """Whether the charge with this key happened."""
     for key, tool, amount in _lines():

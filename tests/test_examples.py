@@ -252,6 +252,7 @@ def _shell_env(tmp_path: Path) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "AGENTRT_STORE": str(tmp_path / "agentrt.db"),
         "SUPPORT_DESK_LEDGER": str(tmp_path / "ledger.txt"),
+        "POLICY_DESK_LEDGER": str(tmp_path / "desk-ledger.txt"),
         "NO_COLOR": "1",
     }
 
@@ -312,3 +313,36 @@ def test_budgets_example_raises_a_stopped_run_and_it_goes_on(tmp_path: Path) -> 
     again = run_as_written(f"agentrt resume {stopped['id']} --add-budget tokens=5", env)
     assert again.returncode == 2
     assert "--add-budget raises a run stopped budget_exhausted" in again.stderr
+
+
+def test_policy_example_allows_refuses_and_asks_as_documented(tmp_path: Path) -> None:
+    env = _shell_env(tmp_path)
+    said = {c: run_as_written(c, env) for c in documented_commands(EXAMPLES / "policy")}
+    assert all(done.returncode == 0 for done in said.values()), {
+        c: done.stderr for c, done in said.items() if done.returncode
+    }
+
+    def output(text: str) -> str:
+        [command] = [c for c in said if text in c and c.startswith("agentrt run")]
+        return said[command].stdout
+
+    assert "output: refunded 39.90 EUR for order 1001" in output("Refund order 1001")
+    assert (
+        "output: refused by Policy desk (rule no-huge-refunds): refunds over 1000 EUR need a "
+        "manager's form"
+    ) in output("order 1003")
+    refused = "output: refused by Policy desk: no rule allows this call of {}, and the tenant's"
+    assert refused.format("cancel_order") in output("Cancel")
+    assert refused.format("read_file") in output("passwd")
+    assert "output: order 1001: blue kettle" in output("1001.txt")
+    waiting = output("order 1002")
+    assert "waiting_approval" in waiting and waiting.rstrip().endswith("exit 3")
+    [audit] = [c for c in said if c.startswith("agentrt audit list")]
+    assert said[audit].stdout.count("policy.refused") == 3  # 2500 EUR, the cancel, the path
+    listed = run_as_written("agentrt runs list -n acme --status waiting_approval --json", env)
+    [run] = _json.loads(listed.stdout)
+    approved = run_as_written(f"agentrt approve {run['id']} 2", env)
+    assert approved.returncode == 0, approved.stderr
+    assert "output: refunded 450.00 EUR for order 1002" in approved.stdout
+    ledger = (tmp_path / "desk-ledger.txt").read_text().splitlines()
+    assert sorted(line.split("\t", 2)[2] for line in ledger) == ["1001\t39.90", "1002\t450.00"]

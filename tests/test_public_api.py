@@ -89,6 +89,8 @@ PUBLIC = {
         "Model",
         "ModelSpec",
         "Permissions",
+        "Policy",
+        "PolicySpec",
         "Pricing",
         "Query",
         "QuerySpec",

@@ -26,6 +26,7 @@ from agentrt.engine.gateway import (
     check_budgets,
     check_tool_calls,
     model_step,
+    policy_verdicts,
     quota_refusals,
     request_digest,
     retry_delay,
@@ -37,6 +38,7 @@ from agentrt.engine.live import LiveStreams
 from agentrt.engine.offer import Offer, Route, offer_tools
 from agentrt.engine.plans import RunSpec
 from agentrt.engine.scratch import ScratchSpace
+from agentrt.engine.tool_policies import Verdict, refusal
 from agentrt.errors import BudgetExhausted, OutputTruncated
 from agentrt.models.base import Message, ModelClient, ModelRequest, ModelResponse, ToolCall
 from agentrt.spec.patterns import search
@@ -204,12 +206,21 @@ async def _act(ctx: RunContext, calls: list[ToolCall], tools: ToolPolicy) -> lis
     starting = _check_children(ctx, calls)
     left = _left(ctx, starting)
     numbered = [(ctx.next_step(), call) for call in calls]
-    await _require_approvals(ctx, numbered)
-    refused = await quota_refusals(ctx, [(s, _toolset(ctx, c)) for s, c in numbered])
+    verdicts = await policy_verdicts(
+        ctx, ctx.spec.agent, [(s, c, ctx.routes.get(c.name)) for s, c in numbered]
+    )
+    await _require_approvals(ctx, numbered, verdicts)
+    # A call its Policies refuse is refused before its quota is asked (and counts in none).
+    refused = {s: r for s, c in numbered if (r := refusal(verdicts.get(s), c.name)) is not None}
+    asked = [(s, _toolset(ctx, c)) for s, c in numbered if s not in refused]
+    refused.update(await quota_refusals(ctx, asked))
     if policy.parallel_tool_calls and len(numbered) > 1:
-        results = await _all_tool_steps(ctx, numbered, left, tools, refused)
+        results = await _all_tool_steps(ctx, numbered, left, tools, refused, verdicts)
     else:
-        results = [await _tool_step(ctx, s, c, left, tools, refused.get(s)) for s, c in numbered]
+        results = [
+            await _tool_step(ctx, s, c, left, tools, refused.get(s), verdicts.get(s))
+            for s, c in numbered
+        ]
     ctx.usage = ctx.usage + Usage(tool_calls=len(calls))
     for result in results:
         ctx.usage = ctx.usage + child_usage(result)  # agent tools spend the run's budget
@@ -235,12 +246,13 @@ async def _all_tool_steps(
     left: Budgets,
     tools: ToolPolicy,
     refused: dict[int, str],
+    verdicts: dict[int, Verdict],
 ) -> list[ToolResult]:
     """Run a turn's tool calls concurrently; each ends (and is recorded) before any
     failure of one (an unknown step, a cancel) ends the turn: a call is never left
     running while the run is already recorded as waiting or ended."""
     outcomes = await asyncio.gather(
-        *(_tool_step(ctx, s, c, left, tools, refused.get(s)) for s, c in numbered),
+        *(_tool_step(ctx, s, c, left, tools, refused.get(s), verdicts.get(s)) for s, c in numbered),
         return_exceptions=True,
     )
     results: list[ToolResult] = []
@@ -299,12 +311,19 @@ def needs_approval(spec: ToolSpec, call: ToolCall) -> bool:
     return all(search(pattern, str(arguments.get(name, ""))) for name, pattern in rule.when.items())
 
 
-async def _require_approvals(ctx: RunContext, numbered: list[tuple[int, ToolCall]]) -> None:
-    """Before any call of a turn runs, every call that needs approval must have it."""
+async def _require_approvals(
+    ctx: RunContext, numbered: list[tuple[int, ToolCall]], verdicts: dict[int, Verdict]
+) -> None:
+    """Before any call of a turn runs, every call that needs approval must have it: its
+    Tool's ``approval`` asks for it, or its Policies' verdict (a call they deny is
+    refused without asking anyone)."""
     pending: list[tuple[int, ToolCall]] = []
     for step, call in numbered:
-        route = ctx.routes.get(call.name)
-        if route is None or not needs_approval(route.toolset.spec, call):
+        route, verdict = ctx.routes.get(call.name), verdicts.get(step)
+        effect = verdict.effect if verdict is not None else None
+        if route is None or effect == "deny":
+            continue
+        if effect != "require_approval" and not needs_approval(route.toolset.spec, call):
             continue
         rec = ctx.journal.recorded(step)
         if rec is not None and (rec.result is not None or rec.approval is not None):
@@ -315,7 +334,9 @@ async def _require_approvals(ctx: RunContext, numbered: list[tuple[int, ToolCall
     for step, call in pending:
         rec = ctx.journal.recorded(step)
         if rec is None or rec.approval_requested is None:
-            data = {"name": call.name, "args": call.arguments}
+            data: dict[str, Any] = {"name": call.name, "args": call.arguments}
+            if (verdict := verdicts.get(step)) is not None:
+                data["policy"] = verdict.record()  # the step's verdict, kept for its call
             await ctx.journal.append(ev.APPROVAL_REQUESTED, data, step=step, durable=False)
     if not ctx.journal.replay:
         await ctx.journal.flush()
@@ -402,9 +423,12 @@ async def _tool_step(
     left: Budgets,
     tools: ToolPolicy,
     refused: str | None = None,
+    verdict: Verdict | None = None,
 ) -> ToolResult:
     route = ctx.routes.get(call.name)
     sandboxed = route is not None and route.toolset.spec.kind == "code"
     scratch = ctx.scratch.dir_of(ctx.run_id) if ctx.scratch and sandboxed else None
     tctx = ToolContext(ctx.run_id, step, call.id, ctx.namespace, ctx.session_id, 1, scratch, left)
-    return await tool_step(ctx, step, call, route, tctx, tools, refused=refused, known=ctx.routes)
+    return await tool_step(
+        ctx, step, call, route, tctx, tools, refused=refused, verdict=verdict, known=ctx.routes
+    )

@@ -109,11 +109,13 @@ class Archive:
         instructions: str | None = None,
         start: bool = True,
         principal: str | None = None,
+        role: str | None = None,
     ) -> RunRecord:
         """Start a new run that shares steps ``1..from_step`` of ``run_id`` and diverges after.
 
         ``model`` and ``instructions`` change what the new run uses from then on;
-        ``principal`` is who forks it (the new run's, as for a run submitted).
+        ``principal`` is who forks it and ``role`` their key's (the new run's, as for
+        a run submitted).
         """
         origin = await read_run(self._store, run_id)
         parent, events = origin.run, list(origin.events)
@@ -136,7 +138,7 @@ class Archive:
                     session_id, parent.namespace, now, parent.session_id, parent.turn, 0, principal
                 )
             )
-        forked = RunCreated(created.input, spec, ForkPoint(run_id, from_step))
+        forked = RunCreated(created.input, spec, ForkPoint(run_id, from_step), role=role)
         data = forked.data if principal is None else {**forked.data, "by": principal}
         new = NewRun(
             new_run_id(),

@@ -3,9 +3,9 @@ the thing happens.
 
 Each draft rides on the write that does the thing (see :mod:`agentrt.state.audit`):
 a run's first event (the worker's submit, a fork), a tool call's durable intent and
-a refusal (the journal's tool steps, the gateway's one way to a tool), a person's
-decision (decisions), a run's ``budget_exhausted`` end (the executor's recorded
-end), a resource's change (the catalog). So a record exists exactly when what it
+a refusal by a quota or a Policy (the journal's tool steps, the gateway's one way
+to a tool), a person's decision (decisions), a run's ``budget_exhausted`` end (the
+executor's recorded end), a resource's change (the catalog). So a record exists exactly when what it
 records does: a step replayed or resumed from the log appends no event and so no
 record, and a write refused (a lost lease, a cancelled run) takes its record with it.
 
@@ -70,7 +70,7 @@ def submitted(input: str, run: NewRun, fork: Mapping[str, Any] | None = None) ->
 
 def _call(step: int, data: Mapping[str, Any]) -> dict[str, Any]:
     body: dict[str, Any] = {"step": step, "tool": data.get("name")}
-    for name in ("toolset", "attempt", "decision"):
+    for name in ("toolset", "attempt", "decision", "policy"):
         if name in data:
             body[name] = data[name]
     return {**body, **_kept("args", data.get("args"))}
@@ -82,10 +82,13 @@ def tool_called(step: int, data: Mapping[str, Any], principal: str | None) -> Au
 
 
 def tool_refused(
-    step: int, data: Mapping[str, Any], reason: str, principal: str | None
+    step: int, data: Mapping[str, Any], reason: str, principal: str | None, *, policy: bool = False
 ) -> AuditDraft:
-    """A tool call refused before it ran (a quota): what it was, and why."""
-    return AuditDraft("tool.refused", principal, {**_call(step, data), "reason": reason})
+    """A tool call refused before it ran, by a quota (``tool.refused``) or with
+    ``policy`` by the tenant's Policies (``policy.refused``, the verdict in the body's
+    ``policy``): what it was, and why."""
+    kind = "policy.refused" if policy else "tool.refused"
+    return AuditDraft(kind, principal, {**_call(step, data), "reason": reason})
 
 
 def decided(type: str, step: int, data: Mapping[str, Any]) -> AuditDraft | None:

@@ -9,7 +9,9 @@ early, and to be continued when a child it waits on ends.
 from __future__ import annotations
 
 import contextlib
-from typing import Protocol
+from collections import OrderedDict
+from dataclasses import replace
+from typing import Final, Protocol
 
 from agentrt.engine.catalog import Catalog
 from agentrt.engine.plans import RunCreated
@@ -19,6 +21,8 @@ from agentrt.state.base import RunRecord, Store
 from agentrt.tools.agent import ChildOutcome, ChildRequest
 
 __all__ = ["ChildRunService", "ChildRuns", "RunHost"]
+
+_ROLES_KEPT: Final = 1024  # parents whose role is remembered: one read of each one's log
 
 
 class ChildRunService(Protocol):
@@ -77,10 +81,11 @@ class ChildRuns:
         self._store = store
         self._catalog = catalog
         self._host = host
+        self._roles: OrderedDict[str, str | None] = OrderedDict()
 
     async def run(self, request: ChildRequest) -> ChildOutcome:
         """Run (or find again, by its key) the child run of an agent tool call or node,
-        on behalf of whoever started its parent."""
+        on behalf of whoever started its parent (its principal, and its key's role)."""
         parent = await self._store.get_run(request.parent_run)
         created = await self._catalog.plan(
             request.agent,
@@ -89,6 +94,8 @@ class ChildRuns:
             budgets=request.budgets,
             kind=request.kind,
         )
+        if (role := await self._role_of(request.parent_run)) is not None:
+            created = replace(created, role=role)
         run = await self._host.submit(
             request.agent,
             created,
@@ -102,6 +109,18 @@ class ChildRuns:
         return ChildOutcome(
             run.id, result.status, result.output, result.reason, result.usage, result.child_runs
         )
+
+    async def _role_of(self, run_id: str) -> str | None:
+        """The role ``run_id`` was started with (recorded in its first event, never changed)."""
+        if run_id in self._roles:
+            self._roles.move_to_end(run_id)
+            return self._roles[run_id]
+        events = await self._store.read_events(run_id)
+        role = events[0].data.get("role") if events else None
+        self._roles[run_id] = role
+        if len(self._roles) > _ROLES_KEPT:
+            self._roles.popitem(last=False)
+        return role
 
     async def stop(self, parent_run: str) -> int:
         """Cancel the unfinished child runs of ``parent_run`` (its nodes, its agent tools'

@@ -32,7 +32,7 @@ __all__ = [
     "node_instance",
 ]
 
-RUN_CREATED = "run.created"  # {input, spec, [fork: {run, step}], [by: who started it]}
+RUN_CREATED = "run.created"  # {input, spec, [fork: {run, step}], [by: who started it], [role]}
 RUN_STARTED = "run.started"  # {owner, resumed: bool, history: [runs, digest], [by]}
 RUN_WAITING = "run.waiting"  # {reason}: the run needs a person (e.g. a step is unknown)
 # Session memory, as recorded before summaries were model steps (logs of older versions
@@ -54,11 +54,11 @@ RUN_REOPENED = "run.reopened"  # {added: {tokens, cost, tool_calls, deadline}, w
 MODEL_CALL = "model.call"  # step: {model, digest, [offered], [renamed], [notices], [kind], [key]}
 MODEL_ERROR = "model.error"  # step: {model, attempt, error}
 MODEL_RESULT = "model.result"  # step: ModelResponse.to_dict() + {cost, [via]}
-TOOL_CALL = "tool.call"  # step: {id, name, args, [toolset], [key], [attempt]}
+TOOL_CALL = "tool.call"  # step: {id, name, args, [toolset], [key], [attempt], [policy]}
 TOOL_RESULT = "tool.result"  # step: {output, [error], ms, [reconciled]}
 TOOL_UNKNOWN = "tool.unknown"  # step: {reason}: started, no result, not safe to re-run
 TOOL_DECISION = "tool.decision"  # step: {action: rerun|output|fail, [output], [by]}
-APPROVAL_REQUESTED = "approval.requested"  # step: {name, args}: the run waits for a person
+APPROVAL_REQUESTED = "approval.requested"  # step: {name, args, [policy]}: waits for a person
 APPROVAL_DECIDED = "approval.decided"  # step: {approved: bool, [reason], [by]}
 # Team runs: a node instance is (node, round, item).
 # key: the node instance's (the same on every attempt); step: a tool node attempt's tool step.

@@ -14,7 +14,7 @@ import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
@@ -27,6 +27,7 @@ from agentrt.engine.budget_raise import started_at, with_additions
 from agentrt.engine.children import ChildRunService
 from agentrt.engine.conversation import history_digest
 from agentrt.engine.ending import CANCELLED, Ending, live_ending, replayed_status
+from agentrt.engine.execution import Execution
 from agentrt.engine.history_policy import flatten
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import EventObserver, Journal
@@ -41,6 +42,7 @@ from agentrt.engine.team_execution import TeamExecution
 from agentrt.engine.team_steps import TeamContext, TeamSteps
 from agentrt.engine.team_walk import TeamReplay
 from agentrt.engine.tenant_budgets import BudgetBook
+from agentrt.engine.tool_policies import PolicyBook
 from agentrt.errors import (
     AgentrtError,
     CancelRequested,
@@ -69,56 +71,9 @@ from agentrt.tools.base import ToolSet
 from agentrt.tools.factory import ToolFactory
 from agentrt.tools.long_term_memory import MemoryToolSet
 
-__all__ = ["Execution", "Executor"]
+__all__ = ["Executor"]
 
 _PREPARED_CACHE_SIZE = 256
-
-
-class Execution(Protocol):
-    """One run being executed: what the executor drives, whatever the kind of run."""
-
-    run: RunRecord
-    # Ends replay cannot repeat from the log's steps: they came from outside them.
-    stopped_from_outside: frozenset[str]
-
-    @property
-    def journal(self) -> Journal:
-        """The run's journal: every event of this execution goes through it."""
-        ...
-
-    @property
-    def run_context(self) -> RunContext | None:
-        """The agent loop's context, whose sandboxed calls can be paused (else ``None``)."""
-        ...
-
-    @property
-    def deadline_s(self) -> float | None:
-        """The run's deadline, counted from its creation."""
-        ...
-
-    def started_data(self) -> dict[str, Any]:
-        """What ``run.started`` records beyond the owner."""
-        ...
-
-    async def body(self) -> Ending:
-        """Execute the run to its answer (raising what stopped it otherwise)."""
-        ...
-
-    def end_data(self) -> dict[str, Any]:
-        """More for the ``run.finished`` event."""
-        ...
-
-    def check_replayed(self, ending: Ending, recorded: dict[str, Any]) -> None:
-        """Raise ``NondeterminismError`` if a replay's answer differs beyond its output."""
-        ...
-
-    async def result(self, ending: Ending, *, replay: bool) -> RunResult:
-        """The run's outcome as callers get it."""
-        ...
-
-    async def finished(self, result: RunResult) -> None:
-        """Called once a live run's end is recorded."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -152,6 +107,7 @@ class Executor:
     scratch: ScratchSpace | None = None
     tool_factory: ToolFactory = field(default_factory=ToolFactory)  # closed with us
     budgets: BudgetBook | None = None  # the tenants' Budgets, read once a second at most
+    policies: PolicyBook = field(default_factory=PolicyBook)  # read once a second at most
     _running: dict[str, RunContext] = field(default_factory=dict)
     _journals: dict[str, Journal] = field(default_factory=dict)
     _paused: dict[str, dict[asyncio.Timeout, float]] = field(default_factory=dict)
@@ -322,6 +278,7 @@ class Executor:
             budgets=self.budgets,
             principal=run.principal,
             namespace=run.namespace,
+            policies=self.policies,
         )
 
     async def _agent_execution(
@@ -373,7 +330,7 @@ class Executor:
         budgets = plan.team.spec.budgets
         context = TeamContext(
             run.id, run.namespace, journal, self.hooks, budgets, run.usage, self.scratch,
-            run.session_id, live=self.live,
+            run.session_id, live=self.live, team=run.agent,
         )  # fmt: skip
         steps = TeamSteps(
             context, plan.models, plan.tools, self.client,

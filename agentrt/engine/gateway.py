@@ -15,9 +15,11 @@ the same things, in the same order:
   run live (:mod:`agentrt.engine.live`), a call the journal performs first
   writes what the run buffered (the listeners see the step begin), then
   streams its reply to them as it comes; it is recorded whole, as any other.
-- tool steps: quotas are asked first (:func:`quota_refusals`), the journal
-  returns the recorded result or performs the call: ``before_tool`` hooks,
-  the Tool under its timeout (retried when idempotent), ``after_tool`` hooks.
+- tool steps: the tenant's Policies decide each new call first
+  (:func:`policy_verdicts`, see :mod:`agentrt.engine.tool_policies`), then quotas
+  are asked (:func:`quota_refusals`), the journal returns the recorded result or
+  performs the call: ``before_tool`` hooks, the Tool under its timeout (retried
+  when idempotent), ``after_tool`` hooks.
 
 Hooks get the run's context at the step they wrap (see :class:`StepHost`), so a
 hook's ``ctx.now()`` and ``ctx.new_id()`` are recorded at that step.
@@ -42,6 +44,7 @@ from agentrt.engine.live import LiveStreams, StepSink
 from agentrt.engine.offer import Route
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.tenant_budgets import hold_model_step
+from agentrt.engine.tool_policies import CallFacts, Verdict, decide, tenant_policies
 from agentrt.errors import BudgetExhausted, ModelError, RunError, StepTimeout, ToolError
 from agentrt.models.base import (
     RETRY_AFTER_CAP_S,
@@ -66,6 +69,7 @@ __all__ = [
     "check_tool_calls",
     "has_quota",
     "model_step",
+    "policy_verdicts",
     "quota_refusals",
     "request_digest",
     "retry_delay",
@@ -354,6 +358,55 @@ async def quota_refusals(
     return refused
 
 
+async def policy_verdicts(
+    host: StepHost, agent: str, steps: Iterable[tuple[int, ToolCall, Route | None]]
+) -> dict[int, Verdict]:
+    """What the tenant's Policies say of each tool step of ``agent``'s run.
+
+    A step the log has was decided when it was recorded: a call made or refused
+    gets nothing here (the journal returns what it recorded), one waiting for or
+    decided by a person gets the verdict its request recorded. Only a new step is
+    decided now, by the Policies as the journal's book has them; replay decides
+    nothing, and a tenant without a Policy gets no verdicts.
+    """
+    verdicts: dict[int, Verdict] = {}
+    fresh: list[tuple[int, ToolCall, Route]] = []
+    for step, call, route in steps:
+        rec = host.journal.recorded(step)
+        if rec is not None and rec.intent is not None:
+            continue
+        if rec is not None and rec.approval_requested is not None:
+            found = Verdict.recorded(rec.approval_requested.data.get("policy"))
+            if found is not None:
+                verdicts[step] = found
+        elif route is not None and not host.journal.replay:
+            fresh.append((step, call, route))
+    if not fresh:
+        return verdicts
+    journal = host.journal
+    if journal.policies is not None:
+        policies = await journal.policies.policies(journal.store, host.namespace)
+    else:
+        policies = await tenant_policies(journal.store, host.namespace)
+    for step, call, route in fresh:
+        verdict = decide(policies, _facts(host, agent, call, route))
+        if verdict is not None:
+            verdicts[step] = verdict
+    return verdicts
+
+
+def _facts(host: StepHost, agent: str, call: ToolCall, route: Route) -> CallFacts:
+    try:
+        arguments = _json.loads(call.arguments or "{}")
+    except ValueError:
+        arguments = None
+    journal = host.journal
+    return CallFacts(
+        host.namespace, journal.principal, journal.role, agent, route.toolset.name, route.tool,
+        arguments if isinstance(arguments, dict) else None,
+    )  # fmt: skip
+
+
 async def tool_step(
     host: StepHost,
     step: int,
@@ -363,12 +416,14 @@ async def tool_step(
     policy: ToolPolicy,
     *,
     refused: str | None = None,
+    verdict: Verdict | None = None,
     known: Iterable[str] = (),
     performing: Callable[[], None] | None = None,
 ) -> ToolResult:
     """A tool step: the journal's recorded result, a reconciled one, or the call performed
-    (see the module docstring). ``refused`` (a quota's message) records the call as failed
-    without performing it; ``known`` names the tools a call of an unknown one could use;
+    (see the module docstring). ``refused`` (a quota's or a Policy's message) records the
+    call as failed without performing it; ``verdict`` (the tenant's Policies') is recorded
+    with a new call; ``known`` names the tools a call of an unknown one could use;
     ``performing`` is told when the call's intent is durable and the call begins.
 
     Raises:
@@ -376,7 +431,7 @@ async def tool_step(
     """
     tool = route.toolset if route is not None else None
     perform = functools.partial(_execute_tool, host, route, call, tctx, policy, known, performing)
-    return await host.journal.tool_step(step, call, tool, tctx, perform, refused)
+    return await host.journal.tool_step(step, call, tool, tctx, perform, refused, verdict)
 
 
 async def _execute_tool(

@@ -31,6 +31,7 @@ from agentrt.engine.context_values import ContextValues, ValueKind
 from agentrt.engine.event_buffer import EventBuffer, EventObserver
 from agentrt.engine.step_records import StepRecord, add_event, index_steps, undecided_steps
 from agentrt.engine.tenant_budgets import ONE_TOOL_CALL, BudgetBook, hold_tool_call, spent
+from agentrt.engine.tool_policies import PolicyBook, Verdict
 from agentrt.errors import CancelRequested, NondeterminismError, error_from_dict
 from agentrt.models.base import ModelResponse, ToolCall
 from agentrt.state.base import AuditDraft, Event, RunUpdate, Store, Usage
@@ -128,12 +129,17 @@ class Journal:
         budgets: BudgetBook | None = None,
         principal: str | None = None,
         namespace: str = "default",
+        policies: PolicyBook | None = None,
     ) -> None:
         self.store = store
         self.namespace = namespace  # the run's tenant: whose Budgets its steps draw on
         self.budgets = budgets  # the tenants' Budgets its model steps reserve against
-        # Who started the run: the audit log's "who" of the calls it makes.
+        self.policies = policies  # the tenants' Policies its tool steps are decided by
+        # Who started the run (and their key's role, as its first event says): the
+        # audit log's "who" of the calls it makes, and what Policies may select them by.
         self.principal = principal
+        first = events[0] if events else None
+        self.role = first.data.get("role") if first and first.type == ev.RUN_CREATED else None
         last_seq = events[-1].seq if events else 0
         self._buffer = EventBuffer(
             store, run_id, last_seq, owner=owner, token=token, observers=observers
@@ -346,10 +352,13 @@ class Journal:
         ctx: ToolContext,
         perform: Callable[[], Awaitable[tuple[ToolResult, float]]],
         refused: str | None = None,
+        verdict: Verdict | None = None,
     ) -> ToolResult:
         """Return the recorded result of a tool step, reconcile it, or perform it.
 
-        ``refused`` (a quota's message) records the call as failed without performing it.
+        ``refused`` (a quota's or a Policy's message) records the call as failed without
+        performing it. ``verdict`` (the tenant's Policies') is recorded with a new call:
+        one it does not allow was refused by it.
         """
         rec = self._steps.get(step)
         if rec is not None and rec.intent is not None:
@@ -364,11 +373,13 @@ class Journal:
             if rec is not None and rec.intent is not None:
                 raise LogEnds(f"step {step}: the run stopped during this tool step")
             raise NondeterminismError(f"step {step}: no recorded tool result to replay")
-        data = {"id": call.id, "name": call.name, "args": call.arguments}
+        data: dict[str, Any] = {"id": call.id, "name": call.name, "args": call.arguments}
         if tool is not None:
             data["toolset"] = tool.name  # the Tool resource: quotas count by it
         if ctx.key is not None:
             data["key"] = str(ctx.key)  # a team node's: the same on every attempt
+        if verdict is not None:
+            data["policy"] = verdict.record()  # what decided it, for every reader of the log
         if rec is not None and rec.approval is not None and not rec.approval.data.get("approved"):
             # Denied: recorded as a call that failed, and never performed.
             if rec.intent is None:
@@ -378,12 +389,19 @@ class Journal:
             denied = ToolResult(f"denied{' by ' + by if by else ''}: {reason}", is_error=True)
             return await self._record_tool_result(step, denied, 0.0, reconciled="denied")
         if refused is not None and (rec is None or rec.intent is None):
+            # The Policies refused it unless they allowed it, or a person approved it as
+            # they asked (then a quota refused it).
+            asked = rec is not None and rec.approval is not None
+            by_policy = verdict is not None and verdict.effect != "allow" and not asked
+            refusal = audit_trail.tool_refused(
+                step, data, refused, self.principal, policy=by_policy
+            )
             # Without "toolset": a refused call does not count against the quota.
-            refusal = audit_trail.tool_refused(step, data, refused, self.principal)
             data.pop("toolset", None)
             await self.append(ev.TOOL_CALL, data, step=step, durable=False, audit=refusal)
             result = ToolResult(refused, is_error=True)
-            return await self._record_tool_result(step, result, 0.0, reconciled="quota")
+            how = "policy" if by_policy else "quota"
+            return await self._record_tool_result(step, result, 0.0, reconciled=how)
         # From its intent to its result, a call is let finish by a worker giving the
         # run back: stopped halfway, it would be left unknown.
         self.in_tool_call = True

@@ -76,14 +76,17 @@ class RunCreated:
 
     The log keeps the shape it always had: ``{input, spec}`` for an agent run,
     ``{input, team, models?, tools?}`` for a team run, ``fork`` when the run was
-    forked, and ``double_texting`` for a turn of a session: the policy it came
-    with, which its execution applies to the session's unfinished turns.
+    forked, ``double_texting`` for a turn of a session: the policy it came
+    with, which its execution applies to the session's unfinished turns, and
+    ``role``: the role of the API key that started it (its child runs inherit it),
+    which the tenant's Policies may select calls by.
     """
 
     input: str
     plan: RunSpec | TeamRunSpec
     fork: ForkPoint | None = None
     double_texting: DoubleTexting | None = None
+    role: str | None = None
 
     @cached_property
     def data(self) -> dict[str, Any]:
@@ -104,6 +107,8 @@ class RunCreated:
             data["fork"] = {"run": self.fork.run, "step": self.fork.step}
         if self.double_texting is not None:
             data["double_texting"] = self.double_texting
+        if self.role is not None:
+            data["role"] = self.role
         return data
 
     @cached_property
@@ -126,7 +131,7 @@ class RunCreated:
             plan = RunSpec.from_data(data["spec"])
         fork = data.get("fork")
         point = ForkPoint(str(fork["run"]), int(fork["step"])) if fork else None
-        return cls(str(data["input"]), plan, point, data.get("double_texting"))
+        return cls(str(data["input"]), plan, point, data.get("double_texting"), data.get("role"))
 
     @property
     def session_policy(self) -> DoubleTexting:

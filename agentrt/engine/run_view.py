@@ -98,6 +98,16 @@ class RunView:
         return max((e.step or 0 for e in self.events), default=0)
 
     @property
+    def policy_refusals(self) -> int:
+        """Tool calls the tenant's Policies refused before they ran (each also a
+        ``policy.refused`` record of the tenant's audit log)."""
+        return sum(
+            1
+            for e in self.events
+            if e.type == ev.TOOL_RESULT and e.data.get("reconciled") == "policy"
+        )
+
+    @property
     def child_runs(self) -> int:
         """Child runs its agent tools started, theirs included (as recorded at its end)."""
         finished = self.finished_event
@@ -118,6 +128,7 @@ class RunView:
         """The whole view as JSON-ready data (``runs get --json``)."""
         run = self.summary()
         run["steps"] = self.steps
+        run["policy_refusals"] = self.policy_refusals
         run["children"] = [child.run.id for child in self.children]
         return {"run": run, "events": [event_dict(e) for e in self.events]}
 

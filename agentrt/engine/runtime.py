@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -239,6 +240,7 @@ class Runtime:
         principal: str | None = None,
         own_session: bool = False,
         tighten_only: bool = False,
+        role: str | None = None,
     ) -> RunRecord:
         """Create a run of ``agent`` (an Agent, or else a Team of that name) and (by
         default) start executing it here. ``target_kind`` ("Agent" or "Team") says which.
@@ -246,7 +248,9 @@ class Runtime:
         ``principal`` is who starts it (e.g. an API key's ``key:NAME``): kept on the
         run, in its first event, and on the child runs it starts; a new ``session``
         records it as the session's. With ``own_session``, a session another
-        principal started raises ``SessionTaken`` and creates nothing. ``budgets``
+        principal started raises ``SessionTaken`` and creates nothing. ``role`` is
+        the role of the API key that starts it, which the tenant's Policies may
+        select its tool calls by (its child runs inherit it). ``budgets``
         override the target's; with ``tighten_only``, only where they are lower.
 
         With an ``idempotency_key`` already used in the namespace, the existing
@@ -270,6 +274,8 @@ class Runtime:
             agent, input, namespace=namespace, budgets=budgets, kind=target_kind,
             concurrency=concurrency, tighten_only=tighten_only,
         )  # fmt: skip
+        if role is not None:
+            created = replace(created, role=role)
         if parent_run is None:
             await self._admit(namespace, idempotency_key, first_step_floor(created))
         return await parts.worker.submit(
@@ -477,15 +483,17 @@ class Runtime:
         instructions: str | None = None,
         start: bool = True,
         principal: str | None = None,
+        role: str | None = None,
     ) -> RunRecord:
         """Start a new run that shares steps ``1..from_step`` of ``run_id`` and diverges after.
 
         ``model`` and ``instructions`` change what the new run uses from then on;
-        ``principal`` is who forks it (the new run's, as for :meth:`submit`).
+        ``principal`` is who forks it and ``role`` their key's (the new run's, as for
+        :meth:`submit`).
         """
         return await self._archive().fork(
             run_id, from_step=from_step, model=model, instructions=instructions, start=start,
-            principal=principal,
+            principal=principal, role=role,
         )  # fmt: skip
 
     async def gc(self, *, finished_before: float) -> GcResult:

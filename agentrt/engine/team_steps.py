@@ -5,7 +5,9 @@ runs: a route node may ask a model which member answers, and a tool node
 calls a Tool. Each of those calls is a journal step of the team run, made by
 the same gateway as an agent's loop steps (:mod:`agentrt.engine.gateway`): the
 runtime's hooks wrap it (``ctx`` is the team's :class:`TeamContext`), the
-team's budgets are checked before it, a tool node's call counts against its
+team's budgets are checked before it, a tool node's call is decided by its
+tenant's Policies (under the team's name as the agent; one that would wait for
+approval is refused, as nobody can be waited for here) and counts against its
 Tool's quotas, and a route's model call is retried under the node's ``retry``
 and falls back to the Model's fallbacks. A route's step is found again by the
 node instance's key; a tool node attempt's step is the one its ``node.started``
@@ -26,6 +28,7 @@ from agentrt.engine.gateway import (
     ToolPolicy,
     check_tool_calls,
     model_step,
+    policy_verdicts,
     quota_refusals,
     tool_step,
 )
@@ -35,6 +38,7 @@ from agentrt.engine.live import LiveStreams
 from agentrt.engine.offer import Route
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.team_walk import TeamFailed, choose_prompt
+from agentrt.engine.tool_policies import refusal
 from agentrt.errors import ModelError, StepTimeout
 from agentrt.models.base import ModelClient, ModelRequest, ToolCall
 from agentrt.spec.resources import Budgets, ModelSpec, RetryPolicy, TeamNode, ToolSpec
@@ -72,6 +76,7 @@ class TeamContext(ContextValues):
     step: int = 0
     model_steps: int = 0
     live: LiveStreams | None = None  # listeners to the team's own steps (its routes)
+    team: str = ""  # the Team's name: what the tenant's Policies see as the agent
 
     @property
     def usage(self) -> Usage:
@@ -123,8 +128,9 @@ class TeamSteps:
         models = {n: ModelSpec.model_validate(m) for n, m in created.get("models", {}).items()}
         tools = {n: ToolSpec.model_validate(t) for n, t in created.get("tools", {}).items()}
         ctx = TeamContext(
-            run.id, run.namespace, journal, hooks, budgets, run.usage, scratch, run.session_id
-        )
+            run.id, run.namespace, journal, hooks, budgets, run.usage, scratch, run.session_id,
+            team=run.agent,
+        )  # fmt: skip
         return cls(ctx, models, tools, client, tool)
 
     def _client_for(self, name: str) -> ModelClient:
@@ -171,7 +177,7 @@ class TeamSteps:
 
         ``step`` is the attempt's step; ``None`` for an attempt an older version
         started (it recorded no step). Returns the outcome as ``node.finished``
-        data: ``child_status`` (``succeeded``, ``failed``, ``refused`` by a quota,
+        data: ``child_status`` (``succeeded``, ``failed``, ``refused`` by a quota or Policy,
         ``unknown`` after a crash), ``output``, ``reason``, ``trace``, ``step``.
 
         Raises:
@@ -215,9 +221,13 @@ class TeamSteps:
             rec = ctx.journal.recorded(step)
             if rec is None or rec.intent is None:  # a new call (a recorded one was counted)
                 check_tool_calls(ctx.budgets, ctx.usage, 1)
-            refused = (await quota_refusals(ctx, [(step, toolset)])).get(step)
+            route = Route(toolset, tool)
+            verdict = (await policy_verdicts(ctx, ctx.team, [(step, call, route)])).get(step)
+            refused = refusal(verdict, toolset.name, can_wait=False)
+            if refused is None:
+                refused = (await quota_refusals(ctx, [(step, toolset)])).get(step)
             result = await tool_step(
-                ctx, step, call, Route(toolset, tool), tctx, policy, refused=refused,
+                ctx, step, call, route, tctx, policy, refused=refused, verdict=verdict,
                 performing=held.release,
             )  # fmt: skip
         except StepUnknown:

@@ -148,7 +148,7 @@ async def _start(call: Call) -> tuple[RunRecord, Incoming]:
             idempotency_key=own_idempotency_key(
                 call.principal, message_key(call.agent, incoming.message_id)
             ),
-            target_kind="Agent", principal=call.principal.label,
+            target_kind="Agent", principal=call.principal.label, role=call.principal.role,
             own_session=call.principal.role == "user",
         )  # fmt: skip
     except ConflictError:  # another key or tenant made the session since it was looked at

@@ -140,7 +140,7 @@ async def chat_completions(
         run = await ctx.runtime.submit(
             target.name, text, namespace=principal.tenant, session=kept,
             idempotency_key=own_idempotency_key(principal, idempotency_key),
-            target_kind=target.kind, principal=principal.label,
+            target_kind=target.kind, principal=principal.label, role=principal.role,
             own_session=principal.role == "user",
         )  # fmt: skip
     except SessionTaken:

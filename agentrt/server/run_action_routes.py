@@ -205,7 +205,7 @@ async def fork(
     run = await run_of(request, principal, run_id)
     forked = await server_context(request).runtime.fork(
         run.id, from_step=body.step, model=body.model, instructions=body.instructions,
-        principal=principal.label,
+        principal=principal.label, role=principal.role,
     )  # fmt: skip
     response.headers["Location"] = f"/v1/runs/{forked.id}"
     if not body.wait:

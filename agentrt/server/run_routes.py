@@ -137,6 +137,7 @@ async def submit(
             idempotency_key=own_idempotency_key(principal, body.idempotency_key or idempotency_key),
             double_texting=body.double_texting,
             principal=principal.label,
+            role=principal.role,
             own_session=principal.role == "user",
             budgets=body.budgets,
             tighten_only=True,

@@ -12,13 +12,23 @@ from typing import Any, Final
 
 from pydantic_core import PydanticCustomError
 
-__all__ = ["JSON_SCHEMA", "UNIQUE", "tool_input_schema", "unique_names"]
+__all__ = [
+    "FIELD_CHECK",
+    "JSON_SCHEMA",
+    "UNIQUE",
+    "field_problem",
+    "tool_input_schema",
+    "unique_names",
+]
 
 UNIQUE: Final = "unique_items"
 """Error type of a name listed twice."""
 
 JSON_SCHEMA: Final = "json_schema"
 """Error type of an invalid tool input schema."""
+
+FIELD_CHECK: Final = "field_check"
+"""Error type of a field a resource's own rules refuse (see :func:`field_problem`)."""
 
 _TYPES: Final = "array, boolean, integer, null, number, object, string"
 
@@ -47,6 +57,14 @@ def unique_names(values: list[str]) -> list[str]:
                 },
             )
     return values
+
+
+def field_problem(message: str, at: Sequence[str | int], fix: str) -> PydanticCustomError:
+    """The error of a value a model's check refuses: ``at`` is where it is, below the
+    model that raises it (``["when", 1, "value"]``), and ``fix`` what to change."""
+    return PydanticCustomError(
+        FIELD_CHECK, "{message}", {"message": message, "at": list(at), "fix": fix}
+    )
 
 
 def _problem(message: str, at: Sequence[str | int], fix: str) -> PydanticCustomError:

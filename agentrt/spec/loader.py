@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from agentrt.errors import SpecError, SpecIssue
-from agentrt.spec._checks import JSON_SCHEMA, UNIQUE
+from agentrt.spec._checks import FIELD_CHECK, JSON_SCHEMA, UNIQUE
 from agentrt.spec._yaml import parse_documents, read_file
 from agentrt.spec.resources import API_VERSION, KINDS, Resource
 
@@ -142,7 +142,7 @@ def _pydantic_issue(
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     kind = err["type"]
     ctx = err.get("ctx") or {}
-    if kind in (UNIQUE, JSON_SCHEMA):  # our checks say where inside the field, and the fix
+    if kind in _OWN_CHECKS:  # our checks say where inside the field, and the fix
         loc += tuple(ctx["at"])
     # Discriminated/tagged unions add the tag to the location; drop it from the path.
     path = field_path(loc)
@@ -172,7 +172,7 @@ def _pydantic_issue(
         message = f"expected {_article(expected)} {expected}, got {_kind_of(err['input'])}"
         message += f" {err['input']!r}" if not isinstance(err["input"], dict | list) else ""
         fix = f"give `{field}` {_article(expected)} {expected} value"
-    elif kind in (UNIQUE, JSON_SCHEMA):
+    elif kind in _OWN_CHECKS:
         message = str(err["msg"])
         fix = str(ctx["fix"])
     elif kind == "value_error":
@@ -184,6 +184,7 @@ def _pydantic_issue(
     return SpecIssue(file, label, path, message, fix, _line(node, loc))
 
 
+_OWN_CHECKS = (UNIQUE, JSON_SCHEMA, FIELD_CHECK)  # each error says where, and its fix
 _TYPE_WORDS = {"int": "integer", "float": "number", "bool": "boolean", "dict": "mapping"}
 
 

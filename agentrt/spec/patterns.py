@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import re2
 from pydantic import AfterValidator
 
-__all__ = ["Regex", "search"]
+__all__ = ["Regex", "check_regex", "search"]
 
 
 def _options() -> Any:
@@ -43,7 +43,8 @@ def search(pattern: str, text: str) -> bool:
     return _compiled(pattern).search(text) is not None
 
 
-def _valid_regex(value: str) -> str:
+def check_regex(value: str) -> str:
+    """``value`` if it is a valid RE2 pattern, else a ``ValueError`` saying why."""
     try:
         _compiled(value)
     except re2.error as exc:
@@ -57,5 +58,5 @@ def _valid_regex(value: str) -> str:
     return value
 
 
-Regex = Annotated[str, AfterValidator(_valid_regex)]
+Regex = Annotated[str, AfterValidator(check_regex)]
 """A regular expression from a spec, valid in RE2 syntax; match it with :func:`search`."""

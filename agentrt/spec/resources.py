@@ -1,9 +1,9 @@
 """Resource types: the Kubernetes-style envelope of each kind, and (from their modules) its spec.
 
-``Model``, ``Tool``, ``Agent``, ``Team``, ``Query`` and ``Budget`` are the
-resources; each one's ``spec`` type lives in a module of its own
+``Model``, ``Tool``, ``Agent``, ``Team``, ``Query``, ``Budget`` and ``Policy``
+are the resources; each one's ``spec`` type lives in a module of its own
 (:mod:`.model_spec`, :mod:`.tool_spec`, :mod:`.agent_spec`, :mod:`.team_spec`,
-:mod:`.budget_spec`) and is listed here
+:mod:`.budget_spec`, :mod:`.policy_spec`) and is listed here
 too, so that this module names every type a resource file can hold. Every
 model forbids unknown fields so that a typo is an error that names the field,
 not a setting that is silently ignored.
@@ -36,6 +36,13 @@ from agentrt.spec.model_spec import (
     ScriptedRule,
     ScriptedStep,
     ScriptedToolCall,
+)
+from agentrt.spec.policy_spec import (
+    PolicyCondition,
+    PolicyEffect,
+    PolicyOperator,
+    PolicyRule,
+    PolicySpec,
 )
 from agentrt.spec.team_spec import (
     Condition,
@@ -90,6 +97,12 @@ __all__ = [
     "Model",
     "ModelSpec",
     "Permissions",
+    "Policy",
+    "PolicyCondition",
+    "PolicyEffect",
+    "PolicyOperator",
+    "PolicyRule",
+    "PolicySpec",
     "Pricing",
     "Query",
     "QuerySpec",
@@ -202,9 +215,18 @@ class Budget(_Envelope):
     spec: BudgetSpec
 
 
-Resource = Model | Tool | Agent | Team | Query | Budget
+class Policy(_Envelope):
+    """A ``Policy`` resource: which tool calls of its tenant's runs are allowed, refused
+    or wait for approval."""
+
+    kind: Literal["Policy"]
+    spec: PolicySpec
+
+
+Resource = Model | Tool | Agent | Team | Query | Budget | Policy
 KINDS: dict[
-    str, type[Model] | type[Tool] | type[Agent] | type[Team] | type[Query] | type[Budget]
+    str,
+    type[Model] | type[Tool] | type[Agent] | type[Team] | type[Query] | type[Budget] | type[Policy],
 ] = {
     "Model": Model,
     "Tool": Tool,
@@ -212,4 +234,5 @@ KINDS: dict[
     "Team": Team,
     "Query": Query,
     "Budget": Budget,
+    "Policy": Policy,
 }
