@@ -13,9 +13,10 @@ from typing import Any, Literal
 
 from agentrt.engine import events as ev
 from agentrt.engine.audit_trail import decided
+from agentrt.engine.holders import dead_holder
 from agentrt.engine.journal import undecided_steps
 from agentrt.engine.result import RunResult
-from agentrt.engine.worker import Worker, dead_holder
+from agentrt.engine.worker import Worker
 from agentrt.errors import AgentrtError, CancelRequested, ConflictError, LeaseLost
 from agentrt.state.base import Event, EventDraft, RunRecord, RunUpdate
 

@@ -146,7 +146,7 @@ class Serving:
 
     async def _claim(self) -> None:
         await self.worker.retake_stranded()
-        free = self.concurrency - len(self.worker.executions)
+        free = self.concurrency - self.worker.occupying()
         if free > 0:
             await self.worker.recover(limit=free)
 
@@ -154,7 +154,7 @@ class Serving:
         """Until the queue may have work for a free slot, a poll is due, or a drain."""
         waits: set[asyncio.Future[object]] = {asyncio.ensure_future(self._draining.wait())}
         executions = self.worker.executions.values()
-        if len(executions) >= self.concurrency:
+        if self.worker.occupying() >= self.concurrency:
             # Full: a claim can wait for a slot (the poll still comes for the stranded).
             waits.add(
                 asyncio.ensure_future(asyncio.wait(executions, return_when=asyncio.FIRST_COMPLETED))

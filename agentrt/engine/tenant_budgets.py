@@ -130,6 +130,9 @@ class BudgetBook:
         self._ttl_s = ttl_s
         self._clock = clock
         self._read: dict[str, tuple[float, list[tuple[str, BudgetSpec]]]] = {}
+        # The runs whose step waits here for other steps' holds to settle: they take
+        # no worker slot, so the runs holding (perhaps queued) can still be claimed.
+        self.waiting: set[str] = set()
 
     async def accounts(self, namespace: str, now: float) -> tuple[AccountDraft, ...]:
         """The accounts a step of ``namespace`` at ``now`` (Unix seconds) draws on."""
@@ -220,7 +223,8 @@ async def hold_model_step(
         return request, None
     request = _capped(request, chain[0])
     rid = model_reservation_id(run_id, step)
-    await _hold(store, NewReservation(rid, run_id, worst_case(request, chain), accounts), step, now)
+    asked = NewReservation(rid, run_id, worst_case(request, chain), accounts)
+    await _hold(store, asked, step, now, book)
     return request, rid
 
 
@@ -246,7 +250,7 @@ async def hold_tool_call(
     if not accounts:
         return None
     rid = f"{run_id}:{step}:tool:{attempt}"
-    await _hold(store, NewReservation(rid, run_id, ONE_TOOL_CALL, accounts), step, now)
+    await _hold(store, NewReservation(rid, run_id, ONE_TOOL_CALL, accounts), step, now, book)
     return rid
 
 
@@ -262,16 +266,25 @@ async def _accounts(
     return await book.accounts(namespace, now)
 
 
-async def _hold(store: Store, asked: NewReservation, step: int, now: float) -> None:
-    """Hold ``asked``, waiting while only others' holds are in the way."""
+async def _hold(
+    store: Store, asked: NewReservation, step: int, now: float, book: BudgetBook | None
+) -> None:
+    """Hold ``asked``, waiting while only others' holds are in the way (counted in
+    ``book.waiting`` meanwhile)."""
     pause = _FIRST_PAUSE_S
-    while isinstance(held := await store.reserve_budget(asked, now=now), BudgetRefusal):
-        if not held.may_fit_later:
-            raise BudgetExhausted(
-                f"step {step} cannot be reserved: {held.describe()}; raise the Budget "
-                "(or wait for its next period), then resume the run"
-            )
-        # Only other steps' holds are in the way: they settle (most for less than
-        # they held) within a model call, so wait for them rather than refuse.
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, _LAST_PAUSE_S)
+    try:
+        while isinstance(held := await store.reserve_budget(asked, now=now), BudgetRefusal):
+            if not held.may_fit_later:
+                raise BudgetExhausted(
+                    f"step {step} cannot be reserved: {held.describe()}; raise the Budget "
+                    "(or wait for its next period), then resume the run"
+                )
+            # Only other steps' holds are in the way: they settle (most for less than
+            # they held) within a model call, so wait for them rather than refuse.
+            if book is not None:
+                book.waiting.add(asked.run_id)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _LAST_PAUSE_S)
+    finally:
+        if book is not None:
+            book.waiting.discard(asked.run_id)

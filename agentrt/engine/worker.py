@@ -25,6 +25,7 @@ from agentrt.engine.audit_trail import submitted
 from agentrt.engine.catalog import Catalog
 from agentrt.engine.children import ChildRuns
 from agentrt.engine.executor import Executor
+from agentrt.engine.holders import dead_holder, orphaned
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import EventObserver
 from agentrt.engine.lease_keeper import LeaseKeeper
@@ -50,7 +51,7 @@ from agentrt.state.base import (
 from agentrt.state.watch import RunWatch
 from agentrt.tools.factory import ToolFactory
 
-__all__ = ["Worker", "dead_holder", "new_run_id", "orphaned"]
+__all__ = ["Worker", "new_run_id"]
 
 log = logging.getLogger(__name__)
 
@@ -66,25 +67,6 @@ _LIVENESS_S = 1.0
 def new_run_id() -> str:
     """A run id that sorts by creation time: ``run_`` + ms timestamp + randomness."""
     return f"run_{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
-
-
-def dead_holder(run: RunRecord) -> str | None:
-    """The run's lease holder when it is a process known to be gone, else ``None``.
-
-    Passed as ``replacing`` to :meth:`Store.acquire_lease`: the takeover then
-    succeeds only if that same holder still has the lease.
-    """
-    holder = run.lease_owner
-    return holder if holder is not None and owner_is_dead(holder) else None
-
-
-def orphaned(run: RunRecord, now: float) -> bool:
-    """Unfinished, not waiting for a person, and nobody alive executes it."""
-    if run.finished or run.status in WAITING_STATUSES:
-        return False
-    if run.lease_owner is None or run.lease_expires is None or run.lease_expires <= now:
-        return True
-    return dead_holder(run) is not None
 
 
 _RETAKE_FIRST_S = 0.5  # the first wait before a stranded run is taken up again
@@ -234,6 +216,13 @@ class Worker:
     def executions(self) -> dict[str, asyncio.Task[RunResult]]:
         """The runs executing here now and their tasks (a copy)."""
         return dict(self._tasks)
+
+    def occupying(self) -> int:
+        """How many executions here take a slot: all but those whose step waits for
+        other steps' budget holds to settle (the holders may need a slot to go on)."""
+        book = self.executor.budgets
+        waiting = 0 if book is None else len(book.waiting & self._tasks.keys())
+        return len(self._tasks) - waiting
 
     # --- taking runs up ---------------------------------------------------------
 

@@ -12,11 +12,12 @@ import pytest
 
 from agentrt import Runtime
 from agentrt.engine import events as ev
+from agentrt.engine.tenant_budgets import budget_accounts, model_reservation_id
 from agentrt.errors import BudgetExhausted
 from agentrt.models.testserver import ModelTestServer
 from agentrt.spec import parse_resource
 from agentrt.state import SqliteStore
-from agentrt.state.budget_ledger import nano_usd
+from agentrt.state.budget_ledger import Amount, BudgetRefusal, NewReservation, nano_usd
 from tests.conftest import call, resources, rules
 
 LIMIT_USD = 0.0005
@@ -139,3 +140,37 @@ async def test_runs_sharing_a_budget_of_tool_calls_never_make_more(
     assert (account.used.tool_calls, account.held.tool_calls) == (4, 0)
     # A Budget of tool calls only leaves model calls as they were: not capped.
     assert all("max_tokens" not in r for r in model_server.requests)
+
+
+async def test_a_step_waiting_on_a_queued_runs_hold_gives_its_slot_up(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    """The run holding what a waiting step needs may itself be queued (its execution
+    stopped: a lost lease, a drain): a worker whose every slot waits would never claim
+    it. A waiting step takes no slot, so the holder is claimed and both finish."""
+    model_server.set_rules(rules({"content": "fine"}))
+    tokens = parse_resource(
+        {"apiVersion": "agentrt.dev/v1", "kind": "Budget", "metadata": {"name": "tokens"},
+         "spec": {"period": "day", "max_tokens": 10_000}}
+    )  # fmt: skip
+    async with Runtime(store, resume_interrupted=False) as rt:
+        await rt.apply([*resources(model_server.url, model={"max_output_tokens": 100}), tokens])
+        waiter = await rt.submit("bot", "first", start=False)
+        holder = await rt.submit("bot", "second", start=False)
+        # The holder's first step reserved before its execution stopped: nearly all.
+        accounts = await budget_accounts(store, "default", time.time())
+        rid = model_reservation_id(holder.id, 1)
+        held = NewReservation(rid, holder.id, Amount(9_950, 0, 0, 0), accounts)
+        assert not isinstance(await store.reserve_budget(held, now=time.time()), BudgetRefusal)
+        serving = rt.serving(concurrency=1, poll_s=0.1)  # one slot: the waiter's
+        served = asyncio.create_task(serving.run(grace_s=1.0))
+        try:
+            results = await asyncio.wait_for(
+                asyncio.gather(rt.wait(waiter.id), rt.wait(holder.id)), timeout=30
+            )
+        finally:
+            serving.drain()
+            await served
+    assert [r.status for r in results] == ["succeeded", "succeeded"], results
+    [account] = await store.budget_accounts("default")
+    assert account.held.tokens == 0 and 0 < account.used.tokens <= 10_000
