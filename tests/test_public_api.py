@@ -89,6 +89,7 @@ PUBLIC = {
         "ModelSpec",
         "Permissions",
         "Pricing",
+        "RateLimits",
         "Query",
         "QuerySpec",
         "Quotas",

@@ -33,6 +33,7 @@ from agentrt.spec.budget_spec import BudgetPeriod, BudgetSpec
 from agentrt.spec.model_spec import (
     ModelSpec,
     Pricing,
+    RateLimits,
     ScriptedRule,
     ScriptedStep,
     ScriptedToolCall,
@@ -91,6 +92,7 @@ __all__ = [
     "ModelSpec",
     "Permissions",
     "Pricing",
+    "RateLimits",
     "Query",
     "QuerySpec",
     "Quotas",
