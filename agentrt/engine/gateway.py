@@ -39,6 +39,7 @@ from agentrt.engine.context_values import fresh_id
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import Journal
 from agentrt.engine.live import LiveStreams, StepSink
+from agentrt.engine.model_rate_limits import take_turn
 from agentrt.engine.offer import Route
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.tenant_budgets import hold_model_step
@@ -256,9 +257,10 @@ async def _call_model(
         attempt_request = replace(request, model=spec.model or name)
         client = via.client_for(name)
         for attempt in range(1, via.retry.max_attempts + 1):
+            sent = await take_turn(host.journal, host.namespace, step, name, spec, attempt_request)
             try:
                 async with asyncio.timeout(via.step_timeout_s):
-                    replied = await _ask(client, attempt_request, sink, name, attempt)
+                    replied = await _ask(client, sent, sink, name, attempt)
                     response = check_usage(replied, model=name)
             except TimeoutError:
                 error = StepTimeout(

@@ -137,8 +137,7 @@ class ModelSpec(Strict):
     )
     rate_limits: RateLimits | None = Field(
         default=None,
-        description="per minute, held across every worker of the store; a fallback "
-        "has its own",
+        description="per minute, held across every worker of the store; a fallback has its own",
     )
     fallbacks: Names = Field(
         default_factory=list, description="Models tried in order when this one keeps failing"
