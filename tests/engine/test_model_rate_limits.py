@@ -17,18 +17,7 @@ from agentrt.models.testserver import ModelTestServer
 from agentrt.state import SqliteStore
 from agentrt.state.rate_limits import refill_of
 from tests.conftest import call, resources, rules
-
-
-def _span_problems(times: list[float], capacity: float, per_s: float, slack_s: float) -> list[str]:
-    """Spans of arrivals with more calls than a bucket of ``capacity`` refilled ``per_s``
-    lets begin in them (allowing ``slack_s`` for the time from a take to its arrival)."""
-    times = sorted(times)
-    return [
-        f"{j - i + 1} calls in {times[j] - times[i]:.3f}s"
-        for i in range(len(times))
-        for j in range(i, len(times))
-        if j - i + 1 > capacity + per_s * (times[j] - times[i] + slack_s) + 1e-9
-    ]
+from tests.rate_spans import over_the_bucket
 
 
 async def test_calls_past_the_limit_wait_their_turn_and_none_fails(
@@ -46,9 +35,9 @@ async def test_calls_past_the_limit_wait_their_turn_and_none_fails(
     assert {r.status for r in results} == {"succeeded"}
     refill = refill_of(rpm)
     assert took >= (40 - refill.capacity) / refill.per_s - 0.05  # the bucket held them back
-    arrivals = [float(r["_at"]) for r in model_server.requests]
+    arrivals = [(float(r["_at"]), 1.0) for r in model_server.requests]
     assert len(arrivals) == 40  # one call each: nobody failed and asked again
-    assert not _span_problems(arrivals, refill.capacity, refill.per_s, slack_s=0.1)
+    assert not over_the_bucket(arrivals, capacity=refill.capacity, per_s=refill.per_s, slack_s=0.1)
     waited = []
     for result in results:
         events = await store.read_events(result.run_id)
