@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -217,7 +218,7 @@ def test_map_reduce_team_summarises_each_document_then_combines(
 
 # Not here: local_server starts a server on a fixed port, sandbox needs a sandbox;
 # both are run above through the same resources.
-_SHELL_EXAMPLES = ["budgets", "hello", "memory", "support_desk", "teams"]
+_SHELL_EXAMPLES = ["budgets", "hello", "memory", "rate_limits", "support_desk", "teams"]
 _PLACEHOLDER = re.compile(r"\bRUN(_ID)?\b")
 
 
@@ -297,3 +298,17 @@ def test_budgets_example_stops_runs_at_its_budget_and_shows_it(tmp_path: Path) -
     assert "daily" in shown and "max_cost_usd=0.024" in shown
     used = run_as_written("agentrt budgets --json", env).stdout
     assert _json.loads(used)[0]["used"]["cost_nusd"] <= 24_000_000
+
+
+def test_rate_limits_example_waits_its_turn_and_says_why(tmp_path: Path) -> None:
+    env = _shell_env(tmp_path)
+    commands = documented_commands(EXAMPLES / "rate_limits")
+    assert run_as_written(commands[0], env).returncode == 0
+    began = time.monotonic()
+    done = run_as_written(commands[1], env)
+    assert done.returncode == 0, done.stderr
+    waits = [line for line in done.stdout.splitlines() if " waits " in line]
+    assert len(waits) == 2, done.stdout  # the second and third calls; never an error
+    assert all("for model paced's rate limit requests_per_minute=60" in w for w in waits)
+    assert time.monotonic() - began > 2 * 60 / 59  # its third call began two turns after its first
+    assert "output: Oslo: a coat. Lima: sunglasses." in done.stdout

@@ -12,9 +12,9 @@ with no ``max_output_tokens`` is sent the Model's, or
 The count is not brought back to the tokens the call used: a bucket given back
 tokens when a call ends would let calls begun later use what calls begun earlier
 were counted for, and no 60 seconds would be held to the limit any more (it is
-also how OpenAI's own limits count a request: by its ``max_tokens``). A Model
-whose calls use far less than their worst case is held closer by a lower
-``max_output_tokens``.
+also how OpenAI's own limits count a request: its input and ``max_tokens``, up
+front). A Model whose calls use far less than their worst case is held closer by
+a lower ``max_output_tokens``.
 
 A call that finds the bucket short waits its turn: it sleeps once, for the time
 the refill takes to pay for it, and then goes. It never fails for it and never
