@@ -9,8 +9,8 @@ Systems: ``bare``, ``bare-sqlite``, ``agentrt`` (its store on SQLite),
 skipped when it cannot be reached, and in ``storage``, which measures a SQLite
 file), ``langgraph`` and the extra variants ``agentrt-budget``, ``agentrt-rate-limit``,
 ``agentrt-async-tool``, ``agentrt-effectful``, ``langgraph-normal`` and
-``langgraph-messages`` (run with ``--all`` or when named). ``--only`` takes workload and system names,
-comma-separated or repeated. See docs/performance.md.
+``langgraph-messages`` (run with ``--all`` or when named). ``--only`` takes workload
+and system names, comma-separated or repeated. See docs/performance.md.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ the same things, in the same order:
   tenant's Budgets (:mod:`agentrt.engine.tenant_budgets`; settled when its result
   is recorded), the journal returns the recorded response or performs the
   call: retries under the step's retry policy, then each fallback model, every
-  answer through ``after_model`` hooks. The step counts
+  answer through ``after_model`` hooks; each attempt first takes its turn under
+  its Model's rate limits (:mod:`agentrt.engine.model_rate_limits`). The step counts
   against the run's model calls and its usage. While someone listens to the
   run live (:mod:`agentrt.engine.live`), a call the journal performs first
   writes what the run buffered (the listeners see the step begin), then

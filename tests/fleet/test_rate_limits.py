@@ -66,7 +66,7 @@ async def test_two_workers_together_never_pass_a_models_rate_limits(
             )
             ids = [(await rt.submit("bot", f"q{i}", start=False)).id for i in range(RUNS)]
             ids += [(await rt.submit("writer", f"w{i}", start=False)).id for i in range(RUNS)]
-        fleet = Fleet.on(fleet_url, tmp_path)
+        fleet = Fleet.on(fleet_url, tmp_path, lease_ttl_s=10.0)  # no takeovers are tested here
         began = time.monotonic()
         workers = [fleet.start(name, concurrency=50) for name in ("a", "b")]
         try:
@@ -80,12 +80,17 @@ async def test_two_workers_together_never_pass_a_models_rate_limits(
         requests = server.requests
     assert {r.status for r in runs.values()} == {"succeeded"}
     assert not [e for log in logs.values() for e in log if e.type == ev.MODEL_ERROR]
-    # Both workers ran some of them.
+    # Both workers ran some of them. A run taken over from a stalled worker calls its
+    # model again (and takes another turn); no other run asks twice.
     owners = {owners_after_start(log)[0].split(":")[1] for log in logs.values()}
     assert owners == {str(w.pid) for w in workers}, owners
+    again = {
+        model: sum(len(owners_after_start(logs[i])) - 1 for i in ids[start : start + RUNS])
+        for model, start in (("m", 0), ("t", RUNS))
+    }
 
     calls = [(float(r["_at"]), 1.0) for r in requests if r["model"] == "m"]
-    assert len(calls) == RUNS  # one call a run: none failed and asked again
+    assert RUNS <= len(calls) <= RUNS + again["m"], (len(calls), again)
     per_minute = refill_of(RPM)
     assert not over_the_bucket(
         calls, capacity=per_minute.capacity, per_s=per_minute.per_s, slack_s=SLACK_S
@@ -95,7 +100,8 @@ async def test_two_workers_together_never_pass_a_models_rate_limits(
         for r in requests
         if r["model"] == "t"
     ]
-    assert len(spent) == RUNS and all(r["max_tokens"] == 400 for r in requests if r["model"] == "t")
+    assert RUNS <= len(spent) <= RUNS + again["t"], (len(spent), again)
+    assert all(r["max_tokens"] == 400 for r in requests if r["model"] == "t")
     token_refill = refill_of(TPM)
     assert not over_the_bucket(
         spent, capacity=token_refill.capacity, per_s=token_refill.per_s, slack_s=SLACK_S
