@@ -2,8 +2,8 @@
 store (a SQLite file, a PostgreSQL schema) run 60 queued runs on a Model limited to
 600 requests a minute and 60 on one limited to 300,000 tokens a minute, at once. What
 the model server saw never passes either bucket in any span of time, as its request
-log's timestamps show; every run succeeded, none failed or asked twice, and the runs
-that waited say which limit they waited for.
+log's timestamps show; every run succeeded, no call failed, no run asked twice (but
+one taken over from a stalled worker), and the runs that waited say for which limit.
 
 The limits are high so that the test takes seconds: 600 a minute is a bucket of 10
 (a second's worth) refilled 590/60 a second, so no 60 s ever hold more than 600 calls,
