@@ -41,10 +41,18 @@ POSTGRES_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test?connect_timeout=5"
 
 
 def resources(
-    url: str, *, tool: str = "bench.common:add", idempotent: bool = True
+    url: str,
+    *,
+    tool: str = "bench.common:add",
+    idempotent: bool = True,
+    rate_limits: dict[str, int] | None = None,
 ) -> list[Resource]:
-    """The Model (the test server over HTTP), the ``add`` Tool and the Agent."""
-    return [parse_resource(doc) for doc in resource_docs(url, tool=tool, idempotent=idempotent)]
+    """The Model (the test server over HTTP, with ``rate_limits`` if given), the ``add``
+    Tool and the Agent."""
+    docs = resource_docs(url, tool=tool, idempotent=idempotent)
+    if rate_limits is not None:
+        docs[0]["spec"]["rate_limits"] = rate_limits
+    return [parse_resource(doc) for doc in docs]
 
 
 def resource_docs(
@@ -86,6 +94,9 @@ BUDGET = parse_resource(
 )
 """A tenant Budget no benchmark comes near: what reserving and settling costs."""
 
+RATE_LIMITS = {"requests_per_minute": 10**9, "tokens_per_minute": 10**12}
+"""Model rate limits no benchmark comes near: what taking from the bucket costs."""
+
 
 class AgentrtSystem:
     """``Runtime`` over the store at ``store``; :meth:`run` is ``rt.run``.
@@ -98,6 +109,8 @@ class AgentrtSystem:
             result before going on); ``False`` treats it as having external effects.
         budget: Apply a tenant ``Budget`` too, so that every model step reserves its
             worst case in the store's ledger and settles it (its limit never near).
+        rate_limited: Give the Model ``rate_limits`` too, so that every model call
+            takes its turn from the Model's bucket in the store (never waiting).
     """
 
     def __init__(
@@ -108,19 +121,24 @@ class AgentrtSystem:
         tool: str = "bench.common:add",
         idempotent: bool = True,
         budget: bool = False,
+        rate_limited: bool = False,
     ) -> None:
         self.store = store
         self._url = url
         self._tool = tool
         self._idempotent = idempotent
         self._budget = budget
+        self._rate_limited = rate_limited
         self._rt: Runtime | None = None
 
     async def __aenter__(self) -> AgentrtSystem:
         rt = Runtime(str(self.store), resume_interrupted=False)
         await rt.start()
         try:
-            docs = resources(self._url, tool=self._tool, idempotent=self._idempotent)
+            docs = resources(
+                self._url, tool=self._tool, idempotent=self._idempotent,
+                rate_limits=RATE_LIMITS if self._rate_limited else None,
+            )  # fmt: skip
             await rt.apply([*docs, BUDGET] if self._budget else docs)
         except BaseException:
             await rt.close()

@@ -7,10 +7,10 @@ Systems: ``bare``, ``bare-sqlite``, ``agentrt`` (its store on SQLite),
 ``agentrt-postgres`` (the same on PostgreSQL, in a fresh schema dropped after;
 ``AGENTRT_BENCH_POSTGRES`` names the database, default the local test server;
 skipped when it cannot be reached, and in ``storage``, which measures a SQLite
-file), ``langgraph`` and the extra variants ``agentrt-budget``, ``agentrt-async-tool``,
-``agentrt-effectful``, ``langgraph-normal`` and ``langgraph-messages`` (run with
-``--all`` or when named). ``--only`` takes workload and system names,
-comma-separated or repeated. See docs/performance.md.
+file), ``langgraph`` and the extra variants ``agentrt-budget``, ``agentrt-rate-limit``,
+``agentrt-async-tool``, ``agentrt-effectful``, ``langgraph-normal`` and
+``langgraph-messages`` (run with ``--all`` or when named). ``--only`` takes workload
+and system names, comma-separated or repeated. See docs/performance.md.
 """
 
 from __future__ import annotations

@@ -96,6 +96,12 @@ def _agentrt_budget(url: str, db_path: Path) -> System:
     return AgentrtSystem(url, db_path, budget=True)
 
 
+def _agentrt_rate_limit(url: str, db_path: Path) -> System:
+    from bench.agentrt_bench import AgentrtSystem
+
+    return AgentrtSystem(url, db_path, rate_limited=True)
+
+
 def _agentrt_async_tool(url: str, db_path: Path) -> System:
     from bench.agentrt_bench import AgentrtSystem
 
@@ -170,6 +176,14 @@ SYSTEMS: list[SystemDef] = [
         "agentrt-budget",
         "agentrt, a tenant Budget",
         _agentrt_budget,
+        True,
+        _AGENTRT_PAYLOAD,
+        extra=True,
+    ),
+    SystemDef(
+        "agentrt-rate-limit",
+        "agentrt, Model rate limits",
+        _agentrt_rate_limit,
         True,
         _AGENTRT_PAYLOAD,
         extra=True,

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -217,7 +218,7 @@ def test_map_reduce_team_summarises_each_document_then_combines(
 
 # Not here: local_server starts a server on a fixed port, sandbox needs a sandbox;
 # both are run above through the same resources.
-_SHELL_EXAMPLES = ["budgets", "hello", "memory", "support_desk", "teams"]
+_SHELL_EXAMPLES = ["budgets", "hello", "memory", "rate_limits", "support_desk", "teams"]
 _PLACEHOLDER = re.compile(r"\bRUN(_ID)?\b")
 
 
@@ -346,3 +347,17 @@ def test_policy_example_allows_refuses_and_asks_as_documented(tmp_path: Path) ->
     assert "output: refunded 450.00 EUR for order 1002" in approved.stdout
     ledger = (tmp_path / "desk-ledger.txt").read_text().splitlines()
     assert sorted(line.split("\t", 2)[2] for line in ledger) == ["1001\t39.90", "1002\t450.00"]
+
+
+def test_rate_limits_example_waits_its_turn_and_says_why(tmp_path: Path) -> None:
+    env = _shell_env(tmp_path)
+    commands = documented_commands(EXAMPLES / "rate_limits")
+    assert run_as_written(commands[0], env).returncode == 0
+    began = time.monotonic()
+    done = run_as_written(commands[1], env)
+    assert done.returncode == 0, done.stderr
+    waits = [line for line in done.stdout.splitlines() if " waits " in line]
+    assert len(waits) == 2, done.stdout  # the second and third calls; never an error
+    assert all("for model paced's rate limit requests_per_minute=60" in w for w in waits)
+    assert time.monotonic() - began > 2 * 60 / 59  # its third call began two turns after its first
+    assert "output: Oslo: a coat. Lima: sunglasses." in done.stdout

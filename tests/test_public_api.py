@@ -95,6 +95,7 @@ PUBLIC = {
         "Query",
         "QuerySpec",
         "Quotas",
+        "RateLimits",
         "Resource",
         "ResourceKey",
         "RetryPolicy",

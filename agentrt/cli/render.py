@@ -53,6 +53,14 @@ class Style:
         return self._wrap(code, status)
 
 
+def _rate_wait(data: Mapping[str, Any]) -> str:
+    """How long a call waited its turn, and under which limit of which Model."""
+    return (
+        f"{float(data.get('wait_s', 0.0)):.2f}s for model {data.get('model')}'s rate limit "
+        f"{data.get('limit')}={data.get('value')}"
+    )
+
+
 def clip(text: str | None, width: int = 80) -> str:
     """One line of at most ``width`` characters."""
     if text is None:
@@ -141,6 +149,8 @@ class LiveTrace:
                 f"  step {event.step:>3}  {s.bold(intent.get('kind', 'plan'))}  {model} {what}  "
                 f"{s.dim(self._ms(key, event))}  {s.dim(f'tokens {tokens}  ${cost:.4f}')}"
             )
+        elif event.type == ev.MODEL_WAITING:
+            self._line(f"  step {event.step:>3}  {s.dim('waits ' + _rate_wait(event.data))}")
         elif event.type == ev.MODEL_ERROR:
             err = event.data.get("error", {})
             self._line(
@@ -300,6 +310,7 @@ _DRAW: dict[str, str] = {
     ev.TOOL_CALL: "_intent",
     ev.MODEL_RESULT: "_model_result",
     ev.MODEL_ERROR: "_model_error",
+    ev.MODEL_WAITING: "_model_waiting",
     ev.TOOL_RESULT: "_tool_result",
     ev.TOOL_UNKNOWN: "_tool_unknown",
     ev.TOOL_DECISION: "_decision",
@@ -400,6 +411,9 @@ class _Tree:
             f"├─ step {e.step}  {self.s.status('error')} model {e.data.get('model')} attempt "
             f"{e.data.get('attempt')}: {clip(err.get('message'), 80)}"
         )
+
+    def _model_waiting(self, e: Event) -> None:
+        self.lines.append(f"├─ step {e.step}  waited {_rate_wait(e.data)}")
 
     def _tool_result(self, e: Event) -> None:
         if e.step is None:

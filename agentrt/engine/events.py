@@ -18,6 +18,7 @@ __all__ = [
     "MODEL_CALL",
     "MODEL_ERROR",
     "MODEL_RESULT",
+    "MODEL_WAITING",
     "NODE_FINISHED",
     "NODE_STARTED",
     "RUN_CREATED",
@@ -54,6 +55,8 @@ RUN_REOPENED = "run.reopened"  # {added: {tokens, cost, tool_calls, deadline}, w
 MODEL_CALL = "model.call"  # step: {model, digest, [offered], [renamed], [notices], [kind], [key]}
 MODEL_ERROR = "model.error"  # step: {model, attempt, error}
 MODEL_RESULT = "model.result"  # step: ModelResponse.to_dict() + {cost, [via]}
+# A call waits its turn under its Model's rate_limits (engine/model_rate_limits.py).
+MODEL_WAITING = "model.waiting"  # step: {model, limit, value, wait_s}
 TOOL_CALL = "tool.call"  # step: {id, name, args, [toolset], [key], [attempt], [policy]}
 TOOL_RESULT = "tool.result"  # step: {output, [error], ms, [reconciled]}
 TOOL_UNKNOWN = "tool.unknown"  # step: {reason}: started, no result, not safe to re-run

@@ -10,7 +10,8 @@ the same things, in the same order:
   tenant's Budgets (:mod:`agentrt.engine.tenant_budgets`; settled when its result
   is recorded), the journal returns the recorded response or performs the
   call: retries under the step's retry policy, then each fallback model, every
-  answer through ``after_model`` hooks. The step counts
+  answer through ``after_model`` hooks; each attempt first takes its turn under
+  its Model's rate limits (:mod:`agentrt.engine.model_rate_limits`). The step counts
   against the run's model calls and its usage. While someone listens to the
   run live (:mod:`agentrt.engine.live`), a call the journal performs first
   writes what the run buffered (the listeners see the step begin), then
@@ -41,6 +42,7 @@ from agentrt.engine.context_values import fresh_id
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import Journal
 from agentrt.engine.live import LiveStreams, StepSink
+from agentrt.engine.model_rate_limits import take_turn
 from agentrt.engine.offer import Route
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.tenant_budgets import hold_model_step
@@ -260,9 +262,10 @@ async def _call_model(
         attempt_request = replace(request, model=spec.model or name)
         client = via.client_for(name)
         for attempt in range(1, via.retry.max_attempts + 1):
+            sent = await take_turn(host.journal, host.namespace, step, name, spec, attempt_request)
             try:
                 async with asyncio.timeout(via.step_timeout_s):
-                    replied = await _ask(client, attempt_request, sink, name, attempt)
+                    replied = await _ask(client, sent, sink, name, attempt)
                     response = check_usage(replied, model=name)
             except TimeoutError:
                 error = StepTimeout(

@@ -311,7 +311,8 @@ class ModelTestServer:
         """Completion request bodies received, in arrival order.
 
         Each is the parsed JSON body plus ``"_status"``: the HTTP status it
-        was answered with (``None`` while in flight), ``"_path"``, ``"_query"``
+        was answered with (``None`` while in flight), ``"_at"``: when it came
+        (Unix seconds), ``"_path"``, ``"_query"``
         (a dict) and ``"_headers"`` (a dict, names in lower case). Requests
         that failed by injection also carry ``"_injected": True``. The list is
         a snapshot.
@@ -347,6 +348,7 @@ class ModelTestServer:
             return _error(400, "request body must be a JSON object with a `messages` list")
 
         body["_status"] = None
+        body["_at"] = time.time()
         body["_path"] = request.path
         body["_query"] = dict(request.query)
         body["_headers"] = {k.lower(): v for k, v in request.headers.items()}

@@ -1,4 +1,5 @@
-"""The spec of a ``Model`` resource: provider, endpoint, pricing, the scripted provider's rules."""
+"""The spec of a ``Model`` resource: provider, endpoint, pricing, rate limits, the scripted
+provider's rules."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from agentrt.spec.patterns import Regex
 __all__ = [
     "ModelSpec",
     "Pricing",
+    "RateLimits",
     "ScriptedRule",
     "ScriptedStep",
     "ScriptedToolCall",
@@ -30,6 +32,32 @@ class Pricing(Strict):
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         """Cost in dollars of a call with the given token counts."""
         return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+
+
+class RateLimits(Strict):
+    """What one Model's calls may use per minute, together on every worker of the store.
+
+    Each call waits its turn in the Model's bucket in the store; none fails for it.
+    """
+
+    requests_per_minute: int | None = Field(
+        default=None, gt=0, description="calls (each attempt) begun in any 60 s"
+    )
+    tokens_per_minute: int | None = Field(
+        default=None,
+        gt=0,
+        description="tokens in any 60 s, each call counted at its worst case: its request's "
+        "bytes and its max_output_tokens",
+    )
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> RateLimits:
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError(
+                "`rate_limits` needs `requests_per_minute` or `tokens_per_minute` (or both); "
+                "remove it for no limit"
+            )
+        return self
 
 
 class ScriptedToolCall(Strict):
@@ -106,6 +134,10 @@ class ModelSpec(Strict):
     )
     context_window: int | None = Field(
         default=None, gt=0, description="tokens the model accepts per request (prompt + output)"
+    )
+    rate_limits: RateLimits | None = Field(
+        default=None,
+        description="per minute, held across every worker of the store; a fallback has its own",
     )
     fallbacks: Names = Field(
         default_factory=list, description="Models tried in order when this one keeps failing"

@@ -33,6 +33,7 @@ from agentrt.spec.budget_spec import BudgetPeriod, BudgetSpec
 from agentrt.spec.model_spec import (
     ModelSpec,
     Pricing,
+    RateLimits,
     ScriptedRule,
     ScriptedStep,
     ScriptedToolCall,
@@ -104,6 +105,7 @@ __all__ = [
     "PolicyRule",
     "PolicySpec",
     "Pricing",
+    "RateLimits",
     "Query",
     "QuerySpec",
     "Quotas",

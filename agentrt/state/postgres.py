@@ -46,6 +46,7 @@ from agentrt.state._pg_leases import LeaseOps
 from agentrt.state._pg_ledger import LedgerMethods, LedgerOps
 from agentrt.state._pg_long_term_memory import MemoryOps
 from agentrt.state._pg_ops import Ops, RunTaken
+from agentrt.state._pg_rate_limits import RateBucketMethods
 from agentrt.state._pg_rows import Conn
 from agentrt.state._pg_runner import Runner
 from agentrt.state._pg_schema import MIGRATIONS, lock_key, prepare
@@ -78,7 +79,7 @@ DEFAULT_INLINE_LIMIT: Final = 1024
 """Encoded event payloads larger than this many bytes go to the blob table."""
 
 
-class PostgresStore(LedgerMethods, AuditMethods, ClosesOnExit):
+class PostgresStore(LedgerMethods, RateBucketMethods, AuditMethods, ClosesOnExit):
     """The :class:`~agentrt.state.base.Store` and
     :class:`~agentrt.state.long_term_memory.MemoryStore` of many workers: one
     PostgreSQL schema.

@@ -42,6 +42,7 @@ from agentrt.state._sqlite_blobs import BlobOps
 from agentrt.state._sqlite_ledger import LedgerMethods, LedgerOps
 from agentrt.state._sqlite_long_term_memory import MemoryMethods, MemoryOps
 from agentrt.state._sqlite_ops import Ops
+from agentrt.state._sqlite_rate_limits import RateBucketMethods
 from agentrt.state._sqlite_run_lists import RunListMethods
 from agentrt.state._sqlite_schema import MIGRATIONS
 from agentrt.state._sqlite_sessions import SessionMethods, SessionOps
@@ -93,7 +94,13 @@ DEFAULT_INLINE_LIMIT: Final = 1024
 
 
 class SqliteStore(
-    SessionMethods, RunListMethods, LedgerMethods, MemoryMethods, AuditMethods, ClosesOnExit
+    SessionMethods,
+    RunListMethods,
+    LedgerMethods,
+    RateBucketMethods,
+    MemoryMethods,
+    AuditMethods,
+    ClosesOnExit,
 ):
     """The embedded :class:`~agentrt.state.base.Store`: one SQLite file in WAL mode.
 

@@ -163,3 +163,22 @@ def test_memory_policy_mistakes_name_the_field() -> None:
     err = _error(GOOD + "  memory: {session: {policy: windowed}}\n")
     assert err.issues[0].field_path == "spec.memory.session.policy"
     assert err.issues[0].fix == "use one of: 'full', 'window' or 'summary'"
+
+
+def test_rate_limit_mistakes_name_the_field_and_the_fix() -> None:
+    head = "apiVersion: agentrt.dev/v1\nkind: Model\nmetadata: {name: m}\nspec:\n  provider: scripted\n"
+    empty = _error(head + "  rate_limits: {}\n")
+    assert empty.issues[0].field_path == "spec.rate_limits"
+    assert "needs `requests_per_minute` or `tokens_per_minute`" in empty.issues[0].message
+    zero = _error(head + "  rate_limits: {requests_per_minute: 0}\n")
+    assert zero.issues[0].field_path == "spec.rate_limits.requests_per_minute"
+    assert zero.issues[0].line == 6
+    typo = _error(head + "  rate_limits: {request_per_minute: 60}\n")
+    assert typo.issues[0].fix == "did you mean `requests_per_minute`?"
+    for err in (empty, zero, typo):
+        _one_screen(err)
+    [loaded] = load_text(head + "  rate_limits: {tokens_per_minute: 90000}\n", "ok.yaml")
+    model = loaded.resource
+    assert isinstance(model, Model) and model.spec.rate_limits is not None
+    assert model.spec.rate_limits.tokens_per_minute == 90000
+    assert model.spec.rate_limits.requests_per_minute is None

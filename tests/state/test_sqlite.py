@@ -51,7 +51,8 @@ def run_draft(run_id: str, created_at: float = 100.0, **kw: Any) -> NewRun:
 
 def test_migrations_are_numbered_in_order() -> None:
     versions = [m.number for m in MIGRATIONS]
-    assert versions == list(range(1, len(MIGRATIONS) + 1))
+    # From 1, each once (a number handed to a change not landed yet may be missing).
+    assert versions[0] == 1 and versions == sorted(set(versions))
     assert all(m.script.strip() for m in MIGRATIONS)
 
 

@@ -1,0 +1,13 @@
+-- Rate buckets: one per tenant's Model with rate limits, its levels of requests and
+-- tokens at its last take (negative: owed to takers waiting their turn), and the
+-- limits that take was made under.
+CREATE TABLE rate_buckets (
+    key TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    requests DOUBLE PRECISION NOT NULL,
+    tokens DOUBLE PRECISION NOT NULL,
+    stamp DOUBLE PRECISION NOT NULL,
+    requests_per_minute BIGINT,
+    tokens_per_minute BIGINT
+);
+CREATE INDEX rate_buckets_namespace ON rate_buckets (namespace, key);
