@@ -76,6 +76,7 @@ PUBLIC = {
         "Budget",
         "BudgetSpec",
         "Budgets",
+        "CircuitPolicy",
         "CodeToolSpec",
         "Hooks",
         "HttpToolSpec",

@@ -41,10 +41,10 @@ class Style:
 
     def status(self, status: str) -> str:
         """A run status, coloured by outcome: green, yellow when a person must act (or
-        for a notice), cyan while it runs, red for any other end."""
+        for a notice, or a Model skipped), cyan while it runs, red for any other end."""
         if status == "succeeded":
             code = "32"
-        elif status in WAITING_STATUSES or status == "notice":
+        elif status in WAITING_STATUSES or status in ("notice", "skipped"):
             code = "33"
         elif status in ACTIVE_STATUSES:
             code = "36"
@@ -142,11 +142,7 @@ class LiveTrace:
                 f"{s.dim(self._ms(key, event))}  {s.dim(f'tokens {tokens}  ${cost:.4f}')}"
             )
         elif event.type == ev.MODEL_ERROR:
-            err = event.data.get("error", {})
-            self._line(
-                f"  step {event.step:>3}  {s.status('error')} model {event.data.get('model')} "
-                f"attempt {event.data.get('attempt')}: {clip(err.get('message'), 70)}"
-            )
+            self._line(f"  step {event.step:>3}  {_model_error(event.data, s, 70)}")
         elif event.type == ev.TOOL_RESULT:
             call = self._calls.pop(key, {})
             mark = s.status("failed") + " " if event.data.get("error") else ""
@@ -383,17 +379,15 @@ class _Tree:
             f"tokens in {e.data.get('in', 0)} / out {e.data.get('out', 0)}  "
             f"${e.data.get('cost', 0.0):.5f}"
         )
+        if e.data.get("route"):  # not the first Model's first call: how it came to this one
+            self.lines.append(f"│    route: {_route(e.data['route'])}")
         if e.data.get("content"):
             self.lines.append(f"│    reply: {clip(e.data['content'], 96)}")
         for call_id, name, arguments in e.data.get("calls") or []:
             self.lines.append(f"│    calls: {name}({_args(arguments, 80)})  [{call_id}]")
 
     def _model_error(self, e: Event) -> None:
-        err = e.data.get("error", {})
-        self.lines.append(
-            f"├─ step {e.step}  {self.s.status('error')} model {e.data.get('model')} attempt "
-            f"{e.data.get('attempt')}: {clip(err.get('message'), 80)}"
-        )
+        self.lines.append(f"├─ step {e.step}  {_model_error(e.data, self.s, 80)}")
 
     def _tool_result(self, e: Event) -> None:
         if e.step is None:
@@ -537,3 +531,23 @@ def _earlier_turns(data: dict[str, Any]) -> str:
 
 def _took(start: Event | None, end: Event) -> str:
     return "" if start is None else f"{(end.ts - start.ts) * 1000:.0f}ms"
+
+
+def _model_error(data: Mapping[str, Any], s: Style, width: int) -> str:
+    """A failed call of a model step, or a Model it skipped (its circuit open)."""
+    message = clip(data.get("error", {}).get("message"), width)
+    if data.get("why") == "circuit_open":
+        return f"{s.status('skipped')} model {data.get('model')} (circuit open): {message}"
+    why = f" ({data['why']})" if data.get("why") else ""
+    attempt = data.get("attempt")
+    return f"{s.status('error')} model {data.get('model')} attempt {attempt}{why}: {message}"
+
+
+def _route(route: Sequence[Mapping[str, Any]]) -> str:
+    """Each Model a step tried, in order, and how it went: ``m http_429 → backup answered``."""
+    return " → ".join(
+        f"{r.get('model')} {r.get('outcome')}"
+        + (f" x{r['attempts']}" if int(r.get("attempts") or 0) > 1 else "")
+        + (" (probe)" if r.get("probe") else "")
+        for r in route
+    )

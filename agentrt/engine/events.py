@@ -48,8 +48,13 @@ RUN_FINISHED = "run.finished"  # {status, output, reason, [error], [by], [asked_
 # kind: a step that is not the loop's own: "summary" (session memory: through, turns,
 # kept) or "route" (a team's route node); key: the team node instance (tools/keys.py).
 MODEL_CALL = "model.call"  # step: {model, digest, [offered], [renamed], [notices], [kind], [key]}
-MODEL_ERROR = "model.error"  # step: {model, attempt, error}
-MODEL_RESULT = "model.result"  # step: ModelResponse.to_dict() + {cost, [via]}
+# why: http_429, http_500, timeout, unreachable, bad_reply, ... or circuit_open: the
+# Model was skipped, not called ({model, why, until, error}: no attempt; until: when a
+# probe may go through).
+MODEL_ERROR = "model.error"  # step: {model, attempt, why, error, [retry_in]}
+# via: the fallback that answered; route (unless the first Model answered its first
+# call): each Model tried, in order, {model, outcome, attempts, [probe]} (engine/model_route.py).
+MODEL_RESULT = "model.result"  # step: ModelResponse.to_dict() + {cost, [via], [route]}
 TOOL_CALL = "tool.call"  # step: {id, name, args, [toolset], [key], [attempt]}
 TOOL_RESULT = "tool.result"  # step: {output, [error], ms, [reconciled]}
 TOOL_UNKNOWN = "tool.unknown"  # step: {reason}: started, no result, not safe to re-run

@@ -24,6 +24,7 @@ from agentrt.engine.agent_execution import AgentExecution
 from agentrt.engine.agent_loop import RunContext
 from agentrt.engine.audit_trail import stopped
 from agentrt.engine.children import ChildRunService
+from agentrt.engine.circuit_breakers import Circuits
 from agentrt.engine.conversation import history_digest
 from agentrt.engine.ending import CANCELLED, Ending, live_ending, replayed_status
 from agentrt.engine.history_policy import flatten
@@ -151,6 +152,7 @@ class Executor:
     scratch: ScratchSpace | None = None
     tool_factory: ToolFactory = field(default_factory=ToolFactory)  # closed with us
     budgets: BudgetBook | None = None  # the tenants' Budgets, read once a second at most
+    circuits: Circuits = field(default_factory=Circuits)  # model endpoints' breakers, cached
     _running: dict[str, RunContext] = field(default_factory=dict)
     _journals: dict[str, Journal] = field(default_factory=dict)
     _paused: dict[str, dict[asyncio.Timeout, float]] = field(default_factory=dict)
@@ -320,6 +322,7 @@ class Executor:
             token=None if replay else run.lease_token,
             budgets=self.budgets,
             principal=run.principal,
+            circuits=self.circuits,
         )
 
     async def _agent_execution(

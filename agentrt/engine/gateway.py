@@ -9,8 +9,9 @@ the same things, in the same order:
   hooks edit the request, the step's worst case is reserved against its
   tenant's Budgets (:mod:`agentrt.engine.tenant_budgets`; settled when its result
   is recorded), the journal returns the recorded response or performs the
-  call: retries under the step's retry policy, then each fallback model, every
-  answer through ``after_model`` hooks. The step counts
+  call: retries under the step's retry policy, then each fallback model (a Model
+  whose endpoint's circuit is open is skipped, see :mod:`agentrt.engine.model_route`),
+  every answer through ``after_model`` hooks. The step counts
   against the run's model calls and its usage. While someone listens to the
   run live (:mod:`agentrt.engine.live`), a call the journal performs first
   writes what the run buffered (the listeners see the step begin), then
@@ -39,6 +40,7 @@ from agentrt.engine.context_values import fresh_id
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import Journal
 from agentrt.engine.live import LiveStreams, StepSink
+from agentrt.engine.model_route import ModelRoute, why_failed
 from agentrt.engine.offer import Route
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.tenant_budgets import hold_model_step
@@ -245,13 +247,18 @@ async def model_step(
 async def _call_model(
     host: StepHost, step: int, via: ModelChain, request: ModelRequest
 ) -> tuple[ModelResponse, dict[str, Any], Usage]:
-    """One model step: retries under the step's policy, then each fallback model in turn."""
+    """One model step: retries under the step's policy, then each fallback model in turn
+    (those whose circuit is open skipped: see :mod:`agentrt.engine.model_route`)."""
     error: RunError = ModelError("no model to call")
+    route = ModelRoute(host.journal, host.namespace, step, via.models, call_s=via.step_timeout_s)
     sink = None
     if host.live is not None and host.live.listening(host.run_id):
         sink = host.live.sink(host.run_id, step, lambda: host.journal.last_seq)
         await host.journal.flush()  # the listeners see what came before the step first
     for name in via.chain:
+        if (skipped := await route.skip(name)) is not None:
+            error = skipped
+            continue
         spec = via.models[name]
         attempt_request = replace(request, model=spec.model or name)
         client = via.client_for(name)
@@ -270,13 +277,17 @@ async def _call_model(
                 if host.hooks.has("after_model"):
                     response = await host.hooks.run("after_model", host.at(step), response)
                 cost = spec.pricing.cost(response.input_tokens, response.output_tokens)
-                extra: dict[str, Any] = {"cost": cost}
+                extra: dict[str, Any] = {"cost": cost, **await route.answered(name, attempt)}
                 if name != via.chain[0]:
                     extra["via"] = name
                 usage = Usage(response.input_tokens, response.output_tokens, cost, 1, 0)
                 return response, extra, usage
-            retrying = error.retryable and attempt < via.retry.max_attempts
-            recorded: dict[str, Any] = {"model": name, "attempt": attempt, "error": error.to_dict()}
+            opened = await route.failed(name, attempt, error)  # its circuit: try it no more
+            retrying = error.retryable and attempt < via.retry.max_attempts and not opened
+            why = why_failed(error)
+            recorded: dict[str, Any] = {
+                "model": name, "attempt": attempt, "why": why, "error": error.to_dict()
+            }  # fmt: skip
             if retrying:
                 asked = error.retry_after if isinstance(error, ModelError) else None
                 delay = retry_delay(via.retry, attempt, asked, step_timeout_s=via.step_timeout_s)

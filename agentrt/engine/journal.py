@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from agentrt.engine import audit_trail
 from agentrt.engine import events as ev
+from agentrt.engine.circuit_breakers import Circuits
 from agentrt.engine.context_values import ContextValues, ValueKind
 from agentrt.engine.event_buffer import EventBuffer, EventObserver
 from agentrt.engine.step_records import StepRecord, add_event, index_steps, undecided_steps
@@ -126,9 +127,11 @@ class Journal:
         token: int | None = None,
         budgets: BudgetBook | None = None,
         principal: str | None = None,
+        circuits: Circuits | None = None,
     ) -> None:
         self.store = store
         self.budgets = budgets  # the tenants' Budgets its model steps reserve against
+        self.circuits = circuits  # the model endpoints' breakers its model steps ask
         # Who started the run: the audit log's "who" of the calls it makes.
         self.principal = principal
         last_seq = events[-1].seq if events else 0

@@ -31,6 +31,7 @@ from agentrt.spec.agent_spec import (
 )
 from agentrt.spec.budget_spec import BudgetPeriod, BudgetSpec
 from agentrt.spec.model_spec import (
+    CircuitPolicy,
     ModelSpec,
     Pricing,
     ScriptedRule,
@@ -74,6 +75,7 @@ __all__ = [
     "BudgetPeriod",
     "BudgetSpec",
     "Budgets",
+    "CircuitPolicy",
     "CodeToolSpec",
     "Condition",
     "DoubleTexting",

@@ -27,7 +27,8 @@ the same id. The fenced writes are :meth:`Store.append_events`,
 :meth:`Store.release_lease`; ``token`` is optional and needs ``owner``.
 
 Each tenant's audit log (:mod:`.audit`) is part of the contract: records appended
-with the events, resource changes and calls they record, in their transactions.
+with the events, resource changes and calls they record, in their transactions. So
+are the circuit breakers of model endpoints (:mod:`.circuits`).
 
 Every backend must pass ``tests/state/conformance.py`` unchanged.
 """
@@ -48,6 +49,7 @@ from agentrt.state.budget_ledger import (
     NewReservation,
     Reservation,
 )
+from agentrt.state.circuits import CircuitStore
 from agentrt.state.records import (
     ACTIVE_STATUSES,
     RUN_STATUSES,
@@ -151,7 +153,7 @@ class ClosesOnExit:
 
 
 @runtime_checkable
-class Store(AuditLog, Protocol):
+class Store(AuditLog, CircuitStore, Protocol):
     """Durable state of the runtime. All methods are coroutines; all writes are atomic."""
 
     @classmethod

@@ -43,6 +43,7 @@ from agentrt.state.base import (
 )
 from agentrt.state.watch import QUEUE, RunWatch
 from tests.state.audit_conformance import AUDIT_CHECKS
+from tests.state.circuit_conformance import CIRCUIT_CHECKS
 from tests.state.ledger_conformance import LEDGER_CHECKS
 from tests.state.run_list_conformance import RUN_LIST_CHECKS
 from tests.state.session_conformance import SESSION_CHECKS
@@ -1678,6 +1679,7 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_count_tool_calls_gc,
     *SESSION_CHECKS,
     *LEDGER_CHECKS,
+    *CIRCUIT_CHECKS,
     *AUDIT_CHECKS,
 ]
 """Every check, in a stable order."""
