@@ -142,7 +142,7 @@ class LiveTrace:
                 f"{s.dim(self._ms(key, event))}  {s.dim(f'tokens {tokens}  ${cost:.4f}')}"
             )
         elif event.type == ev.MODEL_ERROR:
-            self._line(f"  step {event.step:>3}  {_model_error(event.data, s, 70)}")
+            self._line(f"  step {event.step:>3}  {_model_error(event, s, 70)}")
         elif event.type == ev.TOOL_RESULT:
             call = self._calls.pop(key, {})
             mark = s.status("failed") + " " if event.data.get("error") else ""
@@ -387,7 +387,7 @@ class _Tree:
             self.lines.append(f"│    calls: {name}({_args(arguments, 80)})  [{call_id}]")
 
     def _model_error(self, e: Event) -> None:
-        self.lines.append(f"├─ step {e.step}  {_model_error(e.data, self.s, 80)}")
+        self.lines.append(f"├─ step {e.step}  {_model_error(e, self.s, 80)}")
 
     def _tool_result(self, e: Event) -> None:
         if e.step is None:
@@ -533,11 +533,16 @@ def _took(start: Event | None, end: Event) -> str:
     return "" if start is None else f"{(end.ts - start.ts) * 1000:.0f}ms"
 
 
-def _model_error(data: Mapping[str, Any], s: Style, width: int) -> str:
+def _model_error(event: Event, s: Style, width: int) -> str:
     """A failed call of a model step, or a Model it skipped (its circuit open)."""
-    message = clip(data.get("error", {}).get("message"), width)
+    data = event.data
     if data.get("why") == "circuit_open":
-        return f"{s.status('skipped')} model {data.get('model')} (circuit open): {message}"
+        wait = max(0.0, float(data.get("until") or 0.0) - event.ts)
+        return (
+            f"{s.status('skipped')} model {data.get('model')}: its circuit is open, "
+            f"not called (a probe may go through in {wait:.0f}s)"
+        )
+    message = clip(data.get("error", {}).get("message"), width)
     why = f" ({data['why']})" if data.get("why") else ""
     attempt = data.get("attempt")
     return f"{s.status('error')} model {data.get('model')} attempt {attempt}{why}: {message}"

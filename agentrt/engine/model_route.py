@@ -114,7 +114,7 @@ class ModelRoute:
             else "half open: another call is probing it"
         )
         error = ModelError(
-            f"model {name!r} was not called: the circuit of its endpoint is {state}; "
+            f"model {name!r} was skipped, not called: the circuit of its endpoint is {state}; "
             f"a probe may go through in {max(0.0, until - now):.1f}s",
             retryable=True,
         )
