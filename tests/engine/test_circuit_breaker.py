@@ -241,3 +241,29 @@ async def test_a_healthy_endpoint_costs_no_circuit_write_and_a_read_a_second(
             assert (await rt.run("bot", f"q{i}")).output == "from primary"
     assert counted.counts["report_circuit"] == 0
     assert 1 <= counted.counts["get_circuit"] <= 3, counted.counts
+
+
+async def test_a_step_whose_every_model_is_skipped_fails_at_once_and_replays_so(
+    store: SqliteStore, model_server: ModelTestServer, backup: ModelTestServer
+) -> None:
+    primary = model_server
+    async with Runtime(store) as rt:
+        await rt.apply(_resources(primary, backup))
+        primary.inject(500, count=3)
+        backup.inject(503, count=5)  # the backup's circuit: the default, 5 in a row
+        ended = [await rt.run("bot", f"q{i}") for i in range(5)]
+        assert [r.status for r in ended] == ["failed"] * 5
+        assert (len(primary.requests), len(backup.requests)) == (3, 5)
+        stopped = await rt.run("bot", "nothing left")
+        assert (len(primary.requests), len(backup.requests)) == (3, 5)  # neither was called
+        assert stopped.status == "failed"
+        assert "'backup' was skipped, not called" in (stopped.reason or "")
+        events = await store.read_events(stopped.run_id)
+        errors = [e.data for e in events if e.type == ev.MODEL_ERROR]
+        assert [(e["model"], e["why"]) for e in errors] == [
+            ("m", "circuit_open"), ("backup", "circuit_open")
+        ]  # fmt: skip
+        for run in [ended[0], ended[-1], stopped]:
+            replayed = await rt.replay(run.run_id)
+            assert (replayed.status, replayed.reason) == (run.status, run.reason)
+    assert (len(primary.requests), len(backup.requests)) == (3, 5)
