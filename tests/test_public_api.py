@@ -78,6 +78,7 @@ PUBLIC = {
         "Budgets",
         "CircuitPolicy",
         "CodeToolSpec",
+        "Degrade",
         "Hooks",
         "HttpToolSpec",
         "KINDS",

@@ -379,6 +379,8 @@ class _Tree:
             f"tokens in {e.data.get('in', 0)} / out {e.data.get('out', 0)}  "
             f"${e.data.get('cost', 0.0):.5f}"
         )
+        if intent.get("degraded"):  # a Budget ran low: only the cheapest Model was asked
+            self.lines.append(f"│    degraded: {_degraded(intent['degraded'])}")
         if e.data.get("route"):  # not the first Model's first call: how it came to this one
             self.lines.append(f"│    route: {_route(e.data['route'])}")
         if e.data.get("content"):
@@ -555,4 +557,13 @@ def _route(route: Sequence[Mapping[str, Any]]) -> str:
         + (f" x{r['attempts']}" if int(r.get("attempts") or 0) > 1 else "")
         + (" (probe)" if r.get("probe") else "")
         for r in route
+    )
+
+
+def _degraded(decided: Mapping[str, Any]) -> str:
+    """Why a step asked only the cheapest Model: ``budget B: max_cost_usd 8% left, to cheap``."""
+    left = float(decided.get("left") or 0.0) * 100
+    return (
+        f"budget {decided.get('budget')}: {decided.get('limit')} {left:.0f}% left, "
+        f"only {decided.get('to')} asked"
     )

@@ -46,8 +46,11 @@ RUN_FINISHED = "run.finished"  # {status, output, reason, [error], [by], [asked_
 # offered: {Tool: [its tools]} (discovered at run time); renamed: {model name: [Tool, tool]};
 # notices: tools left out or renamed on a clash, recorded once per run (engine/offer.py).
 # kind: a step that is not the loop's own: "summary" (session memory: through, turns,
-# kept) or "route" (a team's route node); key: the team node instance (tools/keys.py).
-MODEL_CALL = "model.call"  # step: {model, digest, [offered], [renamed], [notices], [kind], [key]}
+# kept) or "route" (a team's route node); key: the team node instance (tools/keys.py);
+# degraded: a Budget ran low, only the cheapest Model is asked: {to, budget, limit, left}
+# (engine/degrade.py). step: {model, digest, [offered], [renamed], [notices], [kind], [key],
+# [degraded]}
+MODEL_CALL = "model.call"
 # why: http_429, http_500, timeout, unreachable, bad_reply, ... or circuit_open: the
 # Model was skipped, not called ({model, why, until, error}: no attempt; until: when a
 # probe may go through).

@@ -8,7 +8,9 @@ the same things, in the same order:
 - model steps: the run's token and cost budgets are checked, ``before_model``
   hooks edit the request, the step's worst case is reserved against its
   tenant's Budgets (:mod:`agentrt.engine.tenant_budgets`; settled when its result
-  is recorded), the journal returns the recorded response or performs the
+  is recorded; while it runs low, an Agent with ``degrade`` calls only the
+  cheapest Model of its chain, :mod:`agentrt.engine.degrade`), the journal
+  returns the recorded response or performs the
   call: retries under the step's retry policy, then each fallback model (a Model
   whose endpoint's circuit is open is skipped, see :mod:`agentrt.engine.model_route`),
   every answer through ``after_model`` hooks. The step counts
@@ -37,6 +39,7 @@ from typing import Any, Protocol
 from agentrt import _json
 from agentrt.engine import events as ev
 from agentrt.engine.context_values import fresh_id
+from agentrt.engine.degrade import degraded_chain
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import Journal
 from agentrt.engine.live import LiveStreams, StepSink
@@ -54,7 +57,7 @@ from agentrt.models.base import (
     ToolCall,
     check_usage,
 )
-from agentrt.spec.resources import Budgets, ModelSpec, RetryPolicy, ToolSpec
+from agentrt.spec.resources import Budgets, Degrade, ModelSpec, RetryPolicy, ToolSpec
 from agentrt.state.base import Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 from agentrt.tools.quotas import quota_refusal
@@ -136,6 +139,7 @@ class ModelChain:
     retry: RetryPolicy
     step_timeout_s: float
     timeout_field: str = "loop.step_timeout_s"  # where the limit is set, for the message
+    degrade: Degrade | None = None  # the Agent's: only the cheapest while a Budget runs low
 
     @classmethod
     def of(
@@ -226,6 +230,9 @@ async def model_step(
         request = await host.hooks.run("before_model", host.at(step), request)
     held = None
     if fresh and not journal.replay:
+        via, degraded = await degraded_chain(journal, host.namespace, step, via, request)
+        if degraded is not None:
+            record = {**(record or {}), "degraded": degraded}
         request, held = await hold_model_step(
             journal.store, journal.budgets, namespace=host.namespace, run_id=host.run_id, step=step,
             request=request, chain=[via.models[name] for name in via.chain], now=journal.clock(),
@@ -278,7 +285,7 @@ async def _call_model(
                     response = await host.hooks.run("after_model", host.at(step), response)
                 cost = spec.pricing.cost(response.input_tokens, response.output_tokens)
                 extra: dict[str, Any] = {"cost": cost, **await route.answered(name, attempt)}
-                if name != via.chain[0]:
+                if name != via.name:
                     extra["via"] = name
                 usage = Usage(response.input_tokens, response.output_tokens, cost, 1, 0)
                 return response, extra, usage
