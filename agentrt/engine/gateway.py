@@ -8,16 +8,16 @@ the same things, in the same order:
 - model steps: the run's token and cost budgets are checked, ``before_model``
   hooks edit the request, the step's worst case is reserved against its
   tenant's Budgets (:mod:`agentrt.engine.tenant_budgets`; settled when its result
-  is recorded; while it runs low, an Agent with ``degrade`` calls only the
-  cheapest Model of its chain, :mod:`agentrt.engine.degrade`), the journal
-  returns the recorded response or performs the
-  call: retries under the step's retry policy, then each fallback model (a Model
-  whose endpoint's circuit is open is skipped, see :mod:`agentrt.engine.model_route`),
-  every answer through ``after_model`` hooks. The step counts
+  is recorded), the journal returns the recorded response or performs the
+  call: retries under the step's retry policy, then each fallback model, every
+  answer through ``after_model`` hooks. The step counts
   against the run's model calls and its usage. While someone listens to the
   run live (:mod:`agentrt.engine.live`), a call the journal performs first
   writes what the run buffered (the listeners see the step begin), then
   streams its reply to them as it comes; it is recorded whole, as any other.
+  A Model whose endpoint's circuit is open is skipped for the next one
+  (:mod:`agentrt.engine.model_route`); while a tenant Budget runs low, an Agent
+  with ``degrade`` asks only the cheapest of its chain (:mod:`agentrt.engine.degrade`).
 - tool steps: quotas are asked first (:func:`quota_refusals`), the journal
   returns the recorded result or performs the call: ``before_tool`` hooks,
   the Tool under its timeout (retried when idempotent), ``after_tool`` hooks.
@@ -254,8 +254,7 @@ async def model_step(
 async def _call_model(
     host: StepHost, step: int, via: ModelChain, request: ModelRequest
 ) -> tuple[ModelResponse, dict[str, Any], Usage]:
-    """One model step: retries under the step's policy, then each fallback model in turn
-    (those whose circuit is open skipped: see :mod:`agentrt.engine.model_route`)."""
+    """One model step: retries under the step's policy, then each fallback model in turn."""
     error: RunError = ModelError("no model to call")
     route = ModelRoute(host.journal, host.namespace, step, via.models, call_s=via.step_timeout_s)
     sink = None
