@@ -140,8 +140,9 @@ async def test_two_runtimes_share_the_breaker_and_let_one_probe_through(
     two_stores: tuple[Store, Store], model_server: ModelTestServer, backup: ModelTestServer
 ) -> None:
     primary = model_server
+    patient = {"step_timeout_s": 10, "retry": {"max_attempts": 1}}  # the probe takes 1.5 s
     async with Runtime(two_stores[0]) as one, Runtime(two_stores[1]) as two:
-        await one.apply(_resources(primary, backup))
+        await one.apply(_resources(primary, backup, loop=patient))
         primary.inject(500, count=3)
         for i in range(3):
             assert (await one.run("bot", f"fail {i}")).output == "from backup"
@@ -149,7 +150,7 @@ async def test_two_runtimes_share_the_breaker_and_let_one_probe_through(
         elsewhere = await two.run("bot", "elsewhere")
         assert elsewhere.output == "from backup" and len(primary.requests) == 3
         await asyncio.sleep(OPEN_S + 0.05)
-        primary.inject_delay(0.3)  # the probe is slow: the others arrive while it runs
+        primary.inject_delay(1.5)  # the probe is slow: the others arrive while it runs
         together = await asyncio.gather(
             *(rt.run("bot", f"together {i}") for i in range(4) for rt in (one, two))
         )
@@ -237,10 +238,13 @@ async def test_a_healthy_endpoint_costs_no_circuit_write_and_a_read_a_second(
     counted = StoreCalls(store)
     async with Runtime(counted) as rt:  # type: ignore[arg-type]
         await rt.apply(_resources(model_server, backup))
+        started = time.monotonic()
         for i in range(20):
             assert (await rt.run("bot", f"q{i}")).output == "from primary"
+        took = time.monotonic() - started
     assert counted.counts["report_circuit"] == 0
-    assert 1 <= counted.counts["get_circuit"] <= 3, counted.counts
+    # One read of the circuit a second at most, whatever the number of calls.
+    assert 1 <= counted.counts["get_circuit"] <= took + 1, (counted.counts, took)
 
 
 async def test_a_step_whose_every_model_is_skipped_fails_at_once_and_replays_so(
