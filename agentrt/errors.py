@@ -175,7 +175,8 @@ class RunError(AgentrtError):
 
 
 class ModelError(RunError):
-    """A model provider call failed (after the client's own retries)."""
+    """A model provider call failed (after the client's own retries); ``timed_out``:
+    its last attempt got no answer in time."""
 
     code = "model_error"
 
@@ -186,14 +187,19 @@ class ModelError(RunError):
         retryable: bool = False,
         status: int | None = None,
         retry_after: float | None = None,
+        timed_out: bool = False,
     ) -> None:
         super().__init__(message, retryable=retryable)
         self.status = status
         self.retry_after = retry_after
+        self.timed_out = timed_out
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise with the HTTP status and Retry-After, when known."""
-        return {**super().to_dict(), "status": self.status, "retry_after": self.retry_after}
+        data = {**super().to_dict(), "status": self.status, "retry_after": self.retry_after}
+        if self.timed_out:
+            data["timed_out"] = True
+        return data
 
 
 class ToolError(RunError):
@@ -282,6 +288,7 @@ def error_from_dict(data: dict[str, Any]) -> RunError:
             retryable=bool(data.get("retryable")),
             status=data.get("status"),
             retry_after=data.get("retry_after"),
+            timed_out=bool(data.get("timed_out")),
         )
     if cls is StepTimeout:
         return StepTimeout(message)

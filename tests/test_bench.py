@@ -102,3 +102,13 @@ def test_api_bench_quick_runs_its_smallest_cases_end_to_end(
     assert five["delivered"] >= 5 * (five["events"] - 4)  # all but the events before the window
     assert 0 < five["terminal_ms"]["p50"] <= five["terminal_ms"]["max"]
     assert "serve_cpu_us_per_extra_event" in five
+
+
+def test_circuit_bench_measures_both_stores(capsys: pytest.CaptureFixture[str]) -> None:
+    pg.admin().close()  # a loud skip without PostgreSQL
+    from bench import circuit_bench
+
+    assert circuit_bench.main(["--quick"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["sqlite", "postgresql"]
+    assert all("healthy call" in line and "failure report" in line for line in lines)

@@ -219,6 +219,9 @@ def test_map_reduce_team_summarises_each_document_then_combines(
 # Not here: local_server starts a server on a fixed port, sandbox needs a sandbox;
 # both are run above through the same resources.
 _SHELL_EXAMPLES = ["budgets", "hello", "memory", "rate_limits", "support_desk", "teams"]
+
+
+_SHELL_EXAMPLES = ["budgets", "fallback", "hello", "memory", "support_desk", "teams"]
 _PLACEHOLDER = re.compile(r"\bRUN(_ID)?\b")
 
 
@@ -361,3 +364,21 @@ def test_rate_limits_example_waits_its_turn_and_says_why(tmp_path: Path) -> None
     assert all("for model paced's rate limit requests_per_minute=60" in w for w in waits)
     assert time.monotonic() - began > 2 * 60 / 59  # its third call began two turns after its first
     assert "output: Oslo: a coat. Lima: sunglasses." in done.stdout
+
+
+def test_fallback_example_opens_the_primarys_circuit_and_shows_each_route(tmp_path: Path) -> None:
+    env = _shell_env(tmp_path)
+    for command in documented_commands(EXAMPLES / "fallback"):
+        assert run_as_written(command, env).returncode == 0, command
+    circuits = _json.loads(run_as_written("agentrt circuits --json", env).stdout)
+    assert [(c["model"], c["state"], c["failures"]) for c in circuits] == [("primary", "open", 2)]
+    listed = _json.loads(run_as_written("agentrt runs list --json", env).stdout)
+    assert [r["status"] for r in listed] == ["succeeded"] * 3
+    trees = [run_as_written(f"agentrt runs show {r['id']}", env).stdout for r in listed]
+    # Newest first: the third run skipped the primary, the first two tried it.
+    assert "skipped model primary: its circuit is open, not called" in trees[0]
+    assert "route: primary circuit_open → backup answered" in trees[0]
+    assert all("error model primary attempt 1" in tree for tree in trees[1:])
+    assert all("skipped" not in tree for tree in trees[1:])
+    replayed = run_as_written(f"agentrt replay {listed[0]['id']}", env)
+    assert replayed.returncode == 0 and "output: 42." in replayed.stdout

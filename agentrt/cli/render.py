@@ -41,10 +41,10 @@ class Style:
 
     def status(self, status: str) -> str:
         """A run status, coloured by outcome: green, yellow when a person must act (or
-        for a notice), cyan while it runs, red for any other end."""
+        for a notice, or a Model skipped), cyan while it runs, red for any other end."""
         if status == "succeeded":
             code = "32"
-        elif status in WAITING_STATUSES or status == "notice":
+        elif status in WAITING_STATUSES or status in ("notice", "skipped"):
             code = "33"
         elif status in ACTIVE_STATUSES:
             code = "36"
@@ -152,11 +152,7 @@ class LiveTrace:
         elif event.type == ev.MODEL_WAITING:
             self._line(f"  step {event.step:>3}  {s.dim('waits ' + _rate_wait(event.data))}")
         elif event.type == ev.MODEL_ERROR:
-            err = event.data.get("error", {})
-            self._line(
-                f"  step {event.step:>3}  {s.status('error')} model {event.data.get('model')} "
-                f"attempt {event.data.get('attempt')}: {clip(err.get('message'), 70)}"
-            )
+            self._line(f"  step {event.step:>3}  {_model_error(event, s, 70)}")
         elif event.type == ev.TOOL_RESULT:
             call = self._calls.pop(key, {})
             mark = s.status("failed") + " " if event.data.get("error") else ""
@@ -400,17 +396,17 @@ class _Tree:
             f"tokens in {e.data.get('in', 0)} / out {e.data.get('out', 0)}  "
             f"${e.data.get('cost', 0.0):.5f}"
         )
+        if intent.get("degraded"):  # a Budget ran low: only the cheapest Model was asked
+            self.lines.append(f"│    degraded: {_degraded(intent['degraded'])}")
+        if e.data.get("route"):  # not the first Model's first call: how it came to this one
+            self.lines.append(f"│    route: {_route(e.data['route'])}")
         if e.data.get("content"):
             self.lines.append(f"│    reply: {clip(e.data['content'], 96)}")
         for call_id, name, arguments in e.data.get("calls") or []:
             self.lines.append(f"│    calls: {name}({_args(arguments, 80)})  [{call_id}]")
 
     def _model_error(self, e: Event) -> None:
-        err = e.data.get("error", {})
-        self.lines.append(
-            f"├─ step {e.step}  {self.s.status('error')} model {e.data.get('model')} attempt "
-            f"{e.data.get('attempt')}: {clip(err.get('message'), 80)}"
-        )
+        self.lines.append(f"├─ step {e.step}  {_model_error(e, self.s, 80)}")
 
     def _model_waiting(self, e: Event) -> None:
         self.lines.append(f"├─ step {e.step}  waited {_rate_wait(e.data)}")
@@ -557,3 +553,37 @@ def _earlier_turns(data: dict[str, Any]) -> str:
 
 def _took(start: Event | None, end: Event) -> str:
     return "" if start is None else f"{(end.ts - start.ts) * 1000:.0f}ms"
+
+
+def _model_error(event: Event, s: Style, width: int) -> str:
+    """A failed call of a model step, or a Model it skipped (its circuit open)."""
+    data = event.data
+    if data.get("why") == "circuit_open":
+        wait = max(0.0, float(data.get("until") or 0.0) - event.ts)
+        return (
+            f"{s.status('skipped')} model {data.get('model')}: its circuit is open, "
+            f"not called (a probe may go through in {wait:.0f}s)"
+        )
+    message = clip(data.get("error", {}).get("message"), width)
+    why = f" ({data['why']})" if data.get("why") else ""
+    attempt = data.get("attempt")
+    return f"{s.status('error')} model {data.get('model')} attempt {attempt}{why}: {message}"
+
+
+def _route(route: Sequence[Mapping[str, Any]]) -> str:
+    """Each Model a step tried, in order, and how it went: ``m http_429 → backup answered``."""
+    return " → ".join(
+        f"{r.get('model')} {r.get('outcome')}"
+        + (f" x{r['attempts']}" if int(r.get("attempts") or 0) > 1 else "")
+        + (" (probe)" if r.get("probe") else "")
+        for r in route
+    )
+
+
+def _degraded(decided: Mapping[str, Any]) -> str:
+    """Why a step asked only the cheapest Model: ``budget B: max_cost_usd 8% left, to cheap``."""
+    left = float(decided.get("left") or 0.0) * 100
+    return (
+        f"budget {decided.get('budget')}: {decided.get('limit')} {left:.0f}% left, "
+        f"only {decided.get('to')} asked"
+    )

@@ -154,6 +154,7 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
         ctx.client_for,
         policy.retry,
         policy.step_timeout_s,
+        degrade=agent.degrade,
     )
     tools = ToolPolicy(policy.step_timeout_s, policy.retry)
     parts: list[str] = []  # replies cut off by the output limit, continued (on_truncated)

@@ -51,10 +51,18 @@ RUN_REOPENED = "run.reopened"  # {added: {tokens, cost, tool_calls, deadline}, w
 # offered: {Tool: [its tools]} (discovered at run time); renamed: {model name: [Tool, tool]};
 # notices: tools left out or renamed on a clash, recorded once per run (engine/offer.py).
 # kind: a step that is not the loop's own: "summary" (session memory: through, turns,
-# kept) or "route" (a team's route node); key: the team node instance (tools/keys.py).
-MODEL_CALL = "model.call"  # step: {model, digest, [offered], [renamed], [notices], [kind], [key]}
-MODEL_ERROR = "model.error"  # step: {model, attempt, error}
-MODEL_RESULT = "model.result"  # step: ModelResponse.to_dict() + {cost, [via]}
+# kept) or "route" (a team's route node); key: the team node instance (tools/keys.py);
+# degraded: a Budget ran low, only the cheapest Model is asked: {to, budget, limit, left}
+# (engine/degrade.py). step: {model, digest, [offered], [renamed], [notices], [kind], [key],
+# [degraded]}
+MODEL_CALL = "model.call"
+# why: http_429, http_500, timeout, unreachable, bad_reply, ... or circuit_open: the
+# Model was skipped, not called ({model, why, until, error}: no attempt; until: when a
+# probe may go through).
+MODEL_ERROR = "model.error"  # step: {model, attempt, why, error, [retry_in]}
+# via: the fallback that answered; route (unless the first Model answered its first
+# call): each Model tried, in order, {model, outcome, attempts, [probe]} (engine/model_route.py).
+MODEL_RESULT = "model.result"  # step: ModelResponse.to_dict() + {cost, [via], [route]}
 # A call waits its turn under its Model's rate_limits (engine/model_rate_limits.py).
 MODEL_WAITING = "model.waiting"  # step: {model, limit, value, wait_s}
 TOOL_CALL = "tool.call"  # step: {id, name, args, [toolset], [key], [attempt], [policy]}

@@ -25,6 +25,7 @@ from agentrt.engine.agent_loop import RunContext
 from agentrt.engine.audit_trail import stopped
 from agentrt.engine.budget_raise import started_at, with_additions
 from agentrt.engine.children import ChildRunService
+from agentrt.engine.circuit_breakers import Circuits
 from agentrt.engine.conversation import history_digest
 from agentrt.engine.ending import CANCELLED, Ending, live_ending, replayed_status
 from agentrt.engine.execution import Execution
@@ -108,6 +109,7 @@ class Executor:
     tool_factory: ToolFactory = field(default_factory=ToolFactory)  # closed with us
     budgets: BudgetBook | None = None  # the tenants' Budgets, read once a second at most
     policies: PolicyBook = field(default_factory=PolicyBook)  # read once a second at most
+    circuits: Circuits = field(default_factory=Circuits)  # model endpoints' breakers, cached
     _running: dict[str, RunContext] = field(default_factory=dict)
     _journals: dict[str, Journal] = field(default_factory=dict)
     _paused: dict[str, dict[asyncio.Timeout, float]] = field(default_factory=dict)
@@ -279,6 +281,7 @@ class Executor:
             principal=run.principal,
             namespace=run.namespace,
             policies=self.policies,
+            circuits=self.circuits,
         )
 
     async def _agent_execution(

@@ -16,6 +16,9 @@ the same things, in the same order:
   run live (:mod:`agentrt.engine.live`), a call the journal performs first
   writes what the run buffered (the listeners see the step begin), then
   streams its reply to them as it comes; it is recorded whole, as any other.
+  A Model whose endpoint's circuit is open is skipped for the next one
+  (:mod:`agentrt.engine.model_route`); while a tenant Budget runs low, an Agent
+  with ``degrade`` asks only the cheapest of its chain (:mod:`agentrt.engine.degrade`).
 - tool steps: the tenant's Policies decide each new call first
   (:func:`policy_verdicts`, see :mod:`agentrt.engine.tool_policies`), then quotas
   are asked (:func:`quota_refusals`), the journal returns the recorded result or
@@ -39,10 +42,12 @@ from typing import Any, Protocol
 from agentrt import _json
 from agentrt.engine import events as ev
 from agentrt.engine.context_values import fresh_id
+from agentrt.engine.degrade import degraded_chain
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import Journal
 from agentrt.engine.live import LiveStreams, StepSink
 from agentrt.engine.model_rate_limits import take_turn
+from agentrt.engine.model_route import ModelRoute, why_failed
 from agentrt.engine.offer import Route
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.tenant_budgets import hold_model_step
@@ -57,7 +62,7 @@ from agentrt.models.base import (
     ToolCall,
     check_usage,
 )
-from agentrt.spec.resources import Budgets, ModelSpec, RetryPolicy, ToolSpec
+from agentrt.spec.resources import Budgets, Degrade, ModelSpec, RetryPolicy, ToolSpec
 from agentrt.state.base import Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 from agentrt.tools.quotas import quota_refusal
@@ -140,6 +145,7 @@ class ModelChain:
     retry: RetryPolicy
     step_timeout_s: float
     timeout_field: str = "loop.step_timeout_s"  # where the limit is set, for the message
+    degrade: Degrade | None = None  # the Agent's: only the cheapest while a Budget runs low
 
     @classmethod
     def of(
@@ -230,6 +236,9 @@ async def model_step(
         request = await host.hooks.run("before_model", host.at(step), request)
     held = None
     if fresh and not journal.replay:
+        via, degraded = await degraded_chain(journal, host.namespace, step, via, request)
+        if degraded is not None:
+            record = {**(record or {}), "degraded": degraded}
         request, held = await hold_model_step(
             journal.store, journal.budgets, namespace=host.namespace, run_id=host.run_id, step=step,
             request=request, chain=[via.models[name] for name in via.chain], now=journal.clock(),
@@ -253,11 +262,15 @@ async def _call_model(
 ) -> tuple[ModelResponse, dict[str, Any], Usage]:
     """One model step: retries under the step's policy, then each fallback model in turn."""
     error: RunError = ModelError("no model to call")
+    route = ModelRoute(host.journal, host.namespace, step, via.models, call_s=via.step_timeout_s)
     sink = None
     if host.live is not None and host.live.listening(host.run_id):
         sink = host.live.sink(host.run_id, step, lambda: host.journal.last_seq)
         await host.journal.flush()  # the listeners see what came before the step first
     for name in via.chain:
+        if (skipped := await route.skip(name)) is not None:
+            error = skipped
+            continue
         spec = via.models[name]
         attempt_request = replace(request, model=spec.model or name)
         client = via.client_for(name)
@@ -277,13 +290,17 @@ async def _call_model(
                 if host.hooks.has("after_model"):
                     response = await host.hooks.run("after_model", host.at(step), response)
                 cost = spec.pricing.cost(response.input_tokens, response.output_tokens)
-                extra: dict[str, Any] = {"cost": cost}
-                if name != via.chain[0]:
+                extra: dict[str, Any] = {"cost": cost, **await route.answered(name, attempt)}
+                if name != via.name:
                     extra["via"] = name
                 usage = Usage(response.input_tokens, response.output_tokens, cost, 1, 0)
                 return response, extra, usage
-            retrying = error.retryable and attempt < via.retry.max_attempts
-            recorded: dict[str, Any] = {"model": name, "attempt": attempt, "error": error.to_dict()}
+            opened = await route.failed(name, attempt, error)  # its circuit: try it no more
+            retrying = error.retryable and attempt < via.retry.max_attempts and not opened
+            why = why_failed(error)
+            recorded: dict[str, Any] = {
+                "model": name, "attempt": attempt, "why": why, "error": error.to_dict()
+            }  # fmt: skip
             if retrying:
                 asked = error.retry_after if isinstance(error, ModelError) else None
                 delay = retry_delay(via.retry, attempt, asked, step_timeout_s=via.step_timeout_s)

@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from agentrt.engine import audit_trail
 from agentrt.engine import events as ev
+from agentrt.engine.circuit_breakers import Circuits
 from agentrt.engine.context_values import ContextValues, ValueKind
 from agentrt.engine.event_buffer import EventBuffer, EventObserver
 from agentrt.engine.step_records import StepRecord, add_event, index_steps, undecided_steps
@@ -130,10 +131,12 @@ class Journal:
         principal: str | None = None,
         namespace: str = "default",
         policies: PolicyBook | None = None,
+        circuits: Circuits | None = None,
     ) -> None:
         self.store = store
         self.namespace = namespace  # the run's tenant: whose Budgets its steps draw on
         self.budgets = budgets  # the tenants' Budgets its model steps reserve against
+        self.circuits = circuits  # the model endpoints' breakers its model steps ask
         self.policies = policies  # the tenants' Policies its tool steps are decided by
         # Who started the run (and their key's role, as its first event says): the
         # audit log's "who" of the calls it makes, and what Policies may select them by.

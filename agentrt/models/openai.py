@@ -183,6 +183,7 @@ class OpenAIClient:
         while True:
             status: int | None = None
             retry_after: float | None = None
+            timed_out = False
             try:
                 async with session.post(
                     self._url,
@@ -200,6 +201,7 @@ class OpenAIClient:
                 raise ModelError(f"invalid model endpoint URL {self._url!r}: {exc}") from exc
             except (aiohttp.ClientError, TimeoutError, _StreamCut) as exc:
                 problem = f"request to {self._url} failed: {_describe(exc)}"
+                timed_out = isinstance(exc, TimeoutError)
             else:
                 problem = f"model endpoint returned HTTP {status}: {_error_detail(raw)}"
                 if status not in RETRYABLE_STATUSES:
@@ -208,7 +210,13 @@ class OpenAIClient:
             if attempt >= self.max_retries:
                 if attempt:
                     problem = f"{problem} (gave up after {count(attempt + 1, 'attempt')})"
-                raise ModelError(problem, retryable=True, status=status, retry_after=retry_after)
+                raise ModelError(
+                    problem,
+                    retryable=True,
+                    status=status,
+                    retry_after=retry_after,
+                    timed_out=timed_out,
+                )
             if retry_after is not None:
                 delay = min(retry_after, RETRY_AFTER_CAP_S)
             else:

@@ -16,6 +16,7 @@ __all__ = [
     "DOUBLE_TEXTING",
     "AgentSpec",
     "Budgets",
+    "Degrade",
     "DoubleTexting",
     "Hooks",
     "LoopPolicy",
@@ -181,6 +182,18 @@ class SessionPolicy(Strict):
     )
 
 
+class Degrade(Strict):
+    """When each model step calls only the cheapest Model of its chain: its tenant's
+    Budget runs low."""
+
+    when_left_below: float = Field(
+        gt=0,
+        lt=1,
+        description="fraction of a limit of a tenant Budget left (not used, not held) under "
+        "which a step calls only the cheapest Model of the agent's model and its fallbacks",
+    )
+
+
 class AgentSpec(Strict):
     """An agent as a workload: model, instructions, tools, loop policy and budgets."""
 
@@ -193,4 +206,7 @@ class AgentSpec(Strict):
     memory: Memory = Field(default_factory=Memory)
     session: SessionPolicy = Field(
         default_factory=SessionPolicy, description="how a session's turns meet"
+    )
+    degrade: Degrade | None = Field(
+        default=None, description="go to the cheapest Model while a tenant Budget runs low"
     )

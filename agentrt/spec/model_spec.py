@@ -1,5 +1,5 @@
-"""The spec of a ``Model`` resource: provider, endpoint, pricing, rate limits, the scripted
-provider's rules."""
+"""The spec of a ``Model`` resource: provider, endpoint, pricing, rate limits, circuit
+breaker, the scripted provider's rules."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from agentrt.spec._base import Names, Strict
 from agentrt.spec.patterns import Regex
 
 __all__ = [
+    "CircuitPolicy",
     "ModelSpec",
     "Pricing",
     "RateLimits",
@@ -58,6 +59,29 @@ class RateLimits(Strict):
                 "remove it for no limit"
             )
         return self
+
+
+class CircuitPolicy(Strict):
+    """When a Model's endpoint is taken out of the way of its steps, and for how long.
+
+    The breaker of an endpoint (the Model and its ``base_url``) is kept in the store,
+    so every worker of the fleet sees it: after ``failures`` failed calls in a row
+    (an error, a 429, a 5xx, a timeout) it opens, and the steps that would call the
+    endpoint go straight to the next Model of their fallbacks; after ``open_s`` one
+    call (across the fleet) is let through as a probe: its success closes the
+    circuit, its failure opens it again.
+    """
+
+    enabled: bool = Field(default=True, description="false: always call the endpoint")
+    failures: int = Field(
+        default=5, ge=1, le=1000, description="failed calls in a row that open the circuit"
+    )
+    open_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="seconds it stays open before one probe call is let through",
+    )
 
 
 class ScriptedToolCall(Strict):
@@ -141,6 +165,10 @@ class ModelSpec(Strict):
     )
     fallbacks: Names = Field(
         default_factory=list, description="Models tried in order when this one keeps failing"
+    )
+    circuit: CircuitPolicy = Field(
+        default_factory=CircuitPolicy,
+        description="the endpoint's circuit breaker, shared by every worker (provider openai)",
     )
     script: list[ScriptedRule] = Field(
         default_factory=list, description="replies of the `scripted` provider"

@@ -20,6 +20,7 @@ from agentrt.spec.agent_spec import (
     DOUBLE_TEXTING,
     AgentSpec,
     Budgets,
+    Degrade,
     DoubleTexting,
     Hooks,
     LoopPolicy,
@@ -31,6 +32,7 @@ from agentrt.spec.agent_spec import (
 )
 from agentrt.spec.budget_spec import BudgetPeriod, BudgetSpec
 from agentrt.spec.model_spec import (
+    CircuitPolicy,
     ModelSpec,
     Pricing,
     RateLimits,
@@ -82,8 +84,10 @@ __all__ = [
     "BudgetPeriod",
     "BudgetSpec",
     "Budgets",
+    "CircuitPolicy",
     "CodeToolSpec",
     "Condition",
+    "Degrade",
     "DoubleTexting",
     "FanOut",
     "Hooks",

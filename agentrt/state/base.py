@@ -29,6 +29,7 @@ the same id. The fenced writes are :meth:`Store.append_events`,
 Each tenant's audit log (:mod:`.audit`) is part of the contract: records appended
 with the events, resource changes and calls they record, in their transactions.
 So are the rate buckets of Models (:mod:`.rate_limits`): one atomic take each.
+So are the circuit breakers of model endpoints (:mod:`.circuits`).
 
 Every backend must pass ``tests/state/conformance.py`` unchanged.
 """
@@ -49,6 +50,7 @@ from agentrt.state.budget_ledger import (
     NewReservation,
     Reservation,
 )
+from agentrt.state.circuits import CircuitStore
 from agentrt.state.rate_limits import RateBuckets
 from agentrt.state.records import (
     ACTIVE_STATUSES,
@@ -153,7 +155,7 @@ class ClosesOnExit:
 
 
 @runtime_checkable
-class Store(AuditLog, RateBuckets, Protocol):
+class Store(AuditLog, RateBuckets, CircuitStore, Protocol):
     """Durable state of the runtime. All methods are coroutines; all writes are atomic."""
 
     @classmethod

@@ -42,6 +42,7 @@ from agentrt.state import _pg_gc
 from agentrt.state._fence import check_token_has_owner
 from agentrt.state._pg_audit import AuditMethods
 from agentrt.state._pg_blobs import BlobOps
+from agentrt.state._pg_circuits import CircuitMethods
 from agentrt.state._pg_leases import LeaseOps
 from agentrt.state._pg_ledger import LedgerMethods, LedgerOps
 from agentrt.state._pg_long_term_memory import MemoryOps
@@ -79,7 +80,7 @@ DEFAULT_INLINE_LIMIT: Final = 1024
 """Encoded event payloads larger than this many bytes go to the blob table."""
 
 
-class PostgresStore(LedgerMethods, RateBucketMethods, AuditMethods, ClosesOnExit):
+class PostgresStore(LedgerMethods, RateBucketMethods, CircuitMethods, AuditMethods, ClosesOnExit):
     """The :class:`~agentrt.state.base.Store` and
     :class:`~agentrt.state.long_term_memory.MemoryStore` of many workers: one
     PostgreSQL schema.

@@ -39,6 +39,7 @@ from agentrt.errors import StoreUnavailable, UsageError
 from agentrt.state._fence import check_token_has_owner
 from agentrt.state._sqlite_audit import AuditMethods
 from agentrt.state._sqlite_blobs import BlobOps
+from agentrt.state._sqlite_circuits import CircuitMethods, CircuitOps
 from agentrt.state._sqlite_ledger import LedgerMethods, LedgerOps
 from agentrt.state._sqlite_long_term_memory import MemoryMethods, MemoryOps
 from agentrt.state._sqlite_ops import Ops
@@ -98,6 +99,7 @@ class SqliteStore(
     RunListMethods,
     LedgerMethods,
     RateBucketMethods,
+    CircuitMethods,
     MemoryMethods,
     AuditMethods,
     ClosesOnExit,
@@ -148,6 +150,7 @@ class SqliteStore(
         self._blob_db: BlobOps | None = None
         self._session_db: SessionOps | None = None
         self._ledger_db: LedgerOps | None = None
+        self._circuit_db: CircuitOps | None = None
         self._local_dir: Path | None = None
         self._closed = True
         self._closing: asyncio.Future[None] | None = None
@@ -241,6 +244,7 @@ class SqliteStore(
             self._blob_db = BlobOps(conn)
             self._session_db = SessionOps(conn)
             self._ledger_db = LedgerOps(conn)
+            self._circuit_db = CircuitOps(conn)
         except BaseException:
             await self.close()
             raise
@@ -311,6 +315,10 @@ class SqliteStore(
     @property
     def _ledger(self) -> LedgerOps:
         return _opened(self._ledger_db)
+
+    @property
+    def _circuits(self) -> CircuitOps:
+        return _opened(self._circuit_db)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

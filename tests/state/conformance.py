@@ -43,6 +43,7 @@ from agentrt.state.base import (
 )
 from agentrt.state.watch import QUEUE, RunWatch
 from tests.state.audit_conformance import AUDIT_CHECKS
+from tests.state.circuit_conformance import CIRCUIT_CHECKS
 from tests.state.ledger_conformance import LEDGER_CHECKS
 from tests.state.rate_limit_conformance import RATE_LIMIT_CHECKS
 from tests.state.run_list_conformance import RUN_LIST_CHECKS
@@ -1680,6 +1681,7 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     *SESSION_CHECKS,
     *LEDGER_CHECKS,
     *RATE_LIMIT_CHECKS,
+    *CIRCUIT_CHECKS,
     *AUDIT_CHECKS,
 ]
 """Every check, in a stable order."""
