@@ -1,10 +1,15 @@
-"""The queue on SQLite and PostgreSQL: claim latency with many runs queued, and the
-throughput of 1, 2 and 3 worker processes draining one queue.
+"""The queue on SQLite and PostgreSQL: claim latency with many runs queued, a query's
+admission and dispatch under a tenant Budget, and the throughput of 1, 2 and 3
+worker processes draining one queue.
 
 ``python bench/fleet_bench.py [--queued 1000] [--runs 300] [--json]``
 
 * *claim*: with ``--queued`` runs queued, the median and p95 time of one
   ``claim_runs(limit=1)`` (each claim takes the oldest; 200 claims);
+* *admit* and *dispatch*: with ``--queued`` runs queued and a tenant ``Budget``,
+  the median and p95 time of ``Runtime.submit(start=False)`` (the plan, the
+  Budget's admission check, the run created with its audit record) and of the
+  claim that then dispatches one run to a worker (200 queries);
 * *workers N*: ``--runs`` queued runs of a one-model-call agent (the test
   server answers after 20 ms) drained by N ``agentrt worker`` processes, from
   the first worker's start to the last run's end, as runs per second. The
@@ -85,6 +90,40 @@ async def claim_latency(url: str, queued: int) -> dict[str, float]:
     return {"median_ms": statistics.median(times), "p95_ms": times[int(len(times) * 0.95)]}
 
 
+BUDGET = """\
+---
+apiVersion: agentrt.dev/v1
+kind: Budget
+metadata: {name: monthly}
+spec: {period: month, max_cost_usd: 1000.0}
+"""
+
+
+async def admission_latency(url: str, queued: int) -> dict[str, float]:
+    """Median and p95 ms of admitting one query, and of dispatching one, with ``queued``
+    runs queued and a tenant Budget to admit against."""
+    admit, dispatch = [], []
+    async with Runtime(url, resume_interrupted=False, notice_cancels=False) as rt:
+        await rt.apply(load_text(RESOURCES.replace("URL", "http://127.0.0.1:9") + BUDGET))
+        for i in range(queued):
+            await rt.submit("bot", f"q{i}", start=False)
+        for i in range(200):
+            start = time.perf_counter()
+            await rt.submit("bot", f"more {i}", start=False)
+            admit.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            claimed = await rt.store.claim_runs("bench:1:x", 30, now=time.time(), limit=1)
+            dispatch.append((time.perf_counter() - start) * 1000)
+            assert len(claimed) == 1
+    return {**_spread("admit", admit), **_spread("dispatch", dispatch)}
+
+
+def _spread(name: str, times: list[float]) -> dict[str, float]:
+    times = sorted(times)
+    return {f"{name}_median_ms": statistics.median(times),
+            f"{name}_p95_ms": times[int(len(times) * 0.95)]}  # fmt: skip
+
+
 async def workers_throughput(url: str, workers: int, runs: int) -> float:
     """Runs per second that ``workers`` worker processes drain from one queue."""
     rules = [ScriptedRule.model_validate({"match": ".*", "steps": [{"content": "ok"}]})]
@@ -131,6 +170,11 @@ async def main(queued: int, runs: int) -> dict[str, Any]:
                 results[f"claim {name}"] = await claim_latency(url, queued)
             finally:
                 await _drop(url)
+            url = _stores(Path(tmp))[name]
+            try:
+                results[f"admit {name}"] = await admission_latency(url, queued)
+            finally:
+                await _drop(url)
             for n in (1, 2, 3):
                 url = _stores(Path(tmp))[name]
                 try:
@@ -148,6 +192,13 @@ def render(results: dict[str, Any], queued: int, runs: int) -> str:
         f"| one claim, {queued} queued (median / p95) | {c_s['median_ms']:.2f} / "
         f"{c_s['p95_ms']:.2f} ms | {c_p['median_ms']:.2f} / {c_p['p95_ms']:.2f} ms |"
     )
+    a_s, a_p = results["admit sqlite"], results["admit postgresql"]
+    for what, label in (("admit", "admit one query"), ("dispatch", "dispatch it (claim)")):
+        lines.append(
+            f"| {label}, {queued} queued, a Budget (median / p95) | "
+            f"{a_s[what + '_median_ms']:.2f} / {a_s[what + '_p95_ms']:.2f} ms | "
+            f"{a_p[what + '_median_ms']:.2f} / {a_p[what + '_p95_ms']:.2f} ms |"
+        )
     for n in (1, 2, 3):
         s, p = results[f"workers {n} sqlite"], results[f"workers {n} postgresql"]
         lines.append(f"| {count(n, 'worker')}, {runs} runs | {s:.0f} runs/s | {p:.0f} runs/s |")

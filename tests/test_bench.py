@@ -9,11 +9,13 @@ They need the PostgreSQL of tests/pg.py; without it they skip loudly (under
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from agentrt.models.testserver import ModelTestServer
-from bench import api_bench
+from agentrt.state import Store
+from bench import api_bench, fleet_bench
 from bench import run as bench_run
 from bench.agentrt_bench import POSTGRES_ENV, AgentrtPostgresSystem, postgres_unavailable
 from bench.common import FINAL_ANSWER, LONG_TOOL_CALLS, query_text, script
@@ -112,3 +114,16 @@ def test_circuit_bench_measures_both_stores(capsys: pytest.CaptureFixture[str]) 
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["sqlite", "postgresql"]
     assert all("healthy call" in line and "failure report" in line for line in lines)
+
+
+async def test_fleet_bench_admits_and_dispatches_with_runs_queued(tmp_path: Path) -> None:
+    url = fleet_bench._stores(tmp_path)["sqlite"]
+    measured = await fleet_bench.admission_latency(url, queued=20)
+    assert set(measured) == {"admit_median_ms", "admit_p95_ms", "dispatch_median_ms",
+                             "dispatch_p95_ms"}  # fmt: skip
+    assert 0 < measured["admit_median_ms"] <= measured["admit_p95_ms"]
+    assert 0 < measured["dispatch_median_ms"] <= measured["dispatch_p95_ms"]
+    async with Store.from_url(url) as store:
+        # Every query was admitted as a run: 20 queued before, 200 measured, 200 claimed.
+        assert len(await store.list_runs(limit=1000)) == 220
+        assert len(await store.list_runs(statuses=["queued"], limit=1000)) == 20
