@@ -22,3 +22,17 @@ def fleet_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     admin().close()  # a loud skip without a server
     with fresh_schema() as schema:
         yield url_of(schema)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed fleet test shows what its workers said (the tail of each one's log):
+    a run left open is explained there, not by the assertion."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.when != "call" or not report.failed or not isinstance(tmp, Path):
+        return
+    for log in sorted(tmp.glob("*.err")):
+        tail = log.read_text(errors="replace")[-6000:]
+        report.sections.append((f"worker log {log.name} (tail)", tail))
