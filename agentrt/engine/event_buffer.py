@@ -120,10 +120,14 @@ class EventBuffer:
         if self._unsettled is None:
             return
         write, batch = self._unsettled
-        with contextlib.suppress(BaseException):
+        try:
             await asyncio.shield(write)
-        if not write.done():
-            raise asyncio.CancelledError  # this task too was cancelled meanwhile
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not write.done() or (task is not None and task.cancelling()):
+                raise  # this task too was cancelled: the next flush takes it in
+        except Exception:
+            pass  # what the write raised: taken in below
         self._unsettled = None
         with contextlib.suppress(BaseException):  # recorded by _took, raised by the next flush
             self._took(write, batch)
