@@ -83,6 +83,10 @@ class EventBuffer:
                 raise self._broken
             batch, self._pending = self._pending, []
             write = asyncio.ensure_future(self._write(batch))
+            # Its outcome is taken in below, or by the next flush; if the execution
+            # stops first (its lease lost, the worker drained) nobody will: it is
+            # no error to report then, the run resumes from what is durable.
+            write.add_done_callback(_retrieved)
             try:
                 await asyncio.shield(write)
             except asyncio.CancelledError:
@@ -171,6 +175,11 @@ class EventBuffer:
         self._pending = kept
         self._audits = audits
         self.next_seq -= shift
+
+
+def _retrieved(write: asyncio.Future[int]) -> None:
+    if not write.cancelled():
+        write.exception()
 
 
 def _merge(first: RunUpdate | None, then: RunUpdate) -> RunUpdate:

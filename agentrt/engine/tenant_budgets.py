@@ -29,6 +29,7 @@ tool calls, before its intent is recorded, and the intent's write uses it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -133,6 +134,13 @@ class BudgetBook:
         # The runs whose step waits here for other steps' holds to settle: they take
         # no worker slot, so the runs holding (perhaps queued) can still be claimed.
         self.waiting: set[str] = set()
+        self._turns: dict[str, asyncio.Lock] = {}
+
+    def turn(self, namespace: str) -> asyncio.Lock:
+        """What a waiting step of ``namespace`` holds while it looks again: one at a
+        time per tenant in this process, first come first served, so a crowd of
+        waiters makes one read at a time, not a convoy on the accounts' row locks."""
+        return self._turns.setdefault(namespace, asyncio.Lock())
 
     async def accounts(self, namespace: str, now: float) -> tuple[AccountDraft, ...]:
         """The accounts a step of ``namespace`` at ``now`` (Unix seconds) draws on."""
@@ -270,10 +278,20 @@ async def _hold(
     store: Store, asked: NewReservation, step: int, now: float, book: BudgetBook | None
 ) -> None:
     """Hold ``asked``, waiting while only others' holds are in the way (counted in
-    ``book.waiting`` meanwhile)."""
+    ``book.waiting`` meanwhile).
+
+    A waiting step looks again without locking anything (a read of its accounts)
+    and reserves only once that read shows room: a reservation locks the tenant's
+    account rows, and a crowd of waiters reserving in turn would queue every
+    step's write behind them (and the worker's lease renewals behind those).
+    """
+    held = await store.reserve_budget(asked, now=now)
+    if not isinstance(held, BudgetRefusal):
+        return
     pause = _FIRST_PAUSE_S
+    namespace = asked.accounts[0].namespace
     try:
-        while isinstance(held := await store.reserve_budget(asked, now=now), BudgetRefusal):
+        while isinstance(held, BudgetRefusal):
             if not held.may_fit_later:
                 raise BudgetExhausted(
                     f"step {step} cannot be reserved: {held.describe()}; raise the Budget "
@@ -285,6 +303,28 @@ async def _hold(
                 book.waiting.add(asked.run_id)
             await asyncio.sleep(pause)
             pause = min(pause * 2, _LAST_PAUSE_S)
+            turn = contextlib.nullcontext() if book is None else book.turn(namespace)
+            async with turn:
+                waits_still = await _held_back(store, asked)
+                if waits_still is None:
+                    held = await store.reserve_budget(asked, now=now)
+                else:
+                    held = waits_still
     finally:
         if book is not None:
             book.waiting.discard(asked.run_id)
+
+
+async def _held_back(store: Store, asked: NewReservation) -> BudgetRefusal | None:
+    """What still holds ``asked`` back by the accounts as they read now (no lock),
+    if only others' holds do; ``None``: it may fit, or only a reservation can say."""
+    namespace = asked.accounts[0].namespace
+    for draft in asked.accounts:
+        found = await store.budget_accounts(namespace, prefix=draft.key)
+        account = next((a for a in found if a.key == draft.key), None)
+        if account is None:
+            return None  # made by the reservation itself
+        refused = refusal_of(replace(account, limits=draft.limits), asked.amount)
+        if refused is not None and refused.may_fit_later:
+            return refused
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -72,23 +73,23 @@ def new_run_id() -> str:
 _RETAKE_FIRST_S = 0.5  # the first wait before a stranded run is taken up again
 
 
-def _report_stopped(task: asyncio.Task[RunResult]) -> None:
+def _report_stopped(task: asyncio.Task[RunResult], awaited: set[str]) -> None:
     """Log an execution that stopped on an error (a store failure, a lost lease).
 
     Whoever waits on the run gets the error too; a worker has no one waiting, and
     the error would otherwise surface only as "Task exception was never retrieved".
     The run keeps what it recorded and is resumed later.
     """
+    run_id = task.get_name().removeprefix("agentrt-")
+    waited = run_id in awaited
+    awaited.discard(run_id)
     if task.cancelled() or task.exception() is None:
         return
     exc = task.exception()
-    # The error's kind only: whoever waits on the run (the CLI) prints its message.
-    log.error(
-        "%s stopped before its end (%s); it stays resumable",
-        task.get_name().removeprefix("agentrt-"),
-        type(exc).__name__,
-        exc_info=exc,
-    )
+    # A caller waiting on the run (the CLI) prints the error's message: the line
+    # names its kind only. Nobody waits on a worker's runs: the line says it all.
+    why = type(exc).__name__ if waited else f"{type(exc).__name__}: {exc}"
+    log.error("%s stopped before its end (%s); it stays resumable", run_id, why, exc_info=exc)
 
 
 class Worker:
@@ -138,6 +139,7 @@ class Worker:
             budgets=BudgetBook(store),
         )
         self._tasks: dict[str, asyncio.Task[RunResult]] = {}
+        self._awaited: set[str] = set()  # executions here a caller waits on
         self._watchers: list[asyncio.Task[None]] = []
         self.leases = LeaseKeeper(
             store,
@@ -421,7 +423,7 @@ class Worker:
         task = asyncio.create_task(
             self._execute(run_id, session_id, known, created), name=f"agentrt-{run_id}"
         )
-        task.add_done_callback(_report_stopped)
+        task.add_done_callback(functools.partial(_report_stopped, awaited=self._awaited))
         self._tasks[run_id] = task
         self.stranded.pop(run_id, None)
         self.leases.started(run_id)
@@ -494,11 +496,13 @@ class Worker:
         """
         task = self._tasks.get(run_id)
         if task is not None:
+            self._awaited.add(run_id)
             return await asyncio.shield(task)
         async with self.store.watch() as watch:
             while True:
                 task = self._tasks.get(run_id)
                 if task is not None:
+                    self._awaited.add(run_id)
                     return await asyncio.shield(task)
                 run = await self.get(run_id)  # read after the watch opened: no write unheard
                 if run.finished or run.status in WAITING_STATUSES:

@@ -24,18 +24,27 @@ _LEASE_CHECK: Final = (
     "FOR NO KEY UPDATE"
 )
 _TAKE_LEASE: Final = (
-    "UPDATE runs SET lease_owner = %s, lease_expires = %s, lease_token = %s, updated_at = %s, "
+    "UPDATE runs SET lease_owner = %s, lease_expires = %s, lease_ttl_s = %s, lease_token = %s, "
+    "updated_at = %s, "
     "status = CASE status WHEN 'queued' THEN 'running' ELSE status END WHERE pk = %s "
     f"RETURNING {RUN_COLS}"
 )
 # A NULL token matches any grant: the token is checked only when the caller gives one.
 _RENEW_LEASE: Final = (
-    "UPDATE runs SET lease_expires = %s WHERE id = %s AND lease_owner = %s "
+    "UPDATE runs SET lease_expires = %s, lease_ttl_s = %s WHERE id = %s AND lease_owner = %s "
     "AND (%s::bigint IS NULL OR lease_token = %s)"
 )
+# The rows a write is locking are passed over, not waited for: that write may queue
+# behind a whole tenant's (on its account rows), and the other leases must not wait
+# with it. A passed-over run still the owner's counts as held: if the write is the
+# owner's, it extends the lease itself; if not (a takeover), the next round sees it.
 _RENEW_LEASES: Final = (
-    "UPDATE runs SET lease_expires = %s WHERE lease_owner = %s AND id = ANY(%s) RETURNING id"
+    "WITH free AS (SELECT pk FROM runs WHERE lease_owner = %(owner)s AND id = ANY(%(ids)s) "
+    "FOR NO KEY UPDATE SKIP LOCKED) "
+    "UPDATE runs AS r SET lease_expires = %(expires)s, lease_ttl_s = %(ttl)s FROM free "
+    "WHERE r.pk = free.pk RETURNING r.id"
 )
+_OWNED: Final = "SELECT id FROM runs WHERE lease_owner = %s AND id = ANY(%s)"
 _RELEASE_LEASE: Final = (
     "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE id = %s "
     "AND lease_owner = %s AND (%s::bigint IS NULL OR lease_token = %s)"
@@ -44,7 +53,8 @@ _RELEASE_LEASE: Final = (
 # other claimers are taking to them. RETURNING's order is not the scan's: sorted after.
 _CLAIM: Final = (
     "UPDATE runs AS r SET status = 'running', lease_owner = %(owner)s, "
-    "lease_expires = %(expires)s, updated_at = %(now)s, lease_token = r.lease_token + 1 "
+    "lease_expires = %(expires)s, lease_ttl_s = %(ttl)s, updated_at = %(now)s, "
+    "lease_token = r.lease_token + 1 "
     "FROM (SELECT pk FROM runs WHERE status IN ('queued', 'running') "
     "AND (lease_expires IS NULL OR lease_expires <= %(now)s) "
     "ORDER BY created_at, pk LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AS picked "
@@ -80,21 +90,25 @@ class LeaseOps:
         if held_by_other and (replacing is None or holder != replacing):
             return None
         granted = granted_token(holder, expires, token, owner, now)
-        taken = await fetch_one(conn, _TAKE_LEASE, (owner, now + ttl_s, granted, now, pk))
+        taken = await fetch_one(conn, _TAKE_LEASE, (owner, now + ttl_s, ttl_s, granted, now, pk))
         assert taken is not None  # the row is locked by this transaction
         return run_record(taken)
 
     async def renew_lease(
         self, conn: Conn, run_id: str, owner: str, ttl_s: float, now: float, token: int | None
     ) -> bool:
-        params = (now + ttl_s, run_id, owner, token, token)
+        params = (now + ttl_s, ttl_s, run_id, owner, token, token)
         return await execute(conn, _RENEW_LEASE, params) > 0
 
     async def renew_leases(
         self, conn: Conn, run_ids: list[str], owner: str, ttl_s: float, now: float
     ) -> set[str]:
-        rows = await fetch_all(conn, _RENEW_LEASES, (now + ttl_s, owner, run_ids))
-        return {row[0] for row in rows}
+        params = {"owner": owner, "ids": run_ids, "expires": now + ttl_s, "ttl": ttl_s}
+        renewed = {row[0] for row in await fetch_all(conn, _RENEW_LEASES, params)}
+        busy = [run_id for run_id in run_ids if run_id not in renewed]
+        if not busy:
+            return renewed
+        return renewed | {row[0] for row in await fetch_all(conn, _OWNED, (owner, busy))}
 
     async def release_lease(self, conn: Conn, run_id: str, owner: str, token: int | None) -> bool:
         """Whether a lease was given up (a write the run's watchers hear of)."""
@@ -103,7 +117,7 @@ class LeaseOps:
     async def claim_runs(
         self, conn: Conn, owner: str, ttl_s: float, now: float, limit: int
     ) -> list[RunRecord]:
-        params = {"owner": owner, "expires": now + ttl_s, "now": now, "limit": limit}
+        params = {"owner": owner, "expires": now + ttl_s, "ttl": ttl_s, "now": now, "limit": limit}
         rows = await fetch_all(conn, _CLAIM, params)
         # Oldest first, as the scan took them: created_at, then pk.
         rows.sort(key=lambda row: (row[5], row[0]))

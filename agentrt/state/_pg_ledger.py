@@ -70,7 +70,6 @@ class LedgerOps:
         found = await fetch_one(conn, _SELECT, (new.id,))
         if found is not None:
             return reservation_of(found)
-        refuse_ended_run(new, await fetch_one(conn, _RUN_STATUS, (new.run_id,)))
         drafts = sorted(new.accounts, key=lambda d: d.key)
         accounts = []
         for draft in drafts:  # in key order: the order every reservation locks them in
@@ -80,6 +79,10 @@ class LedgerOps:
             refused = refusal_of(account, new.amount)
             if refused is not None:
                 return refused
+        # The run's row is share-locked last, for the transaction's short tail only:
+        # taken before the accounts, it would be held while this waits its turn on
+        # them, and the run's lease renewal (an update of that row) with it.
+        refuse_ended_run(new, await fetch_one(conn, _RUN_STATUS, (new.run_id,)))
         keys = [d.key for d in drafts]
         if await execute(conn, _INSERT, reservation_row(new, keys, now)) == 0:
             # The same step reserved meanwhile, elsewhere: that one holds for it.

@@ -59,8 +59,8 @@ _SELECT_RUN_BY_KEY: Final = (
 _INSERT_RUN: Final = (
     "INSERT INTO runs (id, namespace, agent, status, created_at, updated_at, session_id, turn, "
     "finished_at, idempotency_key, parent_run, fork_step, last_seq, lease_owner, lease_expires, "
-    "lease_token, principal) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "lease_token, principal, lease_ttl_s) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT DO NOTHING RETURNING pk"
 )
 _TAKE_TURN: Final = (
@@ -71,7 +71,15 @@ _APPEND_CHECK: Final = (
     "session_id, cancel_requested, agent FROM runs WHERE id = %s FOR NO KEY UPDATE"
 )
 _UNFINISHED_TURN: Final = pg(UNFINISHED_TURN)
-_BUMP_RUN: Final = "UPDATE runs SET last_seq = %s, updated_at = %s WHERE pk = %s"
+# A write of the lease's holder extends the lease: proof enough that it is alive.
+_EXTENDED: Final = (
+    "CASE WHEN %(held)s::boolean AND lease_ttl_s IS NOT NULL AND lease_expires IS NOT NULL "
+    "THEN GREATEST(lease_expires, %(now)s::float8 + lease_ttl_s) ELSE lease_expires END"
+)
+_BUMP_RUN: Final = (
+    f"UPDATE runs SET last_seq = %(seq)s, updated_at = %(now)s, lease_expires = {_EXTENDED} "
+    "WHERE pk = %(pk)s"
+)
 # With a status, the reason is replaced (NULL clears it); without, NULL keeps it. A
 # terminal status ends the lease in the same statement: a finished run has no owner.
 _UPDATE_RUN: Final = (
@@ -80,7 +88,7 @@ _UPDATE_RUN: Final = (
     "reason = CASE WHEN %(status)s::text IS NULL THEN COALESCE(%(reason)s::text, reason) "
     "ELSE %(reason)s::text END, finished_at = %(finished_at)s::float8, "
     "lease_owner = CASE WHEN %(ends)s THEN NULL ELSE lease_owner END, "
-    "lease_expires = CASE WHEN %(ends)s THEN NULL ELSE lease_expires END, "
+    f"lease_expires = CASE WHEN %(ends)s THEN NULL ELSE {_EXTENDED} END, "
     "input_tokens = input_tokens + %(input_tokens)s, "
     "output_tokens = output_tokens + %(output_tokens)s, cost_usd = cost_usd + %(cost_usd)s, "
     "model_calls = model_calls + %(model_calls)s, tool_calls = tool_calls + %(tool_calls)s "
@@ -321,6 +329,7 @@ class Ops:
             run.lease_expires,
             token,
             run.principal,
+            run.lease_ttl_s,
         )
         inserted = await fetch_one(conn, _INSERT_RUN, params)
         if inserted is None:
@@ -413,7 +422,8 @@ class Ops:
             now = time.time()
         if update is None:
             if events:
-                await execute(conn, _BUMP_RUN, (seq, now, pk))
+                params = {"seq": seq, "now": now, "held": owner is not None, "pk": pk}
+                await execute(conn, _BUMP_RUN, params)
             return seq
         ends = update.status in TERMINAL_STATUSES
         if ends and status not in TERMINAL_STATUSES:
@@ -435,6 +445,7 @@ class Ops:
                 "reason": update.reason,
                 "finished_at": finished_at,
                 "ends": ends,
+                "held": owner is not None,
                 "input_tokens": usage.input_tokens,
                 "output_tokens": usage.output_tokens,
                 "cost_usd": usage.cost_usd,

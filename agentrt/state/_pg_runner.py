@@ -12,6 +12,11 @@ What runs again, and why it is safe: a transaction PostgreSQL rolled back whole
 before its transaction began; a read (it changes nothing) on a connection that
 was lost. After a lost connection the pool tests its idle ones, so a server
 restart costs one failed attempt, not one per pooled connection.
+
+Lease renewals go over a connection of their own, made like the pool's: a worker
+whose every pooled connection is busy (a crowd of steps queued on one tenant's
+account rows, a slow query) still renews its leases in time, so a live worker's
+runs are never taken over for want of a connection.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class Runner:
         self.channel = ""
         self.hub = ChangeHub()
         self._writes: set[asyncio.Task[Any]] = set()
+        self._renewals: AsyncConnectionPool[Any] | None = None
 
     def start(self, schema: str) -> None:
         """Begin serving the store in ``schema``; its watches listen on its channel."""
@@ -67,6 +73,8 @@ class Runner:
         while self._writes:
             await asyncio.wait(set(self._writes))
         await self.hub.close()
+        if self._renewals is not None:
+            await self._renewals.close()
         if close_pool:
             await self.pool.close()
 
@@ -112,7 +120,32 @@ class Runner:
             raise StoreUnavailable(
                 self.name, "was opened read-only", "open it without read_only to change it"
             )
-        task = asyncio.ensure_future(self._transaction(touched, fn, args))
+        return await self._shielded(self._transaction(touched, fn, args, self.pool))
+
+    async def renewal(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``fn(conn, *args)`` in one transaction on the lease renewals' own connection
+        (no watch hears of it): it never waits behind the pool's other work."""
+        self.check_open()
+        if self.read_only:
+            raise StoreUnavailable(
+                self.name, "was opened read-only", "open it without read_only to change it"
+            )
+        return await self._shielded(self._transaction(_no_runs, fn, args, await self._lease_pool()))
+
+    async def _lease_pool(self) -> AsyncConnectionPool[Any]:
+        """The renewals' pool of one connection, made on first use."""
+        if self._renewals is None:
+            conninfo, kwargs = await _value(self.pool.conninfo), await _value(self.pool.kwargs)
+            if self._renewals is None:  # the first caller that got here makes it
+                self._renewals = AsyncConnectionPool(
+                    conninfo, kwargs=kwargs or {}, min_size=1, max_size=1, open=False,
+                    name="agentrt-leases",
+                )  # fmt: skip
+                await self._renewals.open(wait=False)
+        return self._renewals
+
+    async def _shielded(self, transaction: Awaitable[T]) -> T:
+        task = asyncio.ensure_future(transaction)
         self._writes.add(task)
         task.add_done_callback(self._written)
         return await asyncio.shield(task)
@@ -131,11 +164,12 @@ class Runner:
         touched: Callable[[T], Collection[str]],
         fn: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
+        pool: AsyncConnectionPool[Any],
     ) -> T:
         for attempt in range(_ATTEMPTS):
             began = False
             try:
-                async with self.pool.connection() as conn, conn.transaction():
+                async with pool.connection() as conn, conn.transaction():
                     began = True
                     result = await fn(conn, *args)
                     run_ids = touched(result)
@@ -145,7 +179,7 @@ class Runner:
                 lost = not began and connection_lost(exc)
                 if (lost or exc.sqlstate in TRANSIENT) and attempt < _ATTEMPTS - 1:
                     if lost:
-                        await self._drop_broken()
+                        await self._drop_broken(pool)
                     continue
                 raise self.error(exc) from exc
             if run_ids:
@@ -153,16 +187,20 @@ class Runner:
             return result
         raise AssertionError("unreachable")
 
-    async def _drop_broken(self) -> None:
+    async def _drop_broken(self, pool: AsyncConnectionPool[Any] | None = None) -> None:
         """Have the pool test its idle connections and replace the dead ones."""
         with contextlib.suppress(psycopg.Error):
-            await self.pool.check()
+            await (pool or self.pool).check()
 
     async def _listen_connection(self) -> psycopg.AsyncConnection[Any]:
         """A connection of its own, made like the pool's, for ``LISTEN``."""
         conninfo = await _value(self.pool.conninfo)
         kwargs = await _value(self.pool.kwargs) or {}
         return await psycopg.AsyncConnection.connect(conninfo, **{**kwargs, "autocommit": True})
+
+
+def _no_runs(_: object) -> Collection[str]:
+    return ()
 
 
 async def _rows(conn: Conn, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -51,18 +51,28 @@ _SELECT_RUN_BY_KEY = f"SELECT {RUN_COLS} FROM runs WHERE namespace = ? AND idemp
 _INSERT_RUN = (
     "INSERT INTO runs (id, namespace, agent, status, created_at, updated_at, session_id, turn, "
     "finished_at, idempotency_key, parent_run, fork_step, last_seq, lease_owner, lease_expires, "
-    "lease_token, principal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "lease_token, principal, lease_ttl_s) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _APPEND_CHECK = (
     "SELECT pk, last_seq, lease_owner, lease_token, status, finished_at, namespace, "
     "session_id, cancel_requested, agent FROM runs WHERE id = ?"
 )
-_BUMP_RUN = "UPDATE runs SET last_seq = ?, updated_at = ? WHERE pk = ?"
+# A write of the lease's holder extends the lease: proof enough that it is alive.
+_EXTENDED = (
+    "CASE WHEN :held AND lease_ttl_s IS NOT NULL AND lease_expires IS NOT NULL "
+    "THEN MAX(lease_expires, :now + lease_ttl_s) ELSE lease_expires END"
+)
+_BUMP_RUN = (
+    f"UPDATE runs SET last_seq = :seq, updated_at = :now, lease_expires = {_EXTENDED} "
+    "WHERE pk = :pk"
+)
 # With a status, the reason is replaced (NULL clears it); without, NULL keeps it.
 _UPDATE_RUN = (
     "UPDATE runs SET last_seq = :seq, updated_at = :now, status = COALESCE(:status, status), "
     "reason = CASE WHEN :status IS NULL THEN COALESCE(:reason, reason) ELSE :reason END, "
-    "finished_at = :finished_at, input_tokens = input_tokens + :input_tokens, "
+    f"finished_at = :finished_at, lease_expires = {_EXTENDED}, "
+    "input_tokens = input_tokens + :input_tokens, "
     "output_tokens = output_tokens + :output_tokens, cost_usd = cost_usd + :cost_usd, "
     "model_calls = model_calls + :model_calls, tool_calls = tool_calls + :tool_calls "
     "WHERE pk = :pk"
@@ -91,7 +101,8 @@ _INSERT_TOOL_CALL = (
 _TOOL_CALL: Final = "tool.call"
 _LEASE_CHECK = "SELECT pk, status, lease_owner, lease_expires, lease_token FROM runs WHERE id = ?"
 _TAKE_LEASE = (
-    "UPDATE runs SET lease_owner = ?, lease_expires = ?, lease_token = ?, updated_at = ?, "
+    "UPDATE runs SET lease_owner = ?, lease_expires = ?, lease_ttl_s = ?, lease_token = ?, "
+    "updated_at = ?, "
     "status = CASE status WHEN 'queued' THEN 'running' ELSE status END WHERE pk = ?"
 )
 _CANCEL_REQUESTS = (
@@ -99,12 +110,12 @@ _CANCEL_REQUESTS = (
 )
 # A NULL token matches any grant: the token is checked only when the caller gives one.
 _RENEW_LEASE = (
-    "UPDATE runs SET lease_expires = ? WHERE id = ? AND lease_owner = ? "
+    "UPDATE runs SET lease_expires = ?, lease_ttl_s = ? WHERE id = ? AND lease_owner = ? "
     "AND (? IS NULL OR lease_token = ?)"
 )
 # The ids come as one JSON array: one statement however many leases there are.
 _RENEW_LEASES = (
-    "UPDATE runs SET lease_expires = ? WHERE lease_owner = ? "
+    "UPDATE runs SET lease_expires = ?, lease_ttl_s = ? WHERE lease_owner = ? "
     "AND id IN (SELECT value FROM json_each(?)) RETURNING id"
 )
 _RELEASE_LEASE = (
@@ -116,8 +127,8 @@ _CLAIMABLE = (
     "AND (lease_expires IS NULL OR lease_expires <= ?) ORDER BY created_at, pk LIMIT ?"
 )
 _CLAIM = (
-    "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires = ?, updated_at = ?, "
-    "lease_token = lease_token + 1 WHERE pk = ?"
+    "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires = ?, lease_ttl_s = ?, "
+    "updated_at = ?, lease_token = lease_token + 1 WHERE pk = ?"
 )
 
 _NO_USAGE: Final = Usage()
@@ -325,6 +336,7 @@ class Ops:
                     run.lease_expires,
                     token,
                     run.principal,
+                    run.lease_ttl_s,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -407,7 +419,9 @@ class Ops:
             now = time.time()
         if update is None:
             if events:
-                conn.execute(_BUMP_RUN, (seq, now, pk))
+                conn.execute(
+                    _BUMP_RUN, {"seq": seq, "now": now, "held": owner is not None, "pk": pk}
+                )
             return seq
         new_status = update.status
         if new_status is None:
@@ -431,6 +445,7 @@ class Ops:
                 "status": new_status,
                 "reason": update.reason,
                 "finished_at": finished_at,
+                "held": owner is not None,
                 "input_tokens": usage.input_tokens,
                 "output_tokens": usage.output_tokens,
                 "cost_usd": usage.cost_usd,
@@ -483,17 +498,17 @@ class Ops:
         if held_by_other and (replacing is None or lease_owner != replacing):
             return None
         token = granted_token(lease_owner, lease_expires, lease_token, owner, now)
-        self.conn.execute(_TAKE_LEASE, (owner, now + ttl_s, token, now, pk))
+        self.conn.execute(_TAKE_LEASE, (owner, now + ttl_s, ttl_s, token, now, pk))
         return self._run_by_pk(pk)
 
     def renew_lease(
         self, run_id: str, owner: str, ttl_s: float, now: float, token: int | None
     ) -> bool:
-        params = (now + ttl_s, run_id, owner, token, token)
+        params = (now + ttl_s, ttl_s, run_id, owner, token, token)
         return self.conn.execute(_RENEW_LEASE, params).rowcount > 0
 
     def renew_leases(self, run_ids: list[str], owner: str, ttl_s: float, now: float) -> set[str]:
-        rows = self.conn.execute(_RENEW_LEASES, (now + ttl_s, owner, dumps_str(run_ids)))
+        rows = self.conn.execute(_RENEW_LEASES, (now + ttl_s, ttl_s, owner, dumps_str(run_ids)))
         return {row[0] for row in rows}
 
     def release_lease(self, run_id: str, owner: str, token: int | None) -> None:
@@ -504,7 +519,7 @@ class Ops:
         if not pks:
             return []
         expires = now + ttl_s
-        self.conn.executemany(_CLAIM, [(owner, expires, now, pk) for pk in pks])
+        self.conn.executemany(_CLAIM, [(owner, expires, ttl_s, now, pk) for pk in pks])
         return [self._run_by_pk(pk) for pk in pks]
 
     def cancel_requests(self, run_ids: Sequence[str]) -> set[str]:

@@ -469,7 +469,7 @@ class PostgresStore(LedgerMethods, RateBucketMethods, CircuitMethods, AuditMetho
         """Extend the lease to ``now + ttl_s``; ``False`` if ``owner`` no longer holds
         it (under ``token``, if given). Watches do not hear of it."""
         renew = self._leases.renew_lease
-        return await self._run.write(_none, renew, run_id, owner, ttl_s, now, token)
+        return await self._run.renewal(renew, run_id, owner, ttl_s, now, token)
 
     async def renew_leases(
         self, run_ids: Sequence[str], owner: str, ttl_s: float, *, now: float
@@ -478,7 +478,7 @@ class PostgresStore(LedgerMethods, RateBucketMethods, CircuitMethods, AuditMetho
         if not run_ids:
             return set()
         renew = self._leases.renew_leases
-        return await self._run.write(_none, renew, list(run_ids), owner, ttl_s, now)
+        return await self._run.renewal(renew, list(run_ids), owner, ttl_s, now)
 
     async def release_lease(self, run_id: str, owner: str, *, token: int | None = None) -> None:
         """Give the lease up (no-op unless ``owner`` holds it, under ``token`` if given)."""

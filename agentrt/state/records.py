@@ -180,6 +180,13 @@ class NewRun:
     if_session_idle: bool = False
     principal: str | None = None  # who started it (an API key's ``key:NAME``), if known
 
+    @property
+    def lease_ttl_s(self) -> float | None:
+        """How long the lease it is created under lasts (``None``: created unleased)."""
+        if self.lease_owner is None or self.lease_expires is None:
+            return None
+        return self.lease_expires - self.created_at
+
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:

@@ -5,6 +5,7 @@ recording (its end, above all) instead of being left without one."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 import time
 from pathlib import Path
@@ -88,3 +89,35 @@ async def test_a_write_that_failed_after_its_sender_was_cancelled_stops_the_jour
     finally:
         await store.close()
     assert events == []
+
+
+async def test_a_failed_write_nobody_takes_in_is_no_unretrieved_error(tmp_path: Path) -> None:
+    """An execution stopped while its write was in flight, and never writes again (its
+    lease was lost, the worker drained): the write's failure is no error to report."""
+    db = tmp_path / "agentrt.db"
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    store = await SqliteStore.open(db, busy_timeout_s=0.3)
+    try:
+        run_id = await _leased_run(store)
+        journal = Journal(
+            store, run_id, await store.read_events(run_id), owner="w", clock=time.time, token=1
+        )
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # held past the store's busy timeout
+        node = asyncio.create_task(journal.append("node.started", {"node": "a"}))
+        await asyncio.sleep(0.05)
+        node.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await node
+        await asyncio.sleep(0.5)
+        blocker.execute("COMMIT")
+        blocker.close()
+        del journal, node
+    finally:
+        await store.close()
+    gc.collect()
+    await asyncio.sleep(0)
+    loop.set_exception_handler(None)
+    assert [c.get("message") for c in reported] == []

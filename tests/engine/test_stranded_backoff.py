@@ -46,6 +46,9 @@ async def test_a_run_the_store_keeps_refusing_is_retaken_with_growing_pauses(
                 attempts = sum(poisoned in r.getMessage() for r in caplog.records)
                 # Pauses of 0.5, 1, 2 and 4 s: 4 or 5 attempts in 6 s, not hundreds.
                 assert 2 <= attempts <= 6, attempts
+                # Nobody waits on a served run: its line says why it stopped, whole.
+                said = [r.getMessage() for r in caplog.records if poisoned in r.getMessage()]
+                assert all("(StoreFull: " in line and "no space left" in line for line in said)
                 async with Store.from_url(url) as store:
                     for other in runs[1:]:
                         run = await store.get_run(other.id)

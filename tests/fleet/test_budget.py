@@ -61,7 +61,10 @@ async def test_runs_on_two_workers_never_pass_the_tenants_budgets(
         finally:
             fleet.stop_all()
     statuses = {r.status for r in runs.values()}
-    assert statuses == {"succeeded", "budget_exhausted"}, statuses
+    # Which runs get through is a race: under load every first step may be taken before
+    # any second one, and then none succeeds. That all stay within the Budgets is not.
+    assert "budget_exhausted" in statuses, statuses
+    assert statuses <= {"succeeded", "budget_exhausted"}, statuses
     results = [e for log in logs.values() for e in log if e.type == ev.MODEL_RESULT]
     dollars, tokens = accounts["default/dollars"], accounts["default/tokens"]
     assert dollars.held.cost_nusd == 0 and tokens.held.tokens == 0

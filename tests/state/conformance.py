@@ -929,6 +929,45 @@ async def check_renew_leases(h: Harness) -> None:
     assert await s.renew_leases(["a", "b"], "A", 30.0, now=113.0) == {"a"}
 
 
+async def check_holder_writes_extend_the_lease(h: Harness) -> None:
+    """A write of the lease's holder extends the lease by the length it was granted
+    (a renewal that waits behind that write must not cost the holder its run); a
+    write of nobody in particular, or one that ends the run, does not."""
+    s = h.store
+    await s.create_run(new_run("r"))
+    await s.acquire_lease("r", "A", 10.0, now=100.0)
+    await s.append_events("r", [ev(ts=105.0)], expected_seq=0, owner="A")
+    assert (await _lease(s, "r")) == ("A", 115.0)
+    # Never shortened: a write stamped earlier than the lease's last extension.
+    await s.append_events("r", [ev(ts=101.0)], expected_seq=1, owner="A")
+    assert (await _lease(s, "r")) == ("A", 115.0)
+    await s.append_events("r", [ev(ts=112.0)], expected_seq=2, owner="A", update=RunUpdate())
+    assert (await _lease(s, "r")) == ("A", 122.0)
+    await s.append_events("r", [ev(ts=120.0)], expected_seq=3)
+    assert (await _lease(s, "r")) == ("A", 122.0), "unfenced: not the holder's proof of life"
+    # The length is the latest grant's: a renewal for 30 s makes writes extend by 30.
+    assert await s.renew_leases(["r"], "A", 30.0, now=121.0) == {"r"}
+    await s.append_events("r", [ev(ts=125.0)], expected_seq=4, owner="A")
+    assert (await _lease(s, "r")) == ("A", 155.0)
+    await s.create_run(new_run("c", lease_owner="B", lease_expires=105.0))
+    await s.append_events("c", [ev(ts=104.0)], expected_seq=0, owner="B")
+    assert (await _lease(s, "c")) == ("B", 109.0), "created leased: its length is kept too"
+    await s.append_events(
+        "r", [ev(ts=130.0)], expected_seq=5, owner="A", update=RunUpdate(status="succeeded")
+    )
+    assert (await _lease(s, "r")) == (None, None)
+    [claimed] = await s.claim_runs("C", 20.0, now=200.0, limit=5)
+    assert claimed.id == "c"
+    await s.append_events("c", [ev(ts=210.0)], expected_seq=1, owner="C")
+    assert (await _lease(s, "c")) == ("C", 230.0)
+
+
+async def _lease(s: Store, run_id: str) -> tuple[str | None, float | None]:
+    run = await s.get_run(run_id)
+    assert run is not None
+    return run.lease_owner, run.lease_expires
+
+
 async def check_lease_waiting_run(h: Harness) -> None:
     """A waiting run can be leased and stays waiting."""
     s = h.store
@@ -1656,6 +1695,7 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     check_lease_waiting_run,
     check_lease_renew_release,
     check_renew_leases,
+    check_holder_writes_extend_the_lease,
     check_lease_terminal_runs,
     check_claim_runs,
     check_claim_runs_concurrent,

@@ -355,7 +355,7 @@ async def test_queries_use_their_indexes(store: PostgresStore, schema: str) -> N
         def plan(query: str, params: Any = None) -> str:
             return " ".join(row[0] for row in conn.execute("EXPLAIN " + query, params))
 
-        claim = {"owner": "w", "expires": 1.0, "now": 0.0, "limit": 5}
+        claim = {"owner": "w", "expires": 1.0, "ttl": 1.0, "now": 0.0, "limit": 5}
         assert "runs_claimable" in plan(_pg_leases._CLAIM, claim)
         assert "memories_search" in plan(
             "SELECT id FROM memories WHERE search @@ to_tsquery('english', 'deploy')"
