@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from agentrt import Runtime
+from agentrt.cli.render import Style, render_run_tree
 from agentrt.engine import events as ev
 from agentrt.errors import SpecError
 from agentrt.models.testserver import ModelTestServer
@@ -135,6 +136,13 @@ async def test_an_answer_failing_the_check_escalates_to_the_next_tier(
     small_cost = _of(events, ev.MODEL_RESULT, 1)["cost"]
     large_cost = _of(events, ev.MODEL_RESULT, 2)["cost"]
     assert small_cost > 0 and result.usage.cost_usd == pytest.approx(small_cost + large_cost)
+    run = await any_store.get_run(result.run_id)
+    assert run is not None
+    tree = render_run_tree(run, events, Style())
+    assert "├─ step 1  model m  " in tree and "│    routed: default: m" in tree
+    assert "│    check: failed: it is not JSON (" in tree and ") → large" in tree
+    assert "├─ step 2  model large  " in tree
+    assert "│    routed: escalated from step 1 (m): large" in tree
 
 
 async def test_a_fork_after_a_failed_check_goes_on_at_the_recorded_tier(
