@@ -42,8 +42,7 @@ def valid_json_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 class RouteWhen(Strict):
-    """What a query must be for a rule to pick its Model; every condition given must
-    hold (none given: always)."""
+    """What a query must be for a rule to pick its Model: every condition given (none: always)."""
 
     min_input_chars: int | None = Field(
         default=None, ge=0, description="the query's input has at least this many characters"
@@ -81,8 +80,10 @@ class RoutingRule(Strict):
 
 
 class AnswerCheck(Strict):
-    """What an answer (a reply without tool calls) must be; every check given must
-    pass, else the step escalates to the next tier."""
+    """What an answer (a reply without tool calls) must be, else the next tier is asked.
+
+    Every check given must pass; the first that fails is why it escalates.
+    """
 
     matches: Regex | None = Field(default=None, description="a regex searched in the answer")
     parses_as_json: bool = Field(default=False, description="the answer parses as JSON")
