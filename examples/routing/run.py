@@ -11,8 +11,8 @@ import tempfile
 from pathlib import Path
 
 from agentrt import Runtime
+from agentrt.engine import RouteQuery
 from agentrt.engine import events as ev
-from agentrt.engine.model_routing import RouteQuery
 
 
 def difficulty(query: RouteQuery) -> str:
