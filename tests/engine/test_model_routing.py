@@ -7,6 +7,7 @@ no model request, no hook called again."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from agentrt.errors import SpecError
 from agentrt.models.testserver import ModelTestServer
 from agentrt.spec import check_references, load_text
 from agentrt.state.base import Store
-from tests.conftest import resources, rules
+from tests.conftest import call, resources, rules
 
 
 @pytest.fixture
@@ -28,10 +29,16 @@ async def large() -> AsyncIterator[ModelTestServer]:
         yield server
 
 
-def _resources(small: ModelTestServer, large: ModelTestServer, routing: dict[str, Any]) -> Any:
+def _resources(
+    small: ModelTestServer,
+    large: ModelTestServer,
+    routing: dict[str, Any],
+    tools: list[str] | None = None,
+) -> Any:
     """Model ``m`` (cheap, the Agent's ``model``), Model ``large`` and Agent ``bot``."""
     return resources(
         small.url,
+        tools=tools,
         model={"pricing": {"input_per_mtok": 0.1, "output_per_mtok": 0.2}},
         extra_models={
             "large": {
@@ -263,3 +270,30 @@ def test_a_routed_model_that_does_not_exist_is_an_error_naming_the_rule() -> Non
     fields = [(i.field_path, i.fix) for i in caught.value.issues]
     assert fields[0] == ("spec.routing.rules[0].model", "did you mean 'm'?")
     assert fields[1][0] == "spec.routing.tiers[1]"
+
+
+async def test_a_run_taken_up_again_reads_its_recorded_steps_decisions(
+    store: Store, model_server: ModelTestServer, large: ModelTestServer, effects: Path
+) -> None:
+    model_server.set_rules(rules({"content": "unused"}, {"content": "from small"}))
+    large.set_rules(rules({"tool_calls": [call("charge_approved", amount="900")]}))
+    labels = iter(["hard", "easy"])  # the classifier says otherwise the second time
+    asked: list[int] = []
+
+    def difficulty(query: Any) -> str:
+        asked.append(query.step)
+        return next(labels)
+
+    async with Runtime(store) as rt:
+        rt.register_hook("difficulty", difficulty)
+        await rt.apply(_resources(model_server, large, RULES, tools=["charge_approved"]))
+        waiting = await rt.run("bot", "charge it")
+        assert waiting.status == "waiting_approval"
+        done = await rt.approve(waiting.run_id, 2)  # the run is taken up again from its log
+    assert (done.status, done.output) == ("succeeded", "from small")
+    assert effects.read_text().count("900") == 1
+    # Step 1 was decided once, when it began; step 3 (after the tool) is a new step.
+    assert asked == [1, 3]
+    assert (len(large.requests), len(model_server.requests)) == (1, 1)
+    intents = [e for e in await store.read_events(done.run_id) if e.type == ev.MODEL_CALL]
+    assert [(e.step, e.data["routing"]["model"]) for e in intents] == [(1, "large"), (3, "m")]
