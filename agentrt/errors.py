@@ -22,6 +22,7 @@ __all__ = [
     "AgentrtError",
     "BudgetExhausted",
     "CancelRequested",
+    "CheckFailed",
     "ConflictError",
     "LeaseLost",
     "ModelError",
@@ -229,6 +230,12 @@ class OutputTruncated(RunError):
     code = "output_truncated"
 
 
+class CheckFailed(RunError):
+    """The answer of an Agent's last routing tier failed its ``routing.check``."""
+
+    code = "check_failed"
+
+
 class StartError(RunError):
     """A run could not start here: its tools, hooks or models could not be made ready
     (a callable that does not import, an API-key variable that is not set)."""
@@ -269,6 +276,7 @@ _ERRORS = _Registry(
             StepTimeout,
             BudgetExhausted,
             OutputTruncated,
+            CheckFailed,
             StartError,
             NondeterminismError,
             LeaseLost,

@@ -382,3 +382,32 @@ def test_fallback_example_opens_the_primarys_circuit_and_shows_each_route(tmp_pa
     assert all("skipped" not in tree for tree in trees[1:])
     replayed = run_as_written(f"agentrt replay {listed[0]['id']}", env)
     assert replayed.returncode == 0 and "output: 42." in replayed.stdout
+
+
+def test_routing_example_routes_by_tag_escalates_and_names_a_missing_hook(
+    tmp_path: Path,
+) -> None:
+    env = _shell_env(tmp_path)
+    outputs = [run_as_written(c, env) for c in documented_commands(EXAMPLES / "routing")]
+    assert all(o.returncode == 0 for o in outputs), [o.stderr for o in outputs]
+    text = "".join(o.stdout for o in outputs)
+    assert "output: small: on its way." in text and "output: large: it left the depot" in text
+    assert 'output: {"answer": 4}' in text
+    listed = _json.loads(run_as_written("agentrt runs list --json", env).stdout)
+    tree = run_as_written(f"agentrt runs show {listed[0]['id']}", env).stdout  # extractor's
+    assert "│    check: failed: it is not JSON (" in tree and ") → large" in tree
+    assert "│    routed: escalated from step 1 (small): large" in tree
+    # Under the CLI nobody registered the classifier `triage` names: it fails, saying so.
+    lost = run_as_written('agentrt run triage "I want a refund"', env)
+    assert lost.returncode != 0
+    assert "routing.rules[0].when.classifier: 'difficulty'" in lost.stdout + lost.stderr
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "routing" / "run.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "triage 'I want a refund for my parcel' []: large:" in done.stdout
+    assert "'by': 'rule', 'label': 'hard'" in done.stdout

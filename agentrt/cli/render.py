@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from agentrt import _json
 from agentrt._text import count
+from agentrt.cli import step_routes
 from agentrt.engine import RunResult
 from agentrt.engine import events as ev
 from agentrt.state.base import ACTIVE_STATUSES, WAITING_STATUSES, Event, RunRecord
@@ -151,6 +152,9 @@ class LiveTrace:
             )
         elif event.type == ev.MODEL_WAITING:
             self._line(f"  step {event.step:>3}  {s.dim('waits ' + _rate_wait(event.data))}")
+        elif event.type == ev.MODEL_CHECKED and not event.data.get("passed"):
+            checked = step_routes.checked(event.data)
+            self._line(f"  step {event.step:>3}  {s.dim('check: ' + checked)}")
         elif event.type == ev.MODEL_ERROR:
             self._line(f"  step {event.step:>3}  {_model_error(event, s, 70)}")
         elif event.type == ev.TOOL_RESULT:
@@ -307,6 +311,7 @@ _DRAW: dict[str, str] = {
     ev.MODEL_RESULT: "_model_result",
     ev.MODEL_ERROR: "_model_error",
     ev.MODEL_WAITING: "_model_waiting",
+    ev.MODEL_CHECKED: "_model_checked",
     ev.TOOL_RESULT: "_tool_result",
     ev.TOOL_UNKNOWN: "_tool_unknown",
     ev.TOOL_DECISION: "_decision",
@@ -396,10 +401,12 @@ class _Tree:
             f"tokens in {e.data.get('in', 0)} / out {e.data.get('out', 0)}  "
             f"${e.data.get('cost', 0.0):.5f}"
         )
+        if intent.get("routing"):  # the Agent's routing picked the Model
+            self.lines.append(f"│    routed: {step_routes.routed(intent['routing'])}")
         if intent.get("degraded"):  # a Budget ran low: only the cheapest Model was asked
-            self.lines.append(f"│    degraded: {_degraded(intent['degraded'])}")
+            self.lines.append(f"│    degraded: {step_routes.degraded(intent['degraded'])}")
         if e.data.get("route"):  # not the first Model's first call: how it came to this one
-            self.lines.append(f"│    route: {_route(e.data['route'])}")
+            self.lines.append(f"│    route: {step_routes.route(e.data['route'])}")
         if e.data.get("content"):
             self.lines.append(f"│    reply: {clip(e.data['content'], 96)}")
         for call_id, name, arguments in e.data.get("calls") or []:
@@ -410,6 +417,9 @@ class _Tree:
 
     def _model_waiting(self, e: Event) -> None:
         self.lines.append(f"├─ step {e.step}  waited {_rate_wait(e.data)}")
+
+    def _model_checked(self, e: Event) -> None:
+        self.lines.append(f"│    check: {step_routes.checked(e.data)}")
 
     def _tool_result(self, e: Event) -> None:
         if e.step is None:
@@ -568,22 +578,3 @@ def _model_error(event: Event, s: Style, width: int) -> str:
     why = f" ({data['why']})" if data.get("why") else ""
     attempt = data.get("attempt")
     return f"{s.status('error')} model {data.get('model')} attempt {attempt}{why}: {message}"
-
-
-def _route(route: Sequence[Mapping[str, Any]]) -> str:
-    """Each Model a step tried, in order, and how it went: ``m http_429 → backup answered``."""
-    return " → ".join(
-        f"{r.get('model')} {r.get('outcome')}"
-        + (f" x{r['attempts']}" if int(r.get("attempts") or 0) > 1 else "")
-        + (" (probe)" if r.get("probe") else "")
-        for r in route
-    )
-
-
-def _degraded(decided: Mapping[str, Any]) -> str:
-    """Why a step asked only the cheapest Model: ``budget B: max_cost_usd 8% left, to cheap``."""
-    left = float(decided.get("left") or 0.0) * 100
-    return (
-        f"budget {decided.get('budget')}: {decided.get('limit')} {left:.0f}% left, "
-        f"only {decided.get('to')} asked"
-    )

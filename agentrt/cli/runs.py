@@ -99,6 +99,13 @@ def _add_run_parser(sub: Any) -> None:
         "default: the agent's session.double_texting",
     )
     r.add_argument("--idempotency-key", help="submit at most once per key")
+    r.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        dest="tags",
+        help="a tag of the query, which the agent's routing.rules may route by (repeatable)",
+    )
     r.add_argument("--max-tokens", type=int)
     r.add_argument("--max-tool-calls", type=int)
     r.add_argument("--max-cost", type=float, help="US dollars")
@@ -179,6 +186,7 @@ async def _cmd_run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             start=not args.queue,
             double_texting=args.double_texting,
+            tags=args.tags,
         )
         if args.queue:
             if args.json:

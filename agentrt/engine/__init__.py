@@ -10,6 +10,7 @@ from agentrt.engine.budget_raise import BudgetAddition
 from agentrt.engine.hooks import HOOK_PHASES, HookPhase, HookSet
 from agentrt.engine.journal import EventObserver, LogAwareObserver
 from agentrt.engine.live import Delta, LiveFeed, LiveStreams
+from agentrt.engine.model_routing import RouteQuery
 from agentrt.engine.result import RunResult
 from agentrt.engine.roster import LiveWorker, live_workers
 from agentrt.engine.run_view import RunView, event_dict, read_run, run_summary
@@ -44,6 +45,8 @@ __all__ = [
     "HookSet",
     "RunContext",
     "StepInfo",
+    # what a routing classifier hook is asked about (HookSet.register)
+    "RouteQuery",
     # observers of a run's events
     "EventObserver",
     "LogAwareObserver",

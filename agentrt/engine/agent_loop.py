@@ -35,6 +35,7 @@ from agentrt.engine.gateway import (
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import ApprovalPending, Journal
 from agentrt.engine.live import LiveStreams
+from agentrt.engine.model_routing import StepRouter
 from agentrt.engine.offer import Offer, Route, offer_tools
 from agentrt.engine.plans import RunSpec
 from agentrt.engine.scratch import ScratchSpace
@@ -141,56 +142,43 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
         BudgetExhausted: a budget or ``loop.max_steps`` ran out.
         RunError: a model step failed after retries and fallbacks.
         StepUnknown: a tool step's outcome must be decided by a person.
+        CheckFailed: the last routing tier's answer failed the Agent's ``routing.check``.
     """
-    agent = ctx.spec.agent_spec
-    policy = agent.loop
+    policy = ctx.spec.agent_spec.loop
     stop_pattern = policy.stop.output_matches
     messages = initial_messages(ctx.spec, history, ctx.input)
-    primary = ctx.spec.models[agent.model]
-    via = ModelChain(
-        agent.model,
-        ctx.spec.model_chain(),
-        ctx.spec.models,
-        ctx.client_for,
-        policy.retry,
-        policy.step_timeout_s,
-        degrade=agent.degrade,
-    )
+    router = StepRouter(ctx.spec, ctx.journal, ctx.hooks, ctx.input)
     tools = ToolPolicy(policy.step_timeout_s, policy.retry)
     parts: list[str] = []  # replies cut off by the output limit, continued (on_truncated)
+    answer_at = len(messages)  # where the answer being written begins (parts and all)
     while ctx.model_steps < policy.max_steps:  # a session summary counts too
         check_budgets(ctx.budgets, ctx.usage)
         # plan
         step = ctx.next_step()
-        offer = await _offer_tools(ctx, step)
-        request = ModelRequest(
-            model=primary.model or agent.model,
-            messages=list(messages),
-            tools=offer.defs,
-            temperature=primary.temperature,
-            max_output_tokens=primary.max_output_tokens,
-        )
-        response, _ = await model_step(ctx, step, via, request, record=_offer_record(ctx, offer))
+        name, response = await _plan(ctx, step, router, messages)
         messages.append(response.assistant_message())
         await ctx.hooks.run("on_step", ctx, StepInfo(step, "plan", response=response))
         # evaluate
         if response.finish_reason == "length" and policy.on_truncated != "accept":
             if policy.on_truncated == "fail" or response.tool_calls:
-                raise OutputTruncated(_truncated(step, response, primary.max_output_tokens))
+                limit = ctx.spec.models[name].max_output_tokens
+                raise OutputTruncated(_truncated(step, response, limit))
             parts.append(response.content or "")
             messages.append(continuation())
             continue
         text = "".join(parts) + (response.content or "")
         parts = []
-        if stop_pattern and text and search(stop_pattern, text):
-            return LoopOutcome(text, ctx.step)
-        if not response.tool_calls:
+        if not response.tool_calls or (stop_pattern and text and search(stop_pattern, text)):
+            if await router.escalates(step, name, text):
+                del messages[answer_at:]  # a failed answer is not the conversation's
+                continue
             return LoopOutcome(text, ctx.step)
         check_budgets(ctx.budgets, ctx.usage)
         calls = response.tool_calls
         results = await _act(ctx, calls, tools)
         for call, result in zip(calls, results, strict=True):
             messages.append({"role": "tool", "tool_call_id": call.id, "content": result.output})
+        answer_at = len(messages)
         # evaluate
         for call, result in zip(calls, results, strict=True):
             route = ctx.routes.get(call.name)
@@ -198,6 +186,33 @@ async def run_loop(ctx: RunContext, history: list[Message]) -> LoopOutcome:
             if not named.isdisjoint(policy.stop.on_tools) and not result.is_error:
                 return LoopOutcome(result.output, ctx.step)
     raise BudgetExhausted(f"loop.max_steps={policy.max_steps} reached without a final answer")
+
+
+async def _plan(
+    ctx: RunContext, step: int, router: StepRouter, messages: list[Message]
+) -> tuple[str, ModelResponse]:
+    """A plan step: the Model the Agent's routing picks (else its ``model``) and that
+    Model's fallbacks, asked with the conversation so far."""
+    agent = ctx.spec.agent_spec
+    name, routed = await router.model_for(step)
+    spec = ctx.spec.models[name]
+    via = ModelChain.of(
+        name, ctx.spec.models, ctx.client_for, agent.loop.retry, agent.loop.step_timeout_s
+    )
+    offer = await _offer_tools(ctx, step)
+    request = ModelRequest(
+        model=spec.model or name,
+        messages=list(messages),
+        tools=offer.defs,
+        temperature=spec.temperature,
+        max_output_tokens=spec.max_output_tokens,
+    )
+    record = _offer_record(ctx, offer)
+    if routed is not None:
+        record = {**record, "routing": routed}
+    chain = replace(via, degrade=agent.degrade)
+    response, _ = await model_step(ctx, step, chain, request, record=record)
+    return name, response
 
 
 async def _act(ctx: RunContext, calls: list[ToolCall], tools: ToolPolicy) -> list[ToolResult]:

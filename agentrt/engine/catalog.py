@@ -118,6 +118,8 @@ class Catalog:
         names = [agent_res.spec.model]
         if agent_res.spec.memory.session.summary_model is not None:
             names.append(agent_res.spec.memory.session.summary_model)
+        if agent_res.spec.routing is not None:  # frozen with the run: replay needs them all
+            names.extend(agent_res.spec.routing.models())
         models: dict[str, ModelSpec] = {}
         while names:
             name = names.pop()

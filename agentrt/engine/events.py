@@ -16,6 +16,7 @@ __all__ = [
     "MEMORY_FAILED",
     "MEMORY_SUMMARY",
     "MODEL_CALL",
+    "MODEL_CHECKED",
     "MODEL_ERROR",
     "MODEL_RESULT",
     "MODEL_WAITING",
@@ -53,9 +54,13 @@ RUN_REOPENED = "run.reopened"  # {added: {tokens, cost, tool_calls, deadline}, w
 # kind: a step that is not the loop's own: "summary" (session memory: through, turns,
 # kept) or "route" (a team's route node); key: the team node instance (tools/keys.py);
 # degraded: a Budget ran low, only the cheapest Model is asked: {to, budget, limit, left}
-# (engine/degrade.py). step: {model, digest, [offered], [renamed], [notices], [kind], [key],
-# [degraded]}
+# (engine/degrade.py); routing: which Model the Agent's routing picked and why, {model,
+# by: rule|default|tier|escalated, [rule], [label], [from]} (engine/model_routing.py).
+# step: {model, digest, [offered], [renamed], [notices], [kind], [key], [degraded], [routing]}
 MODEL_CALL = "model.call"
+# The answer of a step checked by its Agent's routing.check: passed, or why not and the
+# tier it escalates to (none: the last tier's answer failed) (engine/model_routing.py).
+MODEL_CHECKED = "model.checked"  # step: {model, passed, [why], [escalate_to], [accepted]}
 # why: http_429, http_500, timeout, unreachable, bad_reply, ... or circuit_open: the
 # Model was skipped, not called ({model, why, until, error}: no attempt; until: when a
 # probe may go through).

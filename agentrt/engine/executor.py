@@ -302,7 +302,7 @@ class Executor:
             raise NondeterminismError(
                 f"run {run.id}: the session history differs from when the run started"
             )
-        hooks = prepared.hooks.merged(self.hooks) if self.hooks.hooks else prepared.hooks
+        hooks = prepared.hooks if self.hooks.empty else prepared.hooks.merged(self.hooks)
         ctx = RunContext(
             run_id=run.id,
             namespace=run.namespace,

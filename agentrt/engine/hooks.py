@@ -12,6 +12,11 @@ Every model and tool call of a run passes these hooks: the loop's steps, a
 session summary (``before_model``/``after_model``), and a team run's own steps,
 its routes' model calls and its tool nodes (with the runtime's hooks; ``ctx``
 is then the team's context).
+
+Named hooks are another kind: a routing classifier or an answer check that an
+Agent's ``routing`` names (see :mod:`agentrt.engine.model_routing`). The program
+that embeds the runtime registers them (:meth:`HookSet.register`); a spec only
+names one, so a tenant's spec never makes the server import its code.
 """
 
 from __future__ import annotations
@@ -35,20 +40,32 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class HookSet:
-    """Hooks per phase, called in registration order."""
+    """Hooks per phase, called in registration order, and named hooks that specs name."""
 
     hooks: dict[str, tuple[Callable[..., Any], ...]] = field(default_factory=dict)
+    named: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
     def add(self, phase: HookPhase, fn: Callable[..., Any]) -> HookSet:
         """A new HookSet with ``fn`` appended to ``phase``."""
         if phase not in HOOK_PHASES:
             raise ValueError(f"unknown hook phase {phase!r}; use one of {', '.join(HOOK_PHASES)}")
-        return HookSet({**self.hooks, phase: (*self.hooks.get(phase, ()), fn)})
+        return HookSet({**self.hooks, phase: (*self.hooks.get(phase, ()), fn)}, self.named)
+
+    def register(self, name: str, fn: Callable[..., Any]) -> HookSet:
+        """A new HookSet with ``fn`` as the hook named ``name`` (replacing one of that name),
+        which an Agent's ``routing`` may name as a classifier or an answer check."""
+        return HookSet(self.hooks, {**self.named, name: fn})
 
     def merged(self, other: HookSet) -> HookSet:
-        """Our hooks, then ``other``'s, per phase."""
+        """Our hooks, then ``other``'s, per phase; named ones of ``other`` win."""
         phases = set(self.hooks) | set(other.hooks)
-        return HookSet({p: self.hooks.get(p, ()) + other.hooks.get(p, ()) for p in phases})
+        merged = {p: self.hooks.get(p, ()) + other.hooks.get(p, ()) for p in phases}
+        return HookSet(merged, {**self.named, **other.named})
+
+    @property
+    def empty(self) -> bool:
+        """Whether it has no hook at all."""
+        return not self.hooks and not self.named
 
     def has(self, phase: HookPhase) -> bool:
         """Whether any hook is registered for ``phase``."""

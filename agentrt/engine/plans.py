@@ -9,16 +9,18 @@ log (a resume on another worker, a replay).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from agentrt import _json
+from agentrt.errors import UsageError
 from agentrt.spec.resources import AgentSpec, Budgets, DoubleTexting, ModelSpec, Team, ToolSpec
 
-__all__ = ["ForkPoint", "RunCreated", "RunSpec", "TeamRunSpec"]
+__all__ = ["ForkPoint", "RunCreated", "RunSpec", "TeamRunSpec", "with_tags"]
 
 
 class RunSpec(BaseModel):
@@ -32,6 +34,7 @@ class RunSpec(BaseModel):
     models: dict[str, ModelSpec]
     tools: dict[str, ToolSpec]
     budgets: Budgets
+    tags: list[str] = []  # the query's, which the Agent's routing rules may route by
 
     def to_data(self) -> dict[str, Any]:
         """Compact JSON form for the event log (defaults omitted)."""
@@ -145,3 +148,12 @@ class RunCreated:
     def is_team(self) -> bool:
         """Whether the run executes a Team (else an Agent)."""
         return isinstance(self.plan, TeamRunSpec)
+
+
+def with_tags(created: RunCreated, tags: Sequence[str]) -> RunCreated:
+    """``created`` with the query's ``tags`` frozen in its plan (an Agent's run only:
+    tags are what its ``routing.rules`` route by)."""
+    if not isinstance(created.plan, RunSpec):
+        raise UsageError("tags route an Agent's model steps; the query's target is a Team")
+    plan = created.plan.model_copy(update={"tags": list(dict.fromkeys(tags))})
+    return replace(created, plan=plan)

@@ -28,7 +28,7 @@ from agentrt.engine.executor import Executor
 from agentrt.engine.hooks import HookPhase, HookSet
 from agentrt.engine.journal import EventObserver
 from agentrt.engine.live import LiveStreams
-from agentrt.engine.plans import RunSpec
+from agentrt.engine.plans import RunSpec, with_tags
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.serving import Serving
@@ -193,6 +193,13 @@ class Runtime:
         if self._parts is not None:
             self._parts.worker.executor.hooks = self._hooks
 
+    def register_hook(self, name: str, fn: Callable[..., Any]) -> None:
+        """Register the hook named ``name`` (a routing classifier or answer check that an
+        Agent's ``routing`` names) for every run this runtime executes from now on."""
+        self._hooks = self._hooks.register(name, fn)
+        if self._parts is not None:
+            self._parts.worker.executor.hooks = self._hooks
+
     def add_observer(self, observer: EventObserver) -> None:
         """Be called with ``(run_id, event)`` for every event this runtime records."""
         self._observers.append(observer)
@@ -241,6 +248,7 @@ class Runtime:
         own_session: bool = False,
         tighten_only: bool = False,
         role: str | None = None,
+        tags: Sequence[str] = (),
     ) -> RunRecord:
         """Create a run of ``agent`` (an Agent, or else a Team of that name) and (by
         default) start executing it here. ``target_kind`` ("Agent" or "Team") says which.
@@ -250,7 +258,8 @@ class Runtime:
         records it as the session's. With ``own_session``, a session another
         principal started raises ``SessionTaken`` and creates nothing. ``role`` is
         the role of the API key that starts it, which the tenant's Policies may
-        select its tool calls by (its child runs inherit it). ``budgets``
+        select its tool calls by (its child runs inherit it). ``tags`` are the
+        query's, frozen with an Agent's run for its ``routing.rules``. ``budgets``
         override the target's; with ``tighten_only``, only where they are lower.
 
         With an ``idempotency_key`` already used in the namespace, the existing
@@ -276,6 +285,8 @@ class Runtime:
         )  # fmt: skip
         if role is not None:
             created = replace(created, role=role)
+        if tags:
+            created = with_tags(created, tags)
         if parent_run is None:
             await self._admit(namespace, idempotency_key, first_step_floor(created))
         return await parts.worker.submit(
@@ -307,6 +318,7 @@ class Runtime:
             start=start,
             concurrency=query.spec.concurrency,
             double_texting=query.spec.double_texting,
+            tags=query.spec.tags,
         )
 
     async def run(self, agent: str, input: str, **kwargs: Any) -> RunResult:

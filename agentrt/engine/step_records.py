@@ -30,6 +30,7 @@ class StepRecord:
     decision: Event | None = None
     approval_requested: Event | None = None
     approval: Event | None = None
+    checked: Event | None = None  # the answer's routing check (engine/model_routing.py)
     attempts: int = 0
 
     def open_decision(self) -> Event | None:
@@ -82,3 +83,5 @@ def add_event(rec: StepRecord, event: Event) -> None:
         rec.approval_requested = event
     elif event.type == ev.APPROVAL_DECIDED:
         rec.approval = event
+    elif event.type == ev.MODEL_CHECKED:
+        rec.checked = event

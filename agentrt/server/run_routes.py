@@ -107,6 +107,11 @@ class QueryRequest(BaseModel):
     concurrency: int | None = Field(
         default=None, ge=1, description="a Team's run: at most this many nodes at once"
     )
+    tags: list[Annotated[str, Field(min_length=1, max_length=63)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="words the target Agent's routing.rules may route by",
+    )
 
 
 async def run_of(request: Request, principal: Principal, run_id: str) -> RunRecord:
@@ -142,6 +147,7 @@ async def submit(
             budgets=body.budgets,
             tighten_only=True,
             concurrency=body.concurrency,
+            tags=body.tags,
         )
     except SessionTaken:
         raise session_taken("session") from None

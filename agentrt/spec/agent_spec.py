@@ -11,6 +11,7 @@ from pydantic import (
 
 from agentrt.spec._base import CALLABLE, Names, Strict
 from agentrt.spec.patterns import Regex
+from agentrt.spec.routing_spec import Routing
 
 __all__ = [
     "DOUBLE_TEXTING",
@@ -209,4 +210,10 @@ class AgentSpec(Strict):
     )
     degrade: Degrade | None = Field(
         default=None, description="go to the cheapest Model while a tenant Budget runs low"
+    )
+    routing: Routing | None = Field(
+        default=None,
+        description="pick each model step's Model by rule (input length, tags, a classifier "
+        "hook) or escalate through cost tiers when an answer fails a check; `model` is the "
+        "Model when no rule holds",
     )

@@ -34,6 +34,11 @@ def _references(resource: Resource) -> Iterable[tuple[tuple[str | int, ...], str
         if resource.spec.memory.session.summary_model is not None:
             loc = ("spec", "memory", "session", "summary_model")
             yield loc, "Model", resource.spec.memory.session.summary_model
+        routing = resource.spec.routing
+        for i, rule in enumerate(routing.rules if routing else ()):
+            yield ("spec", "routing", "rules", i, "model"), "Model", rule.model
+        for i, tier in enumerate(routing.tiers if routing else ()):
+            yield ("spec", "routing", "tiers", i), "Model", tier
     elif isinstance(resource, Model):
         for i, name in enumerate(resource.spec.fallbacks):
             yield ("spec", "fallbacks", i), "Model", name

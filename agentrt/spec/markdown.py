@@ -44,11 +44,12 @@ the line:
 - a key given twice in one mapping (YAML would silently keep the last);
 - a name listed twice in a list of names: `tools`, `fallbacks`, `on_tools`,
   `mcp.tools`, `env`, `read_paths`, `tags`, a route's `members`, a node's
-  `after`, a team's `entry`;
+  `after`, a team's `entry`, an Agent's `routing.tiers`;
 - the same resource (kind, namespace, name) defined twice, differently, in one
   `apply` (the later would silently replace the earlier);
 - a Tool's `input_schema` that is not valid JSON Schema (checked against the
-  metaschema of its `$schema`, draft 2020-12 when absent) or not `type: object`.
+  metaschema of its `$schema`, draft 2020-12 when absent) or not `type: object`,
+  and an Agent's `routing.check.json_schema` that is not valid JSON Schema.
 """
 
 

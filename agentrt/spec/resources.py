@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from agentrt.spec._base import NAME, Strict
+from agentrt.spec._base import NAME, Names, Strict
 from agentrt.spec.agent_spec import (
     DOUBLE_TEXTING,
     AgentSpec,
@@ -47,6 +47,7 @@ from agentrt.spec.policy_spec import (
     PolicyRule,
     PolicySpec,
 )
+from agentrt.spec.routing_spec import AnswerCheck, RouteWhen, Routing, RoutingRule
 from agentrt.spec.team_spec import (
     Condition,
     FanOut,
@@ -79,6 +80,7 @@ __all__ = [
     "AgentSpec",
     "A2aToolSpec",
     "AgentToolSpec",
+    "AnswerCheck",
     "Approval",
     "Budget",
     "BudgetPeriod",
@@ -117,6 +119,9 @@ __all__ = [
     "RetryPolicy",
     "RouteRule",
     "RouteSpec",
+    "RouteWhen",
+    "Routing",
+    "RoutingRule",
     "ScriptedRule",
     "ScriptedStep",
     "ScriptedToolCall",
@@ -161,6 +166,9 @@ class QuerySpec(Strict):
         default=None,
         description="when the session has an unfinished turn: reject, enqueue, interrupt or "
         "rollback (see the Agent's `session.double_texting`, which it overrides)",
+    )
+    tags: Names = Field(
+        default_factory=list, description="words the Agent's `routing.rules` may route by"
     )
 
 
