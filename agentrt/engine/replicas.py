@@ -10,7 +10,8 @@ fewer than ``ceil(load_factor * sessions / endpoints up)`` sessions (the
 Model's ``affinity.load_factor``, 1.25 by default). It then sticks to it. It moves
 only when that endpoint is down (it refused a connection, or its circuit is open:
 passed over for ``affinity.down_s``) or holds more than the bound (after endpoints
-came back), and then stays where it moved.
+came back), and then stays where it moved. With ``affinity.sticky: false`` each
+call goes to the next endpoint up in turn instead (a plain load balancer).
 
 The placements are this process's (a few thousand sessions per Model, the least
 recently used forgotten first). A step records the replica it used (``replica`` on
@@ -93,6 +94,7 @@ class Replicas:
         self._keep = keep
         self._placed: dict[tuple[str, str], OrderedDict[str, str]] = {}
         self._down: dict[str, float] = {}
+        self._turns: dict[tuple[str, str], int] = {}  # calls of a Model not sticky, in all
 
     def pick(self, namespace: str, model: str, spec: ModelSpec, session: str) -> str | None:
         """The endpoint ``session``'s next call of Model ``model`` goes to (``None``: the
@@ -100,9 +102,12 @@ class Replicas:
         endpoints = endpoints_of(spec)
         if len(endpoints) < 2:
             return endpoints[0] if endpoints else None
-        placed = self._placed.setdefault((namespace, model), OrderedDict())
         now = self._clock()
         live = [url for url in endpoints if self._down.get(url, 0.0) <= now] or endpoints
+        if not spec.affinity.sticky:
+            turn = self._turns[(namespace, model)] = self._turns.get((namespace, model), -1) + 1
+            return live[turn % len(live)]
+        placed = self._placed.setdefault((namespace, model), OrderedDict())
         current = placed.pop(session, None)
         loads = Counter(placed.values())
         bound = math.ceil(spec.affinity.load_factor * (len(placed) + 1) / len(live))

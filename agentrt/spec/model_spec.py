@@ -107,6 +107,11 @@ class ReplicaAffinity(Strict):
     holds more than the bound, and then stays on the replica it moved to.
     """
 
+    sticky: bool = Field(
+        default=True,
+        description="false: each call goes to the next replica in turn, as a plain load "
+        "balancer spreads them (no prefix stays on one replica)",
+    )
     load_factor: float = Field(
         default=1.25,
         ge=1.0,

@@ -6,6 +6,8 @@ server received over real HTTP."""
 
 from __future__ import annotations
 
+import itertools
+import json
 from typing import Any
 
 from agentrt import Runtime
@@ -15,9 +17,12 @@ from tests.conftest import call, resources, rules
 
 
 def _assert_prefix_stable(requests: list[dict[str, Any]]) -> None:
-    for before, after in zip(requests, requests[1:], strict=False):
-        assert after["tools"] == before["tools"]
-        assert after["messages"][: len(before["messages"])] == before["messages"]
+    """Each request's tools and messages begin byte for byte (keys in the same order
+    too) as the request before's: what a provider's cache compares."""
+    for before, after in itertools.pairwise(requests):
+        assert json.dumps(after["tools"]) == json.dumps(before["tools"])
+        sent = [json.dumps(m) for m in after["messages"]]
+        assert sent[: len(before["messages"])] == [json.dumps(m) for m in before["messages"]]
         assert len(after["messages"]) > len(before["messages"])
 
 

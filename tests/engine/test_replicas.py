@@ -119,3 +119,14 @@ async def test_many_sessions_spread_within_the_bounded_load_factor(
         for i in range(sessions):
             await rt.run("bot", "again", session=f"session-{i}")
         assert Counter(n // 4 for n in _served(replicas)) == before
+
+
+async def test_without_stickiness_a_session_s_steps_go_to_each_replica_in_turn(
+    store: Store, replicas: list[ModelTestServer]
+) -> None:
+    async with Runtime(store) as rt:
+        await rt.apply(_resources(replicas, sticky=False))
+        runs = [await rt.run("bot", f"turn {i}", session="s") for i in range(3)]
+    assert _served(replicas) == [2, 2, 2]
+    used = [url for run in runs for url in await _replicas_of(store, run.run_id)]
+    assert used == [s.url for s in replicas] * 2
