@@ -29,7 +29,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
-from agentrt.engine.cache_hits import cache_report  # noqa: E402
+from agentrt.engine import cache_report  # noqa: E402
 from agentrt.engine.runtime import Runtime  # noqa: E402
 from agentrt.models.testserver import ModelTestServer  # noqa: E402
 from agentrt.spec import Resource, ScriptedRule, parse_resource  # noqa: E402

@@ -8,7 +8,7 @@ import argparse
 from typing import Any
 
 from agentrt.cli._shared import EXIT_OK, print_json, with_store
-from agentrt.engine.cache_hits import CacheHits, cache_report
+from agentrt.engine import CacheHits, cache_report
 
 __all__ = ["add_parser"]
 

@@ -382,15 +382,7 @@ class ModelTestServer:
         if reply.tool_calls:
             message["tool_calls"] = [call.to_openai() for call in reply.tool_calls]
         finish = reply.finish_reason
-        usage: dict[str, Any] = {
-            "prompt_tokens": reply.input_tokens,
-            "completion_tokens": reply.output_tokens,
-            "total_tokens": reply.input_tokens + reply.output_tokens,
-        }
-        if self.prefix_cache is not None:
-            cached = self.prefix_cache.cached_tokens(body["messages"], body.get("tools"))
-            usage["prompt_tokens_details"] = {"cached_tokens": min(cached, reply.input_tokens)}
-            self.prefix_cache.served(body["messages"], body.get("tools"))
+        usage = self._usage(body, reply.input_tokens, reply.output_tokens)
         if changed is not None:
             finish = changed.finish_reason or finish
             usage = changed.usage if changed.usage is not None else usage
@@ -436,6 +428,19 @@ class ModelTestServer:
         with self._lock:
             self.completions_served += 1
         return response
+
+    def _usage(self, body: dict[str, Any], tokens_in: int, tokens_out: int) -> dict[str, Any]:
+        """A reply's ``usage``; with the prefix cache, the prompt tokens it served too."""
+        usage: dict[str, Any] = {
+            "prompt_tokens": tokens_in,
+            "completion_tokens": tokens_out,
+            "total_tokens": tokens_in + tokens_out,
+        }
+        if self.prefix_cache is not None:
+            cached = self.prefix_cache.cached_tokens(body["messages"], body.get("tools"))
+            usage["prompt_tokens_details"] = {"cached_tokens": min(cached, tokens_in)}
+            self.prefix_cache.served(body["messages"], body.get("tools"))
+        return usage
 
     async def _models(self, request: web.Request) -> web.Response:
         payload = {
