@@ -312,16 +312,18 @@ async def _call_model(
             recorded: dict[str, Any] = {
                 "model": name, "attempt": attempt, "why": why, "error": error.to_dict()
             }  # fmt: skip
+            moved = replica is not None and (opened or why == "unreachable")
             if replica is not None:
                 recorded["replica"] = replica
-                if opened or why == "unreachable":  # the session moves to another replica
-                    route.down(name)
-                    replica, skipped = await route.place(name, session)
-                    opened = skipped is not None
+            if moved:  # the session moves to another replica, at once
+                route.down(name)
+                replica, skipped = await route.place(name, session)
+                opened = skipped is not None
             retrying = error.retryable and attempt < via.retry.max_attempts and not opened
             if retrying:
                 asked = error.retry_after if isinstance(error, ModelError) else None
                 delay = retry_delay(via.retry, attempt, asked, step_timeout_s=via.step_timeout_s)
+                delay = 0.0 if moved else delay
                 recorded["retry_in"] = delay
             await host.journal.append(ev.MODEL_ERROR, recorded, step=step, durable=False)
             if not retrying:

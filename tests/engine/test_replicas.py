@@ -18,10 +18,11 @@ from agentrt import Runtime
 from agentrt.engine import events as ev
 from agentrt.models.testserver import ModelTestServer
 from agentrt.state import Store
+from agentrt.state.circuits import circuit_key
 from tests.conftest import call, resources, rules
 
 SCRIPT = rules({"tool_calls": [call("add", a=1, b=2)]}, {"content": "sum {last_tool_result}"})
-LOOP = {"retry": {"max_attempts": 3, "initial_backoff_s": 0.01}}
+LOOP = {"retry": {"max_attempts": 3}}
 
 
 @pytest.fixture
@@ -37,8 +38,12 @@ async def replicas() -> AsyncIterator[list[ModelTestServer]]:
             await server.stop()
 
 
-def _resources(servers: list[ModelTestServer], **affinity: Any) -> list[Any]:
+def _resources(
+    servers: list[ModelTestServer], circuit: dict[str, Any] | None = None, **affinity: Any
+) -> list[Any]:
     model: dict[str, Any] = {"replicas": [s.url for s in servers[1:]]}
+    if circuit is not None:
+        model["circuit"] = circuit
     if affinity:
         model["affinity"] = affinity
     return resources(servers[0].url, tools=["add"], model=model, agent={"loop": LOOP})
@@ -88,6 +93,7 @@ async def test_a_stopped_replica_moves_its_session_to_one_other_where_it_stays(
         events = await any_store.read_events(moved[0].run_id)
         [failed] = [e.data for e in events if e.type == ev.MODEL_ERROR]
         assert (failed["why"], failed["replica"]) == ("unreachable", gone)
+        assert failed["retry_in"] == 0  # the next replica is asked at once
         # The stopped replica comes back: the session stays where it moved.
         replicas[first] = ModelTestServer(SCRIPT, port=int(port))
         await replicas[first].start()
@@ -130,3 +136,25 @@ async def test_without_stickiness_a_session_s_steps_go_to_each_replica_in_turn(
     assert _served(replicas) == [2, 2, 2]
     used = [url for run in runs for url in await _replicas_of(store, run.run_id)]
     assert used == [s.url for s in replicas] * 2
+
+
+async def test_a_replica_whose_circuit_opens_moves_its_session(
+    store: Store, replicas: list[ModelTestServer]
+) -> None:
+    async with Runtime(store) as rt:
+        await rt.apply(_resources(replicas, circuit={"failures": 1, "open_s": 60}))
+        await rt.run("bot", "turn 0", session="s")
+        first = next(i for i, n in enumerate(_served(replicas)) if n)
+        replicas[first].inject(500)
+        result = await rt.run("bot", "turn 1", session="s")
+        assert result.status == "succeeded"
+        [second] = [i for i, n in enumerate(_served(replicas)) if n and i != first]
+        circuit = await store.get_circuit(circuit_key("default", "m", replicas[first].url))
+        assert circuit is not None and circuit.state == "open"
+        other = await store.get_circuit(circuit_key("default", "m", replicas[second].url))
+        assert other is None or other.state == "closed"
+        await rt.run("bot", "turn 2", session="s")
+        assert _served(replicas)[second] == 4 and _served(replicas)[first] == 2
+        events = await store.read_events(result.run_id)
+        [failed] = [e.data for e in events if e.type == ev.MODEL_ERROR]
+        assert (failed["why"], failed["replica"]) == ("http_500", replicas[first].url)
