@@ -17,8 +17,10 @@ the same things, in the same order:
   writes what the run buffered (the listeners see the step begin), then
   streams its reply to them as it comes; it is recorded whole, as any other.
   A Model whose endpoint's circuit is open is skipped for the next one
-  (:mod:`agentrt.engine.model_route`); while a tenant Budget runs low, an Agent
-  with ``degrade`` asks only the cheapest of its chain (:mod:`agentrt.engine.degrade`).
+  (:mod:`agentrt.engine.model_route`), and a Model with replicas is called at
+  the one its session sticks to (:mod:`agentrt.engine.replicas`); while a tenant
+  Budget runs low, an Agent with ``degrade`` asks only the cheapest of its chain
+  (:mod:`agentrt.engine.degrade`).
 - tool steps: the tenant's Policies decide each new call first
   (:func:`policy_verdicts`, see :mod:`agentrt.engine.tool_policies`), then quotas
   are asked (:func:`quota_refusals`), the journal returns the recorded result or

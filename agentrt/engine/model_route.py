@@ -19,6 +19,11 @@ What the step records:
   Model answered its first call, ``route``: one entry per Model tried, in order,
   ``{model, outcome, attempts, [probe]}``.
 
+A Model with ``replicas`` is called at the replica its session sticks to
+(:mod:`agentrt.engine.replicas`): each replica has a circuit of its own, and a
+replica whose circuit is open, or that a call could not reach, is passed over for
+the next one of the session before the Model is given up for its fallbacks.
+
 A recorded step is never routed again: resume and replay return its recorded
 result, from whichever Model it came, whatever the circuits say now.
 """
