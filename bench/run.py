@@ -1,8 +1,9 @@
 """Run the benchmarks and print a table: ``python bench/run.py [--quick] [--only NAME] [--json]``.
 
 Workloads: ``step`` (per-step overhead), ``throughput``, ``storage``, ``sandbox``
-(start latency, and a code step through a whole run per backend) and ``team``
-(the graph executor's cost per node).
+(start latency, and a code step through a whole run per backend), ``team``
+(the graph executor's cost per node) and ``affinity`` (prefix-cache hit rate over
+three replicas, session affinity on and off).
 Systems: ``bare``, ``bare-sqlite``, ``agentrt`` (its store on SQLite),
 ``agentrt-postgres`` (the same on PostgreSQL, in a fresh schema dropped after;
 ``AGENTRT_BENCH_POSTGRES`` names the database, default the local test server;
@@ -30,6 +31,8 @@ import tempfile  # noqa: E402
 from collections.abc import Awaitable, Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
+from bench.affinity_bench import cache_hits  # noqa: E402
+from bench.affinity_bench import render as render_affinity  # noqa: E402
 from bench.code_step_bench import code_steps  # noqa: E402
 from bench.code_step_bench import render as render_code_steps  # noqa: E402
 from bench.common import machine_info  # noqa: E402
@@ -48,6 +51,7 @@ Workload = Callable[[SystemDef, str, Path, Settings], Awaitable[dict[str, Any]]]
 WORKLOADS: dict[str, Workload | None] = {"step": None, "throughput": throughput, "storage": storage}
 SANDBOX = "sandbox"  # sandbox start latency, and a code step through a whole run per backend
 TEAM = "team"  # the graph executor's cost per node (offline model, no server)
+AFFINITY = "affinity"  # prefix-cache hits over three replicas, affinity on and off
 _ALIASES = {"per-step": "step", "overhead": "step", "bytes": "storage", "qps": "throughput"}
 
 QUICK = Settings(
@@ -95,17 +99,17 @@ def _select(args: argparse.Namespace) -> tuple[list[str], list[SystemDef]]:
     workloads, systems = [], set()
     for name in names:
         name = _ALIASES.get(name, name)
-        if name in WORKLOADS or name in (SANDBOX, TEAM):
+        if name in WORKLOADS or name in (SANDBOX, TEAM, AFFINITY):
             workloads.append(name)
         elif name in system_names:
             systems.add(name)
         else:
-            known = ", ".join([*WORKLOADS, SANDBOX, TEAM, *system_names])
+            known = ", ".join([*WORKLOADS, SANDBOX, TEAM, AFFINITY, *system_names])
             raise SystemExit(f"--only: unknown name {name!r}; known: {known}")
     chosen = [
         s for s in SYSTEMS if (s.name in systems) or (not systems and (args.all or not s.extra))
     ]
-    every = [*WORKLOADS, SANDBOX, TEAM]
+    every = [*WORKLOADS, SANDBOX, TEAM, AFFINITY]
     return [w for w in every if not workloads or w in workloads], chosen
 
 
@@ -181,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     sandbox_rows: list[dict[str, Any]] | None = None
     code_rows: list[dict[str, Any]] | None = None
     team_row: dict[str, float] | None = None
+    affinity_row: dict[str, Any] | None = None
+    if AFFINITY in workloads:
+        workloads.remove(AFFINITY)
+        affinity_row = asyncio.run(cache_hits(*((5, 2) if args.quick else (20, 4))))
     if TEAM in workloads:
         workloads.remove(TEAM)
         team_row = asyncio.run(team_overhead(5 if args.quick else 20))
@@ -206,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "sandbox": sandbox_rows,
         "code_steps": code_rows,
         "team": team_row,
+        "affinity": affinity_row,
     }
     if args.save:
         Path(args.save).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
@@ -222,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         if team_row is not None:
             print()
             print(render_team(team_row))
+        if affinity_row is not None:
+            print()
+            print(render_affinity(affinity_row))
     failed = any("error" in cell for cells in results.values() for cell in cells.values())
     return 1 if failed else 0
 

@@ -127,3 +127,16 @@ async def test_fleet_bench_admits_and_dispatches_with_runs_queued(tmp_path: Path
         # Every query was admitted as a run: 20 queued before, 200 measured, 200 claimed.
         assert len(await store.list_runs(limit=1000)) == 220
         assert len(await store.list_runs(statuses=["queued"], limit=1000)) == 20
+
+
+def test_affinity_bench_reports_more_cache_hits_with_affinity_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Quick: 5 sessions of 2 turns over three prefix-caching replicas, on and off."""
+    assert bench_run.main(["--quick", "--only", "affinity", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["affinity"]
+    assert row["sessions"] == 5 and row["turns"] == 2
+    on, off = row["on"], row["off"]
+    assert on["prompt_tokens"] == off["prompt_tokens"] > 0
+    assert on["hit_rate"] > off["hit_rate"] > 0
+    assert sum(on["calls_per_replica"]) == sum(off["calls_per_replica"]) == 5 * 2 * 2

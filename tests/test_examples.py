@@ -411,3 +411,27 @@ def test_routing_example_routes_by_tag_escalates_and_names_a_missing_hook(
     assert done.returncode == 0, done.stderr
     assert "triage 'I want a refund for my parcel' []: large:" in done.stdout
     assert "'by': 'rule', 'label': 'hard'" in done.stdout
+
+
+def test_kv_cache_example_keeps_each_session_on_one_replica_and_moves_it_once() -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "kv_cache" / "run.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    [stopped] = [line.split()[0] for line in lines if line.endswith(" stopped")]
+    before = {line.split()[0]: line.split()[4:] for line in lines if " turns 1-2 on " in line}
+    after = {line.split()[0]: line.split(" on ")[1].split(", ") for line in lines if "3-5" in line}
+    assert len(before) == len(after) == 4
+    for session, (first, _and, second) in before.items():
+        assert first == second  # both turns on one replica
+        [moved] = set(after[session])  # three turns on one replica, after the stop
+        assert moved == first if first != stopped else moved != stopped
+    assert any(first == stopped for first, _, _ in before.values())
+    assert re.search(
+        r"^model desk-model: \d+ of \d+ prompt tokens cached \(\d+%\)", done.stdout, re.M
+    )

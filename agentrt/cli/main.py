@@ -23,6 +23,7 @@ from agentrt._version import __version__
 from agentrt.cli import (
     audit,
     budgets,
+    cache,
     circuits,
     decisions,
     doctor,
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parser(sub)
     budgets.add_parser(sub)
     circuits.add_parser(sub)
+    cache.add_parser(sub)
     decisions.add_parsers(sub)
     doctor.add_parser(sub)
     long_term_memory.add_parser(sub)

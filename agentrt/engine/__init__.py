@@ -7,6 +7,7 @@ move (``tests/test_layers.py`` holds every caller to that).
 
 from agentrt.engine.agent_loop import RunContext, StepInfo
 from agentrt.engine.budget_raise import BudgetAddition
+from agentrt.engine.cache_hits import CacheHits, CacheReport, cache_report
 from agentrt.engine.hooks import HOOK_PHASES, HookPhase, HookSet
 from agentrt.engine.journal import EventObserver, LogAwareObserver
 from agentrt.engine.live import Delta, LiveFeed, LiveStreams
@@ -39,6 +40,10 @@ __all__ = [
     "SessionState",
     "SessionView",
     "TurnView",
+    # how much of the prompts the providers' prefix caches served
+    "CacheHits",
+    "CacheReport",
+    "cache_report",
     # hooks, and what they receive
     "HOOK_PHASES",
     "HookPhase",

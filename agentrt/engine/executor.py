@@ -34,6 +34,7 @@ from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import EventObserver, Journal
 from agentrt.engine.live import LiveStreams
 from agentrt.engine.plans import RunCreated, RunSpec, TeamRunSpec
+from agentrt.engine.replicas import Replicas
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.sessions import SessionTurns
@@ -110,6 +111,7 @@ class Executor:
     budgets: BudgetBook | None = None  # the tenants' Budgets, read once a second at most
     policies: PolicyBook = field(default_factory=PolicyBook)  # read once a second at most
     circuits: Circuits = field(default_factory=Circuits)  # model endpoints' breakers, cached
+    replicas: Replicas = field(default_factory=Replicas)  # the replica each session sticks to
     _running: dict[str, RunContext] = field(default_factory=dict)
     _journals: dict[str, Journal] = field(default_factory=dict)
     _paused: dict[str, dict[asyncio.Timeout, float]] = field(default_factory=dict)
@@ -282,6 +284,7 @@ class Executor:
             namespace=run.namespace,
             policies=self.policies,
             circuits=self.circuits,
+            replicas=self.replicas,
         )
 
     async def _agent_execution(
@@ -295,6 +298,10 @@ class Executor:
         """An agent run's execution; ``NondeterminismError`` if its session's history
         is not the one it started from."""
         turns = await self.sessions.before(run.session_id, run.turn)
+        if run.session_id is not None and not replay:
+            for turn in turns:
+                for model, replica in turn.replicas.items():  # the session stays where it went
+                    self.replicas.remember(run.namespace, model, run.session_id, replica)
         everything = flatten(turns)
         digest = [len(everything), history_digest(everything)]
         started = [e for e in events if e.type == ev.RUN_STARTED]

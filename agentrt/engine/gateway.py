@@ -17,8 +17,10 @@ the same things, in the same order:
   writes what the run buffered (the listeners see the step begin), then
   streams its reply to them as it comes; it is recorded whole, as any other.
   A Model whose endpoint's circuit is open is skipped for the next one
-  (:mod:`agentrt.engine.model_route`); while a tenant Budget runs low, an Agent
-  with ``degrade`` asks only the cheapest of its chain (:mod:`agentrt.engine.degrade`).
+  (:mod:`agentrt.engine.model_route`), and a Model with replicas is called at
+  the one its session sticks to (:mod:`agentrt.engine.replicas`); while a tenant
+  Budget runs low, an Agent with ``degrade`` asks only the cheapest of its chain
+  (:mod:`agentrt.engine.degrade`).
 - tool steps: the tenant's Policies decide each new call first
   (:func:`policy_verdicts`, see :mod:`agentrt.engine.tool_policies`), then quotas
   are asked (:func:`quota_refusals`), the journal returns the recorded result or
@@ -62,6 +64,7 @@ from agentrt.models.base import (
     ToolCall,
     check_usage,
 )
+from agentrt.models.replicated import ReplicaClients
 from agentrt.spec.resources import Budgets, Degrade, ModelSpec, RetryPolicy, ToolSpec
 from agentrt.state.base import Usage
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
@@ -252,6 +255,10 @@ async def model_step(
         settle=held,
     )
     host.model_steps += 1
+    if journal.replicas is not None and isinstance(data.get("replica"), str):
+        # A recorded step places its session where it went: a resumed run stays there.
+        model, session = str(data.get("via") or via.name), host.session_id or host.run_id
+        journal.replicas.remember(host.namespace, model, session, data["replica"])
     cost = float(data.get("cost", 0.0))
     host.charge(Usage(response.input_tokens, response.output_tokens, cost, 1, 0))
     return response, data
@@ -267,8 +274,10 @@ async def _call_model(
     if host.live is not None and host.live.listening(host.run_id):
         sink = host.live.sink(host.run_id, step, lambda: host.journal.last_seq)
         await host.journal.flush()  # the listeners see what came before the step first
+    session = host.session_id or host.run_id  # whose replica the calls stick to
     for name in via.chain:
-        if (skipped := await route.skip(name)) is not None:
+        replica, skipped = await route.place(name, session)
+        if skipped is not None:
             error = skipped
             continue
         spec = via.models[name]
@@ -276,9 +285,10 @@ async def _call_model(
         client = via.client_for(name)
         for attempt in range(1, via.retry.max_attempts + 1):
             sent = await take_turn(host.journal, host.namespace, step, name, spec, attempt_request)
+            at = client.at(replica) if replica and isinstance(client, ReplicaClients) else client
             try:
                 async with asyncio.timeout(via.step_timeout_s):
-                    replied = await _ask(client, sent, sink, name, attempt)
+                    replied = await _ask(at, sent, sink, name, attempt)
                     response = check_usage(replied, model=name)
             except TimeoutError:
                 error = StepTimeout(
@@ -289,21 +299,33 @@ async def _call_model(
             else:
                 if host.hooks.has("after_model"):
                     response = await host.hooks.run("after_model", host.at(step), response)
-                cost = spec.pricing.cost(response.input_tokens, response.output_tokens)
+                cost = spec.pricing.cost(
+                    response.input_tokens, response.output_tokens, response.cached_tokens
+                )
                 extra: dict[str, Any] = {"cost": cost, **await route.answered(name, attempt)}
                 if name != via.name:
                     extra["via"] = name
+                if replica is not None:
+                    extra["replica"] = replica
                 usage = Usage(response.input_tokens, response.output_tokens, cost, 1, 0)
                 return response, extra, usage
             opened = await route.failed(name, attempt, error)  # its circuit: try it no more
-            retrying = error.retryable and attempt < via.retry.max_attempts and not opened
             why = why_failed(error)
             recorded: dict[str, Any] = {
                 "model": name, "attempt": attempt, "why": why, "error": error.to_dict()
             }  # fmt: skip
+            moved = replica is not None and (opened or why == "unreachable")
+            if replica is not None:
+                recorded["replica"] = replica
+            if moved:  # the session moves to another replica, at once
+                route.down(name)
+                replica, skipped = await route.place(name, session)
+                opened = skipped is not None
+            retrying = error.retryable and attempt < via.retry.max_attempts and not opened
             if retrying:
                 asked = error.retry_after if isinstance(error, ModelError) else None
                 delay = retry_delay(via.retry, attempt, asked, step_timeout_s=via.step_timeout_s)
+                delay = 0.0 if moved else delay
                 recorded["retry_in"] = delay
             await host.journal.append(ev.MODEL_ERROR, recorded, step=step, durable=False)
             if not retrying:

@@ -56,6 +56,7 @@ class Turn:
     run_id: str
     messages: list[Message]
     summary: Summary | None = None
+    replicas: dict[str, str] = field(default_factory=dict)  # Model -> the replica it last used
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from agentrt.engine import events as ev
 from agentrt.engine.circuit_breakers import Circuits
 from agentrt.engine.context_values import ContextValues, ValueKind
 from agentrt.engine.event_buffer import EventBuffer, EventObserver
+from agentrt.engine.replicas import Replicas
 from agentrt.engine.step_records import StepRecord, add_event, index_steps, undecided_steps
 from agentrt.engine.tenant_budgets import ONE_TOOL_CALL, BudgetBook, hold_tool_call, spent
 from agentrt.engine.tool_policies import PolicyBook, Verdict
@@ -132,11 +133,13 @@ class Journal:
         namespace: str = "default",
         policies: PolicyBook | None = None,
         circuits: Circuits | None = None,
+        replicas: Replicas | None = None,
     ) -> None:
         self.store = store
         self.namespace = namespace  # the run's tenant: whose Budgets its steps draw on
         self.budgets = budgets  # the tenants' Budgets its model steps reserve against
         self.circuits = circuits  # the model endpoints' breakers its model steps ask
+        self.replicas = replicas  # where its sessions' model steps go (replicated Models)
         self.policies = policies  # the tenants' Policies its tool steps are decided by
         # Who started the run (and their key's role, as its first event says): the
         # audit log's "who" of the calls it makes, and what Policies may select them by.

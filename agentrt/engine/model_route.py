@@ -19,6 +19,11 @@ What the step records:
   Model answered its first call, ``route``: one entry per Model tried, in order,
   ``{model, outcome, attempts, [probe]}``.
 
+A Model with ``replicas`` is called at the replica its session sticks to
+(:mod:`agentrt.engine.replicas`): each replica has a circuit of its own, and a
+replica whose circuit is open, or that a call could not reach, is passed over for
+the next one of the session before the Model is given up for its fallbacks.
+
 A recorded step is never routed again: resume and replay return its recorded
 result, from whichever Model it came, whatever the circuits say now.
 """
@@ -31,6 +36,7 @@ from typing import Any, Final
 from agentrt._text import count
 from agentrt.engine import events as ev
 from agentrt.engine.journal import Journal
+from agentrt.engine.replicas import endpoints_of
 from agentrt.errors import ModelError, RunError, StepTimeout
 from agentrt.spec.model_spec import ModelSpec
 from agentrt.state.circuits import circuit_key
@@ -83,13 +89,45 @@ class ModelRoute:
         self._hold_s = call_s + _PROBE_MARGIN_S
         self._tried: list[dict[str, Any]] = []
         self._probes: dict[str, str] = {}
+        self._endpoints: dict[str, str] = {}
+
+    def use(self, name: str, endpoint: str) -> None:
+        """Model ``name``'s calls go to ``endpoint`` (one of its replicas) from now on:
+        its circuit is that endpoint's."""
+        self._endpoints[name] = endpoint
+
+    async def place(self, name: str, session: str) -> tuple[str | None, ModelError | None]:
+        """The replica endpoint ``session``'s next call of Model ``name`` goes to
+        (``None``: the Model has one endpoint) and, as :meth:`skip`, the error of the
+        Model skipped: every replica's circuit is open. A replica whose circuit is open
+        is passed over (see :mod:`agentrt.engine.replicas`)."""
+        spec, replicas = self._models[name], self._journal.replicas
+        if replicas is None or len(endpoints_of(spec)) < 2:
+            return None, await self.skip(name)
+        replica, error = None, None
+        for _ in endpoints_of(spec):
+            replica = replicas.pick(self._namespace, name, spec, session)
+            if replica is None:
+                break
+            self.use(name, replica)
+            if (error := await self.skip(name)) is None:
+                return replica, None
+            replicas.down(replica, spec)
+        return replica, error
+
+    def down(self, name: str) -> None:
+        """The replica Model ``name``'s calls went to is down: its sessions move."""
+        replicas, endpoint = self._journal.replicas, self._endpoints.get(name)
+        if replicas is not None and endpoint is not None:
+            replicas.down(endpoint, self._models[name])
 
     def _key(self, name: str) -> str | None:
         """The circuit of Model ``name``'s endpoint, if it has one that is asked."""
         spec = self._models[name]
-        if self._journal.circuits is None or not spec.circuit.enabled or not spec.base_url:
+        endpoint = self._endpoints.get(name, spec.base_url)
+        if self._journal.circuits is None or not spec.circuit.enabled or not endpoint:
             return None
-        return circuit_key(self._namespace, name, spec.base_url)
+        return circuit_key(self._namespace, name, endpoint)
 
     async def skip(self, name: str) -> ModelError | None:
         """The error of Model ``name`` skipped because its circuit is open (recorded on

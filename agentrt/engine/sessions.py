@@ -15,6 +15,7 @@ from collections import OrderedDict
 
 from agentrt.engine.conversation import conversation_of
 from agentrt.engine.history_policy import Turn
+from agentrt.engine.replicas import placements
 from agentrt.engine.summaries import summary_of
 from agentrt.models.base import Message
 from agentrt.state.base import RunRecord, Store
@@ -75,7 +76,12 @@ class SessionTurns:
             return cached
         events = await self._store.read_events(run_id)
         messages = conversation_of(events)
-        turn = Turn(run_id, answered(messages) if interrupted else messages, summary_of(events))
+        turn = Turn(
+            run_id,
+            answered(messages) if interrupted else messages,
+            summary_of(events),
+            placements(events),
+        )
         self._turns[run_id] = turn
         if len(self._turns) > _CACHE_SIZE:
             self._turns.popitem(last=False)

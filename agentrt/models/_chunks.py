@@ -23,7 +23,14 @@ from agentrt.errors import ModelError
 from agentrt.models.base import Message, ModelDelta, ModelResponse, ToolCall
 from agentrt.models.tokens import estimate_tokens, tokens_of_chars
 
-__all__ = ["MAX_EVENT_BYTES", "ChunkReader", "completion_chunks", "sse_data", "stream_events"]
+__all__ = [
+    "MAX_EVENT_BYTES",
+    "ChunkReader",
+    "cached_tokens",
+    "completion_chunks",
+    "sse_data",
+    "stream_events",
+]
 
 MAX_EVENT_BYTES = 16 << 20
 """An event longer than this is a broken stream, not a reply (its memory is bounded)."""
@@ -147,6 +154,7 @@ class ChunkReader:
             for _, c in sorted(self._calls.items())
         ]
         usage = self._usage or {}
+        cached = cached_tokens(usage)
         if "prompt_tokens" in usage or "completion_tokens" in usage:
             tokens_in = int(usage.get("prompt_tokens") or 0)
             tokens_out = int(usage.get("completion_tokens") or 0)
@@ -160,7 +168,16 @@ class ChunkReader:
             output_tokens=tokens_out,
             finish_reason=self._finish,
             model=self._model,
+            cached_tokens=cached,
         )
+
+
+def cached_tokens(usage: Any) -> int:
+    """The prompt tokens a provider's prefix cache served, as OpenAI reports them
+    (``usage.prompt_tokens_details.cached_tokens``); 0 when it says nothing."""
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    value = details.get("cached_tokens") if isinstance(details, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def completion_chunks(

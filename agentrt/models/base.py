@@ -92,6 +92,7 @@ class ModelResponse:
     output_tokens: int = 0
     finish_reason: str | None = None
     model: str | None = None
+    cached_tokens: int = 0  # of input_tokens, those the provider's prefix cache served
 
     def assistant_message(self) -> Message:
         """The assistant message to append to the conversation."""
@@ -103,6 +104,8 @@ class ModelResponse:
     def to_dict(self) -> dict[str, Any]:
         """Compact form for the event log (empty fields omitted)."""
         data: dict[str, Any] = {"in": self.input_tokens, "out": self.output_tokens}
+        if self.cached_tokens:
+            data["cached"] = self.cached_tokens
         if self.content is not None:
             data["content"] = self.content
         if self.tool_calls:
@@ -123,6 +126,7 @@ class ModelResponse:
             output_tokens=int(data.get("out", 0)),
             finish_reason=data.get("finish"),
             model=data.get("model"),
+            cached_tokens=int(data.get("cached", 0)),
         )
 
 
@@ -179,11 +183,14 @@ def check_usage(response: ModelResponse, *, model: str) -> ModelResponse:
         for name, value in (
             ("input_tokens", response.input_tokens),
             ("output_tokens", response.output_tokens),
+            ("cached_tokens", response.cached_tokens),
         )
         if isinstance(value, bool)
         or not isinstance(value, int)
         or not 0 <= value <= MAX_TOKENS_PER_CALL
     ]
+    if not wrong and response.cached_tokens > response.input_tokens:
+        wrong.append(f"cached_tokens={response.cached_tokens!r} > input_tokens")
     if wrong:
         raise ModelError(
             f"model {model!r} reported impossible usage ({', '.join(wrong)}); a reply whose "

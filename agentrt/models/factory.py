@@ -10,6 +10,7 @@ from agentrt._proxy import proxy_for
 from agentrt.errors import UsageError
 from agentrt.models.base import ModelClient
 from agentrt.models.openai import OpenAIClient
+from agentrt.models.replicated import ReplicaClients
 from agentrt.models.scripted import ScriptedClient
 from agentrt.spec.resources import ModelSpec
 
@@ -37,7 +38,8 @@ def create_client(
             is set.
 
     Returns:
-        An :class:`OpenAIClient` or a :class:`ScriptedClient`.
+        An :class:`OpenAIClient`, a :class:`ReplicaClients` (a Model with
+        ``replicas``) or a :class:`ScriptedClient`.
 
     Raises:
         UsageError: ``spec.api_key_env`` names a variable that is unset or empty.
@@ -58,8 +60,21 @@ def create_client(
             )
     if not spec.base_url:  # the spec validator requires it; this keeps the type checker honest
         raise UsageError(f"Model {name!r}: provider 'openai' needs `base_url`")
+    endpoints = list(dict.fromkeys(u.rstrip("/") for u in [spec.base_url, *spec.replicas]))
+    clients = {url: _openai(spec, url, model, api_key, session, env) for url in endpoints}
+    return clients[endpoints[0]] if len(clients) == 1 else ReplicaClients(clients)
+
+
+def _openai(
+    spec: ModelSpec,
+    base_url: str,
+    model: str,
+    api_key: str | None,
+    session: aiohttp.ClientSession | None,
+    env: Mapping[str, str],
+) -> OpenAIClient:
     return OpenAIClient(
-        base_url=spec.base_url,
+        base_url=base_url,
         model=model,
         api_key=api_key,
         timeout_s=spec.timeout_s,
@@ -68,5 +83,5 @@ def create_client(
         api=spec.api,
         api_version=spec.api_version,
         max_tokens_param=spec.max_tokens_param,
-        proxy=proxy_for(spec.base_url, env),
+        proxy=proxy_for(base_url, env),
     )

@@ -20,7 +20,7 @@ from agentrt._json import dumps, dumps_str, loads
 from agentrt._retry import RETRY_AFTER_CAP_S, RETRYABLE_STATUSES, equal_jitter, parse_retry_after
 from agentrt._text import count
 from agentrt.errors import ModelError
-from agentrt.models._chunks import ChunkReader, sse_data
+from agentrt.models._chunks import ChunkReader, cached_tokens, sse_data
 from agentrt.models.base import ModelDelta, ModelRequest, ModelResponse, ToolCall
 
 __all__ = ["OpenAIClient", "chat_url"]
@@ -299,6 +299,7 @@ def _parse_completion(raw: bytes, status: int) -> ModelResponse:
             output_tokens=int(usage.get("completion_tokens") or 0),
             finish_reason=choice.get("finish_reason"),
             model=data.get("model"),
+            cached_tokens=cached_tokens(usage),
         )
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         snippet = raw[:_ERROR_TEXT_LIMIT].decode("utf-8", "replace")

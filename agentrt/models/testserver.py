@@ -28,14 +28,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import re
 import signal
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -46,36 +44,21 @@ from pydantic import ValidationError
 
 from agentrt._json import dumps, loads
 from agentrt.models._chunks import stream_events
+from agentrt.models._test_faults import (
+    JSON,
+    Delay,
+    Fault,
+    Reply,
+    error,
+    invalid_tool,
+    seconds_text,
+    take,
+)
+from agentrt.models.prefix_cache import PrefixCache
 from agentrt.models.scripted import scripted_reply
 from agentrt.spec.resources import ScriptedRule
 
 __all__ = ["ModelTestServer", "main"]
-
-_JSON = "application/json"
-# What OpenAI's Chat Completions API accepts as a tool name; it answers 400 otherwise.
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-
-
-@dataclass(slots=True)
-class _Fault:
-    status: int
-    remaining: int
-    retry_after: float | None
-    body: str | None
-
-
-@dataclass(slots=True)
-class _Delay:
-    seconds: float
-    remaining: int
-
-
-@dataclass(slots=True)
-class _Reply:
-    remaining: int
-    finish_reason: str | None
-    usage: dict[str, Any] | None
-    cut_after: int | None = None
 
 
 class ModelTestServer:
@@ -93,6 +76,10 @@ class ModelTestServer:
         rules: The script (see :func:`~agentrt.models.scripted.scripted_reply`).
         latency_s: Added before every completion response.
         chunk_delay_s: Added between the chunks of a streamed response.
+        prefix_cache: Simulate a provider's prefix cache (see
+            :mod:`agentrt.models.prefix_cache`): each reply reports in
+            ``usage.prompt_tokens_details.cached_tokens`` the prompt tokens it
+            shares with an earlier request this server answered.
         host: Interface to bind.
         port: Port to bind; 0 picks a free one.
 
@@ -100,6 +87,7 @@ class ModelTestServer:
         latency_s: Delay before every completion response; may be changed.
         chunk_delay_s: Delay between a streamed response's chunks; may be changed.
         completions_served: Number of successful completions sent.
+        prefix_cache: The simulated prefix cache, or ``None``.
     """
 
     def __init__(
@@ -108,9 +96,11 @@ class ModelTestServer:
         *,
         latency_s: float = 0.0,
         chunk_delay_s: float = 0.0,
+        prefix_cache: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        self.prefix_cache = PrefixCache() if prefix_cache else None
         self.latency_s = latency_s
         self.chunk_delay_s = chunk_delay_s
         self.host = host
@@ -119,9 +109,9 @@ class ModelTestServer:
         self._rules: tuple[ScriptedRule, ...] = tuple(rules)
         self._lock = threading.Lock()
         self._log: list[dict[str, Any]] = []
-        self._faults: deque[_Fault] = deque()
-        self._delays: deque[_Delay] = deque()
-        self._replies: deque[_Reply] = deque()
+        self._faults: deque[Fault] = deque()
+        self._delays: deque[Delay] = deque()
+        self._replies: deque[Reply] = deque()
         self._sequence = 0
         self._runner: web.AppRunner | None = None
         self._sleeping: set[asyncio.Task[Any]] = set()
@@ -261,7 +251,7 @@ class ModelTestServer:
         """
         if count > 0:
             with self._lock:
-                self._faults.append(_Fault(status, count, retry_after, body))
+                self._faults.append(Fault(status, count, retry_after, body))
 
     def inject_delay(self, seconds: float, count: int = 1) -> None:
         """Delay the next ``count`` completion responses by ``seconds`` (on top of latency).
@@ -272,7 +262,7 @@ class ModelTestServer:
         """
         if count > 0:
             with self._lock:
-                self._delays.append(_Delay(seconds, count))
+                self._delays.append(Delay(seconds, count))
 
     def inject_reply(
         self,
@@ -295,7 +285,7 @@ class ModelTestServer:
         """
         if count > 0:
             with self._lock:
-                self._replies.append(_Reply(count, finish_reason, usage, cut_after))
+                self._replies.append(Reply(count, finish_reason, usage, cut_after))
 
     def clear_injections(self) -> None:
         """Drop all pending injected failures, delays and changed replies."""
@@ -332,7 +322,7 @@ class ModelTestServer:
         if not request.query.get("api-version"):
             with self._lock:
                 self._log.append({"_path": request.path, "_query": {}, "_status": 404})
-            return _error(404, "Resource not found")
+            return error(404, "Resource not found")
         return await self._completions(request)
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
@@ -345,7 +335,7 @@ class ModelTestServer:
             entry: dict[str, Any] = {"_raw": raw.decode("utf-8", "replace"), "_status": 400}
             with self._lock:
                 self._log.append(entry)
-            return _error(400, "request body must be a JSON object with a `messages` list")
+            return error(400, "request body must be a JSON object with a `messages` list")
 
         body["_status"] = None
         body["_at"] = time.time()
@@ -354,9 +344,9 @@ class ModelTestServer:
         body["_headers"] = {k.lower(): v for k, v in request.headers.items()}
         with self._lock:
             self._log.append(body)
-            fault = _take(self._faults)
-            delay = _take(self._delays)
-            changed = None if fault is not None else _take(self._replies)
+            fault = take(self._faults)
+            delay = take(self._delays)
+            changed = None if fault is not None else take(self._replies)
             self._sequence += 1
             sequence = self._sequence
 
@@ -369,16 +359,16 @@ class ModelTestServer:
             body["_injected"] = True
             headers = {}
             if fault.retry_after is not None:
-                headers["Retry-After"] = _seconds_text(fault.retry_after)
+                headers["Retry-After"] = seconds_text(fault.retry_after)
             if fault.body is not None:
                 return web.Response(
-                    status=fault.status, text=fault.body, content_type=_JSON, headers=headers
+                    status=fault.status, text=fault.body, content_type=JSON, headers=headers
                 )
-            return _error(fault.status, f"injected HTTP {fault.status}", headers)
+            return error(fault.status, f"injected HTTP {fault.status}", headers)
 
-        if (problem := _invalid_tool(body.get("tools"))) is not None:
+        if (problem := invalid_tool(body.get("tools"))) is not None:
             body["_status"] = 400
-            return _error(400, problem)
+            return error(400, problem)
 
         try:
             reply = scripted_reply(
@@ -386,17 +376,13 @@ class ModelTestServer:
             )
         except (AttributeError, TypeError) as exc:
             body["_status"] = 400
-            return _error(400, f"malformed messages: {exc}")
+            return error(400, f"malformed messages: {exc}")
 
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
         if reply.tool_calls:
             message["tool_calls"] = [call.to_openai() for call in reply.tool_calls]
         finish = reply.finish_reason
-        usage: dict[str, Any] = {
-            "prompt_tokens": reply.input_tokens,
-            "completion_tokens": reply.output_tokens,
-            "total_tokens": reply.input_tokens + reply.output_tokens,
-        }
+        usage = self._usage(body, reply.input_tokens, reply.output_tokens)
         if changed is not None:
             finish = changed.finish_reason or finish
             usage = changed.usage if changed.usage is not None else usage
@@ -414,7 +400,7 @@ class ModelTestServer:
         body["_status"] = 200
         with self._lock:
             self.completions_served += 1
-        return web.Response(body=dumps(payload), content_type=_JSON)
+        return web.Response(body=dumps(payload), content_type=JSON)
 
     async def _stream(
         self,
@@ -443,15 +429,28 @@ class ModelTestServer:
             self.completions_served += 1
         return response
 
+    def _usage(self, body: dict[str, Any], tokens_in: int, tokens_out: int) -> dict[str, Any]:
+        """A reply's ``usage``; with the prefix cache, the prompt tokens it served too."""
+        usage: dict[str, Any] = {
+            "prompt_tokens": tokens_in,
+            "completion_tokens": tokens_out,
+            "total_tokens": tokens_in + tokens_out,
+        }
+        if self.prefix_cache is not None:
+            cached = self.prefix_cache.cached_tokens(body["messages"], body.get("tools"))
+            usage["prompt_tokens_details"] = {"cached_tokens": min(cached, tokens_in)}
+            self.prefix_cache.served(body["messages"], body.get("tools"))
+        return usage
+
     async def _models(self, request: web.Request) -> web.Response:
         payload = {
             "object": "list",
             "data": [{"id": "scripted", "object": "model", "created": 0, "owned_by": "agentrt"}],
         }
-        return web.Response(body=dumps(payload), content_type=_JSON)
+        return web.Response(body=dumps(payload), content_type=JSON)
 
     async def _health(self, request: web.Request) -> web.Response:
-        return web.Response(body=b'{"status":"ok"}', content_type=_JSON)
+        return web.Response(body=b'{"status":"ok"}', content_type=JSON)
 
     async def _pause(self, seconds: float) -> None:
         # Tracked so that stop() can cut long injected delays short.
@@ -463,45 +462,6 @@ class ModelTestServer:
         finally:
             if task is not None:
                 self._sleeping.discard(task)
-
-
-def _invalid_tool(tools: Any) -> str | None:
-    """Why OpenAI would refuse this ``tools`` list (a name it does not accept), if it would."""
-    for index, tool in enumerate(tools or ()):
-        name = tool.get("function", {}).get("name") if isinstance(tool, dict) else None
-        if not isinstance(name, str) or not _TOOL_NAME.match(name):
-            return (
-                f"Invalid 'tools[{index}].function.name': {name!r} does not match "
-                f"pattern '{_TOOL_NAME.pattern}'"
-            )
-    return None
-
-
-def _take(queue: deque[Any]) -> Any:
-    """Use one of the head entry's remaining count; return the entry or ``None``."""
-    if not queue:
-        return None
-    head = queue[0]
-    head.remaining -= 1
-    if head.remaining <= 0:
-        queue.popleft()
-    return head
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    kind = (
-        "rate_limit_error"
-        if status == 429
-        else "server_error"
-        if status >= 500
-        else "invalid_request_error"
-    )
-    payload = {"error": {"message": message, "type": kind, "code": status}}
-    return web.Response(status=status, body=dumps(payload), content_type=_JSON, headers=headers)
-
-
-def _seconds_text(seconds: float) -> str:
-    return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -581,13 +541,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
     parser.add_argument("--rules", help="YAML file with a list of scripted rules")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per completion")
+    parser.add_argument(
+        "--prefix-cache", action="store_true", help="report cached_tokens of a prefix cache"
+    )
     args = parser.parse_args(argv)
     try:
         rules = load_rules(args.rules) if args.rules else []
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    server = ModelTestServer(rules, latency_s=args.latency, host=args.host, port=args.port)
+    server = ModelTestServer(
+        rules,
+        latency_s=args.latency,
+        prefix_cache=args.prefix_cache,
+        host=args.host,
+        port=args.port,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(server))
     return 0

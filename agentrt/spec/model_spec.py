@@ -18,6 +18,7 @@ __all__ = [
     "ModelSpec",
     "Pricing",
     "RateLimits",
+    "ReplicaAffinity",
     "ScriptedRule",
     "ScriptedStep",
     "ScriptedToolCall",
@@ -29,10 +30,21 @@ class Pricing(Strict):
 
     input_per_mtok: float = Field(default=0.0, ge=0)
     output_per_mtok: float = Field(default=0.0, ge=0)
+    cached_input_per_mtok: float | None = Field(
+        default=None,
+        ge=0,
+        description="input tokens the provider's prefix cache served; default: input_per_mtok",
+    )
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        """Cost in dollars of a call with the given token counts."""
-        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+    def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> float:
+        """Cost in dollars of a call with the given token counts: ``cached_tokens`` of the
+        input at the cached price, the rest of it at the input price."""
+        cached = min(max(cached_tokens, 0), input_tokens)
+        cached_price = self.cached_input_per_mtok
+        if cached_price is None:
+            cached_price = self.input_per_mtok
+        uncached = (input_tokens - cached) * self.input_per_mtok
+        return (uncached + cached * cached_price + output_tokens * self.output_per_mtok) / 1e6
 
 
 class RateLimits(Strict):
@@ -81,6 +93,36 @@ class CircuitPolicy(Strict):
         gt=0,
         le=86_400,
         description="seconds it stays open before one probe call is let through",
+    )
+
+
+class ReplicaAffinity(Strict):
+    """How a Model's sessions are spread over its replica endpoints.
+
+    A session (a run without one: the run) is placed by consistent hashing with
+    bounded load: on the first replica of its hash ring that holds fewer than
+    ``load_factor`` times the mean of the sessions placed, and then sticks to it,
+    so the provider's prefix cache of that replica serves its growing prompt. It
+    moves only when its replica is down (a connection error, an open circuit) or
+    holds more than the bound, and then stays on the replica it moved to.
+    """
+
+    sticky: bool = Field(
+        default=True,
+        description="false: each call goes to the next replica in turn, as a plain load "
+        "balancer spreads them (no prefix stays on one replica)",
+    )
+    load_factor: float = Field(
+        default=1.25,
+        ge=1.0,
+        le=10.0,
+        description="a replica takes at most this times the mean of the sessions placed",
+    )
+    down_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="seconds a replica that refused a connection is passed over",
     )
 
 
@@ -134,6 +176,15 @@ class ModelSpec(Strict):
         description="OpenAI-compatible endpoint, e.g. .../v1 "
         "(api azure: the resource, https://NAME.openai.azure.com)",
     )
+    replicas: list[str] = Field(
+        default_factory=list,
+        description="more endpoints serving the same model as `base_url` (the first "
+        "replica); a session sticks to one of them (see `affinity`)",
+    )
+    affinity: ReplicaAffinity = Field(
+        default_factory=lambda: ReplicaAffinity(),
+        description="how sessions are spread over `base_url` and `replicas`",
+    )
     api: Literal["openai", "azure"] = Field(
         default="openai",
         description="openai: POST {base_url}/chat/completions, key as a Bearer token; azure: "
@@ -181,6 +232,8 @@ class ModelSpec(Strict):
                 "provider 'openai' needs `base_url` (e.g. https://api.openai.com/v1 "
                 "or http://127.0.0.1:8000/v1 for vLLM/Ollama)"
             )
+        if self.replicas and self.provider != "openai":
+            raise ValueError("`replicas` is for provider 'openai'")
         if self.provider != "scripted" and self.script:
             raise ValueError("`script` is only for provider 'scripted'")
         if self.api == "azure" and self.provider != "openai":
