@@ -382,3 +382,22 @@ def test_fallback_example_opens_the_primarys_circuit_and_shows_each_route(tmp_pa
     assert all("skipped" not in tree for tree in trees[1:])
     replayed = run_as_written(f"agentrt replay {listed[0]['id']}", env)
     assert replayed.returncode == 0 and "output: 42." in replayed.stdout
+
+
+def test_budgets_example_holds_an_agents_and_each_sessions_budget(tmp_path: Path) -> None:
+    env = _shell_env(tmp_path)
+    for command in documented_commands(EXAMPLES / "budgets"):
+        assert run_as_written(command, env).returncode == 0, command
+    shown = run_as_written("agentrt budgets --json", env).stdout
+    used = {a["key"].split("@")[0] + a["key"].split("@")[1][10:]: a["used"]["tool_calls"]
+            for a in _json.loads(shown) if "greeter" in a["key"]}  # fmt: skip
+    assert used == {
+        "default/greeter-chat/session:chat-1": 1,
+        "default/greeter-chat/session:chat-2": 1,
+        "default/greeter-chat/session:chat-3": 0,
+        "default/greeter-day": 2,
+    }
+    again = run_as_written('agentrt run greeter "Greet Bob" --session chat-1', env)
+    assert again.returncode == 1
+    assert "budget default/greeter-chat@" in again.stdout + again.stderr
+    assert "/session:chat-1: max_tool_calls=1 would be passed by 1" in again.stdout + again.stderr

@@ -79,7 +79,9 @@ class RunCreated:
     forked, ``double_texting`` for a turn of a session: the policy it came
     with, which its execution applies to the session's unfinished turns, and
     ``role``: the role of the API key that started it (its child runs inherit it),
-    which the tenant's Policies may select calls by.
+    which the tenant's Policies may select calls by, and ``draws_on``: the budget
+    accounts of the runs above a child run, which its steps draw on too
+    (:mod:`agentrt.engine.budget_scopes`).
     """
 
     input: str
@@ -87,6 +89,7 @@ class RunCreated:
     fork: ForkPoint | None = None
     double_texting: DoubleTexting | None = None
     role: str | None = None
+    draws_on: tuple[dict[str, Any], ...] = ()  # a child's parents' accounts (budget_scopes)
 
     @cached_property
     def data(self) -> dict[str, Any]:
@@ -109,6 +112,8 @@ class RunCreated:
             data["double_texting"] = self.double_texting
         if self.role is not None:
             data["role"] = self.role
+        if self.draws_on:
+            data["draws_on"] = list(self.draws_on)
         return data
 
     @cached_property
@@ -131,7 +136,10 @@ class RunCreated:
             plan = RunSpec.from_data(data["spec"])
         fork = data.get("fork")
         point = ForkPoint(str(fork["run"]), int(fork["step"])) if fork else None
-        return cls(str(data["input"]), plan, point, data.get("double_texting"), data.get("role"))
+        return cls(
+            str(data["input"]), plan, point, data.get("double_texting"), data.get("role"),
+            tuple(data.get("draws_on", ())),
+        )  # fmt: skip
 
     @property
     def session_policy(self) -> DoubleTexting:
