@@ -443,7 +443,7 @@ async def _tool_step(
     scratch = ctx.scratch.dir_of(ctx.run_id) if ctx.scratch and sandboxed else None
     tctx = ToolContext(
         ctx.run_id, step, call.id, ctx.namespace, ctx.session_id, 1, scratch, left,
-        draws_on=ctx.child_draws,
+        draws_on=ctx.child_draws, budget_session=ctx.journal.scope.session,
     )  # fmt: skip
     return await tool_step(
         ctx, step, call, route, tctx, tools, refused=refused, verdict=verdict, known=ctx.routes

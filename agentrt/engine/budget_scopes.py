@@ -16,7 +16,9 @@
 
   A child records the accounts it draws on in its first event (``draws_on``), so
   every execution of it, on any worker, after any crash, draws on the same ones,
-  and its own children inherit them.
+  and its own children inherit them. It records its parent's session too
+  (``budget_session``): a turn's children draw on the session's ``per: session``
+  Budgets, so a session cannot overspend through them either.
 """
 
 from __future__ import annotations
@@ -114,12 +116,15 @@ def drafts_of(namespace: str, data: Any) -> tuple[AccountDraft, ...]:
 
 def scope_of(run: RunRecord, events: Sequence[Event], team: Budgets | None) -> BudgetScope:
     """The scope of ``run``'s steps: its Agent (``team``: a team run's budgets, and it
-    has no Agent), its session, the accounts its first event draws on and, for a
-    team run whose budgets limit something, the team's own."""
+    has no Agent), its session (a child run's: its parent's, as its first event
+    says), the accounts its first event draws on and, for a team run whose budgets
+    limit something, the team's own."""
     first = events[0] if events else None
     above: tuple[AccountDraft, ...] = ()
+    session = run.session_id
     if first is not None and first.type == RUN_CREATED:
         above = drafts_of(run.namespace, first.data.get("draws_on"))
+        session = session or first.data.get("budget_session")
     if team is not None and (own := run_account(run.namespace, run.id, team)) is not None:
         above = (*above, own)
-    return BudgetScope(None if team is not None else run.agent, run.session_id, above)
+    return BudgetScope(None if team is not None else run.agent, session, above)

@@ -97,8 +97,9 @@ class ChildRuns:
         )
         if (role := await self._role_of(request.parent_run)) is not None:
             created = replace(created, role=role)
-        if request.draws_on:
-            created = replace(created, draws_on=tuple(drafts_data(request.draws_on)))
+        if request.draws_on or request.budget_session:
+            drafts = tuple(drafts_data(request.draws_on))
+            created = replace(created, draws_on=drafts, budget_session=request.budget_session)
         run = await self._host.submit(
             request.agent,
             created,

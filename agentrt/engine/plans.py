@@ -80,8 +80,9 @@ class RunCreated:
     with, which its execution applies to the session's unfinished turns, and
     ``role``: the role of the API key that started it (its child runs inherit it),
     which the tenant's Policies may select calls by, and ``draws_on``: the budget
-    accounts of the runs above a child run, which its steps draw on too
-    (:mod:`agentrt.engine.budget_scopes`).
+    accounts of the runs above a child run, which its steps draw on too, and
+    ``budget_session``: the session of the turn a child run was started under, whose
+    ``per: session`` Budgets it draws on (:mod:`agentrt.engine.budget_scopes`).
     """
 
     input: str
@@ -90,6 +91,7 @@ class RunCreated:
     double_texting: DoubleTexting | None = None
     role: str | None = None
     draws_on: tuple[dict[str, Any], ...] = ()  # a child's parents' accounts (budget_scopes)
+    budget_session: str | None = None  # a child's: its parent's session, for its Budgets
 
     @cached_property
     def data(self) -> dict[str, Any]:
@@ -114,6 +116,8 @@ class RunCreated:
             data["role"] = self.role
         if self.draws_on:
             data["draws_on"] = list(self.draws_on)
+        if self.budget_session is not None:
+            data["budget_session"] = self.budget_session
         return data
 
     @cached_property
@@ -138,7 +142,7 @@ class RunCreated:
         point = ForkPoint(str(fork["run"]), int(fork["step"])) if fork else None
         return cls(
             str(data["input"]), plan, point, data.get("double_texting"), data.get("role"),
-            tuple(data.get("draws_on", ())),
+            tuple(data.get("draws_on", ())), data.get("budget_session"),
         )  # fmt: skip
 
     @property

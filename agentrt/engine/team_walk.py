@@ -431,7 +431,8 @@ class TeamWalk:
                 return outcome, called
             asked = _child_request(node, text, self.namespace, key, self.progress, (inst, attempt))
             # The child draws on the team's account (and those above it) as well as its own.
-            asked = replace(asked, draws_on=self.journal.scope.above)
+            scope = self.journal.scope
+            asked = replace(asked, draws_on=scope.above, budget_session=scope.session)
             return await self.run_child(asked), {}
 
     def _failed(self, inst: Instance, data: dict[str, Any]) -> TeamFailed | BudgetExhausted:

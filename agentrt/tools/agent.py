@@ -43,6 +43,7 @@ class ChildRequest:
     # The budget accounts the child draws on besides its own limits: its parent's
     # (what the parent had left) and those above it (recorded in its first event).
     draws_on: tuple[AccountDraft, ...] = ()
+    budget_session: str | None = None  # whose per-session Budgets it draws on: its parent's
 
     @property
     def run_key(self) -> str:
@@ -123,6 +124,7 @@ class AgentToolSet:
                 idempotency_key=ctx.idempotency_key,
                 budgets=share_of(ctx.budget_left, self._target.budget_share),
                 draws_on=ctx.draws_on,
+                budget_session=ctx.budget_session,
             )
         )
         u = outcome.usage

@@ -37,6 +37,7 @@ class ToolContext:
     # The budget accounts a child run this call starts draws on (its run's turn's, and
     # those above): children together never spend more than the run had left.
     draws_on: tuple[AccountDraft, ...] = ()
+    budget_session: str | None = None  # the session whose per-session Budgets it draws on
 
     @property
     def step_key(self) -> StepKey:

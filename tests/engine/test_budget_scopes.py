@@ -231,3 +231,22 @@ async def test_a_teams_nodes_never_spend_more_than_the_team_may(
     assert result.status == "budget_exhausted", result.reason
     assert f"budget default/run:{result.run_id}: max_tool_calls=4" in (result.reason or "")
     assert replayed.status == "budget_exhausted"
+
+
+async def test_a_turns_children_draw_on_its_sessions_budget(
+    any_store: Store, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(CHILD_ADDS_THREE_TIMES)
+    async with Runtime(any_store) as rt:
+        await rt.apply(
+            [*_lead(model_server.url, {}), _budget("chats", per="session", max_tool_calls=3)]
+        )
+        result = await rt.run("lead", "plan it", session="s1")
+    children = [r for r in await any_store.list_runs(limit=100) if r.parent_run == result.run_id]
+    # The turn's own two calls, then one of its children's: the session's three.
+    assert sum(c.usage.tool_calls for c in children) == 1, [c.usage for c in children]
+    key = f"default/chats@{_day()}/session:s1"
+    assert any(f"budget {key}: max_tool_calls=3 would be passed by 1" in (c.reason or "")
+               for c in children), [c.reason for c in children]  # fmt: skip
+    [account] = await any_store.budget_accounts("default")
+    assert (account.key, account.used.tool_calls, account.held.tool_calls) == (key, 3, 0)
