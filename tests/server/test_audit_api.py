@@ -12,8 +12,9 @@ from typing import Any
 
 import aiohttp
 
-from agentrt.server.keys import revoke_key
+from agentrt.server.keys import SYSTEM_NAMESPACE, create_key, revoke_key
 from agentrt.state import Store
+from agentrt.state.audit import verify_audit
 from tests.server.harness import Api, Served
 from tests.server.run_fixtures import script, submitted, until, yaml
 
@@ -120,3 +121,15 @@ async def test_a_key_made_and_revoked_is_in_its_tenants_log_without_its_secret(
     for record in made:
         assert secret not in str(record) and "sha256" not in record["body"]
     assert (await Api(served, text, http).call("GET", "/v1/runs")).status == 401
+
+
+async def test_a_keys_records_go_to_its_tenants_chain_on_both_stores(any_store: Store) -> None:
+    key, _ = await create_key(any_store, tenant="acme", role="operator", name="ops", now=1.0)
+    await revoke_key(any_store, key.id, now=2.0, by="alice")
+    records = await any_store.list_audit("acme")
+    assert [(r.kind, r.principal, r.body["id"]) for r in records] == [
+        ("key.created", None, key.id),
+        ("key.revoked", "alice", key.id),
+    ]
+    assert await any_store.list_audit(SYSTEM_NAMESPACE) == []  # not the keys' namespace
+    assert (await verify_audit(any_store, "acme")).ok
