@@ -435,3 +435,22 @@ def test_kv_cache_example_keeps_each_session_on_one_replica_and_moves_it_once() 
     assert re.search(
         r"^model desk-model: \d+ of \d+ prompt tokens cached \(\d+%\)", done.stdout, re.M
     )
+
+
+def test_budgets_example_holds_an_agents_and_each_sessions_budget(tmp_path: Path) -> None:
+    env = _shell_env(tmp_path)
+    for command in documented_commands(EXAMPLES / "budgets"):
+        assert run_as_written(command, env).returncode == 0, command
+    shown = run_as_written("agentrt budgets --json", env).stdout
+    used = {a["key"].split("@")[0] + a["key"].split("@")[1][10:]: a["used"]["tool_calls"]
+            for a in _json.loads(shown) if "greeter" in a["key"]}  # fmt: skip
+    assert used == {
+        "default/greeter-chat/session:chat-1": 1,
+        "default/greeter-chat/session:chat-2": 1,
+        "default/greeter-chat/session:chat-3": 0,
+        "default/greeter-day": 2,
+    }
+    again = run_as_written('agentrt run greeter "Greet Bob" --session chat-1', env)
+    assert again.returncode == 1
+    assert "budget default/greeter-chat@" in again.stdout + again.stderr
+    assert "/session:chat-1: max_tool_calls=1 would be passed by 1" in again.stdout + again.stderr

@@ -105,7 +105,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 def _show_verdicts(verdicts: Sequence[AuditVerdict], *, as_json: bool) -> int:
     if as_json:
-        print_json([_verdict_dict(v) for v in verdicts])
+        print_json([v.to_dict() for v in verdicts])
     elif not verdicts:
         print("no audit log in this store")
     for verdict in verdicts:
@@ -116,14 +116,6 @@ def _show_verdicts(verdicts: Sequence[AuditVerdict], *, as_json: bool) -> int:
         else:
             print(f"error: {verdict.message()}", file=sys.stderr)
     return EXIT_OK if all(v.ok for v in verdicts) else EXIT_RUN_FAILED
-
-
-def _verdict_dict(v: AuditVerdict) -> dict[str, Any]:
-    broken = None
-    if v.broken is not None:
-        broken = {"seq": v.broken.seq, "kind": v.broken.kind, "detail": v.broken.detail}
-    data = {"namespace": v.namespace, "ok": v.ok, "records": v.records, "head": v.head}
-    return {**data, "broken": broken, "message": v.message()}
 
 
 def render_audit(records: Sequence[AuditRecord]) -> str:

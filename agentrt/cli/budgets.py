@@ -44,10 +44,17 @@ def _amount(a: Amount) -> str:
 
 
 def _as_dict(account: BudgetAccount) -> dict[str, Any]:
-    budget, _, period = account.key.rpartition("@")
-    return {
-        "budget": budget.removeprefix(f"{account.namespace}/"),
-        "period": period,
+    """An account as shown: ``acme/chats@2026-12/session:s1`` is Budget ``chats`` in period
+    ``2026-12`` for session ``s1``; ``acme/run:RUN@3`` the account of run RUN's
+    children (of its turn at step 3)."""
+    budget, _, period = account.key.removeprefix(f"{account.namespace}/").partition("@")
+    period, _, session = period.partition("/session:")
+    shown: dict[str, Any] = {"key": account.key, "budget": budget, "period": period}
+    if budget.startswith("run:"):  # no period: the run's (or its turn's) children, once
+        shown.update(period="run", step=int(period) if period else None)
+    if session:
+        shown["session"] = session
+    return shown | {
         "limits": {k: v for k, v in _fields(account.limits).items() if v is not None},
         "used": _fields(account.used),
         "held": _fields(account.held),
@@ -70,9 +77,10 @@ async def _cmd_budgets(args: argparse.Namespace) -> int:
     if not accounts:
         print(f"no Budget of namespace {args.namespace!r} was drawn on yet")
         return EXIT_OK
-    print(f"{'BUDGET':<20} {'PERIOD':<11} {'USED':<28} {'HELD':<28} LIMITS")
+    print(f"{'BUDGET':<32} {'PERIOD':<11} {'USED':<28} {'HELD':<28} LIMITS")
     for a in accounts:
         d = _as_dict(a)
+        name = d["budget"] + (f" session {d['session']}" if "session" in d else "")
         used, held = _amount(a.used), _amount(a.held)
-        print(f"{d['budget'][:20]:<20} {d['period']:<11} {used:<28} {held:<28} {_limits(a.limits)}")
+        print(f"{name[:32]:<32} {d['period']:<11} {used:<28} {held:<28} {_limits(a.limits)}")
     return EXIT_OK

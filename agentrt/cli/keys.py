@@ -10,7 +10,7 @@ import argparse
 import time
 from typing import Any
 
-from agentrt.cli._shared import EXIT_OK, print_json, with_store
+from agentrt.cli._shared import EXIT_OK, print_json, settings_of, with_store
 from agentrt.server.keys import ROLES, create_key, list_keys, revoke_key
 
 __all__ = ["add_parser"]
@@ -37,8 +37,9 @@ async def _cmd_create(args: argparse.Namespace) -> int:
     store = await with_store(args)
     try:
         key, secret = await create_key(
-            store, tenant=args.tenant, role=args.role, name=args.name, now=time.time()
-        )
+            store, tenant=args.tenant, role=args.role, name=args.name, now=time.time(),
+            by=settings_of(args).user,
+        )  # fmt: skip
     finally:
         await store.close()
     if args.json:
@@ -72,7 +73,7 @@ async def _cmd_list(args: argparse.Namespace) -> int:
 async def _cmd_revoke(args: argparse.Namespace) -> int:
     store = await with_store(args)
     try:
-        key = await revoke_key(store, args.key_id, now=time.time())
+        key = await revoke_key(store, args.key_id, now=time.time(), by=settings_of(args).user)
     finally:
         await store.close()
     print_json(key.to_dict()) if args.json else print(f"key {key.id} ({key.name}) revoked")

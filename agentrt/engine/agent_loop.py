@@ -18,6 +18,7 @@ from typing import Any, Literal
 from agentrt import _json
 from agentrt._text import count
 from agentrt.engine import events as ev
+from agentrt.engine.budget_scopes import run_account
 from agentrt.engine.conversation import continuation
 from agentrt.engine.gateway import (
     ContextValues,
@@ -45,6 +46,7 @@ from agentrt.models.base import Message, ModelClient, ModelRequest, ModelRespons
 from agentrt.spec.patterns import search
 from agentrt.spec.resources import Budgets, ToolSpec
 from agentrt.state.base import Usage
+from agentrt.state.budget_ledger import AccountDraft
 from agentrt.tools.base import ToolContext, ToolResult, ToolSet
 
 __all__ = [
@@ -86,6 +88,7 @@ class RunContext(ContextValues):
     step: int = 0
     model_steps: int = 0  # the run's model steps so far, a summary's too (loop.max_steps)
     live: LiveStreams | None = None  # listeners to the run's steps as they happen
+    child_draws: tuple[AccountDraft, ...] = ()  # what this turn's child runs draw on
 
     def next_step(self) -> int:
         """Allocate the next step number (deterministic: loop order)."""
@@ -222,6 +225,7 @@ async def _act(ctx: RunContext, calls: list[ToolCall], tools: ToolPolicy) -> lis
     starting = _check_children(ctx, calls)
     left = _left(ctx, starting)
     numbered = [(ctx.next_step(), call) for call in calls]
+    ctx.child_draws = _child_draws(ctx, left, numbered[0][0], len(calls)) if starting else ()
     verdicts = await policy_verdicts(
         ctx, ctx.spec.agent, [(s, c, ctx.routes.get(c.name)) for s, c in numbered]
     )
@@ -427,6 +431,14 @@ def _left(ctx: RunContext, children: int = 0) -> Budgets:
     )
 
 
+def _child_draws(ctx: RunContext, left: Budgets, step: int, calls: int) -> tuple[AccountDraft, ...]:
+    """The accounts the child runs of the turn at ``step`` draw on: one of the turn,
+    limited to what the run had left (less the turn's ``calls``), and those the run
+    itself draws on as a child."""
+    turn = run_account(ctx.namespace, ctx.run_id, left, step=step, tool_calls_taken=calls)
+    return ctx.journal.scope.above + (() if turn is None else (turn,))
+
+
 def _toolset(ctx: RunContext, call: ToolCall) -> ToolSet | None:
     route = ctx.routes.get(call.name)
     return route.toolset if route is not None else None
@@ -444,7 +456,10 @@ async def _tool_step(
     route = ctx.routes.get(call.name)
     sandboxed = route is not None and route.toolset.spec.kind == "code"
     scratch = ctx.scratch.dir_of(ctx.run_id) if ctx.scratch and sandboxed else None
-    tctx = ToolContext(ctx.run_id, step, call.id, ctx.namespace, ctx.session_id, 1, scratch, left)
+    tctx = ToolContext(
+        ctx.run_id, step, call.id, ctx.namespace, ctx.session_id, 1, scratch, left,
+        draws_on=ctx.child_draws, budget_session=ctx.journal.scope.session,
+    )  # fmt: skip
     return await tool_step(
         ctx, step, call, route, tctx, tools, refused=refused, verdict=verdict, known=ctx.routes
     )

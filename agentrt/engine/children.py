@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Final, Protocol
 
+from agentrt.engine.budget_scopes import drafts_data
 from agentrt.engine.catalog import Catalog
 from agentrt.engine.plans import RunCreated
 from agentrt.engine.result import RunResult
@@ -96,6 +97,9 @@ class ChildRuns:
         )
         if (role := await self._role_of(request.parent_run)) is not None:
             created = replace(created, role=role)
+        if request.draws_on or request.budget_session:
+            drafts = tuple(drafts_data(request.draws_on))
+            created = replace(created, draws_on=drafts, budget_session=request.budget_session)
         run = await self._host.submit(
             request.agent,
             created,

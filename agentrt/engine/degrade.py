@@ -60,9 +60,9 @@ async def low_budget(journal: Journal, namespace: str, fraction: float) -> dict[
     ``{budget, limit, left}`` (``left`` a fraction), or ``None``."""
     now = journal.clock()
     if journal.budgets is not None:
-        drafts = await journal.budgets.accounts(namespace, now)
+        drafts = await journal.budgets.accounts(namespace, now, journal.scope)
     else:
-        drafts = await budget_accounts(journal.store, namespace, now)
+        drafts = await budget_accounts(journal.store, namespace, now, journal.scope)
     for draft in drafts:
         found = await journal.store.budget_accounts(namespace, prefix=draft.key)
         account = next((a for a in found if a.key == draft.key), None)

@@ -24,6 +24,7 @@ from agentrt.engine.agent_execution import AgentExecution
 from agentrt.engine.agent_loop import RunContext
 from agentrt.engine.audit_trail import stopped
 from agentrt.engine.budget_raise import started_at, with_additions
+from agentrt.engine.budget_scopes import scope_of
 from agentrt.engine.children import ChildRunService
 from agentrt.engine.circuit_breakers import Circuits
 from agentrt.engine.conversation import history_digest
@@ -57,7 +58,7 @@ from agentrt.errors import (
 )
 from agentrt.models.base import ModelClient
 from agentrt.models.factory import create_client
-from agentrt.spec.resources import ModelSpec, ToolSpec
+from agentrt.spec.resources import Budgets, ModelSpec, ToolSpec
 from agentrt.state.base import (
     TERMINAL_STATUSES,
     Event,
@@ -267,7 +268,9 @@ class Executor:
             await self._tools.release(prepared.tools.values())
             await self._clients.release(prepared.clients.values())
 
-    def _journal(self, run: RunRecord, events: list[Event], replay: bool) -> Journal:
+    def _journal(
+        self, run: RunRecord, events: list[Event], replay: bool, team: Budgets | None = None
+    ) -> Journal:
         return Journal(
             self.store,
             run.id,
@@ -285,6 +288,7 @@ class Executor:
             policies=self.policies,
             circuits=self.circuits,
             replicas=self.replicas,
+            scope=scope_of(run, events, team),
         )
 
     async def _agent_execution(
@@ -331,7 +335,7 @@ class Executor:
         """A team run's execution: its nodes' child runs, or on replay their recorded ends."""
         if self.children is None:
             raise UsageError(f"Team {plan.team.name}: team runs need a Runtime to run their nodes")
-        journal = self._journal(run, events, replay)
+        journal = self._journal(run, events, replay, plan.team.spec.budgets)
         if replay:
             return TeamExecution(
                 run, plan, input, events, journal, self.store, _no_child,

@@ -245,6 +245,7 @@ async def model_step(
         request, held = await hold_model_step(
             journal.store, journal.budgets, namespace=host.namespace, run_id=host.run_id, step=step,
             request=request, chain=[via.models[name] for name in via.chain], now=journal.clock(),
+            scope=journal.scope,
         )  # fmt: skip
     response, data = await journal.model_step(
         step,

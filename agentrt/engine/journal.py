@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from agentrt.engine import audit_trail
 from agentrt.engine import events as ev
+from agentrt.engine.budget_scopes import NO_SCOPE, BudgetScope
 from agentrt.engine.circuit_breakers import Circuits
 from agentrt.engine.context_values import ContextValues, ValueKind
 from agentrt.engine.event_buffer import EventBuffer, EventObserver
@@ -34,7 +36,7 @@ from agentrt.engine.replicas import Replicas
 from agentrt.engine.step_records import StepRecord, add_event, index_steps, undecided_steps
 from agentrt.engine.tenant_budgets import ONE_TOOL_CALL, BudgetBook, hold_tool_call, spent
 from agentrt.engine.tool_policies import PolicyBook, Verdict
-from agentrt.errors import CancelRequested, NondeterminismError, error_from_dict
+from agentrt.errors import BudgetExhausted, CancelRequested, NondeterminismError, error_from_dict
 from agentrt.models.base import ModelResponse, ToolCall
 from agentrt.state.base import AuditDraft, Event, RunUpdate, Store, Usage
 from agentrt.state.budget_ledger import Amount
@@ -134,8 +136,10 @@ class Journal:
         policies: PolicyBook | None = None,
         circuits: Circuits | None = None,
         replicas: Replicas | None = None,
+        scope: BudgetScope = NO_SCOPE,
     ) -> None:
         self.store = store
+        self.scope = scope  # the scoped Budgets and the parents' accounts its steps draw on
         self.namespace = namespace  # the run's tenant: whose Budgets its steps draw on
         self.budgets = budgets  # the tenants' Budgets its model steps reserve against
         self.circuits = circuits  # the model endpoints' breakers its model steps ask
@@ -166,6 +170,7 @@ class Journal:
             if rec.intent is not None and "key" in rec.intent.data
         }
         self._values = ContextValues(events)
+        self._unreserved = _unreserved(events)
         self.spent = Usage()  # what the events this journal recorded added to the run's usage
         self.ended = False  # the run's end is recorded: nothing more is
         # Steps copied from a parent run by a fork were produced from another
@@ -182,6 +187,13 @@ class Journal:
                     observer.log_loaded(self.run_id, events)
                 except Exception:  # as for every event: a broken watcher must not fail the run
                     log.exception("event observer failed on the log of run %s", self.run_id)
+
+    def _stopped_unreserved(self, step: int) -> None:
+        """On replay, stop where the run stopped because ``step`` could not be reserved
+        (a Budget's account was spent: nothing of the step was recorded)."""
+        reason = self._unreserved.get(step)
+        if reason is not None:
+            raise BudgetExhausted(reason)
 
     @property
     def last_seq(self) -> int:
@@ -334,6 +346,7 @@ class Journal:
                 raise error_from_dict(rec.errors[-1].data.get("error") or {})
             if rec is not None and rec.intent is not None:
                 raise LogEnds(f"step {step}: the run stopped during this model step")
+            self._stopped_unreserved(step)
             raise NondeterminismError(f"step {step}: no recorded model result to replay")
         # A model call has no external effect: its intent and result are buffered
         # (a crash before they are flushed means the call is simply made again).
@@ -378,6 +391,7 @@ class Journal:
         if self.replay:
             if rec is not None and rec.intent is not None:
                 raise LogEnds(f"step {step}: the run stopped during this tool step")
+            self._stopped_unreserved(step)
             raise NondeterminismError(f"step {step}: no recorded tool result to replay")
         data: dict[str, Any] = {"id": call.id, "name": call.name, "args": call.arguments}
         if tool is not None:
@@ -483,6 +497,7 @@ class Journal:
             held = await hold_tool_call(
                 self.store, self.budgets, namespace=self.namespace, run_id=self.run_id,
                 step=step, attempt=int(data.get("attempt", 1)), now=self.clock(),
+                scope=self.scope,
             )  # fmt: skip
             settles = () if held is None else ((held, ONE_TOOL_CALL),)
         audit = audit_trail.tool_called(step, data, self.principal)
@@ -542,3 +557,18 @@ def _top_step(events: Sequence[Event]) -> int:
         elif event.type == ev.NODE_STARTED and isinstance(event.data.get("step"), int):
             top = max(top, event.data["step"])
     return top
+
+
+_UNRESERVED: Final = re.compile(r"step (\d+) cannot be reserved: ")
+
+
+def _unreserved(events: Sequence[Event]) -> dict[int, str]:
+    """The steps the run stopped ``budget_exhausted`` at before recording anything of
+    them (their reservation refused), with the reason its end recorded."""
+    found: dict[int, str] = {}
+    for event in events:
+        if event.type == ev.RUN_FINISHED and event.data.get("status") == "budget_exhausted":
+            reason = str(event.data.get("reason") or "")
+            if (m := _UNRESERVED.match(reason)) is not None:
+                found[int(m.group(1))] = reason
+    return found

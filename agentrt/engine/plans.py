@@ -82,7 +82,10 @@ class RunCreated:
     forked, ``double_texting`` for a turn of a session: the policy it came
     with, which its execution applies to the session's unfinished turns, and
     ``role``: the role of the API key that started it (its child runs inherit it),
-    which the tenant's Policies may select calls by.
+    which the tenant's Policies may select calls by, and ``draws_on``: the budget
+    accounts of the runs above a child run, which its steps draw on too, and
+    ``budget_session``: the session of the turn a child run was started under, whose
+    ``per: session`` Budgets it draws on (:mod:`agentrt.engine.budget_scopes`).
     """
 
     input: str
@@ -90,6 +93,8 @@ class RunCreated:
     fork: ForkPoint | None = None
     double_texting: DoubleTexting | None = None
     role: str | None = None
+    draws_on: tuple[dict[str, Any], ...] = ()  # a child's parents' accounts (budget_scopes)
+    budget_session: str | None = None  # a child's: its parent's session, for its Budgets
 
     @cached_property
     def data(self) -> dict[str, Any]:
@@ -112,6 +117,10 @@ class RunCreated:
             data["double_texting"] = self.double_texting
         if self.role is not None:
             data["role"] = self.role
+        if self.draws_on:
+            data["draws_on"] = list(self.draws_on)
+        if self.budget_session is not None:
+            data["budget_session"] = self.budget_session
         return data
 
     @cached_property
@@ -134,7 +143,10 @@ class RunCreated:
             plan = RunSpec.from_data(data["spec"])
         fork = data.get("fork")
         point = ForkPoint(str(fork["run"]), int(fork["step"])) if fork else None
-        return cls(str(data["input"]), plan, point, data.get("double_texting"), data.get("role"))
+        return cls(
+            str(data["input"]), plan, point, data.get("double_texting"), data.get("role"),
+            tuple(data.get("draws_on", ())), data.get("budget_session"),
+        )  # fmt: skip
 
     @property
     def session_policy(self) -> DoubleTexting:

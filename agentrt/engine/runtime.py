@@ -22,6 +22,7 @@ import aiohttp
 from agentrt._owner import new_owner_id
 from agentrt.engine.archive import Archive
 from agentrt.engine.budget_raise import BudgetAddition, reopen
+from agentrt.engine.budget_scopes import BudgetScope
 from agentrt.engine.catalog import Catalog
 from agentrt.engine.decisions import Decisions
 from agentrt.engine.executor import Executor
@@ -288,21 +289,26 @@ class Runtime:
         if tags:
             created = with_tags(created, tags)
         if parent_run is None:
-            await self._admit(namespace, idempotency_key, first_step_floor(created))
+            agent_name = agent if isinstance(created.plan, RunSpec) else None
+            scope = BudgetScope(agent_name, session)
+            await self._admit(namespace, idempotency_key, first_step_floor(created), scope)
         return await parts.worker.submit(
             agent, created, namespace=namespace, session=session,
             idempotency_key=idempotency_key, parent_run=parent_run, start=start,
             double_texting=double_texting, principal=principal, own_session=own_session,
         )  # fmt: skip
 
-    async def _admit(self, namespace: str, idempotency_key: str | None, floor: Amount) -> None:
-        """Refuse a new query its tenant's Budgets have no room for (a retry of one
-        created before gets its run back, as ever)."""
+    async def _admit(
+        self, namespace: str, idempotency_key: str | None, floor: Amount, scope: BudgetScope
+    ) -> None:
+        """Refuse a new query the Budgets it would draw on (its tenant's, its Agent's,
+        its session's) have no room for (a retry of one created before gets its run
+        back, as ever)."""
         if idempotency_key is not None and await self.store.get_run_by_key(
             namespace, idempotency_key
         ):
             return
-        refused = await admission_refusal(self.store, namespace, floor, self._clock())
+        refused = await admission_refusal(self.store, namespace, floor, self._clock(), scope)
         if refused is not None:
             raise BudgetExhausted(f"query refused: {refused}")
 

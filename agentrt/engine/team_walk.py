@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agentrt._text import count
@@ -42,7 +42,7 @@ from agentrt.engine.team_progress import (
     render,
 )
 from agentrt.engine.team_state import fold_state
-from agentrt.errors import NondeterminismError
+from agentrt.errors import BudgetExhausted, NondeterminismError
 from agentrt.spec.patterns import search
 from agentrt.spec.resources import TeamNode
 from agentrt.spec.team import TeamGraph
@@ -430,13 +430,23 @@ class TeamWalk:
                                        called.get("reason"), Usage())  # fmt: skip
                 return outcome, called
             asked = _child_request(node, text, self.namespace, key, self.progress, (inst, attempt))
+            # The child draws on the team's account (and those above it) as well as its own.
+            scope = self.journal.scope
+            asked = replace(asked, draws_on=scope.above, budget_session=scope.session)
             return await self.run_child(asked), {}
 
-    def _failed(self, inst: Instance, data: dict[str, Any]) -> TeamFailed:
-        """Why the team fails with node instance ``inst``, and where in the graph it is."""
+    def _failed(self, inst: Instance, data: dict[str, Any]) -> TeamFailed | BudgetExhausted:
+        """Why the team fails with node instance ``inst``, and where in the graph it is;
+        a node whose child could not reserve a step on the team's own budget account
+        stops the team ``budget_exhausted`` (it is the team's limit that was reached)."""
         graph = self.graph
         node = graph.node(inst[0])
         kind, target = node.member
+        reason = str(data.get("reason") or "")
+        if data["child_status"] == "budget_exhausted" and (
+            f"budget {self.namespace}/run:{self.run_id}: " in reason
+        ):
+            return BudgetExhausted(f"node {inst[0]!r} ({kind} {target}): {reason}")
         return TeamFailed(
             f"node {inst[0]!r} ({kind} {target}, round {inst[1]}"
             + (f", item {inst[2]}" if node.map else "")

@@ -36,6 +36,7 @@ from dataclasses import replace
 from typing import Final
 
 from agentrt import _json
+from agentrt.engine.budget_scopes import NO_SCOPE, BudgetScope
 from agentrt.engine.plans import RunCreated, RunSpec
 from agentrt.errors import BudgetExhausted
 from agentrt.models.base import ModelRequest
@@ -95,10 +96,14 @@ def _limit_model_steps(draft: AccountDraft) -> bool:
     )  # fmt: skip
 
 
-async def budget_accounts(store: Store, namespace: str, now: float) -> tuple[AccountDraft, ...]:
-    """The accounts a step of ``namespace`` at ``now`` draws on: one per Budget of the
-    tenant, for the period ``now`` falls in (``acme/monthly@2026-12``)."""
-    return _drafts(namespace, await _budgets(store, namespace), now)
+async def budget_accounts(
+    store: Store, namespace: str, now: float, scope: BudgetScope = NO_SCOPE
+) -> tuple[AccountDraft, ...]:
+    """The accounts a step of ``namespace`` in ``scope`` at ``now`` draws on: one per
+    Budget of the tenant that applies to it, for the period ``now`` falls in
+    (``acme/monthly@2026-12``; a session's own: ``.../session:ID``), then those of
+    the runs above it."""
+    return _drafts(namespace, await _budgets(store, namespace), now, scope)
 
 
 async def _budgets(store: Store, namespace: str) -> list[tuple[str, BudgetSpec]]:
@@ -109,12 +114,11 @@ async def _budgets(store: Store, namespace: str) -> list[tuple[str, BudgetSpec]]
 
 
 def _drafts(
-    namespace: str, budgets: list[tuple[str, BudgetSpec]], now: float
+    namespace: str, budgets: list[tuple[str, BudgetSpec]], now: float, scope: BudgetScope
 ) -> tuple[AccountDraft, ...]:
-    return tuple(
-        AccountDraft(f"{namespace}/{name}@{spec.window(now)}", namespace, limits_of(spec))
-        for name, spec in budgets
-    )
+    keyed = ((scope.key(namespace, name, spec, now), spec) for name, spec in budgets)
+    own = tuple(AccountDraft(key, namespace, limits_of(spec)) for key, spec in keyed if key)
+    return own + scope.above
 
 
 class BudgetBook:
@@ -142,13 +146,16 @@ class BudgetBook:
         waiters makes one read at a time, not a convoy on the accounts' row locks."""
         return self._turns.setdefault(namespace, asyncio.Lock())
 
-    async def accounts(self, namespace: str, now: float) -> tuple[AccountDraft, ...]:
-        """The accounts a step of ``namespace`` at ``now`` (Unix seconds) draws on."""
+    async def accounts(
+        self, namespace: str, now: float, scope: BudgetScope = NO_SCOPE
+    ) -> tuple[AccountDraft, ...]:
+        """The accounts a step of ``namespace`` in ``scope`` at ``now`` (Unix seconds)
+        draws on."""
         read = self._read.get(namespace)
         if read is None or self._clock() - read[0] >= self._ttl_s:
             read = (self._clock(), await _budgets(self._store, namespace))
             self._read[namespace] = read
-        return _drafts(namespace, read[1], now)
+        return _drafts(namespace, read[1], now, scope)
 
 
 def spent(usage: Usage) -> Amount:
@@ -169,11 +176,14 @@ def first_step_floor(created: RunCreated) -> Amount:
     return Amount(sent, 0, nano_usd(model.pricing.cost(sent, 0)), 0)
 
 
-async def admission_refusal(store: Store, namespace: str, floor: Amount, now: float) -> str | None:
-    """Why a new query of ``namespace`` whose first step needs more than ``floor``
-    cannot start (a Budget it draws on has less left than that), else ``None``. What
-    steps in flight hold does not count: they may settle for less."""
-    for draft in await budget_accounts(store, namespace, now):
+async def admission_refusal(
+    store: Store, namespace: str, floor: Amount, now: float, scope: BudgetScope = NO_SCOPE
+) -> str | None:
+    """Why a new query of ``namespace`` in ``scope`` (its Agent, its session) whose first
+    step needs more than ``floor`` cannot start (a Budget it would draw on has less
+    left than that), else ``None``. What steps in flight hold does not count: they
+    may settle for less."""
+    for draft in await budget_accounts(store, namespace, now, scope):
         found = await store.budget_accounts(namespace, prefix=draft.key)
         # None yet: nothing was used in this period.
         used = next((a.used for a in found if a.key == draft.key), Amount())
@@ -217,15 +227,17 @@ async def hold_model_step(
     request: ModelRequest,
     chain: list[ModelSpec],
     now: float,
+    scope: BudgetScope = NO_SCOPE,
 ) -> tuple[ModelRequest, str | None]:
-    """Reserve the step's worst case against its tenant's Budgets (as ``book`` knows
-    them, else as the store has them now): the request as it will be sent (its
-    output capped) and the reservation's id (``None``: the tenant has no Budget).
+    """Reserve the step's worst case against its tenant's Budgets that apply to its
+    ``scope`` (as ``book`` knows them, else as the store has them now) and the
+    accounts above it: the request as it will be sent (its output capped) and the
+    reservation's id (``None``: nothing limits its tokens or cost).
 
     Raises:
         BudgetExhausted: the worst case does not fit a Budget; nothing was held.
     """
-    drawn = await _accounts(store, book, namespace, now)
+    drawn = await _accounts(store, book, namespace, now, scope)
     accounts = tuple(a for a in drawn if _limit_model_steps(a))
     if not accounts:
         return request, None
@@ -245,6 +257,7 @@ async def hold_tool_call(
     step: int,
     attempt: int,
     now: float,
+    scope: BudgetScope = NO_SCOPE,
 ) -> str | None:
     """Reserve one tool call (an attempt of the call at ``step``) against the Budgets of
     its tenant that limit tool calls; the reservation's id (``None``: none does). It
@@ -253,7 +266,7 @@ async def hold_tool_call(
     Raises:
         BudgetExhausted: no call is left in a Budget; nothing was held.
     """
-    drawn = await _accounts(store, book, namespace, now)
+    drawn = await _accounts(store, book, namespace, now, scope)
     accounts = tuple(a for a in drawn if a.limits.max_tool_calls is not None)
     if not accounts:
         return None
@@ -267,11 +280,11 @@ ONE_TOOL_CALL: Final = Amount(0, 0, 0, 1)
 
 
 async def _accounts(
-    store: Store, book: BudgetBook | None, namespace: str, now: float
+    store: Store, book: BudgetBook | None, namespace: str, now: float, scope: BudgetScope
 ) -> tuple[AccountDraft, ...]:
     if book is None:
-        return await budget_accounts(store, namespace, now)
-    return await book.accounts(namespace, now)
+        return await budget_accounts(store, namespace, now, scope)
+    return await book.accounts(namespace, now, scope)
 
 
 async def _hold(

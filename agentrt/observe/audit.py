@@ -48,6 +48,8 @@ AUDIT_KINDS: Final[Mapping[str, str]] = {
     "policy.refused": "a Policy refused something",
     "resource.applied": "a resource was created or changed",
     "resource.deleted": "a resource was deleted",
+    "key.created": "an API key of the tenant was made (its id, name and role; never its secret)",
+    "key.revoked": "an API key of the tenant was revoked",
 }
 """Every kind of record, and what one says."""
 

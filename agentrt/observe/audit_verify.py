@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from agentrt._text import count
 from agentrt.observe.audit import GENESIS, AuditHead, AuditRecord, record_hash
@@ -53,6 +53,16 @@ class AuditVerdict:
     def ok(self) -> bool:
         """Whether the chain is whole."""
         return self.broken is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict as JSON data: ``ok``, ``records``, ``head``, ``broken`` (``seq``,
+        ``kind``, ``detail``, or null) and its ``message``."""
+        b = self.broken
+        broken = None if b is None else {"seq": b.seq, "kind": b.kind, "detail": b.detail}
+        return {
+            "namespace": self.namespace, "ok": self.ok, "records": self.records,
+            "head": self.head, "broken": broken, "message": self.message(),
+        }  # fmt: skip
 
     def message(self) -> str:
         """One line: the chain is whole (with its head), or where it breaks and why."""

@@ -21,6 +21,7 @@ from agentrt._version import __version__
 from agentrt.engine import Runtime
 from agentrt.server import (
     a2a_routes,
+    audit_routes,
     event_routes,
     openai_routes,
     resource_routes,
@@ -43,6 +44,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     event_routes.router,
     openai_routes.router,
     a2a_routes.router,
+    audit_routes.router,
 )
 """Every part of the API, in the order the app includes them."""
 

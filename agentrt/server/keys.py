@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal, get_args
 
 from agentrt.errors import NotFoundError, UsageError
+from agentrt.state.audit import AuditDraft
 from agentrt.state.base import Store
 
 __all__ = [
@@ -105,10 +106,11 @@ def check_tenant(tenant: str) -> None:
 
 
 async def create_key(
-    store: Store, *, tenant: str, role: str, name: str | None, now: float
+    store: Store, *, tenant: str, role: str, name: str | None, now: float, by: str | None = None
 ) -> tuple[ApiKey, str]:
     """Make a key for ``tenant`` with ``role``; returns it and its secret text, which
-    is shown this once and never stored."""
+    is shown this once and never stored. The tenant's audit log records ``key.created``
+    (by ``by``) in the same write: the key's id, name and role, never its secret."""
     check_tenant(tenant)
     if role not in ROLES:
         raise UsageError(f"role {role!r}: use one of {', '.join(ROLES)}")
@@ -122,8 +124,18 @@ async def create_key(
         "sha256": _digest(secret),
     }
     body = {"kind": KEY_KIND, "metadata": {"name": key_id, "namespace": SYSTEM_NAMESPACE}}
-    await store.put_resource(KEY_KIND, SYSTEM_NAMESPACE, key_id, {**body, "spec": spec}, now=now)
-    return _record({**body, "spec": spec}), f"{_PREFIX}_{key_id}_{secret}"
+    key = _record({**body, "spec": spec})
+    audit = _audit("key.created", key, by)
+    await store.put_resource(
+        KEY_KIND, SYSTEM_NAMESPACE, key_id, {**body, "spec": spec}, now=now, audit=audit
+    )
+    return key, f"{_PREFIX}_{key_id}_{secret}"
+
+
+def _audit(kind: str, key: ApiKey, by: str | None) -> AuditDraft:
+    """The tenant's record of a change of ``key``: what names it, never its secret."""
+    body = {"id": key.id, "name": key.name, "role": key.role}
+    return AuditDraft(kind, by, body, ref=f"{kind}:{key.id}", namespace=key.tenant)
 
 
 async def list_keys(store: Store, *, tenant: str | None = None) -> list[ApiKey]:
@@ -134,15 +146,17 @@ async def list_keys(store: Store, *, tenant: str | None = None) -> list[ApiKey]:
     return sorted(keys, key=lambda k: (k.created_at, k.id))
 
 
-async def revoke_key(store: Store, key_id: str, *, now: float) -> ApiKey:
-    """Revoke a key: every later request with it is refused. Revoking twice is harmless."""
+async def revoke_key(store: Store, key_id: str, *, now: float, by: str | None = None) -> ApiKey:
+    """Revoke a key: every later request with it is refused. Revoking twice is harmless
+    (and recorded once: ``key.revoked`` in its tenant's audit log, by ``by``)."""
     record = await store.get_resource(KEY_KIND, SYSTEM_NAMESPACE, key_id)
     if record is None:
         raise NotFoundError(f"no API key {key_id!r} (list them with `agentrt keys list`)")
     body = record.body
     if body["spec"].get("revoked_at") is None:
         body = {**body, "spec": {**body["spec"], "revoked_at": now}}
-        await store.put_resource(KEY_KIND, SYSTEM_NAMESPACE, key_id, body, now=now)
+        audit = _audit("key.revoked", _record(body), by)
+        await store.put_resource(KEY_KIND, SYSTEM_NAMESPACE, key_id, body, now=now, audit=audit)
     return _record(body)
 
 

@@ -1,5 +1,6 @@
 """The spec of a ``Budget`` resource: what a tenant may spend in a day, a month or in
-all, across all of its runs on every worker.
+all, across all of its runs on every worker (or those of one Agent, or each session
+on its own).
 
 Each model step reserves its worst case against every Budget of its tenant
 before it calls the model, and settles to what it used when its result is
@@ -16,9 +17,10 @@ from pydantic import Field, model_validator
 
 from agentrt.spec._base import Strict
 
-__all__ = ["BudgetPeriod", "BudgetSpec"]
+__all__ = ["BudgetPer", "BudgetPeriod", "BudgetSpec"]
 
 BudgetPeriod = Literal["day", "month", "total"]
+BudgetPer = Literal["tenant", "session"]
 
 
 class BudgetSpec(Strict):
@@ -27,6 +29,10 @@ class BudgetSpec(Strict):
     ``total``: for as long as the Budget exists. Tokens and cost are reserved by
     every model step before its call, a tool call by every tool call before its
     intent is recorded (each attempt is a call, as a run counts it).
+
+    ``agent``: only the runs of that Agent draw on it (else every run of the tenant).
+    ``per: session``: each session has an account of its own under these limits,
+    which its turns draw on (a run outside a session draws nothing on it).
     """
 
     period: BudgetPeriod = Field(default="month", description="day, month (UTC) or total")
@@ -35,6 +41,13 @@ class BudgetSpec(Strict):
     max_output_tokens: int | None = Field(default=None, ge=0)
     max_cost_usd: float | None = Field(default=None, ge=0, description="from the Models' prices")
     max_tool_calls: int | None = Field(default=None, ge=0, description="each attempt counts")
+    agent: str | None = Field(
+        default=None, min_length=1, description="only this Agent's runs draw on it"
+    )
+    per: BudgetPer = Field(
+        default="tenant",
+        description="tenant: one account for all its runs; session: one for each session",
+    )
 
     @model_validator(mode="after")
     def _limits_something(self) -> BudgetSpec:

@@ -207,7 +207,9 @@ class Ops:
             inserted = await fetch_one(conn, _INSERT_RESOURCE, (*key, encoded, now, now))
             if inserted is not None:
                 if audit is not None:
-                    await append_on(conn, namespace, [resource_entry(audit, now, 1)])
+                    await append_on(
+                        conn, audit.namespace or namespace, [resource_entry(audit, now, 1)]
+                    )
                 return ResourceRecord(kind, namespace, name, 1, loads(encoded), now, now)
             row = await fetch_one(conn, _LOCK_RESOURCE, key)
         generation, stored, created_at, updated_at = row
@@ -223,7 +225,9 @@ class Ops:
             (generation + 1, encoded, now, *key),
         )
         if audit is not None:
-            await append_on(conn, namespace, [resource_entry(audit, now, generation + 1)])
+            await append_on(
+                conn, audit.namespace or namespace, [resource_entry(audit, now, generation + 1)]
+            )
         return ResourceRecord(
             kind, namespace, name, generation + 1, loads(encoded), created_at, now
         )
@@ -265,7 +269,9 @@ class Ops:
             (kind, namespace, name),
         )
         if deleted > 0 and audit is not None:
-            await append_on(conn, namespace, [resource_entry(audit, time.time(), None)])
+            await append_on(
+                conn, audit.namespace or namespace, [resource_entry(audit, time.time(), None)]
+            )
         return deleted > 0
 
     # --- sessions --------------------------------------------------------------

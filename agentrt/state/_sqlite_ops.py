@@ -217,7 +217,7 @@ class Ops:
                 (*key, encoded, now, now),
             )
             if audit is not None:
-                append_on(conn, namespace, [resource_entry(audit, now, 1)])
+                append_on(conn, audit.namespace or namespace, [resource_entry(audit, now, 1)])
             return ResourceRecord(kind, namespace, name, 1, loads(encoded), now, now)
         generation, stored, created_at, updated_at = row
         stored_body = loads(stored)
@@ -231,7 +231,9 @@ class Ops:
             (generation + 1, encoded, now, *key),
         )
         if audit is not None:
-            append_on(conn, namespace, [resource_entry(audit, now, generation + 1)])
+            append_on(
+                conn, audit.namespace or namespace, [resource_entry(audit, now, generation + 1)]
+            )
         return ResourceRecord(
             kind, namespace, name, generation + 1, loads(encoded), created_at, now
         )
@@ -266,7 +268,9 @@ class Ops:
             (kind, namespace, name),
         )
         if cur.rowcount > 0 and audit is not None:
-            append_on(self.conn, namespace, [resource_entry(audit, time.time(), None)])
+            append_on(
+                self.conn, audit.namespace or namespace, [resource_entry(audit, time.time(), None)]
+            )
         return cur.rowcount > 0
 
     # --- sessions --------------------------------------------------------------

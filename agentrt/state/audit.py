@@ -48,7 +48,9 @@ class AuditDraft:
     stored as given). ``principal`` is who did it. Attached to an event,
     ``run_id`` and ``agent`` are the run's, whatever the draft says. ``ref``
     makes an append happen once: appending again a draft with a ``ref`` the
-    tenant recorded writes nothing and returns the stored record.
+    tenant recorded writes nothing and returns the stored record. ``namespace``:
+    with a resource change, the tenant whose log records it when that is not the
+    resource's namespace (an API key, kept in the system namespace, is its tenant's).
     """
 
     kind: str
@@ -57,6 +59,7 @@ class AuditDraft:
     run_id: str | None = None
     agent: str | None = None
     ref: str | None = None
+    namespace: str | None = None
 
 
 @runtime_checkable

@@ -16,6 +16,7 @@ from agentrt.errors import ToolError
 from agentrt.models.base import ToolDef
 from agentrt.spec.resources import Budgets, ToolSpec
 from agentrt.state.base import Usage
+from agentrt.state.budget_ledger import AccountDraft
 from agentrt.tools.base import ToolContext, ToolResult
 
 __all__ = ["AgentToolSet", "ChildOutcome", "ChildRequest", "ChildRunner"]
@@ -39,6 +40,10 @@ class ChildRequest:
     budgets: Budgets | None
     kind: str = "Agent"  # or "Team": what ``agent`` names
     attempt: int = 1
+    # The budget accounts the child draws on besides its own limits: its parent's
+    # (what the parent had left) and those above it (recorded in its first event).
+    draws_on: tuple[AccountDraft, ...] = ()
+    budget_session: str | None = None  # whose per-session Budgets it draws on: its parent's
 
     @property
     def run_key(self) -> str:
@@ -118,6 +123,8 @@ class AgentToolSet:
                 parent_run=ctx.run_id,
                 idempotency_key=ctx.idempotency_key,
                 budgets=share_of(ctx.budget_left, self._target.budget_share),
+                draws_on=ctx.draws_on,
+                budget_session=ctx.budget_session,
             )
         )
         u = outcome.usage

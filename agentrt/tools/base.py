@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from agentrt.models.base import ToolDef
 from agentrt.spec.resources import Budgets, ToolSpec
+from agentrt.state.budget_ledger import AccountDraft
 from agentrt.tools.keys import StepKey
 
 __all__ = ["ToolContext", "ToolResult", "ToolSet", "Withholding"]
@@ -33,6 +34,10 @@ class ToolContext:
     scratch: Path | None = None
     budget_left: Budgets | None = None  # what the run may still consume (agent tools share it)
     key: StepKey | None = None  # the step's key when it is not this loop call's own
+    # The budget accounts a child run this call starts draws on (its run's turn's, and
+    # those above): children together never spend more than the run had left.
+    draws_on: tuple[AccountDraft, ...] = ()
+    budget_session: str | None = None  # the session whose per-session Budgets it draws on
 
     @property
     def step_key(self) -> StepKey:

@@ -293,9 +293,12 @@ async def test_a_route_spends_the_teams_token_budget(
             result = await rt.run("desk", "my invoice is wrong")
             replayed = await rt.replay(result.run_id)
         asked = len(routing.requests)
-    # The intake's child run used more than the team's 5 tokens: the route never asked.
+    # The intake's child run could not reserve its step within the team's 5 tokens (it
+    # draws on the team's account): the team stops there, and the route never asked.
     assert result.status == "budget_exhausted"
-    assert "budgets.max_tokens=5 reached" in (result.reason or "")
+    assert f"budget default/run:{result.run_id}: max_tokens=5 would be passed" in (
+        result.reason or ""
+    )
     assert asked == 0
     assert replayed.status == "budget_exhausted"
 

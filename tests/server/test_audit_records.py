@@ -42,6 +42,8 @@ async def test_the_server_records_who_did_what(
     assert (await admin.call("DELETE", "/v1/resources/Agent/echo")).status == 200
 
     records = await _log(served, tenant)
+    made = [r.body["name"] for r in records if r.kind == "key.created"]
+    assert made == ["boss", "ann", "ops"]  # each key made is in its tenant's log
     applied = [r for r in records if r.kind == "resource.applied"]
     assert {r.principal for r in applied} == {"key:boss"} and len(applied) == 5
     for run_id, decision in ((approved, "tool.approved"), (denied, "tool.denied")):
@@ -55,4 +57,6 @@ async def test_the_server_records_who_did_what(
     )  # fmt: skip
     assert records[-1] == gone
     other = await _log(served, f"{tenant}-x")
-    assert [(r.kind, r.principal) for r in other] == [("resource.applied", "key:x")] * 5
+    assert [(r.kind, r.principal) for r in other] == [("key.created", None)] + [
+        ("resource.applied", "key:x")
+    ] * 5
