@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from agentrt import _json
+from agentrt.spec.agent_spec import PriorityClass
 from agentrt.spec.resources import AgentSpec, Budgets, DoubleTexting, ModelSpec, Team, ToolSpec
 
 __all__ = ["ForkPoint", "RunCreated", "RunSpec", "TeamRunSpec"]
@@ -110,6 +111,11 @@ class RunCreated:
         if self.role is not None:
             data["role"] = self.role
         return data
+
+    @property
+    def priority(self) -> PriorityClass:
+        """The priority class of its queries: its Agent's (a team's: normal)."""
+        return self.plan.agent_spec.priority if isinstance(self.plan, RunSpec) else "normal"
 
     @cached_property
     def digest(self) -> bytes:

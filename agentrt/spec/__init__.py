@@ -39,6 +39,8 @@ from agentrt.spec.resources import (
     ScriptedStep,
     ScriptedToolCall,
     StopConditions,
+    Tenant,
+    TenantSpec,
     Tool,
     ToolSpec,
 )
@@ -80,6 +82,8 @@ __all__ = [
     "ScriptedStep",
     "ScriptedToolCall",
     "StopConditions",
+    "Tenant",
+    "TenantSpec",
     "Tool",
     "ToolSpec",
     # loading and checks

@@ -21,6 +21,8 @@ __all__ = [
     "Hooks",
     "LoopPolicy",
     "Memory",
+    "PRIORITIES",
+    "PriorityClass",
     "RetryPolicy",
     "SessionMemory",
     "SessionPolicy",
@@ -194,6 +196,14 @@ class Degrade(Strict):
     )
 
 
+PriorityClass = Literal["low", "normal", "high"]
+"""A query's priority class: the scheduler takes a tenant's higher classes first, and
+a run rises one class for every minute it waits."""
+
+PRIORITIES: dict[str, int] = {"low": -1, "normal": 0, "high": 1}
+"""Each class as the number the store orders by."""
+
+
 class AgentSpec(Strict):
     """An agent as a workload: model, instructions, tools, loop policy and budgets."""
 
@@ -209,4 +219,10 @@ class AgentSpec(Strict):
     )
     degrade: Degrade | None = Field(
         default=None, description="go to the cheapest Model while a tenant Budget runs low"
+    )
+    priority: PriorityClass = Field(
+        default="normal", description="the priority class of its queries (a query may say)"
+    )
+    max_running: int | None = Field(
+        default=None, ge=1, description="its runs running at once, fleet-wide"
     )

@@ -25,6 +25,7 @@ from agentrt.spec.agent_spec import (
     Hooks,
     LoopPolicy,
     Memory,
+    PriorityClass,
     RetryPolicy,
     SessionMemory,
     SessionPolicy,
@@ -58,6 +59,7 @@ from agentrt.spec.team_spec import (
     TeamNode,
     TeamSpec,
 )
+from agentrt.spec.tenant_spec import TENANTS_NAMESPACE, TenantSpec
 from agentrt.spec.tool_spec import (
     A2aToolSpec,
     AgentToolSpec,
@@ -129,6 +131,9 @@ __all__ = [
     "TeamLoop",
     "TeamNode",
     "TeamSpec",
+    "TENANTS_NAMESPACE",
+    "Tenant",
+    "TenantSpec",
     "Tool",
     "ToolSpec",
 ]
@@ -161,6 +166,9 @@ class QuerySpec(Strict):
         default=None,
         description="when the session has an unfinished turn: reject, enqueue, interrupt or "
         "rollback (see the Agent's `session.double_texting`, which it overrides)",
+    )
+    priority: PriorityClass | None = Field(
+        default=None, description="low, normal or high (default: the Agent's `priority`)"
     )
 
 
@@ -221,6 +229,14 @@ class Budget(_Envelope):
     spec: BudgetSpec
 
 
+class Tenant(_Envelope):
+    """A ``Tenant`` resource (in namespace ``agentrt-system``): a tenant's weight in the
+    fair share of the fleet and its limit of runs at once."""
+
+    kind: Literal["Tenant"]
+    spec: TenantSpec
+
+
 class Policy(_Envelope):
     """A ``Policy`` resource: which tool calls of its tenant's runs are allowed, refused
     or wait for approval."""
@@ -229,10 +245,17 @@ class Policy(_Envelope):
     spec: PolicySpec
 
 
-Resource = Model | Tool | Agent | Team | Query | Budget | Policy
+Resource = Model | Tool | Agent | Team | Query | Budget | Policy | Tenant
 KINDS: dict[
     str,
-    type[Model] | type[Tool] | type[Agent] | type[Team] | type[Query] | type[Budget] | type[Policy],
+    type[Model]
+    | type[Tool]
+    | type[Agent]
+    | type[Team]
+    | type[Query]
+    | type[Budget]
+    | type[Policy]
+    | type[Tenant],
 ] = {
     "Model": Model,
     "Tool": Tool,
@@ -241,4 +264,5 @@ KINDS: dict[
     "Query": Query,
     "Budget": Budget,
     "Policy": Policy,
+    "Tenant": Tenant,
 }

@@ -51,8 +51,8 @@ _SELECT_RUN_BY_KEY = f"SELECT {RUN_COLS} FROM runs WHERE namespace = ? AND idemp
 _INSERT_RUN = (
     "INSERT INTO runs (id, namespace, agent, status, created_at, updated_at, session_id, turn, "
     "finished_at, idempotency_key, parent_run, fork_step, last_seq, lease_owner, lease_expires, "
-    "lease_token, principal, lease_ttl_s) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "lease_token, principal, lease_ttl_s, priority) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _APPEND_CHECK = (
     "SELECT pk, last_seq, lease_owner, lease_token, status, finished_at, namespace, "
@@ -337,6 +337,7 @@ class Ops:
                     token,
                     run.principal,
                     run.lease_ttl_s,
+                    run.priority,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -364,6 +365,7 @@ class Ops:
             lease_token=token,
             last_seq=last_seq,
             principal=run.principal,
+            priority=run.priority,
         )
         return record, True
 

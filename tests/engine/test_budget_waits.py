@@ -52,7 +52,11 @@ async def test_a_waiting_step_reserves_again_only_once_its_accounts_show_room(
             any_store, book, namespace="default", run_id="waiter", step=2, attempt=1, now=now
         )
     )
-    await asyncio.sleep(1.5)  # today's backoff would have reserved again six times
+    deadline = time.monotonic() + 30
+    while not book.waiting:  # its first reservation was refused
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.5)  # the old backoff would have reserved again six times
     assert not waiter.done() and book.waiting == {"waiter"}
     assert asked == ["waiter:2:tool:1"]
     assert await any_store.release_budget("holder", now=time.time()) == 1
@@ -83,8 +87,12 @@ async def test_waiters_of_one_tenant_look_again_one_at_a_time(
         )
         for i in range(20)
     ]
+    deadline = time.monotonic() + 30
+    while len(book.waiting) < 20:  # each made its first reservation, refused
+        assert time.monotonic() < deadline, book.waiting
+        await asyncio.sleep(0.05)
     await asyncio.sleep(1.0)
-    assert len(asked) == 20 and len(book.waiting) == 20
+    assert len(asked) == 20
     await any_store.release_budget("holder", now=time.time())
     done, pending = await asyncio.wait(waiters, timeout=5, return_when=asyncio.FIRST_COMPLETED)
     await asyncio.sleep(1.0)
