@@ -382,3 +382,19 @@ def test_fallback_example_opens_the_primarys_circuit_and_shows_each_route(tmp_pa
     assert all("skipped" not in tree for tree in trees[1:])
     replayed = run_as_written(f"agentrt replay {listed[0]['id']}", env)
     assert replayed.returncode == 0 and "output: 42." in replayed.stdout
+
+
+def test_scheduling_example_queues_the_urgent_query_first_and_says_why_each_waits(
+    tmp_path: Path,
+) -> None:
+    env = _shell_env(tmp_path)
+    for command in documented_commands(EXAMPLES / "scheduling"):
+        assert run_as_written(command, env).returncode == 0, command
+    listed = _json.loads(run_as_written("agentrt runs list --json", env).stdout)
+    places = {r["id"]: r["queue"] for r in listed}
+    assert sorted(p["position"] for p in places.values()) == [1, 2, 3]
+    # Newest first: the urgent query, queued last, is first of its tenant's queue.
+    assert listed[0]["queue"]["position"] == 1 and listed[1]["queue"]["position"] == 3
+    assert all("a free worker slot" in p["reason"] for p in places.values())
+    table = run_as_written("agentrt runs list", env).stdout
+    assert "WAITS" in table and "#1 " in table

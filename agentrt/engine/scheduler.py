@@ -99,7 +99,7 @@ def held_back(run: QueuedRun, view: QueueView, shares: Shares) -> str | None:
     running = _Running.of(view, shares)
     share = shares.of(run.namespace)
     if share.max_running is not None and running.tenants[run.namespace] >= share.max_running:
-        return f"tenant {run.namespace} runs {share.max_running} at once (max_running)"
+        return f"tenant {run.namespace} is at its max_running={share.max_running}"
     return _limit_reached(run, running, shares)
 
 
@@ -117,10 +117,10 @@ def _limit_reached(run: QueuedRun, running: _Running, shares: Shares) -> str | N
     agent = (run.namespace, run.agent)
     limit = shares.agent_limits.get(agent)
     if limit is not None and running.agents[agent] >= limit:
-        return f"agent {run.agent} runs {limit} at once (max_running)"
+        return f"agent {run.agent} is at its max_running={limit}"
     model = shares.agent_models.get(agent)
     if model is not None:
         limit = shares.model_limits.get((run.namespace, model))
         if limit is not None and running.models[(run.namespace, model)] >= limit:
-            return f"model {model} runs {limit} at once (max_running)"
+            return f"model {model} is at its max_running={limit}"
     return None

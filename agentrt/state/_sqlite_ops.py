@@ -134,6 +134,17 @@ _CLAIM = (
 _NO_USAGE: Final = Usage()
 
 
+def _run_row(
+    run: NewRun, status: str, turn: int | None, finished_at: float | None, last_seq: int,
+    token: int,
+) -> tuple[Any, ...]:  # fmt: skip
+    """The values of :data:`_INSERT_RUN` for ``run``."""
+    return (run.id, run.namespace, run.agent, status, run.created_at, run.created_at,
+            run.session_id, turn, finished_at, run.idempotency_key, run.parent_run,
+            run.fork_step, last_seq, run.lease_owner, run.lease_expires, token, run.principal,
+            run.lease_ttl_s, run.priority)  # fmt: skip
+
+
 class Ops:
     """The store's operations as plain functions of one connection (writer thread only).
 
@@ -318,27 +329,7 @@ class Ops:
         try:
             cur = conn.execute(
                 _INSERT_RUN,
-                (
-                    run.id,
-                    run.namespace,
-                    run.agent,
-                    status,
-                    run.created_at,
-                    run.created_at,
-                    run.session_id,
-                    turn,
-                    finished_at,
-                    run.idempotency_key,
-                    run.parent_run,
-                    run.fork_step,
-                    last_seq,
-                    run.lease_owner,
-                    run.lease_expires,
-                    token,
-                    run.principal,
-                    run.lease_ttl_s,
-                    run.priority,
-                ),
+                _run_row(run, status, turn, finished_at, last_seq, token),
             )
         except sqlite3.IntegrityError as exc:
             raise ConflictError(f"run {run.id!r} already exists") from exc

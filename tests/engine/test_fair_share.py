@@ -15,6 +15,7 @@ import pytest
 
 from agentrt import Runtime
 from agentrt.engine import events as ev
+from agentrt.engine.queue_places import places_of
 from agentrt.models.testserver import ModelTestServer
 from agentrt.spec import parse_resource
 from agentrt.state import SqliteStore
@@ -177,3 +178,28 @@ async def test_limits_of_runs_at_once_per_tenant_and_agent_hold(
         serving.drain()
         await served
     assert peak == {"a": 2, "b": 1}, peak
+
+
+async def test_a_queued_run_shows_its_place_its_wait_and_what_holds_it(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    model_server.set_rules(rules({"content": "done"}))
+    model_server.latency_s = 5.0  # the first run holds the agent's only slot meanwhile
+    async with Runtime(store, resume_interrupted=False) as rt:
+        await rt.apply(resources(model_server.url, agent={"max_running": 1}))
+        ids = [(await rt.submit("bot", f"q{i}", start=False)).id for i in range(3)]
+        serving = rt.serving(concurrency=10, poll_s=0.05)
+        served = asyncio.create_task(serving.run(grace_s=0.1))
+        deadline = time.monotonic() + 10
+        while (run := await store.get_run(ids[0])) and run.status != "running":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        runs = [r for r in [await store.get_run(i) for i in ids] if r is not None]
+        places = await places_of(store, runs, now=time.time())
+        serving.drain()
+        await served
+    assert ids[0] not in places  # it runs
+    assert [places[i].position for i in ids[1:]] == [1, 2]
+    assert all(p.reason == "agent bot is at its max_running=1" for p in places.values())
+    assert all(0 <= p.waiting_s < 30 for p in places.values())
+    assert places[ids[1]].line().startswith("#1 ")
