@@ -454,3 +454,19 @@ def test_budgets_example_holds_an_agents_and_each_sessions_budget(tmp_path: Path
     assert again.returncode == 1
     assert "budget default/greeter-chat@" in again.stdout + again.stderr
     assert "/session:chat-1: max_tool_calls=1 would be passed by 1" in again.stdout + again.stderr
+
+
+def test_scheduling_example_queues_the_urgent_query_first_and_says_why_each_waits(
+    tmp_path: Path,
+) -> None:
+    env = _shell_env(tmp_path)
+    for command in documented_commands(EXAMPLES / "scheduling"):
+        assert run_as_written(command, env).returncode == 0, command
+    listed = _json.loads(run_as_written("agentrt runs list --json", env).stdout)
+    places = {r["id"]: r["queue"] for r in listed}
+    assert sorted(p["position"] for p in places.values()) == [1, 2, 3]
+    # Newest first: the urgent query, queued last, is first of its tenant's queue.
+    assert listed[0]["queue"]["position"] == 1 and listed[1]["queue"]["position"] == 3
+    assert all("a free worker slot" in p["reason"] for p in places.values())
+    table = run_as_written("agentrt runs list", env).stdout
+    assert "WAITS" in table and "#1 " in table

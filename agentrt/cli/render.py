@@ -237,9 +237,12 @@ def render_result(result: RunResult, style: Style) -> str:
     return "\n".join(lines)
 
 
-def render_run_list(runs: Sequence[RunRecord], style: Style) -> str:
-    """A table of runs, newest first."""
-    rows = [("RUN", "AGENT", "STATUS", "TOKENS", "TOOLS", "COST", "CREATED", "SESSION")]
+def render_run_list(
+    runs: Sequence[RunRecord], style: Style, waits: Mapping[str, str] | None = None
+) -> str:
+    """A table of runs, newest first; a queued run's place and wait in ``waits``."""
+    waits = waits or {}
+    rows = [("RUN", "AGENT", "STATUS", "TOKENS", "TOOLS", "COST", "CREATED", "SESSION", "WAITS")]
     for r in runs:
         rows.append(
             (
@@ -251,6 +254,7 @@ def render_run_list(runs: Sequence[RunRecord], style: Style) -> str:
                 f"${r.usage.cost_usd:.4f}",
                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)),
                 r.session_id or "-",
+                waits.get(r.id, ""),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

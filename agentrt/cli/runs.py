@@ -24,7 +24,7 @@ from agentrt.cli._shared import (
     with_store,
 )
 from agentrt.cli.render import render_run_list, render_run_tree
-from agentrt.engine import Runtime, read_run, run_summary
+from agentrt.engine import QueuePlace, Runtime, places_of, read_run, run_summary
 from agentrt.errors import UsageError
 from agentrt.spec.resources import DOUBLE_TEXTING, Budgets
 from agentrt.state.base import RUN_STATUSES, RunRecord
@@ -105,6 +105,11 @@ def _add_run_parser(sub: Any) -> None:
         default=[],
         dest="tags",
         help="a tag of the query, which the agent's routing.rules may route by (repeatable)",
+    )
+    r.add_argument(
+        "--priority",
+        choices=("low", "normal", "high"),
+        help="its class in its tenant's queue (default: the agent's priority)",
     )
     r.add_argument("--max-tokens", type=int)
     r.add_argument("--max-tool-calls", type=int)
@@ -187,6 +192,7 @@ async def _cmd_run(args: argparse.Namespace) -> int:
             start=not args.queue,
             double_texting=args.double_texting,
             tags=args.tags,
+            priority=args.priority,
         )
         if args.queue:
             if args.json:
@@ -196,6 +202,12 @@ async def _cmd_run(args: argparse.Namespace) -> int:
             return EXIT_OK
         result = await rt.wait(run.id)
     return finish(args, result, quiet=args.quiet)
+
+
+def _with_place(summary: dict[str, Any], place: QueuePlace | None) -> dict[str, Any]:
+    if place is not None:
+        summary["queue"] = place.to_dict()
+    return summary
 
 
 async def _cmd_runs(args: argparse.Namespace) -> int:
@@ -210,10 +222,12 @@ async def _cmd_runs(args: argparse.Namespace) -> int:
                 statuses=args.status,
                 limit=args.limit,
             )
+            places = await places_of(store, runs, now=time.time())
             if args.json:
-                print_json([run_summary(r) for r in runs])
+                print_json([_with_place(run_summary(r), places.get(r.id)) for r in runs])
             else:
-                print(render_run_list(runs, style(args)))
+                waits = {run_id: place.line() for run_id, place in places.items()}
+                print(render_run_list(runs, style(args), waits))
             return EXIT_OK
         view = await read_run(store, args.run, children=True)
     finally:

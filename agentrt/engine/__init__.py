@@ -12,6 +12,7 @@ from agentrt.engine.hooks import HOOK_PHASES, HookPhase, HookSet
 from agentrt.engine.journal import EventObserver, LogAwareObserver
 from agentrt.engine.live import Delta, LiveFeed, LiveStreams
 from agentrt.engine.model_routing import RouteQuery
+from agentrt.engine.queue_places import QueuePlace, places_of
 from agentrt.engine.result import RunResult
 from agentrt.engine.roster import LiveWorker, live_workers
 from agentrt.engine.run_view import RunView, event_dict, read_run, run_summary
@@ -25,6 +26,8 @@ __all__ = [
     "RunResult",
     # what raising a run stopped at its budgets adds (Runtime.resume(add_budget=))
     "BudgetAddition",
+    "QueuePlace",
+    "places_of",
     # a runtime as a worker of the queue
     "Serving",
     "ServingState",

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agentrt import _json
 from agentrt.errors import UsageError
+from agentrt.spec.agent_spec import PriorityClass
 from agentrt.spec.resources import AgentSpec, Budgets, DoubleTexting, ModelSpec, Team, ToolSpec
 
 __all__ = ["ForkPoint", "RunCreated", "RunSpec", "TeamRunSpec", "with_tags"]
@@ -122,6 +123,11 @@ class RunCreated:
         if self.budget_session is not None:
             data["budget_session"] = self.budget_session
         return data
+
+    @property
+    def priority(self) -> PriorityClass:
+        """The priority class of its queries: its Agent's (a team's: normal)."""
+        return self.plan.agent_spec.priority if isinstance(self.plan, RunSpec) else "normal"
 
     @cached_property
     def digest(self) -> bytes:

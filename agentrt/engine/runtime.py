@@ -38,6 +38,7 @@ from agentrt.engine.tenant_budgets import admission_refusal, first_step_floor
 from agentrt.engine.worker import Worker
 from agentrt.errors import BudgetExhausted, ConflictError, UsageError
 from agentrt.settings import Settings
+from agentrt.spec.agent_spec import PRIORITIES, PriorityClass
 from agentrt.spec.loader import Loaded
 from agentrt.spec.resources import Budgets, DoubleTexting, Query, Resource
 from agentrt.state import open_store
@@ -250,6 +251,7 @@ class Runtime:
         tighten_only: bool = False,
         role: str | None = None,
         tags: Sequence[str] = (),
+        priority: PriorityClass | None = None,
     ) -> RunRecord:
         """Create a run of ``agent`` (an Agent, or else a Team of that name) and (by
         default) start executing it here. ``target_kind`` ("Agent" or "Team") says which.
@@ -262,6 +264,7 @@ class Runtime:
         select its tool calls by (its child runs inherit it). ``tags`` are the
         query's, frozen with an Agent's run for its ``routing.rules``. ``budgets``
         override the target's; with ``tighten_only``, only where they are lower.
+        ``priority`` is its class in its tenant's queue (default: the Agent's).
 
         With an ``idempotency_key`` already used in the namespace, the existing
         run is returned and nothing new is created; if nobody executes it any more
@@ -296,6 +299,7 @@ class Runtime:
             agent, created, namespace=namespace, session=session,
             idempotency_key=idempotency_key, parent_run=parent_run, start=start,
             double_texting=double_texting, principal=principal, own_session=own_session,
+            priority=PRIORITIES[priority or created.priority],
         )  # fmt: skip
 
     async def _admit(
@@ -325,6 +329,7 @@ class Runtime:
             concurrency=query.spec.concurrency,
             double_texting=query.spec.double_texting,
             tags=query.spec.tags,
+            priority=query.spec.priority,
         )
 
     async def run(self, agent: str, input: str, **kwargs: Any) -> RunResult:

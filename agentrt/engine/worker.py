@@ -33,6 +33,7 @@ from agentrt.engine.lease_keeper import LeaseKeeper
 from agentrt.engine.plans import RunCreated
 from agentrt.engine.result import RunResult
 from agentrt.engine.run_view import RunView
+from agentrt.engine.schedule_book import ScheduleBook, claim_next
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.tenant_budgets import BudgetBook
 from agentrt.engine.turn_order import after_earlier_turns
@@ -124,6 +125,7 @@ class Worker:
         self._notice_cancels = notice_cancels
         self.cancel_requested: set[str] = set()
         self.children = ChildRuns(store, catalog, self)
+        self.schedule = ScheduleBook(store)
         self.executor = Executor(
             store=store,
             owner=owner,
@@ -249,6 +251,7 @@ class Worker:
         double_texting: DoubleTexting | None = None,
         principal: str | None = None,
         own_session: bool = False,
+        priority: int = 0,
     ) -> RunRecord:
         """Create a run of ``created`` and (by default) execute it here.
 
@@ -285,6 +288,7 @@ class Worker:
             lease_expires=now + self.lease_ttl_s if start else None,
             if_session_idle=policy == "reject",
             principal=principal,
+            priority=priority,
         )
         first = EventDraft(ev.RUN_CREATED, data, now, audit=submitted(created.input, new))
         run, fresh = await self._create(new, first, own_session=own_session)
@@ -353,19 +357,20 @@ class Worker:
 
     async def recover(self, *, limit: int | None = None) -> list[str]:
         """Execute here every run nobody alive executes (at most ``limit`` of them):
-        claimed from the queue (queued, or with an expired lease), or taken over
-        from a process on this host that is gone."""
+        claimed from the queue (queued, or with an expired lease) in the order the
+        scheduler picks (:mod:`agentrt.engine.scheduler`), or taken over from a
+        process on this host that is gone."""
         taken: list[str] = []
-        while limit is None or len(taken) < limit:
+        more = True
+        while more and (limit is None or len(taken) < limit):
             batch = _CLAIM_BATCH if limit is None else min(_CLAIM_BATCH, limit - len(taken))
-            claimed = await self.store.claim_runs(
-                self.owner, self.lease_ttl_s, now=self._clock(), limit=batch
-            )
+            claimed, more = await claim_next(
+                self.store, self.schedule, owner=self.owner, ttl_s=self.lease_ttl_s,
+                now=self._clock(), slots=batch,
+            )  # fmt: skip
             for run in claimed:
                 self.spawn(run.id, session_id=run.session_id)
                 taken.append(run.id)
-            if len(claimed) < batch:
-                break
         if limit is not None and len(taken) >= limit:
             return taken
         # A holder known dead still has a live lease: claim_runs leaves it alone.

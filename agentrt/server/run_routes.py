@@ -32,7 +32,7 @@ from agentrt.server.keys import Principal
 from agentrt.server.ownership import own_idempotency_key, own_principal, sees, session_taken
 from agentrt.server.problems import ApiError
 from agentrt.server.session_names import stored, with_shown_session
-from agentrt.spec.agent_spec import Budgets
+from agentrt.spec.agent_spec import Budgets, PriorityClass
 from agentrt.spec.resources import DoubleTexting
 from agentrt.state.records import RunCursor, RunRecord, RunStatus
 
@@ -99,6 +99,11 @@ class QueryRequest(BaseModel):
         description="when the session has an unfinished turn: reject (409), enqueue, "
         "interrupt or rollback; default: the target's session.double_texting",
     )
+    priority: PriorityClass | None = Field(
+        default=None,
+        description="low, normal or high: its class in the tenant's queue (default: the "
+        "target's priority)",
+    )
     budgets: Budgets | None = Field(
         default=None,
         description="limits of this run (tokens, tool calls, cost, deadline_s): each one "
@@ -141,6 +146,7 @@ async def submit(
             session=stored(tenant, body.session) if body.session else None,
             idempotency_key=own_idempotency_key(principal, body.idempotency_key or idempotency_key),
             double_texting=body.double_texting,
+            priority=body.priority,
             principal=principal.label,
             role=principal.role,
             own_session=principal.role == "user",

@@ -44,6 +44,8 @@ from agentrt.spec.resources import (
     ScriptedStep,
     ScriptedToolCall,
     StopConditions,
+    Tenant,
+    TenantSpec,
     Tool,
     ToolSpec,
 )
@@ -90,6 +92,8 @@ __all__ = [
     "ScriptedStep",
     "ScriptedToolCall",
     "StopConditions",
+    "Tenant",
+    "TenantSpec",
     "Tool",
     "ToolSpec",
     # loading and checks

@@ -22,6 +22,8 @@ __all__ = [
     "Hooks",
     "LoopPolicy",
     "Memory",
+    "PRIORITIES",
+    "PriorityClass",
     "RetryPolicy",
     "SessionMemory",
     "SessionPolicy",
@@ -195,6 +197,14 @@ class Degrade(Strict):
     )
 
 
+PriorityClass = Literal["low", "normal", "high"]
+"""A query's priority class: the scheduler takes a tenant's higher classes first, and
+a run rises one class for every minute it waits."""
+
+PRIORITIES: dict[str, int] = {"low": -1, "normal": 0, "high": 1}
+"""Each class as the number the store orders by."""
+
+
 class AgentSpec(Strict):
     """An agent as a workload: model, instructions, tools, loop policy and budgets."""
 
@@ -216,4 +226,10 @@ class AgentSpec(Strict):
         description="pick each model step's Model by rule (input length, tags, a classifier "
         "hook) or escalate through cost tiers when an answer fails a check; `model` is the "
         "Model when no rule holds",
+    )
+    priority: PriorityClass = Field(
+        default="normal", description="the priority class of its queries (a query may say)"
+    )
+    max_running: int | None = Field(
+        default=None, ge=1, description="its runs running at once, fleet-wide"
     )

@@ -210,6 +210,9 @@ class ModelSpec(Strict):
     context_window: int | None = Field(
         default=None, gt=0, description="tokens the model accepts per request (prompt + output)"
     )
+    max_running: int | None = Field(
+        default=None, ge=1, description="runs of agents on it running at once, fleet-wide"
+    )
     rate_limits: RateLimits | None = Field(
         default=None,
         description="per minute, held across every worker of the store; a fallback has its own",

@@ -25,6 +25,7 @@ from agentrt.spec.agent_spec import (
     Hooks,
     LoopPolicy,
     Memory,
+    PriorityClass,
     RetryPolicy,
     SessionMemory,
     SessionPolicy,
@@ -60,6 +61,7 @@ from agentrt.spec.team_spec import (
     TeamNode,
     TeamSpec,
 )
+from agentrt.spec.tenant_spec import TENANTS_NAMESPACE, TenantSpec
 from agentrt.spec.tool_spec import (
     A2aToolSpec,
     AgentToolSpec,
@@ -136,6 +138,9 @@ __all__ = [
     "TeamLoop",
     "TeamNode",
     "TeamSpec",
+    "TENANTS_NAMESPACE",
+    "Tenant",
+    "TenantSpec",
     "Tool",
     "ToolSpec",
 ]
@@ -171,6 +176,9 @@ class QuerySpec(Strict):
     )
     tags: Names = Field(
         default_factory=list, description="words the Agent's `routing.rules` may route by"
+    )
+    priority: PriorityClass | None = Field(
+        default=None, description="low, normal or high (default: the Agent's `priority`)"
     )
 
 
@@ -231,6 +239,14 @@ class Budget(_Envelope):
     spec: BudgetSpec
 
 
+class Tenant(_Envelope):
+    """A ``Tenant`` resource (in namespace ``agentrt-system``): a tenant's weight in the
+    fair share of the fleet and its limit of runs at once."""
+
+    kind: Literal["Tenant"]
+    spec: TenantSpec
+
+
 class Policy(_Envelope):
     """A ``Policy`` resource: which tool calls of its tenant's runs are allowed, refused
     or wait for approval."""
@@ -239,10 +255,17 @@ class Policy(_Envelope):
     spec: PolicySpec
 
 
-Resource = Model | Tool | Agent | Team | Query | Budget | Policy
+Resource = Model | Tool | Agent | Team | Query | Budget | Policy | Tenant
 KINDS: dict[
     str,
-    type[Model] | type[Tool] | type[Agent] | type[Team] | type[Query] | type[Budget] | type[Policy],
+    type[Model]
+    | type[Tool]
+    | type[Agent]
+    | type[Team]
+    | type[Query]
+    | type[Budget]
+    | type[Policy]
+    | type[Tenant],
 ] = {
     "Model": Model,
     "Tool": Tool,
@@ -251,4 +274,5 @@ KINDS: dict[
     "Query": Query,
     "Budget": Budget,
     "Policy": Policy,
+    "Tenant": Tenant,
 }

@@ -59,8 +59,8 @@ _SELECT_RUN_BY_KEY: Final = (
 _INSERT_RUN: Final = (
     "INSERT INTO runs (id, namespace, agent, status, created_at, updated_at, session_id, turn, "
     "finished_at, idempotency_key, parent_run, fork_step, last_seq, lease_owner, lease_expires, "
-    "lease_token, principal, lease_ttl_s) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "lease_token, principal, lease_ttl_s, priority) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT DO NOTHING RETURNING pk"
 )
 _TAKE_TURN: Final = (
@@ -336,6 +336,7 @@ class Ops:
             token,
             run.principal,
             run.lease_ttl_s,
+            run.priority,
         )
         inserted = await fetch_one(conn, _INSERT_RUN, params)
         if inserted is None:
@@ -361,6 +362,7 @@ class Ops:
             lease_token=token,
             last_seq=len(events),
             principal=run.principal,
+            priority=run.priority,
         )
         return record, True
 

@@ -26,7 +26,7 @@ RUN_COLS: Final = (
     "id, namespace, agent, status, created_at, updated_at, session_id, turn, reason, "
     "finished_at, idempotency_key, parent_run, fork_step, lease_owner, lease_expires, "
     "lease_token, cancel_requested, last_seq, input_tokens, output_tokens, cost_usd, "
-    "model_calls, tool_calls, cancel_cause, principal, cancel_by, cancel_at"
+    "model_calls, tool_calls, cancel_cause, principal, cancel_by, cancel_at, priority"
 )
 """The columns :func:`run_record` reads, in its order."""
 
@@ -43,7 +43,7 @@ def run_record(row: Sequence[Any]) -> RunRecord:
         row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
         row[10], row[11], row[12], row[13], row[14], row[15], bool(row[16]), row[17],
         Usage(row[18], row[19], row[20], row[21], row[22]), row[23], row[24], row[25],
-        row[26],
+        row[26], int(row[27]),
     )  # fmt: skip
 
 

@@ -51,8 +51,8 @@ _SELECT_RUN_BY_KEY = f"SELECT {RUN_COLS} FROM runs WHERE namespace = ? AND idemp
 _INSERT_RUN = (
     "INSERT INTO runs (id, namespace, agent, status, created_at, updated_at, session_id, turn, "
     "finished_at, idempotency_key, parent_run, fork_step, last_seq, lease_owner, lease_expires, "
-    "lease_token, principal, lease_ttl_s) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "lease_token, principal, lease_ttl_s, priority) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _APPEND_CHECK = (
     "SELECT pk, last_seq, lease_owner, lease_token, status, finished_at, namespace, "
@@ -132,6 +132,17 @@ _CLAIM = (
 )
 
 _NO_USAGE: Final = Usage()
+
+
+def _run_row(
+    run: NewRun, status: str, turn: int | None, finished_at: float | None, last_seq: int,
+    token: int,
+) -> tuple[Any, ...]:  # fmt: skip
+    """The values of :data:`_INSERT_RUN` for ``run``."""
+    return (run.id, run.namespace, run.agent, status, run.created_at, run.created_at,
+            run.session_id, turn, finished_at, run.idempotency_key, run.parent_run,
+            run.fork_step, last_seq, run.lease_owner, run.lease_expires, token, run.principal,
+            run.lease_ttl_s, run.priority)  # fmt: skip
 
 
 class Ops:
@@ -322,26 +333,7 @@ class Ops:
         try:
             cur = conn.execute(
                 _INSERT_RUN,
-                (
-                    run.id,
-                    run.namespace,
-                    run.agent,
-                    status,
-                    run.created_at,
-                    run.created_at,
-                    run.session_id,
-                    turn,
-                    finished_at,
-                    run.idempotency_key,
-                    run.parent_run,
-                    run.fork_step,
-                    last_seq,
-                    run.lease_owner,
-                    run.lease_expires,
-                    token,
-                    run.principal,
-                    run.lease_ttl_s,
-                ),
+                _run_row(run, status, turn, finished_at, last_seq, token),
             )
         except sqlite3.IntegrityError as exc:
             raise ConflictError(f"run {run.id!r} already exists") from exc
@@ -368,6 +360,7 @@ class Ops:
             lease_token=token,
             last_seq=last_seq,
             principal=run.principal,
+            priority=run.priority,
         )
         return record, True
 

@@ -72,6 +72,7 @@ from agentrt.state.records import (
     SessionRecord,
     Usage,
 )
+from agentrt.state.run_queue import RunQueue
 from agentrt.state.watch import RunWatch
 
 __all__ = [
@@ -155,7 +156,7 @@ class ClosesOnExit:
 
 
 @runtime_checkable
-class Store(AuditLog, RateBuckets, CircuitStore, Protocol):
+class Store(AuditLog, RateBuckets, CircuitStore, RunQueue, Protocol):
     """Durable state of the runtime. All methods are coroutines; all writes are atomic."""
 
     @classmethod

@@ -47,6 +47,7 @@ from agentrt.state._pg_leases import LeaseOps
 from agentrt.state._pg_ledger import LedgerMethods, LedgerOps
 from agentrt.state._pg_long_term_memory import MemoryOps
 from agentrt.state._pg_ops import Ops, RunTaken
+from agentrt.state._pg_queue import QueueMethods
 from agentrt.state._pg_rate_limits import RateBucketMethods
 from agentrt.state._pg_rows import Conn
 from agentrt.state._pg_runner import Runner
@@ -80,7 +81,9 @@ DEFAULT_INLINE_LIMIT: Final = 1024
 """Encoded event payloads larger than this many bytes go to the blob table."""
 
 
-class PostgresStore(LedgerMethods, RateBucketMethods, CircuitMethods, AuditMethods, ClosesOnExit):
+class PostgresStore(
+    QueueMethods, LedgerMethods, RateBucketMethods, CircuitMethods, AuditMethods, ClosesOnExit
+):
     """The :class:`~agentrt.state.base.Store` and
     :class:`~agentrt.state.long_term_memory.MemoryStore` of many workers: one
     PostgreSQL schema.

@@ -179,6 +179,7 @@ class NewRun:
     # Create it only while none of its session's runs is unfinished (else SessionBusy).
     if_session_idle: bool = False
     principal: str | None = None  # who started it (an API key's ``key:NAME``), if known
+    priority: int = 0  # its priority class: the scheduler takes higher ones first
 
     @property
     def lease_ttl_s(self) -> float | None:
@@ -229,6 +230,7 @@ class RunRecord:
     principal: str | None = None
     cancel_by: str | None = None
     cancel_at: float | None = None
+    priority: int = 0
 
     @property
     def finished(self) -> bool:

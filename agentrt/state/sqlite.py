@@ -43,6 +43,7 @@ from agentrt.state._sqlite_circuits import CircuitMethods, CircuitOps
 from agentrt.state._sqlite_ledger import LedgerMethods, LedgerOps
 from agentrt.state._sqlite_long_term_memory import MemoryMethods, MemoryOps
 from agentrt.state._sqlite_ops import Ops
+from agentrt.state._sqlite_queue import QueueMethods
 from agentrt.state._sqlite_rate_limits import RateBucketMethods
 from agentrt.state._sqlite_run_lists import RunListMethods
 from agentrt.state._sqlite_schema import MIGRATIONS
@@ -95,6 +96,7 @@ DEFAULT_INLINE_LIMIT: Final = 1024
 
 
 class SqliteStore(
+    QueueMethods,
     SessionMethods,
     RunListMethods,
     LedgerMethods,

@@ -45,6 +45,7 @@ from agentrt.state.watch import QUEUE, RunWatch
 from tests.state.audit_conformance import AUDIT_CHECKS
 from tests.state.circuit_conformance import CIRCUIT_CHECKS
 from tests.state.ledger_conformance import LEDGER_CHECKS
+from tests.state.queue_conformance import QUEUE_CHECKS
 from tests.state.rate_limit_conformance import RATE_LIMIT_CHECKS
 from tests.state.run_list_conformance import RUN_LIST_CHECKS
 from tests.state.session_conformance import SESSION_CHECKS
@@ -1721,6 +1722,7 @@ CHECKS: list[Callable[[Harness], Awaitable[None]]] = [
     *SESSION_CHECKS,
     *LEDGER_CHECKS,
     *RATE_LIMIT_CHECKS,
+    *QUEUE_CHECKS,
     *CIRCUIT_CHECKS,
     *AUDIT_CHECKS,
 ]

@@ -1,0 +1,126 @@
+"""Which queued runs a worker takes next: weighted fair shares between tenants,
+concurrency limits per tenant, Agent and Model, and priority classes within a
+tenant.
+
+Every free slot goes to the tenant whose runs running now, over its weight, are
+fewest (ties: the one whose next run has waited longest), so tenants that all
+have work share the fleet's slots in proportion to their weights, and a tenant
+that submits after another flooded the queue gets the next free slot, not a
+place behind the backlog. Within a tenant, runs go by priority class (raised one
+class for every minute waited, see :mod:`agentrt.state.run_queue`), then oldest
+first: a tenant orders its own runs, and no class of one tenant outranks another
+tenant's share. A run whose tenant, Agent or Model runs its ``max_running``
+already waits; what holds each waiting run back is said by :func:`held_back`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from agentrt.state.run_queue import QueuedRun, QueueView
+
+__all__ = ["Shares", "TenantShare", "held_back", "pick"]
+
+
+@dataclass(frozen=True, slots=True)
+class TenantShare:
+    """A tenant's weight in the fair share and the runs it may run at once."""
+
+    weight: float = 1.0
+    max_running: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Shares:
+    """What the scheduler weighs: each tenant's share, each Agent's limit and Model,
+    and each Model's limit (keys are ``(tenant, name)``)."""
+
+    tenants: Mapping[str, TenantShare] = field(default_factory=dict)
+    agent_limits: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    agent_models: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    model_limits: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+    def of(self, namespace: str) -> TenantShare:
+        """The tenant's share (an even one unless set)."""
+        return self.tenants.get(namespace, TenantShare())
+
+
+@dataclass
+class _Running:
+    """What runs, counted as the picks add to it."""
+
+    tenants: Counter[str] = field(default_factory=Counter)
+    agents: Counter[tuple[str, str]] = field(default_factory=Counter)
+    models: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    @classmethod
+    def of(cls, view: QueueView, shares: Shares) -> _Running:
+        running = cls()
+        for (namespace, agent), n in view.running.items():
+            running.add(namespace, agent, shares, n)
+        return running
+
+    def add(self, namespace: str, agent: str, shares: Shares, n: int = 1) -> None:
+        self.tenants[namespace] += n
+        self.agents[(namespace, agent)] += n
+        model = shares.agent_models.get((namespace, agent))
+        if model is not None:
+            self.models[(namespace, model)] += n
+
+
+def pick(view: QueueView, slots: int, shares: Shares) -> list[str]:
+    """The runs to take for ``slots`` free slots, in the order to take them."""
+    running = _Running.of(view, shares)
+    queues = {ns: [r for r in view.waiting if r.namespace == ns] for ns in _tenants(view)}
+    picked: list[str] = []
+    while len(picked) < slots and queues:
+        namespace = min(queues, key=lambda ns: _turn(ns, queues[ns], running, shares))
+        share = shares.of(namespace)
+        if share.max_running is not None and running.tenants[namespace] >= share.max_running:
+            del queues[namespace]
+            continue
+        queue = queues[namespace]
+        run = next((r for r in queue if _limit_reached(r, running, shares) is None), None)
+        if run is None:
+            del queues[namespace]
+            continue
+        queue.remove(run)
+        if not queue:
+            del queues[namespace]
+        picked.append(run.id)
+        running.add(run.namespace, run.agent, shares)
+    return picked
+
+
+def held_back(run: QueuedRun, view: QueueView, shares: Shares) -> str | None:
+    """Which limit holds ``run`` back now, in words (``None``: only its turn)."""
+    running = _Running.of(view, shares)
+    share = shares.of(run.namespace)
+    if share.max_running is not None and running.tenants[run.namespace] >= share.max_running:
+        return f"tenant {run.namespace} is at its max_running={share.max_running}"
+    return _limit_reached(run, running, shares)
+
+
+def _tenants(view: QueueView) -> list[str]:
+    return sorted({run.namespace for run in view.waiting})
+
+
+def _turn(
+    namespace: str, queue: list[QueuedRun], running: _Running, shares: Shares
+) -> tuple[float, float]:
+    return running.tenants[namespace] / shares.of(namespace).weight, queue[0].created_at
+
+
+def _limit_reached(run: QueuedRun, running: _Running, shares: Shares) -> str | None:
+    agent = (run.namespace, run.agent)
+    limit = shares.agent_limits.get(agent)
+    if limit is not None and running.agents[agent] >= limit:
+        return f"agent {run.agent} is at its max_running={limit}"
+    model = shares.agent_models.get(agent)
+    if model is not None:
+        limit = shares.model_limits.get((run.namespace, model))
+        if limit is not None and running.models[(run.namespace, model)] >= limit:
+            return f"model {model} is at its max_running={limit}"
+    return None

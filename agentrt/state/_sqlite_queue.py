@@ -1,0 +1,87 @@
+"""The SQLite store's queue for the scheduler (see :mod:`agentrt.state.run_queue`), as
+methods :class:`~agentrt.state.sqlite.SqliteStore` takes. Claims are serialised by
+SQLite's single writer."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from agentrt._json import dumps_str
+from agentrt.state._queue_sql import RUNNING, queued_of, waiting_sql
+from agentrt.state._rows import RUN_COLS, run_record
+from agentrt.state._sqlite_watch import touched_claimed
+from agentrt.state._sqlite_writer import READ
+from agentrt.state.records import RunRecord
+from agentrt.state.run_queue import AGING_S, QueueView
+
+if TYPE_CHECKING:
+    from agentrt.state._sqlite_ops import Ops
+
+__all__ = ["QueueMethods"]
+
+T = TypeVar("T")
+
+_WAITING: Final = waiting_sql("CAST({} AS INTEGER)")
+_PICKABLE: Final = (
+    "SELECT pk FROM runs WHERE id IN (SELECT value FROM json_each(?)) "
+    "AND status IN ('queued', 'running') AND (lease_expires IS NULL OR lease_expires <= ?)"
+)
+_CLAIM: Final = (
+    "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires = ?, lease_ttl_s = ?, "
+    f"updated_at = ?, lease_token = lease_token + 1 WHERE pk = ? RETURNING {RUN_COLS}"
+)
+
+
+def _view(conn: sqlite3.Connection, now: float, per_tenant: int, aging_s: float) -> QueueView:
+    waiting = conn.execute(_WAITING, (now, aging_s, now, per_tenant)).fetchall()
+    running = conn.execute(RUNNING, (now,)).fetchall()
+    return QueueView(
+        tuple(queued_of(row) for row in waiting),
+        {(row[0], row[1]): int(row[2]) for row in running},
+    )
+
+
+def _claim(
+    conn: sqlite3.Connection, run_ids: list[str], owner: str, ttl_s: float, now: float
+) -> list[RunRecord]:
+    pks = [row[0] for row in conn.execute(_PICKABLE, (dumps_str(run_ids), now))]
+    claimed = {}
+    for pk in pks:
+        row = conn.execute(_CLAIM, (owner, now + ttl_s, ttl_s, now, pk)).fetchone()
+        run = run_record(row)
+        claimed[run.id] = run
+    return [claimed[run_id] for run_id in run_ids if run_id in claimed]
+
+
+class QueueMethods:
+    """The queue methods of :class:`~agentrt.state.sqlite.SqliteStore`."""
+
+    if TYPE_CHECKING:
+
+        def _submit(self, kind: int, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]: ...
+
+        async def _write(
+            self, touched: Callable[[T], Any], fn: Callable[..., T], *args: Any
+        ) -> T: ...
+
+        @property
+        def _ops(self) -> Ops: ...
+
+    async def queue_view(
+        self, *, now: float, per_tenant: int, aging_s: float = AGING_S
+    ) -> QueueView:
+        """Each tenant's first claimable runs in its order, and what runs now (see
+        :class:`~agentrt.state.run_queue.RunQueue`)."""
+        return await self._submit(READ, _view, self._ops.conn, now, per_tenant, aging_s)
+
+    async def claim_picked(
+        self, run_ids: Sequence[str], owner: str, ttl_s: float, *, now: float
+    ) -> list[RunRecord]:
+        """Lease the runs of ``run_ids`` still claimable, in the order given."""
+        if not run_ids:
+            return []
+        return await self._write(touched_claimed, _claim, self._ops.conn, list(run_ids), owner,
+                                 ttl_s, now)  # fmt: skip
