@@ -192,7 +192,9 @@ StreamEvent = RunEvent | ModelDelta
 class RunDetail:
     """A run's read model: its row, step count, child runs and whole log.
 
-    ``policy_refusals`` counts its tool calls the tenant's Policies refused.
+    ``policy_refusals`` counts its tool calls the tenant's Policies refused;
+    ``queue``, while it is queued, its ``position`` in its tenant's queue, how long
+    it has been ``waiting_s`` and the ``reason`` (which limit, or a free slot).
     """
 
     run: Run
@@ -200,6 +202,7 @@ class RunDetail:
     children: tuple[str, ...]
     events: tuple[RunEvent, ...]
     policy_refusals: int = 0
+    queue: Mapping[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunDetail:
@@ -208,7 +211,7 @@ class RunDetail:
         return cls(
             Run.from_dict(run), int(run.get("steps", 0)), tuple(run.get("children") or ()),
             tuple(RunEvent.from_dict(e) for e in d.get("events") or ()),
-            int(run.get("policy_refusals", 0)),
+            int(run.get("policy_refusals", 0)), run.get("queue"),
         )  # fmt: skip
 
     @property

@@ -470,3 +470,5 @@ def test_scheduling_example_queues_the_urgent_query_first_and_says_why_each_wait
     assert all("a free worker slot" in p["reason"] for p in places.values())
     table = run_as_written("agentrt runs list", env).stdout
     assert "WAITS" in table and "#1 " in table
+    shown = run_as_written(f"agentrt runs show {listed[0]['id']}", env).stdout
+    assert "queue #1 " in shown and "a free worker slot" in shown

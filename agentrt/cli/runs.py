@@ -230,13 +230,18 @@ async def _cmd_runs(args: argparse.Namespace) -> int:
                 print(render_run_list(runs, style(args), waits))
             return EXIT_OK
         view = await read_run(store, args.run, children=True)
+        place = (await places_of(store, [view.run], now=time.time())).get(view.run.id)
     finally:
         await store.close()
     if args.json:
-        print_json(view.to_dict())
+        data = view.to_dict()
+        _with_place(data["run"], place)
+        print_json(data)
     else:
         children = {i: (v.run, list(v.events)) for i, v in view.descendants().items()}
         print(render_run_tree(view.run, list(view.events), style(args), children))
+        if place is not None:
+            print(f"queue {place.line()}")
     return EXIT_OK
 
 
