@@ -37,7 +37,7 @@ async def test_calls_past_the_limit_wait_their_turn_and_none_fails(
     assert took >= (40 - refill.capacity) / refill.per_s - 0.05  # the bucket held them back
     arrivals = [(float(r["_at"]), 1.0) for r in model_server.requests]
     assert len(arrivals) == 40  # one call each: nobody failed and asked again
-    assert not over_the_bucket(arrivals, capacity=refill.capacity, per_s=refill.per_s, slack_s=0.1)
+    assert not over_the_bucket(arrivals, capacity=refill.capacity, per_s=refill.per_s, slack_s=0.3)
     waited = []
     for result in results:
         events = await store.read_events(result.run_id)
