@@ -363,7 +363,8 @@ class Worker:
         taken: list[str] = []
         more = True
         while more and (limit is None or len(taken) < limit):
-            batch = _CLAIM_BATCH if limit is None else min(_CLAIM_BATCH, limit - len(taken))
+            # Up to every free slot in one pick and one claim: the queue is read once.
+            batch = _CLAIM_BATCH if limit is None else limit - len(taken)
             claimed, more = await claim_next(
                 self.store, self.schedule, owner=self.owner, ttl_s=self.lease_ttl_s,
                 now=self._clock(), slots=batch,
