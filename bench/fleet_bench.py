@@ -9,7 +9,9 @@ worker processes draining one queue.
 * *admit* and *dispatch*: with ``--queued`` runs queued and a tenant ``Budget``,
   the median and p95 time of ``Runtime.submit(start=False)`` (the plan, the
   Budget's admission check, the run created with its audit record) and of the
-  claim that then dispatches one run to a worker (200 queries);
+  worker's dispatch of one run (the scheduler's read of the queue, its pick, and
+  the claim), without and with a tenant ``max_running`` the claim keeps (200
+  queries);
 * *workers N*: ``--runs`` queued runs of a one-model-call agent (the test
   server answers after 20 ms) drained by N ``agentrt worker`` processes, from
   the first worker's start to the last run's end, as runs per second. The
@@ -42,6 +44,7 @@ from typing import Any  # noqa: E402
 
 from agentrt import Runtime  # noqa: E402
 from agentrt._text import count  # noqa: E402
+from agentrt.engine.schedule_book import ScheduleBook, claim_next  # noqa: E402
 from agentrt.models.testserver import ModelTestServer, ScriptedRule  # noqa: E402
 from agentrt.spec.loader import load_text  # noqa: E402
 from agentrt.state import NewRun, Store  # noqa: E402
@@ -98,13 +101,24 @@ metadata: {name: monthly}
 spec: {period: month, max_cost_usd: 1000.0}
 """
 
+TENANT = """
+---
+apiVersion: agentrt.dev/v1
+kind: Tenant
+metadata: {name: default, namespace: agentrt-system}
+spec: {max_running: 100000}
+"""
 
-async def admission_latency(url: str, queued: int) -> dict[str, float]:
-    """Median and p95 ms of admitting one query, and of dispatching one, with ``queued``
-    runs queued and a tenant Budget to admit against."""
+
+async def admission_latency(url: str, queued: int, *, capped: bool = False) -> dict[str, float]:
+    """Median and p95 ms of admitting one query, and of dispatching one (the worker's
+    scheduler pick and claim), with ``queued`` runs queued and a tenant Budget to
+    admit against; ``capped``: under a tenant ``max_running`` the claim keeps."""
     admit, dispatch = [], []
     async with Runtime(url, resume_interrupted=False, notice_cancels=False) as rt:
-        await rt.apply(load_text(RESOURCES.replace("URL", "http://127.0.0.1:9") + BUDGET))
+        tenant = TENANT if capped else ""
+        await rt.apply(load_text(RESOURCES.replace("URL", "http://127.0.0.1:9") + BUDGET + tenant))
+        book = ScheduleBook(rt.store)
         for i in range(queued):
             await rt.submit("bot", f"q{i}", start=False)
         for i in range(200):
@@ -112,7 +126,9 @@ async def admission_latency(url: str, queued: int) -> dict[str, float]:
             await rt.submit("bot", f"more {i}", start=False)
             admit.append((time.perf_counter() - start) * 1000)
             start = time.perf_counter()
-            claimed = await rt.store.claim_runs("bench:1:x", 30, now=time.time(), limit=1)
+            claimed, _ = await claim_next(
+                rt.store, book, owner="bench:1:x", ttl_s=30, now=time.time(), slots=1
+            )
             dispatch.append((time.perf_counter() - start) * 1000)
             assert len(claimed) == 1
     return {**_spread("admit", admit), **_spread("dispatch", dispatch)}
@@ -175,6 +191,11 @@ async def main(queued: int, runs: int) -> dict[str, Any]:
                 results[f"admit {name}"] = await admission_latency(url, queued)
             finally:
                 await _drop(url)
+            url = _stores(Path(tmp))[name]
+            try:
+                results[f"capped {name}"] = await admission_latency(url, queued, capped=True)
+            finally:
+                await _drop(url)
             for n in (1, 2, 3):
                 url = _stores(Path(tmp))[name]
                 try:
@@ -193,11 +214,16 @@ def render(results: dict[str, Any], queued: int, runs: int) -> str:
         f"{c_s['p95_ms']:.2f} ms | {c_p['median_ms']:.2f} / {c_p['p95_ms']:.2f} ms |"
     )
     a_s, a_p = results["admit sqlite"], results["admit postgresql"]
-    for what, label in (("admit", "admit one query"), ("dispatch", "dispatch it (claim)")):
+    m_s, m_p = results["capped sqlite"], results["capped postgresql"]
+    for (s_, p_), what, label in (
+        ((a_s, a_p), "admit", "admit one query"),
+        ((a_s, a_p), "dispatch", "dispatch it (scheduler pick, claim)"),
+        ((m_s, m_p), "dispatch", "dispatch it under a tenant max_running"),
+    ):
         lines.append(
             f"| {label}, {queued} queued, a Budget (median / p95) | "
-            f"{a_s[what + '_median_ms']:.2f} / {a_s[what + '_p95_ms']:.2f} ms | "
-            f"{a_p[what + '_median_ms']:.2f} / {a_p[what + '_p95_ms']:.2f} ms |"
+            f"{s_[what + '_median_ms']:.2f} / {s_[what + '_p95_ms']:.2f} ms | "
+            f"{p_[what + '_median_ms']:.2f} / {p_[what + '_p95_ms']:.2f} ms |"
         )
     for n in (1, 2, 3):
         s, p = results[f"workers {n} sqlite"], results[f"workers {n} postgresql"]

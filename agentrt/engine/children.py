@@ -15,7 +15,7 @@ from typing import Final, Protocol
 
 from agentrt.engine.budget_scopes import drafts_data
 from agentrt.engine.catalog import Catalog
-from agentrt.engine.plans import RunCreated
+from agentrt.engine.plans import RunCreated, RunSpec, with_tags
 from agentrt.engine.result import RunResult
 from agentrt.errors import ConflictError
 from agentrt.state.base import RunRecord, Store
@@ -82,11 +82,12 @@ class ChildRuns:
         self._store = store
         self._catalog = catalog
         self._host = host
-        self._roles: OrderedDict[str, str | None] = OrderedDict()
+        self._started: OrderedDict[str, tuple[str | None, tuple[str, ...]]] = OrderedDict()
 
     async def run(self, request: ChildRequest) -> ChildOutcome:
         """Run (or find again, by its key) the child run of an agent tool call or node,
-        on behalf of whoever started its parent (its principal, and its key's role)."""
+        on behalf of whoever started its parent (its principal, and its key's role),
+        with its parent's query's tags (an Agent's child routes by them too)."""
         parent = await self._store.get_run(request.parent_run)
         created = await self._catalog.plan(
             request.agent,
@@ -95,8 +96,11 @@ class ChildRuns:
             budgets=request.budgets,
             kind=request.kind,
         )
-        if (role := await self._role_of(request.parent_run)) is not None:
+        role, tags = await self._started_with(request.parent_run)
+        if role is not None:
             created = replace(created, role=role)
+        if tags and isinstance(created.plan, RunSpec):
+            created = with_tags(created, tags)  # its routing rules route by its query's tags
         if request.draws_on or request.budget_session:
             drafts = tuple(drafts_data(request.draws_on))
             created = replace(created, draws_on=drafts, budget_session=request.budget_session)
@@ -114,17 +118,19 @@ class ChildRuns:
             run.id, result.status, result.output, result.reason, result.usage, result.child_runs
         )
 
-    async def _role_of(self, run_id: str) -> str | None:
-        """The role ``run_id`` was started with (recorded in its first event, never changed)."""
-        if run_id in self._roles:
-            self._roles.move_to_end(run_id)
-            return self._roles[run_id]
+    async def _started_with(self, run_id: str) -> tuple[str | None, tuple[str, ...]]:
+        """The role ``run_id`` was started with and its query's tags (recorded in its
+        first event, never changed)."""
+        if run_id in self._started:
+            self._started.move_to_end(run_id)
+            return self._started[run_id]
         events = await self._store.read_events(run_id)
-        role = events[0].data.get("role") if events else None
-        self._roles[run_id] = role
-        if len(self._roles) > _ROLES_KEPT:
-            self._roles.popitem(last=False)
-        return role
+        first = events[0].data if events else {}
+        started = (first.get("role"), tuple(first.get("spec", {}).get("tags", ())))
+        self._started[run_id] = started
+        if len(self._started) > _ROLES_KEPT:
+            self._started.popitem(last=False)
+        return started
 
     async def stop(self, parent_run: str) -> int:
         """Cancel the unfinished child runs of ``parent_run`` (its nodes, its agent tools'

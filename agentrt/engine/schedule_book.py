@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from agentrt.engine.scheduler import Shares, TenantShare, pick
+from agentrt.engine.scheduler import Shares, TenantShare, caps_of, pick
 from agentrt.spec.tenant_spec import TENANTS_NAMESPACE
 from agentrt.state.base import Store
 from agentrt.state.records import RunRecord
@@ -48,6 +48,17 @@ class ScheduleBook:
             model_limits.update(limits)
         return Shares(tenants, agent_limits, agent_models, model_limits)
 
+    async def limited(self, namespace: str, agent: str) -> bool:
+        """Whether a ``max_running`` (the tenant's, the Agent's, or its Model's) could
+        hold a run of ``agent`` back."""
+        share, agent_limits, agent_models, model_limits = await self._tenant(namespace)
+        model = agent_models.get((namespace, agent))
+        return (
+            share.max_running is not None
+            or (namespace, agent) in agent_limits
+            or (namespace, model) in model_limits
+        )
+
     async def _tenant(self, namespace: str) -> _Tenant:
         read = self._read.get(namespace)
         if read is None or self._clock() - read[0] >= self._ttl_s:
@@ -78,6 +89,8 @@ async def claim_next(
     """Claim the runs the scheduler picks for ``slots`` free slots; and whether the
     queue may hold more to pick now (a claim lost a race, or every slot was filled)."""
     view = await store.queue_view(now=now, per_tenant=slots * 2)
-    picked = pick(view, slots, await book.shares(r.namespace for r in view.waiting))
-    claimed = await store.claim_picked(picked, owner, ttl_s, now=now)
+    shares = await book.shares(r.namespace for r in view.waiting)
+    picked = pick(view, slots, shares)
+    caps = caps_of((r for r in view.waiting if r.id in set(picked)), shares)
+    claimed = await store.claim_picked(picked, owner, ttl_s, now=now, caps=caps)
     return claimed, len(picked) == slots or len(claimed) < len(picked)

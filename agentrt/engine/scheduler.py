@@ -16,12 +16,12 @@ already waits; what holds each waiting run back is said by :func:`held_back`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from agentrt.state.run_queue import QueuedRun, QueueView
+from agentrt.state.run_queue import QueuedRun, QueueView, RunCap
 
-__all__ = ["Shares", "TenantShare", "held_back", "pick"]
+__all__ = ["Shares", "TenantShare", "caps_of", "held_back", "pick"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +101,29 @@ def held_back(run: QueuedRun, view: QueueView, shares: Shares) -> str | None:
     if share.max_running is not None and running.tenants[run.namespace] >= share.max_running:
         return f"tenant {run.namespace} is at its max_running={share.max_running}"
     return _limit_reached(run, running, shares)
+
+
+def caps_of(runs: Iterable[QueuedRun], shares: Shares) -> dict[str, tuple[RunCap, ...]]:
+    """The limits of runs at once the claim of each of ``runs`` must keep, by run id:
+    what :func:`pick` weighed on a read, kept exact in the claim's own write."""
+    caps = {}
+    for run in runs:
+        found = []
+        most = shares.of(run.namespace).max_running
+        if most is not None:
+            found.append(RunCap(run.namespace, most))
+        most = shares.agent_limits.get((run.namespace, run.agent))
+        if most is not None:
+            found.append(RunCap(run.namespace, most, (run.agent,)))
+        model = shares.agent_models.get((run.namespace, run.agent))
+        most = shares.model_limits.get((run.namespace, model or ""))
+        if model is not None and most is not None:
+            agents = sorted(a for (ns, a), m in shares.agent_models.items()
+                            if ns == run.namespace and m == model)  # fmt: skip
+            found.append(RunCap(run.namespace, most, tuple(agents)))
+        if found:
+            caps[run.id] = tuple(found)
+    return caps
 
 
 def _tenants(view: QueueView) -> list[str]:

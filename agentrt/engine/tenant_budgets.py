@@ -167,13 +167,14 @@ def spent(usage: Usage) -> Amount:
 
 def first_step_floor(created: RunCreated) -> Amount:
     """Less than the first step of ``created`` will reserve: its instructions and input
-    read at its Model's input price (the request holds them and more)."""
+    read at the lowest input price of the Models it may call (the request holds them
+    and more; a routing rule, a tier or a fallback may send it to any of them)."""
     plan = created.plan
     if not isinstance(plan, RunSpec):
         return Amount(1, 0, 1, 0)  # a team's first step is its nodes'
     sent = len(plan.agent_spec.instructions.encode()) + len(created.input.encode())
-    model = plan.models[plan.agent_spec.model]
-    return Amount(sent, 0, nano_usd(model.pricing.cost(sent, 0)), 0)
+    cost = min(model.pricing.cost(sent, 0) for model in plan.models.values())
+    return Amount(sent, 0, nano_usd(cost), 0)
 
 
 async def admission_refusal(

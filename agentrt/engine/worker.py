@@ -30,14 +30,16 @@ from agentrt.engine.holders import dead_holder, orphaned
 from agentrt.engine.hooks import HookSet
 from agentrt.engine.journal import EventObserver
 from agentrt.engine.lease_keeper import LeaseKeeper
+from agentrt.engine.local_starts import LocalStarts
 from agentrt.engine.plans import RunCreated
 from agentrt.engine.result import RunResult
+from agentrt.engine.run_create import create_run
 from agentrt.engine.run_view import RunView
 from agentrt.engine.schedule_book import ScheduleBook, claim_next
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.tenant_budgets import BudgetBook
 from agentrt.engine.turn_order import after_earlier_turns
-from agentrt.errors import ConflictError, LeaseLost, NotFoundError, SessionTaken, StoreError
+from agentrt.errors import ConflictError, LeaseLost, NotFoundError, StoreError
 from agentrt.settings import Settings
 from agentrt.spec.resources import DoubleTexting
 from agentrt.state.base import (
@@ -47,7 +49,6 @@ from agentrt.state.base import (
     EventDraft,
     NewRun,
     RunRecord,
-    SessionRecord,
     Store,
 )
 from agentrt.state.watch import RunWatch
@@ -126,6 +127,12 @@ class Worker:
         self.cancel_requested: set[str] = set()
         self.children = ChildRuns(store, catalog, self)
         self.schedule = ScheduleBook(store)
+        # Whether a serving loop claims from the queue here (set by Serving).
+        self.queue_served = False
+        self.local_starts = LocalStarts(
+            store, self.schedule, owner=owner, lease_ttl_s=lease_ttl_s, clock=clock,
+            take=lambda run: self.spawn(run.id, session_id=run.session_id),
+        )  # fmt: skip
         self.executor = Executor(
             store=store,
             owner=owner,
@@ -175,6 +182,7 @@ class Worker:
         Executions and watchers are stopped together: an execution's last writes
         may still wake a watch, which must not outlive the store it watches.
         """
+        await self.local_starts.close()
         stopping = [*self._watchers, *self._tasks.values()]
         self._watchers.clear()
         for task in stopping:
@@ -255,10 +263,16 @@ class Worker:
     ) -> RunRecord:
         """Create a run of ``created`` and (by default) execute it here.
 
-        The run is created already leased to this worker, so no other can take
-        it between its creation and its first step. With an ``idempotency_key``
-        already used in the namespace, the existing run is returned; if nobody
-        executes it any more (its process was killed), it is resumed here.
+        A run started here goes through the scheduler like any queued run. While a
+        serving loop claims from the queue here (:attr:`queue_served`), it is
+        created queued and waits for a slot as every other run does. Otherwise it
+        brings its own slot and waits only for a limit of runs at once
+        (:mod:`agentrt.engine.local_starts`); one that no limit could hold back,
+        and a child run (it runs as a step of its parent), is created already
+        leased to this worker, so no other can take it between its creation and
+        its first step. With an ``idempotency_key`` already used in the namespace,
+        the existing run is returned; if nobody executes it any more (its process
+        was killed), it is resumed here.
 
         A turn of a ``session`` records its double-texting policy (the query's
         ``double_texting``, else its target's): under ``reject`` it is created
@@ -275,6 +289,9 @@ class Worker:
             policy = double_texting or created.session_policy
             created = replace(created, double_texting=policy)
         data = created.data if principal is None else {**created.data, "by": principal}
+        leased = start and (
+            parent_run is not None or not await self._queued_start(namespace, target)
+        )
         new = NewRun(
             new_run_id(),
             namespace,
@@ -284,51 +301,30 @@ class Worker:
             idempotency_key,
             parent_run=parent_run,
             fork_step=fork_step,
-            lease_owner=self.owner if start else None,
-            lease_expires=now + self.lease_ttl_s if start else None,
+            lease_owner=self.owner if leased else None,
+            lease_expires=now + self.lease_ttl_s if leased else None,
             if_session_idle=policy == "reject",
             principal=principal,
             priority=priority,
         )
         first = EventDraft(ev.RUN_CREATED, data, now, audit=submitted(created.input, new))
-        run, fresh = await self._create(new, first, own_session=own_session)
-        if fresh and start:
+        run, fresh = await create_run(self.store, new, first, own_session=own_session)
+        if fresh and leased:
             # Created leased to us, and its whole log is the event just written.
             known = (run, [Event(1, first.type, first.data, first.ts)])
             self.spawn(run.id, session_id=run.session_id, known=known, created=created)
+        elif start and run.status == "queued" and run.lease_owner is None:
+            if not self.queue_served:  # else the serving loop claims it in its turn
+                run = await self.local_starts.start(run)
         elif start:
             await self.adopt(run, queued=True)
         return run
 
-    async def _create(
-        self, new: NewRun, first: EventDraft, *, own_session: bool
-    ) -> tuple[RunRecord, bool]:
-        """Create ``new`` (and its session, the first time): once more if its session was
-        deleted between the two writes."""
-        for attempt in (1, 2):
-            if new.session_id is not None:
-                session = SessionRecord(
-                    new.session_id, new.namespace, new.created_at, principal=new.principal
-                )
-                stored = await self.store.create_session(session)
-                if stored.namespace != new.namespace:
-                    # Not which one: the caller may be a tenant that must not learn of it.
-                    raise ConflictError(
-                        f"session {new.session_id!r} belongs to another namespace than "
-                        f"{new.namespace!r}; give the turn another session id"
-                    )
-                if own_session and stored.principal != new.principal:
-                    raise SessionTaken(
-                        f"session {new.session_id!r} was started by another principal; "
-                        "give the turn another session id",
-                        session_id=new.session_id,
-                    )
-            try:
-                return await self.store.create_run(new, [first])
-            except NotFoundError:
-                if new.session_id is None or attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+    async def _queued_start(self, namespace: str, target: str) -> bool:
+        """Whether a new run of ``target`` started here is created queued, not leased:
+        while a serving loop claims from the queue here, or when a limit of runs at
+        once could hold it back."""
+        return self.queue_served or await self.local_starts.limited(namespace, target)
 
     async def take_up(self, run: RunRecord, *, replacing: str | None = None) -> None:
         """Lease ``run`` and execute it here; ``ConflictError`` if another holds it.
@@ -468,6 +464,7 @@ class Worker:
             self.leases.stopped(run_id)
             self.cancel_requested.discard(run_id)
             self.executor.started_by.pop(run_id, None)  # if it stopped before it started
+            self.local_starts.wake()  # a limit held for runs started here may have room
             # A finished run's lease ended with its last append. A stranded one keeps
             # its lease until retaken (or until it runs out: then anyone may take it).
             keep = run_id in self.stranded

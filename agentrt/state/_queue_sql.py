@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from agentrt.state.run_queue import QueuedRun
+from agentrt.state.run_queue import QueuedRun, RunCap
 
-__all__ = ["RUNNING", "queued_of", "waiting_sql"]
+__all__ = ["RUNNING", "caps_sql", "queued_of", "waiting_sql"]
 
 _CLAIMABLE: Final = (
     "status IN ('queued', 'running') AND (lease_expires IS NULL OR lease_expires <= ?)"
@@ -37,3 +37,21 @@ RUNNING: Final = (
 def queued_of(row: Sequence[Any]) -> QueuedRun:
     """A waiting run from a row of :func:`waiting_sql`."""
     return QueuedRun(row[0], row[1], row[2], int(row[3]), float(row[4]), row[5])
+
+
+def caps_sql(
+    caps: Sequence[RunCap], now: float, mark: Callable[[int], str] = lambda _: "?"
+) -> tuple[str, list[Any]]:
+    """``AND`` conditions that each of ``caps`` has room for one more run at ``now``,
+    and their params; ``mark(i)`` is the backend's placeholder of the i-th."""
+    sql, params = "", list[Any]()
+    for cap in caps:
+        values = [cap.namespace, now, *(cap.agents or ()), cap.most]
+        marks = [mark(len(params) + i) for i in range(len(values))]
+        agents = "" if cap.agents is None else f" AND agent IN ({', '.join(marks[2:-1])})"
+        sql += (
+            f" AND (SELECT COUNT(*) FROM runs WHERE namespace = {marks[0]} "
+            f"AND status = 'running' AND lease_expires > {marks[1]}{agents}) < {marks[-1]}"
+        )
+        params += values
+    return sql, params

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from agentrt._json import dumps_str
-from agentrt.state._queue_sql import RUNNING, queued_of, waiting_sql
+from agentrt.state._queue_sql import RUNNING, caps_sql, queued_of, waiting_sql
 from agentrt.state._rows import RUN_COLS, run_record
 from agentrt.state._sqlite_watch import touched_claimed
 from agentrt.state._sqlite_writer import READ
 from agentrt.state.records import RunRecord
-from agentrt.state.run_queue import AGING_S, QueueView
+from agentrt.state.run_queue import AGING_S, QueueView, RunCap
 
 if TYPE_CHECKING:
     from agentrt.state._sqlite_ops import Ops
@@ -26,12 +26,12 @@ T = TypeVar("T")
 
 _WAITING: Final = waiting_sql("CAST({} AS INTEGER)")
 _PICKABLE: Final = (
-    "SELECT pk FROM runs WHERE id IN (SELECT value FROM json_each(?)) "
+    "SELECT pk, id FROM runs WHERE id IN (SELECT value FROM json_each(?)) "
     "AND status IN ('queued', 'running') AND (lease_expires IS NULL OR lease_expires <= ?)"
 )
 _CLAIM: Final = (
     "UPDATE runs SET status = 'running', lease_owner = ?, lease_expires = ?, lease_ttl_s = ?, "
-    f"updated_at = ?, lease_token = lease_token + 1 WHERE pk = ? RETURNING {RUN_COLS}"
+    "updated_at = ?, lease_token = lease_token + 1 WHERE pk = ?{caps} RETURNING " + RUN_COLS
 )
 
 
@@ -45,15 +45,26 @@ def _view(conn: sqlite3.Connection, now: float, per_tenant: int, aging_s: float)
 
 
 def _claim(
-    conn: sqlite3.Connection, run_ids: list[str], owner: str, ttl_s: float, now: float
+    conn: sqlite3.Connection,
+    run_ids: list[str],
+    owner: str,
+    ttl_s: float,
+    now: float,
+    caps: Mapping[str, Sequence[RunCap]],
 ) -> list[RunRecord]:
-    pks = [row[0] for row in conn.execute(_PICKABLE, (dumps_str(run_ids), now))]
-    claimed = {}
-    for pk in pks:
-        row = conn.execute(_CLAIM, (owner, now + ttl_s, ttl_s, now, pk)).fetchone()
-        run = run_record(row)
-        claimed[run.id] = run
-    return [claimed[run_id] for run_id in run_ids if run_id in claimed]
+    found = conn.execute(_PICKABLE, (dumps_str(run_ids), now)).fetchall()
+    pks = {row[1]: row[0] for row in found}
+    claimed = []
+    for run_id in run_ids:  # in order: an earlier claim counts against a later one's caps
+        if run_id not in pks:
+            continue
+        cond, params = caps_sql(caps.get(run_id, ()), now)
+        row = conn.execute(
+            _CLAIM.format(caps=cond), (owner, now + ttl_s, ttl_s, now, pks[run_id], *params)
+        ).fetchone()
+        if row is not None:
+            claimed.append(run_record(row))
+    return claimed
 
 
 class QueueMethods:
@@ -78,10 +89,17 @@ class QueueMethods:
         return await self._submit(READ, _view, self._ops.conn, now, per_tenant, aging_s)
 
     async def claim_picked(
-        self, run_ids: Sequence[str], owner: str, ttl_s: float, *, now: float
+        self,
+        run_ids: Sequence[str],
+        owner: str,
+        ttl_s: float,
+        *,
+        now: float,
+        caps: Mapping[str, Sequence[RunCap]] | None = None,
     ) -> list[RunRecord]:
-        """Lease the runs of ``run_ids`` still claimable, in the order given."""
+        """Lease the runs of ``run_ids`` still claimable, in the order given, each while
+        its ``caps`` have room (claims are serialised by the single writer)."""
         if not run_ids:
             return []
         return await self._write(touched_claimed, _claim, self._ops.conn, list(run_ids), owner,
-                                 ttl_s, now)  # fmt: skip
+                                 ttl_s, now, caps or {})  # fmt: skip

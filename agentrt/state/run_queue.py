@@ -19,7 +19,7 @@ from typing import Final, Protocol
 
 from agentrt.state.records import RunRecord
 
-__all__ = ["AGING_S", "QueueView", "QueuedRun", "RunQueue", "aged_priority"]
+__all__ = ["AGING_S", "QueueView", "QueuedRun", "RunCap", "RunQueue", "aged_priority"]
 
 AGING_S: Final = 60.0
 """How long a queued run waits to rise one priority class."""
@@ -50,6 +50,17 @@ class QueueView:
         return [run for run in self.waiting if run.namespace == namespace]
 
 
+@dataclass(frozen=True, slots=True)
+class RunCap:
+    """A limit of runs at once a claim must keep: fewer than ``most`` runs of
+    ``namespace`` (of its ``agents`` only, if given) run under a live lease before
+    the claim, counted in the claim's own write."""
+
+    namespace: str
+    most: int
+    agents: tuple[str, ...] | None = None
+
+
 def aged_priority(priority: int, created_at: float, now: float, aging_s: float = AGING_S) -> int:
     """A queued run's priority as the scheduler weighs it at ``now``."""
     return priority + max(0, int((now - created_at) // aging_s))
@@ -67,9 +78,17 @@ class RunQueue(Protocol):
         ...
 
     async def claim_picked(
-        self, run_ids: Sequence[str], owner: str, ttl_s: float, *, now: float
+        self,
+        run_ids: Sequence[str],
+        owner: str,
+        ttl_s: float,
+        *,
+        now: float,
+        caps: Mapping[str, Sequence[RunCap]] | None = None,
     ) -> list[RunRecord]:
         """Lease the runs of ``run_ids`` that are still claimable, in the order given,
         as :meth:`Store.claim_runs` does; those another claimer took meanwhile (or
-        is taking) are left out."""
+        is taking) are left out. A run with ``caps`` is claimed only while each has
+        room, counting what runs then: claims of runs of one tenant with caps are
+        serialised, so concurrent claimers together never pass a cap."""
         ...

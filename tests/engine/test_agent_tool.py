@@ -191,3 +191,31 @@ async def test_max_child_runs_counts_every_level_and_a_query_may_lower_it(
     )
     assert len(await _runs(store)) == 3 and root.child_runs == 2
     assert replayed == root
+
+
+async def test_a_child_run_routes_by_its_parents_query_tags(
+    store: SqliteStore, model_server: ModelTestServer, effects: Path
+) -> None:
+    """The child Agent routes ``legal`` queries to Model ``large``: a child of a query
+    tagged ``legal`` goes there, though only its parent's query carried the tag."""
+    model_server.set_rules(RULES)
+    async with ModelTestServer(rules({"content": "the large one's answer"})) as large:
+        docs = _team(model_server.url)
+        routed = {
+            "kind": "Agent",
+            "metadata": {"name": "child"},
+            "spec": {"model": "m", "instructions": "You research.", "tools": ["add"],
+                     "routing": {"rules": [{"when": {"tags": ["legal"]}, "model": "large"}]}},
+        }  # fmt: skip
+        extra = {"kind": "Model", "metadata": {"name": "large"},
+                 "spec": {"provider": "openai", "base_url": large.url, "max_retries": 0}}  # fmt: skip
+        docs = [d for d in docs if not (d.kind == "Agent" and d.metadata.name == "child")]
+        docs += [parse_resource({"apiVersion": "agentrt.dev/v1", **d}) for d in (routed, extra)]
+        async with Runtime(store) as rt:
+            await rt.apply(docs)
+            tagged = await rt.run("lead", "plan it", tags=["legal"])
+            plain = await rt.run("lead", "plan it")
+    assert tagged.output == "parent got: the large one's answer"
+    assert plain.output == "parent got: child says 42"
+    child = next(r for r in await store.list_runs() if r.parent_run == tagged.run_id)
+    assert (await store.read_events(child.id))[0].data["spec"]["tags"] == ["legal"]

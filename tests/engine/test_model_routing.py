@@ -297,3 +297,36 @@ async def test_a_run_taken_up_again_reads_its_recorded_steps_decisions(
     assert (len(large.requests), len(model_server.requests)) == (1, 1)
     intents = [e for e in await store.read_events(done.run_id) if e.type == ev.MODEL_CALL]
     assert [(e.step, e.data["routing"]["model"]) for e in intents] == [(1, "large"), (3, "m")]
+
+
+async def test_admission_prices_the_cheapest_model_a_routed_first_step_may_call(
+    store: Store, model_server: ModelTestServer, large: ModelTestServer
+) -> None:
+    """The Agent's ``model`` is the dear one, but its tiers start with the cheap one: a
+    Budget with room for a cheap first step admits the query; one with room for
+    none refuses it."""
+    from agentrt.errors import BudgetExhausted
+    from agentrt.spec import parse_resource
+
+    def budget(usd: float) -> Any:
+        return parse_resource(
+            {"apiVersion": "agentrt.dev/v1", "kind": "Budget", "metadata": {"name": "monthly"},
+             "spec": {"period": "month", "max_cost_usd": usd}}
+        )  # fmt: skip
+
+    routed = resources(
+        model_server.url,
+        model={"pricing": {"input_per_mtok": 0.1, "output_per_mtok": 0.2}},
+        extra_models={"large": {"provider": "openai", "base_url": large.url, "max_retries": 0,
+                                "pricing": {"input_per_mtok": 10.0, "output_per_mtok": 20.0}}},
+        agent={"model": "large", "routing": {"tiers": ["m", "large"], "check": {"matches": "."}}},
+    )  # fmt: skip
+    async with Runtime(store, resume_interrupted=False) as rt:
+        await rt.apply(routed)
+        # Reading "hi" and the instructions costs about 3e-4 USD on large, 3e-6 on m.
+        await rt.apply([budget(1e-5)])
+        admitted = await rt.submit("bot", "hi", start=False)
+        await rt.apply([budget(1e-8)])
+        with pytest.raises(BudgetExhausted, match="query refused"):
+            await rt.submit("bot", "hi", start=False)
+    assert admitted.status == "queued"

@@ -142,11 +142,12 @@ async def _first_turn(api: Api, served: Served, state: str, session: str) -> dic
     )  # fmt: skip
     assert reply.status in (200, 202), reply
     run = reply.body["run"]
-    if state == "running":  # until it sleeps in its tool
-        await _until(
+    if state == "running":  # until it sleeps in its tool (a 202 may say it is queued)
+        read = await _until(
             api, f"/v1/runs/{run['id']}",
             lambda b: any(e["type"] == "tool.call" and e["data"]["name"] == "sleep" for e in b["events"]),
         )  # fmt: skip
+        run = read.body["run"]
     expected = {"idle": "succeeded", "waiting": "waiting_approval", "running": "running"}[state]
     assert run["status"] == expected, run
     return run

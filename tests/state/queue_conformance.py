@@ -10,7 +10,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from agentrt.state import NewRun
-from agentrt.state.run_queue import aged_priority
+from agentrt.state.run_queue import RunCap, aged_priority
 
 if TYPE_CHECKING:
     from tests.state.conformance import Harness
@@ -88,7 +88,50 @@ async def check_claims_of_the_same_picks_never_overlap(h: Harness) -> None:
     assert sorted(got) == ids, "every run claimed once, by one claimer"
 
 
+async def check_a_claim_keeps_its_caps(h: Harness) -> None:
+    """A capped run is claimed only while fewer than its cap run: live leases count,
+    an expired one does not, and an earlier claim of the same call counts."""
+    s = h.store
+    for i in range(3):
+        await s.create_run(_run(f"a{i}", "a", 100.0 + i))
+    await s.create_run(_run("h0", "a", 103.0, agent="helper"))
+    await s.create_run(_run("held", "a", 90.0))
+    await s.acquire_lease("held", "other", 60.0, now=200.0)
+    agent_cap = (RunCap("a", 2, ("bot",)),)
+    caps = {"a0": agent_cap, "a1": agent_cap, "h0": (RunCap("a", 2, ("helper",)),)}
+    claimed = await s.claim_picked(["a0", "a1", "h0"], "w", 30.0, now=200.0, caps=caps)
+    assert [r.id for r in claimed] == ["a0", "h0"]  # held and a0 fill bot's 2
+    # Once held's lease ran out, it no longer counts (a0's does until 230).
+    [later] = await s.claim_picked(["a1"], "w", 30.0, now=261.0, caps=caps)
+    assert later.id == "a1"
+    tenant_cap = {"a2": (RunCap("a", 1),)}  # a1 runs now (a0's and h0's ran out)
+    assert await s.claim_picked(["a2"], "w", 30.0, now=262.0, caps=tenant_cap) == []
+    [free] = await s.claim_picked(["a2"], "w", 30.0, now=262.0)  # no cap: claimed
+    assert free.id == "a2"
+
+
+async def check_concurrent_capped_claims_never_pass_the_cap(h: Harness) -> None:
+    """Claimers racing for different runs under one cap: one wins, on any connection."""
+    s = h.store
+    ids = [f"r{i:02d}" for i in range(12)]
+    for i, run_id in enumerate(ids):
+        await s.create_run(_run(run_id, "a", float(i)))
+    caps = {run_id: (RunCap("a", 3),) for run_id in ids}
+    peer = await h.open_peer()
+    try:
+        results = await asyncio.gather(
+            *(store.claim_picked([run_id], f"w{run_id}", 60.0, now=100.0, caps=caps)
+              for store, run_id in zip([s, peer] * 6, ids, strict=True))
+        )  # fmt: skip
+    finally:
+        await peer.close()
+    assert sum(len(claimed) for claimed in results) == 3
+    assert dict((await s.queue_view(now=101.0, per_tenant=1)).running) == {("a", "bot"): 3}
+
+
 QUEUE_CHECKS = [
+    check_a_claim_keeps_its_caps,
+    check_concurrent_capped_claims_never_pass_the_cap,
     check_the_queue_is_each_tenants_in_its_order,
     check_claiming_picks_takes_what_is_still_claimable,
     check_claims_of_the_same_picks_never_overlap,
