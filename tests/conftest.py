@@ -177,6 +177,24 @@ def resources(
     return [parse_resource({"apiVersion": "agentrt.dev/v1", **doc}) for doc in docs]
 
 
+def tenant_resource(name: str, **spec: Any) -> Resource:
+    """A ``Tenant`` resource (its share and limits), in the reserved namespace."""
+    return parse_resource(
+        {"apiVersion": "agentrt.dev/v1", "kind": "Tenant",
+         "metadata": {"name": name, "namespace": "agentrt-system"}, "spec": spec}
+    )  # fmt: skip
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """How many of the (start, end) spans overlapped at most."""
+    edges = sorted([(s, 1) for s, _ in spans] + [(f, -1) for _, f in spans])
+    level = peak = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under CI=true a skipped test is a failure: nothing may silently not run."""
     import os

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agentrt.engine.context_values import fresh_id
+from agentrt.engine.recent_reads import RecentReads
 from agentrt.spec.model_spec import CircuitPolicy
 from agentrt.state.base import Store
 from agentrt.state.circuits import Circuit, CircuitReport
@@ -45,9 +46,7 @@ class Circuits:
 
     def __init__(self, *, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         """Read a circuit from the store again once ``ttl_s`` passed on ``clock``."""
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._seen: dict[str, tuple[float, Circuit]] = {}
+        self._seen = RecentReads[str, Circuit](ttl_s=ttl_s, clock=clock)
 
     async def admit(
         self, store: Store, key: str, namespace: str, *, now: float, hold_s: float
@@ -87,25 +86,22 @@ class Circuits:
     ) -> Circuit:
         """A call answered (``probe``: the probe's own, which closes the circuit); no
         write when there is nothing to forget, as far as this process knows."""
-        seen = self._seen.get(key)
-        if probe is None and seen is not None:
-            circuit = seen[1]
-            if circuit.state != "closed" or not circuit.failures:
-                return circuit  # nothing to forget, or a straggler of an open circuit
+        circuit = self._seen.peek(key)
+        quiet = circuit is not None and (circuit.state != "closed" or not circuit.failures)
+        if probe is None and circuit is not None and quiet:
+            return circuit  # nothing to forget, or a straggler of an open circuit
         report = CircuitReport("succeeded", probe=probe)
         return await self._report(store, key, namespace, report, now)
 
     async def _read(self, store: Store, key: str, namespace: str) -> Circuit:
-        seen = self._seen.get(key)
-        if seen is not None and self._clock() - seen[0] < self._ttl_s:
-            return seen[1]
-        circuit = await store.get_circuit(key) or Circuit(key, namespace)
-        self._seen[key] = (self._clock(), circuit)
-        return circuit
+        async def read() -> Circuit:
+            return await store.get_circuit(key) or Circuit(key, namespace)
+
+        return await self._seen.get(key, read)
 
     async def _report(
         self, store: Store, key: str, namespace: str, report: CircuitReport, now: float
     ) -> Circuit:
         circuit = await store.report_circuit(key, namespace, report, now=now)
-        self._seen[key] = (self._clock(), circuit)
+        self._seen.put(key, circuit)
         return circuit

@@ -37,14 +37,15 @@ class QueuePlace:
 
 
 async def places_of(
-    store: Store, runs: Sequence[RunRecord], *, now: float
+    store: Store, runs: Sequence[RunRecord], *, now: float, book: ScheduleBook | None = None
 ) -> dict[str, QueuePlace]:
-    """The place of each queued run of ``runs``, by id."""
+    """The place of each queued run of ``runs``, by id; the shares and limits from
+    ``book`` (a worker's, read at most a second ago), else read now."""
     queued = [run for run in runs if run.status == "queued"]
     if not queued:
         return {}
     view = await store.queue_view(now=now, per_tenant=_DEEPEST)
-    shares = await ScheduleBook(store).shares({run.namespace for run in queued})
+    shares = await (book or ScheduleBook(store)).shares({run.namespace for run in queued})
     places = {}
     for run in queued:
         line = view.of(run.namespace)

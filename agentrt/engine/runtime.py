@@ -30,6 +30,7 @@ from agentrt.engine.hooks import HookPhase, HookSet
 from agentrt.engine.journal import EventObserver
 from agentrt.engine.live import LiveStreams
 from agentrt.engine.plans import RunSpec, with_tags
+from agentrt.engine.queue_places import QueuePlace, places_of
 from agentrt.engine.result import RunResult
 from agentrt.engine.scratch import ScratchSpace
 from agentrt.engine.serving import Serving
@@ -399,6 +400,12 @@ class Runtime:
     async def serve(self, *, concurrency: int = 100, poll_s: float = 1.0) -> None:
         """Work as a worker of the queue until cancelled (see :meth:`serving`)."""
         await self.serving(concurrency=concurrency, poll_s=poll_s).run(grace_s=0.0)
+
+    async def queue_places(self, runs: Sequence[RunRecord]) -> dict[str, QueuePlace]:
+        """Where each queued run of ``runs`` stands (by id), as this runtime's worker
+        weighs the queue now (:func:`~agentrt.engine.queue_places.places_of`)."""
+        worker = self._started.worker
+        return await places_of(worker.store, runs, now=self._clock(), book=worker.schedule)
 
     def executing(self, run_id: str) -> bool:
         """Whether ``run_id`` executes in this runtime now."""

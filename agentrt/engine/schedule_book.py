@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from agentrt.engine.recent_reads import RecentReads
 from agentrt.engine.scheduler import Shares, TenantShare, caps_of, pick
 from agentrt.spec.tenant_spec import TENANTS_NAMESPACE
 from agentrt.state.base import Store
@@ -33,9 +34,7 @@ class ScheduleBook:
     ) -> None:
         """Read ``store``'s specs, again once ``ttl_s`` passed on ``clock``."""
         self._store = store
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._read: dict[str, tuple[float, _Tenant]] = {}
+        self._read = RecentReads[str, _Tenant](ttl_s=ttl_s, clock=clock)
 
     async def shares(self, namespaces: Iterable[str]) -> Shares:
         """What the scheduler weighs for the tenants ``namespaces``."""
@@ -60,11 +59,7 @@ class ScheduleBook:
         )
 
     async def _tenant(self, namespace: str) -> _Tenant:
-        read = self._read.get(namespace)
-        if read is None or self._clock() - read[0] >= self._ttl_s:
-            read = (self._clock(), await _read_tenant(self._store, namespace))
-            self._read[namespace] = read
-        return read[1]
+        return await self._read.get(namespace, lambda: _read_tenant(self._store, namespace))
 
 
 async def _read_tenant(store: Store, namespace: str) -> _Tenant:

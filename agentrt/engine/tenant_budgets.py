@@ -38,6 +38,7 @@ from typing import Final
 from agentrt import _json
 from agentrt.engine.budget_scopes import NO_SCOPE, BudgetScope
 from agentrt.engine.plans import RunCreated, RunSpec
+from agentrt.engine.recent_reads import RecentReads
 from agentrt.errors import BudgetExhausted
 from agentrt.models.base import ModelRequest
 from agentrt.spec.budget_spec import BudgetSpec
@@ -132,9 +133,7 @@ class BudgetBook:
     ) -> None:
         """Read ``store``'s Budgets, again once ``ttl_s`` passed on ``clock``."""
         self._store = store
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._read: dict[str, tuple[float, list[tuple[str, BudgetSpec]]]] = {}
+        self._read = RecentReads[str, list[tuple[str, BudgetSpec]]](ttl_s=ttl_s, clock=clock)
         # The runs whose step waits here for other steps' holds to settle: they take
         # no worker slot, so the runs holding (perhaps queued) can still be claimed.
         self.waiting: set[str] = set()
@@ -151,11 +150,8 @@ class BudgetBook:
     ) -> tuple[AccountDraft, ...]:
         """The accounts a step of ``namespace`` in ``scope`` at ``now`` (Unix seconds)
         draws on."""
-        read = self._read.get(namespace)
-        if read is None or self._clock() - read[0] >= self._ttl_s:
-            read = (self._clock(), await _budgets(self._store, namespace))
-            self._read[namespace] = read
-        return _drafts(namespace, read[1], now, scope)
+        budgets = await self._read.get(namespace, lambda: _budgets(self._store, namespace))
+        return _drafts(namespace, budgets, now, scope)
 
 
 def spent(usage: Usage) -> Amount:

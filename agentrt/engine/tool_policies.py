@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from agentrt.engine.recent_reads import RecentReads
 from agentrt.spec.patterns import search
 from agentrt.spec.policy_spec import (
     EFFECTS,
@@ -250,14 +251,8 @@ class PolicyBook:
 
     def __init__(self, *, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         """Read the Policies again once ``ttl_s`` passed on ``clock``."""
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._read: dict[str, tuple[float, tuple[NamedPolicy, ...]]] = {}
+        self._read = RecentReads[str, tuple[NamedPolicy, ...]](ttl_s=ttl_s, clock=clock)
 
     async def policies(self, store: Store, namespace: str) -> tuple[NamedPolicy, ...]:
         """The Policies of ``namespace`` in ``store``, as read at most ``ttl_s`` ago."""
-        read = self._read.get(namespace)
-        if read is None or self._clock() - read[0] >= self._ttl_s:
-            read = (self._clock(), await tenant_policies(store, namespace))
-            self._read[namespace] = read
-        return read[1]
+        return await self._read.get(namespace, lambda: tenant_policies(store, namespace))

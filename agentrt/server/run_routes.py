@@ -18,7 +18,6 @@ import asyncio
 import base64
 import binascii
 import math
-import time
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -26,7 +25,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from agentrt import _json
-from agentrt.engine import RunView, places_of, run_summary
+from agentrt.engine import RunView, run_summary
 from agentrt.errors import NotFoundError, SessionBusy, SessionTaken
 from agentrt.server.auth import Caller, require, server_context
 from agentrt.server.keys import Principal
@@ -252,7 +251,7 @@ async def get_run(request: Request, principal: Caller, run_id: str) -> dict[str,
     view = RunView.of(run, events, tuple(RunView.of(c, []) for c in children))
     data = view.to_dict()
     with_shown_session(data["run"], principal.tenant)
-    place = (await places_of(store, [run], now=time.time())).get(run.id)
+    place = (await server_context(request).runtime.queue_places([run])).get(run.id)
     if place is not None:  # queued: its place in its tenant's queue, wait, what holds it
         data["run"]["queue"] = place.to_dict()
     return data

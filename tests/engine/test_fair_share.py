@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from typing import Any
 
 import pytest
 
@@ -17,20 +16,12 @@ from agentrt import Runtime
 from agentrt.engine import events as ev
 from agentrt.engine.queue_places import places_of
 from agentrt.models.testserver import ModelTestServer
-from agentrt.spec import parse_resource
 from agentrt.state import SqliteStore
-from tests.conftest import resources, rules
+from tests.conftest import resources, rules, tenant_resource
 
 pytestmark = pytest.mark.slow
 
 SLOTS = 4
-
-
-def _tenant(name: str, **spec: Any) -> Any:
-    return parse_resource(
-        {"apiVersion": "agentrt.dev/v1", "kind": "Tenant",
-         "metadata": {"name": name, "namespace": "agentrt-system"}, "spec": spec}
-    )  # fmt: skip
 
 
 async def _serve(rt: Runtime, seconds: float) -> None:
@@ -86,7 +77,7 @@ async def test_weights_share_the_slots_in_proportion(
     model_server.set_rules(rules({"content": "done"}))
     model_server.latency_s = 0.1
     async with Runtime(store, resume_interrupted=False) as rt:
-        await rt.apply([_tenant("a", weight=3.0)])
+        await rt.apply([tenant_resource("a", weight=3.0)])
         for tenant in ("a", "b"):
             await rt.apply(resources(model_server.url, namespace=tenant))
         ids = {t: [(await rt.submit("bot", f"q{i}", namespace=t, start=False)).id
@@ -159,7 +150,7 @@ async def test_limits_of_runs_at_once_per_tenant_and_agent_hold(
     model_server.set_rules(rules({"content": "done"}))
     model_server.latency_s = 0.2
     async with Runtime(store, resume_interrupted=False) as rt:
-        await rt.apply([_tenant("a", max_running=2)])
+        await rt.apply([tenant_resource("a", max_running=2)])
         await rt.apply(resources(model_server.url, namespace="a"))
         await rt.apply(resources(model_server.url, namespace="b", agent={"max_running": 1}))
         ids = [(await rt.submit("bot", f"q{i}", namespace=t, start=False)).id

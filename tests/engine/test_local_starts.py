@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,18 +16,10 @@ from agentrt import Runtime
 from agentrt.engine import events as ev
 from agentrt.engine.queue_places import places_of
 from agentrt.models.testserver import ModelTestServer
-from agentrt.spec import parse_resource
 from agentrt.state import SqliteStore
-from tests.conftest import resources, rules
+from tests.conftest import most_at_once, resources, rules, tenant_resource
 
 pytestmark = pytest.mark.slow
-
-
-def _tenant(name: str, **spec: Any) -> Any:
-    return parse_resource(
-        {"apiVersion": "agentrt.dev/v1", "kind": "Tenant",
-         "metadata": {"name": name, "namespace": "agentrt-system"}, "spec": spec}
-    )  # fmt: skip
 
 
 async def _span(store: SqliteStore, run_id: str) -> tuple[float, float]:
@@ -37,15 +28,6 @@ async def _span(store: SqliteStore, run_id: str) -> tuple[float, float]:
     started = min(e.ts for e in events if e.type == ev.RUN_STARTED)
     finished = max(e.ts for e in events if e.type == ev.RUN_FINISHED)
     return started, finished
-
-
-def _most_at_once(spans: list[tuple[float, float]]) -> int:
-    edges = sorted([(s, 1) for s, _ in spans] + [(f, -1) for _, f in spans])
-    level = peak = 0
-    for _, step in edges:
-        level += step
-        peak = max(peak, level)
-    return peak
 
 
 async def _until_status(store: SqliteStore, run_id: str, status: str) -> None:
@@ -69,7 +51,7 @@ async def test_an_agents_max_running_holds_for_runs_its_process_starts(
         results = await asyncio.gather(*(rt.wait(run.id) for run in runs))
     assert [r.status for r in results] == ["succeeded"] * 3
     spans = [await _span(store, run.id) for run in runs]
-    assert _most_at_once(spans) == 1, spans
+    assert most_at_once(spans) == 1, spans
     assert [s for s, _ in spans] == sorted(s for s, _ in spans)  # oldest first
 
 
@@ -80,7 +62,7 @@ async def test_a_tenants_max_running_holds_across_processes_on_one_store(
     model_server.latency_s = 0.3
     path = tmp_path / "shared.db"
     async with Runtime(path, resume_interrupted=False) as first:
-        await first.apply([_tenant("acme", max_running=1)])
+        await first.apply([tenant_resource("acme", max_running=1)])
         await first.apply(resources(model_server.url, namespace="acme"))
         async with Runtime(path, resume_interrupted=False) as second:
             runs = await asyncio.gather(
@@ -91,7 +73,7 @@ async def test_a_tenants_max_running_holds_across_processes_on_one_store(
             results = await asyncio.wait_for(asyncio.gather(*waits), timeout=60)
         spans = [await _span(first.store, run.id) for run in runs]  # type: ignore[arg-type]
     assert [r.status for r in results] == ["succeeded"] * 4
-    assert _most_at_once(spans) == 1, spans
+    assert most_at_once(spans) == 1, spans
 
 
 async def test_runs_held_back_in_a_process_start_by_priority(
@@ -121,7 +103,7 @@ async def test_without_a_limit_a_run_starts_at_once_leased_to_its_process(
         assert all(r.status == "running" and r.lease_owner == rt.owner for r in runs), runs
         for run in runs:
             await rt.wait(run.id)
-    assert _most_at_once([await _span(store, run.id) for run in runs]) == 3
+    assert most_at_once([await _span(store, run.id) for run in runs]) == 3
 
 
 async def test_a_serving_process_runs_wait_for_its_slots(
@@ -140,7 +122,7 @@ async def test_a_serving_process_runs_wait_for_its_slots(
         serving.drain()
         await served
     assert [r.status for r in results] == ["succeeded"] * 3
-    assert _most_at_once([await _span(store, run.id) for run in runs]) == 1
+    assert most_at_once([await _span(store, run.id) for run in runs]) == 1
 
 
 async def test_a_run_held_back_can_be_cancelled_and_is_not_started_after(

@@ -16,22 +16,14 @@ import pytest
 from agentrt import Runtime
 from agentrt.engine import events as ev
 from agentrt.models.testserver import ModelTestServer
-from agentrt.spec import parse_resource
 from agentrt.state import Store
-from tests.conftest import resources, rules
+from tests.conftest import most_at_once, resources, rules, tenant_resource
 
 from .harness import Fleet, settled
 
 pytestmark = pytest.mark.slow
 
 SLOTS = 2  # each worker's
-
-
-def _tenant(name: str, **spec: Any) -> Any:
-    return parse_resource(
-        {"apiVersion": "agentrt.dev/v1", "kind": "Tenant",
-         "metadata": {"name": name, "namespace": "agentrt-system"}, "spec": spec}
-    )  # fmt: skip
 
 
 async def _queue(url: str, model_url: str, counts: dict[str, int], *extra: Any) -> list[str]:
@@ -41,15 +33,6 @@ async def _queue(url: str, model_url: str, counts: dict[str, int], *extra: Any) 
             await rt.apply(resources(model_url, namespace=tenant))
         return [(await rt.submit("bot", f"q{i}", namespace=t, start=False)).id
                 for t, n in counts.items() for i in range(n)]  # fmt: skip
-
-
-def _most_at_once(spans: list[tuple[float, float]]) -> int:
-    edges = sorted([(s, 1) for s, _ in spans] + [(f, -1) for _, f in spans])
-    level = peak = 0
-    for _, step in edges:
-        level += step
-        peak = max(peak, level)
-    return peak
 
 
 async def test_two_tenants_share_a_fleets_steps_evenly(fleet_url: str, tmp_path: Path) -> None:
@@ -79,7 +62,9 @@ async def test_two_tenants_share_a_fleets_steps_evenly(fleet_url: str, tmp_path:
 
 async def test_a_tenants_max_running_holds_across_the_fleet(fleet_url: str, tmp_path: Path) -> None:
     async with ModelTestServer(rules({"content": "done"}), latency_s=0.2) as server:
-        ids = await _queue(fleet_url, server.url, {"acme": 24}, _tenant("acme", max_running=3))
+        ids = await _queue(
+            fleet_url, server.url, {"acme": 24}, tenant_resource("acme", max_running=3)
+        )
         fleet = Fleet.on(fleet_url, tmp_path)
         workers = [fleet.start(name, concurrency=8) for name in ("w1", "w2")]
         try:
@@ -94,7 +79,7 @@ async def test_a_tenants_max_running_holds_across_the_fleet(fleet_url: str, tmp_
          max(e.ts for e in log if e.type == ev.RUN_FINISHED))
         for log in logs.values()
     ]  # fmt: skip
-    assert _most_at_once(spans) == 3, spans
+    assert most_at_once(spans) == 3, spans
     owners = {e.data["owner"] for log in logs.values() for e in log if e.type == ev.RUN_STARTED}
     assert len(owners) == 2, owners  # both workers took runs
     assert all(w.proc.poll() is not None for w in workers)
