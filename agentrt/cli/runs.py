@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -200,8 +201,21 @@ async def _cmd_run(args: argparse.Namespace) -> int:
             else:
                 print(run.id)
             return EXIT_OK
+        if run.status == "queued" and not args.quiet:
+            await _say_held_back(rt, run)
         result = await rt.wait(run.id)
     return finish(args, result, quiet=args.quiet)
+
+
+async def _say_held_back(rt: Runtime, run: RunRecord) -> None:
+    """Tell the person waiting why their run has not started (a limit of runs at once)."""
+    place = (await rt.queue_places([run])).get(run.id)
+    why = "it waits in the queue" if place is None else f"it waits: {place.reason}"
+    print(
+        f"{run.id} is queued; {why}. It starts here when there is room.",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _with_place(summary: dict[str, Any], place: QueuePlace | None) -> dict[str, Any]:

@@ -70,6 +70,24 @@ class LocalStarts:
         """Whether a limit of runs at once could hold a new run of ``agent`` back."""
         return await self._book.limited(namespace, agent)
 
+    async def room_here(self, run: QueuedRun, free: int) -> bool:
+        """Whether the scheduler gives a new ``run`` one of ``free`` slots of a serving
+        loop here now, before the runs waiting in the queue; ``False`` too when a limit
+        of runs at once applies to it (its claim must keep it: the loop claims it)."""
+        if free <= 0 or await self.limited(run.namespace, run.agent):
+            return False
+        now = self._clock()
+        view = await self._store.queue_view(now=now, per_tenant=free)
+        if not view.waiting:
+            return True  # nothing else waits: nothing goes before it
+
+        def place(r: QueuedRun) -> tuple[str, int, float]:
+            return r.namespace, -aged_priority(r.priority, r.created_at, now), r.created_at
+
+        waiting = sorted((*view.waiting, run), key=place)
+        shares = await self._book.shares(r.namespace for r in waiting)
+        return run.id in pick(QueueView(tuple(waiting), view.running), free, shares)
+
     async def start(self, run: RunRecord) -> RunRecord:
         """Take ``run`` (queued) here now if no limit holds it back, else once one frees;
         the run as it is then (leased here, or still queued)."""

@@ -59,8 +59,9 @@ class ServingState:
 class Serving:
     """Claims runs for ``worker`` until :meth:`drain`; see the module's docstring.
 
-    While it serves, a run started in its process (a query its server took) is
-    queued and waits for a slot like any other run. The runs its own executions
+    While it serves, a run started in its process (a query its server took) takes
+    one of its slots if the scheduler would give it one now, else it is queued and
+    waits for a slot like any other run. The runs its own executions
     start (child runs) execute whatever the concurrency: holding them back could
     stop their parent for good.
     """
@@ -110,15 +111,15 @@ class Serving:
         try:
             return await self._claim_until_drained(grace_s=grace_s)
         finally:
-            self.worker.queue_served = False
+            self.worker.served_slots = None
 
     async def _claim_until_drained(self, *, grace_s: float) -> list[str]:
         backoff = _BACKOFF_FIRST_S
         async with self.worker.store.watch() as watch:
             if not self._draining.is_set():
                 self._phase = "serving"
-                # From now on a run started here waits for a slot like any queued run.
-                self.worker.queue_served = True
+                # From now on a run started here takes a slot of these like any queued run.
+                self.worker.served_slots = self.concurrency
             while not self._draining.is_set():
                 try:
                     await self._claim()
@@ -133,7 +134,7 @@ class Serving:
                 self._store_ok = True
                 backoff = _BACKOFF_FIRST_S
                 await self._until_work(watch)
-        self.worker.queue_served = False  # draining: a run started here starts here
+        self.worker.served_slots = None  # draining: a run started here brings its own slot
         left = await self._finish(grace_s)
         self._phase = "stopped"
         return left

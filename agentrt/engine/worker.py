@@ -33,6 +33,7 @@ from agentrt.engine.lease_keeper import LeaseKeeper
 from agentrt.engine.local_starts import LocalStarts
 from agentrt.engine.plans import RunCreated
 from agentrt.engine.result import RunResult
+from agentrt.engine.run_cancel import cancel
 from agentrt.engine.run_create import create_run
 from agentrt.engine.run_view import RunView
 from agentrt.engine.schedule_book import ScheduleBook, claim_next
@@ -51,6 +52,7 @@ from agentrt.state.base import (
     RunRecord,
     Store,
 )
+from agentrt.state.run_queue import QueuedRun
 from agentrt.state.watch import RunWatch
 from agentrt.tools.factory import ToolFactory
 
@@ -127,8 +129,9 @@ class Worker:
         self.cancel_requested: set[str] = set()
         self.children = ChildRuns(store, catalog, self)
         self.schedule = ScheduleBook(store)
-        # Whether a serving loop claims from the queue here (set by Serving).
-        self.queue_served = False
+        # The slots of the serving loop that claims from the queue here (set by Serving;
+        # None: none does).
+        self.served_slots: int | None = None
         self.local_starts = LocalStarts(
             store, self.schedule, owner=owner, lease_ttl_s=lease_ttl_s, clock=clock,
             take=lambda run: self.spawn(run.id, session_id=run.session_id),
@@ -264,15 +267,16 @@ class Worker:
         """Create a run of ``created`` and (by default) execute it here.
 
         A run started here goes through the scheduler like any queued run. While a
-        serving loop claims from the queue here (:attr:`queue_served`), it is
+        serving loop claims from the queue here (:attr:`served_slots`), it takes a
+        slot of that loop's if the scheduler would give it one now, else it is
         created queued and waits for a slot as every other run does. Otherwise it
         brings its own slot and waits only for a limit of runs at once
-        (:mod:`agentrt.engine.local_starts`); one that no limit could hold back,
-        and a child run (it runs as a step of its parent), is created already
-        leased to this worker, so no other can take it between its creation and
-        its first step. With an ``idempotency_key`` already used in the namespace,
-        the existing run is returned; if nobody executes it any more (its process
-        was killed), it is resumed here.
+        (:mod:`agentrt.engine.local_starts`). One that starts at once (and a child
+        run: it runs as a step of its parent) is created already leased to this
+        worker, so no other can take it between its creation and its first step.
+        With an ``idempotency_key`` already used in the namespace, the existing run
+        is returned; if nobody executes it any more (its process died), it is
+        resumed here.
 
         A turn of a ``session`` records its double-texting policy (the query's
         ``double_texting``, else its target's): under ``reject`` it is created
@@ -289,11 +293,11 @@ class Worker:
             policy = double_texting or created.session_policy
             created = replace(created, double_texting=policy)
         data = created.data if principal is None else {**created.data, "by": principal}
-        leased = start and (
-            parent_run is not None or not await self._queued_start(namespace, target)
-        )
+        run_id = new_run_id()
+        queued = QueuedRun(run_id, namespace, target, priority, now, session)
+        leased = start and (parent_run is not None or not await self._queued_start(queued))
         new = NewRun(
-            new_run_id(),
+            run_id,
             namespace,
             target,
             now,
@@ -314,17 +318,20 @@ class Worker:
             known = (run, [Event(1, first.type, first.data, first.ts)])
             self.spawn(run.id, session_id=run.session_id, known=known, created=created)
         elif start and run.status == "queued" and run.lease_owner is None:
-            if not self.queue_served:  # else the serving loop claims it in its turn
+            if self.served_slots is None:  # else the serving loop claims it in its turn
                 run = await self.local_starts.start(run)
         elif start:
             await self.adopt(run, queued=True)
         return run
 
-    async def _queued_start(self, namespace: str, target: str) -> bool:
-        """Whether a new run of ``target`` started here is created queued, not leased:
-        while a serving loop claims from the queue here, or when a limit of runs at
-        once could hold it back."""
-        return self.queue_served or await self.local_starts.limited(namespace, target)
+    async def _queued_start(self, run: QueuedRun) -> bool:
+        """Whether a new run started here is created queued, not leased: while a serving
+        loop claims from the queue here, unless the scheduler would give it a free
+        slot of that loop's now; else when a limit of runs at once could hold it back."""
+        if self.served_slots is not None:
+            free = self.served_slots - self.occupying()
+            return not await self.local_starts.room_here(run, free)
+        return await self.local_starts.limited(run.namespace, run.agent)
 
     async def take_up(self, run: RunRecord, *, replacing: str | None = None) -> None:
         """Lease ``run`` and execute it here; ``ConflictError`` if another holds it.
@@ -550,46 +557,13 @@ class Worker:
         by: str | None = None,
     ) -> RunRecord:
         """Cancel a run: here if this worker executes it, else through its owner, or
-        directly when nobody executes it.
+        directly when nobody executes it (see :func:`~agentrt.engine.run_cancel.cancel`)."""
+        return await cancel(self, run_id, wait_s=wait_s, cause=cause, by=by)
 
-        The request is recorded first, with who asks (``by``), when and why
-        (``cause``, see ``RunRecord.cancel_cause``); from then on the store refuses
-        any other step or end of the run, so a run whose cancel was acknowledged
-        never ends otherwise. Its cancelled end names them. An owner in another
-        process is told through the store's watch; ``wait_s`` waits up to that long
-        for it to end the run.
-        """
-        await self.get(run_id)  # a clear error for an unknown run
-        run = await self.store.request_cancel(run_id, cause=cause, by=by, now=self._clock())
-        if run.finished:
-            return run  # it ended before the request: nothing was acknowledged
+    def cancel_here(self, run_id: str) -> asyncio.Task[RunResult] | None:
+        """Stop ``run_id``'s execution here, if it executes here: its task, to await."""
         task = self._tasks.get(run_id)
         if task is not None:
             self.cancel_requested.add(run_id)
             task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if not task.done():
-                    raise  # the caller itself is cancelled, not only the run
-            return await self.get(run_id)
-        if orphaned(run, self._clock()) or run.status in WAITING_STATUSES:
-            leased = await self.store.acquire_lease(
-                run_id, self.owner, self.lease_ttl_s, now=self._clock(),
-                replacing=dead_holder(run),
-            )  # fmt: skip
-            if leased is not None:
-                try:
-                    await self.executor.finish_cancelled(leased)
-                finally:
-                    await self.store.release_lease(run_id, self.owner)
-        if wait_s <= 0:
-            return await self.get(run_id)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        async with self.store.watch() as watch:
-            run = await self.get(run_id)
-            while not run.finished and (left := deadline - loop.time()) > 0:
-                if await watch.changed({run_id}, left):
-                    run = await self.get(run_id)
-            return run
+        return task

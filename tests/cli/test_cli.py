@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -285,3 +286,35 @@ def test_memory_commands_add_search_list_forget(
     assert [m["text"] for m in _json_out(capsys)] == ["Lunch is at noon"]  # type: ignore[attr-defined]
     assert main(["memory", "forget", hit["id"], "-n", "acme"]) == 2
     assert "no fact" in capsys.readouterr().err
+
+
+def test_a_run_held_back_by_a_limit_says_why_and_starts_when_one_ends(
+    tmp_path: Path, server: ModelTestServer
+) -> None:
+    """Two `agentrt run` of an Agent with `max_running: 1`: the second says it waits
+    for the limit, then answers once the first has ended."""
+    server.set_rules(rules({"content": "done"}))
+    server.latency_s = 2.0
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.format(url=server.url, instructions="x") + "  max_running: 1\n")
+    env = {**os.environ, "AGENTRT_STORE": str(tmp_path / "x.db"), "PYTHONPATH": str(ROOT),
+           "NO_COLOR": "1"}  # fmt: skip
+    cmd = [sys.executable, "-m", "agentrt.cli.main"]
+    applied = subprocess.run([*cmd, "apply", "-f", str(spec)], env=env, cwd=ROOT, timeout=60)
+    assert applied.returncode == 0
+    first = subprocess.Popen([*cmd, "run", "bot", "one", "--json"], env=env, cwd=ROOT,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        while len(server.requests) < 1:  # the first holds the only room
+            assert first.poll() is None
+            time.sleep(0.02)
+        second = subprocess.run([*cmd, "run", "bot", "two", "--json"], env=env, cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        out, _ = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert second.returncode == 0, second.stderr
+    assert "is queued; it waits: agent bot is at its max_running=1" in second.stderr
+    first_ended = json.loads(out)
+    assert first_ended["status"] == json.loads(second.stdout)["status"] == "succeeded"
