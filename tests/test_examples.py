@@ -218,10 +218,9 @@ def test_map_reduce_team_summarises_each_document_then_combines(
 
 # Not here: local_server starts a server on a fixed port, sandbox needs a sandbox;
 # both are run above through the same resources.
-_SHELL_EXAMPLES = ["budgets", "hello", "memory", "rate_limits", "support_desk", "teams"]
-
-
-_SHELL_EXAMPLES = ["budgets", "fallback", "hello", "memory", "support_desk", "teams"]
+_SHELL_EXAMPLES = [
+    "budgets", "fallback", "hello", "memory", "rate_limits", "support_desk", "teams"
+]  # fmt: skip
 _PLACEHOLDER = re.compile(r"\bRUN(_ID)?\b")
 
 

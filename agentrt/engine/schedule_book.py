@@ -9,6 +9,7 @@ change reaches every worker within ``ttl_s``.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Iterable
 
@@ -85,7 +86,7 @@ async def claim_next(
     queue may hold more to pick now (a claim lost a race, or every slot was filled)."""
     view = await store.queue_view(now=now, per_tenant=slots * 2)
     shares = await book.shares(r.namespace for r in view.waiting)
-    picked = pick(view, slots, shares)
+    picked = pick(view, slots, shares, draw=secrets.randbits(32))
     caps = caps_of((r for r in view.waiting if r.id in set(picked)), shares)
     claimed = await store.claim_picked(picked, owner, ttl_s, now=now, caps=caps)
     return claimed, len(picked) == slots or len(claimed) < len(picked)

@@ -3,7 +3,7 @@ concurrency limits per tenant, Agent and Model, and priority classes within a
 tenant.
 
 Every free slot goes to the tenant whose runs running now, over its weight, are
-fewest (ties: the one whose next run has waited longest), so tenants that all
+fewest (ties: by a draw, see :func:`pick`), so tenants that all
 have work share the fleet's slots in proportion to their weights, and a tenant
 that submits after another flooded the queue gets the next free slot, not a
 place behind the backlog. Within a tenant, runs go by priority class (raised one
@@ -15,6 +15,7 @@ already waits; what holds each waiting run back is said by :func:`held_back`.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -70,13 +71,19 @@ class _Running:
             self.models[(namespace, model)] += n
 
 
-def pick(view: QueueView, slots: int, shares: Shares) -> list[str]:
-    """The runs to take for ``slots`` free slots, in the order to take them."""
+def pick(view: QueueView, slots: int, shares: Shares, *, draw: int | None = None) -> list[str]:
+    """The runs to take for ``slots`` free slots, in the order to take them.
+
+    Tenants tied on running over weight: the one whose next run has waited longest;
+    with ``draw`` (a random number per pick), the one it draws. Workers that read
+    the queue at the same moment see the same tie, and the same winner would take
+    every tie they race on: drawn, their ties split evenly instead.
+    """
     running = _Running.of(view, shares)
     queues = {ns: [r for r in view.waiting if r.namespace == ns] for ns in _tenants(view)}
     picked: list[str] = []
     while len(picked) < slots and queues:
-        namespace = min(queues, key=lambda ns: _turn(ns, queues[ns], running, shares))
+        namespace = min(queues, key=lambda ns: _turn(ns, queues[ns], running, shares, draw))
         share = shares.of(namespace)
         if share.max_running is not None and running.tenants[namespace] >= share.max_running:
             del queues[namespace]
@@ -131,9 +138,17 @@ def _tenants(view: QueueView) -> list[str]:
 
 
 def _turn(
-    namespace: str, queue: list[QueuedRun], running: _Running, shares: Shares
+    namespace: str, queue: list[QueuedRun], running: _Running, shares: Shares, draw: int | None
 ) -> tuple[float, float]:
-    return running.tenants[namespace] / shares.of(namespace).weight, queue[0].created_at
+    share = running.tenants[namespace] / shares.of(namespace).weight
+    if draw is None:
+        return share, queue[0].created_at
+    return share, _drawn(namespace, draw)
+
+
+def _drawn(namespace: str, draw: int) -> float:
+    digest = hashlib.blake2b(f"{draw}:{namespace}".encode(), digest_size=8).digest()
+    return float(int.from_bytes(digest, "big"))
 
 
 def _limit_reached(run: QueuedRun, running: _Running, shares: Shares) -> str | None:

@@ -44,7 +44,7 @@ async def test_two_tenants_share_a_fleets_steps_evenly(fleet_url: str, tmp_path:
         try:
             await asyncio.gather(*(w.serving() for w in workers))
             opened = time.time() + 1.0  # both claim from here on
-            await asyncio.sleep(5.0)
+            await asyncio.sleep(8.0)
             closed = time.time()
             fleet.stop_all()
             async with Store.from_url(fleet_url) as store:
