@@ -176,9 +176,13 @@ class Runtime:
             scratch=ScratchSpace(self._scratch_root or _default_scratch(store), store),
         )
         self._parts = _Parts(store, catalog, worker, http)
-        worker.start()
-        if self._resume_interrupted:
-            await worker.recover()
+        try:
+            worker.start()
+            if self._resume_interrupted:
+                await worker.recover()
+        except BaseException:
+            await self.close()  # nothing of a start that failed is left open
+            raise
 
     async def close(self) -> None:
         """Stop runs in flight (they stay resumable), release leases, close everything."""

@@ -78,7 +78,9 @@ def _openai(
         model=model,
         api_key=api_key,
         timeout_s=spec.timeout_s,
-        max_retries=spec.max_retries,
+        # A Model with rate limits is retried by the step, one turn of its bucket per
+        # attempt: retries of the client's own would take none.
+        max_retries=0 if spec.rate_limits is not None else spec.max_retries,
         session=session,
         api=spec.api,
         api_version=spec.api_version,

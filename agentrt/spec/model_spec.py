@@ -198,7 +198,11 @@ class ModelSpec(Strict):
     pricing: Pricing = Field(default_factory=Pricing, description="for cost accounting")
     timeout_s: float = Field(default=60.0, gt=0, description="per HTTP request")
     max_retries: int = Field(
-        default=3, ge=0, le=20, description="client retries on 429/5xx, honouring Retry-After"
+        default=3,
+        ge=0,
+        le=20,
+        description="client retries on 429/5xx, honouring Retry-After (none with rate_limits: "
+        "the step's loop.retry retries, each attempt taking its turn)",
     )
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_output_tokens: int | None = Field(default=None, gt=0)

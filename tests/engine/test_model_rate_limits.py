@@ -150,3 +150,22 @@ async def test_a_model_without_rate_limits_takes_nothing(
     assert result.status == "succeeded"
     assert await store.rate_buckets("default") == []
     assert "max_tokens" not in model_server.requests[-1]
+
+
+async def test_every_attempt_at_a_rate_limited_model_takes_its_turn(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    """The HTTP client of a Model with rate limits does not retry on its own: each
+    attempt is one of the step's, recorded, and each took its turn from the bucket."""
+    model_server.set_rules(rules({"content": "fine"}))
+    model_server.inject(429, count=2)
+    model = {"rate_limits": {"requests_per_minute": 1200}, "max_retries": 3}
+    retry = {"max_attempts": 3, "initial_backoff_s": 0.01}
+    async with Runtime(store) as rt:
+        await rt.apply(resources(model_server.url, model=model, agent={"loop": {"retry": retry}}))
+        result = await rt.run("bot", "hello")
+    assert result.status == "succeeded", result
+    events = await store.read_events(result.run_id)
+    errors = [e for e in events if e.type == ev.MODEL_ERROR]
+    assert [e.data["attempt"] for e in errors] == [1, 2]
+    assert len(model_server.requests) == 3  # one request per attempt, no more
