@@ -471,3 +471,15 @@ def test_scheduling_example_queues_the_urgent_query_first_and_says_why_each_wait
     assert "WAITS" in table and "#1 " in table
     shown = run_as_written(f"agentrt runs show {listed[0]['id']}", env).stdout
     assert "queue #1 " in shown and "a free worker slot" in shown
+
+
+def test_audit_example_verifies_the_log_then_names_the_edited_record(tmp_path: Path) -> None:
+    env = _shell_env(tmp_path)
+    done = {c: run_as_written(c, env) for c in documented_commands(EXAMPLES / "audit")}
+    assert all(d.returncode == 0 for d in done.values()), {c: d.stderr for c, d in done.items()}
+    assert "records intact" in done["agentrt audit verify"].stdout
+    last = done['agentrt audit verify || echo "verify failed, as it should"']
+    assert "audit log of 'demo' is broken at record 6" in last.stderr
+    assert "verify failed, as it should" in last.stdout
+    listed = done["agentrt audit list -n demo --kind tool.call"].stdout.splitlines()
+    assert len(listed) == 6 and all("tool.call" in line for line in listed[1:]), listed
