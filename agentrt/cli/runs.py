@@ -283,9 +283,13 @@ async def _cmd_runs_transfer(args: argparse.Namespace) -> int:
 
 async def _cmd_resume(args: argparse.Namespace) -> int:
     async with runtime(args) as rt:
-        result = await rt.resume(
-            args.run, by=settings_of(args).user, add_budget=added_budget(args.add_budget)
-        )
+        started = await rt.resume(
+            args.run, by=settings_of(args).user, add_budget=added_budget(args.add_budget),
+            wait=False,
+        )  # fmt: skip
+        if started.status == "queued" and (run := await rt.store.get_run(args.run)):
+            await _say_held_back(rt, run)  # it never started, and a limit holds it back
+        result = await rt.wait(args.run)
     return finish(args, result)
 
 

@@ -407,13 +407,19 @@ class Worker:
         return taken
 
     async def resume(self, run_id: str, *, by: str | None = None) -> None:
-        """Take ``run_id`` up here unless it executes here already; ``by`` (who asks)
-        is named in the ``run.started`` event of the execution it starts."""
+        """Take ``run_id`` up here unless it executes here already (a queued run in its
+        turn, see :meth:`submit`); ``by`` (who asks) is named in the ``run.started``
+        event of the execution it starts."""
         if run_id in self._tasks:
             return
         run = await self.get(run_id)
         if by is not None:
             self.executor.started_by[run_id] = by
+        if run.status == "queued" and run.lease_owner is None:
+            # Never started: it starts in its turn, as a new run would (a limit holds).
+            if self.served_slots is None:
+                await self.local_starts.start(run)
+            return
         try:
             await self.take_up(run, replacing=dead_holder(run))
         except BaseException:

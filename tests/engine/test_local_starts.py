@@ -142,3 +142,23 @@ async def test_a_run_held_back_can_be_cancelled_and_is_not_started_after(
         assert not rt.executing(held.id)
     events = await store.read_events(held.id)
     assert not any(e.type == ev.RUN_STARTED for e in events), [e.type for e in events]
+
+
+async def test_resuming_a_queued_run_starts_it_in_its_turn(
+    store: SqliteStore, model_server: ModelTestServer
+) -> None:
+    """``agentrt resume`` of a run that never started (queued, say by a process that was
+    interrupted while a limit held it back) holds to the limit like a new run."""
+    model_server.set_rules(rules({"content": "done"}))
+    model_server.latency_s = 0.5
+    async with Runtime(store, resume_interrupted=False) as rt:
+        await rt.apply(resources(model_server.url, agent={"max_running": 1}))
+        first = await rt.submit("bot", "first")
+        queued = await rt.submit("bot", "later", start=False)
+        result = await asyncio.wait_for(rt.resume(queued.id, by="ana"), timeout=30)
+        await rt.wait(first.id)
+    assert result.status == "succeeded"
+    spans = [await _span(store, run.id) for run in (first, queued)]
+    assert most_at_once(spans) == 1, spans
+    started = [e for e in await store.read_events(queued.id) if e.type == ev.RUN_STARTED]
+    assert started[0].data.get("by") == "ana"
