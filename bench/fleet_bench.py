@@ -12,6 +12,8 @@ worker processes draining one queue.
   worker's dispatch of one run (the scheduler's read of the queue, its pick, and
   the claim), without and with a tenant ``max_running`` the claim keeps (200
   queries);
+* *queue read*: the scheduler's read of the queue (each of 4 tenants' first 100
+  claimable runs, over 3 priority classes) with 1,000 and 10,000 runs queued;
 * *workers N*: ``--runs`` queued runs of a one-model-call agent (the test
   server answers after 20 ms) drained by N ``agentrt worker`` processes, from
   the first worker's start to the last run's end, as runs per second. The
@@ -91,6 +93,30 @@ async def claim_latency(url: str, queued: int) -> dict[str, float]:
             assert len(claimed) == 1
     times.sort()
     return {"median_ms": statistics.median(times), "p95_ms": times[int(len(times) * 0.95)]}
+
+
+QUEUE_SIZES = (1_000, 10_000)
+
+
+async def queue_read_latency(url: str) -> dict[str, float]:
+    """Median ms of the scheduler's read of the queue (each of 4 tenants' first 100
+    claimable runs, 3 priority classes) with each of ``QUEUE_SIZES`` runs queued."""
+    medians = {}
+    async with Store.from_url(url) as store:
+        made = 0
+        for size in QUEUE_SIZES:
+            for i in range(made, size):
+                new = NewRun(f"run_{i:06d}", f"t{i % 4}", "bot", 1000.0 + i, priority=i % 3 - 1)
+                await store.create_run(new)
+            made = size
+            times = []
+            for _ in range(50):
+                start = time.perf_counter()
+                view = await store.queue_view(now=time.time(), per_tenant=100)
+                times.append((time.perf_counter() - start) * 1000)
+                assert len(view.waiting) == 400
+            medians[f"{size}_ms"] = statistics.median(times)
+    return medians
 
 
 BUDGET = """\
@@ -188,6 +214,11 @@ async def main(queued: int, runs: int) -> dict[str, Any]:
                 await _drop(url)
             url = _stores(Path(tmp))[name]
             try:
+                results[f"queue {name}"] = await queue_read_latency(url)
+            finally:
+                await _drop(url)
+            url = _stores(Path(tmp))[name]
+            try:
                 results[f"admit {name}"] = await admission_latency(url, queued)
             finally:
                 await _drop(url)
@@ -224,6 +255,12 @@ def render(results: dict[str, Any], queued: int, runs: int) -> str:
             f"| {label}, {queued} queued, a Budget (median / p95) | "
             f"{s_[what + '_median_ms']:.2f} / {s_[what + '_p95_ms']:.2f} ms | "
             f"{p_[what + '_median_ms']:.2f} / {p_[what + '_p95_ms']:.2f} ms |"
+        )
+    q_s, q_p = results["queue sqlite"], results["queue postgresql"]
+    for size in QUEUE_SIZES:
+        lines.append(
+            f"| the scheduler's queue read, {size} queued, 4 tenants (median) | "
+            f"{q_s[f'{size}_ms']:.2f} ms | {q_p[f'{size}_ms']:.2f} ms |"
         )
     for n in (1, 2, 3):
         s, p = results[f"workers {n} sqlite"], results[f"workers {n} postgresql"]

@@ -94,7 +94,13 @@ class LocalStarts:
         self._waiting[run.id] = QueuedRun(
             run.id, run.namespace, run.agent, run.priority, run.created_at, run.session_id
         )
-        claimed = {taken.id: taken for taken in await self._round()}
+        try:
+            claimed = {taken.id: taken for taken in await self._round()}
+        except StoreError as exc:
+            # The run is created and queued: the loop below claims it once the store
+            # answers (the caller's wait reads the store, and says so if it does not).
+            log.warning("%s not claimed yet (%s); again soon", run.id, exc)
+            claimed = {}
         if self._waiting and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._until_taken(), name="agentrt-local-starts")
         return claimed.get(run.id, run)

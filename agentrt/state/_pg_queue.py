@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 from agentrt.state._pg_rows import RUN_COLS, Conn, fetch_all, run_record
-from agentrt.state._queue_sql import RUNNING, caps_sql, queued_of, waiting_sql
+from agentrt.state._queue_sql import HEADS, RUNNING, caps_sql, ranked
 from agentrt.state._session_sql import pg
 from agentrt.state.records import RunRecord
 from agentrt.state.run_queue import AGING_S, QueueView, RunCap
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["QueueMethods"]
 
-_WAITING: Final = pg(waiting_sql("FLOOR({})::integer"))
+_HEADS: Final = pg(HEADS)
 _RUNNING: Final = pg(RUNNING)
 # As a claim of the queue's head, but of the runs picked: SKIP LOCKED leaves those
 # another claimer is taking to it.
@@ -35,10 +35,10 @@ _CLAIM_LOCK_KEY: Final = "agentrt-claim/"
 
 
 async def _view(conn: Conn, now: float, per_tenant: int, aging_s: float) -> QueueView:
-    waiting = await fetch_all(conn, _WAITING, (now, aging_s, now, per_tenant))
+    heads = await fetch_all(conn, _HEADS, (now, per_tenant))
     running = await fetch_all(conn, _RUNNING, (now,))
     return QueueView(
-        tuple(queued_of(row) for row in waiting),
+        ranked(heads, now=now, per_tenant=per_tenant, aging_s=aging_s),
         {(row[0], row[1]): int(row[2]) for row in running},
     )
 

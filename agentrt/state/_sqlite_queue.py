@@ -10,7 +10,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from agentrt._json import dumps_str
-from agentrt.state._queue_sql import RUNNING, caps_sql, queued_of, waiting_sql
+from agentrt.state._queue_sql import (
+    CLASS_HEAD,
+    FIRST_CLASS,
+    NEXT_CLASS_OF_TENANT,
+    NEXT_TENANT,
+    RUNNING,
+    caps_sql,
+    ranked,
+)
 from agentrt.state._rows import RUN_COLS, run_record
 from agentrt.state._sqlite_watch import touched_claimed
 from agentrt.state._sqlite_writer import READ
@@ -24,7 +32,6 @@ __all__ = ["QueueMethods"]
 
 T = TypeVar("T")
 
-_WAITING: Final = waiting_sql("CAST({} AS INTEGER)")
 _PICKABLE: Final = (
     "SELECT pk, id FROM runs WHERE id IN (SELECT value FROM json_each(?)) "
     "AND status IN ('queued', 'running') AND (lease_expires IS NULL OR lease_expires <= ?)"
@@ -36,10 +43,17 @@ _CLAIM: Final = (
 
 
 def _view(conn: sqlite3.Connection, now: float, per_tenant: int, aging_s: float) -> QueueView:
-    waiting = conn.execute(_WAITING, (now, aging_s, now, per_tenant)).fetchall()
+    heads: list[Any] = []
+    found = conn.execute(FIRST_CLASS).fetchone()
+    while found is not None:  # each (tenant, class) in the index, one seek apiece
+        namespace, priority = found
+        heads += conn.execute(CLASS_HEAD, (namespace, priority, now, per_tenant)).fetchall()
+        found = conn.execute(NEXT_CLASS_OF_TENANT, (namespace, priority)).fetchone()
+        if found is None:
+            found = conn.execute(NEXT_TENANT, (namespace,)).fetchone()
     running = conn.execute(RUNNING, (now,)).fetchall()
     return QueueView(
-        tuple(queued_of(row) for row in waiting),
+        ranked(heads, now=now, per_tenant=per_tenant, aging_s=aging_s),
         {(row[0], row[1]): int(row[2]) for row in running},
     )
 

@@ -7,8 +7,8 @@ from agentrt.state._run_query import RunFilter
 from agentrt.state.records import RunCursor
 
 # A few statuses: a planner may walk the tenant's runs newest first and filter them,
-# or (PostgreSQL) take the small index of the active runs.
-_ACTIVE = "runs_namespace_status|runs_namespace|runs_claimable"
+# or (PostgreSQL) take a small index of the active runs (the queue's, the running's).
+_ACTIVE = "runs_namespace_status|runs_namespace|runs_claimable|runs_queue|runs_running"
 # An agent's runs the last updated first (A2A's ListTasks), paged and bounded by update.
 _UPDATED = "runs_namespace_agent_updated"
 # A rare status, or one principal's runs: the planner may take their index and sort.
@@ -33,7 +33,7 @@ def listings(cursor: RunCursor) -> list[tuple[RunFilter, str]]:
         (RunFilter(namespace="t", session_id="s", order="newest"), "runs_session_turn"),
         (
             RunFilter(namespace="t", session_id="s", statuses=["running"]),
-            "runs_session_turn|runs_claimable",
+            "runs_session_turn|runs_claimable|runs_running",
         ),
         (RunFilter(namespace="w", agent="bot", order="updated"), _UPDATED),
         (RunFilter(namespace="w", agent="bot", order="updated", before=cursor), _UPDATED),

@@ -346,7 +346,7 @@ async def test_gc_and_the_writes_that_refer_to_blobs_exclude_each_other(
 
 
 async def test_queries_use_their_indexes(store: PostgresStore, schema: str) -> None:
-    from agentrt.state import _pg_leases
+    from agentrt.state import _pg_leases, _pg_queue
 
     with admin() as conn:
         conn.execute(f"SET search_path = {schema}")
@@ -355,8 +355,20 @@ async def test_queries_use_their_indexes(store: PostgresStore, schema: str) -> N
         def plan(query: str, params: Any = None) -> str:
             return " ".join(row[0] for row in conn.execute("EXPLAIN " + query, params))
 
+        # A queue as it is: many runs waiting over a few tenants and classes, and the
+        # oldest claimable is taken in creation order, across tenants.
+        conn.execute(
+            "INSERT INTO runs (id, namespace, agent, status, created_at, updated_at, priority) "
+            "SELECT 'run_' || i, 't' || (i % 7), 'bot', 'queued', i, i, i % 3 - 1 "
+            "FROM generate_series(1, 20000) AS i"
+        )
+        conn.execute("ANALYZE runs")
         claim = {"owner": "w", "expires": 1.0, "ttl": 1.0, "now": 0.0, "limit": 5}
         assert "runs_claimable" in plan(_pg_leases._CLAIM, claim)
+        # The scheduler's read: a skip scan of the queue's index, and the running runs.
+        heads = plan(_pg_queue._HEADS, (0.0, 10))
+        assert "runs_queue" in heads and "Seq Scan" not in heads, heads
+        assert "runs_running" in plan(_pg_queue._RUNNING, (0.0,))
         assert "memories_search" in plan(
             "SELECT id FROM memories WHERE search @@ to_tsquery('english', 'deploy')"
         )

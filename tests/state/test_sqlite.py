@@ -118,6 +118,14 @@ async def test_query_plans_use_indexes(tmp_path: Path) -> None:
             "(SELECT 1 FROM events WHERE events.blob = blobs.hash)"
         )
         assert "PRIMARY KEY" in await plan(mod._SELECT_EVENTS.replace("?", "1"))
+        # The scheduler's read: seeks in the queue's index, and the running runs alone.
+        from agentrt.state import _queue_sql as queue
+
+        for sql in (queue.FIRST_CLASS, queue.NEXT_CLASS_OF_TENANT, queue.NEXT_TENANT):
+            assert "runs_queue" in await plan(sql.replace("?", "'t'", 1).replace("?", "0"))
+        head = await plan(queue.CLASS_HEAD.replace("?", "'t'", 1).replace("?", "0"))
+        assert "SEARCH runs USING INDEX runs_queue (namespace=? AND priority=?)" in head
+        assert "runs_running" in await plan(queue.RUNNING.replace("?", "0"))
 
 
 async def test_every_run_listing_filter_is_served_by_an_index(tmp_path: Path) -> None:
