@@ -29,28 +29,23 @@ the same id. The fenced writes are :meth:`Store.append_events`,
 Each tenant's audit log (:mod:`.audit`) is part of the contract: records appended
 with the events, resource changes and calls they record, in their transactions.
 So are the rate buckets of Models (:mod:`.rate_limits`): one atomic take each.
-So are the circuit breakers of model endpoints (:mod:`.circuits`).
+So are the circuit breakers of model endpoints (:mod:`.circuits`), the budget
+ledger (:mod:`.budget_ledger`) and the scheduler's queue (:mod:`.run_queue`).
 
 Every backend must pass ``tests/state/conformance.py`` unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from agentrt.state.audit import AuditDraft, AuditLog
-from agentrt.state.budget_ledger import (
-    Amount,
-    BudgetAccount,
-    BudgetRefusal,
-    NewReservation,
-    Reservation,
-)
+from agentrt.state.budget_ledger import BudgetLedger
 from agentrt.state.circuits import CircuitStore
+from agentrt.state.opening import ClosesOnExit, Opening
 from agentrt.state.rate_limits import RateBuckets
 from agentrt.state.records import (
     ACTIVE_STATUSES,
@@ -101,62 +96,8 @@ __all__ = [
 ]
 
 
-class _Closable(Protocol):
-    async def close(self) -> None: ...
-
-
-S_co = TypeVar("S_co", bound=_Closable, covariant=True)
-
-
-class Opening(Generic[S_co]):
-    """A store being opened: ``await`` it for the open store, or ``async with`` it to
-    have the store closed on exit."""
-
-    def __init__(self, open_: Callable[[], Awaitable[S_co]]) -> None:
-        """Wrap ``open_``, the coroutine function that opens the store (called once)."""
-        self._open = open_
-        self._store: _Closable | None = None
-
-    def __await__(self) -> Generator[Any, None, S_co]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> S_co:
-        store = await self._open()
-        self._store = store
-        return store
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._store is not None:
-            await self._store.close()
-
-
-class ClosesOnExit:
-    """What a backend's class inherits so that ``async with await X.open(...)`` closes
-    the store on exit."""
-
-    async def close(self) -> None:
-        """Release what the store holds (each backend says what)."""
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
 @runtime_checkable
-class Store(AuditLog, RateBuckets, CircuitStore, RunQueue, Protocol):
+class Store(AuditLog, RateBuckets, CircuitStore, RunQueue, BudgetLedger, Protocol):
     """Durable state of the runtime. All methods are coroutines; all writes are atomic."""
 
     @classmethod
@@ -511,43 +452,6 @@ class Store(AuditLog, RateBuckets, CircuitStore, RunQueue, Protocol):
         counting them again would charge one external call twice. Calls of runs
         deleted by :meth:`gc` no longer count.
         """
-        ...
-
-    # --- budget ledger ----------------------------------------------------------
-    async def reserve_budget(
-        self, reservation: NewReservation, *, now: float
-    ) -> Reservation | BudgetRefusal:
-        """Hold ``reservation.amount`` on each of its accounts, in one atomic write,
-        if on every one ``used + held + amount`` stays within every limit set;
-        else hold nothing and return the first limit it would pass.
-
-        Each account is made on first use, and takes the draft's limits (what it
-        used and holds stays). The same reservation id again returns the stored
-        reservation, held or settled, and holds nothing more: a step resumed after
-        a crash does not reserve twice. Concurrent reservations on one account,
-        from any number of processes, are checked one after another, so together
-        they never pass its limits.
-        """
-        ...
-
-    async def settle_budget(self, reservation_id: str, actual: Amount, *, now: float) -> bool:
-        """Settle a held reservation: its accounts release the held amount and use
-        ``actual``, in one write, once. ``False`` (and nothing changes) when it was
-        settled before or never made."""
-        ...
-
-    async def release_budget(self, run_id: str, *, now: float) -> int:
-        """Settle every reservation of ``run_id`` still held with nothing used (its
-        steps will not spend them: the run ended); how many were released."""
-        ...
-
-    async def get_reservation(self, reservation_id: str) -> Reservation | None:
-        """The reservation, or ``None``."""
-        ...
-
-    async def budget_accounts(self, namespace: str, *, prefix: str = "") -> list[BudgetAccount]:
-        """The budget accounts of ``namespace`` whose key starts with ``prefix``, in key
-        order."""
         ...
 
     # --- blobs ------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The budget ledger's records: what a budget limits, what its account used and holds,
-and the reservation a step makes before it spends.
+"""The budget ledger: what a budget limits, what its account used and holds, the
+reservation a step makes before it spends, and the store's part of it
+(:class:`BudgetLedger`).
 
 A budget account (a tenant's Budget in one period: ``acme/monthly@2026-12``)
 counts what was *used* (settled steps) and what is *held* (reservations of
@@ -17,13 +18,14 @@ sums are exact whatever order the steps settle in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 __all__ = [
     "NANO_USD",
     "AccountDraft",
     "Amount",
     "BudgetAccount",
+    "BudgetLedger",
     "BudgetLimits",
     "BudgetRefusal",
     "NewReservation",
@@ -183,3 +185,43 @@ def refusal_of(account: BudgetAccount, asked: Amount) -> BudgetRefusal | None:
         if limit is not None and current + more > limit:
             return BudgetRefusal(account.key, name, limit, current, more, in_flight)
     return None
+
+
+class BudgetLedger(Protocol):
+    """The store's budget ledger (part of :class:`~agentrt.state.base.Store`)."""
+
+    async def reserve_budget(
+        self, reservation: NewReservation, *, now: float
+    ) -> Reservation | BudgetRefusal:
+        """Hold ``reservation.amount`` on each of its accounts, in one atomic write,
+        if on every one ``used + held + amount`` stays within every limit set;
+        else hold nothing and return the first limit it would pass.
+
+        Each account is made on first use, and takes the draft's limits (what it
+        used and holds stays). The same reservation id again returns the stored
+        reservation, held or settled, and holds nothing more: a step resumed after
+        a crash does not reserve twice. Concurrent reservations on one account,
+        from any number of processes, are checked one after another, so together
+        they never pass its limits.
+        """
+        ...
+
+    async def settle_budget(self, reservation_id: str, actual: Amount, *, now: float) -> bool:
+        """Settle a held reservation: its accounts release the held amount and use
+        ``actual``, in one write, once. ``False`` (and nothing changes) when it was
+        settled before or never made."""
+        ...
+
+    async def release_budget(self, run_id: str, *, now: float) -> int:
+        """Settle every reservation of ``run_id`` still held with nothing used (its
+        steps will not spend them: the run ended); how many were released."""
+        ...
+
+    async def get_reservation(self, reservation_id: str) -> Reservation | None:
+        """The reservation, or ``None``."""
+        ...
+
+    async def budget_accounts(self, namespace: str, *, prefix: str = "") -> list[BudgetAccount]:
+        """The budget accounts of ``namespace`` whose key starts with ``prefix``, in key
+        order."""
+        ...

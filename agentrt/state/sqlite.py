@@ -40,6 +40,7 @@ from agentrt.state._fence import check_token_has_owner
 from agentrt.state._sqlite_audit import AuditMethods
 from agentrt.state._sqlite_blobs import BlobOps
 from agentrt.state._sqlite_circuits import CircuitMethods, CircuitOps
+from agentrt.state._sqlite_leases import LeaseMethods
 from agentrt.state._sqlite_ledger import LedgerMethods, LedgerOps
 from agentrt.state._sqlite_long_term_memory import MemoryMethods, MemoryOps
 from agentrt.state._sqlite_ops import Ops
@@ -51,9 +52,7 @@ from agentrt.state._sqlite_sessions import SessionMethods, SessionOps
 from agentrt.state._sqlite_url import default_store_path, parse_url
 from agentrt.state._sqlite_watch import (
     NotifyWatcher,
-    touched_claimed,
     touched_created,
-    touched_leased,
     touched_one,
     touched_released,
     touched_removed,
@@ -96,6 +95,7 @@ DEFAULT_INLINE_LIMIT: Final = 1024
 
 
 class SqliteStore(
+    LeaseMethods,
     QueueMethods,
     SessionMethods,
     RunListMethods,
@@ -473,73 +473,6 @@ class SqliteStore(
         return await self._submit(
             READ, self._ops.count_tool_calls, namespace, tool, session_id, since
         )
-
-    # --- leases and cancellation -----------------------------------------------
-    async def acquire_lease(
-        self,
-        run_id: str,
-        owner: str,
-        ttl_s: float,
-        *,
-        now: float,
-        replacing: str | None = None,
-    ) -> RunRecord | None:
-        """Take the run's lease if free, expired, already ``owner``'s, or held by
-        ``replacing``: a compare-and-set on the holder, in one write transaction
-        (see :meth:`Store.acquire_lease <agentrt.state.base.Store.acquire_lease>`)."""
-        return await self._write(
-            touched_leased, self._ops.acquire_lease, run_id, owner, ttl_s, now, replacing
-        )
-
-    async def renew_lease(
-        self, run_id: str, owner: str, ttl_s: float, *, now: float, token: int | None = None
-    ) -> bool:
-        """Extend the lease to ``now + ttl_s``; ``False`` if ``owner`` no longer holds
-        it (under ``token``, if given)."""
-        return await self._submit(WRITE, self._ops.renew_lease, run_id, owner, ttl_s, now, token)
-
-    async def renew_leases(
-        self, run_ids: Sequence[str], owner: str, ttl_s: float, *, now: float
-    ) -> set[str]:
-        """Extend every lease of ``run_ids`` that ``owner`` holds, in one transaction."""
-        if not run_ids:
-            return set()
-        return await self._submit(WRITE, self._ops.renew_leases, list(run_ids), owner, ttl_s, now)
-
-    async def release_lease(self, run_id: str, owner: str, *, token: int | None = None) -> None:
-        """Give the lease up (no-op unless ``owner`` holds it, under ``token`` if given)."""
-        await self._write(touched_released(run_id), self._ops.release_lease, run_id, owner, token)
-
-    async def claim_runs(
-        self, owner: str, ttl_s: float, *, now: float, limit: int = 10
-    ) -> list[RunRecord]:
-        """Lease up to ``limit`` runs that are queued or running with no live lease.
-
-        Oldest first. Each claimed run is ``running`` and leased to ``owner``.
-        Two concurrent callers never claim the same run: claims are serialised
-        by SQLite's single writer.
-        """
-        return await self._write(touched_claimed, self._ops.claim_runs, owner, ttl_s, now, limit)
-
-    async def request_cancel(
-        self,
-        run_id: str,
-        *,
-        cause: str | None = None,
-        by: str | None = None,
-        now: float | None = None,
-    ) -> RunRecord:
-        """Mark the run for cancellation (asked ``by`` at ``now`` for ``cause``); see
-        :meth:`Store.request_cancel <agentrt.state.base.Store.request_cancel>`
-        (``NotFoundError`` for an unknown run)."""
-        cancel = self._ops.request_cancel
-        return await self._write(touched_one(run_id), cancel, run_id, cause, by, now)
-
-    async def cancel_requests(self, run_ids: Sequence[str]) -> set[str]:
-        """Which of ``run_ids`` are unfinished and have their cancellation requested."""
-        if not run_ids:
-            return set()
-        return await self._submit(READ, self._ops.cancel_requests, list(run_ids))
 
     # --- blobs ------------------------------------------------------------------
     async def put_blob(
