@@ -30,6 +30,13 @@ _ORPHAN_BLOBS: Final = (
 )
 
 
+# A removed run's settled reservations: what they used stays on their accounts. One
+# still held (its run ended without releasing it) stays, and so does what it holds.
+_SETTLED_RESERVATIONS: Final = (
+    "DELETE FROM budget_reservations WHERE run_id = ANY(%s) AND settled_at IS NOT NULL"
+)
+
+
 async def gc(conn: Conn, finished_before: float, blob_lock: int) -> GcResult:
     """Delete runs that finished before ``finished_before`` and what only they used."""
     found = await fetch_all(conn, _FINISHED, (finished_before,))
@@ -40,6 +47,8 @@ async def gc(conn: Conn, finished_before: float, blob_lock: int) -> GcResult:
         for table in ("tool_calls", "run_blobs"):
             await execute(conn, f"DELETE FROM {table} WHERE run_pk = ANY(%s)", (pks,))
         await execute(conn, "DELETE FROM runs WHERE pk = ANY(%s)", (pks,))
+        ids = [run_id for _, run_id in found]
+        await execute(conn, _SETTLED_RESERVATIONS, (ids,))
     # Only sessions older than the cutoff: a fresh session may be about to get its
     # first run.
     sessions = await execute(conn, _EMPTY_SESSIONS, (finished_before,))

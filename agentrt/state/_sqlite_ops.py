@@ -557,6 +557,10 @@ class Ops:
             conn.executemany("DELETE FROM tool_calls WHERE run_pk = ?", pks)
             conn.executemany("DELETE FROM run_blobs WHERE run_pk = ?", pks)
             conn.executemany("DELETE FROM runs WHERE pk = ?", pks)
+            conn.executemany(
+                "DELETE FROM budget_reservations WHERE run_id = ? AND settled_at IS NOT NULL",
+                [(run_id,) for _, run_id in found],
+            )
         # Only sessions older than the cutoff: a fresh session may be about to get its
         # first run.
         sessions = conn.execute(

@@ -6,6 +6,7 @@ database together never pass a limit."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -171,11 +172,30 @@ async def check_an_append_settles_with_what_it_records(h: Harness) -> None:
     assert await s.get_reservation("r:3") is None
 
 
+async def check_gc_takes_the_settled_reservations_of_the_runs_it_removes(h: Harness) -> None:
+    """A run removed by gc takes its settled reservations with it; what its account used
+    stays, and another run's reservations stay."""
+    s = h.store
+    account = _account("a/t@1", max_cost_nusd=100)
+    for run in ("done", "live"):
+        await s.create_run(NewRun(run, "a", "bot", 1.0), [EventDraft("run.created", {}, 1.0)])
+        await s.reserve_budget(_ask(f"{run}:1", Amount(cost_nusd=20), account, run=run), now=1)
+    end = RunUpdate(status="succeeded", settles=(("done:1", Amount(cost_nusd=5)),))
+    await s.append_events("done", [EventDraft("run.finished", {}, 2.0)], expected_seq=1, update=end)
+    removed = await s.gc(finished_before=time.time() + 3600)
+    assert removed.run_ids == ("done",)
+    assert await s.get_reservation("done:1") is None
+    assert await s.get_reservation("live:1") is not None
+    [stored] = await s.budget_accounts("a")
+    assert (stored.used.cost_nusd, stored.held.cost_nusd) == (5, 20)
+
+
 LEDGER_CHECKS = [
     check_reserve_settle_and_refuse,
     check_limits_follow_the_latest_draft,
     check_release_frees_what_a_run_holds,
     check_concurrent_reservations_never_pass_a_limit,
     check_an_append_settles_with_what_it_records,
+    check_gc_takes_the_settled_reservations_of_the_runs_it_removes,
 ]
 """The ledger checks, in a stable order."""
