@@ -4,19 +4,39 @@ directly when nobody executes it."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from agentrt.engine.holders import dead_holder, orphaned
-from agentrt.state.base import WAITING_STATUSES, RunRecord
+from agentrt.state.base import WAITING_STATUSES, RunRecord, Store
 
-if TYPE_CHECKING:
-    from agentrt.engine.worker import Worker
+__all__ = ["CancelHost", "cancel"]
 
-__all__ = ["cancel"]
+
+class _Finisher(Protocol):
+    async def finish_cancelled(self, run: RunRecord) -> Any: ...
+
+
+class CancelHost(Protocol):
+    """What cancelling needs of the worker it cancels for."""
+
+    store: Store
+    owner: str
+    lease_ttl_s: float
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    @property
+    def executor(self) -> _Finisher: ...
+
+    async def get(self, run_id: str) -> RunRecord: ...
+
+    def cancel_here(self, run_id: str) -> asyncio.Task[Any] | None: ...
 
 
 async def cancel(
-    worker: Worker,
+    worker: CancelHost,
     run_id: str,
     *,
     wait_s: float = 0.0,
