@@ -10,10 +10,9 @@ interleave with another append, in this process or another.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from agentrt.observe.audit import AuditHead, AuditRecord
 from agentrt.state._audit_sql import (
@@ -33,6 +32,7 @@ from agentrt.state._audit_sql import (
     unrecorded,
     with_recorded,
 )
+from agentrt.state._sqlite_part import SqlitePart
 from agentrt.state._sqlite_writer import READ, WRITE
 from agentrt.state.audit import AuditDraft
 
@@ -85,12 +85,10 @@ def _namespaces(conn: sqlite3.Connection) -> list[str]:
     return [ns for (ns,) in conn.execute(NAMESPACES)]
 
 
-class AuditMethods:
+class AuditMethods(SqlitePart):
     """The audit methods of :class:`~agentrt.state.sqlite.SqliteStore`."""
 
     if TYPE_CHECKING:
-
-        def _submit(self, kind: int, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]: ...
 
         @property
         def _ops(self) -> Ops: ...

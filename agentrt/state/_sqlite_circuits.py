@@ -8,10 +8,8 @@ due, the first claims it and the others read it claimed.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from agentrt.state._circuit_sql import (
     INSERT_CIRCUIT,
@@ -21,6 +19,7 @@ from agentrt.state._circuit_sql import (
     circuit_of,
     update_row,
 )
+from agentrt.state._sqlite_part import SqlitePart
 from agentrt.state._sqlite_writer import READ, WRITE
 from agentrt.state.circuits import Circuit, CircuitReport, next_circuit
 
@@ -57,12 +56,10 @@ class CircuitOps:
         return [circuit_of(row) for row in self.conn.execute(LIST_CIRCUITS, (namespace,))]
 
 
-class CircuitMethods:
+class CircuitMethods(SqlitePart):
     """The circuit methods of :class:`~agentrt.state.sqlite.SqliteStore`."""
 
     if TYPE_CHECKING:
-
-        def _submit(self, kind: int, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]: ...
 
         @property
         def _circuits(self) -> CircuitOps: ...

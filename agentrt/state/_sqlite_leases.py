@@ -4,10 +4,10 @@ takes. Grants and releases are serialised by SQLite's single writer."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeVar
 
+from agentrt.state._sqlite_part import SqlitePart
 from agentrt.state._sqlite_watch import (
     touched_claimed,
     touched_leased,
@@ -25,16 +25,10 @@ __all__ = ["LeaseMethods"]
 T = TypeVar("T")
 
 
-class LeaseMethods:
+class LeaseMethods(SqlitePart):
     """The lease and cancellation methods of :class:`~agentrt.state.sqlite.SqliteStore`."""
 
     if TYPE_CHECKING:
-
-        def _submit(self, kind: int, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]: ...
-
-        async def _write(
-            self, touched: Callable[[T], Any], fn: Callable[..., T], *args: Any
-        ) -> T: ...
 
         @property
         def _ops(self) -> Ops: ...

@@ -8,10 +8,8 @@ between, on one machine or many processes of one file.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from agentrt.state._ledger_sql import (
     HELD_OF_RUN,
@@ -33,6 +31,7 @@ from agentrt.state._ledger_sql import (
     reservation_row,
     settle_row,
 )
+from agentrt.state._sqlite_part import SqlitePart
 from agentrt.state._sqlite_writer import READ, WRITE
 from agentrt.state.budget_ledger import (
     Amount,
@@ -104,12 +103,10 @@ class LedgerOps:
         return [account_of(row) for row in rows]
 
 
-class LedgerMethods:
+class LedgerMethods(SqlitePart):
     """The ledger methods of :class:`~agentrt.state.sqlite.SqliteStore`."""
 
     if TYPE_CHECKING:
-
-        def _submit(self, kind: int, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]: ...
 
         @property
         def _ledger(self) -> LedgerOps: ...

@@ -7,12 +7,12 @@ transaction it opens for their batch.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agentrt._json import dumps_str, loads
+from agentrt.state._sqlite_part import SqlitePart
 from agentrt.state._sqlite_writer import READ, WRITE
 from agentrt.state.long_term_memory import (
     MemoryHit,
@@ -129,12 +129,10 @@ class MemoryOps:
         return cur.rowcount > 0
 
 
-class MemoryMethods:
+class MemoryMethods(SqlitePart):
     """The long-term memory methods of :class:`~agentrt.state.sqlite.SqliteStore`."""
 
     if TYPE_CHECKING:
-
-        def _submit(self, kind: int, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]: ...
 
         @property
         def _memory(self) -> MemoryOps: ...

@@ -4,9 +4,8 @@ SQLite's single writer."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from agentrt._json import dumps_str
@@ -20,6 +19,7 @@ from agentrt.state._queue_sql import (
     ranked,
 )
 from agentrt.state._rows import RUN_COLS, run_record
+from agentrt.state._sqlite_part import SqlitePart
 from agentrt.state._sqlite_watch import touched_claimed
 from agentrt.state._sqlite_writer import READ
 from agentrt.state.records import RunRecord
@@ -81,16 +81,10 @@ def _claim(
     return claimed
 
 
-class QueueMethods:
+class QueueMethods(SqlitePart):
     """The queue methods of :class:`~agentrt.state.sqlite.SqliteStore`."""
 
     if TYPE_CHECKING:
-
-        def _submit(self, kind: int, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]: ...
-
-        async def _write(
-            self, touched: Callable[[T], Any], fn: Callable[..., T], *args: Any
-        ) -> T: ...
 
         @property
         def _ops(self) -> Ops: ...

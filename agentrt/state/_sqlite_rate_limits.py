@@ -9,12 +9,11 @@ the levels and its write of them.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from agentrt.state._rate_sql import LIST_BUCKETS, bucket_of, take_row, take_sql
+from agentrt.state._sqlite_part import SqlitePart
 from agentrt.state._sqlite_writer import READ, WRITE
 from agentrt.state.rate_limits import RateBucket, RateTake, RateTaken, taken_of
 
@@ -37,12 +36,10 @@ def _list(conn: sqlite3.Connection, namespace: str, prefix: str) -> list[RateBuc
     return [bucket_of(row) for row in conn.execute(LIST_BUCKETS, (namespace, prefix, prefix))]
 
 
-class RateBucketMethods:
+class RateBucketMethods(SqlitePart):
     """The rate bucket methods of :class:`~agentrt.state.sqlite.SqliteStore`."""
 
     if TYPE_CHECKING:
-
-        def _submit(self, kind: int, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]: ...
 
         @property
         def _ops(self) -> Ops: ...

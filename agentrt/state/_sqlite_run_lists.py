@@ -3,12 +3,12 @@ filters and orders of :mod:`agentrt.state._run_query`, read on the writer thread
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from agentrt.state._run_query import RunFilter
 from agentrt.state._sqlite_ops import Ops
+from agentrt.state._sqlite_part import SqlitePart
 from agentrt.state._sqlite_writer import READ
 from agentrt.state.records import RunCursor, RunOrder, RunRecord
 
@@ -17,12 +17,10 @@ __all__ = ["RunListMethods"]
 T = TypeVar("T")
 
 
-class RunListMethods:
+class RunListMethods(SqlitePart):
     """``list_runs`` and ``count_runs`` of :class:`~agentrt.state.sqlite.SqliteStore`."""
 
     if TYPE_CHECKING:
-
-        def _submit(self, kind: int, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]: ...
 
         @property
         def _ops(self) -> Ops: ...

@@ -8,14 +8,13 @@ created or started between its check and its delete.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from agentrt.errors import SessionBusy
 from agentrt.state._session_sql import SESSION_TREE, activity, list_sql
 from agentrt.state._sqlite_ops import Ops
+from agentrt.state._sqlite_part import SqlitePart
 from agentrt.state._sqlite_writer import READ, WRITE
 from agentrt.state.records import SessionActivity, SessionRecord
 
@@ -60,16 +59,10 @@ class SessionOps:
         return tuple(run_id for _, run_id, _ in tree)
 
 
-class SessionMethods:
+class SessionMethods(SqlitePart):
     """The session methods of :class:`~agentrt.state.sqlite.SqliteStore`."""
 
     if TYPE_CHECKING:
-
-        def _submit(self, kind: int, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]: ...
-
-        async def _write(
-            self, touched: Callable[[T], Iterable[str]], fn: Callable[..., T], *args: Any
-        ) -> T: ...
 
         @property
         def _ops(self) -> Ops: ...
