@@ -61,11 +61,6 @@ class LocalStarts:
         self._woken = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def waiting(self) -> frozenset[str]:
-        """The runs started here that a limit holds back now."""
-        return frozenset(self._waiting)
-
     async def limited(self, namespace: str, agent: str) -> bool:
         """Whether a limit of runs at once could hold a new run of ``agent`` back."""
         return await self._book.limited(namespace, agent)
@@ -127,7 +122,8 @@ class LocalStarts:
         )
         shares = await self._book.shares(run.namespace for run in ours)
         picked = pick(QueueView(tuple(ours), view.running), len(ours), shares)
-        caps = caps_of((r for r in ours if r.id in set(picked)), shares)
+        chosen = set(picked)
+        caps = caps_of((r for r in ours if r.id in chosen), shares)
         claimed = await self._store.claim_picked(
             picked, self._owner, self._ttl_s, now=now, caps=caps
         )

@@ -87,6 +87,7 @@ async def claim_next(
     view = await store.queue_view(now=now, per_tenant=slots * 2)
     shares = await book.shares(r.namespace for r in view.waiting)
     picked = pick(view, slots, shares, draw=secrets.randbits(32))
-    caps = caps_of((r for r in view.waiting if r.id in set(picked)), shares)
+    chosen = set(picked)
+    caps = caps_of((r for r in view.waiting if r.id in chosen), shares)
     claimed = await store.claim_picked(picked, owner, ttl_s, now=now, caps=caps)
     return claimed, len(picked) == slots or len(claimed) < len(picked)
